@@ -1,0 +1,46 @@
+// The one registry of Quire's operating errors. Every error a user can meet carries a stable
+// `code` from this table; the README's error table is generated from the same list. Programmer
+// errors are assertions (see `assert` below) and crash instead.
+// Pure: imported by every layer, imports nothing.
+
+export const ERROR_CODES = {
+  INVALID_CONFIG: 'A setting is out of range (quorum sizes, ids, sizes, options).',
+  NOT_ENOUGH_BOOKIES: 'Fewer writable, live bookies than the ensemble (or a replacement) needs.',
+  UNAUTHORIZED: 'The password does not match the ledger, or a bookie rejected the master key.',
+  NO_SUCH_LEDGER: 'No ledger with that id exists in the metadata store.',
+  NO_SUCH_ENTRY: 'The entry does not exist on any bookie that should hold it, or is past the LAC.',
+  ENTRY_TOO_LARGE: 'The payload is larger than the configured maximum entry size (default 5 MiB).',
+  LEDGER_CLOSED: 'The ledger is closed (or the write handle was closed); no more appends.',
+  FENCED: 'The ledger was fenced by a recovery: this writer can get no more entries acknowledged.',
+  TIMEOUT: 'A bookie or the metadata store did not answer in time.',
+  NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout.',
+  CORRUPT_JOURNAL: 'A journal record before the tail fails its checksum; the bookie refuses to start.',
+  CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
+  BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',
+  METADATA_CONFLICT: 'A compare-and-swap on ledger metadata lost in a way a retry cannot fix.',
+  RECOVERY_INCOMPLETE: 'Recovery could not decide the last entry (too many unknown answers); retry later.',
+  BOOKIE_STOPPED: 'The bookie is draining or stopped and takes no new work.',
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export class QuireError extends Error {
+  readonly code: ErrorCode
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message)
+    this.name = 'QuireError'
+    this.code = code
+    this.details = details
+  }
+}
+
+export function isQuireError(err: unknown, code?: ErrorCode): err is QuireError {
+  return err instanceof QuireError && (code === undefined || err.code === code)
+}
+
+/** Programmer errors: always on, in production too. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`)
+}
