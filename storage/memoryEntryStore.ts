@@ -1,0 +1,142 @@
+// In-memory EntryStore for unit tests and the deterministic simulator: the same contract as
+// RocksEntryStore (storage/entryStore.ts), held to it by the shared cases in
+// test/entryStore.test.ts. Ids are asserted to be integers in [0, 2^53) as there; ledgers list
+// in ascending order; lastEntryId is the highest stored entryId of the ledger.
+// Invariants: it keeps private copies of what it is given and hands out fresh copies, so no
+// caller can change stored bytes except through the fault hook; after close() every call throws.
+// Fault model: bit rot only. corrupt(ledgerId, entryId) flips every bit of one byte of a stored
+// entry, silently, as a disk would: later reads return the damaged bytes with no error, and it
+// is the reader's digest check that must notice. Crashes are not modelled here (no memtable is
+// lost: a store that lost unflushed writes would be a separate double).
+
+import { assert } from '../machines/errors.ts'
+import type { EntryRef, EntryStore, StoredEntry, StoredLedgerState } from './types.ts'
+
+const ID_END = 2 ** 53
+
+function assertId(id: number, what: string): void {
+  assert(Number.isInteger(id) && id >= 0 && id < ID_END, `${what} must be an integer in [0, 2^53), got ${id}`)
+}
+
+interface LedgerEntries {
+  readonly byId: Map<number, Buffer>
+  /** Entries are only ever removed with their whole ledger, so the maximum only grows. */
+  last: number
+}
+
+function copyState(state: StoredLedgerState): StoredLedgerState {
+  return {
+    masterKey: state.masterKey === null ? null : Uint8Array.from(state.masterKey),
+    fenced: state.fenced,
+    explicitLac: state.explicitLac,
+  }
+}
+
+export class MemoryEntryStore implements EntryStore {
+  private readonly entries = new Map<number, LedgerEntries>()
+  private readonly states = new Map<number, StoredLedgerState>()
+  private readonly meta = new Map<string, Buffer>()
+  private closed = false
+
+  async putEntries(entries: readonly StoredEntry[]): Promise<void> {
+    this.assertOpen()
+    for (const e of entries) {
+      assertId(e.ledgerId, 'ledgerId')
+      assertId(e.entryId, 'entryId')
+    }
+    for (const e of entries) {
+      let ledger = this.entries.get(e.ledgerId)
+      if (ledger === undefined) {
+        ledger = { byId: new Map(), last: -1 }
+        this.entries.set(e.ledgerId, ledger)
+      }
+      ledger.byId.set(e.entryId, Buffer.from(e.data))
+      ledger.last = Math.max(ledger.last, e.entryId)
+    }
+  }
+
+  async getEntries(refs: readonly EntryRef[]): Promise<(Buffer | null)[]> {
+    this.assertOpen()
+    for (const r of refs) {
+      assertId(r.ledgerId, 'ledgerId')
+      assertId(r.entryId, 'entryId')
+    }
+    return refs.map((r) => {
+      const data = this.entries.get(r.ledgerId)?.byId.get(r.entryId)
+      return data === undefined ? null : Buffer.from(data)
+    })
+  }
+
+  async lastEntryId(ledgerId: number): Promise<number> {
+    this.assertOpen()
+    assertId(ledgerId, 'ledgerId')
+    return this.entries.get(ledgerId)?.last ?? -1
+  }
+
+  async getLedgerState(ledgerId: number): Promise<StoredLedgerState | null> {
+    this.assertOpen()
+    assertId(ledgerId, 'ledgerId')
+    const state = this.states.get(ledgerId)
+    return state === undefined ? null : copyState(state)
+  }
+
+  async putLedgerState(ledgerId: number, state: StoredLedgerState): Promise<void> {
+    this.assertOpen()
+    assertId(ledgerId, 'ledgerId')
+    assert(Number.isInteger(state.explicitLac) && state.explicitLac >= -1 && state.explicitLac < ID_END,
+      `explicitLac is -1 or an entry id, got ${state.explicitLac}`)
+    this.states.set(ledgerId, copyState(state))
+  }
+
+  /** A sorted snapshot taken at the first step, like the real store's seeks, but never torn. */
+  async *listLedgers(): AsyncIterable<number> {
+    this.assertOpen()
+    const ids = new Set([...this.entries.keys(), ...this.states.keys()])
+    yield* [...ids].sort((a, b) => a - b)
+  }
+
+  async deleteLedger(ledgerId: number): Promise<void> {
+    this.assertOpen()
+    assertId(ledgerId, 'ledgerId')
+    this.entries.delete(ledgerId)
+    this.states.delete(ledgerId)
+  }
+
+  async getMeta(key: string): Promise<Buffer | null> {
+    this.assertOpen()
+    const value = this.meta.get(key)
+    return value === undefined ? null : Buffer.from(value)
+  }
+
+  async putMeta(key: string, value: Uint8Array): Promise<void> {
+    this.assertOpen()
+    this.meta.set(key, Buffer.from(value))
+  }
+
+  /** Nothing to persist: every write is already as durable as this double gets. */
+  async flush(): Promise<void> {
+    this.assertOpen()
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+  }
+
+  /**
+   * Fault hook (bit rot): XOR 0xff into byte `byteIndex` (default: the middle byte) of a stored
+   * entry. Returns false when there is no such entry or it is empty, so a simulator may aim at
+   * random refs. Buffers already handed out are copies and stay as they were.
+   */
+  corrupt(ledgerId: number, entryId: number, byteIndex?: number): boolean {
+    const data = this.entries.get(ledgerId)?.byId.get(entryId)
+    if (data === undefined || data.length === 0) return false
+    const at = byteIndex ?? Math.floor(data.length / 2)
+    assert(Number.isInteger(at) && at >= 0 && at < data.length, `byteIndex ${at} outside 0..${data.length - 1}`)
+    data[at] = (data[at] ?? 0) ^ 0xff
+    return true
+  }
+
+  private assertOpen(): void {
+    assert(!this.closed, 'entry store is closed')
+  }
+}
