@@ -1,0 +1,352 @@
+// A bookie process: binds the lifecycle machine and one bookieLedger machine per ledger to NATS,
+// the journal, RocksDB and the metadata store.
+//
+// Request handling (subject quire.bookie.<id>):
+// - add: each ledger group goes to that ledger's actor; accepted adds are journaled, and only
+//   after the journal's fdatasync are they acknowledged, one addAck message per client per
+//   journal group commit (acks gathered in the sync callbacks, flushed on setImmediate);
+// - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
+//   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only;
+// - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds.
+
+import os from 'node:os'
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import { createActor, type ActorRefFrom } from 'xstate'
+import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
+import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
+import { QuireError } from '../machines/errors.ts'
+import type { MetadataStore } from '../storage/metadataStore.ts'
+import { openMetadata } from '../storage/openMetadata.ts'
+import { connectNats } from '../transport/nats.ts'
+import { readEntryHeader } from '../transport/entry.ts'
+import {
+  RC, bookieSubject, decode, encode,
+  type AddAck, type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
+} from '../transport/wire.ts'
+import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
+import { inspector } from './inspect.ts'
+
+export interface BookieOptions {
+  bookieId: string
+  dataDir: string
+  nats: string | string[]
+  heartbeatMs?: number
+  checkpointIntervalMs?: number
+  maxEntryBytes?: number
+  journal?: BookieStorageOptions
+  log?: (msg: string, fields?: Record<string, unknown>) => void
+}
+
+type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
+type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
+
+const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
+
+export class Bookie {
+  private storage: BookieStorage | null = null
+  private nc: NatsConnection | null = null
+  private metadata: MetadataStore | null = null
+  private sub: Subscription | null = null
+  private heartbeat: NodeJS.Timeout | null = null
+  private checkpointTimer: NodeJS.Timeout | null = null
+  private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
+  private readonly acks = new Map<string, Map<string, number[]>>()
+  private ackTimer: NodeJS.Immediate | null = null
+  private readonly lifecycle: Lifecycle
+  private readonly startedAt = Date.now()
+  private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
+  private stopped: (() => void) | null = null
+  private inflight = 0
+  readonly stats = { adds: 0, reads: 0, lacReads: 0 }
+
+  constructor(readonly opts: BookieOptions) {
+    const log = opts.log ?? (() => {})
+    const fail = (err: unknown): void => {
+      this.lifecycle.send({ type: 'failed', error: err instanceof Error ? err.message : String(err) })
+      this.started?.reject(err)
+      this.started = null
+    }
+    const step = (fn: () => Promise<void>): void => { fn().catch(fail) }
+    const machine = bookieLifecycleMachine.provide({
+      actions: {
+        'storage.open': () => step(async () => {
+          this.storage = await BookieStorage.open(opts.dataDir)
+          this.lifecycle.send({ type: 'storage.opened' })
+        }),
+        'journal.replay': () => step(async () => {
+          const records = await this.storage!.replayAndOpen(opts.journal)
+          log('journal replayed', { records })
+          this.lifecycle.send({ type: 'journal.replayed', records })
+        }),
+        'metadata.register': () => step(async () => {
+          this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}` })
+          this.metadata = await openMetadata(this.nc)
+          await this.register('writable')
+          const beat = opts.heartbeatMs ?? 1000
+          this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => log('heartbeat failed', { error: String(e) })) }, beat)
+          this.checkpointTimer = setInterval(() => {
+            this.storage?.checkpoint().catch((e) => log('checkpoint failed', { error: String(e) }))
+          }, opts.checkpointIntervalMs ?? 30_000)
+          this.lifecycle.send({ type: 'registered', readOnly: false })
+        }),
+        'serve.start': () => {
+          this.sub = this.nc!.subscribe(bookieSubject(opts.bookieId), {
+            callback: (err, msg) => {
+              if (err) return
+              let req: WireMessage
+              try {
+                req = decode(msg.data)
+              } catch {
+                return
+              }
+              this.dispatch(req, msg.reply ?? null)
+            },
+          })
+          this.nc!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
+        },
+        'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
+        'drain.start': () => step(async () => {
+          if (this.heartbeat) clearInterval(this.heartbeat)
+          if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+          if (this.sub) await this.sub.drain()
+          await this.quiesce()
+          this.flushAcks()
+          await this.metadata?.removeBookie(opts.bookieId).catch(() => {})
+          this.lifecycle.send({ type: 'drained' })
+        }),
+        shutdown: () => step(async () => {
+          if (this.heartbeat) clearInterval(this.heartbeat)
+          if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+          for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
+          await this.storage?.close().catch((e) => log('storage close failed', { error: String(e) }))
+          if (this.nc) {
+            await this.nc.flush().catch(() => {})
+            await this.nc.close().catch(() => {})
+          }
+          this.stopped?.()
+        }),
+      },
+    })
+    this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
+  }
+
+  get state(): string {
+    return String(this.lifecycle.getSnapshot().value)
+  }
+
+  /** Resolves once the bookie serves requests; rejects with the start-up error. */
+  start(): Promise<void> {
+    const ready = new Promise<void>((resolve, reject) => { this.started = { resolve, reject } })
+    this.lifecycle.start()
+    return ready
+  }
+
+  /** Drain: stop taking requests, finish in-flight adds, deregister, close. */
+  async stop(): Promise<void> {
+    const snap = this.lifecycle.getSnapshot()
+    const done = new Promise<void>((r) => { this.stopped = r })
+    if (snap.status === 'done') return
+    this.lifecycle.send({ type: 'drain' })
+    await done
+  }
+
+  private currentState(): 'writable' | 'readonly' {
+    return this.lifecycle.getSnapshot().value === 'readonly' ? 'readonly' : 'writable'
+  }
+
+  private async register(state: 'writable' | 'readonly'): Promise<void> {
+    await this.metadata!.putBookie({
+      bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
+      startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
+    })
+  }
+
+  private async quiesce(): Promise<void> {
+    while (this.inflight > 0) await new Promise((r) => setTimeout(r, 5))
+    await this.storage?.quiesce()
+  }
+
+  private dispatch(req: WireMessage, replyTo: string | null): void {
+    if (replyTo === null) return
+    switch (req.op) {
+      case 'add': this.onAdd(req, replyTo); break
+      case 'read': void this.onRead(req, replyTo); break
+      case 'readLac': void this.onReadLac(req, replyTo); break
+      default: break
+    }
+  }
+
+  /** The ledger's actor, loading its state on first use; null if unknown and `create` is false. */
+  private ledger(ledgerId: number, create: boolean): Promise<LedgerActor | null> {
+    const have = this.ledgers.get(ledgerId)
+    if (have) return have.then((a) => a ?? (create ? this.createLedger(ledgerId) : null))
+    const p = this.loadLedger(ledgerId, create)
+    this.ledgers.set(ledgerId, p)
+    p.then((a) => { if (a === null) this.ledgers.delete(ledgerId) }, () => this.ledgers.delete(ledgerId))
+    return p
+  }
+
+  private createLedger(ledgerId: number): Promise<LedgerActor> {
+    const p = this.loadLedger(ledgerId, true) as Promise<LedgerActor>
+    this.ledgers.set(ledgerId, p)
+    return p
+  }
+
+  private async loadLedger(ledgerId: number, create: boolean): Promise<LedgerActor | null> {
+    const s = await this.storage!.summary(ledgerId)
+    if (!create && s.state === null && s.lastEntryId < 0) return null
+    const storage = this.storage!
+    const machine = bookieLedgerMachine.provide({
+      actions: {
+        'journal.add': (_, p) => {
+          this.inflight++
+          storage.append({ t: 'add', l: ledgerId, e: p.entries.map((e) => e.data) }).then(
+            () => actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries }),
+            () => this.queueAck(p.replyTo, ledgerId, RC.ERROR, p.entries.map((e) => e.entryId)),
+          ).finally(() => { this.inflight-- })
+        },
+        'journal.masterKey': (_, p) => {
+          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey }).then(() => this.persistState(actor))
+        },
+        'journal.fence': () => {
+          storage.append({ t: 'fence', l: ledgerId }).then(
+            () => this.persistState(actor).then(() => actor.send({ type: 'journal.fenceSynced' })),
+            () => {},
+          )
+        },
+        'store.put': (_, p) => storage.putEntries(p.entries.map((e) => ({ ledgerId, entryId: e.entryId, data: e.data }))),
+        'reply.add': (_, p) => this.queueAck(p.replyTo, ledgerId, p.rc, p.entryIds),
+        'reply.lac': (_, p) => this.publish(p.replyTo, {
+          op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, lac: p.lac, lastEntryId: p.lastEntryId,
+        }),
+      },
+    })
+    const actor: LedgerActor = createActor(machine, {
+      input: {
+        ledgerId, masterKey: s.state?.masterKey ?? null, fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
+      },
+      inspect: inspector(this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`),
+    })
+    actor.start()
+    return actor
+  }
+
+  private async persistState(actor: LedgerActor): Promise<void> {
+    const c = actor.getSnapshot().context
+    const prev = await this.storage!.store.getLedgerState(c.ledgerId)
+    await this.storage!.putLedgerState(c.ledgerId, {
+      masterKey: c.masterKey, fenced: c.fenced, explicitLac: prev?.explicitLac ?? -1,
+    })
+  }
+
+  private onAdd(req: AddRequest, replyTo: string): void {
+    const max = this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES
+    const writable = this.lifecycle.getSnapshot().value === 'writable'
+    for (const g of req.groups) {
+      const entries: BookieEntry[] = []
+      const refused: number[] = []
+      for (const data of g.entries) {
+        let h
+        try {
+          h = readEntryHeader(data)
+        } catch {
+          continue
+        }
+        if (h.ledgerId !== g.ledgerId || data.byteLength > max) refused.push(h.entryId)
+        else entries.push({ entryId: h.entryId, lac: h.lac, data })
+      }
+      if (refused.length > 0) this.queueAck(replyTo, g.ledgerId, RC.TOO_LARGE, refused)
+      if (entries.length === 0) continue
+      if (!writable && !g.recovery) {
+        this.queueAck(replyTo, g.ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
+        continue
+      }
+      this.stats.adds += entries.length
+      this.inflight++
+      this.ledger(g.ledgerId, true).then(
+        (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, recovery: g.recovery, entries }),
+        () => this.queueAck(replyTo, g.ledgerId, RC.ERROR, entries.map((e) => e.entryId)),
+      ).finally(() => { this.inflight-- })
+    }
+  }
+
+  private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
+    this.stats.reads++
+    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void =>
+      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries })
+    try {
+      const ids = req.entryIds
+      const got = await this.storage!.getEntries(req.ledgerId, ids)
+      const out: Array<[number, Uint8Array | null]> = []
+      let bytes = 0
+      let anyFound = false
+      for (const data of got) {
+        if (data && out.length > 0 && bytes + data.byteLength > req.maxBytes) break
+        out.push(data ? [RC.OK, data] : [RC.NO_SUCH_ENTRY, null])
+        if (data) {
+          anyFound = true
+          bytes += data.byteLength
+        }
+      }
+      if (!anyFound && (await this.ledger(req.ledgerId, false)) === null) {
+        reply(RC.NO_SUCH_LEDGER, [])
+        return
+      }
+      reply(RC.OK, out)
+    } catch {
+      reply(RC.ERROR, [])
+    }
+  }
+
+  private async onReadLac(req: ReadLacRequest, replyTo: string): Promise<void> {
+    this.stats.lacReads++
+    const fail = (rc: number): void =>
+      this.publish(replyTo, { op: 'lacResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, lac: -1, lastEntryId: -1 })
+    try {
+      const fence = req.fence === true
+      if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
+      const a = await this.ledger(req.ledgerId, fence)
+      if (a === null) return fail(RC.NO_SUCH_LEDGER)
+      if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey! })
+      else a.send({ type: 'readLac', replyTo, reqId: req.reqId })
+    } catch {
+      fail(RC.ERROR)
+    }
+  }
+
+  private queueAck(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {
+    let byClient = this.acks.get(replyTo)
+    if (!byClient) this.acks.set(replyTo, (byClient = new Map()))
+    const k = `${ledgerId}:${rc}`
+    const list = byClient.get(k)
+    if (list) list.push(...entryIds)
+    else byClient.set(k, [...entryIds])
+    this.ackTimer ??= setImmediate(() => this.flushAcks())
+  }
+
+  private flushAcks(): void {
+    if (this.ackTimer) clearImmediate(this.ackTimer)
+    this.ackTimer = null
+    for (const [replyTo, byClient] of this.acks) {
+      const acks: AddAck['acks'] = []
+      for (const [k, ids] of byClient) {
+        const [l, rc] = k.split(':').map(Number)
+        acks.push([l!, rc!, ids])
+      }
+      this.publish(replyTo, { op: 'addAck', bookieId: this.opts.bookieId, acks })
+    }
+    this.acks.clear()
+  }
+
+  private publish(subject: string, msg: WireMessage): void {
+    try {
+      this.nc?.publish(subject, encode(msg))
+    } catch {
+      // Connection closing: the client times out and treats it as unknown.
+    }
+  }
+}
+
+export function startupError(err: unknown): QuireError | Error {
+  return err instanceof Error ? err : new Error(String(err))
+}

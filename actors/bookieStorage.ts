@@ -1,0 +1,211 @@
+// A bookie's storage: the journal (write-ahead log, fdatasync before ack) in front of the RocksDB
+// entry store, with a write cache for entries that are synced but not yet in RocksDB.
+//
+// Invariants:
+// - an entry is readable (write cache or RocksDB) from the moment its journal record is synced;
+// - a checkpoint records a journal position only after every record before it is in RocksDB and
+//   RocksDB is flushed; journal files wholly before the checkpoint may then be deleted;
+// - replay applies every record after the checkpoint, in order; a torn tail ends the journal, a
+//   corrupt record before the tail refuses start-up (CORRUPT_JOURNAL from storage/journal.ts).
+
+import path from 'node:path'
+import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
+import { openJournal, replayJournal, type FileJournal } from '../storage/journal.ts'
+import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
+import { readEntryHeader } from '../transport/entry.ts'
+import { decodeRecord, encodeRecord, type JournalRecord } from './journalRecords.ts'
+
+const CHECKPOINT_KEY = 'checkpoint'
+
+export interface BookieStorageOptions {
+  groupWaitMs?: number
+  groupBytesMax?: number
+  segmentBytesMax?: number
+}
+
+export interface LedgerSummary {
+  state: StoredLedgerState | null
+  lastEntryId: number
+  /** Highest LAC known: the last entry's piggybacked LAC or the explicit LAC. */
+  lac: number
+}
+
+export class BookieStorage {
+  private readonly cache = new Map<string, Uint8Array>()
+  private puts: StoredEntry[] = []
+  private putTimer: NodeJS.Immediate | null = null
+  private writes: Promise<void> = Promise.resolve()
+  private journalInFlight = 0
+  private journalIdle: (() => void) | null = null
+  replayedRecords = 0
+
+  private constructor(
+    readonly dir: string,
+    readonly store: RocksEntryStore,
+    private journal: FileJournal | null,
+  ) {}
+
+  static async open(dir: string): Promise<BookieStorage> {
+    const store = await openEntryStore(path.join(dir, 'entries'))
+    return new BookieStorage(dir, store, null)
+  }
+
+  /** Replay the journal from the last checkpoint into RocksDB, then start a new journal segment. */
+  async replayAndOpen(opts: BookieStorageOptions = {}): Promise<number> {
+    const jdir = path.join(this.dir, 'journal')
+    const cp = await this.store.getMeta(CHECKPOINT_KEY)
+    const from = cp ? (JSON.parse(cp.toString('utf8')) as JournalPosition) : null
+    const states = new Map<number, StoredLedgerState>()
+    const stateOf = async (l: number): Promise<StoredLedgerState> => {
+      let s = states.get(l)
+      if (!s) {
+        s = (await this.store.getLedgerState(l)) ?? { masterKey: null, fenced: false, explicitLac: -1 }
+        states.set(l, s)
+      }
+      return s
+    }
+    let batch: StoredEntry[] = []
+    let count = 0
+    for await (const { record } of replayJournal(jdir, from)) {
+      const r = decodeRecord(record)
+      count++
+      if (r.t === 'add') {
+        for (const data of r.e) {
+          const h = readEntryHeader(data)
+          batch.push({ ledgerId: r.l, entryId: h.entryId, data: Buffer.from(data) })
+        }
+        if (batch.length >= 2000) {
+          await this.store.putEntries(batch)
+          batch = []
+        }
+      } else if (r.t === 'key') (await stateOf(r.l)).masterKey = Buffer.from(r.k)
+      else if (r.t === 'fence') (await stateOf(r.l)).fenced = true
+      else if (r.t === 'lac') {
+        const s = await stateOf(r.l)
+        s.explicitLac = Math.max(s.explicitLac, r.lac)
+      }
+    }
+    if (batch.length > 0) await this.store.putEntries(batch)
+    for (const [l, s] of states) await this.store.putLedgerState(l, s)
+    this.journal = await openJournal(jdir, opts)
+    this.replayedRecords = count
+    // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
+    await this.checkpoint()
+    return count
+  }
+
+  get journalStats(): { syncs: number; records: number; bytes: number; pendingBytes: number } {
+    const j = this.requireJournal()
+    return { ...j.stats, pendingBytes: j.pendingBytes }
+  }
+
+  private requireJournal(): FileJournal {
+    if (!this.journal) throw new Error('journal not open: replay first')
+    return this.journal
+  }
+
+  /** Append a record; resolves once it is on disk. */
+  async append(r: JournalRecord): Promise<void> {
+    const j = this.requireJournal()
+    this.journalInFlight++
+    try {
+      await j.append(encodeRecord(r))
+    } finally {
+      if (--this.journalInFlight === 0 && this.journalIdle) this.journalIdle()
+    }
+  }
+
+  /** After sync: make entries readable now, and queue them for RocksDB. */
+  putEntries(entries: readonly StoredEntry[]): void {
+    for (const e of entries) {
+      this.cache.set(`${e.ledgerId}:${e.entryId}`, e.data)
+      this.puts.push(e)
+    }
+    this.putTimer ??= setImmediate(() => this.flushPuts())
+  }
+
+  putLedgerState(ledgerId: number, state: StoredLedgerState): Promise<void> {
+    return this.chain(() => this.store.putLedgerState(ledgerId, state))
+  }
+
+  private flushPuts(): void {
+    this.putTimer = null
+    const batch = this.puts
+    if (batch.length === 0) return
+    this.puts = []
+    void this.chain(async () => {
+      await this.store.putEntries(batch)
+      for (const e of batch) {
+        const k = `${e.ledgerId}:${e.entryId}`
+        if (this.cache.get(k) === e.data) this.cache.delete(k)
+      }
+    })
+  }
+
+  private chain(fn: () => Promise<void>): Promise<void> {
+    const next = this.writes.then(fn)
+    this.writes = next.catch(() => {})
+    return next
+  }
+
+  async getEntries(ledgerId: number, entryIds: readonly number[]): Promise<(Uint8Array | null)[]> {
+    const out: (Uint8Array | null)[] = entryIds.map((e) => this.cache.get(`${ledgerId}:${e}`) ?? null)
+    const missing = entryIds.filter((_, i) => out[i] === null)
+    if (missing.length > 0) {
+      const got = await this.store.getEntries(missing.map((entryId) => ({ ledgerId, entryId })))
+      let j = 0
+      for (let i = 0; i < out.length; i++) if (out[i] === null) out[i] = got[j++] ?? null
+    }
+    return out
+  }
+
+  async summary(ledgerId: number): Promise<LedgerSummary> {
+    const state = await this.store.getLedgerState(ledgerId)
+    let lastEntryId = await this.store.lastEntryId(ledgerId)
+    for (const k of this.cache.keys()) {
+      const [l, e] = k.split(':').map(Number)
+      if (l === ledgerId && e! > lastEntryId) lastEntryId = e!
+    }
+    let lac = state?.explicitLac ?? -1
+    if (lastEntryId >= 0) {
+      const [last] = await this.getEntries(ledgerId, [lastEntryId])
+      if (last) lac = Math.max(lac, readEntryHeader(last).lac)
+    }
+    return { state, lastEntryId, lac }
+  }
+
+  /** Flush RocksDB and record the journal position it covers; drop older journal files. */
+  async checkpoint(): Promise<JournalPosition> {
+    const j = this.requireJournal()
+    const pos = j.syncedPosition
+    // Let sync callbacks for records up to `pos` queue their puts, then write them.
+    await new Promise((r) => setImmediate(r))
+    if (this.putTimer) {
+      clearImmediate(this.putTimer)
+      this.flushPuts()
+    }
+    await this.writes
+    await this.store.flush()
+    await this.store.putMeta(CHECKPOINT_KEY, Buffer.from(JSON.stringify(pos)))
+    await this.store.flush()
+    await j.trimBefore(pos)
+    return pos
+  }
+
+  /** Wait for in-flight journal appends to settle. */
+  async quiesce(): Promise<void> {
+    if (this.journalInFlight === 0) return
+    await new Promise<void>((r) => { this.journalIdle = r })
+    this.journalIdle = null
+  }
+
+  async close(): Promise<void> {
+    if (this.journal) {
+      await this.quiesce()
+      await this.checkpoint()
+      await this.journal.close()
+      this.journal = null
+    }
+    await this.store.close()
+  }
+}

@@ -1,0 +1,115 @@
+// Starting the parts of a local cluster as child processes: a nats-server from the project's
+// nats.conf on a free loopback port with its own store, and bookie processes. Used by
+// `quire sandbox`, the benchmark and the integration tests, so all three run the same way.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+export const QUIRE_BIN = path.join(REPO_ROOT, 'cli', 'quire.mjs')
+
+const children = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+})
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export async function waitForPort(port: number, timeoutMs: number, what: string, proc?: ChildProcess, stderr?: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (proc && proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}: ${stderr?.() ?? ''}`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`${what} did not listen on port ${port} within ${timeoutMs} ms: ${stderr?.() ?? ''}`)
+}
+
+export interface ManagedProcess {
+  readonly proc: ChildProcess
+  readonly pid: number
+  output(): string
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
+  stop(graceMs?: number): Promise<void>
+  kill(signal?: NodeJS.Signals): void
+  exited: Promise<number | null>
+}
+
+function manage(proc: ChildProcess, echo: boolean): ManagedProcess {
+  children.add(proc)
+  let out = ''
+  const keep = (d: Buffer): void => {
+    out = (out + d.toString()).slice(-64 * 1024)
+    if (echo) process.stderr.write(d)
+  }
+  proc.stdout?.on('data', keep)
+  proc.stderr?.on('data', keep)
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('exit', (code) => { children.delete(proc); resolve(code) })
+  })
+  return {
+    proc,
+    pid: proc.pid ?? -1,
+    output: () => out,
+    exited,
+    kill: (signal = 'SIGKILL') => { if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal) },
+    async stop(graceMs = 5000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      proc.kill('SIGTERM')
+      const t = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+      await exited
+      clearTimeout(t)
+    },
+  }
+}
+
+export interface NatsServer extends ManagedProcess {
+  url: string
+  port: number
+  storeDir: string
+}
+
+export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean }): Promise<NatsServer> {
+  const port = opts.port ?? (await freePort())
+  mkdirSync(opts.storeDir, { recursive: true })
+  const proc = spawn('nats-server', ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const m = manage(proc, opts.echo ?? false)
+  const spawnError = new Promise<never>((_, reject) => proc.once('error', (e) => reject(new Error(
+    `cannot start nats-server (${e.message}); install it with: apt-get install -y nats-server`))))
+  await Promise.race([waitForPort(port, 15_000, 'nats-server', proc, m.output), spawnError])
+  return { ...m, url: `nats://127.0.0.1:${port}`, port, storeDir: opts.storeDir }
+}
+
+export interface BookieProcess extends ManagedProcess {
+  id: string
+  data: string
+}
+
+export function startBookieProcess(opts: { id: string; data: string; nats: string; echo?: boolean; extraArgs?: string[]; env?: Record<string, string> }): BookieProcess {
+  if (!existsSync(opts.data)) mkdirSync(opts.data, { recursive: true })
+  const proc = spawn(process.execPath, [QUIRE_BIN, 'bookie', '--id', opts.id, '--data', opts.data, '--nats', opts.nats, ...(opts.extraArgs ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  })
+  return { ...manage(proc, opts.echo ?? false), id: opts.id, data: opts.data }
+}

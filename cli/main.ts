@@ -1,0 +1,59 @@
+// `quire`: one command for every role. Operating errors (QuireError) print their code and
+// message and exit 1; anything else is a bug and prints its stack.
+
+import { Command, Option } from 'commander'
+import { QuireError } from '../machines/errors.ts'
+import { runBookie } from './bookieCmd.ts'
+import { runSandbox } from './sandbox.ts'
+import { addShellCommands } from './shell.ts'
+
+const program = new Command()
+program.name('quire').description('Quire: a replicated ledger store on NATS').showHelpAfterError()
+
+const natsOption = (): Option => new Option('--nats <urls>', 'NATS server URL(s), comma-separated').env('QUIRE_NATS').default('nats://127.0.0.1:4222')
+
+program
+  .command('bookie')
+  .description('run a bookie in the foreground (SIGTERM drains and exits)')
+  .addOption(natsOption())
+  .addOption(new Option('--data <dir>', 'data directory (journal + entry store)').env('QUIRE_DATA').makeOptionMandatory())
+  .addOption(new Option('--id <id>', 'bookie id (default: kept in the data directory, generated on first start)').env('QUIRE_BOOKIE_ID'))
+  .addOption(new Option('--heartbeat-ms <ms>', 'registration heartbeat interval').env('QUIRE_HEARTBEAT_MS').default('1000'))
+  .addOption(new Option('--journal-group-wait-ms <ms>', 'longest wait before a group commit').env('QUIRE_JOURNAL_GROUP_WAIT_MS').default('1'))
+  .addOption(new Option('--journal-group-bytes <n>', 'bytes that force a group commit').env('QUIRE_JOURNAL_GROUP_BYTES').default(String(512 * 1024)))
+  .addOption(new Option('--checkpoint-ms <ms>', 'interval between entry store checkpoints').env('QUIRE_CHECKPOINT_MS').default('30000'))
+  .action(runBookie)
+
+program
+  .command('sandbox')
+  .description('start a local cluster: nats-server + bookies, optionally with a demo workload')
+  .option('--bookies <n>', 'number of bookie processes', '3')
+  .option('--nats-port <port>', 'port for nats-server (default: a free one)')
+  .option('--data <dir>', 'data folder (default: a new temporary one)')
+  .option('--demo', 'keep appending to a ledger and print a line a second')
+  .option('--entry-size <bytes>', 'payload size of demo entries', '1024')
+  .option('--in-flight <n>', 'demo appends in flight', '64')
+  .option('--seconds <n>', 'stop after this many seconds (default: until Ctrl-C)')
+  .action(runSandbox)
+
+addShellCommands(program.command('shell').description('admin commands (in the spirit of BookKeeper\'s shell)'), natsOption)
+
+program
+  .command('bench')
+  .description('run the benchmark (same as npm run bench)')
+  .option('--json', 'print the figures as one JSON object on the last line')
+  .option('--seconds <n>', 'seconds per measurement', '5')
+  .action(async (opts: { json?: boolean; seconds: string }) => {
+    const { runBench } = await import('../bench/run.ts')
+    await runBench({ json: opts.json === true, seconds: Number(opts.seconds) })
+  })
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof QuireError) {
+    process.stderr.write(`error ${err.code}: ${err.message}\n`)
+    process.exit(1)
+  }
+  throw err
+}

@@ -1,0 +1,139 @@
+// `quire shell ...`: admin commands in the spirit of BookKeeper's shell. Each connects to NATS
+// (--nats), does one thing, prints a readable answer and exits non-zero on any error.
+
+import type { Command, Option } from 'commander'
+import { connect, type QuireClient } from '../client/index.ts'
+import { QuireError } from '../machines/errors.ts'
+import { isBookieAlive } from '../storage/metadataStore.ts'
+
+async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>): Promise<T> {
+  const client = await connect({ servers: nats, name: 'quire-shell' })
+  try {
+    return await fn(client)
+  } finally {
+    await client.close()
+  }
+}
+
+function ledgerIdArg(v: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 0) throw new QuireError('INVALID_CONFIG', `not a ledger id: ${v}`)
+  return n
+}
+
+function intOpt(name: string, v: string | undefined, dflt: number, min = 0): number {
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < min) throw new QuireError('INVALID_CONFIG', `${name} must be an integer >= ${min}, got ${v}`)
+  return n
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US')
+
+function printable(buf: Buffer): boolean {
+  for (const b of buf) if (b < 0x09 || (b > 0x0d && b < 0x20) || b === 0x7f) return false
+  return buf.toString('utf8').includes('\uFFFD') === false
+}
+
+export function addShellCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('listbookies').description('list registered bookies with their state and liveness').addOption(natsOption())
+    .action((o: { nats: string }) => withClient(o.nats, async (c) => {
+      const now = Date.now()
+      const list = await c.listBookies()
+      for (const b of list) {
+        const alive = isBookieAlive(b, now) ? 'alive' : 'dead'
+        console.log(`${b.bookieId}\t${b.state}\t${alive}\thost=${b.host} pid=${b.pid} heartbeat=${now - b.heartbeatAt}ms ago`)
+      }
+      if (list.length === 0) console.log('no bookies registered')
+    }))
+
+  shell.command('listledgers').description('list ledger ids (with state and last entry when --meta)').addOption(natsOption())
+    .option('--meta', 'also print each ledger\'s state, last entry id and length')
+    .action((o: { nats: string; meta?: boolean }) => withClient(o.nats, async (c) => {
+      for await (const id of c.listLedgers()) {
+        if (!o.meta) console.log(String(id))
+        else {
+          const { value: md } = await c.metadata.readLedger(id).catch(() => ({ value: null }))
+          console.log(md ? `${id}\t${md.state}\tlastEntryId=${md.lastEntryId}\tlength=${md.length}` : `${id}\t(deleted)`)
+        }
+      }
+    }))
+
+  shell.command('ledgermetadata <ledgerId>').description('print a ledger\'s metadata (segments, state, quorums)').addOption(natsOption())
+    .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {
+      const { value: md, revision } = await c.metadata.readLedger(ledgerIdArg(id))
+      const { passwordCheck: _hidden, ...shown } = md
+      console.log(JSON.stringify({ ...shown, revision }, null, 2))
+    }))
+
+  shell.command('readledger <ledgerId>').description('print entries of a ledger').addOption(natsOption())
+    .option('--from <entryId>', 'first entry', '0')
+    .option('--to <entryId>', 'last entry (default: the last confirmed)')
+    .option('--password <password>', 'ledger password', '')
+    .option('--hex', 'always print payloads as hex')
+    .action((id: string, o: { nats: string; from: string; to?: string; password: string; hex?: boolean }) => withClient(o.nats, async (c) => {
+      const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
+      const from = intOpt('--from', o.from, 0)
+      const to = intOpt('--to', o.to, h.lastAddConfirmed)
+      if (to < from) {
+        console.log(`ledger ${id}: no entries in ${from}..${to} (last confirmed ${h.lastAddConfirmed})`)
+        return
+      }
+      for (let first = from; first <= to; first += 1000) {
+        for (const e of await h.read(first, Math.min(to, first + 999))) {
+          const text = !o.hex && printable(e.payload) ? JSON.stringify(e.payload.toString('utf8')) : e.payload.toString('hex')
+          console.log(`${e.entryId}\t${e.payload.byteLength}B\t${text}`)
+        }
+      }
+    }))
+
+  shell.command('deleteledger <ledgerId>').description('delete a ledger from the metadata').addOption(natsOption())
+    .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {
+      await c.deleteLedger(ledgerIdArg(id))
+      console.log(`ledger ${id} deleted`)
+    }))
+
+  shell.command('simpletest').description('write N entries to a new ledger, close it, read all back and verify every byte').addOption(natsOption())
+    .option('--ensemble <n>', 'ensemble size', '3')
+    .option('--write-quorum <n>', 'write quorum', '2')
+    .option('--ack-quorum <n>', 'ack quorum', '2')
+    .option('--entries <n>', 'entries to write', '1000')
+    .option('--size <bytes>', 'payload size', '1024')
+    .option('--in-flight <n>', 'appends in flight', '100')
+    .action((o: Record<string, string> & { nats: string }) => withClient(o.nats, async (c) => {
+      const n = intOpt('--entries', o.entries, 1000, 1)
+      const size = intOpt('--size', o.size, 1024, 0)
+      const window = intOpt('--in-flight', o['inFlight'], 100, 1)
+      const w = await c.createLedger({
+        ensembleSize: intOpt('--ensemble', o.ensemble, 3, 1),
+        writeQuorum: intOpt('--write-quorum', o['writeQuorum'], 2, 1),
+        ackQuorum: intOpt('--ack-quorum', o['ackQuorum'], 2, 1),
+      })
+      const payload = (i: number): Buffer => {
+        const b = Buffer.alloc(size)
+        for (let k = 0; k < size; k++) b[k] = (i * 31 + k * 7) & 0xff
+        return b
+      }
+      const started = performance.now()
+      let next = 0
+      const worker = async (): Promise<void> => {
+        while (next < n) {
+          const i = next++
+          const id = await w.append(payload(i))
+          if (id !== i) throw new QuireError('CORRUPT_ENTRY', `append ${i} got entry id ${id}`)
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(window, n) }, worker))
+      const seconds = (performance.now() - started) / 1000
+      await w.close()
+      const r = await c.openLedger(w.ledgerId)
+      let bad = 0
+      for (let first = 0; first < n; first += 1000) {
+        for (const e of await r.read(first, Math.min(n - 1, first + 999))) if (!e.payload.equals(payload(e.entryId))) bad++
+      }
+      if (r.lastAddConfirmed !== n - 1 || bad > 0) {
+        throw new QuireError('CORRUPT_ENTRY', `ledger ${w.ledgerId}: ${bad} of ${n} entries differ (last confirmed ${r.lastAddConfirmed})`)
+      }
+      console.log(`ledger ${w.ledgerId}: ${fmt(n)} entries written and verified, ${fmt(n / seconds)} entries/s`)
+    }))
+}

@@ -1,0 +1,137 @@
+// A client's connection to the bookies: one NATS inbox for every reply, adds batched per bookie
+// (all entries queued in the same tick go out as one message per bookie), acks routed to the
+// writer of their ledger, and reads/LAC reads correlated by request id with a timeout.
+// No NATS request() per entry: the hot path is publish + one inbox subscription.
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import { createInbox } from '@nats-io/transport-node'
+import { QuireError } from '../machines/errors.ts'
+import {
+  bookieSubject, decode, encode,
+  type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage,
+} from '../transport/wire.ts'
+
+export type AckHandler = (bookieId: string, rc: number, entryIds: number[]) => void
+
+interface Waiter {
+  bookieId: string
+  resolve: (m: ReadResponse | ReadLacResponse) => void
+  reject: (e: unknown) => void
+  timer: NodeJS.Timeout
+}
+
+/** A batch is sent early once it passes this many bytes. */
+const BATCH_BYTES_MAX = 1024 * 1024
+
+export class BookieClient {
+  readonly inbox: string
+  private readonly sub: Subscription
+  private readonly writers = new Map<number, AckHandler>()
+  private readonly waiters = new Map<number, Waiter>()
+  private readonly out = new Map<string, { groups: Map<string, AddGroup>; bytes: number }>()
+  private flushQueued = false
+  private nextReqId = 1
+  readonly stats = { addMessages: 0, entriesSent: 0 }
+
+  constructor(private readonly nc: NatsConnection) {
+    this.inbox = createInbox()
+    this.sub = nc.subscribe(this.inbox, {
+      callback: (err, msg) => {
+        if (err) return
+        let m: WireMessage
+        try {
+          m = decode(msg.data)
+        } catch {
+          return
+        }
+        this.onMessage(m)
+      },
+    })
+  }
+
+  registerWriter(ledgerId: number, handler: AckHandler): () => void {
+    this.writers.set(ledgerId, handler)
+    return () => { if (this.writers.get(ledgerId) === handler) this.writers.delete(ledgerId) }
+  }
+
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, recovery: boolean, entry: Uint8Array): void {
+    let b = this.out.get(bookieId)
+    if (!b) this.out.set(bookieId, (b = { groups: new Map(), bytes: 0 }))
+    const key = `${ledgerId}:${recovery ? 1 : 0}`
+    let g = b.groups.get(key)
+    if (!g) b.groups.set(key, (g = { ledgerId, masterKey, recovery, entries: [] }))
+    g.entries.push(entry)
+    b.bytes += entry.byteLength
+    this.stats.entriesSent++
+    if (b.bytes >= BATCH_BYTES_MAX) this.flushBookie(bookieId)
+    else if (!this.flushQueued) {
+      this.flushQueued = true
+      queueMicrotask(() => this.flush())
+    }
+  }
+
+  flush(): void {
+    this.flushQueued = false
+    for (const bookieId of [...this.out.keys()]) this.flushBookie(bookieId)
+  }
+
+  private flushBookie(bookieId: string): void {
+    const b = this.out.get(bookieId)
+    if (!b) return
+    this.out.delete(bookieId)
+    this.stats.addMessages++
+    this.nc.publish(bookieSubject(bookieId), encode({ op: 'add', groups: [...b.groups.values()] }), { reply: this.inbox })
+  }
+
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number): Promise<ReadResponse> {
+    const reqId = this.nextReqId++
+    return this.request(bookieId, { op: 'read', reqId, ledgerId, entryIds, maxBytes }, reqId, timeoutMs) as Promise<ReadResponse>
+  }
+
+  readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
+    const reqId = this.nextReqId++
+    const msg: WireMessage = fence
+      ? { op: 'readLac', reqId, ledgerId, fence: true, masterKey: fence.masterKey }
+      : { op: 'readLac', reqId, ledgerId }
+    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadLacResponse>
+  }
+
+  private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<ReadResponse | ReadLacResponse> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(reqId)
+        reject(new QuireError('TIMEOUT', `bookie ${bookieId} did not answer ${msg.op} within ${timeoutMs} ms`, { bookieId }))
+      }, timeoutMs)
+      this.waiters.set(reqId, { bookieId, resolve, reject, timer })
+      try {
+        this.nc.publish(bookieSubject(bookieId), encode(msg), { reply: this.inbox })
+      } catch (err) {
+        clearTimeout(timer)
+        this.waiters.delete(reqId)
+        reject(new QuireError('BOOKIE_UNAVAILABLE', `cannot send to bookie ${bookieId}: ${String(err)}`, { bookieId }))
+      }
+    })
+  }
+
+  private onMessage(m: WireMessage): void {
+    if (m.op === 'addAck') {
+      for (const [ledgerId, rc, ids] of m.acks) this.writers.get(ledgerId)?.(m.bookieId, rc, ids)
+    } else if (m.op === 'readResp' || m.op === 'lacResp') {
+      const w = this.waiters.get(m.reqId)
+      if (!w) return
+      this.waiters.delete(m.reqId)
+      clearTimeout(w.timer)
+      w.resolve(m)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.flush()
+    for (const [id, w] of this.waiters) {
+      clearTimeout(w.timer)
+      w.reject(new QuireError('BOOKIE_UNAVAILABLE', 'client closed', { bookieId: w.bookieId }))
+      this.waiters.delete(id)
+    }
+    this.sub.unsubscribe()
+  }
+}

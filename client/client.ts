@@ -1,0 +1,121 @@
+// QuireClient: the one entry point of the client library. Connects to NATS, opens the metadata
+// buckets, and creates, opens, lists and deletes ledgers.
+
+import type { NatsConnection } from '@nats-io/transport-node'
+import { QuireError } from '../machines/errors.ts'
+import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
+import { pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { openMetadata } from '../storage/openMetadata.ts'
+import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } from '../transport/entry.ts'
+import { connectNats } from '../transport/nats.ts'
+import { BookieClient } from './bookieClient.ts'
+import { ReadHandle } from './readHandle.ts'
+import { WriteHandle } from './writeHandle.ts'
+
+export interface ClientOptions {
+  /** NATS server URL(s), e.g. "nats://127.0.0.1:4222" or a comma-separated list. */
+  servers: string | string[]
+  connectTimeoutMs?: number
+  /** An add that has no ack quorum after this long fails the writer with TIMEOUT. Default 10 s. */
+  addTimeoutMs?: number
+  readTimeoutMs?: number
+  /** Largest payload `append` accepts (ENTRY_TOO_LARGE above). Default 5 MiB. */
+  maxEntryBytes?: number
+  name?: string
+}
+
+export interface CreateLedgerOptions {
+  ensembleSize?: number
+  writeQuorum?: number
+  ackQuorum?: number
+  digestType?: DigestType
+  password?: string | Uint8Array
+  customMetadata?: Record<string, string>
+}
+
+export interface OpenLedgerOptions {
+  password?: string | Uint8Array
+}
+
+export const MAX_ENTRY_BYTES_DEFAULT = 5 * 1024 * 1024
+
+export async function connect(opts: ClientOptions): Promise<QuireClient> {
+  const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
+  try {
+    const metadata = await openMetadata(nc)
+    return new QuireClient(nc, metadata, opts)
+  } catch (err) {
+    await nc.close().catch(() => {})
+    throw err
+  }
+}
+
+export class QuireClient {
+  private readonly bookies: BookieClient
+  private readonly addTimeoutMs: number
+  private readonly readTimeoutMs: number
+  private readonly maxEntryBytes: number
+
+  constructor(readonly nc: NatsConnection, readonly metadata: MetadataStore, opts: ClientOptions) {
+    this.bookies = new BookieClient(nc)
+    this.addTimeoutMs = opts.addTimeoutMs ?? 10_000
+    this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
+    this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
+  }
+
+  async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {
+    const quorum = validateQuorum({
+      ensembleSize: opts.ensembleSize ?? DEFAULT_QUORUM.ensembleSize,
+      writeQuorum: opts.writeQuorum ?? Math.min(opts.ensembleSize ?? DEFAULT_QUORUM.writeQuorum, DEFAULT_QUORUM.writeQuorum),
+      ackQuorum: opts.ackQuorum ?? Math.min(opts.writeQuorum ?? DEFAULT_QUORUM.ackQuorum, DEFAULT_QUORUM.ackQuorum),
+    })
+    const digestType = validateDigestType(opts.digestType ?? 'crc32c')
+    const ensemble = pickBookies(await this.metadata.listBookies(), quorum.ensembleSize, Date.now(), Math.random)
+    const masterKey = masterKeyOf(opts.password ?? '')
+    const ledgerId = await this.metadata.allocateLedgerId()
+    const md: LedgerMetadata = {
+      ledgerId, ...quorum, digestType, state: 'OPEN', lastEntryId: -1, length: 0,
+      segments: [{ firstEntryId: 0, ensemble }], customMetadata: { ...(opts.customMetadata ?? {}) },
+      createdAt: Date.now(), passwordCheck: passwordCheckOf(masterKey),
+    }
+    const created = await this.metadata.createLedger(md)
+    return new WriteHandle(this.writeDeps(masterKey), created.value, created.revision)
+  }
+
+  /** Open without recovery: never fences, never writes metadata; reads up to the LAC it learns. */
+  async openLedger(ledgerId: number, opts: OpenLedgerOptions = {}): Promise<ReadHandle> {
+    const { value: md } = await this.metadata.readLedger(ledgerId)
+    const masterKey = masterKeyOf(opts.password ?? '')
+    if (passwordCheckOf(masterKey) !== md.passwordCheck) {
+      throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
+    }
+    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs }, md)
+    if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
+    return handle
+  }
+
+  async deleteLedger(ledgerId: number): Promise<void> {
+    await this.metadata.deleteLedger(ledgerId)
+  }
+
+  listLedgers(): AsyncIterable<number> {
+    return this.metadata.listLedgers()
+  }
+
+  listBookies(): Promise<BookieRecord[]> {
+    return this.metadata.listBookies()
+  }
+
+  async close(): Promise<void> {
+    await this.bookies.close()
+    await this.nc.flush().catch(() => {})
+    await this.nc.close()
+  }
+
+  private writeDeps(masterKey: Buffer) {
+    return {
+      bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
+      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc,
+    }
+  }
+}

@@ -1,0 +1,175 @@
+// ReadHandle: reads entries and the LAC of a ledger. Every entry's digest is verified; a replica
+// that fails it, answers an error or times out is skipped for the next bookie of the write set
+// (PROTOCOL.md "Entry on the wire", "Response classes"). An entry is reported missing
+// (NO_SUCH_ENTRY) only when every bookie of its write set said so explicitly.
+
+import { QuireError, isQuireError } from '../machines/errors.ts'
+import { isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
+import type { LedgerMetadata, Segment } from '../storage/metadataStore.ts'
+import { decodeEntry } from '../transport/entry.ts'
+import { RC, type ReadResponse } from '../transport/wire.ts'
+import type { BookieClient } from './bookieClient.ts'
+
+export interface LedgerEntry {
+  ledgerId: number
+  entryId: number
+  payload: Buffer
+}
+
+export interface HandleDeps {
+  bookies: BookieClient
+  masterKey: Buffer
+  readTimeoutMs: number
+}
+
+/** Entries asked of one bookie per request, and bytes per reply. */
+const READ_CHUNK = 512
+const READ_REPLY_BYTES = 4 * 1024 * 1024
+
+export class ReadHandle {
+  protected md: LedgerMetadata
+  protected lac: number
+
+  constructor(protected readonly deps: HandleDeps, metadata: LedgerMetadata) {
+    this.md = metadata
+    this.lac = metadata.state === 'CLOSED' ? metadata.lastEntryId : -1
+  }
+
+  get ledgerId(): number {
+    return this.md.ledgerId
+  }
+
+  get metadata(): Readonly<LedgerMetadata> {
+    return this.md
+  }
+
+  /** Highest entry id known to be confirmed (the LAC), -1 when none. */
+  get lastAddConfirmed(): number {
+    return this.lac
+  }
+
+  get isClosed(): boolean {
+    return this.md.state === 'CLOSED'
+  }
+
+  /** Read entries first..last inclusive; they must be at or below the LAC. */
+  async read(firstEntryId: number, lastEntryId: number): Promise<LedgerEntry[]> {
+    if (!Number.isInteger(firstEntryId) || !Number.isInteger(lastEntryId) || firstEntryId < 0 || lastEntryId < firstEntryId) {
+      throw new QuireError('INVALID_CONFIG', `bad entry range ${firstEntryId}..${lastEntryId}`)
+    }
+    if (lastEntryId > this.lac) {
+      throw new QuireError('NO_SUCH_ENTRY', `entry ${lastEntryId} of ledger ${this.ledgerId} is past the last add confirmed (${this.lac})`, {
+        ledgerId: this.ledgerId, entryId: lastEntryId, lac: this.lac,
+      })
+    }
+    const out: LedgerEntry[] = []
+    for (let from = firstEntryId; from <= lastEntryId; from += READ_CHUNK) {
+      const to = Math.min(lastEntryId, from + READ_CHUNK - 1)
+      out.push(...(await this.readChunk(from, to)))
+    }
+    return out
+  }
+
+  /** Ask the last segment's bookies for their LAC and take the highest answer. */
+  async readLac(): Promise<number> {
+    if (this.md.state === 'CLOSED') return this.lac
+    const seg = this.lastSegment()
+    const answers = await Promise.allSettled(
+      seg.ensemble.map((b) => this.deps.bookies.readLac(b, this.ledgerId, this.deps.readTimeoutMs)),
+    )
+    let mask = 0
+    let best = -1
+    answers.forEach((a, i) => {
+      if (a.status !== 'fulfilled') return
+      if (a.value.rc === RC.OK || a.value.rc === RC.NO_SUCH_LEDGER) {
+        mask |= 1 << i
+        if (a.value.rc === RC.OK) best = Math.max(best, a.value.lac)
+      }
+    })
+    if (!isFenceCovered(mask, this.md)) {
+      throw new QuireError('BOOKIE_UNAVAILABLE', `too few bookies of ledger ${this.ledgerId} answered a LAC read`, { ledgerId: this.ledgerId })
+    }
+    if (best > this.lac) this.lac = best
+    return this.lac
+  }
+
+  protected lastSegment(): Segment {
+    const seg = this.md.segments[this.md.segments.length - 1]
+    if (!seg) throw new Error(`ledger ${this.ledgerId} has no segments`)
+    return seg
+  }
+
+  protected segmentOf(entryId: number): Segment {
+    let found = this.md.segments[0]!
+    for (const s of this.md.segments) if (s.firstEntryId <= entryId) found = s
+    return found
+  }
+
+  private async readChunk(first: number, last: number): Promise<LedgerEntry[]> {
+    const n = last - first + 1
+    const result: (LedgerEntry | null)[] = new Array(n).fill(null)
+    const attempt = new Array<number>(n).fill(0)
+    const negatives = new Array<number>(n).fill(0)
+    const corrupt = new Array<number>(n).fill(0)
+    const { ensembleSize: e, writeQuorum: w } = this.md
+    for (;;) {
+      const byBookie = new Map<string, number[]>()
+      for (let i = 0; i < n; i++) {
+        if (result[i] !== null) continue
+        const id = first + i
+        if (attempt[i]! >= w) this.giveUp(id, negatives[i]!, corrupt[i]!, w)
+        const ws = writeSetIndices(id, e, w)
+        const bookie = this.segmentOf(id).ensemble[ws[attempt[i]!]!]!
+        let list = byBookie.get(bookie)
+        if (!list) byBookie.set(bookie, (list = []))
+        list.push(id)
+      }
+      if (byBookie.size === 0) return result as LedgerEntry[]
+      await Promise.all([...byBookie].map(async ([bookie, ids]) => {
+        let resp: ReadResponse
+        try {
+          resp = await this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs)
+        } catch {
+          for (const id of ids) attempt[id - first]!++
+          return
+        }
+        if (resp.rc !== RC.OK) {
+          for (const id of ids) {
+            if (resp.rc === RC.NO_SUCH_LEDGER) negatives[id - first]!++
+            attempt[id - first]!++
+          }
+          return
+        }
+        resp.entries.forEach(([rc, data], k) => {
+          const id = ids[k]!
+          const i = id - first
+          if (rc === RC.OK && data) {
+            try {
+              const { payload } = decodeEntry(this.md.digestType, this.deps.masterKey, data, { ledgerId: this.ledgerId, entryId: id })
+              result[i] = { ledgerId: this.ledgerId, entryId: id, payload: Buffer.from(payload) }
+              return
+            } catch (err) {
+              if (!isQuireError(err, 'CORRUPT_ENTRY')) throw err
+              corrupt[i]!++
+            }
+          } else if (rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER) negatives[i]!++
+          attempt[i]!++
+        })
+      }))
+    }
+  }
+
+  private giveUp(entryId: number, negatives: number, corrupt: number, replicas: number): never {
+    const where = { ledgerId: this.ledgerId, entryId }
+    if (negatives === replicas) {
+      throw new QuireError('NO_SUCH_ENTRY', `no bookie holds entry ${entryId} of ledger ${this.ledgerId}`, where)
+    }
+    if (corrupt > 0 && corrupt + negatives === replicas) {
+      throw new QuireError('CORRUPT_ENTRY', `entry ${entryId} of ledger ${this.ledgerId} fails its digest on every replica`, where)
+    }
+    throw new QuireError('BOOKIE_UNAVAILABLE', `could not read entry ${entryId} of ledger ${this.ledgerId} from any of its ${replicas} bookies`, where)
+  }
+
+  /** Release the handle (a read handle holds no resources besides the client's). */
+  async closeHandle(): Promise<void> {}
+}

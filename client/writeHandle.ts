@@ -1,0 +1,231 @@
+// WriteHandle: the single writer of a ledger. Binds machines/writer.ts to the bookie transport
+// and the metadata store. Appends made in the same tick go to the machine as one event, so they
+// travel as one message per bookie; acks come back one message per bookie journal group commit.
+//
+// Invariants: append promises resolve in entryId order (the machine only emits `resolve` for the
+// contiguous prefix); nothing is resolved once the writer is fenced, closed or failed; an add
+// that got no ack quorum within addTimeoutMs fails the writer with TIMEOUT.
+
+import { createActor, type ActorRefFrom } from 'xstate'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { QuireError, type ErrorCode } from '../machines/errors.ts'
+import { writeSetIndices } from '../machines/quorum.ts'
+import { writerMachine } from '../machines/writer.ts'
+import type { LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
+import { KvConflict } from '../storage/types.ts'
+import { encodeEntry } from '../transport/entry.ts'
+import { RC, rcName } from '../transport/wire.ts'
+import { inspector } from '../actors/inspect.ts'
+import { ReadHandle, type HandleDeps } from './readHandle.ts'
+
+interface Waiting {
+  resolve: (entryId: number) => void
+  reject: (err: unknown) => void
+}
+
+export interface WriteDeps extends HandleDeps {
+  metadata: MetadataStore
+  addTimeoutMs: number
+  maxEntryBytes: number
+  nc: NatsConnection | null
+}
+
+export class WriteHandle extends ReadHandle {
+  private readonly actor: ActorRefFrom<typeof writerMachine>
+  private readonly unregister: () => void
+  /** Appends not yet handed to the machine (this tick), and those with an entry id. */
+  private unsent: { payloads: Uint8Array[]; waiting: Waiting[] } = { payloads: [], waiting: [] }
+  private handing: Waiting[] = []
+  private readonly inflight: Waiting[] = []
+  private flushQueued = false
+  private lastProgressAt = 0
+  private timer: NodeJS.Timeout | null = null
+  private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
+  private revision: number
+
+  constructor(private readonly w: WriteDeps, metadata: LedgerMetadata, revision: number) {
+    super(w, metadata)
+    this.revision = revision
+    const seg = this.lastSegment()
+    const machine = writerMachine.provide({
+      actions: {
+        send: (_, p) => {
+          this.inflight.push(...this.handing)
+          this.handing = []
+          if (this.inflight.length === p.entries.length) this.lastProgressAt = Date.now()
+          const { ensembleSize: e, writeQuorum: q } = this.md
+          for (const { entryId, payload } of p.entries) {
+            const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, payload)
+            for (const i of writeSetIndices(entryId, e, q)) w.bookies.queueAdd(p.ensemble[i]!, this.ledgerId, w.masterKey, false, data)
+          }
+          this.armTimer()
+        },
+        resolve: (_, p) => {
+          this.lac = p.lac
+          this.lastProgressAt = Date.now()
+          for (let id = p.firstEntryId; id <= p.lastEntryId; id++) this.inflight.shift()?.resolve(id)
+        },
+        reject: (_, p) => {
+          const err = new QuireError(p.code, p.message, { ledgerId: this.ledgerId })
+          const victims = p.scope === 'all' ? [...this.inflight.splice(0), ...this.handing] : this.handing
+          this.handing = []
+          for (const v of victims) v.reject(err)
+          if (p.scope === 'all') this.settleClose(err)
+        },
+        closeMetadata: (_, p) => { void this.closeMetadata(p.lastEntryId, p.length) },
+      },
+    })
+    this.actor = createActor(machine, {
+      input: {
+        ledgerId: metadata.ledgerId,
+        quorum: metadata,
+        ensemble: seg.ensemble,
+        lastEntryId: metadata.lastEntryId,
+        length: metadata.length,
+      },
+      inspect: inspector(w.nc, 'writer', String(metadata.ledgerId)),
+    })
+    this.actor.subscribe((snap) => {
+      if (snap.value === 'closed') this.settleClose(null)
+      else if ((snap.value === 'failed' || snap.value === 'fenced') && snap.context.error) {
+        this.settleClose(new QuireError(snap.context.error.code, snap.context.error.message, { ledgerId: this.ledgerId }))
+      }
+    })
+    this.unregister = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
+    this.actor.start()
+  }
+
+  /** State of the writer machine (open, closing, closed, fenced, failed, ...). */
+  get state(): string {
+    return String(this.actor.getSnapshot().value)
+  }
+
+  get lastAddPushed(): number {
+    return this.actor.getSnapshot().context.lastAddPushed
+  }
+
+  /** Append one entry; resolves with its entryId once Qa bookies of its write set have it on disk. */
+  append(data: Uint8Array | string): Promise<number> {
+    const payload = typeof data === 'string' ? Buffer.from(data) : data
+    if (payload.byteLength > this.w.maxEntryBytes) {
+      return Promise.reject(new QuireError('ENTRY_TOO_LARGE', `entry of ${payload.byteLength} bytes exceeds the limit of ${this.w.maxEntryBytes} bytes`, {
+        ledgerId: this.ledgerId, size: payload.byteLength, limit: this.w.maxEntryBytes,
+      }))
+    }
+    return new Promise((resolve, reject) => {
+      this.unsent.payloads.push(payload)
+      this.unsent.waiting.push({ resolve, reject })
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        queueMicrotask(() => this.handOver())
+      }
+    })
+  }
+
+  private handOver(): void {
+    this.flushQueued = false
+    const { payloads, waiting } = this.unsent
+    if (payloads.length === 0) return
+    this.unsent = { payloads: [], waiting: [] }
+    this.handing = waiting
+    this.actor.send({ type: 'append', payloads })
+    // Neither `send` nor `reject` took them: cannot happen, but never leave a caller hanging.
+    for (const h of this.handing) h.reject(new Error('append was neither sent nor refused'))
+    this.handing = []
+  }
+
+  /** Finish in-flight appends, then CAS the metadata to CLOSED at the LAC. */
+  close(): Promise<void> {
+    this.handOver()
+    const done = new Promise<void>((resolve, reject) => this.closeWaiters.push({ resolve, reject }))
+    const v = this.actor.getSnapshot().value
+    if (v === 'closed') this.settleClose(null)
+    else if (v === 'open') this.actor.send({ type: 'close' })
+    else if (v === 'fenced' || v === 'failed') {
+      const e = this.actor.getSnapshot().context.error
+      this.settleClose(new QuireError(e?.code ?? 'LEDGER_CLOSED', e?.message ?? 'the writer has stopped', { ledgerId: this.ledgerId }))
+    }
+    return done
+  }
+
+  private settleClose(err: QuireError | null): void {
+    const waiters = this.closeWaiters
+    this.closeWaiters = []
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+    if (err === null || this.state !== 'open') this.unregister()
+    for (const w of waiters) (err ? w.reject(err) : w.resolve())
+  }
+
+  private onAcks(bookieId: string, rc: number, entryIds: number[]): void {
+    if (rc === RC.OK) this.actor.send({ type: 'acks', bookieId, entryIds })
+    else if (rc === RC.FENCED) this.actor.send({ type: 'fenced', bookieId })
+    else if (rc === RC.UNAUTHORIZED) this.actor.send({ type: 'unauthorized', bookieId })
+    else {
+      const code: ErrorCode = rc === RC.TOO_LARGE ? 'ENTRY_TOO_LARGE' : 'BOOKIE_UNAVAILABLE'
+      this.actor.send({ type: 'bookie.failed', bookieId, entryIds, code, reason: `bookie answered ${rcName(rc)}` })
+    }
+  }
+
+  /** One coarse timer per writer (not per entry): fails the bookies that hold up the oldest add. */
+  private armTimer(): void {
+    if (this.timer) return
+    const every = Math.max(20, Math.min(250, this.w.addTimeoutMs / 4))
+    this.timer = setInterval(() => this.checkTimeouts(), every)
+    this.timer.unref()
+  }
+
+  private checkTimeouts(): void {
+    const snap = this.actor.getSnapshot()
+    const head = snap.context.pending[0]
+    if (!head) {
+      if (snap.value !== 'open' && snap.value !== 'closing' && this.timer) {
+        clearInterval(this.timer)
+        this.timer = null
+      }
+      this.lastProgressAt = Date.now()
+      return
+    }
+    if (Date.now() - this.lastProgressAt < this.w.addTimeoutMs) return
+    const ids = snap.context.pending.map((p) => p.entryId)
+    snap.context.ensemble.forEach((bookieId, i) => {
+      const bit = 1 << i
+      if ((head.writeMask & bit) !== 0 && (head.ackedMask & bit) === 0) {
+        this.actor.send({ type: 'bookie.failed', bookieId, entryIds: ids, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
+      }
+    })
+    this.lastProgressAt = Date.now()
+  }
+
+  /** PROTOCOL.md "Close (writer side)": CAS to CLOSED; conflicts resolved by re-reading. */
+  private async closeMetadata(lastEntryId: number, length: number): Promise<void> {
+    try {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
+        const md = cur.value
+        if (md.state === 'CLOSED') {
+          if (md.lastEntryId === lastEntryId) return this.closedWith(md, cur.revision)
+          throw new QuireError('METADATA_CONFLICT', `ledger ${this.ledgerId} was closed at entry ${md.lastEntryId}, this writer has ${lastEntryId}`)
+        }
+        if (md.state === 'IN_RECOVERY') throw new QuireError('FENCED', `ledger ${this.ledgerId} is being recovered`)
+        const next: LedgerMetadata = { ...md, state: 'CLOSED', lastEntryId, length }
+        try {
+          const written = await this.w.metadata.writeLedger(next, cur.revision)
+          return this.closedWith(written.value, written.revision)
+        } catch (err) {
+          if (!(err instanceof KvConflict)) throw err
+        }
+      }
+      throw new QuireError('METADATA_CONFLICT', `could not close ledger ${this.ledgerId}: too many concurrent metadata updates`)
+    } catch (err) {
+      const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `closing ledger ${this.ledgerId}: ${String(err)}`)
+      this.actor.send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
+    }
+  }
+
+  private closedWith(md: LedgerMetadata, revision: number): void {
+    this.md = md
+    this.revision = revision
+    this.actor.send({ type: 'metadata.closed' })
+  }
+}

@@ -1,0 +1,160 @@
+// A bookie's state for one ledger (PROTOCOL.md "Add path", "Bookie storage", fencing). One actor
+// per ledger serialises add, fence and LAC reads through its mailbox, so a fence can never race
+// an add. Pure: effects are named actions (`journal.add`, `journal.fence`, `journal.masterKey`,
+// `store.put`, `reply.add`, `reply.lac`) bound by actors/bookie.ts; journal results come back as
+// `journal.synced` / `journal.fenceSynced` events.
+//
+// Invariants:
+// - an add is acknowledged only after `journal.synced` for its record (persist before ack);
+// - the first add fixes the master key; any later add or fence with another key is UNAUTHORIZED;
+// - once fenced, only recovery adds are accepted; a fence is answered only after its journal
+//   record is synced, and the journal is FIFO, so every add accepted before it is on disk first.
+
+import { setup } from 'xstate'
+
+export const LEDGER_RC = { OK: 0, FENCED: 3, UNAUTHORIZED: 4 } as const
+
+export interface BookieEntry {
+  readonly entryId: number
+  /** LAC piggybacked in the entry's header. */
+  readonly lac: number
+  readonly data: Uint8Array
+}
+
+export interface BookieLedgerInput {
+  ledgerId: number
+  masterKey: Uint8Array | null
+  fenced: boolean
+  /** Highest LAC known from stored entries and explicit LACs; -1 when none. */
+  lac: number
+  lastEntryId: number
+}
+
+export interface BookieLedgerContext extends BookieLedgerInput {
+  /** Fence record on disk: fence requests may be answered at once. */
+  fenceSynced: boolean
+  /** Fence requests waiting for the fence record to sync. */
+  fenceWaiters: ReadonlyArray<{ replyTo: string; reqId: number }>
+}
+
+export type BookieLedgerEvent =
+  | { type: 'add'; replyTo: string; masterKey: Uint8Array; recovery: boolean; entries: readonly BookieEntry[] }
+  | { type: 'journal.synced'; replyTo: string; entries: readonly BookieEntry[] }
+  | { type: 'fence'; replyTo: string; reqId: number; masterKey: Uint8Array }
+  | { type: 'journal.fenceSynced' }
+  | { type: 'readLac'; replyTo: string; reqId: number }
+
+export interface ReplyAddParams { replyTo: string; rc: number; entryIds: number[] }
+export interface ReplyLacParams { replyTo: string; reqId: number; rc: number; lac: number; lastEntryId: number }
+
+export function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+const ledgerSetup = setup({
+  types: {} as { context: BookieLedgerContext; events: BookieLedgerEvent; input: BookieLedgerInput },
+  actions: {
+    'journal.add': (_, _p: { replyTo: string; entries: readonly BookieEntry[] }) => {},
+    'journal.masterKey': (_, _p: { masterKey: Uint8Array }) => {},
+    'journal.fence': () => {},
+    'store.put': (_, _p: { entries: readonly BookieEntry[] }) => {},
+    'reply.add': (_, _p: ReplyAddParams) => {},
+    'reply.lac': (_, _p: ReplyLacParams) => {},
+  },
+})
+
+const acceptAdd = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'add') return
+  const entryIds = event.entries.map((e) => e.entryId)
+  if (context.masterKey !== null && !sameKey(context.masterKey, event.masterKey)) {
+    enqueue({ type: 'reply.add', params: { replyTo: event.replyTo, rc: LEDGER_RC.UNAUTHORIZED, entryIds } })
+    return
+  }
+  if (context.fenced && !event.recovery) {
+    enqueue({ type: 'reply.add', params: { replyTo: event.replyTo, rc: LEDGER_RC.FENCED, entryIds } })
+    return
+  }
+  if (context.masterKey === null) {
+    enqueue.assign({ masterKey: event.masterKey })
+    enqueue({ type: 'journal.masterKey', params: { masterKey: event.masterKey } })
+  }
+  enqueue({ type: 'journal.add', params: { replyTo: event.replyTo, entries: event.entries } })
+})
+
+const recordSynced = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'journal.synced') return
+  let lac = context.lac
+  let last = context.lastEntryId
+  for (const e of event.entries) {
+    if (e.lac > lac) lac = e.lac
+    if (e.entryId > last) last = e.entryId
+  }
+  enqueue.assign({ lac, lastEntryId: last })
+  enqueue({ type: 'store.put', params: { entries: event.entries } })
+  enqueue({ type: 'reply.add', params: { replyTo: event.replyTo, rc: LEDGER_RC.OK, entryIds: event.entries.map((e) => e.entryId) } })
+})
+
+const answerLac = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'readLac') return
+  enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
+})
+
+const requestFence = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'fence') return
+  if (context.masterKey !== null && !sameKey(context.masterKey, event.masterKey)) {
+    enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.UNAUTHORIZED, lac: -1, lastEntryId: -1 } })
+    return
+  }
+  if (context.fenceSynced) {
+    enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
+    return
+  }
+  const first = !context.fenced
+  enqueue.assign({ fenced: true, fenceWaiters: [...context.fenceWaiters, { replyTo: event.replyTo, reqId: event.reqId }] })
+  if (first) enqueue('journal.fence')
+})
+
+const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => {
+  for (const w of context.fenceWaiters) {
+    enqueue({ type: 'reply.lac', params: { replyTo: w.replyTo, reqId: w.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
+  }
+  enqueue.assign({ fenceSynced: true, fenceWaiters: [] })
+})
+
+export const bookieLedgerMachine = ledgerSetup.createMachine({
+  id: 'bookieLedger',
+  context: ({ input }) => ({ ...input, fenceSynced: input.fenced, fenceWaiters: [] }),
+  initial: 'routing',
+  states: {
+    routing: {
+      always: [{ guard: ({ context }) => context.fenced, target: 'fenced' }, { target: 'open' }],
+    },
+    open: {
+      on: {
+        add: { actions: acceptAdd },
+        fence: [
+          {
+            guard: ({ context, event }) => context.masterKey === null || sameKey(context.masterKey, event.masterKey),
+            target: 'fenced',
+            actions: requestFence,
+          },
+          { actions: requestFence },
+        ],
+      },
+    },
+    fenced: {
+      on: {
+        add: { actions: acceptAdd },
+        fence: { actions: requestFence },
+        'journal.fenceSynced': { actions: answerFenceWaiters },
+      },
+    },
+  },
+  on: {
+    'journal.synced': { actions: recordSynced },
+    readLac: { actions: answerLac },
+  },
+})
+

@@ -1,0 +1,174 @@
+// Ledger and bookie metadata over a VersionedKv (JetStream KV in the product, memoryKv in unit
+// tests). PROTOCOL.md "Metadata in JetStream KV":
+// - ledger metadata is JSON under `ledgers/<id>`-style keys; every update is a CAS on the revision;
+// - ledger ids come from a CAS'd counter that hands out ranges, so no central process is needed;
+// - bookies register a record refreshed by heartbeat; NATS 2.9 has no per-key TTL, so liveness is
+//   judged from the record's `heartbeatAt` and its own `heartbeatMs` (dead after 3 missed beats),
+//   and a draining bookie deletes its record.
+
+import { QuireError, assert } from '../machines/errors.ts'
+import type { QuorumConfig } from '../machines/quorum.ts'
+import { KvConflict, type VersionedKv } from './types.ts'
+
+export type LedgerState = 'OPEN' | 'IN_RECOVERY' | 'CLOSED'
+
+export interface Segment {
+  firstEntryId: number
+  ensemble: string[]
+}
+
+export interface LedgerMetadata extends QuorumConfig {
+  ledgerId: number
+  digestType: 'crc32c' | 'hmac-sha256' | 'none'
+  state: LedgerState
+  /** -1 while open or when empty. */
+  lastEntryId: number
+  length: number
+  segments: Segment[]
+  customMetadata: Record<string, string>
+  createdAt: number
+  /** A one-way check value of the master key; never the password. */
+  passwordCheck: string
+}
+
+export interface Versioned<T> {
+  value: T
+  revision: number
+}
+
+export interface BookieRecord {
+  bookieId: string
+  state: 'writable' | 'readonly'
+  heartbeatAt: number
+  heartbeatMs: number
+  startedAt: number
+  host: string
+  pid: number
+}
+
+const ID_RANGE = 1000
+const COUNTER_KEY = 'idgen'
+const enc = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v))
+const dec = <T>(b: Uint8Array): T => JSON.parse(Buffer.from(b).toString('utf8')) as T
+
+export const ledgerKey = (id: number): string => `L${id}`
+
+export function isBookieAlive(rec: BookieRecord, now: number): boolean {
+  return now - rec.heartbeatAt < 3 * rec.heartbeatMs
+}
+
+export class MetadataStore {
+  private idNext = 0
+  private idEnd = 0
+  private idRefill: Promise<void> | null = null
+
+  constructor(
+    private readonly ledgers: VersionedKv,
+    private readonly bookies: VersionedKv,
+    private readonly cluster: VersionedKv,
+  ) {}
+
+  /** A new, never-used ledger id (>= 1). Ranges of ids are claimed with a CAS on a counter. */
+  async allocateLedgerId(): Promise<number> {
+    while (this.idNext >= this.idEnd) {
+      this.idRefill ??= this.claimRange().finally(() => { this.idRefill = null })
+      await this.idRefill
+    }
+    return this.idNext++
+  }
+
+  private async claimRange(): Promise<void> {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const cur = await this.cluster.get(COUNTER_KEY)
+      const start = cur ? dec<{ next: number }>(cur.value).next : 1
+      const next = { next: start + ID_RANGE }
+      try {
+        if (cur) await this.cluster.update(COUNTER_KEY, enc(next), cur.revision)
+        else await this.cluster.create(COUNTER_KEY, enc(next))
+        this.idNext = start
+        this.idEnd = start + ID_RANGE
+        return
+      } catch (err) {
+        if (!(err instanceof KvConflict)) throw err
+      }
+    }
+    throw new QuireError('METADATA_CONFLICT', 'could not claim a range of ledger ids after 100 attempts')
+  }
+
+  async createLedger(md: LedgerMetadata): Promise<Versioned<LedgerMetadata>> {
+    try {
+      const revision = await this.ledgers.create(ledgerKey(md.ledgerId), enc(md))
+      return { value: md, revision }
+    } catch (err) {
+      if (err instanceof KvConflict) {
+        throw new QuireError('METADATA_CONFLICT', `ledger ${md.ledgerId} already exists`, { ledgerId: md.ledgerId })
+      }
+      throw err
+    }
+  }
+
+  async readLedger(ledgerId: number): Promise<Versioned<LedgerMetadata>> {
+    const got = await this.ledgers.get(ledgerKey(ledgerId))
+    if (!got) throw new QuireError('NO_SUCH_LEDGER', `no ledger ${ledgerId}`, { ledgerId })
+    return { value: dec<LedgerMetadata>(got.value), revision: got.revision }
+  }
+
+  /** CAS; throws KvConflict when the revision moved on (callers re-read and retry). */
+  async writeLedger(md: LedgerMetadata, revision: number): Promise<Versioned<LedgerMetadata>> {
+    const next = await this.ledgers.update(ledgerKey(md.ledgerId), enc(md), revision)
+    return { value: md, revision: next }
+  }
+
+  async deleteLedger(ledgerId: number): Promise<void> {
+    await this.readLedger(ledgerId)
+    await this.ledgers.delete(ledgerKey(ledgerId))
+  }
+
+  /** Ledger ids, ascending. */
+  async *listLedgers(): AsyncIterable<number> {
+    const ids: number[] = []
+    for await (const k of this.ledgers.keys()) {
+      if (k.startsWith('L')) ids.push(Number(k.slice(1)))
+    }
+    ids.sort((a, b) => a - b)
+    yield* ids
+  }
+
+  async putBookie(rec: BookieRecord): Promise<void> {
+    assert(/^[A-Za-z0-9_-]+$/.test(rec.bookieId), `bad bookie id ${rec.bookieId}`)
+    await this.bookies.put(rec.bookieId, enc(rec))
+  }
+
+  async removeBookie(bookieId: string): Promise<void> {
+    await this.bookies.delete(bookieId)
+  }
+
+  async listBookies(): Promise<BookieRecord[]> {
+    const out: BookieRecord[] = []
+    for await (const k of this.bookies.keys()) {
+      const got = await this.bookies.get(k)
+      if (got) out.push(dec<BookieRecord>(got.value))
+    }
+    return out.sort((a, b) => a.bookieId.localeCompare(b.bookieId))
+  }
+}
+
+/** Placement: a random pick of `count` live, writable bookies not in `exclude`. */
+export function pickBookies(
+  all: readonly BookieRecord[], count: number, now: number, random: () => number, exclude: readonly string[] = [],
+): string[] {
+  const candidates = all.filter((b) => b.state === 'writable' && isBookieAlive(b, now) && !exclude.includes(b.bookieId))
+  if (candidates.length < count) {
+    throw new QuireError('NOT_ENOUGH_BOOKIES', `need ${count} writable bookies, ${candidates.length} available`, {
+      needed: count, available: candidates.map((b) => b.bookieId),
+    })
+  }
+  const pool = candidates.map((b) => b.bookieId)
+  for (let i = pool.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const t = pool[i]!
+    pool[i] = pool[j]!
+    pool[j] = t
+  }
+  return pool.slice(0, count)
+}

@@ -1,0 +1,70 @@
+// The bookie's per-ledger machine (machines/bookieLedger.ts) stepped with transition():
+// persist before ack, master key checks, fencing.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { initialTransition, transition } from 'xstate'
+import { LEDGER_RC, bookieLedgerMachine, type BookieLedgerEvent } from '../machines/bookieLedger.ts'
+
+type Snap = ReturnType<typeof initialTransition<typeof bookieLedgerMachine>>[0]
+const key = Buffer.from('k1')
+const other = Buffer.from('k2')
+const fresh = { ledgerId: 9, masterKey: null, fenced: false, lac: -1, lastEntryId: -1 }
+const entries = [{ entryId: 0, lac: -1, data: Buffer.from('a') }, { entryId: 1, lac: 0, data: Buffer.from('b') }]
+
+function step(snap: Snap, e: BookieLedgerEvent) {
+  const [next, actions] = transition(bookieLedgerMachine, snap, e)
+  return { snap: next, actions: actions.map((a) => ({ type: a.type, params: (a as { params?: unknown }).params as Record<string, unknown> })) }
+}
+const types = (r: { actions: Array<{ type: string }> }): string[] => r.actions.map((a) => a.type)
+
+test('an add is journaled first and acknowledged only on journal.synced', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, fresh)
+  const r1 = step(s0, { type: 'add', replyTo: 'c', masterKey: key, recovery: false, entries })
+  assert.equal(types(r1), ['journal.masterKey', 'journal.add'])
+  assert.not.ok(types(r1).includes('reply.add'))
+  const r2 = step(r1.snap, { type: 'journal.synced', replyTo: 'c', entries })
+  assert.equal(types(r2), ['store.put', 'reply.add'])
+  assert.equal(r2.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
+  assert.is(r2.snap.context.lac, 0)
+  assert.is(r2.snap.context.lastEntryId, 1)
+})
+
+test('another master key is UNAUTHORIZED and journals nothing', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key })
+  const r = step(s0, { type: 'add', replyTo: 'c', masterKey: other, recovery: false, entries })
+  assert.equal(types(r), ['reply.add'])
+  assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
+})
+
+test('fence: persisted before it is answered; then normal adds get FENCED, recovery adds are accepted', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, lac: 4, lastEntryId: 5 })
+  const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: key })
+  assert.is(f.snap.value, 'fenced')
+  assert.equal(types(f), ['journal.fence'])
+  const again = step(f.snap, { type: 'fence', replyTo: 'r2', reqId: 2, masterKey: key })
+  assert.equal(types(again), [], 'a second fence waits for the same record')
+  const synced = step(again.snap, { type: 'journal.fenceSynced' })
+  assert.equal(synced.actions.map((a) => [a.type, a.params.reqId, a.params.lac]), [['reply.lac', 1, 4], ['reply.lac', 2, 4]])
+  const add = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, recovery: false, entries })
+  assert.equal(types(add), ['reply.add'])
+  assert.is(add.actions[0]!.params.rc, LEDGER_RC.FENCED)
+  const rec = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, recovery: true, entries })
+  assert.equal(types(rec), ['journal.add'])
+})
+
+test('a fence with the wrong master key is refused and does not fence', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key })
+  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other })
+  assert.is(r.snap.value, 'open')
+  assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
+})
+
+test('a ledger restored fenced starts fenced and answers fences at once', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, fenced: true })
+  assert.is(s0.value, 'fenced')
+  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 3, masterKey: key })
+  assert.equal(types(r), ['reply.lac'])
+})
+
+test.run()

@@ -1,0 +1,118 @@
+// The writer machine (machines/writer.ts) stepped with transition(): next state and the
+// emitted actions, for the add path, in-order resolution, failures, fencing and close.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { initialTransition, transition } from 'xstate'
+import { writerMachine, type WriterEvent } from '../machines/writer.ts'
+
+type Snap = ReturnType<typeof initialTransition<typeof writerMachine>>[0]
+const input = { ledgerId: 7, quorum: { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 }, ensemble: ['a', 'b', 'c'], lastEntryId: -1, length: 0 }
+const p = (s: string): Uint8Array => Buffer.from(s)
+
+function step(snap: Snap, event: WriterEvent): { snap: Snap; actions: Array<{ type: string; params?: unknown }> } {
+  const [next, actions] = transition(writerMachine, snap, event)
+  return { snap: next, actions: actions.map((a) => ({ type: a.type, params: (a as { params?: unknown }).params })) }
+}
+const named = (actions: Array<{ type: string; params?: unknown }>, type: string) => actions.filter((a) => a.type === type)
+
+test('append assigns consecutive ids, sends them with the current LAC, and keeps them pending', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  const r = step(snap, { type: 'append', payloads: [p('x'), p('y'), p('z')] })
+  snap = r.snap
+  assert.is(snap.value, 'open')
+  assert.equal(snap.context.pending.map((e) => e.entryId), [0, 1, 2])
+  const [send] = named(r.actions, 'send')
+  assert.equal((send!.params as { lac: number }).lac, -1)
+  assert.equal((send!.params as { entries: Array<{ entryId: number }> }).entries.map((e) => e.entryId), [0, 1, 2])
+  assert.is(named(r.actions, 'resolve').length, 0)
+})
+
+test('an entry completes at Qa acks of its write set; LAC stops at the first incomplete entry', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0'), p('1'), p('2')] }).snap
+  // entry 0 -> {a,b}; entry 1 -> {b,c}; entry 2 -> {c,a}
+  let r = step(snap, { type: 'acks', bookieId: 'b', entryIds: [0, 1] })
+  assert.is(named(r.actions, 'resolve').length, 0, 'one ack is not Qa=2')
+  r = step(r.snap, { type: 'acks', bookieId: 'c', entryIds: [1, 2] })
+  assert.is(named(r.actions, 'resolve').length, 0, 'entry 1 done but entry 0 is not: nothing resolves out of order')
+  assert.is(r.snap.context.lac, -1)
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0, 2] })
+  assert.equal(named(r.actions, 'resolve')[0]!.params, { firstEntryId: 0, lastEntryId: 2, lac: 2 })
+  assert.is(r.snap.context.pending.length, 0)
+  assert.is(r.snap.context.length, 3)
+})
+
+test('an ack from a bookie outside the write set does not count', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'c', entryIds: [0] })
+  assert.is(r.snap.context.lac, -1)
+  r = step(r.snap, { type: 'acks', bookieId: 'zz', entryIds: [0] })
+  assert.is(r.snap.context.lac, -1)
+})
+
+test('a failure within Qw-Qa is tolerated; beyond it the writer fails and rejects everything', () => {
+  const q = { ...input, quorum: { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 } }
+  let [snap] = initialTransition(writerMachine, q)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', entryIds: [0], code: 'TIMEOUT', reason: 't' })
+  assert.is(r.snap.value, 'open')
+  r = step(r.snap, { type: 'bookie.failed', bookieId: 'b', entryIds: [0], code: 'TIMEOUT', reason: 't' })
+  assert.is(r.snap.value, 'failed')
+  const [rej] = named(r.actions, 'reject')
+  assert.is((rej!.params as { code: string; scope: string }).code, 'TIMEOUT')
+  assert.is((rej!.params as { scope: string }).scope, 'all')
+  const after = step(r.snap, { type: 'append', payloads: [p('late')] })
+  assert.is(named(after.actions, 'send').length, 0, 'a failed writer sends nothing')
+  assert.is((named(after.actions, 'reject')[0]!.params as { scope: string }).scope, 'appended')
+})
+
+test('fenced: rejects pending with FENCED, later acks resolve nothing, appends are refused', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'fenced', bookieId: 'a' })
+  assert.is(r.snap.value, 'fenced')
+  assert.is((named(r.actions, 'reject')[0]!.params as { code: string }).code, 'FENCED')
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'b', entryIds: [0] })
+  assert.is(named(r.actions, 'resolve').length, 0)
+  r = step(r.snap, { type: 'append', payloads: [p('1')] })
+  assert.is(named(r.actions, 'send').length, 0)
+  assert.is((named(r.actions, 'reject')[0]!.params as { code: string }).code, 'FENCED')
+})
+
+test('close waits for pending adds, then closes the metadata at the LAC with the length', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('ab'), p('cde')] }).snap
+  let r = step(snap, { type: 'close' })
+  assert.is(r.snap.value, 'closing')
+  assert.is(named(r.actions, 'closeMetadata').length, 0)
+  r = step(r.snap, { type: 'append', payloads: [p('late')] })
+  assert.is((named(r.actions, 'reject')[0]!.params as { code: string; scope: string }).code, 'LEDGER_CLOSED')
+  assert.is((named(r.actions, 'reject')[0]!.params as { scope: string }).scope, 'appended')
+  r = step(r.snap, { type: 'acks', bookieId: 'b', entryIds: [0, 1] })
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'c', entryIds: [1] })
+  assert.is(r.snap.value, 'closingMetadata')
+  assert.equal(named(r.actions, 'closeMetadata')[0]!.params, { lastEntryId: 1, length: 5 })
+  r = step(r.snap, { type: 'metadata.closed' })
+  assert.is(r.snap.value, 'closed')
+})
+
+test('a close that finds the ledger in recovery ends fenced', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'close' }).snap
+  assert.is(snap.value, 'closingMetadata')
+  const r = step(snap, { type: 'metadata.closeFailed', code: 'FENCED', message: 'in recovery' })
+  assert.is(r.snap.value, 'fenced')
+})
+
+test('a writer reopened after entries continues from lastEntryId + 1', () => {
+  let [snap] = initialTransition(writerMachine, { ...input, lastEntryId: 41, length: 100 })
+  const r = step(snap, { type: 'append', payloads: [p('x')] })
+  assert.equal(r.snap.context.pending.map((e) => e.entryId), [42])
+})
+
+test.run()

@@ -1,0 +1,123 @@
+// An entry on the wire and on disk (PROTOCOL.md "Entry on the wire and on disk"):
+//   header (28 bytes): ledgerId u64 | entryId u64 | lac+1 u64 | payload length u32
+//   digest: crc32c (4 bytes) | hmac-sha256 keyed by the master key (32 bytes) | none (0 bytes)
+//   payload
+// The digest covers the header and the payload. Bookies store the encoded bytes as they are;
+// readers verify the digest of every entry they read and treat a mismatch like a missing replica.
+// The master key is a one-way hash of the password; the password itself is never kept.
+
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { crc32c } from '@node-rs/crc32'
+import { QuireError, assert } from '../machines/errors.ts'
+
+export type DigestType = 'crc32c' | 'hmac-sha256' | 'none'
+export const DIGEST_TYPES: readonly DigestType[] = ['crc32c', 'hmac-sha256', 'none']
+
+export const HEADER_BYTES = 28
+const MAX_ID = Number.MAX_SAFE_INTEGER
+const TWO_32 = 2 ** 32
+
+export function digestBytes(type: DigestType): number {
+  return type === 'crc32c' ? 4 : type === 'hmac-sha256' ? 32 : 0
+}
+
+export function validateDigestType(type: unknown): DigestType {
+  if (!DIGEST_TYPES.includes(type as DigestType)) {
+    throw new QuireError('INVALID_CONFIG', `digestType must be one of ${DIGEST_TYPES.join(', ')}, got ${String(type)}`)
+  }
+  return type as DigestType
+}
+
+/** Master key: what bookies check on every add and what keys the HMAC digest. */
+export function masterKeyOf(password: string | Uint8Array): Buffer {
+  return createHash('sha256').update('quire/master-key/').update(password).digest()
+}
+
+/** Stored in the ledger metadata to check a password without keeping it or the master key. */
+export function passwordCheckOf(masterKey: Uint8Array): string {
+  return createHash('sha256').update('quire/password-check/').update(masterKey).digest('base64')
+}
+
+function writeU64(buf: Buffer, value: number, offset: number): void {
+  assert(Number.isInteger(value) && value >= 0 && value <= MAX_ID, `id out of range: ${value}`)
+  buf.writeUInt32BE(Math.floor(value / TWO_32), offset)
+  buf.writeUInt32BE(value >>> 0, offset + 4)
+}
+
+function readU64(buf: Uint8Array, offset: number): number {
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+  return view.readUInt32BE(offset) * TWO_32 + view.readUInt32BE(offset + 4)
+}
+
+function computeDigest(type: DigestType, masterKey: Uint8Array, header: Uint8Array, payload: Uint8Array): Buffer | null {
+  if (type === 'crc32c') {
+    const out = Buffer.allocUnsafe(4)
+    out.writeUInt32BE(crc32c(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), crc32c(Buffer.from(header.buffer, header.byteOffset, header.byteLength))) >>> 0, 0)
+    return out
+  }
+  if (type === 'hmac-sha256') return createHmac('sha256', masterKey).update(header).update(payload).digest()
+  return null
+}
+
+export interface EntryHeader {
+  ledgerId: number
+  entryId: number
+  /** LAC the writer knew when it sent this entry (-1 for none). */
+  lac: number
+  length: number
+}
+
+export function encodeEntry(
+  type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, payload: Uint8Array,
+): Buffer {
+  const dlen = digestBytes(type)
+  const out = Buffer.allocUnsafe(HEADER_BYTES + dlen + payload.byteLength)
+  writeU64(out, ledgerId, 0)
+  writeU64(out, entryId, 8)
+  writeU64(out, lac + 1, 16)
+  out.writeUInt32BE(payload.byteLength, 24)
+  const header = out.subarray(0, HEADER_BYTES)
+  const digest = computeDigest(type, masterKey, header, payload)
+  if (digest) digest.copy(out, HEADER_BYTES)
+  out.set(payload, HEADER_BYTES + dlen)
+  return out
+}
+
+/** Header fields without verifying anything (bookies route by them). */
+export function readEntryHeader(entry: Uint8Array): EntryHeader {
+  if (entry.byteLength < HEADER_BYTES) {
+    throw new QuireError('CORRUPT_ENTRY', `entry of ${entry.byteLength} bytes is shorter than its header`)
+  }
+  const view = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength)
+  return {
+    ledgerId: readU64(entry, 0),
+    entryId: readU64(entry, 8),
+    lac: readU64(entry, 16) - 1,
+    length: view.readUInt32BE(24),
+  }
+}
+
+/**
+ * Verify an entry read from a bookie and return its payload (a view, not a copy). Throws
+ * CORRUPT_ENTRY on a short buffer, a header that names another ledger/entry, or a bad digest.
+ */
+export function decodeEntry(
+  type: DigestType, masterKey: Uint8Array, entry: Uint8Array, expect: { ledgerId: number; entryId: number },
+): { header: EntryHeader; payload: Buffer } {
+  const header = readEntryHeader(entry)
+  const dlen = digestBytes(type)
+  const where = `ledger ${expect.ledgerId} entry ${expect.entryId}`
+  if (header.ledgerId !== expect.ledgerId || header.entryId !== expect.entryId) {
+    throw new QuireError('CORRUPT_ENTRY', `${where}: header names ledger ${header.ledgerId} entry ${header.entryId}`)
+  }
+  if (entry.byteLength !== HEADER_BYTES + dlen + header.length) {
+    throw new QuireError('CORRUPT_ENTRY', `${where}: length ${entry.byteLength} does not match its header`)
+  }
+  const buf = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength)
+  const payload = buf.subarray(HEADER_BYTES + dlen)
+  const want = computeDigest(type, masterKey, buf.subarray(0, HEADER_BYTES), payload)
+  if (want && !timingSafeEqual(want, buf.subarray(HEADER_BYTES, HEADER_BYTES + dlen))) {
+    throw new QuireError('CORRUPT_ENTRY', `${where}: digest mismatch`)
+  }
+  return { header, payload }
+}

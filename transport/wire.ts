@@ -1,0 +1,100 @@
+// Messages between clients and bookies, msgpackr-encoded, over NATS core.
+//
+// Subjects: each bookie listens on `quire.bookie.<bookieId>`; each client listens on its own
+// inbox and puts it in the NATS reply field. Adds are batched: one message carries many entries
+// (grouped by ledger) and a bookie answers with one `addAck` message per journal group commit per
+// client. Reads and LAC reads carry a `reqId` that the reply echoes.
+//
+// Response codes follow PROTOCOL.md "Response classes": OK, explicit negatives, and ERROR for a
+// bookie-side failure (which the client treats as unknown, never as absent).
+
+import { Packr } from 'msgpackr'
+
+const packr = new Packr({ useRecords: false, int64AsType: 'number' } as ConstructorParameters<typeof Packr>[0])
+
+export const encode = (msg: WireMessage): Buffer => packr.pack(msg)
+export const decode = (buf: Uint8Array): WireMessage => packr.unpack(buf) as WireMessage
+
+export const bookieSubject = (bookieId: string): string => `quire.bookie.${bookieId}`
+/** Actors publish inspection events (state changes) here, for the inspector. */
+export const inspectSubject = (kind: string, id: string): string => `quire.inspect.${kind}.${id}`
+
+export const RC = {
+  OK: 0,
+  NO_SUCH_ENTRY: 1,
+  NO_SUCH_LEDGER: 2,
+  FENCED: 3,
+  UNAUTHORIZED: 4,
+  READ_ONLY: 5,
+  CORRUPT: 6,
+  TOO_LARGE: 7,
+  STOPPING: 8,
+  ERROR: 9,
+} as const
+export type ResponseCode = (typeof RC)[keyof typeof RC]
+
+export const rcName = (rc: number): string =>
+  (Object.keys(RC) as (keyof typeof RC)[]).find((k) => RC[k] === rc) ?? `RC_${rc}`
+
+/** Entries of one ledger inside an add message. */
+export interface AddGroup {
+  ledgerId: number
+  masterKey: Uint8Array
+  /** Recovery adds are accepted by fenced bookies. */
+  recovery: boolean
+  /** Encoded entries (transport/entry.ts). */
+  entries: Uint8Array[]
+}
+
+export interface AddRequest {
+  op: 'add'
+  groups: AddGroup[]
+}
+
+export interface AddAck {
+  op: 'addAck'
+  bookieId: string
+  /** [ledgerId, rc, entryIds] triples. */
+  acks: Array<[number, number, number[]]>
+}
+
+export interface ReadRequest {
+  op: 'read'
+  reqId: number
+  ledgerId: number
+  /** Entries wanted, in order; the reply answers a prefix of them. */
+  entryIds: number[]
+  /** Bytes the reply may carry at most (at least one entry is always sent); the reader asks again for the rest. */
+  maxBytes: number
+  /** Recovery reads fence the ledger (issue: fencing); a master key is required then. */
+  fence?: boolean
+  masterKey?: Uint8Array
+}
+
+export interface ReadResponse {
+  op: 'readResp'
+  reqId: number
+  bookieId: string
+  rc: number
+  /** [rc, entry] for a prefix of the requested ids, in order; entry is null unless rc is OK. */
+  entries: Array<[number, Uint8Array | null]>
+}
+
+export interface ReadLacRequest {
+  op: 'readLac'
+  reqId: number
+  ledgerId: number
+  fence?: boolean
+  masterKey?: Uint8Array
+}
+
+export interface ReadLacResponse {
+  op: 'lacResp'
+  reqId: number
+  bookieId: string
+  rc: number
+  lac: number
+  lastEntryId: number
+}
+
+export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse
