@@ -43,9 +43,9 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
       admin ??= await cluster.client()
       const deadline = Date.now() + 20_000
       for (;;) {
+        if (b.proc.exitCode !== null || Date.now() > deadline) throw new Error(`bookie ${id} did not start:\n${b.output()}`)
         const rec = (await admin.listBookies()).find((r) => r.bookieId === id && r.pid === b.pid)
         if (rec) return b
-        if (b.proc.exitCode !== null || Date.now() > deadline) throw new Error(`bookie ${id} did not start:\n${b.output()}`)
         await new Promise((r) => setTimeout(r, 50))
       }
     },

@@ -1,0 +1,217 @@
+// The `quire` command end to end, run as real child processes (node cli/quire.mjs ...).
+// Suite `cli` shares one cluster of 3 bookies (real nats-server, real bookie processes) and covers
+// the shell: simpletest, ledgermetadata, listledgers, readledger, deleteledger and listbookies;
+// typed operating errors (INVALID_CONFIG, NOT_ENOUGH_BOOKIES, NATS_UNREACHABLE, UNAUTHORIZED,
+// NO_SUCH_LEDGER) printed as `error CODE: message`, exit 1, never a stack trace; and `quire bookie`
+// refusing to start without --data. Suite `cli sandbox` starts `quire sandbox --demo` on its own,
+// reads its cluster.json and checks that SIGTERM stops it and every process it started.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { QUIRE_BIN, REPO_ROOT, freePort } from '../cli/cluster.ts'
+import { startCluster, sleep, type TestCluster } from './support/cluster.ts'
+
+/** The environment without QUIRE_* variables, so only the arguments configure the command. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QUIRE_')))
+}
+
+interface Run { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }
+
+/** Runs `quire ...args` to completion (killed after timeoutMs) and returns what it printed. */
+function quire(args: string[], timeoutMs = 60_000): Promise<Run> {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    execFile(process.execPath, [QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const e = err as (NodeJS.ErrnoException & { code?: number | string; signal?: string | null }) | null
+        resolve({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout: String(stdout),
+          stderr: String(stderr),
+          ms: Date.now() - started,
+        })
+      })
+  })
+}
+
+const show = (r: Run): string => `exit ${r.code} (signal ${r.signal}) after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
+const lines = (s: string): string[] => s.split('\n').filter((l) => l.length > 0)
+
+function assertOk(r: Run): void {
+  assert.is(r.code, 0, show(r))
+}
+
+/** An operating error: exit 1, stderr starts `error CODE: `, and no stack trace anywhere. */
+function assertTypedError(r: Run, code: string): void {
+  assert.is(r.code, 1, show(r))
+  assert.ok(r.stderr.startsWith(`error ${code}: `), `expected "error ${code}: ..."\n${show(r)}`)
+  assert.not.ok(lines(r.stderr + '\n' + r.stdout).some((l) => l.includes('    at ')), `stack trace printed\n${show(r)}`)
+}
+
+// --- the shell against a shared cluster ------------------------------------------------------
+
+const t = suite<{ c: TestCluster }>('cli')
+t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3 }) })
+t.after(async (ctx) => { await ctx.c?.stop() })
+
+t('simpletest writes and verifies a ledger; metadata, list, read and delete it', async ({ c }) => {
+  const nats = ['--nats', c.nats.url]
+  const st = await quire(['shell', 'simpletest', '--ensemble', '3', '--write-quorum', '2', '--ack-quorum', '2', '--entries', '2000', '--size', '512', ...nats])
+  assertOk(st)
+  assert.is(lines(st.stdout).length, 1, show(st))
+  const m = /^ledger (\d+): 2,000 entries written and verified, [\d,]+ entries\/s$/.exec(lines(st.stdout)[0]!)
+  assert.ok(m, show(st))
+  const id = m![1]!
+
+  const md = await quire(['shell', 'ledgermetadata', id, ...nats])
+  assertOk(md)
+  const meta = JSON.parse(md.stdout) as Record<string, unknown>
+  assert.is(meta['state'], 'CLOSED')
+  assert.is(meta['lastEntryId'], 1999)
+  assert.not.ok('passwordCheck' in meta, 'the password check is not shown')
+
+  const list = await quire(['shell', 'listledgers', ...nats])
+  assertOk(list)
+  assert.ok(lines(list.stdout).includes(id), show(list))
+
+  const read = await quire(['shell', 'readledger', id, '--from', '5', '--to', '7', ...nats])
+  assertOk(read)
+  assert.equal(lines(read.stdout).map((l) => l.split('\t')[0]), ['5', '6', '7'], show(read))
+
+  const del = await quire(['shell', 'deleteledger', id, ...nats])
+  assertOk(del)
+  assertTypedError(await quire(['shell', 'ledgermetadata', id, ...nats]), 'NO_SUCH_LEDGER')
+})
+
+t('listbookies shows the three bookies writable and alive', async ({ c }) => {
+  const r = await quire(['shell', 'listbookies', '--nats', c.nats.url])
+  assertOk(r)
+  const rows = lines(r.stdout).map((l) => l.split('\t'))
+  for (const id of ['bookie-1', 'bookie-2', 'bookie-3']) {
+    const row = rows.find((x) => x[0] === id)
+    assert.ok(row, `${id} listed\n${show(r)}`)
+    assert.equal(row!.slice(1, 3), ['writable', 'alive'], show(r))
+  }
+})
+
+t('a write quorum larger than the ensemble is INVALID_CONFIG', async ({ c }) => {
+  const r = await quire(['shell', 'simpletest', '--ensemble', '2', '--write-quorum', '3', '--ack-quorum', '2', '--entries', '10', '--nats', c.nats.url])
+  assertTypedError(r, 'INVALID_CONFIG')
+})
+
+t('an ensemble of 5 on 3 bookies is NOT_ENOUGH_BOOKIES', async ({ c }) => {
+  const r = await quire(['shell', 'simpletest', '--ensemble', '5', '--write-quorum', '2', '--ack-quorum', '2', '--entries', '10', '--nats', c.nats.url])
+  assertTypedError(r, 'NOT_ENOUGH_BOOKIES')
+})
+
+t('a NATS URL nobody listens on is NATS_UNREACHABLE within 15 s', async () => {
+  const url = `nats://127.0.0.1:${await freePort()}`
+  const r = await quire(['shell', 'listbookies', '--nats', url], 30_000)
+  assertTypedError(r, 'NATS_UNREACHABLE')
+  assert.ok(r.stderr.includes(url), `names ${url}\n${show(r)}`)
+  assert.ok(r.ms < 15_000, `took ${r.ms} ms`)
+})
+
+t('readledger with a wrong password is UNAUTHORIZED', async ({ c }) => {
+  const client = await c.client()
+  const w = await client.createLedger({ password: 's3cret' })
+  await w.append('one')
+  await w.append('two')
+  await w.close()
+  const id = String(w.ledgerId)
+  assertTypedError(await quire(['shell', 'readledger', id, '--password', 'wrong', '--nats', c.nats.url]), 'UNAUTHORIZED')
+  const right = await quire(['shell', 'readledger', id, '--password', 's3cret', '--nats', c.nats.url])
+  assertOk(right)
+  assert.equal(lines(right.stdout), ['0\t3B\t"one"', '1\t3B\t"two"'], show(right))
+})
+
+t('quire bookie refuses to start without --data', async () => {
+  const r = await quire(['bookie', '--id', 'nodata', '--nats', 'nats://127.0.0.1:1'], 15_000)
+  assert.ok(r.code !== 0 && r.code !== null, show(r))
+  assert.match(r.stderr, /--data/, show(r))
+  assert.not.ok(r.stderr.includes('    at '), show(r))
+})
+
+t.run()
+
+// --- the sandbox, on its own cluster ---------------------------------------------------------
+
+interface ClusterJson { natsUrl: string; natsPid: number; bookies: Array<{ id: string; pid: number; data: string }> }
+
+const DEMO_LINE = /entries\/s .* MB\/s .* add p50 .* p99 .* LAC \d+/
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
+    throw err
+  }
+}
+
+function exitOf(p: ChildProcess, timeoutMs: number): Promise<number | null | 'timeout'> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(p.exitCode)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), timeoutMs)
+    p.once('exit', (code) => { clearTimeout(timer); resolve(code) })
+  })
+}
+
+const s = suite<{ dir: string; proc?: ChildProcess; pids: number[] }>('cli sandbox')
+s.before(async (ctx) => {
+  ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'quire-cli-sandbox-'))
+  ctx.pids = []
+})
+s.after(async (ctx) => {
+  // Only if the test failed midway: kill what it started, by pid.
+  if (ctx.proc && ctx.proc.exitCode === null && ctx.proc.signalCode === null) {
+    ctx.proc.kill('SIGKILL')
+    await exitOf(ctx.proc, 5000)
+  }
+  for (const pid of ctx.pids) if (isRunning(pid)) process.kill(pid, 'SIGKILL')
+  await rm(ctx.dir, { recursive: true, force: true })
+})
+
+s('sandbox --demo prints throughput lines, describes itself in cluster.json and stops on SIGTERM', async (ctx) => {
+  const proc = spawn(process.execPath, [QUIRE_BIN, 'sandbox', '--bookies', '2', '--data', ctx.dir, '--demo', '--entry-size', '256'], {
+    cwd: REPO_ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  ctx.proc = proc
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const output = (): string => `--- stdout\n${stdout}\n--- stderr\n${stderr}`
+
+  const deadline = Date.now() + 60_000
+  while (lines(stdout).filter((l) => DEMO_LINE.test(l)).length < 2) {
+    assert.ok(proc.exitCode === null, `sandbox exited early with ${proc.exitCode}\n${output()}`)
+    assert.ok(Date.now() < deadline, `no two demo lines within 60 s\n${output()}`)
+    await sleep(100)
+  }
+
+  const cluster = JSON.parse(await readFile(path.join(ctx.dir, 'cluster.json'), 'utf8')) as ClusterJson
+  ctx.pids = [cluster.natsPid, ...cluster.bookies.map((b) => b.pid)]
+  assert.match(cluster.natsUrl, /^nats:\/\/127\.0\.0\.1:\d+$/)
+  assert.is(cluster.bookies.length, 2)
+  for (const b of cluster.bookies) {
+    assert.type(b.id, 'string')
+    assert.ok(Number.isInteger(b.pid) && b.pid > 0, `pid of ${b.id}`)
+    assert.type(b.data, 'string')
+  }
+  assert.ok(ctx.pids.every(isRunning), 'nats-server and bookies run while the sandbox does')
+
+  proc.kill('SIGTERM')
+  const code = await exitOf(proc, 20_000)
+  assert.is(code, 0, `sandbox exit after SIGTERM\n${output()}`)
+  for (const pid of ctx.pids) assert.not.ok(isRunning(pid), `pid ${pid} still running after the sandbox stopped`)
+})
+
+s.run()
