@@ -18,21 +18,20 @@ export const ERROR_CODES = {
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
   BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',
   METADATA_CONFLICT: 'A compare-and-swap on ledger metadata lost in a way a retry cannot fix.',
-  RECOVERY_INCOMPLETE: 'Recovery could not decide the last entry (too many unknown answers); retry later.',
-  BOOKIE_STOPPED: 'The bookie is draining or stopped and takes no new work.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
 
 export class QuireError extends Error {
   readonly code: ErrorCode
-  readonly details: Readonly<Record<string, unknown>>
+  /** Structured context (ids, sizes, urls). Not named `details`: test reporters read that as a diff. */
+  readonly info: Readonly<Record<string, unknown>>
 
-  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+  constructor(code: ErrorCode, message: string, info: Record<string, unknown> = {}) {
     super(message)
     this.name = 'QuireError'
     this.code = code
-    this.details = details
+    this.info = info
   }
 }
 

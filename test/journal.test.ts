@@ -47,7 +47,7 @@ async function expectCorrupt(promise: Promise<unknown>): Promise<Record<string, 
     await promise
   } catch (err) {
     assert.ok(isQuireError(err, 'CORRUPT_JOURNAL'), `expected CORRUPT_JOURNAL, got ${String(err)}`)
-    return { ...err.details }
+    return { ...err.info }
   }
   assert.unreachable('replay should have thrown CORRUPT_JOURNAL')
   return {}

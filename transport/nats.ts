@@ -1,40 +1,126 @@
-// Connecting to NATS. The first connect is bounded: when no server answers within timeoutMs the
-// caller gets NATS_UNREACHABLE naming the URLs, instead of waiting forever. Once connected, the
-// connection reconnects on its own (to any of the servers) for as long as it lives.
+// Connecting to NATS. The first connect is bounded: a process that cannot reach any server within
+// `timeoutMs` fails fast with NATS_UNREACHABLE instead of hanging. Once connected, the client
+// reconnects forever with a short wait, because a bookie or writer that outlives a NATS restart
+// must resume on its own; callers see the gap as timeouts on their requests, never as a closed
+// connection.
+// Invariants: the returned promise settles by `timeoutMs` (plus one timer tick); a connection that
+// completes after we gave up is closed, not leaked.
+// Known nats.js 3.4 gap: if a peer accepts TCP but never sends INFO, the client abandons that
+// socket without destroying it, so it lingers until the peer closes it. The bound still holds.
 
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
 
-export type { NatsConnection }
+export type { NatsConnection } from '@nats-io/transport-node'
 
-export function parseServers(servers: string | string[]): string[] {
-  const list = (Array.isArray(servers) ? servers : [servers]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean)
-  if (list.length === 0) throw new QuireError('INVALID_CONFIG', 'no NATS server URL given')
-  return list
+const CONNECT_TIMEOUT_MS_DEFAULT = 5000
+/** Pause between initial connect attempts after a refusal (server still starting, say). */
+const CONNECT_RETRY_WAIT_MS = 250
+/** Wait between reconnect attempts once connected; short so a restarted server is found fast. */
+const RECONNECT_WAIT_MS = 250
+
+export interface ConnectNatsOptions {
+  /** Client name shown in the server's monitoring pages. */
+  name?: string
+  /** Bound on the whole initial connect, retries included. */
+  timeoutMs?: number
 }
 
-export async function connectNats(servers: string | string[], opts: { name?: string; timeoutMs?: number } = {}): Promise<NatsConnection> {
-  const list = parseServers(servers)
-  const timeoutMs = opts.timeoutMs ?? 5000
-  let timer: NodeJS.Timeout | undefined
-  const attempt = connect({
-    servers: list,
-    name: opts.name,
+/** `servers` is a URL, a comma-separated list of URLs, or an array of either. */
+export async function connectNats(
+  servers: string | string[],
+  opts: ConnectNatsOptions = {},
+): Promise<NatsConnection> {
+  const urls = parseServers(servers)
+  const timeoutMs = opts.timeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT
+  if (urls.length === 0) {
+    throw new QuireError('INVALID_CONFIG', 'no NATS server URL given', { servers })
+  }
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new QuireError('INVALID_CONFIG', `NATS connect timeout must be > 0 ms, got ${timeoutMs}`, {
+      timeoutMs,
+    })
+  }
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    const remainingMs = deadline - Date.now()
+    if (remainingMs <= 0) break
+    try {
+      return await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
+    } catch (err) {
+      // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
+      if (!isUnreachable(err)) throw err
+      lastError = err
+    }
+    const waitMs = Math.min(CONNECT_RETRY_WAIT_MS, deadline - Date.now())
+    if (waitMs > 0) await sleep(waitMs)
+  }
+  const reason = lastError instanceof Error ? `: ${lastError.message}` : ''
+  throw new QuireError(
+    'NATS_UNREACHABLE',
+    `cannot reach NATS at ${urls.join(', ')} within ${timeoutMs} ms${reason}`,
+    { servers: urls, timeoutMs, cause: lastError },
+  )
+}
+
+function attempt(urls: string[], timeoutMs: number, name: string | undefined): Promise<NatsConnection> {
+  return connect({
+    servers: urls,
+    ...(name === undefined ? {} : { name }),
+    // Per-dial handshake timeout; withDeadline bounds the sum over several servers.
     timeout: timeoutMs,
     reconnect: true,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
+    reconnectTimeWait: RECONNECT_WAIT_MS,
+    // false: the first failure must surface so that our deadline, not the client, decides.
     waitOnFirstConnect: false,
   })
-  try {
-    return await Promise.race([
-      attempt,
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('timed out')), timeoutMs + 500) }),
-    ])
-  } catch (err) {
-    attempt.then((nc) => nc.close(), () => {})
-    throw new QuireError('NATS_UNREACHABLE', `cannot reach NATS at ${list.join(', ')} within ${timeoutMs} ms (${err instanceof Error ? err.message : String(err)})`, { servers: list })
-  } finally {
-    clearTimeout(timer)
-  }
+}
+
+class DeadlineExceeded extends Error {}
+
+/** Rejects at the deadline; a connection that still arrives later is closed so it cannot leak. */
+function withDeadline(p: Promise<NatsConnection>, ms: number): Promise<NatsConnection> {
+  return new Promise((resolve, reject) => {
+    let expired = false
+    const timer = setTimeout(() => {
+      expired = true
+      reject(new DeadlineExceeded(`no answer within ${ms} ms`))
+    }, ms)
+    p.then(
+      (nc) => {
+        if (expired) void nc.close().catch(() => {})
+        else {
+          clearTimeout(timer)
+          resolve(nc)
+        }
+      },
+      (err: unknown) => {
+        clearTimeout(timer)
+        if (!expired) reject(err)
+      },
+    )
+  })
+}
+
+function isUnreachable(err: unknown): boolean {
+  return (
+    err instanceof DeadlineExceeded ||
+    err instanceof errors.ConnectionError ||
+    err instanceof errors.TimeoutError
+  )
+}
+
+/** Flattens a URL, comma-separated URLs, or an array of either, into a list. */
+export function parseServers(servers: string | string[]): string[] {
+  const list = Array.isArray(servers) ? servers : [servers]
+  return list
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
 }
