@@ -19,7 +19,7 @@ program
   .addOption(new Option('--data <dir>', 'data directory (journal + entry store)').env('QUIRE_DATA').makeOptionMandatory())
   .addOption(new Option('--id <id>', 'bookie id (default: kept in the data directory, generated on first start)').env('QUIRE_BOOKIE_ID'))
   .addOption(new Option('--heartbeat-ms <ms>', 'registration heartbeat interval').env('QUIRE_HEARTBEAT_MS').default('1000'))
-  .addOption(new Option('--journal-group-wait-ms <ms>', 'longest wait before a group commit').env('QUIRE_JOURNAL_GROUP_WAIT_MS').default('1'))
+  .addOption(new Option('--journal-group-wait-ms <ms>', 'longest wait before a group commit').env('QUIRE_JOURNAL_GROUP_WAIT_MS').default('0'))
   .addOption(new Option('--journal-group-bytes <n>', 'bytes that force a group commit').env('QUIRE_JOURNAL_GROUP_BYTES').default(String(512 * 1024)))
   .addOption(new Option('--checkpoint-ms <ms>', 'interval between entry store checkpoints').env('QUIRE_CHECKPOINT_MS').default('30000'))
   .action(runBookie)

@@ -26,7 +26,7 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
   const bookies: BookieProcess[] = []
   const clients: QuireClient[] = []
   let admin: QuireClient | null = null
-  const heartbeat = String(opts.heartbeatMs ?? 200)
+  const heartbeat = String(opts.heartbeatMs ?? 1000)
   const cluster: TestCluster = {
     dir, nats, bookies, clients,
     async client(o = {}) {
