@@ -3,8 +3,8 @@
 //
 // Request handling (subject quire.bookie.<id>):
 // - add: each ledger group goes to that ledger's actor; accepted adds are journaled, and only
-//   after the journal's fdatasync are they acknowledged, one addAck message per client per
-//   journal group commit (acks gathered in the sync callbacks, flushed on setImmediate);
+//   after the journal's sync are they acknowledged, one addAck message per client per journal
+//   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only;
 // - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds.
@@ -51,7 +51,7 @@ export class Bookie {
   private checkpointTimer: NodeJS.Timeout | null = null
   private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
   private readonly acks = new Map<string, Map<string, number[]>>()
-  private ackTimer: NodeJS.Immediate | null = null
+  private ackQueued = false
   private readonly lifecycle: Lifecycle
   private readonly startedAt = Date.now()
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
@@ -321,12 +321,16 @@ export class Bookie {
     const list = byClient.get(k)
     if (list) list.push(...entryIds)
     else byClient.set(k, [...entryIds])
-    this.ackTimer ??= setImmediate(() => this.flushAcks())
+    // A microtask runs after the sync callbacks of the whole journal group (they are queued
+    // first), so one group commit gives one addAck message per client, without waiting a tick.
+    if (!this.ackQueued) {
+      this.ackQueued = true
+      queueMicrotask(() => this.flushAcks())
+    }
   }
 
   private flushAcks(): void {
-    if (this.ackTimer) clearImmediate(this.ackTimer)
-    this.ackTimer = null
+    this.ackQueued = false
     for (const [replyTo, byClient] of this.acks) {
       const acks: AddAck['acks'] = []
       for (const [k, ids] of byClient) {

@@ -145,6 +145,25 @@ test('a truncated last record is the torn tail: ignored, and the file is truncat
     assert.is((await collect(replayJournal(dir, null))).length, 9)
   }))
 
+test('a crash image (journal never closed, preallocated zeros after the records) replays every synced record', () =>
+  withDir(async (dir) => {
+    const records = makeRecords(200)
+    const journal = await openJournal(join(dir, 'live'))
+    const positions = await Promise.all(records.map((r) => journal.append(r)))
+    const file = segmentFileName(0)
+    // Copy the file as it is on disk now, while the journal is still open: what a crash leaves.
+    await fs.mkdir(join(dir, 'crash'))
+    await fs.copyFile(join(dir, 'live', file), join(dir, 'crash', file))
+    await journal.close()
+    const used = positions[199]!.offset
+    assert.ok((await fs.stat(join(dir, 'crash', file))).size > used, 'the segment is preallocated past its records')
+    const all = await collect(replayJournal(join(dir, 'crash'), null))
+    assert.is(all.length, 200)
+    all.forEach((r, i) => assert.ok(r.record.equals(records[i]!)))
+    assert.is((await fs.stat(join(dir, 'crash', file))).size, used, 'replay cuts the zeros off')
+    assert.is((await fs.stat(join(dir, 'live', file))).size, used, 'close cuts the zeros off')
+  }))
+
 test('a flipped byte in a middle record throws CORRUPT_JOURNAL naming file and offset', () =>
   withDir(async (dir) => {
     const records = makeRecords(10)
