@@ -91,8 +91,10 @@ export class WriteHandle extends ReadHandle {
         this.settleClose(new QuireError(snap.context.error.code, snap.context.error.message, { ledgerId: this.ledgerId }))
       }
     })
-    this.unregister = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
     this.actor.start()
+    const started = this.actor.getSnapshot()
+    if (started.status === 'error') throw started.error
+    this.unregister = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
   }
 
   /** State of the writer machine (open, closing, closed, fenced, failed, ...). */

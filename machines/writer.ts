@@ -10,7 +10,7 @@
 // - once fenced, closed or failed, nothing is sent and nothing more is resolved.
 
 import { assign, enqueueActions, setup } from 'xstate'
-import type { ErrorCode } from './errors.ts'
+import { assert, type ErrorCode } from './errors.ts'
 import {
   type QuorumConfig, isAddComplete, isAddDoomed, writeSetMask,
 } from './quorum.ts'
@@ -115,13 +115,12 @@ const recordAcks = writerSetup.enqueueActions(({ context, event, enqueue }) => {
 
 export const writerMachine = writerSetup.createMachine({
   id: 'writer',
-  context: ({ input }) => ({
-    ...input,
-    lastAddPushed: input.lastEntryId,
-    lac: input.lastEntryId,
-    pending: [],
-    error: null,
-  }),
+  context: ({ input }) => {
+    // An ensemble naming a bookie twice would count one bookie's acks for two positions.
+    assert(new Set(input.ensemble).size === input.ensemble.length && input.ensemble.length === input.quorum.ensembleSize,
+      `ensemble must hold ${input.quorum.ensembleSize} distinct bookies: ${input.ensemble.join(',')}`)
+    return { ...input, lastAddPushed: input.lastEntryId, lac: input.lastEntryId, pending: [], error: null }
+  },
   initial: 'open',
   states: {
     open: {

@@ -107,13 +107,20 @@ export class JetStreamKv implements VersionedKv {
    * Keys starting with `prefix` (a plain string prefix, as in memoryKv). Subject filters match
    * whole dot-separated tokens only (`ledgers*` matches nothing), so the server filters on the
    * prefix up to its last dot (`ledgers.4` → `ledgers.>`) and the rest is checked here.
+   * Each key is yielded once: the listing runs on a live consumer, so a key written while it runs
+   * can be delivered twice (seen with bookie heartbeats), and callers must never see that.
    */
   async *keys(prefix = ''): AsyncIterable<string> {
     const filter = serverFilter(prefix)
     if (filter === null) return
     const it = await this.kv.keys(filter).catch((err: unknown) => this.#fail(err, 'keys', filter))
+    const seen = new Set<string>()
     try {
-      for await (const key of it) if (key.startsWith(prefix)) yield key
+      for await (const key of it) {
+        if (!key.startsWith(prefix) || seen.has(key)) continue
+        seen.add(key)
+        yield key
+      }
     } catch (err) {
       this.#fail(err, 'keys', filter)
     } finally {

@@ -126,12 +126,11 @@ export class MetadataStore {
 
   /** Ledger ids, ascending. */
   async *listLedgers(): AsyncIterable<number> {
-    const ids: number[] = []
+    const ids = new Set<number>()
     for await (const k of this.ledgers.keys()) {
-      if (k.startsWith('L')) ids.push(Number(k.slice(1)))
+      if (k.startsWith('L')) ids.add(Number(k.slice(1)))
     }
-    ids.sort((a, b) => a - b)
-    yield* ids
+    yield* [...ids].sort((a, b) => a - b)
   }
 
   async putBookie(rec: BookieRecord): Promise<void> {
@@ -144,12 +143,12 @@ export class MetadataStore {
   }
 
   async listBookies(): Promise<BookieRecord[]> {
-    const out: BookieRecord[] = []
+    const byId = new Map<string, BookieRecord>()
     for await (const k of this.bookies.keys()) {
       const got = await this.bookies.get(k)
-      if (got) out.push(dec<BookieRecord>(got.value))
+      if (got) byId.set(k, dec<BookieRecord>(got.value))
     }
-    return out.sort((a, b) => a.bookieId.localeCompare(b.bookieId))
+    return [...byId.values()].sort((a, b) => a.bookieId.localeCompare(b.bookieId))
   }
 }
 
@@ -157,7 +156,8 @@ export class MetadataStore {
 export function pickBookies(
   all: readonly BookieRecord[], count: number, now: number, random: () => number, exclude: readonly string[] = [],
 ): string[] {
-  const candidates = all.filter((b) => b.state === 'writable' && isBookieAlive(b, now) && !exclude.includes(b.bookieId))
+  const candidates = [...new Map(all.map((b) => [b.bookieId, b])).values()]
+    .filter((b) => b.state === 'writable' && isBookieAlive(b, now) && !exclude.includes(b.bookieId))
   if (candidates.length < count) {
     throw new QuireError('NOT_ENOUGH_BOOKIES', `need ${count} writable bookies, ${candidates.length} available`, {
       needed: count, available: candidates.map((b) => b.bookieId),
@@ -170,5 +170,7 @@ export function pickBookies(
     pool[i] = pool[j]!
     pool[j] = t
   }
-  return pool.slice(0, count)
+  const picked = pool.slice(0, count)
+  assert(new Set(picked).size === count, `placement picked a bookie twice: ${picked.join(',')}`)
+  return picked
 }

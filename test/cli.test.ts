@@ -43,6 +43,17 @@ function quire(args: string[], timeoutMs = 60_000): Promise<Run> {
 const show = (r: Run): string => `exit ${r.code} (signal ${r.signal}) after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
 const lines = (s: string): string[] => s.split('\n').filter((l) => l.length > 0)
 
+/** Bounds an in-process client call, so that a writer that never settles fails the test instead of stalling the run. */
+async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function assertOk(r: Run): void {
   assert.is(r.code, 0, show(r))
 }
@@ -120,10 +131,9 @@ t('a NATS URL nobody listens on is NATS_UNREACHABLE within 15 s', async () => {
 
 t('readledger with a wrong password is UNAUTHORIZED', async ({ c }) => {
   const client = await c.client()
-  const w = await client.createLedger({ password: 's3cret' })
-  await w.append('one')
-  await w.append('two')
-  await w.close()
+  const w = await within(20_000, 'createLedger', client.createLedger({ password: 's3cret' }))
+  const ens = w.metadata.segments[0]!.ensemble
+  await within(20_000, `append to ledger ${w.ledgerId} on ${ens.join(',')}`, w.append('one').then(() => w.append('two')).then(() => w.close()))
   const id = String(w.ledgerId)
   assertTypedError(await quire(['shell', 'readledger', id, '--password', 'wrong', '--nats', c.nats.url]), 'UNAUTHORIZED')
   const right = await quire(['shell', 'readledger', id, '--password', 's3cret', '--nats', c.nats.url])
