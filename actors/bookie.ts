@@ -24,7 +24,7 @@ import {
   type AddAck, type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
-import { inspector } from './inspect.ts'
+import { watchActor } from './inspect.ts'
 
 export interface BookieOptions {
   bookieId: string
@@ -128,6 +128,8 @@ export class Bookie {
       },
     })
     this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
+    // The NATS connection comes up during start-up; publish lifecycle changes once it exists.
+    watchActor(this.lifecycle, { publish: (s, d) => this.nc?.publish(s, d) }, 'bookie', opts.bookieId)
   }
 
   get state(): string {
@@ -225,8 +227,8 @@ export class Bookie {
       input: {
         ledgerId, masterKey: s.state?.masterKey ?? null, fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
       },
-      inspect: inspector(this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`),
     })
+    watchActor(actor, this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
     actor.start()
     return actor
   }

@@ -31,7 +31,8 @@ export interface LedgerSummary {
 }
 
 export class BookieStorage {
-  private readonly cache = new Map<string, Uint8Array>()
+  /** Write cache: ledgerId → entryId → entry, for entries synced but not yet in RocksDB. */
+  private readonly cache = new Map<number, Map<number, Uint8Array>>()
   private puts: StoredEntry[] = []
   private putTimer: NodeJS.Immediate | null = null
   private writes: Promise<void> = Promise.resolve()
@@ -118,7 +119,9 @@ export class BookieStorage {
   /** After sync: make entries readable now, and queue them for RocksDB. */
   putEntries(entries: readonly StoredEntry[]): void {
     for (const e of entries) {
-      this.cache.set(`${e.ledgerId}:${e.entryId}`, e.data)
+      let byEntry = this.cache.get(e.ledgerId)
+      if (!byEntry) this.cache.set(e.ledgerId, (byEntry = new Map()))
+      byEntry.set(e.entryId, e.data)
       this.puts.push(e)
     }
     this.putTimer ??= setImmediate(() => this.flushPuts())
@@ -136,8 +139,11 @@ export class BookieStorage {
     void this.chain(async () => {
       await this.store.putEntries(batch)
       for (const e of batch) {
-        const k = `${e.ledgerId}:${e.entryId}`
-        if (this.cache.get(k) === e.data) this.cache.delete(k)
+        const byEntry = this.cache.get(e.ledgerId)
+        if (byEntry?.get(e.entryId) === e.data) {
+          byEntry.delete(e.entryId)
+          if (byEntry.size === 0) this.cache.delete(e.ledgerId)
+        }
       }
     })
   }
@@ -149,7 +155,8 @@ export class BookieStorage {
   }
 
   async getEntries(ledgerId: number, entryIds: readonly number[]): Promise<(Uint8Array | null)[]> {
-    const out: (Uint8Array | null)[] = entryIds.map((e) => this.cache.get(`${ledgerId}:${e}`) ?? null)
+    const byEntry = this.cache.get(ledgerId)
+    const out: (Uint8Array | null)[] = entryIds.map((e) => byEntry?.get(e) ?? null)
     const missing = entryIds.filter((_, i) => out[i] === null)
     if (missing.length > 0) {
       const got = await this.store.getEntries(missing.map((entryId) => ({ ledgerId, entryId })))
@@ -162,10 +169,7 @@ export class BookieStorage {
   async summary(ledgerId: number): Promise<LedgerSummary> {
     const state = await this.store.getLedgerState(ledgerId)
     let lastEntryId = await this.store.lastEntryId(ledgerId)
-    for (const k of this.cache.keys()) {
-      const [l, e] = k.split(':').map(Number)
-      if (l === ledgerId && e! > lastEntryId) lastEntryId = e!
-    }
+    for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > lastEntryId) lastEntryId = e
     let lac = state?.explicitLac ?? -1
     if (lastEntryId >= 0) {
       const [last] = await this.getEntries(ledgerId, [lastEntryId])

@@ -15,7 +15,7 @@ import type { LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
-import { inspector } from '../actors/inspect.ts'
+import { watchActor } from '../actors/inspect.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
 
 interface Waiting {
@@ -83,8 +83,8 @@ export class WriteHandle extends ReadHandle {
         lastEntryId: metadata.lastEntryId,
         length: metadata.length,
       },
-      inspect: inspector(w.nc, 'writer', String(metadata.ledgerId)),
     })
+    watchActor(this.actor, w.nc, 'writer', String(metadata.ledgerId))
     this.actor.subscribe((snap) => {
       if (snap.value === 'closed') this.settleClose(null)
       else if ((snap.value === 'failed' || snap.value === 'fenced') && snap.context.error) {

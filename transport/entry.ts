@@ -44,9 +44,13 @@ function writeU64(buf: Buffer, value: number, offset: number): void {
   buf.writeUInt32BE(value >>> 0, offset + 4)
 }
 
-function readU64(buf: Uint8Array, offset: number): number {
-  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
-  return view.readUInt32BE(offset) * TWO_32 + view.readUInt32BE(offset + 4)
+// Reads without making a Buffer view: bookies read the header of every entry they receive.
+function readU32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0
+}
+
+function readU64(b: Uint8Array, offset: number): number {
+  return readU32(b, offset) * TWO_32 + readU32(b, offset + 4)
 }
 
 function computeDigest(type: DigestType, masterKey: Uint8Array, header: Uint8Array, payload: Uint8Array): Buffer | null {
@@ -88,12 +92,11 @@ export function readEntryHeader(entry: Uint8Array): EntryHeader {
   if (entry.byteLength < HEADER_BYTES) {
     throw new QuireError('CORRUPT_ENTRY', `entry of ${entry.byteLength} bytes is shorter than its header`)
   }
-  const view = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength)
   return {
     ledgerId: readU64(entry, 0),
     entryId: readU64(entry, 8),
     lac: readU64(entry, 16) - 1,
-    length: view.readUInt32BE(24),
+    length: readU32(entry, 24),
   }
 }
 
