@@ -17,7 +17,7 @@ export interface LedgerEntry {
 }
 
 export interface HandleDeps {
-  bookies: BookieClient
+  bookies: Pick<BookieClient, 'read' | 'readLac'>
   masterKey: Buffer
   readTimeoutMs: number
 }

@@ -16,6 +16,7 @@ import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
 import { watchActor } from '../actors/inspect.ts'
+import type { BookieClient } from './bookieClient.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
 
 interface Waiting {
@@ -24,6 +25,7 @@ interface Waiting {
 }
 
 export interface WriteDeps extends HandleDeps {
+  bookies: BookieClient
   metadata: MetadataStore
   addTimeoutMs: number
   maxEntryBytes: number
