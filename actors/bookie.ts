@@ -18,7 +18,7 @@ import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
-import { readEntryHeader } from '../transport/entry.ts'
+import { DIGEST_TYPES, decodeEntry, readEntryHeader, type DigestType } from '../transport/entry.ts'
 import {
   RC, bookieSubject, decode, encode,
   type AddAck, type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
@@ -57,7 +57,9 @@ export class Bookie {
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
   private stopped: (() => void) | null = null
   private inflight = 0
-  readonly stats = { adds: 0, reads: 0, lacReads: 0 }
+  readonly stats = { adds: 0, reads: 0, lacReads: 0, corruptReads: 0 }
+  /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
+  private readonly fencedReads = new Map<string, ReadRequest>()
 
   constructor(readonly opts: BookieOptions) {
     const log = opts.log ?? (() => {})
@@ -208,7 +210,7 @@ export class Bookie {
           ).finally(() => { this.inflight-- })
         },
         'journal.masterKey': (_, p) => {
-          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey }).then(() => this.persistState(actor))
+          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => this.persistState(actor))
         },
         'journal.fence': () => {
           storage.append({ t: 'fence', l: ledgerId }).then(
@@ -221,11 +223,20 @@ export class Bookie {
         'reply.lac': (_, p) => this.publish(p.replyTo, {
           op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, lac: p.lac, lastEntryId: p.lastEntryId,
         }),
+        'read.fenced': (_, p) => {
+          const key = `${p.replyTo}#${p.reqId}`
+          const req = this.fencedReads.get(key)
+          this.fencedReads.delete(key)
+          if (!req) return
+          if (p.rc !== RC.OK) this.publish(p.replyTo, { op: 'readResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, entries: [] })
+          else void this.readEntries(req, p.replyTo)
+        },
       },
     })
     const actor: LedgerActor = createActor(machine, {
       input: {
-        ledgerId, masterKey: s.state?.masterKey ?? null, fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
+        ledgerId, masterKey: s.state?.masterKey ?? null, digestType: s.state?.digestType ?? null,
+        fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
       },
     })
     watchActor(actor, this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
@@ -237,7 +248,7 @@ export class Bookie {
     const c = actor.getSnapshot().context
     const prev = await this.storage!.store.getLedgerState(c.ledgerId)
     await this.storage!.putLedgerState(c.ledgerId, {
-      masterKey: c.masterKey, fenced: c.fenced, explicitLac: prev?.explicitLac ?? -1,
+      masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced, explicitLac: prev?.explicitLac ?? -1,
     })
   }
 
@@ -266,29 +277,51 @@ export class Bookie {
       this.stats.adds += entries.length
       this.inflight++
       this.ledger(g.ledgerId, true).then(
-        (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, recovery: g.recovery, entries }),
+        (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries }),
         () => this.queueAck(replyTo, g.ledgerId, RC.ERROR, entries.map((e) => e.entryId)),
       ).finally(() => { this.inflight-- })
     }
   }
 
+  /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */
   private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
     this.stats.reads++
+    if (req.fence !== true) return this.readEntries(req, replyTo)
+    const refuse = (rc: number): void => this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
+    if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
+    try {
+      const a = await this.ledger(req.ledgerId, true)
+      this.fencedReads.set(`${replyTo}#${req.reqId}`, req)
+      a!.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey, kind: 'read' })
+    } catch {
+      refuse(RC.ERROR)
+    }
+  }
+
+  /**
+   * Answer a read from the write cache and one RocksDB batch. A stored entry that fails its digest
+   * is answered CORRUPT (an error: the reader tries another replica), never "no such entry".
+   */
+  private async readEntries(req: ReadRequest, replyTo: string): Promise<void> {
     const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void =>
       this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries })
     try {
-      const ids = req.entryIds
-      const got = await this.storage!.getEntries(req.ledgerId, ids)
+      const got = await this.storage!.getEntries(req.ledgerId, req.entryIds)
+      const actor = got.some((d) => d !== null) ? await this.ledger(req.ledgerId, false) : null
+      const state = actor?.getSnapshot().context
       const out: Array<[number, Uint8Array | null]> = []
       let bytes = 0
       let anyFound = false
-      for (const data of got) {
+      for (let i = 0; i < got.length; i++) {
+        const data = got[i]
         if (data && out.length > 0 && bytes + data.byteLength > req.maxBytes) break
-        out.push(data ? [RC.OK, data] : [RC.NO_SUCH_ENTRY, null])
-        if (data) {
-          anyFound = true
-          bytes += data.byteLength
+        if (!data) {
+          out.push([RC.NO_SUCH_ENTRY, null])
+          continue
         }
+        anyFound = true
+        bytes += data.byteLength
+        out.push(this.intact(req.ledgerId, req.entryIds[i]!, data, state) ? [RC.OK, data] : [RC.CORRUPT, null])
       }
       if (!anyFound && (await this.ledger(req.ledgerId, false)) === null) {
         reply(RC.NO_SUCH_LEDGER, [])
@@ -297,6 +330,17 @@ export class Bookie {
       reply(RC.OK, out)
     } catch {
       reply(RC.ERROR, [])
+    }
+  }
+
+  private intact(ledgerId: number, entryId: number, data: Uint8Array, state: { masterKey: Uint8Array | null; digestType: string | null } | undefined): boolean {
+    if (!state?.masterKey || !state.digestType || !DIGEST_TYPES.includes(state.digestType as DigestType)) return true
+    try {
+      decodeEntry(state.digestType as DigestType, state.masterKey, data, { ledgerId, entryId })
+      return true
+    } catch {
+      this.stats.corruptReads++
+      return false
     }
   }
 
@@ -309,7 +353,7 @@ export class Bookie {
       if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
       const a = await this.ledger(req.ledgerId, fence)
       if (a === null) return fail(RC.NO_SUCH_LEDGER)
-      if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey! })
+      if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
       else a.send({ type: 'readLac', replyTo, reqId: req.reqId })
     } catch {
       fail(RC.ERROR)

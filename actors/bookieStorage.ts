@@ -60,7 +60,7 @@ export class BookieStorage {
     const stateOf = async (l: number): Promise<StoredLedgerState> => {
       let s = states.get(l)
       if (!s) {
-        s = (await this.store.getLedgerState(l)) ?? { masterKey: null, fenced: false, explicitLac: -1 }
+        s = (await this.store.getLedgerState(l)) ?? { masterKey: null, digestType: null, fenced: false, explicitLac: -1 }
         states.set(l, s)
       }
       return s
@@ -79,7 +79,11 @@ export class BookieStorage {
           await this.store.putEntries(batch)
           batch = []
         }
-      } else if (r.t === 'key') (await stateOf(r.l)).masterKey = Buffer.from(r.k)
+      } else if (r.t === 'key') {
+        const s = await stateOf(r.l)
+        s.masterKey = Buffer.from(r.k)
+        s.digestType = r.d ?? s.digestType
+      }
       else if (r.t === 'fence') (await stateOf(r.l)).fenced = true
       else if (r.t === 'lac') {
         const s = await stateOf(r.l)

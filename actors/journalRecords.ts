@@ -8,7 +8,7 @@ const packr = new Packr({ useRecords: false })
 
 export type JournalRecord =
   | { t: 'add'; l: number; e: Uint8Array[] }
-  | { t: 'key'; l: number; k: Uint8Array }
+  | { t: 'key'; l: number; k: Uint8Array; d?: string }
   | { t: 'fence'; l: number }
   | { t: 'lac'; l: number; lac: number }
 

@@ -54,12 +54,12 @@ export class BookieClient {
     return () => { if (this.writers.get(ledgerId) === handler) this.writers.delete(ledgerId) }
   }
 
-  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, recovery: boolean, entry: Uint8Array): void {
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
     let b = this.out.get(bookieId)
     if (!b) this.out.set(bookieId, (b = { groups: new Map(), bytes: 0 }))
     const key = `${ledgerId}:${recovery ? 1 : 0}`
     let g = b.groups.get(key)
-    if (!g) b.groups.set(key, (g = { ledgerId, masterKey, recovery, entries: [] }))
+    if (!g) b.groups.set(key, (g = { ledgerId, masterKey, digestType, recovery, entries: [] }))
     g.entries.push(entry)
     b.bytes += entry.byteLength
     this.stats.entriesSent++
@@ -83,9 +83,13 @@ export class BookieClient {
     this.nc.publish(bookieSubject(bookieId), encode({ op: 'add', groups: [...b.groups.values()] }), { reply: this.inbox })
   }
 
-  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number): Promise<ReadResponse> {
+  /** Read entries; with `fence`, the bookie fences the ledger (persisted) before it reads. */
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
     const reqId = this.nextReqId++
-    return this.request(bookieId, { op: 'read', reqId, ledgerId, entryIds, maxBytes }, reqId, timeoutMs) as Promise<ReadResponse>
+    const msg: WireMessage = fence
+      ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
+      : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
+    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {

@@ -111,13 +111,14 @@ export class ReadHandle {
     const attempt = new Array<number>(n).fill(0)
     const negatives = new Array<number>(n).fill(0)
     const corrupt = new Array<number>(n).fill(0)
+    const timeouts = new Array<number>(n).fill(0)
     const { ensembleSize: e, writeQuorum: w } = this.md
     for (;;) {
       const byBookie = new Map<string, number[]>()
       for (let i = 0; i < n; i++) {
         if (result[i] !== null) continue
         const id = first + i
-        if (attempt[i]! >= w) this.giveUp(id, negatives[i]!, corrupt[i]!, w)
+        if (attempt[i]! >= w) this.giveUp(id, negatives[i]!, corrupt[i]!, timeouts[i]!, w)
         const ws = writeSetIndices(id, e, w)
         const bookie = this.segmentOf(id).ensemble[ws[attempt[i]!]!]!
         let list = byBookie.get(bookie)
@@ -129,8 +130,11 @@ export class ReadHandle {
         let resp: ReadResponse
         try {
           resp = await this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs)
-        } catch {
-          for (const id of ids) attempt[id - first]!++
+        } catch (err) {
+          for (const id of ids) {
+            if (isQuireError(err, 'TIMEOUT')) timeouts[id - first]!++
+            attempt[id - first]!++
+          }
           return
         }
         if (resp.rc !== RC.OK) {
@@ -153,19 +157,23 @@ export class ReadHandle {
               corrupt[i]!++
             }
           } else if (rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER) negatives[i]!++
+          else if (rc === RC.CORRUPT) corrupt[i]!++
           attempt[i]!++
         })
       }))
     }
   }
 
-  private giveUp(entryId: number, negatives: number, corrupt: number, replicas: number): never {
+  private giveUp(entryId: number, negatives: number, corrupt: number, timeouts: number, replicas: number): never {
     const where = { ledgerId: this.ledgerId, entryId }
     if (negatives === replicas) {
       throw new QuireError('NO_SUCH_ENTRY', `no bookie holds entry ${entryId} of ledger ${this.ledgerId}`, where)
     }
     if (corrupt > 0 && corrupt + negatives === replicas) {
       throw new QuireError('CORRUPT_ENTRY', `entry ${entryId} of ledger ${this.ledgerId} fails its digest on every replica`, where)
+    }
+    if (timeouts === replicas) {
+      throw new QuireError('TIMEOUT', `no bookie of entry ${entryId} of ledger ${this.ledgerId} answered within ${this.deps.readTimeoutMs} ms`, where)
     }
     throw new QuireError('BOOKIE_UNAVAILABLE', `could not read entry ${entryId} of ledger ${this.ledgerId} from any of its ${replicas} bookies`, where)
   }

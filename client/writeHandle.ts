@@ -9,9 +9,8 @@
 import { createActor, type ActorRefFrom } from 'xstate'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
-import { writeSetIndices } from '../machines/quorum.ts'
 import { writerMachine } from '../machines/writer.ts'
-import type { LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
+import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
@@ -52,15 +51,17 @@ export class WriteHandle extends ReadHandle {
     const machine = writerMachine.provide({
       actions: {
         send: (_, p) => {
-          this.inflight.push(...this.handing)
-          this.handing = []
-          if (this.inflight.length === p.entries.length) this.lastProgressAt = Date.now()
-          const { ensembleSize: e, writeQuorum: q } = this.md
-          for (const { entryId, payload } of p.entries) {
-            const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, payload)
-            for (const i of writeSetIndices(entryId, e, q)) w.bookies.queueAdd(p.ensemble[i]!, this.ledgerId, w.masterKey, false, data)
+          this.takeHanding()
+          for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
+            const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
+            for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
           }
           this.armTimer()
+        },
+        changeEnsemble: (_, p) => {
+          // Appends of this event got ids too: they are in flight, sent once the change is done.
+          this.takeHanding()
+          void this.changeEnsemble(p.ensemble, p.failed, p.lac)
         },
         resolve: (_, p) => {
           this.lac = p.lac
@@ -126,6 +127,13 @@ export class WriteHandle extends ReadHandle {
     })
   }
 
+  private takeHanding(): void {
+    if (this.handing.length === 0) return
+    if (this.inflight.length === 0) this.lastProgressAt = Date.now()
+    this.inflight.push(...this.handing)
+    this.handing = []
+  }
+
   private handOver(): void {
     this.flushQueued = false
     const { payloads, waiting } = this.unsent
@@ -167,7 +175,7 @@ export class WriteHandle extends ReadHandle {
     else if (rc === RC.UNAUTHORIZED) this.actor.send({ type: 'unauthorized', bookieId })
     else {
       const code: ErrorCode = rc === RC.TOO_LARGE ? 'ENTRY_TOO_LARGE' : 'BOOKIE_UNAVAILABLE'
-      this.actor.send({ type: 'bookie.failed', bookieId, entryIds, code, reason: `bookie answered ${rcName(rc)}` })
+      this.actor.send({ type: 'bookie.failed', bookieId, code, reason: `bookie answered ${rcName(rc)} for ${entryIds.length} adds` })
     }
   }
 
@@ -191,14 +199,50 @@ export class WriteHandle extends ReadHandle {
       return
     }
     if (Date.now() - this.lastProgressAt < this.w.addTimeoutMs) return
-    const ids = snap.context.pending.map((p) => p.entryId)
+    if (snap.value === 'changingEnsemble') return
     snap.context.ensemble.forEach((bookieId, i) => {
       const bit = 1 << i
       if ((head.writeMask & bit) !== 0 && (head.ackedMask & bit) === 0) {
-        this.actor.send({ type: 'bookie.failed', bookieId, entryIds: ids, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
+        this.actor.send({ type: 'bookie.failed', bookieId, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
       }
     })
     this.lastProgressAt = Date.now()
+  }
+
+  /**
+   * PROTOCOL.md "Ensemble change (writer side)": replace the failed bookies with live, writable
+   * ones not in the ensemble, and CAS a new segment at LAC + 1 (or rewrite the last segment when
+   * it already starts there). IN_RECOVERY means this writer was fenced; CLOSED, that it is done.
+   */
+  private async changeEnsemble(ensemble: readonly string[], failed: readonly string[], lac: number): Promise<void> {
+    try {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
+        const md = cur.value
+        if (md.state === 'IN_RECOVERY') throw new QuireError('FENCED', `ledger ${this.ledgerId} is being recovered`)
+        if (md.state === 'CLOSED') throw new QuireError('LEDGER_CLOSED', `ledger ${this.ledgerId} was closed`)
+        const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, Date.now(), Math.random, [...ensemble, ...failed])
+        const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
+        const segments = md.segments.slice()
+        const last = segments[segments.length - 1]!
+        if (last.firstEntryId === lac + 1) segments[segments.length - 1] = { firstEntryId: lac + 1, ensemble: next }
+        else segments.push({ firstEntryId: lac + 1, ensemble: next })
+        try {
+          const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
+          this.md = written.value
+          this.revision = written.revision
+          this.lastProgressAt = Date.now()
+          this.actor.send({ type: 'ensemble.changed', ensemble: next })
+          return
+        } catch (err) {
+          if (!(err instanceof KvConflict)) throw err
+        }
+      }
+      throw new QuireError('METADATA_CONFLICT', `could not change the ensemble of ledger ${this.ledgerId}: too many concurrent metadata updates`)
+    } catch (err) {
+      const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `changing the ensemble of ledger ${this.ledgerId}: ${String(err)}`)
+      this.actor.send({ type: 'ensemble.failed', code: q.code, message: q.message })
+    }
   }
 
   /** PROTOCOL.md "Close (writer side)": CAS to CLOSED; conflicts resolved by re-reading. */

@@ -24,6 +24,8 @@ export interface BookieEntry {
 export interface BookieLedgerInput {
   ledgerId: number
   masterKey: Uint8Array | null
+  /** Digest type named by the first add, to verify stored entries on read; null before. */
+  digestType: string | null
   fenced: boolean
   /** Highest LAC known from stored entries and explicit LACs; -1 when none. */
   lac: number
@@ -33,19 +35,23 @@ export interface BookieLedgerInput {
 export interface BookieLedgerContext extends BookieLedgerInput {
   /** Fence record on disk: fence requests may be answered at once. */
   fenceSynced: boolean
-  /** Fence requests waiting for the fence record to sync. */
-  fenceWaiters: ReadonlyArray<{ replyTo: string; reqId: number }>
+  /** Fence requests waiting for the fence record to sync: LAC reads, or reads that fence. */
+  fenceWaiters: ReadonlyArray<FenceWaiter>
 }
 
+export interface FenceWaiter { replyTo: string; reqId: number; kind: 'lac' | 'read' }
+
 export type BookieLedgerEvent =
-  | { type: 'add'; replyTo: string; masterKey: Uint8Array; recovery: boolean; entries: readonly BookieEntry[] }
+  | { type: 'add'; replyTo: string; masterKey: Uint8Array; digestType: string; recovery: boolean; entries: readonly BookieEntry[] }
   | { type: 'journal.synced'; replyTo: string; entries: readonly BookieEntry[] }
-  | { type: 'fence'; replyTo: string; reqId: number; masterKey: Uint8Array }
+  | { type: 'fence'; replyTo: string; reqId: number; masterKey: Uint8Array; kind: 'lac' | 'read' }
   | { type: 'journal.fenceSynced' }
   | { type: 'readLac'; replyTo: string; reqId: number }
 
 export interface ReplyAddParams { replyTo: string; rc: number; entryIds: number[] }
 export interface ReplyLacParams { replyTo: string; reqId: number; rc: number; lac: number; lastEntryId: number }
+/** A fencing read may go ahead (rc OK: fenced and synced), or is refused with rc. */
+export interface FencedReadParams { replyTo: string; reqId: number; rc: number }
 
 export function sameKey(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false
@@ -57,11 +63,12 @@ const ledgerSetup = setup({
   types: {} as { context: BookieLedgerContext; events: BookieLedgerEvent; input: BookieLedgerInput },
   actions: {
     'journal.add': (_, _p: { replyTo: string; entries: readonly BookieEntry[] }) => {},
-    'journal.masterKey': (_, _p: { masterKey: Uint8Array }) => {},
+    'journal.masterKey': (_, _p: { masterKey: Uint8Array; digestType: string }) => {},
     'journal.fence': () => {},
     'store.put': (_, _p: { entries: readonly BookieEntry[] }) => {},
     'reply.add': (_, _p: ReplyAddParams) => {},
     'reply.lac': (_, _p: ReplyLacParams) => {},
+    'read.fenced': (_, _p: FencedReadParams) => {},
   },
 })
 
@@ -76,9 +83,9 @@ const acceptAdd = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
     enqueue({ type: 'reply.add', params: { replyTo: event.replyTo, rc: LEDGER_RC.FENCED, entryIds } })
     return
   }
-  if (context.masterKey === null) {
-    enqueue.assign({ masterKey: event.masterKey })
-    enqueue({ type: 'journal.masterKey', params: { masterKey: event.masterKey } })
+  if (context.masterKey === null || context.digestType === null) {
+    enqueue.assign({ masterKey: event.masterKey, digestType: event.digestType })
+    enqueue({ type: 'journal.masterKey', params: { masterKey: event.masterKey, digestType: event.digestType } })
   }
   enqueue({ type: 'journal.add', params: { replyTo: event.replyTo, entries: event.entries } })
 })
@@ -101,25 +108,31 @@ const answerLac = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
   enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
 })
 
+/** Answer a fence request once the fence is on disk: the LAC, or leave to go on with the read. */
+function fenceAnswer(context: BookieLedgerContext, w: FenceWaiter, rc: number) {
+  return w.kind === 'lac'
+    ? { type: 'reply.lac' as const, params: { replyTo: w.replyTo, reqId: w.reqId, rc, lac: rc === LEDGER_RC.OK ? context.lac : -1, lastEntryId: rc === LEDGER_RC.OK ? context.lastEntryId : -1 } }
+    : { type: 'read.fenced' as const, params: { replyTo: w.replyTo, reqId: w.reqId, rc } }
+}
+
 const requestFence = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
   if (event.type !== 'fence') return
+  const waiter = { replyTo: event.replyTo, reqId: event.reqId, kind: event.kind }
   if (context.masterKey !== null && !sameKey(context.masterKey, event.masterKey)) {
-    enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.UNAUTHORIZED, lac: -1, lastEntryId: -1 } })
+    enqueue(fenceAnswer(context, waiter, LEDGER_RC.UNAUTHORIZED))
     return
   }
   if (context.fenceSynced) {
-    enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
+    enqueue(fenceAnswer(context, waiter, LEDGER_RC.OK))
     return
   }
   const first = !context.fenced
-  enqueue.assign({ fenced: true, fenceWaiters: [...context.fenceWaiters, { replyTo: event.replyTo, reqId: event.reqId }] })
+  enqueue.assign({ fenced: true, fenceWaiters: [...context.fenceWaiters, waiter] })
   if (first) enqueue('journal.fence')
 })
 
 const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => {
-  for (const w of context.fenceWaiters) {
-    enqueue({ type: 'reply.lac', params: { replyTo: w.replyTo, reqId: w.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
-  }
+  for (const w of context.fenceWaiters) enqueue(fenceAnswer(context, w, LEDGER_RC.OK))
   enqueue.assign({ fenceSynced: true, fenceWaiters: [] })
 })
 

@@ -1,27 +1,32 @@
-// The ledger writer (PROTOCOL.md "Add path", "Close"): assigns entry ids, sends each entry to its
-// write set, counts acks, advances the LAC over the contiguous prefix of complete entries and
-// resolves appends in entryId order. Pure: effects are named actions with params (`send`,
-// `resolve`, `reject`, `closeMetadata`) that actors/ binds with `machine.provide`.
+// The ledger writer (PROTOCOL.md "Add path", "Ensemble change", "Close"): assigns entry ids, sends
+// each entry to its write set, counts acks, advances the LAC over the contiguous prefix of
+// complete entries and resolves appends in entryId order; when a bookie fails it replaces it and
+// re-sends what is incomplete. Pure: effects are named actions with params (`send`, `resolve`,
+// `reject`, `changeEnsemble`, `closeMetadata`) that client/writeHandle.ts binds.
 //
 // Invariants:
 // - entry ids are assigned once, consecutively, from lastEntryId + 1;
 // - `pending` holds exactly the entries lac+1 .. lastAddPushed, in order;
-// - `resolve` is emitted for consecutive ranges only, never past an incomplete entry;
+// - `resolve` is emitted for consecutive ranges only, never past an incomplete entry, and never
+//   while an ensemble change is in flight;
+// - an ack counts only from the bookie at that position of the current ensemble; the positions an
+//   ensemble change replaces lose their acks and get the entry re-sent;
 // - once fenced, closed or failed, nothing is sent and nothing more is resolved.
 
-import { assign, enqueueActions, setup } from 'xstate'
+import { setup } from 'xstate'
 import { assert, type ErrorCode } from './errors.ts'
-import {
-  type QuorumConfig, isAddComplete, isAddDoomed, writeSetMask,
-} from './quorum.ts'
+import { type QuorumConfig, isAddComplete, writeSetIndices, writeSetMask } from './quorum.ts'
 
 export interface PendingEntry {
   readonly entryId: number
   readonly payload: Uint8Array
-  /** Write set over ensemble indices, and which of it acked / failed. */
+  /** Payload bytes of entries 0..entryId (travels in the entry header). */
+  readonly ledgerLength: number
+  /** Write set over ensemble indices, and which of it acked. */
   readonly writeMask: number
   readonly ackedMask: number
-  readonly failedMask: number
+  /** False for entries appended during an ensemble change: sent once it is done. */
+  readonly sent: boolean
 }
 
 export interface WriterInput {
@@ -40,8 +45,13 @@ export interface WriterError {
 
 export interface WriterContext extends WriterInput {
   lastAddPushed: number
+  /** Payload bytes of entries 0..lastAddPushed. */
+  pushedLength: number
   lac: number
   pending: readonly PendingEntry[]
+  /** Bookies of the current ensemble that failed and are to be replaced. */
+  failed: readonly string[]
+  closeRequested: boolean
   error: WriterError | null
 }
 
@@ -50,35 +60,38 @@ export type WriterEvent =
   | { type: 'acks'; bookieId: string; entryIds: readonly number[] }
   | { type: 'fenced'; bookieId: string }
   | { type: 'unauthorized'; bookieId: string }
-  /** A bookie failed these adds (explicit error, read-only, timeout, gone). */
-  | { type: 'bookie.failed'; bookieId: string; entryIds: readonly number[]; code: ErrorCode; reason: string }
+  /** A bookie failed adds (explicit error, read-only, timeout, gone): it will be replaced. */
+  | { type: 'bookie.failed'; bookieId: string; code: ErrorCode; reason: string }
+  | { type: 'ensemble.changed'; ensemble: readonly string[] }
+  | { type: 'ensemble.failed'; code: ErrorCode; message: string }
   | { type: 'close' }
   | { type: 'metadata.closed' }
   | { type: 'metadata.closeFailed'; code: ErrorCode; message: string }
 
-export interface SendParams {
-  lac: number
-  ensemble: readonly string[]
-  entries: ReadonlyArray<{ entryId: number; payload: Uint8Array }>
-}
+export interface SendTarget { entryId: number; payload: Uint8Array; ledgerLength: number; bookies: string[] }
+export interface SendParams { lac: number; entries: readonly SendTarget[] }
 export interface ResolveParams { firstEntryId: number; lastEntryId: number; lac: number }
 /** `appended`: only the appends of the event being refused; `all`: every append not yet resolved. */
 export interface RejectParams { code: ErrorCode; message: string; scope: 'all' | 'appended' }
+export interface ChangeEnsembleParams { ensemble: readonly string[]; failed: readonly string[]; lac: number }
 export interface CloseMetadataParams { lastEntryId: number; length: number }
 
-/** Apply one bookie's acks; returns the new pending list, LAC and length. */
-export function applyAcks(
-  ctx: WriterContext, bookieIndex: number, entryIds: readonly number[],
-): { pending: PendingEntry[]; lac: number; length: number } {
+/** Record one bookie's acks in the pending entries (no completion). */
+export function recordAcks(ctx: WriterContext, bookieIndex: number, entryIds: readonly number[]): PendingEntry[] {
   const bit = 1 << bookieIndex
   const base = ctx.lac + 1
   const pending = ctx.pending.slice()
   for (const id of entryIds) {
     const i = id - base
     const p = pending[i]
-    if (p === undefined || p.entryId !== id || (p.writeMask & bit) === 0) continue
+    if (p === undefined || p.entryId !== id || !p.sent || (p.writeMask & bit) === 0) continue
     pending[i] = { ...p, ackedMask: p.ackedMask | bit }
   }
+  return pending
+}
+
+/** Move the LAC over the complete prefix of `pending`. */
+export function complete(ctx: WriterContext, pending: readonly PendingEntry[]): { pending: readonly PendingEntry[]; lac: number; length: number } {
   let done = 0
   let length = ctx.length
   for (const p of pending) {
@@ -89,29 +102,115 @@ export function applyAcks(
   return { pending: done === 0 ? pending : pending.slice(done), lac: ctx.lac + done, length }
 }
 
+function targets(ctx: WriterContext, p: PendingEntry, indices: ReadonlySet<number> | null): string[] {
+  return writeSetIndices(p.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum)
+    .filter((i) => indices === null || !p.sent || indices.has(i))
+    .map((i) => ctx.ensemble[i]!)
+}
+
 const writerSetup = setup({
   types: {} as { context: WriterContext; events: WriterEvent; input: WriterInput },
   actions: {
     send: (_, _params: SendParams) => {},
     resolve: (_, _params: ResolveParams) => {},
     reject: (_, _params: RejectParams) => {},
+    changeEnsemble: (_, _params: ChangeEnsembleParams) => {},
     closeMetadata: (_, _params: CloseMetadataParams) => {},
   },
   guards: {
     drained: ({ context }) => context.pending.length === 0,
+    closeRequested: ({ context }) => context.closeRequested,
+    inEnsemble: ({ context, event }) => event.type === 'bookie.failed' && context.ensemble.includes(event.bookieId),
+    stillFailed: ({ context }) => context.failed.length > 0,
   },
 })
 
-const recordAcks = writerSetup.enqueueActions(({ context, event, enqueue }) => {
-  if (event.type !== 'acks') return
-  const index = context.ensemble.indexOf(event.bookieId)
-  if (index < 0) return
-  const next = applyAcks(context, index, event.entryIds)
-  enqueue.assign(next)
-  if (next.lac > context.lac) {
-    enqueue({ type: 'resolve', params: { firstEntryId: context.lac + 1, lastEntryId: next.lac, lac: next.lac } })
-  }
+/** New entries get ids; they are sent at once unless `hold` (an ensemble change is in flight). */
+function assignIds(hold: boolean) {
+  return writerSetup.enqueueActions(({ context, event, enqueue }) => {
+    if (event.type !== 'append') return
+    const { ensembleSize: e, writeQuorum: w } = context.quorum
+    const added: PendingEntry[] = []
+    let id = context.lastAddPushed
+    let length = context.pushedLength
+    for (const payload of event.payloads) {
+      id++
+      length += payload.byteLength
+      added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, e, w), ackedMask: 0, sent: !hold })
+    }
+    enqueue.assign({ lastAddPushed: id, pushedLength: length, pending: [...context.pending, ...added] })
+    if (!hold) {
+      const next = { ...context, pending: added }
+      enqueue({ type: 'send', params: { lac: context.lac, entries: added.map((p) => ({ ...p, bookies: targets(next, p, null) })) } })
+    }
+  })
+}
+
+/** Record acks and, unless `hold`, resolve whatever completed. */
+function onAcks(hold: boolean) {
+  return writerSetup.enqueueActions(({ context, event, enqueue }) => {
+    if (event.type !== 'acks') return
+    const index = context.ensemble.indexOf(event.bookieId)
+    if (index < 0) return
+    const pending = recordAcks(context, index, event.entryIds)
+    if (hold) {
+      enqueue.assign({ pending })
+      return
+    }
+    const next = complete(context, pending)
+    enqueue.assign(next)
+    if (next.lac > context.lac) {
+      enqueue({ type: 'resolve', params: { firstEntryId: context.lac + 1, lastEntryId: next.lac, lac: next.lac } })
+    }
+  })
+}
+
+const addFailed = writerSetup.assign({
+  failed: ({ context, event }) =>
+    event.type === 'bookie.failed' && !context.failed.includes(event.bookieId) ? [...context.failed, event.bookieId] : context.failed,
 })
+
+/** Adopt the new ensemble: replaced positions lose their acks and get the entries re-sent. */
+const adoptEnsemble = writerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'ensemble.changed') return
+  assert(event.ensemble.length === context.ensemble.length, 'an ensemble change keeps the ensemble size')
+  assert(new Set(event.ensemble).size === event.ensemble.length, `ensemble must hold distinct bookies: ${event.ensemble.join(',')}`)
+  const replaced = new Set<number>()
+  context.ensemble.forEach((b, i) => { if (event.ensemble[i] !== b) replaced.add(i) })
+  let keep = 0
+  for (const i of replaced) keep |= 1 << i
+  const next: WriterContext = {
+    ...context,
+    ensemble: event.ensemble,
+    // Failures reported during the change for bookies still in the new ensemble stay queued.
+    failed: context.failed.filter((b) => event.ensemble.includes(b)),
+    pending: context.pending.map((p) => ({ ...p, ackedMask: p.ackedMask & ~keep })),
+  }
+  const resend = next.pending
+    .map((p) => ({ ...p, bookies: targets(next, p, replaced) }))
+    .filter((p) => p.bookies.length > 0)
+  enqueue.assign({ ensemble: next.ensemble, failed: next.failed, pending: next.pending.map((p) => ({ ...p, sent: true })) })
+  if (resend.length > 0) enqueue({ type: 'send', params: { lac: context.lac, entries: resend } })
+})
+
+/** After a change: resolve what completed meanwhile. */
+const resolveCompleted = writerSetup.enqueueActions(({ context, enqueue }) => {
+  const next = complete(context, context.pending)
+  if (next.lac === context.lac) return
+  enqueue.assign(next)
+  enqueue({ type: 'resolve', params: { firstEntryId: context.lac + 1, lastEntryId: next.lac, lac: next.lac } })
+})
+
+/** Fail the writer: keep the error, reject every append not yet resolved. */
+const failWith = (code: ErrorCode | null, message: (e: WriterEvent) => string) =>
+  writerSetup.enqueueActions(({ event, enqueue }) => {
+    const error: WriterError = { code: code ?? ('code' in event ? event.code : 'BOOKIE_UNAVAILABLE'), message: message(event) }
+    enqueue.assign({ error })
+    enqueue({ type: 'reject', params: { ...error, scope: 'all' } })
+  })
+
+const refuse = (code: ErrorCode, message: string) =>
+  ({ type: 'reject' as const, params: { code, message, scope: 'appended' as const } })
 
 export const writerMachine = writerSetup.createMachine({
   id: 'writer',
@@ -119,109 +218,91 @@ export const writerMachine = writerSetup.createMachine({
     // An ensemble naming a bookie twice would count one bookie's acks for two positions.
     assert(new Set(input.ensemble).size === input.ensemble.length && input.ensemble.length === input.quorum.ensembleSize,
       `ensemble must hold ${input.quorum.ensembleSize} distinct bookies: ${input.ensemble.join(',')}`)
-    return { ...input, lastAddPushed: input.lastEntryId, lac: input.lastEntryId, pending: [], error: null }
+    return {
+      ...input, lastAddPushed: input.lastEntryId, pushedLength: input.length, lac: input.lastEntryId,
+      pending: [], failed: [], closeRequested: false, error: null,
+    }
   },
   initial: 'open',
+  on: {
+    fenced: { target: '.fenced' },
+  },
   states: {
     open: {
       on: {
-        append: {
-          actions: enqueueActions(({ context, event, enqueue }) => {
-            const { ensembleSize: e, writeQuorum: w } = context.quorum
-            const added: PendingEntry[] = []
-            let id = context.lastAddPushed
-            for (const payload of event.payloads) {
-              id++
-              added.push({ entryId: id, payload, writeMask: writeSetMask(id, e, w), ackedMask: 0, failedMask: 0 })
-            }
-            enqueue.assign({ lastAddPushed: id, pending: [...context.pending, ...added] })
-            enqueue({
-              type: 'send',
-              params: { lac: context.lac, ensemble: context.ensemble, entries: added.map(({ entryId, payload }) => ({ entryId, payload })) },
-            })
-          }),
-        },
-        acks: { actions: recordAcks },
-        'bookie.failed': [
-          {
-            guard: ({ context, event }) => doomsAny(context, event.bookieId, event.entryIds),
-            target: 'failed',
-            actions: [
-              assign({ error: ({ event }) => ({ code: event.code, message: `bookie ${event.bookieId} failed adds (${event.reason}) and the ack quorum can no longer be reached` }) }),
-              { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'all' as const }) },
-            ],
-          },
-          { actions: assign({ pending: ({ context, event }) => markFailed(context, event.bookieId, event.entryIds) }) },
-        ],
-        fenced: { target: 'fenced' },
+        append: { actions: assignIds(false) },
+        acks: { actions: onAcks(false) },
+        'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
         unauthorized: {
           target: 'failed',
-          actions: [
-            assign({ error: ({ event }) => ({ code: 'UNAUTHORIZED' as const, message: `bookie ${event.bookieId} rejected the ledger's master key` }) }),
-            { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'all' as const }) },
-          ],
+          actions: failWith('UNAUTHORIZED', (e) => `bookie ${'bookieId' in e ? e.bookieId : '?'} rejected the ledger's master key`),
         },
-        close: { target: 'closing' },
+        close: { target: 'closing', actions: writerSetup.assign({ closeRequested: true }) },
+      },
+    },
+    changingEnsemble: {
+      // No add completes while the change is in flight; appends get ids but wait to be sent.
+      entry: {
+        type: 'changeEnsemble',
+        params: ({ context }) => ({ ensemble: context.ensemble, failed: context.failed, lac: context.lac }),
+      },
+      on: {
+        append: [
+          { guard: 'closeRequested', actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
+          { actions: assignIds(true) },
+        ],
+        acks: { actions: onAcks(true) },
+        'bookie.failed': { guard: 'inEnsemble', actions: addFailed },
+        close: { actions: writerSetup.assign({ closeRequested: true }) },
+        'ensemble.changed': [
+          { guard: ({ context, event }) => context.failed.some((b) => event.ensemble.includes(b)), target: 'changingEnsemble', reenter: true, actions: adoptEnsemble },
+          { guard: 'closeRequested', target: 'closing', actions: [adoptEnsemble, resolveCompleted] },
+          { target: 'open', actions: [adoptEnsemble, resolveCompleted] },
+        ],
+        'ensemble.failed': [
+          { guard: ({ event }) => event.code === 'FENCED', target: 'fenced' },
+          { target: 'failed', actions: failWith(null, (e) => ('message' in e ? e.message : 'ensemble change failed')) },
+        ],
       },
     },
     closing: {
       // Appends that arrive now are refused; in-flight ones finish first.
       always: { guard: 'drained', target: 'closingMetadata' },
       on: {
-        append: { actions: { type: 'reject', params: { code: 'LEDGER_CLOSED', message: 'the ledger is closing', scope: 'appended' } } },
-        acks: { actions: recordAcks },
-        'bookie.failed': {
-          guard: ({ context, event }) => doomsAny(context, event.bookieId, event.entryIds),
-          target: 'failed',
-          actions: [
-            assign({ error: ({ event }) => ({ code: event.code, message: `bookie ${event.bookieId} failed adds while closing (${event.reason})` }) }),
-            { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'all' as const }) },
-          ],
-        },
-        fenced: { target: 'fenced' },
+        append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
+        acks: { actions: onAcks(false) },
+        'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
       },
     },
     closingMetadata: {
       entry: { type: 'closeMetadata', params: ({ context }) => ({ lastEntryId: context.lac, length: context.length }) },
       on: {
-        append: { actions: { type: 'reject', params: { code: 'LEDGER_CLOSED', message: 'the ledger is closing', scope: 'appended' } } },
+        append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
         'metadata.closed': { target: 'closed' },
         'metadata.closeFailed': [
           { guard: ({ event }) => event.code === 'FENCED', target: 'fenced' },
-          {
-            target: 'failed',
-            actions: [
-              assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }),
-              { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'all' as const }) },
-            ],
-          },
+          { target: 'failed', actions: failWith(null, (e) => ('message' in e ? e.message : 'close failed')) },
         ],
       },
     },
     closed: {
-      on: { append: { actions: { type: 'reject', params: { code: 'LEDGER_CLOSED', message: 'the ledger is closed', scope: 'appended' } } } },
+      on: {
+        append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closed') },
+        fenced: {},
+      },
     },
     fenced: {
-      entry: [
-        assign({ error: { code: 'FENCED', message: 'the ledger was fenced by a recovery; this writer can add no more entries' } }),
-        { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'all' as const }) },
-      ],
-      on: { append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } } },
+      entry: failWith('FENCED', () => 'the ledger was fenced by a recovery; this writer can add no more entries'),
+      on: {
+        append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } },
+        fenced: {},
+      },
     },
     failed: {
-      on: { append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } } },
+      on: {
+        append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } },
+        fenced: {},
+      },
     },
   },
 })
-
-function markFailed(ctx: WriterContext, bookieId: string, entryIds: readonly number[]): PendingEntry[] {
-  const index = ctx.ensemble.indexOf(bookieId)
-  if (index < 0) return ctx.pending.slice()
-  const bit = 1 << index
-  const ids = new Set(entryIds)
-  return ctx.pending.map((p) => (ids.has(p.entryId) && (p.writeMask & bit) !== 0 ? { ...p, failedMask: p.failedMask | bit } : p))
-}
-
-function doomsAny(ctx: WriterContext, bookieId: string, entryIds: readonly number[]): boolean {
-  return markFailed(ctx, bookieId, entryIds).some((p) => isAddDoomed(p.failedMask, p.writeMask, ctx.quorum))
-}

@@ -59,12 +59,13 @@ function encodeState(state: StoredLedgerState): Buffer {
   assert(typeof state.fenced === 'boolean', 'fenced is a boolean')
   assert(Number.isInteger(state.explicitLac) && state.explicitLac >= -1 && state.explicitLac < ID_END,
     `explicitLac is -1 or an entry id, got ${state.explicitLac}`)
-  return packr.pack({ masterKey: state.masterKey, fenced: state.fenced, explicitLac: state.explicitLac })
+  assert(state.digestType === null || typeof state.digestType === 'string', 'digestType is a string or null')
+  return packr.pack({ masterKey: state.masterKey, digestType: state.digestType, fenced: state.fenced, explicitLac: state.explicitLac })
 }
 
 function decodeState(ledgerId: number, value: Buffer): StoredLedgerState {
   const raw: unknown = packr.unpack(value)
-  const r = raw as { masterKey?: unknown; fenced?: unknown; explicitLac?: unknown } | null
+  const r = raw as { masterKey?: unknown; digestType?: unknown; fenced?: unknown; explicitLac?: unknown } | null
   // A record that does not decode is disk corruption or a foreign format; refuse to guess.
   assert(typeof r === 'object' && r !== null, `ledger ${ledgerId} state is not a map`)
   assert(r.masterKey === null || r.masterKey instanceof Uint8Array, `ledger ${ledgerId} masterKey`)
@@ -73,7 +74,8 @@ function decodeState(ledgerId: number, value: Buffer): StoredLedgerState {
     `ledger ${ledgerId} explicitLac`)
   // A plain copy: msgpackr hands back a view into `value`, and callers compare and keep keys.
   const masterKey = r.masterKey === null ? null : Uint8Array.from(r.masterKey)
-  return { masterKey, fenced: r.fenced, explicitLac: r.explicitLac }
+  const digestType = typeof r.digestType === 'string' ? r.digestType : null
+  return { masterKey, digestType, fenced: r.fenced, explicitLac: r.explicitLac }
 }
 
 export async function openEntryStore(dir: string): Promise<RocksEntryStore> {

@@ -24,6 +24,8 @@ const CAS_CONFLICT_CODES: ReadonlySet<number> = new Set([
 ])
 /** "stream name already in use with a different configuration": lost a creation race. */
 const STREAM_NAME_IN_USE = 10058
+/** "subjects overlap with an existing stream": the same race, seen when the winner's stream lands first. */
+const STREAM_SUBJECT_OVERLAP = 10065
 const HISTORY_MAX = 64 // JetStream's limit on KV history
 const API_TIMEOUT_MS_DEFAULT = 5000
 
@@ -56,7 +58,7 @@ export async function openKv(nc: NatsConnection, bucket: string, opts: OpenKvOpt
     // nats.js creates after a "not found", so two processes can both try to create. Identical
     // configs are idempotent on the server; different ones fail here, and a second pass finds
     // the winner's bucket and opens it.
-    if (!(err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE)) {
+    if (!(err instanceof JetStreamApiError && (err.code === STREAM_NAME_IN_USE || err.code === STREAM_SUBJECT_OVERLAP || /subjects overlap/.test(err.message)))) {
       throw mapTimeout(err, `open bucket ${bucket}`, { bucket })
     }
   }

@@ -27,6 +27,7 @@ interface LedgerEntries {
 function copyState(state: StoredLedgerState): StoredLedgerState {
   return {
     masterKey: state.masterKey === null ? null : Uint8Array.from(state.masterKey),
+    digestType: state.digestType,
     fenced: state.fenced,
     explicitLac: state.explicitLac,
   }

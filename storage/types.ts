@@ -32,6 +32,8 @@ export interface JournalReplay {
 export interface StoredLedgerState {
   /** Master key (one-way hash of the password); null before the first add. */
   masterKey: Uint8Array | null
+  /** The ledger's digest type as the first add named it (to verify stored entries); null before. */
+  digestType: string | null
   fenced: boolean
   /** Explicit LAC a writer sent; -1 when none. */
   explicitLac: number

@@ -9,7 +9,7 @@ import { LEDGER_RC, bookieLedgerMachine, type BookieLedgerEvent } from '../machi
 type Snap = ReturnType<typeof initialTransition<typeof bookieLedgerMachine>>[0]
 const key = Buffer.from('k1')
 const other = Buffer.from('k2')
-const fresh = { ledgerId: 9, masterKey: null, fenced: false, lac: -1, lastEntryId: -1 }
+const fresh = { ledgerId: 9, masterKey: null, digestType: null, fenced: false, lac: -1, lastEntryId: -1 }
 const entries = [{ entryId: 0, lac: -1, data: Buffer.from('a') }, { entryId: 1, lac: 0, data: Buffer.from('b') }]
 
 function step(snap: Snap, e: BookieLedgerEvent) {
@@ -20,7 +20,7 @@ const types = (r: { actions: Array<{ type: string }> }): string[] => r.actions.m
 
 test('an add is journaled first and acknowledged only on journal.synced', () => {
   const [s0] = initialTransition(bookieLedgerMachine, fresh)
-  const r1 = step(s0, { type: 'add', replyTo: 'c', masterKey: key, recovery: false, entries })
+  const r1 = step(s0, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
   assert.equal(types(r1), ['journal.masterKey', 'journal.add'])
   assert.not.ok(types(r1).includes('reply.add'))
   const r2 = step(r1.snap, { type: 'journal.synced', replyTo: 'c', entries })
@@ -31,40 +31,50 @@ test('an add is journaled first and acknowledged only on journal.synced', () => 
 })
 
 test('another master key is UNAUTHORIZED and journals nothing', () => {
-  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key })
-  const r = step(s0, { type: 'add', replyTo: 'c', masterKey: other, recovery: false, entries })
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
+  const r = step(s0, { type: 'add', replyTo: 'c', masterKey: other, digestType: 'crc32c', recovery: false, entries })
   assert.equal(types(r), ['reply.add'])
   assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
 })
 
 test('fence: persisted before it is answered; then normal adds get FENCED, recovery adds are accepted', () => {
-  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, lac: 4, lastEntryId: 5 })
-  const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: key })
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c', lac: 4, lastEntryId: 5 })
+  const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: key, kind: 'lac' })
   assert.is(f.snap.value, 'fenced')
   assert.equal(types(f), ['journal.fence'])
-  const again = step(f.snap, { type: 'fence', replyTo: 'r2', reqId: 2, masterKey: key })
+  const again = step(f.snap, { type: 'fence', replyTo: 'r2', reqId: 2, masterKey: key, kind: 'lac' })
   assert.equal(types(again), [], 'a second fence waits for the same record')
   const synced = step(again.snap, { type: 'journal.fenceSynced' })
   assert.equal(synced.actions.map((a) => [a.type, a.params.reqId, a.params.lac]), [['reply.lac', 1, 4], ['reply.lac', 2, 4]])
-  const add = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, recovery: false, entries })
+  const add = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
   assert.equal(types(add), ['reply.add'])
   assert.is(add.actions[0]!.params.rc, LEDGER_RC.FENCED)
-  const rec = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, recovery: true, entries })
+  const rec = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: true, entries })
   assert.equal(types(rec), ['journal.add'])
 })
 
 test('a fence with the wrong master key is refused and does not fence', () => {
-  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key })
-  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other })
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
+  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other, kind: 'lac' })
   assert.is(r.snap.value, 'open')
   assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
 })
 
 test('a ledger restored fenced starts fenced and answers fences at once', () => {
-  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, fenced: true })
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c', fenced: true })
   assert.is(s0.value, 'fenced')
-  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 3, masterKey: key })
+  const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 3, masterKey: key, kind: 'lac' })
   assert.equal(types(r), ['reply.lac'])
+})
+
+test('a fencing read waits for the fence record, then goes ahead; a wrong key is refused', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
+  const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 7, masterKey: key, kind: 'read' })
+  assert.equal(types(f), ['journal.fence'])
+  const done = step(f.snap, { type: 'journal.fenceSynced' })
+  assert.equal(done.actions.map((a) => [a.type, a.params.reqId, a.params.rc]), [['read.fenced', 7, LEDGER_RC.OK]])
+  const bad = step(done.snap, { type: 'fence', replyTo: 'r', reqId: 8, masterKey: other, kind: 'read' })
+  assert.equal(bad.actions.map((a) => [a.type, a.params.rc]), [['read.fenced', LEDGER_RC.UNAUTHORIZED]])
 })
 
 test.run()

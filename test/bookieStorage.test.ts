@@ -11,7 +11,7 @@ import { BookieStorage } from '../actors/bookieStorage.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
 
 const key = masterKeyOf('')
-const entry = (l: number, e: number): Buffer => encodeEntry('crc32c', key, l, e, e - 1, Buffer.from(`L${l}E${e}`))
+const entry = (l: number, e: number): Buffer => encodeEntry('crc32c', key, l, e, e - 1, 0, Buffer.from(`L${l}E${e}`))
 const segments = async (dir: string): Promise<string[]> => (await readdir(path.join(dir, 'journal'))).filter((f) => f.endsWith('.log'))
 
 async function addSynced(s: BookieStorage, l: number, from: number, to: number): Promise<void> {

@@ -146,7 +146,7 @@ function contract(f: Factory): void {
     const got = await store.getEntries([{ ledgerId: MAX_ID, entryId: MAX_ID }, { ledgerId: MAX_ID - 1, entryId: MAX_ID }])
     assert.ok(got[0]?.equals(payload(MAX_ID, MAX_ID)))
     assert.ok(got[1]?.equals(payload(MAX_ID - 1, MAX_ID)))
-    await store.putLedgerState(MAX_ID, { masterKey: null, fenced: true, explicitLac: MAX_ID })
+    await store.putLedgerState(MAX_ID, { masterKey: null, digestType: null, fenced: true, explicitLac: MAX_ID })
     assert.equal(await collect(store.listLedgers()), [MAX_ID - 1, MAX_ID])
     await store.deleteLedger(MAX_ID)
     assert.is(await store.lastEntryId(MAX_ID), -1)
@@ -160,7 +160,7 @@ function contract(f: Factory): void {
       await rejects(store.lastEntryId(bad), /ledgerId/)
       await rejects(store.deleteLedger(bad), /ledgerId/)
     }
-    await rejects(store.putLedgerState(1, { masterKey: null, fenced: false, explicitLac: -2 }), /explicitLac/)
+    await rejects(store.putLedgerState(1, { masterKey: null, digestType: null, fenced: false, explicitLac: -2 }), /explicitLac/)
     // A rejected batch stored nothing, not even its valid members.
     await rejects(store.putEntries([entry(9, 0), { ledgerId: 9, entryId: -1, data: Buffer.alloc(1) }]), /entryId/)
     assert.is(await store.lastEntryId(9), -1)
@@ -169,24 +169,24 @@ function contract(f: Factory): void {
   t('ledger state round trip', async (store) => {
     assert.is(await store.getLedgerState(1), null)
     const masterKey = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 255) & 0xff)
-    await store.putLedgerState(1, { masterKey, fenced: false, explicitLac: -1 })
-    await store.putLedgerState(2, { masterKey: null, fenced: true, explicitLac: 2 ** 40 + 3 })
-    assert.equal(await store.getLedgerState(1), { masterKey: Uint8Array.from(masterKey), fenced: false, explicitLac: -1 })
-    assert.equal(await store.getLedgerState(2), { masterKey: null, fenced: true, explicitLac: 2 ** 40 + 3 })
+    await store.putLedgerState(1, { masterKey, digestType: null, fenced: false, explicitLac: -1 })
+    await store.putLedgerState(2, { masterKey: null, digestType: null, fenced: true, explicitLac: 2 ** 40 + 3 })
+    assert.equal(await store.getLedgerState(1), { masterKey: Uint8Array.from(masterKey), digestType: null, fenced: false, explicitLac: -1 })
+    assert.equal(await store.getLedgerState(2), { masterKey: null, digestType: null, fenced: true, explicitLac: 2 ** 40 + 3 })
     masterKey.fill(0) // the store kept its own copy
     const state = await store.getLedgerState(1)
     assert.is(state?.masterKey?.[0], 255)
-    await store.putLedgerState(1, { masterKey: new Uint8Array([1, 2, 3]), fenced: true, explicitLac: 10 })
-    assert.equal(await store.getLedgerState(1), { masterKey: new Uint8Array([1, 2, 3]), fenced: true, explicitLac: 10 })
+    await store.putLedgerState(1, { masterKey: new Uint8Array([1, 2, 3]), digestType: null, fenced: true, explicitLac: 10 })
+    assert.equal(await store.getLedgerState(1), { masterKey: new Uint8Array([1, 2, 3]), digestType: null, fenced: true, explicitLac: 10 })
     assert.is(await store.getLedgerState(3), null)
   })
 
   t('listLedgers: ascending and distinct over state and entries', async (store) => {
     assert.equal(await collect(store.listLedgers()), [])
     await store.putEntries([entry(2 ** 32, 0), entry(7, 0), entry(7, 1), entry(7, 2), entry(0, 5), entry(300, 1)])
-    await store.putLedgerState(7, { masterKey: null, fenced: false, explicitLac: -1 }) // both
-    await store.putLedgerState(1, { masterKey: null, fenced: true, explicitLac: -1 }) // state only
-    await store.putLedgerState(256, { masterKey: null, fenced: false, explicitLac: -1 }) // byte carry
+    await store.putLedgerState(7, { masterKey: null, digestType: null, fenced: false, explicitLac: -1 }) // both
+    await store.putLedgerState(1, { masterKey: null, digestType: null, fenced: true, explicitLac: -1 }) // state only
+    await store.putLedgerState(256, { masterKey: null, digestType: null, fenced: false, explicitLac: -1 }) // byte carry
     assert.equal(await collect(store.listLedgers()), [0, 1, 7, 256, 300, 2 ** 32])
     // Stopping early is allowed and leaves nothing open (close() would hang otherwise).
     for await (const id of store.listLedgers()) {
@@ -199,7 +199,7 @@ function contract(f: Factory): void {
     const masterKey = new Uint8Array([9, 9])
     for (const l of [1, 2, 3]) {
       await store.putEntries([entry(l, 0), entry(l, 1), entry(l, 2)])
-      await store.putLedgerState(l, { masterKey, fenced: false, explicitLac: 1 })
+      await store.putLedgerState(l, { masterKey, digestType: null, fenced: false, explicitLac: 1 })
     }
     await store.deleteLedger(2)
     await store.deleteLedger(99) // unknown: nothing to do
@@ -211,7 +211,7 @@ function contract(f: Factory): void {
     assert.is(await store.lastEntryId(3), 2)
     const kept = await store.getEntries([{ ledgerId: 1, entryId: 2 }, { ledgerId: 3, entryId: 0 }])
     assert.ok(kept[0]?.equals(payload(1, 2)) && kept[1]?.equals(payload(3, 0)))
-    assert.equal(await store.getLedgerState(3), { masterKey: new Uint8Array([9, 9]), fenced: false, explicitLac: 1 })
+    assert.equal(await store.getLedgerState(3), { masterKey: new Uint8Array([9, 9]), digestType: null, fenced: false, explicitLac: 1 })
     // The id can be used again, from scratch.
     await store.putEntries([entry(2, 0)])
     assert.is(await store.lastEntryId(2), 0)
@@ -248,8 +248,8 @@ test('rocks: data survive flush, close and reopen', () =>
     const first = await openEntryStore(path)
     try {
       await first.putEntries([entry(1, 0), entry(1, 1), entry(3, 9)])
-      await first.putLedgerState(1, { masterKey, fenced: true, explicitLac: 0 })
-      await first.putLedgerState(2, { masterKey: null, fenced: false, explicitLac: -1 })
+      await first.putLedgerState(1, { masterKey, digestType: null, fenced: true, explicitLac: 0 })
+      await first.putLedgerState(2, { masterKey: null, digestType: null, fenced: false, explicitLac: -1 })
       await first.putMeta('checkpoint', Buffer.from('segment 4 offset 99'))
       await first.flush()
     } finally {
@@ -261,7 +261,7 @@ test('rocks: data survive flush, close and reopen', () =>
       const got = await second.getEntries([{ ledgerId: 1, entryId: 1 }, { ledgerId: 3, entryId: 9 }])
       assert.ok(got[0]?.equals(payload(1, 1)) && got[1]?.equals(payload(3, 9)))
       assert.is(await second.lastEntryId(3), 9)
-      assert.equal(await second.getLedgerState(1), { masterKey: Uint8Array.from(masterKey), fenced: true, explicitLac: 0 })
+      assert.equal(await second.getLedgerState(1), { masterKey: Uint8Array.from(masterKey), digestType: null, fenced: true, explicitLac: 0 })
       assert.is((await second.getMeta('checkpoint'))?.toString(), 'segment 4 offset 99')
     } finally {
       await second.close()

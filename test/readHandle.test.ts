@@ -15,7 +15,7 @@ const md: LedgerMetadata = {
   ledgerId: 3, ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c', state: 'CLOSED', lastEntryId: 5, length: 6,
   segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }], customMetadata: {}, createdAt: 0, passwordCheck: '',
 }
-const good = (id: number): Buffer => encodeEntry('crc32c', key, 3, id, id - 1, Buffer.from(`entry-${id}`))
+const good = (id: number): Buffer => encodeEntry('crc32c', key, 3, id, id - 1, 0, Buffer.from(`entry-${id}`))
 const rotten = (id: number): Buffer => {
   const b = Buffer.from(good(id))
   b[b.length - 1] = b[b.length - 1]! ^ 0x01
@@ -79,7 +79,7 @@ test('hmac-sha256: a copy written under another key fails verification', async (
   const other = masterKeyOf('other')
   const script = { read: async (bookieId: string, _l: number, ids: number[]): Promise<ReadResponse> => ({
     op: 'readResp', reqId: 0, bookieId, rc: RC.OK,
-    entries: ids.map((id) => [RC.OK, encodeEntry('hmac-sha256', bookieId === 'a' ? other : key, 3, id, -1, Buffer.from('v'))] as [number, Uint8Array]),
+    entries: ids.map((id) => [RC.OK, encodeEntry('hmac-sha256', bookieId === 'a' ? other : key, 3, id, -1, 1, Buffer.from('v'))] as [number, Uint8Array]),
   }), readLac: async (): Promise<ReadLacResponse> => { throw new Error('unused') } }
   const r = new ReadHandle({ bookies: script, masterKey: key, readTimeoutMs: 100 }, hm)
   assert.is((await r.read(0, 0))[0]!.payload.toString(), 'v', 'a forged copy on a is skipped for b')

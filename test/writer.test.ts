@@ -53,20 +53,79 @@ test('an ack from a bookie outside the write set does not count', () => {
   assert.is(r.snap.context.lac, -1)
 })
 
-test('a failure within Qw-Qa is tolerated; beyond it the writer fails and rejects everything', () => {
-  const q = { ...input, quorum: { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 } }
-  let [snap] = initialTransition(writerMachine, q)
-  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
-  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', entryIds: [0], code: 'TIMEOUT', reason: 't' })
+test('a failed bookie starts an ensemble change; nothing completes until it is done', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0'), p('1')] }).snap
+  // 0 -> {a,b}, 1 -> {b,c}; b fails.
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'b', code: 'TIMEOUT', reason: 't' })
+  assert.is(r.snap.value, 'changingEnsemble')
+  assert.equal(named(r.actions, 'changeEnsemble')[0]!.params, { ensemble: ['a', 'b', 'c'], failed: ['b'], lac: -1 })
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'c', entryIds: [1] })
+  assert.is(named(r.actions, 'resolve').length, 0)
+  r = step(r.snap, { type: 'append', payloads: [p('2')] })
+  assert.is(named(r.actions, 'send').length, 0, 'appends wait for the change')
+  assert.equal(r.snap.context.pending.map((e) => e.entryId), [0, 1, 2])
+  // b is replaced by d at index 1: entries 0 and 1 go to d only; entry 2 ({c,a}) was never sent.
+  r = step(r.snap, { type: 'ensemble.changed', ensemble: ['a', 'd', 'c'] })
   assert.is(r.snap.value, 'open')
-  r = step(r.snap, { type: 'bookie.failed', bookieId: 'b', entryIds: [0], code: 'TIMEOUT', reason: 't' })
+  const sent = (named(r.actions, 'send')[0]!.params as { entries: Array<{ entryId: number; bookies: string[] }> }).entries
+  assert.equal(sent.map((e) => [e.entryId, e.bookies]), [[0, ['d']], [1, ['d']], [2, ['c', 'a']]])
+  assert.is(named(r.actions, 'resolve').length, 0)
+  r = step(r.snap, { type: 'acks', bookieId: 'b', entryIds: [0, 1] })
+  assert.is(r.snap.context.lac, -1, 'the replaced bookie no longer counts')
+  r = step(r.snap, { type: 'acks', bookieId: 'd', entryIds: [0, 1] })
+  assert.equal(named(r.actions, 'resolve')[0]!.params, { firstEntryId: 0, lastEntryId: 1, lac: 1 })
+})
+
+test('acks gathered during the change complete entries right after it', () => {
+  let [snap] = initialTransition(writerMachine, { ...input, quorum: { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 } })
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'c', code: 'BOOKIE_UNAVAILABLE', reason: 'x' })
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'b', entryIds: [0] })
+  assert.is(named(r.actions, 'resolve').length, 0)
+  r = step(r.snap, { type: 'ensemble.changed', ensemble: ['a', 'b', 'e'] })
+  assert.equal(named(r.actions, 'resolve')[0]!.params, { firstEntryId: 0, lastEntryId: 0, lac: 0 })
+})
+
+test('a second failure during a change is handled by another change', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' })
+  r = step(r.snap, { type: 'bookie.failed', bookieId: 'c', code: 'TIMEOUT', reason: 't' })
+  r = step(r.snap, { type: 'ensemble.changed', ensemble: ['x', 'b', 'c'] })
+  assert.is(r.snap.value, 'changingEnsemble')
+  assert.equal((named(r.actions, 'changeEnsemble')[0]!.params as { failed: string[] }).failed, ['c'])
+  r = step(r.snap, { type: 'ensemble.changed', ensemble: ['x', 'b', 'y'] })
+  assert.is(r.snap.value, 'open')
+})
+
+test('no replacement: NOT_ENOUGH_BOOKIES rejects every pending append', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' })
+  r = step(r.snap, { type: 'ensemble.failed', code: 'NOT_ENOUGH_BOOKIES', message: 'none left' })
   assert.is(r.snap.value, 'failed')
-  const [rej] = named(r.actions, 'reject')
-  assert.is((rej!.params as { code: string; scope: string }).code, 'TIMEOUT')
-  assert.is((rej!.params as { scope: string }).scope, 'all')
+  assert.equal(named(r.actions, 'reject')[0]!.params, { code: 'NOT_ENOUGH_BOOKIES', message: 'none left', scope: 'all' })
   const after = step(r.snap, { type: 'append', payloads: [p('late')] })
-  assert.is(named(after.actions, 'send').length, 0, 'a failed writer sends nothing')
-  assert.is((named(after.actions, 'reject')[0]!.params as { scope: string }).scope, 'appended')
+  assert.is(named(after.actions, 'send').length, 0)
+})
+
+test('an ensemble change that finds the ledger in recovery ends fenced', () => {
+  let [snap] = initialTransition(writerMachine, input)
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' })
+  r = step(r.snap, { type: 'ensemble.failed', code: 'FENCED', message: 'in recovery' })
+  assert.is(r.snap.value, 'fenced')
+  assert.is((named(r.actions, 'reject')[0]!.params as { code: string }).code, 'FENCED')
+})
+
+test('entries carry the running ledger length', () => {
+  let [snap] = initialTransition(writerMachine, { ...input, lastEntryId: 4, length: 100 })
+  const r = step(snap, { type: 'append', payloads: [p('abc'), p('de')] })
+  const sent = (named(r.actions, 'send')[0]!.params as { entries: Array<{ entryId: number; ledgerLength: number }> }).entries
+  assert.equal(sent.map((e) => [e.entryId, e.ledgerLength]), [[5, 103], [6, 105]])
 })
 
 test('fenced: rejects pending with FENCED, later acks resolve nothing, appends are refused', () => {

@@ -1,5 +1,7 @@
 // An entry on the wire and on disk (PROTOCOL.md "Entry on the wire and on disk"):
-//   header (28 bytes): ledgerId u64 | entryId u64 | lac+1 u64 | payload length u32
+//   header (36 bytes): ledgerId u64 | entryId u64 | lac+1 u64 | ledger length u64 | payload length u32
+//   (ledger length: bytes of all entries up to and including this one, so that a recoverer
+//   learns the ledger's length from its last entry alone)
 //   digest: crc32c (4 bytes) | hmac-sha256 keyed by the master key (32 bytes) | none (0 bytes)
 //   payload
 // The digest covers the header and the payload. Bookies store the encoded bytes as they are;
@@ -13,7 +15,7 @@ import { QuireError, assert } from '../machines/errors.ts'
 export type DigestType = 'crc32c' | 'hmac-sha256' | 'none'
 export const DIGEST_TYPES: readonly DigestType[] = ['crc32c', 'hmac-sha256', 'none']
 
-export const HEADER_BYTES = 28
+export const HEADER_BYTES = 36
 const MAX_ID = Number.MAX_SAFE_INTEGER
 const TWO_32 = 2 ** 32
 
@@ -68,18 +70,22 @@ export interface EntryHeader {
   entryId: number
   /** LAC the writer knew when it sent this entry (-1 for none). */
   lac: number
+  /** Total payload bytes of entries 0..entryId. */
+  ledgerLength: number
+  /** Payload bytes of this entry. */
   length: number
 }
 
 export function encodeEntry(
-  type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, payload: Uint8Array,
+  type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, ledgerLength: number, payload: Uint8Array,
 ): Buffer {
   const dlen = digestBytes(type)
   const out = Buffer.allocUnsafe(HEADER_BYTES + dlen + payload.byteLength)
   writeU64(out, ledgerId, 0)
   writeU64(out, entryId, 8)
   writeU64(out, lac + 1, 16)
-  out.writeUInt32BE(payload.byteLength, 24)
+  writeU64(out, ledgerLength, 24)
+  out.writeUInt32BE(payload.byteLength, 32)
   const header = out.subarray(0, HEADER_BYTES)
   const digest = computeDigest(type, masterKey, header, payload)
   if (digest) digest.copy(out, HEADER_BYTES)
@@ -96,7 +102,8 @@ export function readEntryHeader(entry: Uint8Array): EntryHeader {
     ledgerId: readU64(entry, 0),
     entryId: readU64(entry, 8),
     lac: readU64(entry, 16) - 1,
-    length: readU32(entry, 24),
+    ledgerLength: readU64(entry, 24),
+    length: readU32(entry, 32),
   }
 }
 

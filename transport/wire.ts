@@ -40,6 +40,8 @@ export const rcName = (rc: number): string =>
 export interface AddGroup {
   ledgerId: number
   masterKey: Uint8Array
+  /** The ledger's digest type: the bookie keeps it to verify what it later reads back. */
+  digestType: string
   /** Recovery adds are accepted by fenced bookies. */
   recovery: boolean
   /** Encoded entries (transport/entry.ts). */
@@ -66,7 +68,7 @@ export interface ReadRequest {
   entryIds: number[]
   /** Bytes the reply may carry at most (at least one entry is always sent); the reader asks again for the rest. */
   maxBytes: number
-  /** Recovery reads fence the ledger (issue: fencing); a master key is required then. */
+  /** Recovery reads fence the ledger before they read; a master key is required then. */
   fence?: boolean
   masterKey?: Uint8Array
 }
