@@ -93,6 +93,16 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
       console.log(`ledger ${id} deleted`)
     }))
 
+  shell.command('recover <ledgerId>').description('fence a ledger, find its last entry, and close it there (open with recovery)').addOption(natsOption())
+    .option('--password <password>', 'ledger password', '')
+    .action((id: string, o: { nats: string; password: string }) => withClient(o.nats, async (c) => {
+      const before = (await c.metadata.readLedger(ledgerIdArg(id))).value
+      const h = await c.openLedger(ledgerIdArg(id), { password: o.password, recovery: true })
+      const md = h.metadata
+      const what = before.state === 'CLOSED' ? 'was already closed' : 'recovered'
+      console.log(`ledger ${id} ${what}: CLOSED at entry ${md.lastEntryId}, length ${md.length}, ${md.segments.length} segment(s)`)
+    }))
+
   shell.command('simpletest').description('write N entries to a new ledger, close it, read all back and verify every byte').addOption(natsOption())
     .option('--ensemble <n>', 'ensemble size', '3')
     .option('--write-quorum <n>', 'write quorum', '2')

@@ -26,7 +26,8 @@ const BATCH_BYTES_MAX = 1024 * 1024
 export class BookieClient {
   readonly inbox: string
   private readonly sub: Subscription
-  private readonly writers = new Map<number, AckHandler>()
+  /** Ack handlers by ledger: its writer, and a recovery writing entries back. */
+  private readonly writers = new Map<number, Set<AckHandler>>()
   private readonly waiters = new Map<number, Waiter>()
   private readonly out = new Map<string, { groups: Map<string, AddGroup>; bytes: number }>()
   private flushQueued = false
@@ -50,8 +51,13 @@ export class BookieClient {
   }
 
   registerWriter(ledgerId: number, handler: AckHandler): () => void {
-    this.writers.set(ledgerId, handler)
-    return () => { if (this.writers.get(ledgerId) === handler) this.writers.delete(ledgerId) }
+    let set = this.writers.get(ledgerId)
+    if (!set) this.writers.set(ledgerId, (set = new Set()))
+    set.add(handler)
+    return () => {
+      set.delete(handler)
+      if (set.size === 0 && this.writers.get(ledgerId) === set) this.writers.delete(ledgerId)
+    }
   }
 
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
@@ -119,7 +125,10 @@ export class BookieClient {
 
   private onMessage(m: WireMessage): void {
     if (m.op === 'addAck') {
-      for (const [ledgerId, rc, ids] of m.acks) this.writers.get(ledgerId)?.(m.bookieId, rc, ids)
+      for (const [ledgerId, rc, ids] of m.acks) {
+        const handlers = this.writers.get(ledgerId)
+        if (handlers) for (const h of [...handlers]) h(m.bookieId, rc, ids)
+      }
     } else if (m.op === 'readResp' || m.op === 'lacResp') {
       const w = this.waiters.get(m.reqId)
       if (!w) return

@@ -11,6 +11,7 @@ import { connectNats } from '../transport/nats.ts'
 import { BookieClient } from './bookieClient.ts'
 import { ReadHandle } from './readHandle.ts'
 import { WriteHandle } from './writeHandle.ts'
+import { recoverLedger } from './recovery.ts'
 
 export interface ClientOptions {
   /** NATS server URL(s), e.g. "nats://127.0.0.1:4222" or a comma-separated list. */
@@ -35,6 +36,12 @@ export interface CreateLedgerOptions {
 
 export interface OpenLedgerOptions {
   password?: string | Uint8Array
+  /**
+   * Recover the ledger: fence its last segment's bookies (its writer can get no more acks), find
+   * its last entry, write the entries found back to their write sets, and close it there.
+   * Without it, an open never fences and never writes metadata.
+   */
+  recovery?: boolean
 }
 
 export const MAX_ENTRY_BYTES_DEFAULT = 5 * 1024 * 1024
@@ -88,6 +95,10 @@ export class QuireClient {
     const masterKey = masterKeyOf(opts.password ?? '')
     if (passwordCheckOf(masterKey) !== md.passwordCheck) {
       throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
+    }
+    if (opts.recovery) {
+      const closed = await recoverLedger(this.writeDeps(masterKey), ledgerId)
+      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs }, closed)
     }
     const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs }, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})

@@ -14,6 +14,8 @@ export interface LedgerEntry {
   ledgerId: number
   entryId: number
   payload: Buffer
+  /** Payload bytes of the ledger's entries up to and including this one. */
+  ledgerLength: number
 }
 
 export interface HandleDeps {
@@ -149,8 +151,8 @@ export class ReadHandle {
           const i = id - first
           if (rc === RC.OK && data) {
             try {
-              const { payload } = decodeEntry(this.md.digestType, this.deps.masterKey, data, { ledgerId: this.ledgerId, entryId: id })
-              result[i] = { ledgerId: this.ledgerId, entryId: id, payload: Buffer.from(payload) }
+              const { header, payload } = decodeEntry(this.md.digestType, this.deps.masterKey, data, { ledgerId: this.ledgerId, entryId: id })
+              result[i] = { ledgerId: this.ledgerId, entryId: id, payload: Buffer.from(payload), ledgerLength: header.ledgerLength }
               return
             } catch (err) {
               if (!isQuireError(err, 'CORRUPT_ENTRY')) throw err

@@ -1,0 +1,162 @@
+// Open with recovery (PROTOCOL.md "Recovery"): CAS the metadata OPEN → IN_RECOVERY, then run
+// machines/recovery.ts over the bookie transport (fencing LAC reads, fencing reads, recovery
+// adds), then CAS IN_RECOVERY → CLOSED. Concurrent recoverers converge through that CAS: one that
+// finds the ledger CLOSED at the same lastEntryId has succeeded too.
+
+import { createActor, type AnyActorLogic } from 'xstate'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { watchActor } from '../actors/inspect.ts'
+import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
+import { recoveryMachine, type RecoveryEvent } from '../machines/recovery.ts'
+import type { LedgerMetadata, MetadataStore, Versioned } from '../storage/metadataStore.ts'
+import { KvConflict } from '../storage/types.ts'
+import { decodeEntry } from '../transport/entry.ts'
+import { RC } from '../transport/wire.ts'
+import type { BookieClient } from './bookieClient.ts'
+import { ReadHandle } from './readHandle.ts'
+
+export interface RecoveryDeps {
+  bookies: BookieClient
+  metadata: MetadataStore
+  masterKey: Buffer
+  readTimeoutMs: number
+  addTimeoutMs: number
+  nc: NatsConnection | null
+  /** Tests swap protocol rules here (machine.provide); the product never does. */
+  logic?: (m: typeof recoveryMachine) => AnyActorLogic
+}
+
+const MAX_CAS_ATTEMPTS = 50
+
+/** Recover ledger `ledgerId` (fence, find the last entry, write back, close); returns the closed metadata. */
+export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promise<LedgerMetadata> {
+  const start = await markInRecovery(deps.metadata, ledgerId)
+  if (start.value.state === 'CLOSED') return start.value
+  const md = start.value
+  const segment = md.segments[md.segments.length - 1]!
+  const outcome = await new Promise<{ ok: true } | { ok: false; code: ErrorCode; message: string }>((resolve) => {
+    const send = (e: RecoveryEvent): void => actor.send(e)
+    const logic = recoveryMachine.provide({
+      actions: {
+        fence: (_, p) => {
+          for (const b of p.bookies) {
+            deps.bookies.readLac(b, ledgerId, deps.readTimeoutMs, { masterKey: deps.masterKey }).then(
+              (r) => send(r.rc === RC.OK
+                ? { type: 'fence.ok', bookieId: b, lac: r.lac }
+                : { type: 'fence.failed', bookieId: b, code: r.rc === RC.UNAUTHORIZED ? 'UNAUTHORIZED' : 'BOOKIE_UNAVAILABLE' }),
+              (err) => send({ type: 'fence.failed', bookieId: b, code: isQuireError(err) ? err.code : 'BOOKIE_UNAVAILABLE' }),
+            )
+          }
+        },
+        readEntry: (_, p) => {
+          for (const b of p.bookies) {
+            // Recovery reads fence too, so a bookie that missed the fencing LAC read is fenced now.
+            deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, { masterKey: deps.masterKey }).then(
+              (r) => send(classifyRead(md, deps.masterKey, ledgerId, p.entryId, b, r.rc, r.entries[0])),
+              () => send({ type: 'read.unknown', entryId: p.entryId, bookieId: b }),
+            )
+          }
+        },
+        writeBack: (_, p) => {
+          const pending = new Set(p.bookies)
+          const timer = setTimeout(() => {
+            for (const b of pending) send({ type: 'write.failed', entryId: p.entryId, bookieId: b })
+          }, deps.addTimeoutMs)
+          const unregister = deps.bookies.registerWriter(ledgerId, (bookieId, rc, ids) => {
+            if (!ids.includes(p.entryId) || !pending.delete(bookieId)) return
+            send(rc === RC.OK
+              ? { type: 'write.acked', entryId: p.entryId, bookieId }
+              : { type: 'write.failed', entryId: p.entryId, bookieId })
+            if (pending.size === 0) {
+              clearTimeout(timer)
+              unregister()
+            }
+          })
+          for (const b of p.bookies) deps.bookies.queueAdd(b, ledgerId, deps.masterKey, md.digestType, true, p.data)
+        },
+        closeMetadata: (_, p) => {
+          closeRecovered(deps, md, p.lastEntryId, p.ledgerLength).then(
+            () => send({ type: 'metadata.closed' }),
+            (err) => {
+              const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', String(err))
+              send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
+            },
+          )
+        },
+      },
+    })
+    const actor = createActor(deps.logic ? deps.logic(logic) : logic, {
+      input: { ledgerId, quorum: md, segment: { firstEntryId: segment.firstEntryId, ensemble: segment.ensemble } },
+    })
+    watchActor(actor, deps.nc, 'recovery', String(ledgerId))
+    actor.subscribe((snap) => {
+      if (snap.status !== 'done') return
+      const ctx = snap.context as { error: { code: ErrorCode; message: string } | null }
+      resolve(snap.value === 'done' ? { ok: true } : { ok: false, code: ctx.error?.code ?? 'RECOVERY_INCOMPLETE', message: ctx.error?.message ?? 'recovery failed' })
+    })
+    actor.start()
+  })
+  if (!outcome.ok) throw new QuireError(outcome.code, outcome.message, { ledgerId })
+  return (await deps.metadata.readLedger(ledgerId)).value
+}
+
+function classifyRead(
+  md: LedgerMetadata, masterKey: Buffer, ledgerId: number, entryId: number, bookieId: string,
+  rc: number, answer: [number, Uint8Array | null] | undefined,
+): RecoveryEvent {
+  if (rc === RC.NO_SUCH_LEDGER) return { type: 'read.missing', entryId, bookieId }
+  if (rc !== RC.OK || !answer) return { type: 'read.unknown', entryId, bookieId }
+  const [erc, data] = answer
+  if (erc === RC.NO_SUCH_ENTRY) return { type: 'read.missing', entryId, bookieId }
+  if (erc !== RC.OK || !data) return { type: 'read.unknown', entryId, bookieId }
+  try {
+    const { header } = decodeEntry(md.digestType, masterKey, data, { ledgerId, entryId })
+    return { type: 'read.found', entryId, bookieId, data, ledgerLength: header.ledgerLength }
+  } catch {
+    // A copy that fails its digest is not evidence either way.
+    return { type: 'read.unknown', entryId, bookieId }
+  }
+}
+
+/** Step 1: OPEN → IN_RECOVERY (or already IN_RECOVERY from another recoverer, or CLOSED: done). */
+async function markInRecovery(metadata: MetadataStore, ledgerId: number): Promise<Versioned<LedgerMetadata>> {
+  for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+    const cur = await metadata.readLedger(ledgerId)
+    if (cur.value.state !== 'OPEN') return cur
+    try {
+      return await metadata.writeLedger({ ...cur.value, state: 'IN_RECOVERY' }, cur.revision)
+    } catch (err) {
+      if (!(err instanceof KvConflict)) throw err
+    }
+  }
+  throw new QuireError('METADATA_CONFLICT', `could not mark ledger ${ledgerId} in recovery: too many concurrent updates`)
+}
+
+/** Step 6: IN_RECOVERY → CLOSED; another recoverer's CLOSED at the same entry is success. */
+async function closeRecovered(deps: RecoveryDeps, md: LedgerMetadata, lastEntryId: number, ledgerLength: number | null): Promise<void> {
+  const length = ledgerLength ?? (lastEntryId < 0 ? 0 : await lengthFromEntry(deps, md, lastEntryId))
+  for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+    const cur = await deps.metadata.readLedger(md.ledgerId)
+    if (cur.value.state === 'CLOSED') {
+      if (cur.value.lastEntryId === lastEntryId) return
+      throw new QuireError('METADATA_CONFLICT',
+        `ledger ${md.ledgerId} was closed at entry ${cur.value.lastEntryId} while this recovery found ${lastEntryId}`)
+    }
+    try {
+      await deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId, length }, cur.revision)
+      return
+    } catch (err) {
+      if (!(err instanceof KvConflict)) throw err
+    }
+  }
+  throw new QuireError('METADATA_CONFLICT', `could not close ledger ${md.ledgerId} after recovery: too many concurrent updates`)
+}
+
+/** The ledger length travels in every entry header: read the last entry to learn it. */
+async function lengthFromEntry(deps: RecoveryDeps, md: LedgerMetadata, entryId: number): Promise<number> {
+  const reader = new ReadHandle({ bookies: deps.bookies, masterKey: deps.masterKey, readTimeoutMs: deps.readTimeoutMs }, { ...md, state: 'CLOSED', lastEntryId: entryId })
+  const [entry] = await reader.read(entryId, entryId)
+  if (!entry) throw new QuireError('RECOVERY_INCOMPLETE', `could not read entry ${entryId} of ledger ${md.ledgerId} for its length`)
+  return entry.ledgerLength
+}
+
