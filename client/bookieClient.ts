@@ -23,7 +23,15 @@ interface Waiter {
 /** A batch is sent early once it passes this many bytes. */
 const BATCH_BYTES_MAX = 1024 * 1024
 
-export class BookieClient {
+/** What writers, readers and recoveries need of the bookies (NATS here; simulated in sim/). */
+export interface BookieTransport {
+  registerWriter(ledgerId: number, handler: AckHandler): () => void
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
+  readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
+}
+
+export class BookieClient implements BookieTransport {
   readonly inbox: string
   private readonly sub: Subscription
   /** Ack handlers by ledger: its writer, and a recovery writing entries back. */

@@ -8,7 +8,8 @@ import { pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore
 import { openMetadata } from '../storage/openMetadata.ts'
 import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } from '../transport/entry.ts'
 import { connectNats } from '../transport/nats.ts'
-import { BookieClient } from './bookieClient.ts'
+import { BookieClient, type BookieTransport } from './bookieClient.ts'
+import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandle } from './readHandle.ts'
 import { WriteHandle } from './writeHandle.ts'
 import { recoverLedger } from './recovery.ts'
@@ -50,21 +51,38 @@ export async function connect(opts: ClientOptions): Promise<QuireClient> {
   const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
   try {
     const metadata = await openMetadata(nc)
-    return new QuireClient(nc, metadata, opts)
+    return new QuireClient({ nc, bookies: new BookieClient(nc), metadata, clock: realClock, random: Math.random }, opts)
   } catch (err) {
     await nc.close().catch(() => {})
     throw err
   }
 }
 
+/** What a client runs on: NATS in the product; a simulated network, KV and clock in sim/. */
+export interface ClientParts {
+  nc: NatsConnection | null
+  bookies: BookieTransport & { close?(): Promise<void> }
+  metadata: MetadataStore
+  clock: Clock
+  random: Random
+}
+
 export class QuireClient {
-  private readonly bookies: BookieClient
+  readonly nc: NatsConnection | null
+  readonly metadata: MetadataStore
+  private readonly bookies: BookieTransport & { close?(): Promise<void> }
+  private readonly clock: Clock
+  private readonly random: Random
   private readonly addTimeoutMs: number
   private readonly readTimeoutMs: number
   private readonly maxEntryBytes: number
 
-  constructor(readonly nc: NatsConnection, readonly metadata: MetadataStore, opts: ClientOptions) {
-    this.bookies = new BookieClient(nc)
+  constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
+    this.nc = parts.nc
+    this.metadata = parts.metadata
+    this.bookies = parts.bookies
+    this.clock = parts.clock
+    this.random = parts.random
     this.addTimeoutMs = opts.addTimeoutMs ?? 10_000
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
@@ -77,13 +95,13 @@ export class QuireClient {
       ackQuorum: opts.ackQuorum ?? Math.min(opts.writeQuorum ?? DEFAULT_QUORUM.ackQuorum, DEFAULT_QUORUM.ackQuorum),
     })
     const digestType = validateDigestType(opts.digestType ?? 'crc32c')
-    const ensemble = pickBookies(await this.metadata.listBookies(), quorum.ensembleSize, Date.now(), Math.random)
+    const ensemble = pickBookies(await this.metadata.listBookies(), quorum.ensembleSize, this.clock.now(), this.random)
     const masterKey = masterKeyOf(opts.password ?? '')
     const ledgerId = await this.metadata.allocateLedgerId()
     const md: LedgerMetadata = {
       ledgerId, ...quorum, digestType, state: 'OPEN', lastEntryId: -1, length: 0,
       segments: [{ firstEntryId: 0, ensemble }], customMetadata: { ...(opts.customMetadata ?? {}) },
-      createdAt: Date.now(), passwordCheck: passwordCheckOf(masterKey),
+      createdAt: this.clock.now(), passwordCheck: passwordCheckOf(masterKey),
     }
     const created = await this.metadata.createLedger(md)
     return new WriteHandle(this.writeDeps(masterKey), created.value, created.revision)
@@ -118,15 +136,17 @@ export class QuireClient {
   }
 
   async close(): Promise<void> {
-    await this.bookies.close()
-    await this.nc.flush().catch(() => {})
-    await this.nc.close()
+    await this.bookies.close?.()
+    if (this.nc) {
+      await this.nc.flush().catch(() => {})
+      await this.nc.close()
+    }
   }
 
   private writeDeps(masterKey: Buffer) {
     return {
       bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
-      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc,
+      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc, clock: this.clock, random: this.random,
     }
   }
 }

@@ -8,7 +8,7 @@ import { isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC, type ReadResponse } from '../transport/wire.ts'
-import type { BookieClient } from './bookieClient.ts'
+import type { BookieTransport } from './bookieClient.ts'
 
 export interface LedgerEntry {
   ledgerId: number
@@ -19,7 +19,7 @@ export interface LedgerEntry {
 }
 
 export interface HandleDeps {
-  bookies: Pick<BookieClient, 'read' | 'readLac'>
+  bookies: Pick<BookieTransport, 'read' | 'readLac'>
   masterKey: Buffer
   readTimeoutMs: number
 }

@@ -12,11 +12,13 @@ import type { LedgerMetadata, MetadataStore, Versioned } from '../storage/metada
 import { KvConflict } from '../storage/types.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC } from '../transport/wire.ts'
-import type { BookieClient } from './bookieClient.ts'
+import type { BookieTransport } from './bookieClient.ts'
+import type { Clock } from '../transport/clock.ts'
 import { ReadHandle } from './readHandle.ts'
 
 export interface RecoveryDeps {
-  bookies: BookieClient
+  bookies: BookieTransport
+  clock: Clock
   metadata: MetadataStore
   masterKey: Buffer
   readTimeoutMs: number
@@ -59,7 +61,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
         },
         writeBack: (_, p) => {
           const pending = new Set(p.bookies)
-          const timer = setTimeout(() => {
+          const timer = deps.clock.setTimeout(() => {
             for (const b of pending) send({ type: 'write.failed', entryId: p.entryId, bookieId: b })
           }, deps.addTimeoutMs)
           const unregister = deps.bookies.registerWriter(ledgerId, (bookieId, rc, ids) => {
@@ -68,7 +70,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
               ? { type: 'write.acked', entryId: p.entryId, bookieId }
               : { type: 'write.failed', entryId: p.entryId, bookieId })
             if (pending.size === 0) {
-              clearTimeout(timer)
+              deps.clock.clearTimeout(timer)
               unregister()
             }
           })

@@ -15,7 +15,8 @@ import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
 import { watchActor } from '../actors/inspect.ts'
-import type { BookieClient } from './bookieClient.ts'
+import type { BookieTransport } from './bookieClient.ts'
+import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
 
 interface Waiting {
@@ -24,7 +25,9 @@ interface Waiting {
 }
 
 export interface WriteDeps extends HandleDeps {
-  bookies: BookieClient
+  bookies: BookieTransport
+  clock: Clock
+  random: Random
   metadata: MetadataStore
   addTimeoutMs: number
   maxEntryBytes: number
@@ -40,7 +43,7 @@ export class WriteHandle extends ReadHandle {
   private readonly inflight: Waiting[] = []
   private flushQueued = false
   private lastProgressAt = 0
-  private timer: NodeJS.Timeout | null = null
+  private timer: TimerHandle | null = null
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
 
@@ -65,7 +68,7 @@ export class WriteHandle extends ReadHandle {
         },
         resolve: (_, p) => {
           this.lac = p.lac
-          this.lastProgressAt = Date.now()
+          this.lastProgressAt = this.w.clock.now()
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) this.inflight.shift()?.resolve(id)
         },
         reject: (_, p) => {
@@ -129,7 +132,7 @@ export class WriteHandle extends ReadHandle {
 
   private takeHanding(): void {
     if (this.handing.length === 0) return
-    if (this.inflight.length === 0) this.lastProgressAt = Date.now()
+    if (this.inflight.length === 0) this.lastProgressAt = this.w.clock.now()
     this.inflight.push(...this.handing)
     this.handing = []
   }
@@ -163,7 +166,7 @@ export class WriteHandle extends ReadHandle {
   private settleClose(err: QuireError | null): void {
     const waiters = this.closeWaiters
     this.closeWaiters = []
-    if (this.timer) clearInterval(this.timer)
+    if (this.timer) this.w.clock.clearTimeout(this.timer)
     this.timer = null
     if (err === null || this.state !== 'open') this.unregister()
     for (const w of waiters) (err ? w.reject(err) : w.resolve())
@@ -183,30 +186,31 @@ export class WriteHandle extends ReadHandle {
   private armTimer(): void {
     if (this.timer) return
     const every = Math.max(20, Math.min(250, this.w.addTimeoutMs / 4))
-    this.timer = setInterval(() => this.checkTimeouts(), every)
-    this.timer.unref()
+    const tick = (): void => {
+      this.timer = null
+      if (this.checkTimeouts()) this.timer = this.w.clock.setTimeout(tick, every)
+    }
+    this.timer = this.w.clock.setTimeout(tick, every)
   }
 
-  private checkTimeouts(): void {
+  /** Returns whether to keep checking. */
+  private checkTimeouts(): boolean {
     const snap = this.actor.getSnapshot()
     const head = snap.context.pending[0]
     if (!head) {
-      if (snap.value !== 'open' && snap.value !== 'closing' && this.timer) {
-        clearInterval(this.timer)
-        this.timer = null
-      }
-      this.lastProgressAt = Date.now()
-      return
+      this.lastProgressAt = this.w.clock.now()
+      return snap.value === 'open' || snap.value === 'closing' || snap.value === 'changingEnsemble'
     }
-    if (Date.now() - this.lastProgressAt < this.w.addTimeoutMs) return
-    if (snap.value === 'changingEnsemble') return
+    if (this.w.clock.now() - this.lastProgressAt < this.w.addTimeoutMs) return true
+    if (snap.value === 'changingEnsemble') return true
     snap.context.ensemble.forEach((bookieId, i) => {
       const bit = 1 << i
       if ((head.writeMask & bit) !== 0 && (head.ackedMask & bit) === 0) {
         this.actor.send({ type: 'bookie.failed', bookieId, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
       }
     })
-    this.lastProgressAt = Date.now()
+    this.lastProgressAt = this.w.clock.now()
+    return true
   }
 
   /**
@@ -221,7 +225,7 @@ export class WriteHandle extends ReadHandle {
         const md = cur.value
         if (md.state === 'IN_RECOVERY') throw new QuireError('FENCED', `ledger ${this.ledgerId} is being recovered`)
         if (md.state === 'CLOSED') throw new QuireError('LEDGER_CLOSED', `ledger ${this.ledgerId} was closed`)
-        const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, Date.now(), Math.random, [...ensemble, ...failed])
+        const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
         const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
         const segments = md.segments.slice()
         const last = segments[segments.length - 1]!
@@ -231,7 +235,7 @@ export class WriteHandle extends ReadHandle {
           const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
           this.md = written.value
           this.revision = written.revision
-          this.lastProgressAt = Date.now()
+          this.lastProgressAt = this.w.clock.now()
           this.actor.send({ type: 'ensemble.changed', ensemble: next })
           return
         } catch (err) {

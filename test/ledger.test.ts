@@ -101,12 +101,12 @@ t('entries of 1 MiB and of 0 bytes round-trip', async ({ c }) => {
 t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c }) => {
   const client = await c.client()
   const seen: Array<{ kind: string; id: string; state: unknown }> = []
-  const sub = client.nc.subscribe('quire.inspect.>', { callback: (_e, m) => { seen.push(JSON.parse(Buffer.from(m.data).toString())) } })
-  await client.nc.flush()
+  const sub = client.nc!.subscribe('quire.inspect.>', { callback: (_e, m) => { seen.push(JSON.parse(Buffer.from(m.data).toString())) } })
+  await client.nc!.flush()
   const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
   await w.append('x')
   await w.close()
-  await client.nc.flush()
+  await client.nc!.flush()
   await new Promise((r) => setTimeout(r, 200))
   sub.unsubscribe()
   const writer = seen.filter((m) => m.kind === 'writer' && m.id === String(w.ledgerId)).map((m) => m.state)

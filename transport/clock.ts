@@ -1,0 +1,23 @@
+// Time and chance, injected: the product uses the real clock and Math.random; the deterministic
+// simulator (sim/) passes a virtual clock driven by its event queue and a seeded generator, so a
+// run replays exactly from its seed.
+
+export type TimerHandle = { readonly id: number } | NodeJS.Timeout
+
+export interface Clock {
+  now(): number
+  setTimeout(fn: () => void, ms: number): TimerHandle
+  clearTimeout(handle: TimerHandle): void
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms)
+    t.unref?.()
+    return t
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+}
+
+export type Random = () => number
