@@ -12,7 +12,7 @@ import path from 'node:path'
 import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
 import { openJournal, replayJournal, type FileJournal } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
-import { readEntryHeader } from '../transport/entry.ts'
+import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { decodeRecord, encodeRecord, type JournalRecord } from './journalRecords.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
@@ -176,8 +176,18 @@ export class BookieStorage {
     for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > lastEntryId) lastEntryId = e
     let lac = state?.explicitLac ?? -1
     if (lastEntryId >= 0) {
-      const [last] = await this.getEntries(ledgerId, [lastEntryId])
-      if (last) lac = Math.max(lac, readEntryHeader(last).lac)
+      // The LAC travels in the entries: take it from the newest copies that verify (a rotted
+      // header must not become a LAC).
+      const ids = Array.from({ length: Math.min(16, lastEntryId + 1) }, (_, i) => lastEntryId - i)
+      const copies = await this.getEntries(ledgerId, ids)
+      for (let i = 0; i < ids.length; i++) {
+        const data = copies[i]
+        const l = data ? trustedLac(data, ledgerId, ids[i]!, state?.digestType ?? null, state?.masterKey ?? null) : null
+        if (l !== null) {
+          lac = Math.max(lac, l)
+          break
+        }
+      }
     }
     return { state, lastEntryId, lac }
   }

@@ -53,7 +53,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
         readEntry: (_, p) => {
           for (const b of p.bookies) {
             // Recovery reads fence too, so a bookie that missed the fencing LAC read is fenced now.
-            deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, { masterKey: deps.masterKey }).then(
+            deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, p.fence ? { masterKey: deps.masterKey } : undefined).then(
               (r) => send(classifyRead(md, deps.masterKey, ledgerId, p.entryId, b, r.rc, r.entries[0])),
               () => send({ type: 'read.unknown', entryId: p.entryId, bookieId: b }),
             )

@@ -56,7 +56,8 @@ export type RecoveryEvent =
   | { type: 'metadata.closed' }
   | { type: 'metadata.closeFailed'; code: ErrorCode; message: string }
 
-export interface ReadEntryParams { entryId: number; bookies: string[] }
+/** `fence`: recovery reads fence too (PROTOCOL.md "Recovery" step 4). */
+export interface ReadEntryParams { entryId: number; bookies: string[]; fence: boolean }
 export interface WriteBackParams { entryId: number; data: Uint8Array; bookies: string[] }
 export interface CloseParams { lastEntryId: number; ledgerLength: number | null }
 
@@ -135,7 +136,7 @@ export const recoveryMachine = recoverySetup.createMachine({
       },
     },
     reading: {
-      entry: { type: 'readEntry', params: ({ context }) => ({ entryId: context.entryId, bookies: writeSetOf(context) }) },
+      entry: { type: 'readEntry', params: ({ context }) => ({ entryId: context.entryId, bookies: writeSetOf(context), fence: true }) },
       always: [
         { guard: 'entryAbsent', target: 'closing' },
         {

@@ -29,7 +29,7 @@ test('fences every bookie of the last segment; waits for Qw-Qa+1 of each write s
   r = run([{ type: 'fence.ok', bookieId: 'a', lac: 3 }, { type: 'fence.ok', bookieId: 'c', lac: 5 }])
   // E=3 Qw=2 Qa=2: one bookie of each write set {a,b} {b,c} {c,a} suffices.
   assert.is(r.snap.value, 'reading')
-  assert.equal(of(r, 'readEntry')[0]!.params, { entryId: 6, bookies: ['a', 'b'] })
+  assert.equal(of(r, 'readEntry')[0]!.params, { entryId: 6, bookies: ['a', 'b'], fence: true })
 })
 
 test('reading starts no lower than the last segment', () => {

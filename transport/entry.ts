@@ -93,6 +93,25 @@ export function encodeEntry(
   return out
 }
 
+/**
+ * The LAC an entry carries, if the entry can be trusted: verified against the ledger's digest when
+ * the bookie knows it. A copy that fails (bit rot) is no evidence: null. A bookie must never report
+ * a LAC read from a corrupt header (recovery starts reading after the highest LAC it hears).
+ */
+export function trustedLac(
+  entry: Uint8Array, ledgerId: number, entryId: number, digestType: string | null, masterKey: Uint8Array | null,
+): number | null {
+  try {
+    if (digestType && masterKey && DIGEST_TYPES.includes(digestType as DigestType)) {
+      return decodeEntry(digestType as DigestType, masterKey, entry, { ledgerId, entryId }).header.lac
+    }
+    const h = readEntryHeader(entry)
+    return h.ledgerId === ledgerId && h.entryId === entryId ? h.lac : null
+  } catch {
+    return null
+  }
+}
+
 /** Header fields without verifying anything (bookies route by them). */
 export function readEntryHeader(entry: Uint8Array): EntryHeader {
   if (entry.byteLength < HEADER_BYTES) {

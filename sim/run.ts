@@ -1,0 +1,58 @@
+// `npm run sim -- --seeds N [--from S] [--seed S] [--variant NAME]`: deterministic simulation runs
+// (sim/simulate.ts). Prints each failing seed with its violations and how to replay it; exits 1
+// if any seed failed. A variant swaps a protocol rule of recovery for a known-broken one, to see
+// the checkers catch it (they must).
+
+import { parseArgs } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import { simulate, type SimOptions } from './simulate.ts'
+import { VARIANTS, type VariantName } from './variants.ts'
+
+export async function runSeeds(opts: { from: number; count: number; variant?: VariantName; mode?: SimOptions['mode']; quiet?: boolean }): Promise<{ failed: number[]; ms: number }> {
+  const started = performance.now()
+  const failed: number[] = []
+  const logic = opts.variant ? VARIANTS[opts.variant] : undefined
+  for (let seed = opts.from; seed < opts.from + opts.count; seed++) {
+    const r = await simulate({ seed, recoveryLogic: logic, mode: opts.mode })
+    if (r.violations.length > 0) {
+      failed.push(seed)
+      if (!opts.quiet) {
+        console.log(`FAIL ${r.summary}`)
+        for (const v of [...new Set(r.violations)].slice(0, 8)) console.log(`  - ${v}`)
+        console.log(`  replay: npm run sim -- --seed ${seed}${opts.mode ? ` --mode ${opts.mode}` : ''}${opts.variant ? ` --variant ${opts.variant}` : ''}`)
+      }
+    }
+  }
+  return { failed, ms: performance.now() - started }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { values } = parseArgs({
+    options: {
+      seeds: { type: 'string', default: '200' }, from: { type: 'string', default: '1' }, seed: { type: 'string' },
+      variant: { type: 'string' }, mode: { type: 'string', default: 'mixed' },
+    },
+  })
+  const mode = values.mode as SimOptions['mode']
+  if (!['mixed', 'race', 'plain'].includes(mode ?? '')) {
+    console.error(`error INVALID_CONFIG: --mode is mixed, race or plain, got ${values.mode}`)
+    process.exit(1)
+  }
+  const variant = values.variant as VariantName | undefined
+  if (variant && !(variant in VARIANTS)) {
+    console.error(`error INVALID_CONFIG: unknown variant ${variant}; known: ${Object.keys(VARIANTS).join(', ')}`)
+    process.exit(1)
+  }
+  const one = values.seed !== undefined
+  const from = Number(one ? values.seed : values.from)
+  const count = one ? 1 : Number(values.seeds)
+  if (one) {
+    const r = await simulate({ seed: from, mode, recoveryLogic: variant ? VARIANTS[variant] : undefined })
+    console.log(r.summary)
+    console.log(`${r.events} events; ${r.violations.length === 0 ? 'no violations' : r.violations.join('\n')}`)
+    process.exit(r.violations.length === 0 ? 0 : 1)
+  }
+  const { failed, ms } = await runSeeds({ from, count, variant, mode })
+  console.log(`${count} seeds from ${from} (${mode}${variant ? `, variant ${variant}` : ''}): ${count - failed.length} passed, ${failed.length} failed in ${(ms / 1000).toFixed(1)} s`)
+  process.exit(failed.length === 0 ? 0 : 1)
+}

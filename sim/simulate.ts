@@ -1,0 +1,321 @@
+// One deterministic simulation run: the real client (writers, readers, recoverers) and simulated
+// bookies over the simulated network, KV and clock, with seeded faults; then checkers for the
+// promises of PROTOCOL.md, in the words of the public TLA+ model of BookKeeper's protocol:
+// - AllAckedEntriesAreReadable / NoDivergenceBetweenClientAndMetaData: every append that resolved
+//   is at or below the ledger's final lastEntryId and reads back with its payload;
+// - readers agree and never see past a closed ledger's lastEntryId;
+// - a fenced writer gets nothing acknowledged past the recovered lastEntryId;
+// - AllCommittedEntriesReachAckQuorum: every entry up to lastEntryId is on at least Qa bookies
+//   of its write set;
+// - NoOutOfOrderEntries: a writer's appends resolve in entryId order.
+
+import { QuireClient } from '../client/client.ts'
+import { recoverLedger, type RecoveryDeps } from '../client/recovery.ts'
+import { isQuireError } from '../machines/errors.ts'
+import { writeSetIndices } from '../machines/quorum.ts'
+import { MetadataStore, type LedgerMetadata } from '../storage/metadataStore.ts'
+import { masterKeyOf, type DigestType } from '../transport/entry.ts'
+import { SimBookie } from './bookie.ts'
+import { SimKv } from './kv.ts'
+import { SimTransport } from './transport.ts'
+import { World } from './world.ts'
+
+export interface SimOptions {
+  seed: number
+  /**
+   * `race`: every run races recoveries against busy writers over a lossy, stalling network (the
+   * interleavings the TLA+ model's defect 1 needs); `plain`: never; default: a mix (35% race).
+   */
+  mode?: 'mixed' | 'race' | 'plain'
+  /** Replace a protocol rule of recovery (machine.provide), to check the checkers catch it. */
+  recoveryLogic?: RecoveryDeps['logic']
+}
+
+export interface SimResult {
+  seed: number
+  violations: string[]
+  summary: string
+  events: number
+}
+
+interface Ledger {
+  ledgerId: number
+  password: string
+  writer: string
+  quorum: { ensembleSize: number; writeQuorum: number; ackQuorum: number }
+  digestType: DigestType
+  acked: Map<number, Buffer>
+  ackOrder: number[]
+  recoveredAt: Array<{ time: number; lastEntryId: number }>
+}
+
+const HEARTBEAT_MS = 50
+
+export async function simulate(opts: SimOptions): Promise<SimResult> {
+  const world = new World(opts.seed)
+  const violations: string[] = []
+  const note: string[] = []
+
+  // --- the cluster ---------------------------------------------------------------------------
+  const nBookies = world.int(3, 6)
+  const bookies = new Map<string, SimBookie>()
+  const clients = new Map<string, SimTransport>()
+  const reply = (to: string, msg: Parameters<SimTransport['deliver']>[0]): void => {
+    const bookieNode = 'bookieId' in msg ? msg.bookieId : ''
+    if (world.down.has(bookieNode)) return
+    world.send(to, () => clients.get(to)?.deliver(msg))
+  }
+  for (let i = 1; i <= nBookies; i++) bookies.set(`b${i}`, new SimBookie(`b${i}`, world, reply))
+  const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world))
+  const heartbeat = (b: SimBookie): void => {
+    if (b.alive) {
+      void metadata.putBookie({ bookieId: b.id, state: 'writable', heartbeatAt: world.now(), heartbeatMs: HEARTBEAT_MS, startedAt: 0, host: 'sim', pid: 0 })
+    }
+    world.setTimeout(() => heartbeat(b), HEARTBEAT_MS)
+  }
+  for (const b of bookies.values()) heartbeat(b)
+
+  world.faults = {
+    dropRate: world.pick([0, 0, 0.005, 0.02]),
+    duplicateRate: world.pick([0, 0.01, 0.03]),
+    minDelayMs: 0.05,
+    maxDelayMs: world.pick([0.3, 1, 3]),
+    stallRate: world.pick([0, 0, 0.01]),
+    stallMaxMs: 20,
+  }
+  const addTimeoutMs = world.int(15, 60)
+  const readTimeoutMs = world.int(10, 40)
+  let nextNode = 0
+  const newClient = (): { client: QuireClient; transport: SimTransport } => {
+    const node = `c${++nextNode}`
+    const transport = new SimTransport(node, world, bookies)
+    clients.set(node, transport)
+    const client = new QuireClient({ nc: null, bookies: transport, metadata, clock: world, random: world.random }, { addTimeoutMs, readTimeoutMs })
+    return { client, transport }
+  }
+  const recoverer = (password: string) => {
+    const { transport } = newClient()
+    const deps: RecoveryDeps = {
+      bookies: transport, metadata, masterKey: masterKeyOf(password), readTimeoutMs, addTimeoutMs, nc: null, clock: world,
+      logic: opts.recoveryLogic,
+    }
+    return (ledgerId: number) => recoverLedger(deps, ledgerId)
+  }
+
+  // --- writers -------------------------------------------------------------------------------
+  const ledgers: Ledger[] = []
+  // Faults are scheduled within `horizon` ms of the writers' start; then everything heals.
+  const horizon = 300
+  await world.run(3 * HEARTBEAT_MS)
+  // Some runs race a recovery against a busy writer whose entries sit at Qa - 1 bookies: the
+  // case that needs recovery reads to fence (the TLA+ model's defect 1).
+  const race = opts.mode === 'race' || (opts.mode !== 'plain' && world.chance(0.35))
+  if (race) world.faults = { ...world.faults, maxDelayMs: 2, dropRate: 0.1, stallRate: 0.15, stallMaxMs: 30 }
+  const writers = race ? world.int(4, 8) : world.int(1, 2)
+  const faultsDesc = `drop=${world.faults.dropRate} dup=${world.faults.duplicateRate} stall=${world.faults.stallRate}`
+  // Create every ledger first, so that no fault lands between two creations.
+  const created = []
+  for (let k = 0; k < writers; k++) {
+    const e = race ? 3 : world.int(2, Math.min(nBookies, 4))
+    const w = race ? 3 : world.int(1, e)
+    const a = race ? 2 : world.int(1, w)
+    const digestType = world.pick<DigestType>(['crc32c', 'hmac-sha256', 'none'])
+    const password = world.pick(['', 'pw'])
+    const { client, transport } = newClient()
+    const handle = await runUntil(world, client.createLedger({ ensembleSize: e, writeQuorum: w, ackQuorum: a, digestType, password }))
+    created.push({ e, w, a, digestType, password, transport, handle })
+  }
+  for (const { e, w, a, digestType, password, transport, handle } of created) {
+    const ledger: Ledger = {
+      ledgerId: handle.ledgerId, password, writer: transport.node, quorum: { ensembleSize: e, writeQuorum: w, ackQuorum: a }, digestType,
+      acked: new Map(), ackOrder: [], recoveredAt: [],
+    }
+    ledgers.push(ledger)
+    note.push(`L${ledger.ledgerId} E${e}/${w}/${a} ${digestType}`)
+    const total = race ? world.int(3, 30) : world.int(10, 150)
+    const inFlight = race ? world.int(1, 2) : world.int(1, 6)
+    let sent = 0
+    let outstanding = 0
+    const pump = (): void => {
+      while (outstanding < inFlight && sent < total && !transport.dead) {
+        const payload = Buffer.from(`L${ledger.ledgerId}-e${sent}-${world.int(0, 1e6)}`)
+        sent++
+        outstanding++
+        handle.append(payload).then((id) => {
+          outstanding--
+          const t = world.now()
+          ledger.ackOrder.push(id)
+          ledger.acked.set(id, payload)
+          for (const r of ledger.recoveredAt) {
+            if (r.time <= t && id > r.lastEntryId) violations.push(`L${ledger.ledgerId}: fenced writer got entry ${id} acked at ${t.toFixed(2)} after recovery closed at ${r.lastEntryId}`)
+          }
+          world.setTimeout(pump, race ? 0 : world.between(0, 2))
+        }, () => { outstanding-- })
+      }
+      if (sent >= total && outstanding === 0 && !transport.dead && world.chance(0.5)) void handle.close().catch(() => {})
+    }
+    world.setTimeout(pump, world.between(0, 5))
+
+    // Faults aimed at this ledger's ensemble.
+    const ensemble = handle.metadata.segments[0]!.ensemble
+    if (world.chance(0.5)) {
+      const victim = bookies.get(world.pick(ensemble))!
+      const at = world.between(2, 80)
+      world.setTimeout(() => victim.crash(), at)
+      if (world.chance(0.6)) world.setTimeout(() => victim.restart(), at + world.between(5, 150))
+      // Writer dies soon after the ensemble change this crash forces.
+      if (world.chance(0.35)) world.setTimeout(() => { transport.dead = true }, at + addTimeoutMs + world.between(0, 12))
+    }
+    if (world.chance(0.2)) world.setTimeout(() => { transport.dead = true }, world.between(5, 150))
+    const recoveries = race ? 1 : world.chance(0.6) ? world.int(1, 2) : 0
+    const startAt = race ? world.between(1, 15) : world.between(5, 80)
+    for (let r = 0; r < recoveries; r++) {
+      world.setTimeout(() => {
+        void recoverer(password)(ledger.ledgerId).then(
+          (md) => ledger.recoveredAt.push({ time: world.now(), lastEntryId: md.lastEntryId }),
+          (err) => { if (!isQuireError(err)) violations.push(`L${ledger.ledgerId}: recovery threw ${String(err)}`) },
+        )
+      }, startAt + world.between(0, 3))
+    }
+  }
+
+  // --- general faults ------------------------------------------------------------------------
+  const end = world.now() + horizon + 100
+  const names = [...bookies.keys()]
+  for (let i = world.int(0, 2); i > 0; i--) {
+    const b = bookies.get(world.pick(names))!
+    const at = world.between(0, horizon)
+    world.setTimeout(() => b.crash(), at)
+    world.setTimeout(() => b.restart(), at + world.between(1, 90))
+  }
+  for (let i = world.int(0, 2); i > 0; i--) {
+    const b = world.pick(names)
+    const at = world.between(0, horizon)
+    world.setTimeout(() => world.hang(b), at)
+    world.setTimeout(() => world.unhang(b), at + world.between(1, 90))
+  }
+  const rotted = new Set<string>()
+  for (let i = world.int(0, 3); i > 0; i--) {
+    world.setTimeout(() => {
+      const l = world.pick(ledgers)
+      // Bit rot is only detectable with a digest; and one lost copy must leave another (Qa >= 2).
+      if (l.quorum.ackQuorum < 2 || l.digestType === 'none') return
+      const ids = [...l.acked.keys()]
+      if (ids.length === 0) return
+      const id = world.pick(ids)
+      if (rotted.has(`${l.ledgerId}:${id}`)) return
+      // Rot one copy only: an acked entry is promised readable while fewer than Qa copies are lost.
+      const holders = [...bookies.values()].filter((b) => b.durable.entries.get(l.ledgerId)?.has(id))
+      if (holders.length > 0 && world.pick(holders).rot(l.ledgerId, id)) rotted.add(`${l.ledgerId}:${id}`)
+    }, world.between(20, horizon))
+  }
+  // Readers during the run: open without recovery, read up to the LAC they learn.
+  const observed: Array<{ ledgerId: number; entryId: number; payload: Buffer; at: number }> = []
+  const readOnce = async (l: Ledger): Promise<void> => {
+    const { client } = newClient()
+    try {
+      const r = await client.openLedger(l.ledgerId, { password: l.password })
+      if (r.lastAddConfirmed < 0) return
+      for (const e of await r.read(0, r.lastAddConfirmed)) observed.push({ ledgerId: l.ledgerId, entryId: e.entryId, payload: e.payload, at: world.now() })
+    } catch (err) {
+      if (!isQuireError(err)) violations.push(`L${l.ledgerId}: reader threw ${String(err)}`)
+    }
+  }
+  for (let i = world.int(0, 4); i > 0; i--) world.setTimeout(() => { void readOnce(world.pick(ledgers)) }, world.between(10, horizon))
+
+  await world.run(end)
+
+  // --- heal, settle, close everything with recovery, read everything -------------------------
+  for (const b of bookies.values()) if (!b.alive) b.restart()
+  for (const n of names) world.unhang(n)
+  world.faults = { ...world.faults, dropRate: 0, duplicateRate: 0, stallRate: 0 }
+  await world.run(end + 300)
+  const finals = new Map<number, LedgerMetadata>()
+  for (const l of ledgers) {
+    for (let attempt = 0; attempt < 8 && !finals.has(l.ledgerId); attempt++) {
+      try {
+        finals.set(l.ledgerId, await runUntil(world, recoverer(l.password)(l.ledgerId)))
+      } catch (err) {
+        if (!isQuireError(err, 'RECOVERY_INCOMPLETE') && !isQuireError(err, 'METADATA_CONFLICT')) {
+          violations.push(`L${l.ledgerId}: final recovery failed: ${String(err)}`)
+          break
+        }
+        await world.run(world.now() + 100)
+      }
+    }
+    if (!finals.has(l.ledgerId)) violations.push(`L${l.ledgerId}: could not be recovered after the faults healed`)
+  }
+  for (const l of ledgers) {
+    const md = finals.get(l.ledgerId)
+    if (!md) continue
+    for (let r = 0; r < 2; r++) {
+      const { client } = newClient()
+      try {
+        const h = await runUntil(world, client.openLedger(l.ledgerId, { password: l.password }))
+        if (md.lastEntryId >= 0) {
+          for (const e of await runUntil(world, h.read(0, md.lastEntryId))) observed.push({ ledgerId: l.ledgerId, entryId: e.entryId, payload: e.payload, at: world.now() })
+        }
+      } catch (err) {
+        const entryId = isQuireError(err) ? Number(err.info['entryId'] ?? -1) : -1
+        violations.push(`L${l.ledgerId}: final read failed: ${String(err)}; replicas: ${describeReplicas(bookies, l.ledgerId, entryId)}`)
+      }
+    }
+  }
+
+  check(ledgers, finals, observed, bookies, violations)
+  const outcome = ledgers.map((l) => `L${l.ledgerId}: ${l.acked.size} acked, closed at ${finals.get(l.ledgerId)?.lastEntryId ?? '?'} (${finals.get(l.ledgerId)?.segments.length ?? '?'} segments, ${l.recoveredAt.length} recoveries during the run)`)
+  const summary = `seed ${opts.seed}${race ? ' (race)' : ''}: ${nBookies} bookies, ${note.join('; ')}; faults ${faultsDesc}; ${outcome.join('; ')}`
+  return { seed: opts.seed, violations, summary, events: world.events }
+}
+
+/** What each bookie holds of one entry, for a failing seed's report. */
+function describeReplicas(bookies: Map<string, SimBookie>, ledgerId: number, entryId: number): string {
+  return [...bookies.values()].map((b) => {
+    const data = b.durable.entries.get(ledgerId)?.get(entryId)
+    const st = b.durable.states.get(ledgerId)
+    return `${b.id}${b.alive ? '' : '(down)'}:${data ? `${data.byteLength}B` : '-'}${st?.fenced ? ',fenced' : ''}${st?.digestType ? `,${st.digestType}` : ''}`
+  }).join(' ')
+}
+
+/** Drive the world until `p` settles (bounded). */
+async function runUntil<T>(world: World, p: Promise<T>): Promise<T> {
+  let done = false
+  p.then(() => { done = true }, () => { done = true })
+  for (let i = 0; i < 200 && !done; i++) await world.run(world.now() + 25)
+  if (!done) throw new Error('simulation: operation did not finish')
+  return p
+}
+
+function check(
+  ledgers: Ledger[], finals: Map<number, LedgerMetadata>,
+  observed: Array<{ ledgerId: number; entryId: number; payload: Buffer }>,
+  bookies: Map<string, SimBookie>, violations: string[],
+): void {
+  const finalRead = new Map<string, Buffer>()
+  for (const o of observed) {
+    const md = finals.get(o.ledgerId)
+    if (md && o.entryId > md.lastEntryId) violations.push(`L${o.ledgerId}: a reader saw entry ${o.entryId} past lastEntryId ${md.lastEntryId}`)
+    const k = `${o.ledgerId}:${o.entryId}`
+    const seen = finalRead.get(k)
+    if (seen && !seen.equals(o.payload)) violations.push(`L${o.ledgerId}: readers disagree on entry ${o.entryId}`)
+    finalRead.set(k, o.payload)
+  }
+  for (const l of ledgers) {
+    const md = finals.get(l.ledgerId)
+    if (!md) continue
+    for (const [id, payload] of l.acked) {
+      if (id > md.lastEntryId) violations.push(`L${l.ledgerId}: acked entry ${id} is past lastEntryId ${md.lastEntryId}`)
+      else if (!finalRead.get(`${l.ledgerId}:${id}`)?.equals(payload)) violations.push(`L${l.ledgerId}: acked entry ${id} does not read back`)
+    }
+    for (let i = 1; i < l.ackOrder.length; i++) {
+      if (l.ackOrder[i]! <= l.ackOrder[i - 1]!) violations.push(`L${l.ledgerId}: appends resolved out of order (${l.ackOrder[i - 1]} then ${l.ackOrder[i]})`)
+    }
+    for (let id = 0; id <= md.lastEntryId; id++) {
+      let seg = md.segments[0]!
+      for (const s of md.segments) if (s.firstEntryId <= id) seg = s
+      const holders = writeSetIndices(id, md.ensembleSize, md.writeQuorum)
+        .filter((i) => bookies.get(seg.ensemble[i]!)?.durable.entries.get(l.ledgerId)?.has(id)).length
+      if (holders < md.ackQuorum) violations.push(`L${l.ledgerId}: entry ${id} is on ${holders} bookies of its write set, fewer than Qa=${md.ackQuorum}`)
+    }
+  }
+}

@@ -1,0 +1,95 @@
+// What a simulated client uses to talk to simulated bookies: the same BookieTransport interface
+// the real client has over NATS (client/bookieClient.ts), carried by the world's faulty network.
+// Adds queued in one tick go out as one message per bookie; replies are routed by request id or,
+// for acks, to the writers of the ledger. A dead client sends and receives nothing.
+
+import type { AckHandler, BookieTransport } from '../client/bookieClient.ts'
+import { QuireError } from '../machines/errors.ts'
+import type { AddGroup, ReadLacResponse, ReadResponse, WireMessage } from '../transport/wire.ts'
+import type { SimBookie } from './bookie.ts'
+import type { World } from './world.ts'
+
+export class SimTransport implements BookieTransport {
+  private readonly writers = new Map<number, Set<AckHandler>>()
+  private readonly waiters = new Map<number, { resolve: (m: WireMessage) => void; timer: unknown }>()
+  private out = new Map<string, AddGroup[]>()
+  private flushQueued = false
+  private nextReqId = 1
+  dead = false
+
+  constructor(readonly node: string, private readonly world: World, private readonly bookies: Map<string, SimBookie>) {}
+
+  /** A message for this client arrived (routed by the world). */
+  deliver(m: WireMessage): void {
+    if (this.dead) return
+    if (m.op === 'addAck') {
+      for (const [ledgerId, rc, ids] of m.acks) for (const h of [...(this.writers.get(ledgerId) ?? [])]) h(m.bookieId, rc, ids)
+    } else if (m.op === 'readResp' || m.op === 'lacResp') {
+      const w = this.waiters.get(m.reqId)
+      if (!w) return
+      this.waiters.delete(m.reqId)
+      this.world.clearTimeout(w.timer as never)
+      w.resolve(m)
+    }
+  }
+
+  registerWriter(ledgerId: number, handler: AckHandler): () => void {
+    let set = this.writers.get(ledgerId)
+    if (!set) this.writers.set(ledgerId, (set = new Set()))
+    set.add(handler)
+    return () => { set.delete(handler) }
+  }
+
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
+    if (this.dead) return
+    let groups = this.out.get(bookieId)
+    if (!groups) this.out.set(bookieId, (groups = []))
+    let g = groups.find((x) => x.ledgerId === ledgerId && x.recovery === recovery)
+    if (!g) groups.push((g = { ledgerId, masterKey, digestType, recovery, entries: [] }))
+    g.entries.push(entry)
+    if (!this.flushQueued) {
+      this.flushQueued = true
+      queueMicrotask(() => this.flush())
+    }
+  }
+
+  private flush(): void {
+    this.flushQueued = false
+    const out = this.out
+    this.out = new Map()
+    for (const [bookieId, groups] of out) this.toBookie(bookieId, { op: 'add', groups })
+  }
+
+  private toBookie(bookieId: string, msg: WireMessage): void {
+    if (this.dead) return
+    const b = this.bookies.get(bookieId)
+    if (b) this.world.send(bookieId, () => b.receive(msg, this.node))
+  }
+
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
+    const reqId = this.nextReqId++
+    const msg: WireMessage = fence
+      ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
+      : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
+    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadResponse>
+  }
+
+  readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
+    const reqId = this.nextReqId++
+    const msg: WireMessage = fence
+      ? { op: 'readLac', reqId, ledgerId, fence: true, masterKey: fence.masterKey }
+      : { op: 'readLac', reqId, ledgerId }
+    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadLacResponse>
+  }
+
+  private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<WireMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = this.world.setTimeout(() => {
+        this.waiters.delete(reqId)
+        reject(new QuireError('TIMEOUT', `bookie ${bookieId} did not answer within ${timeoutMs} ms`, { bookieId }))
+      }, timeoutMs)
+      this.waiters.set(reqId, { resolve, timer })
+      this.toBookie(bookieId, msg)
+    })
+  }
+}
