@@ -7,7 +7,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
 import {
-  bookieSubject, decode, encode,
+  bookieSubject, decode, encode, readLacRequest, readRequest,
   type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 
@@ -100,18 +100,12 @@ export class BookieClient implements BookieTransport {
   /** Read entries; with `fence`, the bookie fences the ledger (persisted) before it reads. */
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
     const reqId = this.nextReqId++
-    const msg: WireMessage = fence
-      ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
-      : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
-    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadResponse>
+    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, maxBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
     const reqId = this.nextReqId++
-    const msg: WireMessage = fence
-      ? { op: 'readLac', reqId, ledgerId, fence: true, masterKey: fence.masterKey }
-      : { op: 'readLac', reqId, ledgerId }
-    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadLacResponse>
+    return this.request(bookieId, readLacRequest(reqId, ledgerId, fence), reqId, timeoutMs) as Promise<ReadLacResponse>
   }
 
   private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<ReadResponse | ReadLacResponse> {

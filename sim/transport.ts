@@ -5,7 +5,7 @@
 
 import type { AckHandler, BookieTransport } from '../client/bookieClient.ts'
 import { QuireError } from '../machines/errors.ts'
-import type { AddGroup, ReadLacResponse, ReadResponse, WireMessage } from '../transport/wire.ts'
+import { readLacRequest, readRequest, type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage } from '../transport/wire.ts'
 import type { SimBookie } from './bookie.ts'
 import type { World } from './world.ts'
 
@@ -68,18 +68,12 @@ export class SimTransport implements BookieTransport {
 
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
     const reqId = this.nextReqId++
-    const msg: WireMessage = fence
-      ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
-      : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
-    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadResponse>
+    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, maxBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
     const reqId = this.nextReqId++
-    const msg: WireMessage = fence
-      ? { op: 'readLac', reqId, ledgerId, fence: true, masterKey: fence.masterKey }
-      : { op: 'readLac', reqId, ledgerId }
-    return this.request(bookieId, msg, reqId, timeoutMs) as Promise<ReadLacResponse>
+    return this.request(bookieId, readLacRequest(reqId, ledgerId, fence), reqId, timeoutMs) as Promise<ReadLacResponse>
   }
 
   private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<WireMessage> {

@@ -100,3 +100,15 @@ export interface ReadLacResponse {
 }
 
 export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse
+
+/** A read; with `fence`, the bookie fences the ledger (persisted) before it reads. */
+export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }): ReadRequest {
+  return fence
+    ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
+    : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
+}
+
+/** A LAC read; with `fence`, a fencing LAC read (recovery). */
+export function readLacRequest(reqId: number, ledgerId: number, fence?: { masterKey: Uint8Array }): ReadLacRequest {
+  return fence ? { op: 'readLac', reqId, ledgerId, fence: true, masterKey: fence.masterKey } : { op: 'readLac', reqId, ledgerId }
+}
