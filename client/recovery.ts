@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { watchActor } from '../actors/inspect.ts'
 import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { recoveryMachine, type RecoveryEvent } from '../machines/recovery.ts'
+import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
 import type { LedgerMetadata, MetadataStore, Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { decodeEntry } from '../transport/entry.ts'
@@ -139,11 +140,9 @@ async function closeRecovered(deps: RecoveryDeps, md: LedgerMetadata, lastEntryI
   const length = ledgerLength ?? (lastEntryId < 0 ? 0 : await lengthFromEntry(deps, md, lastEntryId))
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
     const cur = await deps.metadata.readLedger(md.ledgerId)
-    if (cur.value.state === 'CLOSED') {
-      if (cur.value.lastEntryId === lastEntryId) return
-      throw new QuireError('METADATA_CONFLICT',
-        `ledger ${md.ledgerId} was closed at entry ${cur.value.lastEntryId} while this recovery found ${lastEntryId}`)
-    }
+    const decision = recoveryCloseDecision(cur.value, lastEntryId)
+    if (decision.kind === 'done') return
+    if (decision.kind === 'error') throw new QuireError(decision.code, `ledger ${md.ledgerId}: ${decision.message}`)
     try {
       await deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId, length }, cur.revision)
       return

@@ -10,6 +10,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
+import { segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
@@ -223,14 +224,13 @@ export class WriteHandle extends ReadHandle {
       for (let attempt = 0; attempt < 50; attempt++) {
         const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
         const md = cur.value
-        if (md.state === 'IN_RECOVERY') throw new QuireError('FENCED', `ledger ${this.ledgerId} is being recovered`)
-        if (md.state === 'CLOSED') throw new QuireError('LEDGER_CLOSED', `ledger ${this.ledgerId} was closed`)
+        const guard = segmentsAfterChange(md, lac, ensemble)
+        if (!guard.ok) throw new QuireError(guard.code, `ledger ${this.ledgerId}: ${guard.message}`)
         const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
         const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
-        const segments = md.segments.slice()
-        const last = segments[segments.length - 1]!
-        if (last.firstEntryId === lac + 1) segments[segments.length - 1] = { firstEntryId: lac + 1, ensemble: next }
-        else segments.push({ firstEntryId: lac + 1, ensemble: next })
+        const change = segmentsAfterChange(md, lac, next)
+        if (!change.ok) throw new QuireError(change.code, `ledger ${this.ledgerId}: ${change.message}`)
+        const segments = change.segments
         try {
           const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
           this.md = written.value
@@ -255,11 +255,9 @@ export class WriteHandle extends ReadHandle {
       for (let attempt = 0; attempt < 50; attempt++) {
         const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
         const md = cur.value
-        if (md.state === 'CLOSED') {
-          if (md.lastEntryId === lastEntryId) return this.closedWith(md, cur.revision)
-          throw new QuireError('METADATA_CONFLICT', `ledger ${this.ledgerId} was closed at entry ${md.lastEntryId}, this writer has ${lastEntryId}`)
-        }
-        if (md.state === 'IN_RECOVERY') throw new QuireError('FENCED', `ledger ${this.ledgerId} is being recovered`)
+        const decision = writerCloseDecision(md, lastEntryId)
+        if (decision.kind === 'done') return this.closedWith(md, cur.revision)
+        if (decision.kind === 'error') throw new QuireError(decision.code, `ledger ${this.ledgerId}: ${decision.message}`)
         const next: LedgerMetadata = { ...md, state: 'CLOSED', lastEntryId, length }
         try {
           const written = await this.w.metadata.writeLedger(next, cur.revision)
