@@ -306,10 +306,11 @@ export class FileJournal implements Journal {
       waitedMs >= this.options.groupWaitMs
     if (due) {
       this.clearTimer()
-      // The flush runs on the next turn of the event loop (setImmediate), so that every record
-      // appended by this turn's I/O callbacks joins the group. flushGroup never rejects; a
-      // finished flush looks at what arrived meanwhile.
-      this.flushing = new Promise((r) => setImmediate(r)).then(() => this.flushGroup()).finally(() => {
+      // The flush starts once the current callback and its promise reactions are done (a
+      // microtask queued now runs after them), so every record appended while handling the
+      // messages of one socket read joins the group; records that arrive while it writes form the
+      // next one. flushGroup never rejects; a finished flush looks at what arrived meanwhile.
+      this.flushing = new Promise<void>((r) => queueMicrotask(r)).then(() => this.flushGroup()).finally(() => {
         this.flushing = null
         this.kick(false)
       })

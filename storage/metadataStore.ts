@@ -3,7 +3,7 @@
 // - ledger metadata is JSON under `ledgers/<id>`-style keys; every update is a CAS on the revision;
 // - ledger ids come from a CAS'd counter that hands out ranges, so no central process is needed;
 // - bookies register a record refreshed by heartbeat; NATS 2.9 has no per-key TTL, so liveness is
-//   judged from the record's `heartbeatAt` and its own `heartbeatMs` (dead after 3 missed beats),
+//   judged from the record's `heartbeatAt` and its own `heartbeatMs` (dead after 5 missed beats),
 //   and a draining bookie deletes its record.
 
 import { QuireError, assert } from '../machines/errors.ts'
@@ -53,8 +53,11 @@ const dec = <T>(b: Uint8Array): T => JSON.parse(Buffer.from(b).toString('utf8'))
 
 export const ledgerKey = (id: number): string => `L${id}`
 
+/** Beats a bookie may miss before it counts as dead (a busy machine can delay one or two). */
+export const MISSED_HEARTBEATS_DEAD = 5
+
 export function isBookieAlive(rec: BookieRecord, now: number): boolean {
-  return now - rec.heartbeatAt < 3 * rec.heartbeatMs
+  return now - rec.heartbeatAt < MISSED_HEARTBEATS_DEAD * rec.heartbeatMs
 }
 
 export class MetadataStore {

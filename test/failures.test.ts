@@ -8,6 +8,7 @@ import { promisify } from 'node:util'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { isQuireError, type QuireClient } from '../client/index.ts'
+import { isBookieAlive } from '../storage/metadataStore.ts'
 import { QUIRE_BIN, REPO_ROOT } from '../cli/cluster.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
@@ -171,8 +172,9 @@ t('NOT_ENOUGH_BOOKIES when no replacement is left; acknowledged entries stay rea
   const spare = ['bookie-1', 'bookie-2', 'bookie-3', 'bookie-4'].find((b) => !w.metadata.segments[0]!.ensemble.includes(b))!
   c.bookie(spare).kill('SIGKILL')
   c.bookie(w.metadata.segments[0]!.ensemble[2]!).kill('SIGKILL')
-  // Wait until the spare's registration is seen as dead (3 missed heartbeats).
-  await sleep(3500)
+  // Wait until the spare's registration is seen as dead (missed heartbeats).
+  const deadline = Date.now() + 15_000
+  while ((await client.listBookies()).some((b) => b.bookieId === spare && isBookieAlive(b, Date.now())) && Date.now() < deadline) await sleep(200)
   const err = await w.append(payloadFor(5)).then(() => null, (e: unknown) => e)
   assert.ok(isQuireError(err, 'NOT_ENOUGH_BOOKIES'), String(err))
   // Entry 5 carried LAC 4 to the two live bookies: a reader sees every acknowledged entry.
