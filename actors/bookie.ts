@@ -25,6 +25,7 @@ import {
 } from '../transport/wire.ts'
 import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
 import { watchActor } from './inspect.ts'
+import { LongPolls, type ParkedPoll } from './longPolls.ts'
 
 export interface BookieOptions {
   bookieId: string
@@ -58,6 +59,10 @@ export class Bookie {
   private stopped: (() => void) | null = null
   private inflight = 0
   readonly stats = { adds: 0, reads: 0, lacReads: 0, corruptReads: 0 }
+  /** Parked long-poll LAC reads (bounded). */
+  readonly polls = new LongPolls(
+    (ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) },
+  )
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
 
@@ -117,6 +122,7 @@ export class Bookie {
           this.lifecycle.send({ type: 'drained' })
         }),
         shutdown: () => step(async () => {
+          this.polls.answerAll()
           if (this.heartbeat) clearInterval(this.heartbeat)
           if (this.checkpointTimer) clearInterval(this.checkpointTimer)
           for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
@@ -171,11 +177,12 @@ export class Bookie {
   }
 
   private dispatch(req: WireMessage, replyTo: string | null): void {
-    if (replyTo === null) return
+    if (replyTo === null && req.op !== 'writeLac') return
     switch (req.op) {
-      case 'add': this.onAdd(req, replyTo); break
-      case 'read': void this.onRead(req, replyTo); break
-      case 'readLac': void this.onReadLac(req, replyTo); break
+      case 'add': this.onAdd(req, replyTo!); break
+      case 'read': void this.onRead(req, replyTo!); break
+      case 'readLac': void this.onReadLac(req, replyTo!); break
+      case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac }), () => {}); break
       default: break
     }
   }
@@ -219,6 +226,9 @@ export class Bookie {
           )
         },
         'store.put': (_, p) => storage.putEntries(p.entries.map((e) => ({ ledgerId, entryId: e.entryId, data: e.data }))),
+        'journal.lac': (_, p) => {
+          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac), () => {})
+        },
         'reply.add': (_, p) => this.queueAck(p.replyTo, ledgerId, p.rc, p.entryIds),
         'reply.lac': (_, p) => this.publish(p.replyTo, {
           op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, lac: p.lac, lastEntryId: p.lastEntryId,
@@ -240,15 +250,23 @@ export class Bookie {
       },
     })
     watchActor(actor, this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
+    let lastLac = s.lac
+    actor.subscribe((snap) => {
+      if (snap.context.lac > lastLac) {
+        lastLac = snap.context.lac
+        this.polls.wake(ledgerId, lastLac, snap.context.lastEntryId)
+      }
+    })
     actor.start()
     return actor
   }
 
-  private async persistState(actor: LedgerActor): Promise<void> {
+  private async persistState(actor: LedgerActor, explicitLac?: number): Promise<void> {
     const c = actor.getSnapshot().context
     const prev = await this.storage!.store.getLedgerState(c.ledgerId)
     await this.storage!.putLedgerState(c.ledgerId, {
-      masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced, explicitLac: prev?.explicitLac ?? -1,
+      masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced,
+      explicitLac: Math.max(prev?.explicitLac ?? -1, explicitLac ?? -1),
     })
   }
 
@@ -354,10 +372,24 @@ export class Bookie {
       const a = await this.ledger(req.ledgerId, fence)
       if (a === null) return fail(RC.NO_SUCH_LEDGER)
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
-      else a.send({ type: 'readLac', replyTo, reqId: req.reqId })
+      else if (req.previousLac !== undefined) {
+        const c = a.getSnapshot().context
+        if (c.lac > req.previousLac) void this.answerPoll(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, c.lac, c.lastEntryId)
+        else this.polls.park(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, req.previousLac, Math.min(req.timeoutMs ?? 10_000, 60_000), () => {
+          const now = a.getSnapshot().context
+          return { lac: now.lac, lastEntryId: now.lastEntryId }
+        })
+      } else a.send({ type: 'readLac', replyTo, reqId: req.reqId })
     } catch {
       fail(RC.ERROR)
     }
+  }
+
+  /** Answer a long poll: the LAC, and the entry at it when asked for and held here. */
+  private async answerPoll(ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number): Promise<void> {
+    let entry: Uint8Array | undefined
+    if (p.withEntry && lac >= 0) entry = (await this.storage!.getEntries(ledgerId, [lac]).catch(() => [null]))[0] ?? undefined
+    this.publish(p.replyTo, { op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: RC.OK, lac, lastEntryId, ...(entry ? { entry } : {}) })
   }
 
   private queueAck(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {

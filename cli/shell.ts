@@ -87,6 +87,19 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
       }
     }))
 
+  shell.command('tail <ledgerId>').description('follow a ledger and print entries as they arrive, until it is closed').addOption(natsOption())
+    .option('--from <entryId>', 'first entry', '0')
+    .option('--password <password>', 'ledger password', '')
+    .option('--hex', 'always print payloads as hex')
+    .action((id: string, o: { nats: string; from: string; password: string; hex?: boolean }) => withClient(o.nats, async (c) => {
+      const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
+      for await (const e of h.entries({ from: intOpt('--from', o.from, 0) })) {
+        const text = !o.hex && printable(e.payload) ? JSON.stringify(e.payload.toString('utf8')) : e.payload.toString('hex')
+        console.log(`${e.entryId}\t${e.payload.byteLength}B\t${text}`)
+      }
+      console.log(`ledger ${id} closed at entry ${h.lastAddConfirmed}`)
+    }))
+
   shell.command('deleteledger <ledgerId>').description('delete a ledger from the metadata').addOption(natsOption())
     .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {
       await c.deleteLedger(ledgerIdArg(id))

@@ -31,7 +31,13 @@ export interface BookieTransport {
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
 }
 
-export class BookieClient implements BookieTransport {
+/** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
+export interface TailTransport {
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean): Promise<ReadLacResponse>
+  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number): void
+}
+
+export class BookieClient implements BookieTransport, TailTransport {
   readonly inbox: string
   private readonly sub: Subscription
   /** Ack handlers by ledger: its writer, and a recovery writing entries back. */
@@ -106,6 +112,29 @@ export class BookieClient implements BookieTransport {
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
     const reqId = this.nextReqId++
     return this.request(bookieId, readLacRequest(reqId, ledgerId, fence), reqId, timeoutMs) as Promise<ReadLacResponse>
+  }
+
+  /** Parked at the bookie until its LAC passes `previousLac` or `pollMs` passes. */
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean): Promise<ReadLacResponse> {
+    const reqId = this.nextReqId++
+    const msg: WireMessage = { op: 'readLac', reqId, ledgerId, previousLac, timeoutMs: pollMs, withEntry }
+    return this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
+  }
+
+  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number): void {
+    try {
+      this.nc.publish(bookieSubject(bookieId), encode({ op: 'writeLac', ledgerId, masterKey, lac }))
+    } catch {
+      // Best effort: the next entry carries the LAC anyway.
+    }
+  }
+
+  /** Forget a request (the caller gave up on it, e.g. an unsubscribed tail). */
+  cancel(reqId: number): void {
+    const w = this.waiters.get(reqId)
+    if (!w) return
+    clearTimeout(w.timer)
+    this.waiters.delete(reqId)
   }
 
   private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<ReadResponse | ReadLacResponse> {

@@ -23,6 +23,8 @@ export interface ClientOptions {
   readTimeoutMs?: number
   /** Largest payload `append` accepts (ENTRY_TOO_LARGE above). Default 5 MiB. */
   maxEntryBytes?: number
+  /** An idle writer sends its LAC on its own after this long, for tailing readers. Default 100 ms; 0 never. */
+  explicitLacIntervalMs?: number
   name?: string
 }
 
@@ -76,6 +78,7 @@ export class QuireClient {
   private readonly addTimeoutMs: number
   private readonly readTimeoutMs: number
   private readonly maxEntryBytes: number
+  private readonly explicitLacIntervalMs: number
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
@@ -86,6 +89,7 @@ export class QuireClient {
     this.addTimeoutMs = opts.addTimeoutMs ?? 10_000
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
+    this.explicitLacIntervalMs = opts.explicitLacIntervalMs ?? 100
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {
@@ -116,9 +120,9 @@ export class QuireClient {
     }
     if (opts.recovery) {
       const closed = await recoverLedger(this.writeDeps(masterKey), ledgerId)
-      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs }, closed)
+      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata }, closed)
     }
-    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs }, md)
+    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata }, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
     return handle
   }
@@ -147,6 +151,7 @@ export class QuireClient {
     return {
       bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc, clock: this.clock, random: this.random,
+      explicitLacIntervalMs: this.explicitLacIntervalMs,
     }
   }
 }

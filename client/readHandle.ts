@@ -5,10 +5,12 @@
 
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
-import type { LedgerMetadata, Segment } from '../storage/metadataStore.ts'
+import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC, type ReadResponse } from '../transport/wire.ts'
-import type { BookieTransport } from './bookieClient.ts'
+import { Observable } from 'rxjs'
+import type { BookieTransport, TailTransport } from './bookieClient.ts'
+import { tailEntries, type TailOptions } from './tail.ts'
 
 export interface LedgerEntry {
   ledgerId: number
@@ -19,7 +21,9 @@ export interface LedgerEntry {
 }
 
 export interface HandleDeps {
-  bookies: Pick<BookieTransport, 'read' | 'readLac'>
+  bookies: Pick<BookieTransport, 'read' | 'readLac'> & Partial<TailTransport>
+  /** For readers that follow an open ledger: re-read its metadata (close, ensemble changes). */
+  metadata?: Pick<MetadataStore, 'readLedger'>
   masterKey: Buffer
   readTimeoutMs: number
 }
@@ -93,6 +97,55 @@ export class ReadHandle {
     }
     if (best > this.lac) this.lac = best
     return this.lac
+  }
+
+  /**
+   * Long poll: ask the last segment's bookies for a LAC past `previousLac`; each parks the request
+   * until it learns one or `pollMs` passes. Resolves with the first higher LAC any of them reports
+   * (and raises this handle's LAC), or with `previousLac` when none does.
+   */
+  async longPollLac(previousLac: number, pollMs: number): Promise<number> {
+    const poll = this.deps.bookies.longPollLac
+    if (!poll) throw new QuireError('INVALID_CONFIG', 'this client cannot long-poll')
+    const seg = this.lastSegment()
+    const best = await new Promise<number>((resolve) => {
+      let pending = seg.ensemble.length
+      let done = false
+      for (const b of seg.ensemble) {
+        poll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, false).then(
+          (r) => {
+            if (!done && r.rc === RC.OK && r.lac > previousLac) {
+              done = true
+              resolve(r.lac)
+            }
+          },
+          () => {},
+        ).finally(() => { if (--pending === 0 && !done) resolve(previousLac) })
+      }
+    })
+    if (best > this.lac) this.lac = best
+    return this.lac
+  }
+
+  /** Re-read the ledger's metadata: a writer may have closed it or changed its ensemble. */
+  async refreshMetadata(): Promise<Readonly<LedgerMetadata>> {
+    if (!this.deps.metadata) return this.md
+    const { value } = await this.deps.metadata.readLedger(this.ledgerId)
+    this.md = value
+    if (value.state === 'CLOSED') this.lac = value.lastEntryId
+    return value
+  }
+
+  /** Read entries past the LAC that bookies already hold (not yet confirmed: they may never be). */
+  async readUnconfirmed(firstEntryId: number, lastEntryId: number): Promise<LedgerEntry[]> {
+    if (this.md.state === 'CLOSED') return this.read(firstEntryId, lastEntryId)
+    const lac = this.lac
+    this.lac = Math.max(lac, lastEntryId)
+    try {
+      return await this.read(firstEntryId, lastEntryId)
+    } finally {
+      this.lac = lac
+    }
   }
 
   protected lastSegment(): Segment {
@@ -178,6 +231,39 @@ export class ReadHandle {
       throw new QuireError('TIMEOUT', `no bookie of entry ${entryId} of ledger ${this.ledgerId} answered within ${this.deps.readTimeoutMs} ms`, where)
     }
     throw new QuireError('BOOKIE_UNAVAILABLE', `could not read entry ${entryId} of ledger ${this.ledgerId} from any of its ${replicas} bookies`, where)
+  }
+
+  /**
+   * Every entry from `from` on, in order, exactly once, following the LAC as the writer appends
+   * (long polls, no busy loop); ends after the last entry of a closed ledger. Pull-based: it reads
+   * the next batch only when the consumer has taken the previous one.
+   */
+  entries(opts: TailOptions = {}): AsyncIterableIterator<LedgerEntry> {
+    return tailEntries(this, opts)
+  }
+
+  /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */
+  tail$(opts: TailOptions = {}): Observable<LedgerEntry> {
+    return new Observable<LedgerEntry>((subscriber) => {
+      const it = this.entries(opts)
+      let stopped = false
+      void (async () => {
+        try {
+          for (;;) {
+            const r = await it.next()
+            if (stopped) return
+            if (r.done) return subscriber.complete()
+            subscriber.next(r.value)
+          }
+        } catch (err) {
+          if (!stopped) subscriber.error(err)
+        }
+      })()
+      return () => {
+        stopped = true
+        void it.return?.()
+      }
+    })
   }
 
   /** Release the handle (a read handle holds no resources besides the client's). */

@@ -16,7 +16,7 @@ import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
 import { watchActor } from '../actors/inspect.ts'
-import type { BookieTransport } from './bookieClient.ts'
+import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
 
@@ -26,7 +26,9 @@ interface Waiting {
 }
 
 export interface WriteDeps extends HandleDeps {
-  bookies: BookieTransport
+  bookies: BookieTransport & Partial<TailTransport>
+  /** After this long without a new entry, send the LAC on its own (0: never). */
+  explicitLacIntervalMs: number
   clock: Clock
   random: Random
   metadata: MetadataStore
@@ -47,6 +49,9 @@ export class WriteHandle extends ReadHandle {
   private timer: TimerHandle | null = null
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
+  /** Highest LAC that travelled inside an entry; an explicit LAC is sent when the LAC passes it. */
+  private lacCarried = -1
+  private explicitLacTimer: TimerHandle | null = null
 
   constructor(private readonly w: WriteDeps, metadata: LedgerMetadata, revision: number) {
     super(w, metadata)
@@ -56,6 +61,7 @@ export class WriteHandle extends ReadHandle {
       actions: {
         send: (_, p) => {
           this.takeHanding()
+          this.lacCarried = Math.max(this.lacCarried, p.lac)
           for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
             const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
             for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
@@ -71,6 +77,7 @@ export class WriteHandle extends ReadHandle {
           this.lac = p.lac
           this.lastProgressAt = this.w.clock.now()
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) this.inflight.shift()?.resolve(id)
+          this.armExplicitLac()
         },
         reject: (_, p) => {
           const err = new QuireError(p.code, p.message, { ledgerId: this.ledgerId })
@@ -164,9 +171,29 @@ export class WriteHandle extends ReadHandle {
     return done
   }
 
+  /**
+   * Explicit LAC: the LAC travels in the next entry, so when the writer goes idle the bookies (and
+   * tailing readers) would never learn of the last one. After `explicitLacIntervalMs` without a new
+   * entry, tell them.
+   */
+  private armExplicitLac(): void {
+    if (this.w.explicitLacIntervalMs <= 0 || !this.w.bookies.writeLac) return
+    if (this.explicitLacTimer) this.w.clock.clearTimeout(this.explicitLacTimer)
+    this.explicitLacTimer = this.w.clock.setTimeout(() => {
+      this.explicitLacTimer = null
+      const snap = this.actor.getSnapshot()
+      if (snap.value !== 'open' || this.lac <= this.lacCarried) return
+      if (snap.context.lastAddPushed !== this.lac) return this.armExplicitLac()
+      for (const b of snap.context.ensemble) this.w.bookies.writeLac!(b, this.ledgerId, this.w.masterKey, this.lac)
+      this.lacCarried = this.lac
+    }, this.w.explicitLacIntervalMs)
+  }
+
   private settleClose(err: QuireError | null): void {
     const waiters = this.closeWaiters
     this.closeWaiters = []
+    if (this.explicitLacTimer) this.w.clock.clearTimeout(this.explicitLacTimer)
+    this.explicitLacTimer = null
     if (this.timer) this.w.clock.clearTimeout(this.timer)
     this.timer = null
     if (err === null || this.state !== 'open') this.unregister()

@@ -47,6 +47,8 @@ export type BookieLedgerEvent =
   | { type: 'fence'; replyTo: string; reqId: number; masterKey: Uint8Array; kind: 'lac' | 'read' }
   | { type: 'journal.fenceSynced' }
   | { type: 'readLac'; replyTo: string; reqId: number }
+  /** An idle writer's explicit LAC: kept (journaled) so long polls and restarts see it. */
+  | { type: 'explicitLac'; masterKey: Uint8Array; lac: number }
 
 export interface ReplyAddParams { replyTo: string; rc: number; entryIds: number[] }
 export interface ReplyLacParams { replyTo: string; reqId: number; rc: number; lac: number; lastEntryId: number }
@@ -69,6 +71,7 @@ const ledgerSetup = setup({
     'reply.add': (_, _p: ReplyAddParams) => {},
     'reply.lac': (_, _p: ReplyLacParams) => {},
     'read.fenced': (_, _p: FencedReadParams) => {},
+    'journal.lac': (_, _p: { lac: number }) => {},
   },
 })
 
@@ -136,6 +139,13 @@ const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => 
   enqueue.assign({ fenceSynced: true, fenceWaiters: [] })
 })
 
+const acceptExplicitLac = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'explicitLac') return
+  if (context.masterKey === null || !sameKey(context.masterKey, event.masterKey) || event.lac <= context.lac) return
+  enqueue.assign({ lac: event.lac })
+  enqueue({ type: 'journal.lac', params: { lac: event.lac } })
+})
+
 export const bookieLedgerMachine = ledgerSetup.createMachine({
   id: 'bookieLedger',
   context: ({ input }) => ({ ...input, fenceSynced: input.fenced, fenceWaiters: [] }),
@@ -168,6 +178,7 @@ export const bookieLedgerMachine = ledgerSetup.createMachine({
   on: {
     'journal.synced': { actions: recordSynced },
     readLac: { actions: answerLac },
+    explicitLac: { actions: acceptExplicitLac },
   },
 })
 

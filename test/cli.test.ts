@@ -100,6 +100,20 @@ t('simpletest writes and verifies a ledger; metadata, list, read and delete it',
   assertTypedError(await quire(['shell', 'ledgermetadata', id, ...nats]), 'NO_SUCH_LEDGER')
 })
 
+t('shell tail follows a ledger until it is closed', async ({ c }) => {
+  const w = await (await c.client()).createLedger()
+  await w.append('one')
+  const tail = quire(['shell', 'tail', String(w.ledgerId), '--nats', c.nats.url])
+  await new Promise((r) => setTimeout(r, 1500))
+  await w.append('two')
+  await w.close()
+  const r = await tail
+  assert.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  assert.equal(lines.slice(0, 2), ['0\t3B\t"one"', '1\t3B\t"two"'])
+  assert.match(lines[2] ?? '', /closed at entry 1/)
+})
+
 t('listbookies shows the three bookies writable and alive', async ({ c }) => {
   const r = await quire(['shell', 'listbookies', '--nats', c.nats.url])
   assertOk(r)

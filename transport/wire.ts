@@ -88,6 +88,22 @@ export interface ReadLacRequest {
   ledgerId: number
   fence?: boolean
   masterKey?: Uint8Array
+  /**
+   * Long poll: the bookie parks the request until it knows a LAC above `previousLac` or
+   * `timeoutMs` passes (then it answers with what it has); with `withEntry`, the answer carries
+   * the entry at the new LAC when the bookie holds it.
+   */
+  previousLac?: number
+  timeoutMs?: number
+  withEntry?: boolean
+}
+
+/** Explicit LAC: an idle writer tells the bookies its LAC so tailing readers see its last entry. */
+export interface WriteLacRequest {
+  op: 'writeLac'
+  ledgerId: number
+  masterKey: Uint8Array
+  lac: number
 }
 
 export interface ReadLacResponse {
@@ -97,9 +113,11 @@ export interface ReadLacResponse {
   rc: number
   lac: number
   lastEntryId: number
+  /** With `withEntry`: the encoded entry at `lac`, if the bookie holds it. */
+  entry?: Uint8Array
 }
 
-export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse
+export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest
 
 /** A read; with `fence`, the bookie fences the ledger (persisted) before it reads. */
 export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }): ReadRequest {

@@ -1,0 +1,68 @@
+// Long-poll LAC reads parked on a bookie (issue: tailing readers): a request waits until the
+// ledger's LAC passes the reader's `previousLac`, or its timeout, whichever comes first. Bounded:
+// at most `maxParked` requests per bookie; when full, the oldest is answered early with what the
+// bookie knows (the reader simply polls again). One timer per parked request, nothing per entry.
+
+export interface ParkedPoll {
+  replyTo: string
+  reqId: number
+  withEntry: boolean
+}
+
+interface Parked extends ParkedPoll {
+  ledgerId: number
+  previousLac: number
+  timer: NodeJS.Timeout
+  current: () => { lac: number; lastEntryId: number }
+}
+
+export const MAX_PARKED_DEFAULT = 10_000
+
+export class LongPolls {
+  /** Insertion order is age order: the first is the oldest. */
+  private readonly parked = new Map<string, Parked>()
+
+  constructor(
+    private readonly answer: (ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number) => void,
+    private readonly maxParked = MAX_PARKED_DEFAULT,
+  ) {}
+
+  get size(): number {
+    return this.parked.size
+  }
+
+  park(ledgerId: number, p: ParkedPoll, previousLac: number, timeoutMs: number, current: () => { lac: number; lastEntryId: number }): void {
+    if (this.parked.size >= this.maxParked) {
+      const oldest = this.parked.keys().next().value
+      if (oldest !== undefined) this.release(oldest)
+    }
+    const key = `${p.replyTo}#${p.reqId}`
+    const timer = setTimeout(() => this.release(key), Math.max(0, timeoutMs))
+    timer.unref()
+    this.parked.set(key, { ...p, ledgerId, previousLac, timer, current })
+  }
+
+  /** The ledger's LAC moved to `lac`: answer everyone waiting on it. */
+  wake(ledgerId: number, lac: number, lastEntryId: number): void {
+    for (const [key, p] of this.parked) {
+      if (p.ledgerId !== ledgerId || lac <= p.previousLac) continue
+      clearTimeout(p.timer)
+      this.parked.delete(key)
+      this.answer(ledgerId, p, lac, lastEntryId)
+    }
+  }
+
+  /** Answer every parked request now (the bookie is stopping). */
+  answerAll(): void {
+    for (const key of [...this.parked.keys()]) this.release(key)
+  }
+
+  private release(key: string): void {
+    const p = this.parked.get(key)
+    if (!p) return
+    clearTimeout(p.timer)
+    this.parked.delete(key)
+    const { lac, lastEntryId } = p.current()
+    this.answer(p.ledgerId, p, lac, lastEntryId)
+  }
+}

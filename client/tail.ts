@@ -1,0 +1,109 @@
+// Tailing a ledger: binds machines/tailReader.ts to a ReadHandle and exposes it as an async
+// iterator. Memory is bounded by one batch: the next batch is read only once the consumer has
+// taken every entry of the previous one. Stopping (return()) ends the machine; a long poll still
+// parked at a bookie expires there after `pollMs`.
+
+import { createActor } from 'xstate'
+import { QuireError, isQuireError } from '../machines/errors.ts'
+import { tailMachine } from '../machines/tailReader.ts'
+import type { LedgerEntry, ReadHandle } from './readHandle.ts'
+
+export interface TailOptions {
+  /** First entry to deliver (default 0). */
+  from?: number
+  /** Entries per read (default 256). */
+  batch?: number
+  /** How long a bookie parks a long poll before answering "nothing new" (default 2000 ms). */
+  pollMs?: number
+}
+
+export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterableIterator<LedgerEntry> {
+  const buffer: LedgerEntry[] = []
+  let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
+  let failure: unknown = null
+  let finished = false
+  const pollMs = opts.pollMs ?? 2000
+  const md = handle.metadata
+
+  const logic = tailMachine.provide({
+    actions: {
+      readBatch: (_, p) => {
+        handle.read(p.first, p.last).then((entries) => {
+          buffer.push(...entries)
+          pump()
+        }, (err) => actor.send({ type: 'failed', code: isQuireError(err) ? err.code : 'BOOKIE_UNAVAILABLE', message: String(err) }))
+      },
+      longPoll: (_, p) => {
+        handle.longPollLac(p.previousLac, pollMs).then(
+          (lac) => actor.send(lac > p.previousLac ? { type: 'lac', lac } : { type: 'poll.timeout' }),
+          () => actor.send({ type: 'poll.timeout' }),
+        )
+      },
+      refreshMetadata: () => {
+        handle.refreshMetadata().then(
+          (m) => actor.send({ type: 'metadata', closed: m.state === 'CLOSED', lastEntryId: m.lastEntryId }),
+          (err) => actor.send({ type: 'failed', code: isQuireError(err) ? err.code : 'TIMEOUT', message: String(err) }),
+        )
+      },
+    },
+  })
+  const actor = createActor(logic, {
+    input: {
+      from: opts.from ?? 0, batch: opts.batch ?? 256, lac: handle.lastAddConfirmed,
+      closed: md.state === 'CLOSED', lastEntryId: md.lastEntryId,
+    },
+  })
+  actor.subscribe((snap) => {
+    if (snap.status !== 'done') return
+    finished = true
+    if (snap.value === 'failed' && snap.context.error) {
+      failure = new QuireError(snap.context.error.code as never, snap.context.error.message, { ledgerId: handle.ledgerId })
+    }
+    pump()
+  })
+
+  /** Hand buffered entries to a waiting consumer; when the batch is used up, read the next. */
+  function pump(): void {
+    if (!waiting) return
+    const w = waiting
+    const e = buffer.shift()
+    if (e) {
+      waiting = null
+      w.resolve({ value: e, done: false })
+      if (buffer.length === 0 && actor.getSnapshot().value === 'reading') actor.send({ type: 'read.done', count: e.entryId - actor.getSnapshot().context.next + 1 })
+      return
+    }
+    if (failure) {
+      waiting = null
+      w.reject(failure)
+    } else if (finished) {
+      waiting = null
+      w.resolve({ value: undefined, done: true })
+    }
+  }
+
+  let started = false
+  const it: AsyncIterableIterator<LedgerEntry> = {
+    next() {
+      if (!started) {
+        started = true
+        actor.start()
+      }
+      return new Promise((resolve, reject) => {
+        waiting = { resolve, reject }
+        pump()
+      })
+    },
+    async return() {
+      if (!finished) actor.send({ type: 'stop' })
+      finished = true
+      buffer.length = 0
+      actor.stop()
+      return { value: undefined, done: true }
+    },
+    [Symbol.asyncIterator]() {
+      return it
+    },
+  }
+  return it
+}

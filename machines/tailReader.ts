@@ -1,0 +1,99 @@
+// A tailing reader (issue: tailing readers): follows a ledger from `from` on, reading what is
+// confirmed, long-polling the bookies for a higher LAC when caught up, and finishing once the
+// ledger is closed and its last entry delivered. Pure: effects are named actions (`readBatch`,
+// `longPoll`, `refreshMetadata`, `deliver`) bound by client/tail.ts; results come back as events.
+//
+// Invariants: entries are delivered in order, each exactly once (`next` only moves forward, by
+// what was delivered); nothing past a closed ledger's lastEntryId is ever read; no busy loop:
+// when caught up it waits on a long poll (which the bookie parks) before asking again.
+
+import { assign, setup } from 'xstate'
+
+export interface TailInput {
+  from: number
+  /** Highest entry id known to be readable (the LAC, or lastEntryId when closed). */
+  lac: number
+  closed: boolean
+  lastEntryId: number
+  batch: number
+}
+
+export interface TailContext extends TailInput {
+  next: number
+  error: { code: string; message: string } | null
+}
+
+export type TailEvent =
+  | { type: 'read.done'; count: number }
+  | { type: 'lac'; lac: number }
+  | { type: 'poll.timeout' }
+  | { type: 'metadata'; closed: boolean; lastEntryId: number }
+  | { type: 'failed'; code: string; message: string }
+  | { type: 'stop' }
+
+const tailSetup = setup({
+  types: {} as { context: TailContext; events: TailEvent; input: TailInput },
+  actions: {
+    readBatch: (_, _p: { first: number; last: number }) => {},
+    longPoll: (_, _p: { previousLac: number }) => {},
+    refreshMetadata: () => {},
+  },
+  guards: {
+    readable: ({ context }) => context.next <= (context.closed ? context.lastEntryId : context.lac),
+    finished: ({ context }) => context.closed && context.next > context.lastEntryId,
+  },
+})
+
+export const tailMachine = tailSetup.createMachine({
+  id: 'tail',
+  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), error: null }),
+  initial: 'deciding',
+  on: {
+    failed: { target: '.failed', actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }) },
+    stop: { target: '.closed' },
+  },
+  states: {
+    deciding: {
+      always: [
+        { guard: 'finished', target: 'closed' },
+        { guard: 'readable', target: 'reading' },
+        { target: 'caughtUp' },
+      ],
+    },
+    reading: {
+      entry: {
+        type: 'readBatch',
+        params: ({ context }) => {
+          const end = context.closed ? context.lastEntryId : context.lac
+          return { first: context.next, last: Math.min(end, context.next + context.batch - 1) }
+        },
+      },
+      on: {
+        'read.done': { target: 'deciding', actions: assign({ next: ({ context, event }) => context.next + event.count }) },
+      },
+    },
+    caughtUp: {
+      // Long poll: the bookies answer as soon as they learn a LAC past ours, or at the timeout.
+      entry: { type: 'longPoll', params: ({ context }) => ({ previousLac: context.lac }) },
+      on: {
+        lac: [
+          { guard: ({ context, event }) => event.lac > context.lac, target: 'deciding', actions: assign({ lac: ({ event }) => event.lac }) },
+          { target: 'checking' },
+        ],
+        'poll.timeout': { target: 'checking' },
+      },
+    },
+    checking: {
+      // Nothing new: was the ledger closed (or its ensemble changed) meanwhile?
+      entry: 'refreshMetadata',
+      on: {
+        metadata: {
+          target: 'deciding',
+          actions: assign({ closed: ({ event }) => event.closed, lastEntryId: ({ event }) => event.lastEntryId }),
+        },
+      },
+    },
+    closed: { type: 'final' },
+    failed: { type: 'final' },
+  },
+})

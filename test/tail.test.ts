@@ -1,0 +1,69 @@
+// Tailing readers on real processes: every entry in order exactly once, following the writer;
+// the last entry before an idle period arrives through the explicit LAC; the tail ends when the
+// ledger is closed; unsubscribing stops it; it keeps going across a bookie's kill -9.
+
+import { firstValueFrom, take, toArray } from 'rxjs'
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { LedgerEntry } from '../client/index.ts'
+import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
+
+const t = suite<{ c: TestCluster }>('tail')
+t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 4 }) })
+t.after(async (ctx) => { await ctx.c?.stop() })
+
+t('a tail sees every entry once, in order, the last one before an idle period, and ends on close', async ({ c }) => {
+  const w = await (await c.client({ explicitLacIntervalMs: 50 })).createLedger()
+  const reader = await (await c.client()).openLedger(w.ledgerId)
+  const got: LedgerEntry[] = []
+  const done = (async () => { for await (const e of reader.entries({ from: 0, pollMs: 500 })) got.push(e) })()
+  let rnd = 7
+  for (let i = 0; i < 2000; i++) {
+    void w.append(payloadFor(i))
+    rnd = (rnd * 48271) % 2147483647
+    if (rnd % 97 === 0) await sleep(rnd % 20)
+  }
+  await w.append(payloadFor(2000))
+  // Idle: no entry carries LAC 2000, only the explicit LAC does.
+  const deadline = Date.now() + 5000
+  while (got.length < 2001 && Date.now() < deadline) await sleep(20)
+  assert.is(got.length, 2001, 'the last entry arrives while the writer is idle')
+  await w.close()
+  await done
+  assert.equal(got.map((e) => e.entryId), Array.from({ length: 2001 }, (_, i) => i))
+  got.forEach((e, i) => assert.ok(e.payload.equals(payloadFor(i))))
+})
+
+t('tail$ from the middle; unsubscribing stops it', async ({ c }) => {
+  const w = await (await c.client()).createLedger()
+  for (let i = 0; i < 20; i++) await w.append(payloadFor(i))
+  const reader = await (await c.client()).openLedger(w.ledgerId)
+  const five = await firstValueFrom(reader.tail$({ from: 10, pollMs: 200 }).pipe(take(5), toArray()))
+  assert.equal(five.map((e) => e.entryId), [10, 11, 12, 13, 14])
+  await w.close()
+})
+
+t('a closed ledger tails to its end and completes', async ({ c }) => {
+  const w = await (await c.client()).createLedger()
+  for (let i = 0; i < 7; i++) await w.append(payloadFor(i))
+  await w.close()
+  const reader = await (await c.client()).openLedger(w.ledgerId)
+  const all = await firstValueFrom(reader.tail$().pipe(toArray()))
+  assert.equal(all.map((e) => e.entryId), [0, 1, 2, 3, 4, 5, 6])
+})
+
+t('a tail keeps going across kill -9 of a bookie and the ensemble change', async ({ c }) => {
+  const w = await (await c.client({ addTimeoutMs: 1000, explicitLacIntervalMs: 50 })).createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 })
+  const reader = await (await c.client({ readTimeoutMs: 1000 })).openLedger(w.ledgerId)
+  const got: number[] = []
+  const done = (async () => { for await (const e of reader.entries({ pollMs: 300 })) got.push(e.entryId) })()
+  for (let i = 0; i < 100; i++) await w.append(payloadFor(i))
+  c.bookie(w.metadata.segments[0]!.ensemble[1]!).kill('SIGKILL')
+  for (let i = 100; i < 200; i++) await w.append(payloadFor(i))
+  assert.ok(w.metadata.segments.length >= 2, 'the writer changed ensemble')
+  await w.close()
+  await done
+  assert.equal(got, Array.from({ length: 200 }, (_, i) => i))
+})
+
+t.run()

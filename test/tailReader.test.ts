@@ -1,0 +1,51 @@
+// The tailing reader's machine (machines/tailReader.ts) stepped with transition().
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { initialTransition, transition } from 'xstate'
+import { tailMachine, type TailEvent, type TailInput } from '../machines/tailReader.ts'
+
+function run(input: TailInput, events: TailEvent[]) {
+  let [snap, acts] = initialTransition(tailMachine, input)
+  const actions = acts.map((a) => ({ type: a.type, params: (a as { params?: unknown }).params as Record<string, number> }))
+  for (const e of events) {
+    const [next, more] = transition(tailMachine, snap, e)
+    snap = next
+    actions.push(...more.map((a) => ({ type: a.type, params: (a as { params?: unknown }).params as Record<string, number> })))
+  }
+  return { snap, actions }
+}
+const open = { from: 0, lac: 9, closed: false, lastEntryId: -1, batch: 4 }
+
+test('reads confirmed entries in batches, in order', () => {
+  const r = run(open, [{ type: 'read.done', count: 4 }, { type: 'read.done', count: 4 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 3], [4, 7], [8, 9]])
+})
+
+test('caught up: long-polls from the LAC (no busy loop); a higher LAC resumes reading from where it stopped', () => {
+  const r = run({ ...open, lac: 1 }, [{ type: 'read.done', count: 2 }, { type: 'lac', lac: 5 }])
+  assert.equal(r.actions.filter((a) => a.type === 'longPoll').map((a) => a.params.previousLac), [1])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 1], [2, 5]])
+})
+
+test('nothing new: checks the metadata; closed and fully delivered ends the tail, never reading past lastEntryId', () => {
+  const r = run({ ...open, lac: 1 }, [{ type: 'read.done', count: 2 }, { type: 'poll.timeout' }, { type: 'metadata', closed: true, lastEntryId: 3 }, { type: 'read.done', count: 2 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 1], [2, 3]])
+  assert.is(r.snap.value, 'closed')
+  assert.is(r.snap.status, 'done')
+})
+
+test('a closed ledger from the start reads to its end only', () => {
+  const r = run({ from: 2, lac: 5, closed: true, lastEntryId: 5, batch: 10 }, [{ type: 'read.done', count: 4 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[2, 5]])
+  assert.is(r.snap.value, 'closed')
+})
+
+test('stop ends it; a failure ends it with the error', () => {
+  assert.is(run({ ...open, lac: -1 }, [{ type: 'stop' }]).snap.value, 'closed')
+  const f = run(open, [{ type: 'failed', code: 'TIMEOUT', message: 'x' }])
+  assert.is(f.snap.value, 'failed')
+  assert.equal(f.snap.context.error, { code: 'TIMEOUT', message: 'x' })
+})
+
+test.run()
