@@ -6,6 +6,8 @@ export type { ClientOptions, CreateLedgerOptions, OpenLedgerOptions } from './cl
 export { ReadHandle } from './readHandle.ts'
 export type { LedgerEntry } from './readHandle.ts'
 export { WriteHandle } from './writeHandle.ts'
+export type { Appended, ProducerOptions } from './producer.ts'
+export type { TailOptions } from './tail.ts'
 export { QuireError, isQuireError, ERROR_CODES } from '../machines/errors.ts'
 export type { ErrorCode } from '../machines/errors.ts'
 export type { LedgerMetadata, Segment, BookieRecord } from '../storage/metadataStore.ts'

@@ -19,6 +19,8 @@ import { watchActor } from '../actors/inspect.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
+import type { Observable, ObservableInput } from 'rxjs'
+import { appendIterable, appendObservable, type Appended, type ProducerOptions } from './producer.ts'
 
 interface Waiting {
   resolve: (entryId: number) => void
@@ -155,6 +157,20 @@ export class WriteHandle extends ReadHandle {
     // Neither `send` nor `reject` took them: cannot happen, but never leave a caller hanging.
     for (const h of this.handing) h.reject(new Error('append was neither sent nor refused'))
     this.handing = []
+  }
+
+  /**
+   * Append every payload of an RxJS source; emits `{entryId, payload}` in order as each is
+   * acknowledged. Bounded: see client/producer.ts (a push source that outruns the bookies fails
+   * with BACKPRESSURE rather than growing memory).
+   */
+  append$(source: ObservableInput<Uint8Array | string>, opts?: ProducerOptions): Observable<Appended> {
+    return appendObservable(this, source, opts)
+  }
+
+  /** Append every payload of an (async) iterable, pulling only while under the in-flight bounds. */
+  appendAll(source: Iterable<Uint8Array | string> | AsyncIterable<Uint8Array | string>, opts?: ProducerOptions): AsyncGenerator<Appended> {
+    return appendIterable(this, source, opts)
   }
 
   /** Finish in-flight appends, then CAS the metadata to CLOSED at the LAC. */

@@ -2,12 +2,18 @@
 // the last entry before an idle period arrives through the explicit LAC; the tail ends when the
 // ledger is closed; unsubscribing stops it; it keeps going across a bookie's kill -9.
 
-import { firstValueFrom, take, toArray } from 'rxjs'
+import { execFile } from 'node:child_process'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { firstValueFrom, lastValueFrom, map, of, range, take, toArray } from 'rxjs'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { LedgerEntry } from '../client/index.ts'
+import { isQuireError, type LedgerEntry } from '../client/index.ts'
+import { REPO_ROOT } from '../cli/cluster.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
+const run = promisify(execFile)
 const t = suite<{ c: TestCluster }>('tail')
 t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 4 }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
@@ -64,6 +70,38 @@ t('a tail keeps going across kill -9 of a bookie and the ensemble change', async
   await w.close()
   await done
   assert.equal(got, Array.from({ length: 200 }, (_, i) => i))
+})
+
+t('append$ from an RxJS source with a tail$ consumer; FENCED after a recovery, LEDGER_CLOSED after close', async ({ c }) => {
+  const w = await (await c.client()).createLedger({ password: 'p' })
+  const reader = await (await c.client()).openLedger(w.ledgerId, { password: 'p' })
+  const tailed = firstValueFrom(reader.tail$({ pollMs: 300 }).pipe(take(1000), toArray()))
+  const acked = await lastValueFrom(w.append$(range(0, 1000).pipe(map((i) => payloadFor(i))), { maxInFlight: 64 }).pipe(toArray()))
+  assert.equal(acked.map((a) => a.entryId), Array.from({ length: 1000 }, (_, i) => i))
+  const seen = await tailed
+  assert.ok(seen.every((e, i) => e.entryId === i && e.payload.equals(payloadFor(i))))
+  await (await c.client()).openLedger(w.ledgerId, { password: 'p', recovery: true })
+  const fenced = await lastValueFrom(w.append$(of('late'))).then(() => null, (e: unknown) => e)
+  assert.ok(isQuireError(fenced, 'FENCED'), String(fenced))
+
+  const w2 = await (await c.client()).createLedger()
+  await w2.close()
+  const closed = await lastValueFrom(w2.append$(of('late'))).then(() => null, (e: unknown) => e)
+  assert.ok(isQuireError(closed, 'LEDGER_CLOSED'), String(closed))
+})
+
+t('the README producer/consumer example runs as written', async ({ c }) => {
+  const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8')
+  const block = /```ts\n(\/\/ producer and consumer[\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(block, 'the example is in the README')
+  const file = path.join(REPO_ROOT, `.readme-example-${process.pid}.mts`)
+  await writeFile(file, block.replace("'nats://127.0.0.1:4222'", JSON.stringify(c.nats.url)))
+  try {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', file], { timeout: 60_000 })
+    assert.match(stdout, /produced 100, consumed 100 entries, last "entry 99"/)
+  } finally {
+    await rm(file, { force: true })
+  }
 })
 
 t.run()
