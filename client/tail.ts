@@ -5,7 +5,7 @@
 
 import { createActor } from 'xstate'
 import { QuireError, isQuireError } from '../machines/errors.ts'
-import { tailMachine } from '../machines/tailReader.ts'
+import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
 import type { LedgerEntry, ReadHandle } from './readHandle.ts'
 
 export interface TailOptions {
@@ -15,6 +15,13 @@ export interface TailOptions {
   batch?: number
   /** How long a bookie parks a long poll before answering "nothing new" (default 2000 ms). */
   pollMs?: number
+}
+
+/** Errors a later try may not meet (a dead bookie, NATS reconnecting) are retried; the rest end the tail. */
+function classify(err: unknown): TailEvent {
+  const code = isQuireError(err) ? err.code : 'TIMEOUT'
+  const transient = code === 'TIMEOUT' || code === 'BOOKIE_UNAVAILABLE' || code === 'NATS_UNREACHABLE' || !isQuireError(err)
+  return { type: transient ? 'transient' : 'failed', code, message: err instanceof Error ? err.message : String(err) }
 }
 
 export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterableIterator<LedgerEntry> {
@@ -31,7 +38,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
         handle.read(p.first, p.last).then((entries) => {
           buffer.push(...entries)
           pump()
-        }, (err) => actor.send({ type: 'failed', code: isQuireError(err) ? err.code : 'BOOKIE_UNAVAILABLE', message: String(err) }))
+        }, (err) => actor.send(classify(err)))
       },
       longPoll: (_, p) => {
         handle.longPollLac(p.previousLac, pollMs).then(
@@ -42,7 +49,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
       refreshMetadata: () => {
         handle.refreshMetadata().then(
           (m) => actor.send({ type: 'metadata', closed: m.state === 'CLOSED', lastEntryId: m.lastEntryId }),
-          (err) => actor.send({ type: 'failed', code: isQuireError(err) ? err.code : 'TIMEOUT', message: String(err) }),
+          (err) => actor.send(classify(err)),
         )
       },
     },

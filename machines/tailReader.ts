@@ -20,8 +20,13 @@ export interface TailInput {
 
 export interface TailContext extends TailInput {
   next: number
+  /** Consecutive transient failures (a bookie or the metadata store not answering). */
+  failures: number
   error: { code: string; message: string } | null
 }
+
+/** Transient failures in a row before the tail gives up (with ~250 ms between tries). */
+export const TAIL_RETRIES_MAX = 40
 
 export type TailEvent =
   | { type: 'read.done'; count: number }
@@ -29,6 +34,8 @@ export type TailEvent =
   | { type: 'poll.timeout' }
   | { type: 'metadata'; closed: boolean; lastEntryId: number }
   | { type: 'failed'; code: string; message: string }
+  /** A read or metadata refresh that may work later (TIMEOUT, BOOKIE_UNAVAILABLE, NATS down). */
+  | { type: 'transient'; code: string; message: string }
   | { type: 'stop' }
 
 const tailSetup = setup({
@@ -46,10 +53,18 @@ const tailSetup = setup({
 
 export const tailMachine = tailSetup.createMachine({
   id: 'tail',
-  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), error: null }),
+  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), failures: 0, error: null }),
   initial: 'deciding',
   on: {
     failed: { target: '.failed', actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }) },
+    transient: [
+      {
+        guard: ({ context }) => context.failures + 1 >= TAIL_RETRIES_MAX,
+        target: '.failed',
+        actions: assign({ error: ({ event }) => ({ code: event.code, message: `gave up after ${TAIL_RETRIES_MAX} tries: ${event.message}` }) }),
+      },
+      { target: '.backoff', actions: assign({ failures: ({ context }) => context.failures + 1 }) },
+    ],
     stop: { target: '.closed' },
   },
   states: {
@@ -69,7 +84,7 @@ export const tailMachine = tailSetup.createMachine({
         },
       },
       on: {
-        'read.done': { target: 'deciding', actions: assign({ next: ({ context, event }) => context.next + event.count }) },
+        'read.done': { target: 'deciding', actions: assign({ next: ({ context, event }) => context.next + event.count, failures: 0 }) },
       },
     },
     caughtUp: {
@@ -89,9 +104,12 @@ export const tailMachine = tailSetup.createMachine({
       on: {
         metadata: {
           target: 'deciding',
-          actions: assign({ closed: ({ event }) => event.closed, lastEntryId: ({ event }) => event.lastEntryId }),
+          actions: assign({ closed: ({ event }) => event.closed, lastEntryId: ({ event }) => event.lastEntryId, failures: 0 }),
         },
       },
+    },
+    backoff: {
+      after: { 250: { target: 'checking' } },
     },
     closed: { type: 'final' },
     failed: { type: 'final' },

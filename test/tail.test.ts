@@ -2,7 +2,8 @@
 // the last entry before an idle period arrives through the explicit LAC; the tail ends when the
 // ledger is closed; unsubscribing stops it; it keeps going across a bookie's kill -9.
 
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -11,6 +12,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { isQuireError, type LedgerEntry } from '../client/index.ts'
 import { REPO_ROOT } from '../cli/cluster.ts'
+import { waitForBookies } from '../cli/sandbox.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
 const run = promisify(execFile)
@@ -102,6 +104,60 @@ t('the README producer/consumer example runs as written', async ({ c }) => {
   } finally {
     await rm(file, { force: true })
   }
+})
+
+t('a tailing reader in another process sees all of 10,000 entries written with pauses, the last one before the close', async ({ c }) => {
+  const w = await (await c.client({ explicitLacIntervalMs: 50 })).createLedger()
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/support/tailer.ts'), c.nats.url, String(w.ledgerId)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const exited = new Promise<number | null>((r) => child.once('exit', r))
+  const hash = createHash('sha256')
+  let rnd = 11
+  let batch: Promise<number>[] = []
+  for (let i = 0; i < 10_000; i++) {
+    const p = payloadFor(i, 64)
+    hash.update(p)
+    batch.push(w.append(p))
+    rnd = (rnd * 48271) % 2147483647
+    if (batch.length >= 50 || rnd % 61 === 0) {
+      await Promise.all(batch)
+      batch = []
+      if (rnd % 7 === 0) await sleep(rnd % 30)
+    }
+  }
+  await Promise.all(batch)
+  // Idle, not closed: the last entry reaches the other process through the explicit LAC.
+  const deadline = Date.now() + 10_000
+  while (!out.includes('entry 9999\n') && Date.now() < deadline) await sleep(50)
+  assert.ok(out.includes('entry 9999\n'), `the tailer saw ${out.match(/entry \d+\n/g)?.length ?? 0} entries before the close; ${err}`)
+  await w.close()
+  assert.is(await exited, 0, err)
+  assert.match(out, new RegExp(`done 10000 ${hash.digest('hex')}`))
+})
+
+t('a tail rides a NATS restart', async ({ c }) => {
+  const wc = await c.client({ addTimeoutMs: 5000 })
+  const w = await wc.createLedger()
+  const reader = await (await c.client({ readTimeoutMs: 1000 })).openLedger(w.ledgerId)
+  const got: number[] = []
+  const done = (async () => { for await (const e of reader.entries({ pollMs: 300 })) got.push(e.entryId) })()
+  done.catch(() => {})
+  for (let i = 0; i < 50; i++) await w.append(payloadFor(i))
+  const running = c.bookies.filter((b) => b.proc.exitCode === null && b.proc.signalCode === null).length
+  await c.restartNats(500)
+  // Clients and bookies reconnect on their own; the bookies register again on their next beat.
+  await waitForBookies(await c.client(), running, 20_000)
+  for (let k = 0; k < 100; k++) {
+    if (await wc.nc!.flush().then(() => true, () => false)) break
+    await sleep(100)
+  }
+  for (let i = 50; i < 100; i++) await w.append(payloadFor(i))
+  await w.close()
+  await done
+  assert.equal(got, Array.from({ length: 100 }, (_, i) => i))
 })
 
 t.run()

@@ -48,4 +48,14 @@ test('stop ends it; a failure ends it with the error', () => {
   assert.equal(f.snap.context.error, { code: 'TIMEOUT', message: 'x' })
 })
 
+test('transient failures back off and retry (bounded); a later success resets the count', () => {
+  let r = run(open, [{ type: 'transient', code: 'TIMEOUT', message: 'x' }])
+  assert.is(r.snap.value, 'backoff')
+  assert.is(r.snap.context.failures, 1)
+  const many: TailEvent[] = Array.from({ length: 40 }, () => ({ type: 'transient', code: 'TIMEOUT', message: 'x' }))
+  r = run(open, many)
+  assert.is(r.snap.value, 'failed')
+  assert.match(r.snap.context.error?.message ?? '', /gave up after 40 tries/)
+})
+
 test.run()

@@ -17,6 +17,8 @@ export interface TestCluster {
   /** Start (or restart, same id and data) bookie i (1-based) and wait until it is registered. */
   startBookie(i: number, extraArgs?: string[]): Promise<BookieProcess>
   bookie(id: string): BookieProcess
+  /** Stop nats-server (SIGTERM) and start it again on the same port and store after `downMs`. */
+  restartNats(downMs: number): Promise<void>
   stop(): Promise<void>
 }
 
@@ -29,6 +31,11 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
   const heartbeat = String(opts.heartbeatMs ?? 1000)
   const cluster: TestCluster = {
     dir, nats, bookies, clients,
+    async restartNats(downMs) {
+      await cluster.nats.stop()
+      await sleep(downMs)
+      cluster.nats = await startNatsServer({ port: cluster.nats.port, storeDir: cluster.nats.storeDir })
+    },
     async client(o = {}) {
       const c = await connect({ servers: nats.url, addTimeoutMs: 5000, readTimeoutMs: 3000, ...o })
       clients.push(c)
@@ -58,7 +65,7 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
       await Promise.all(clients.splice(0).map((c) => c.close().catch(() => {})))
       for (const b of bookies) b.kill('SIGKILL')
       await Promise.all(bookies.map((b) => b.exited))
-      await nats.stop()
+      await cluster.nats.stop()
       await rm(dir, { recursive: true, force: true })
     },
   }
