@@ -160,4 +160,26 @@ t('a tail rides a NATS restart', async ({ c }) => {
   assert.equal(got, Array.from({ length: 100 }, (_, i) => i))
 })
 
+t('readUnconfirmed reads past the LAC what bookies already hold; the explicit LAC survives a bookie restart', async ({ c }) => {
+  const wc = await c.client({ explicitLacIntervalMs: 30 })
+  const w = await wc.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+  for (let i = 0; i < 5; i++) await w.append(payloadFor(i))
+  const early = await (await c.client()).openLedger(w.ledgerId)
+  const unconfirmed = await early.readUnconfirmed(0, 4)
+  assert.equal(unconfirmed.map((e) => e.entryId), [0, 1, 2, 3, 4])
+  // Entry 4 carried LAC 3; only the explicit LAC says 4. Wait for it, then restart the bookies.
+  const deadline = Date.now() + 5000
+  while ((await early.readLac()) < 4 && Date.now() < deadline) await sleep(20)
+  assert.is(early.lastAddConfirmed, 4)
+  for (const id of w.metadata.segments[0]!.ensemble) {
+    const b = c.bookie(id)
+    b.kill('SIGKILL')
+    await b.exited
+    await c.startBookie(Number(id.split('-')[1]))
+  }
+  const later = await (await c.client()).openLedger(w.ledgerId)
+  assert.is(later.lastAddConfirmed, 4, 'the bookies kept the explicit LAC through the journal')
+  await w.close().catch(() => {})
+})
+
 t.run()
