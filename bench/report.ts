@@ -1,8 +1,8 @@
 // The benchmark's figures and how they are shown: the result shape (also the `--json` output),
-// the ratios against their targets, and the human-readable header and table. Pure: no IO here.
+// the ratios against their targets, and the human-readable header and tables. Pure: no IO here.
 // A missed target is a finding, not a failure: it is marked "not met" and nothing else happens.
 
-import type { Measurement } from './measure.ts'
+import type { LatencyMs, Measurement } from './measure.ts'
 
 export interface Machine {
   cpus: number
@@ -21,6 +21,10 @@ export interface BenchParams {
   inFlight: { single: number; pipelined: number }
   quire: { bookies: number; ensembleSize: number; writeQuorum: number; ackQuorum: number }
   jetstream: { storage: 'file'; replicas: number }
+  /** End-to-end tail latency: a paced writer and a tailing reader, each with its own client. */
+  tail: { ratesPerSec: number[]; inFlightMax: number; pollMs: number; explicitLacIntervalMs: number }
+  /** Memory of a tailing reader; null when skipped (--quick). */
+  memory: { entries: number; payloadBytes: number; inFlight: number; sampleEvery: number; pollMs: number } | null
 }
 
 export interface PeerResults {
@@ -29,11 +33,44 @@ export interface PeerResults {
   fdatasync: Measurement
 }
 
+export interface TailResult {
+  /** Appends per second the writer was paced at (never more). */
+  ratePerSec: number
+  /** Append call to promise resolved; its opsPerSec is the rate achieved. */
+  add: Measurement
+  /** Append call to the reader's loop receiving the entry, for every entry appended after the warm-up. */
+  tail: {
+    entries: number
+    /** Entries the reader received only after the writer began closing the ledger (once the run ended). */
+    receivedAfterClose: number
+    latencyMs: LatencyMs
+  }
+}
+
+export interface MemorySample {
+  /** Entries the reader had received when sampled. */
+  entries: number
+  rssMiB: number
+  heapUsedMiB: number
+}
+
+export interface MemoryResult {
+  entries: number
+  /** From the reader's start until it received the last entry of the closed ledger. */
+  elapsedSeconds: number
+  entriesPerSec: number
+  /** Whether a full GC ran before each sample (node --expose-gc). */
+  gcBeforeSamples: boolean
+  samples: MemorySample[]
+  /** RSS at the last sample minus RSS at the first. */
+  rssGrowthMiB: number
+}
+
 export interface Ratio {
   key: string
   label: string
   value: number
-  target: { op: '>=' | '<'; value: number } | null
+  target: { op: '>=' | '<' | '<='; value: number } | null
   /** null where there is no target. */
   met: boolean | null
 }
@@ -42,10 +79,12 @@ export interface BenchResult {
   machine: Machine
   params: BenchParams
   results: PeerResults
+  tail: TailResult[]
+  memory: MemoryResult | null
   ratios: Ratio[]
 }
 
-export function ratiosOf(r: PeerResults): Ratio[] {
+export function ratiosOf(r: PeerResults, tail: TailResult[]): Ratio[] {
   return [
     ratio('quirePipelinedOverJetstreamPipelined', 'Quire / JetStream throughput, pipelined',
       r.quire.pipelined.opsPerSec / r.jetstream.pipelined.opsPerSec, { op: '>=', value: 0.5 }),
@@ -53,12 +92,21 @@ export function ratiosOf(r: PeerResults): Ratio[] {
       r.quire.single.latencyMs.p50 / r.fdatasync.latencyMs.p50, { op: '<', value: 4 }),
     ratio('quireSingleOverJetstreamSingle', 'Quire / JetStream throughput, 1 in flight',
       r.quire.single.opsPerSec / r.jetstream.single.opsPerSec, null),
+    ...tail.map((t) => ratio(`tailP99OverAddP99At${t.ratePerSec}`, `Quire tail p99 / add p99 at ${t.ratePerSec}/s`,
+      t.tail.latencyMs.p99 / t.add.latencyMs.p99, { op: '<=', value: 2 })),
   ]
 }
 
 function ratio(key: string, label: string, value: number, target: Ratio['target']): Ratio {
-  const met = target === null ? null : target.op === '>=' ? value >= target.value : value < target.value
-  return { key, label, value, target, met }
+  return { key, label, value, target, met: target === null ? null : meets(value, target) }
+}
+
+function meets(value: number, target: NonNullable<Ratio['target']>): boolean {
+  switch (target.op) {
+    case '>=': return value >= target.value
+    case '<': return value < target.value
+    case '<=': return value <= target.value
+  }
 }
 
 export function formatHeader(m: Machine, p: BenchParams): string {
@@ -70,6 +118,12 @@ export function formatHeader(m: Machine, p: BenchParams): string {
     `         quire: ${p.quire.bookies} bookies, E=${p.quire.ensembleSize} Qw=${p.quire.writeQuorum} Qa=${p.quire.ackQuorum}; ` +
       `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas}, await each PubAck; ` +
       `fdatasync: ${p.fdatasyncBytes} B append + datasync, 1 at a time`,
+    `tail:    writer paced at ${p.tail.ratesPerSec.join(' and ')} appends/s (at most ${p.tail.inFlightMax} in flight), ` +
+      `reader entries({ from: 0, pollMs: ${p.tail.pollMs} }), explicit LAC after ${p.tail.explicitLacIntervalMs} ms idle; separate clients, one process`,
+    p.memory === null
+      ? 'memory:  skipped (--quick)'
+      : `memory:  ${p.memory.entries} entries of ${p.memory.payloadBytes} B, ${p.memory.inFlight} in flight, tailed with pollMs ${p.memory.pollMs}; ` +
+        `RSS sampled every ${p.memory.sampleEvery} entries`,
   ].join('\n')
 }
 
@@ -81,12 +135,34 @@ export function formatTable(p: BenchParams, r: PeerResults): string {
     [`jetstream ${kib(p.payloadBytes)}`, r.jetstream.pipelined],
     [`fdatasync ${kib(p.fdatasyncBytes)}`, r.fdatasync],
   ]
-  const head = ['', 'in flight', 'ops/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms']
-  const body = rows.map(([name, m]) => [
-    name, String(m.inFlight), m.opsPerSec.toFixed(0), m.mbPerSec.toFixed(2),
-    m.latencyMs.p50.toFixed(3), m.latencyMs.p99.toFixed(3), m.latencyMs.p999.toFixed(3), m.latencyMs.max.toFixed(3),
-  ])
+  const head = ['', 'in flight', 'ops/s', 'MB/s', ...LATENCY_HEAD]
+  const body = rows.map(([name, m]) => [name, String(m.inFlight), m.opsPerSec.toFixed(0), m.mbPerSec.toFixed(2), ...latencyCells(m.latencyMs)])
   return columns([head, ...body])
+}
+
+/** Per rate, the add latency and the tail latency of the same entries, one row each. */
+export function formatTail(p: BenchParams, tails: TailResult[]): string {
+  const head = [`quire ${kib(p.payloadBytes)}`, 'rate/s', 'achieved/s', 'entries', 'after close', ...LATENCY_HEAD]
+  const body = tails.flatMap((t) => [
+    ['add (append -> resolved)', String(t.ratePerSec), t.add.opsPerSec.toFixed(0), String(t.add.ops), '', ...latencyCells(t.add.latencyMs)],
+    ['tail (append -> reader)', '', '', String(t.tail.entries), String(t.tail.receivedAfterClose), ...latencyCells(t.tail.latencyMs)],
+  ])
+  return [
+    columns([head, ...body]),
+    'after close: entries the reader received only once the writer, its run over, had begun closing the ledger',
+  ].join('\n')
+}
+
+export function formatMemory(m: MemoryResult): string {
+  const head = ['tailing reader', 'entries read', 'RSS MiB', 'heap used MiB']
+  const body = m.samples.map((s, i) => [
+    i === 0 ? 'reader started' : i === m.samples.length - 1 ? 'end' : '', String(s.entries), s.rssMiB.toFixed(1), s.heapUsedMiB.toFixed(1),
+  ])
+  return [
+    columns([head, ...body]),
+    `RSS growth ${m.rssGrowthMiB >= 0 ? '+' : ''}${m.rssGrowthMiB.toFixed(1)} MiB over ${m.entries} entries; ` +
+      `${m.entriesPerSec.toFixed(0)} entries/s written and read; ${m.gcBeforeSamples ? 'GC before each sample' : 'no GC before samples (run node with --expose-gc)'}`,
+  ].join('\n')
 }
 
 export function formatRatios(ratios: Ratio[]): string {
@@ -96,6 +172,12 @@ export function formatRatios(ratios: Ratio[]): string {
     x.target === null ? '' : `target ${x.target.op} ${x.target.value}`,
     x.met === null ? '' : x.met ? 'met' : 'NOT MET',
   ]))
+}
+
+const LATENCY_HEAD = ['p50 ms', 'p99 ms', 'p99.9 ms', 'max ms']
+
+function latencyCells(l: LatencyMs): string[] {
+  return [l.p50, l.p99, l.p999, l.max].map((ms) => ms.toFixed(3))
 }
 
 /** First column left-aligned, the others right-aligned, two spaces apart. */

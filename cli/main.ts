@@ -43,9 +43,11 @@ program
   .description('run the benchmark (same as npm run bench)')
   .option('--json', 'print the figures as one JSON object on the last line')
   .option('--seconds <n>', 'seconds per measurement', '5')
-  .action(async (opts: { json?: boolean; seconds: string }) => {
+  .option('--tail-entries <n>', 'entries for the tailing reader memory check', '1000000')
+  .option('--quick', 'skip the tailing reader memory check')
+  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean }) => {
     const { runBench } = await import('../bench/run.ts')
-    await runBench({ json: opts.json === true, seconds: Number(opts.seconds) })
+    await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true })
   })
 
 try {

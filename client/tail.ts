@@ -1,7 +1,7 @@
 // Tailing a ledger: binds machines/tailReader.ts to a ReadHandle and exposes it as an async
-// iterator. Memory is bounded by one batch: the next batch is read only once the consumer has
-// taken every entry of the previous one. Stopping (return()) ends the machine; a long poll still
-// parked at a bookie expires there after `pollMs`.
+// iterator. Memory is bounded by two batches: the next batch is read while the consumer works
+// through the current one (read-ahead), and no further until it has. Stopping (return()) ends
+// the machine; a long poll still parked at a bookie expires there after `pollMs`.
 
 import { createActor } from 'xstate'
 import { QuireError, isQuireError } from '../machines/errors.ts'
@@ -29,6 +29,9 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
   let finished = false
+  /** A completed read whose `read.done` waits until the consumer is within one batch. */
+  let heldDone: number | null = null
+  const batch = opts.batch ?? 256
   const pollMs = opts.pollMs ?? 2000
   const md = handle.metadata
 
@@ -37,6 +40,8 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
       readBatch: (_, p) => {
         handle.read(p.first, p.last).then((entries) => {
           buffer.push(...entries)
+          heldDone = entries.length
+          release()
           pump()
         }, (err) => actor.send(classify(err)))
       },
@@ -56,7 +61,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
   })
   const actor = createActor(logic, {
     input: {
-      from: opts.from ?? 0, batch: opts.batch ?? 256, lac: handle.lastAddConfirmed,
+      from: opts.from ?? 0, batch, lac: handle.lastAddConfirmed,
       closed: md.state === 'CLOSED', lastEntryId: md.lastEntryId,
     },
   })
@@ -69,7 +74,15 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
     pump()
   })
 
-  /** Hand buffered entries to a waiting consumer; when the batch is used up, read the next. */
+  /** Let the machine go on (read ahead) once at most one batch is waiting for the consumer. */
+  function release(): void {
+    if (heldDone === null || buffer.length > batch) return
+    const count = heldDone
+    heldDone = null
+    actor.send({ type: 'read.done', count })
+  }
+
+  /** Hand buffered entries to a waiting consumer. */
   function pump(): void {
     if (!waiting) return
     const w = waiting
@@ -77,7 +90,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
     if (e) {
       waiting = null
       w.resolve({ value: e, done: false })
-      if (buffer.length === 0 && actor.getSnapshot().value === 'reading') actor.send({ type: 'read.done', count: e.entryId - actor.getSnapshot().context.next + 1 })
+      release()
       return
     }
     if (failure) {

@@ -88,7 +88,12 @@ export class WriteHandle extends ReadHandle {
           for (const v of victims) v.reject(err)
           if (p.scope === 'all') this.settleClose(err)
         },
-        closeMetadata: (_, p) => { void this.closeMetadata(p.lastEntryId, p.length) },
+        closeMetadata: (_, p) => {
+          // Every entry is acknowledged now: tell the bookies the final LAC, so that tailing
+          // readers parked on a long poll get the last entries at once, not at their poll timeout.
+          this.sendExplicitLac(p.lastEntryId)
+          void this.closeMetadata(p.lastEntryId, p.length)
+        },
       },
     })
     this.actor = createActor(machine, {
@@ -200,9 +205,14 @@ export class WriteHandle extends ReadHandle {
       const snap = this.actor.getSnapshot()
       if (snap.value !== 'open' || this.lac <= this.lacCarried) return
       if (snap.context.lastAddPushed !== this.lac) return this.armExplicitLac()
-      for (const b of snap.context.ensemble) this.w.bookies.writeLac!(b, this.ledgerId, this.w.masterKey, this.lac)
-      this.lacCarried = this.lac
+      this.sendExplicitLac(this.lac)
     }, this.w.explicitLacIntervalMs)
+  }
+
+  private sendExplicitLac(lac: number): void {
+    if (!this.w.bookies.writeLac || lac <= this.lacCarried) return
+    for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac(b, this.ledgerId, this.w.masterKey, lac)
+    this.lacCarried = lac
   }
 
   private settleClose(err: QuireError | null): void {
