@@ -14,7 +14,6 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
-import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
@@ -427,8 +426,4 @@ export class Bookie {
       // Connection closing: the client times out and treats it as unknown.
     }
   }
-}
-
-export function startupError(err: unknown): QuireError | Error {
-  return err instanceof Error ? err : new Error(String(err))
 }

@@ -38,7 +38,6 @@ export class BookieStorage {
   private writes: Promise<void> = Promise.resolve()
   private journalInFlight = 0
   private journalIdle: (() => void) | null = null
-  replayedRecords = 0
 
   private constructor(
     readonly dir: string,
@@ -93,7 +92,6 @@ export class BookieStorage {
     if (batch.length > 0) await this.store.putEntries(batch)
     for (const [l, s] of states) await this.store.putLedgerState(l, s)
     this.journal = await openJournal(jdir, opts)
-    this.replayedRecords = count
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
     return count

@@ -129,14 +129,6 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
   }
 
-  /** Forget a request (the caller gave up on it, e.g. an unsubscribed tail). */
-  cancel(reqId: number): void {
-    const w = this.waiters.get(reqId)
-    if (!w) return
-    clearTimeout(w.timer)
-    this.waiters.delete(reqId)
-  }
-
   private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<ReadResponse | ReadLacResponse> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

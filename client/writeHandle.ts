@@ -10,7 +10,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
-import { segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
+import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
@@ -277,13 +277,11 @@ export class WriteHandle extends ReadHandle {
       for (let attempt = 0; attempt < 50; attempt++) {
         const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
         const md = cur.value
-        const guard = segmentsAfterChange(md, lac, ensemble)
-        if (!guard.ok) throw new QuireError(guard.code, `ledger ${this.ledgerId}: ${guard.message}`)
+        const refusal = ensembleChangeRefusal(md.state)
+        if (refusal) throw new QuireError(refusal.code, `ledger ${this.ledgerId}: ${refusal.message}`)
         const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
         const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
-        const change = segmentsAfterChange(md, lac, next)
-        if (!change.ok) throw new QuireError(change.code, `ledger ${this.ledgerId}: ${change.message}`)
-        const segments = change.segments
+        const segments = segmentsAfterChange(md.segments, lac, next)
         try {
           const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
           this.md = written.value

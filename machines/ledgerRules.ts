@@ -35,19 +35,22 @@ export function recoveryCloseDecision(md: { state: LedgerState; lastEntryId: num
   return { kind: 'write' }
 }
 
+/** Only an OPEN ledger's ensemble may change: IN_RECOVERY means fenced, CLOSED means done. */
+export function ensembleChangeRefusal(state: LedgerState): { code: ErrorCode; message: string } | null {
+  if (state === 'IN_RECOVERY') return { code: 'FENCED', message: 'the ledger is being recovered' }
+  if (state === 'CLOSED') return { code: 'LEDGER_CLOSED', message: 'the ledger was closed' }
+  return null
+}
+
 /**
  * The segments after an ensemble change at `lac`: a new segment from lac + 1 with `ensemble`, or,
  * when the last segment already starts at lac + 1 (nothing in it is confirmed), that segment with
- * its ensemble replaced. Only an OPEN ledger's ensemble may change.
+ * its ensemble replaced.
  */
-export function segmentsAfterChange(
-  md: { state: LedgerState; segments: readonly SegmentLike[] }, lac: number, ensemble: readonly string[],
-): { ok: true; segments: SegmentLike[] } | { ok: false; code: ErrorCode; message: string } {
-  if (md.state === 'IN_RECOVERY') return { ok: false, code: 'FENCED', message: 'the ledger is being recovered' }
-  if (md.state === 'CLOSED') return { ok: false, code: 'LEDGER_CLOSED', message: 'the ledger was closed' }
-  const segments = md.segments.map((s) => ({ firstEntryId: s.firstEntryId, ensemble: [...s.ensemble] }))
+export function segmentsAfterChange(segmentsBefore: readonly SegmentLike[], lac: number, ensemble: readonly string[]): SegmentLike[] {
+  const segments = segmentsBefore.map((s) => ({ firstEntryId: s.firstEntryId, ensemble: [...s.ensemble] }))
   const last = segments[segments.length - 1]
   if (last && last.firstEntryId === lac + 1) last.ensemble = [...ensemble]
   else segments.push({ firstEntryId: lac + 1, ensemble: [...ensemble] })
-  return { ok: true, segments }
+  return segments
 }

@@ -2,7 +2,7 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { recoveryCloseDecision, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
+import { ensembleChangeRefusal, recoveryCloseDecision, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
 
 test('writer close: OPEN writes; IN_RECOVERY is FENCED; CLOSED at the same entry is success, else an error', () => {
   assert.equal(writerCloseDecision({ state: 'OPEN', lastEntryId: -1 }, 9), { kind: 'write' })
@@ -19,19 +19,19 @@ test('recovery close: writes unless another recoverer closed it; agreeing is suc
 
 test('ensemble change: a new segment at LAC + 1, or the last one replaced when it starts there', () => {
   const md = { state: 'OPEN' as const, segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }] }
-  const grown = segmentsAfterChange(md, 41, ['a', 'd', 'c'])
-  assert.equal(grown, { ok: true, segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'c'] }] })
-  const replaced = segmentsAfterChange({ state: 'OPEN', segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'c'] }] }, 41, ['a', 'd', 'e'])
-  assert.equal(replaced, { ok: true, segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'e'] }] })
-  const fromEmpty = segmentsAfterChange(md, -1, ['x', 'b', 'c'])
-  assert.equal(fromEmpty, { ok: true, segments: [{ firstEntryId: 0, ensemble: ['x', 'b', 'c'] }] })
+  const grown = segmentsAfterChange(md.segments, 41, ['a', 'd', 'c'])
+  assert.equal(grown, [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'c'] }])
+  const replaced = segmentsAfterChange([{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'c'] }], 41, ['a', 'd', 'e'])
+  assert.equal(replaced, [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 42, ensemble: ['a', 'd', 'e'] }])
+  const fromEmpty = segmentsAfterChange(md.segments, -1, ['x', 'b', 'c'])
+  assert.equal(fromEmpty, [{ firstEntryId: 0, ensemble: ['x', 'b', 'c'] }])
   assert.equal(md.segments, [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }], 'the input is not modified')
 })
 
 test('ensemble change only while OPEN: IN_RECOVERY is FENCED, CLOSED is LEDGER_CLOSED', () => {
-  const segs = [{ firstEntryId: 0, ensemble: ['a', 'b'] }]
-  assert.is((segmentsAfterChange({ state: 'IN_RECOVERY', segments: segs }, 3, ['a', 'c']) as { code: string }).code, 'FENCED')
-  assert.is((segmentsAfterChange({ state: 'CLOSED', segments: segs }, 3, ['a', 'c']) as { code: string }).code, 'LEDGER_CLOSED')
+  assert.is(ensembleChangeRefusal('OPEN'), null)
+  assert.is(ensembleChangeRefusal('IN_RECOVERY')?.code, 'FENCED')
+  assert.is(ensembleChangeRefusal('CLOSED')?.code, 'LEDGER_CLOSED')
 })
 
 test.run()

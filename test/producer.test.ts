@@ -1,7 +1,7 @@
 // Producers (client/producer.ts) against a scripted appender: order, the in-flight bounds,
 // BACKPRESSURE for a push source that outruns them, pulling for iterables, typed errors.
 
-import { Subject, from, lastValueFrom, range, map, toArray } from 'rxjs'
+import { Subject, from, range, map } from 'rxjs'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { appendIterable, appendObservable } from '../client/producer.ts'
