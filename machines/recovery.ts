@@ -94,6 +94,16 @@ const recoverySetup = setup({
 const fail = (code: ErrorCode, message: (c: RecoveryContext) => string) =>
   recoverySetup.assign({ error: ({ context }) => ({ code, message: message(context) }) })
 
+type AnswerMask = 'missingMask' | 'unknownMask' | 'ackedMask' | 'writeFailedMask'
+
+/** A bookie's answer about the entry being read or written back: set its bit in `mask`. */
+const answer = (mask: AnswerMask) => ({
+  guard: ({ context, event }: { context: RecoveryContext; event: RecoveryEvent }) => 'entryId' in event && event.entryId === context.entryId,
+  actions: recoverySetup.assign(({ context, event }) => ({
+    [mask]: context[mask] | ('bookieId' in event ? bitOf(context, event.bookieId) : 0),
+  })),
+})
+
 const startEntry = (next: (c: RecoveryContext) => number) =>
   recoverySetup.assign(({ context }) => ({
     entryId: next(context), missingMask: 0, unknownMask: 0, found: null, ackedMask: 0, writeFailedMask: 0,
@@ -152,14 +162,8 @@ export const recoveryMachine = recoverySetup.createMachine({
           target: 'writingBack',
           actions: assign(({ event }) => ({ found: { data: event.data, ledgerLength: event.ledgerLength } })),
         },
-        'read.missing': {
-          guard: ({ context, event }) => event.entryId === context.entryId,
-          actions: assign(({ context, event }) => ({ missingMask: context.missingMask | bitOf(context, event.bookieId) })),
-        },
-        'read.unknown': {
-          guard: ({ context, event }) => event.entryId === context.entryId,
-          actions: assign(({ context, event }) => ({ unknownMask: context.unknownMask | bitOf(context, event.bookieId) })),
-        },
+        'read.missing': answer('missingMask'),
+        'read.unknown': answer('unknownMask'),
       },
     },
     writingBack: {
@@ -183,14 +187,8 @@ export const recoveryMachine = recoverySetup.createMachine({
         },
       ],
       on: {
-        'write.acked': {
-          guard: ({ context, event }) => event.entryId === context.entryId,
-          actions: assign(({ context, event }) => ({ ackedMask: context.ackedMask | bitOf(context, event.bookieId) })),
-        },
-        'write.failed': {
-          guard: ({ context, event }) => event.entryId === context.entryId,
-          actions: assign(({ context, event }) => ({ writeFailedMask: context.writeFailedMask | bitOf(context, event.bookieId) })),
-        },
+        'write.acked': answer('ackedMask'),
+        'write.failed': answer('writeFailedMask'),
       },
     },
     closing: {
