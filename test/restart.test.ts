@@ -34,6 +34,14 @@ async function usedBytes(file: string): Promise<number> {
   return off
 }
 
+/** A ledger on every bookie (E = Qw = Qa = 3) with n acknowledged entries, then kill -9 all bookies. */
+async function writeThenKillAll(c: TestCluster, n: number) {
+  const w = await (await c.client()).createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+  for (let i = 0; i < n; i++) await w.append(payloadFor(i, 300))
+  await killAll(c)
+  return w
+}
+
 async function killAll(c: TestCluster): Promise<void> {
   for (const b of c.bookies) b.kill('SIGKILL')
   await Promise.all(c.bookies.map((b) => b.exited))
@@ -56,10 +64,7 @@ t('kill -9 every bookie after acks: after restart every acked entry reads back',
 })
 
 t('a torn last journal record is ignored; the other replica still serves the entry', async ({ c }) => {
-  const client = await c.client()
-  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
-  for (let i = 0; i < 50; i++) await w.append(payloadFor(i, 300))
-  await killAll(c)
+  const w = await writeThenKillAll(c, 50)
   const file = await lastJournalFile(c.bookie('bookie-1').data)
   const used = await usedBytes(file)
   assert.ok(used > 100)
@@ -74,10 +79,7 @@ t('a torn last journal record is ignored; the other replica still serves the ent
 })
 
 t('a corrupt record before the journal tail refuses start-up with CORRUPT_JOURNAL', async ({ c }) => {
-  const client = await c.client()
-  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
-  for (let i = 0; i < 40; i++) await w.append(payloadFor(i, 300))
-  await killAll(c)
+  await writeThenKillAll(c, 40)
   const file = await lastJournalFile(c.bookie('bookie-2').data)
   const fh = await open(file, 'r+')
   const byte = Buffer.alloc(1)

@@ -101,11 +101,15 @@ test('a second failure during a change is handled by another change', () => {
   assert.is(r.snap.value, 'open')
 })
 
-test('no replacement: NOT_ENOUGH_BOOKIES rejects every pending append', () => {
+/** One entry pending, bookie `a` failed: the writer is changing its ensemble. */
+function changingAfterAFailed(): Snap {
   let [snap] = initialTransition(writerMachine, input)
   snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
-  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' })
-  r = step(r.snap, { type: 'ensemble.failed', code: 'NOT_ENOUGH_BOOKIES', message: 'none left' })
+  return step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' }).snap
+}
+
+test('no replacement: NOT_ENOUGH_BOOKIES rejects every pending append', () => {
+  const r = step(changingAfterAFailed(), { type: 'ensemble.failed', code: 'NOT_ENOUGH_BOOKIES', message: 'none left' })
   assert.is(r.snap.value, 'failed')
   assert.equal(named(r.actions, 'reject')[0]!.params, { code: 'NOT_ENOUGH_BOOKIES', message: 'none left', scope: 'all' })
   const after = step(r.snap, { type: 'append', payloads: [p('late')] })
@@ -113,10 +117,7 @@ test('no replacement: NOT_ENOUGH_BOOKIES rejects every pending append', () => {
 })
 
 test('an ensemble change that finds the ledger in recovery ends fenced', () => {
-  let [snap] = initialTransition(writerMachine, input)
-  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
-  let r = step(snap, { type: 'bookie.failed', bookieId: 'a', code: 'TIMEOUT', reason: 't' })
-  r = step(r.snap, { type: 'ensemble.failed', code: 'FENCED', message: 'in recovery' })
+  const r = step(changingAfterAFailed(), { type: 'ensemble.failed', code: 'FENCED', message: 'in recovery' })
   assert.is(r.snap.value, 'fenced')
   assert.is((named(r.actions, 'reject')[0]!.params as { code: string }).code, 'FENCED')
 })
