@@ -12,6 +12,8 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { isQuireError, type LedgerEntry } from '../client/index.ts'
 import { REPO_ROOT } from '../cli/cluster.ts'
+import type { BookieClient } from '../client/bookieClient.ts'
+import { decodeEntry, masterKeyOf } from '../transport/entry.ts'
 import { waitForBookies } from '../cli/sandbox.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
@@ -180,6 +182,28 @@ t('readUnconfirmed reads past the LAC what bookies already hold; the explicit LA
   const later = await (await c.client()).openLedger(w.ledgerId)
   assert.is(later.lastAddConfirmed, 4, 'the bookies kept the explicit LAC through the journal')
   await w.close().catch(() => {})
+})
+
+t('a long poll parks until the LAC passes previousLac and can bring the entry at the new LAC', async ({ c }) => {
+  const wc = await c.client({ explicitLacIntervalMs: 30 })
+  const w = await wc.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+  await w.append('zero')
+  await w.append('one')
+  await sleep(200) // the explicit LAC makes every bookie know LAC 1
+  const rc = await c.client()
+  const raw = (rc as unknown as { bookies: BookieClient }).bookies
+  const bookie = w.metadata.segments[0]!.ensemble[0]!
+  const started = Date.now()
+  const parked = raw.longPollLac(bookie, w.ledgerId, 1, 5000, 2000, true)
+  await sleep(300)
+  await w.append('two')
+  const answer = await parked
+  assert.ok(Date.now() - started < 3000, 'answered when the LAC moved, not at the 5 s poll timeout')
+  assert.ok(answer.lac >= 2)
+  assert.ok(answer.entry, 'the entry at the new LAC came with the answer')
+  const { payload } = decodeEntry('crc32c', masterKeyOf(''), answer.entry!, { ledgerId: w.ledgerId, entryId: answer.lac })
+  assert.is(payload.toString(), 'two')
+  await w.close()
 })
 
 t.run()
