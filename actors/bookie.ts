@@ -181,7 +181,7 @@ export class Bookie {
       case 'add': this.onAdd(req, replyTo!); break
       case 'read': void this.onRead(req, replyTo!); break
       case 'readLac': void this.onReadLac(req, replyTo!); break
-      case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac }), () => {}); break
+      case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac, persist: req.persist !== false }), () => {}); break
       default: break
     }
   }

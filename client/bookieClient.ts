@@ -34,7 +34,8 @@ export interface BookieTransport {
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
 export interface TailTransport {
   longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean): Promise<ReadLacResponse>
-  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number): void
+  /** Explicit LAC; `persist: false` for the eager in-memory hint (see transport/wire.ts). */
+  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void
 }
 
 export class BookieClient implements BookieTransport, TailTransport {
@@ -121,9 +122,9 @@ export class BookieClient implements BookieTransport, TailTransport {
     return this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
   }
 
-  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number): void {
+  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void {
     try {
-      this.nc.publish(bookieSubject(bookieId), encode({ op: 'writeLac', ledgerId, masterKey, lac }))
+      this.nc.publish(bookieSubject(bookieId), encode({ op: 'writeLac', ledgerId, masterKey, lac, persist }))
     } catch {
       // Best effort: the next entry carries the LAC anyway.
     }

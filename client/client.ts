@@ -25,6 +25,12 @@ export interface ClientOptions {
   maxEntryBytes?: number
   /** An idle writer sends its LAC on its own after this long, for tailing readers. Default 100 ms; 0 never. */
   explicitLacIntervalMs?: number
+  /**
+   * Tell the bookies each new LAC as soon as it moves, unless an add sent in the same turn carries
+   * it: a tailing reader then gets an entry one hop after its ack instead of when the next entry
+   * arrives. Costs one small message per bookie per ack group while appends pause. Default true.
+   */
+  eagerLac?: boolean
   name?: string
 }
 
@@ -79,6 +85,7 @@ export class QuireClient {
   private readonly readTimeoutMs: number
   private readonly maxEntryBytes: number
   private readonly explicitLacIntervalMs: number
+  private readonly eagerLac: boolean
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
@@ -90,6 +97,7 @@ export class QuireClient {
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
     this.explicitLacIntervalMs = opts.explicitLacIntervalMs ?? 100
+    this.eagerLac = opts.eagerLac ?? true
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {
@@ -151,7 +159,7 @@ export class QuireClient {
     return {
       bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc, clock: this.clock, random: this.random,
-      explicitLacIntervalMs: this.explicitLacIntervalMs,
+      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac,
     }
   }
 }

@@ -105,26 +105,51 @@ export class ReadHandle {
    * (and raises this handle's LAC), or with `previousLac` when none does.
    */
   async longPollLac(previousLac: number, pollMs: number): Promise<number> {
-    const poll = this.deps.bookies.longPollLac
-    if (!poll) throw new QuireError('INVALID_CONFIG', 'this client cannot long-poll')
+    return (await this.poll(previousLac, pollMs, false)).lac
+  }
+
+  /**
+   * The same long poll, asking each bookie for the entry at the LAC it answers with: when the LAC
+   * moved by one (a reader keeping up with its writer), that entry arrives with it and no read
+   * follows. `entry` is null when the answering bookie does not hold it (not in its write set, or
+   * not yet synced there) or its copy fails the digest: read it then.
+   */
+  async readLacAndEntry(previousLac: number, pollMs: number): Promise<{ lac: number; entry: LedgerEntry | null }> {
+    return this.poll(previousLac, pollMs, true)
+  }
+
+  private async poll(previousLac: number, pollMs: number, withEntry: boolean): Promise<{ lac: number; entry: LedgerEntry | null }> {
+    const longPoll = this.deps.bookies.longPollLac
+    if (!longPoll) throw new QuireError('INVALID_CONFIG', 'this client cannot long-poll')
     const seg = this.lastSegment()
-    const best = await new Promise<number>((resolve) => {
+    const best = await new Promise<{ lac: number; data?: Uint8Array }>((resolve) => {
       let pending = seg.ensemble.length
       let done = false
       for (const b of seg.ensemble) {
-        poll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, false).then(
+        longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry).then(
           (r) => {
             if (!done && r.rc === RC.OK && r.lac > previousLac) {
               done = true
-              resolve(r.lac)
+              resolve({ lac: r.lac, ...(r.entry ? { data: r.entry } : {}) })
             }
           },
           () => {},
-        ).finally(() => { if (--pending === 0 && !done) resolve(previousLac) })
+        ).finally(() => { if (--pending === 0 && !done) resolve({ lac: previousLac }) })
       }
     })
-    if (best > this.lac) this.lac = best
-    return this.lac
+    if (best.lac > this.lac) this.lac = best.lac
+    return { lac: this.lac, entry: best.data && best.lac === this.lac ? this.entryFrom(best.lac, best.data) : null }
+  }
+
+  /** A bookie's copy of one entry, or null when it fails its digest (another replica may not). */
+  private entryFrom(entryId: number, data: Uint8Array): LedgerEntry | null {
+    try {
+      const { header, payload } = decodeEntry(this.md.digestType, this.deps.masterKey, data, { ledgerId: this.ledgerId, entryId })
+      return { ledgerId: this.ledgerId, entryId, payload: Buffer.from(payload), ledgerLength: header.ledgerLength }
+    } catch (err) {
+      if (!isQuireError(err, 'CORRUPT_ENTRY')) throw err
+      return null
+    }
   }
 
   /** Re-read the ledger's metadata: a writer may have closed it or changed its ensemble. */
@@ -203,14 +228,12 @@ export class ReadHandle {
           const id = ids[k]!
           const i = id - first
           if (rc === RC.OK && data) {
-            try {
-              const { header, payload } = decodeEntry(this.md.digestType, this.deps.masterKey, data, { ledgerId: this.ledgerId, entryId: id })
-              result[i] = { ledgerId: this.ledgerId, entryId: id, payload: Buffer.from(payload), ledgerLength: header.ledgerLength }
+            const entry = this.entryFrom(id, data)
+            if (entry) {
+              result[i] = entry
               return
-            } catch (err) {
-              if (!isQuireError(err, 'CORRUPT_ENTRY')) throw err
-              corrupt[i]!++
             }
+            corrupt[i]!++
           } else if (rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER) negatives[i]!++
           else if (rc === RC.CORRUPT) corrupt[i]!++
           attempt[i]!++

@@ -46,8 +46,16 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
         }, (err) => actor.send(classify(err)))
       },
       longPoll: (_, p) => {
-        handle.longPollLac(p.previousLac, pollMs).then(
-          (lac) => actor.send(lac > p.previousLac ? { type: 'lac', lac } : { type: 'poll.timeout' }),
+        handle.readLacAndEntry(p.previousLac, pollMs).then(
+          ({ lac, entry }) => {
+            if (lac <= p.previousLac) return actor.send({ type: 'poll.timeout' })
+            // Take the entry only while the consumer is within a batch: otherwise the read that
+            // follows waits for it, which is what bounds the buffer.
+            const take = entry !== null && entry.entryId === p.next && lac === p.next && buffer.length <= batch
+            if (take) buffer.push(entry)
+            actor.send({ type: 'lac', lac, delivered: take ? 1 : 0 })
+            if (take) pump()
+          },
           () => actor.send({ type: 'poll.timeout' }),
         )
       },

@@ -31,6 +31,8 @@ export interface WriteDeps extends HandleDeps {
   bookies: BookieTransport & Partial<TailTransport>
   /** After this long without a new entry, send the LAC on its own (0: never). */
   explicitLacIntervalMs: number
+  /** Send the LAC on its own as soon as it moves, when no add of the same turn carries it. */
+  eagerLac: boolean
   clock: Clock
   random: Random
   metadata: MetadataStore
@@ -51,9 +53,12 @@ export class WriteHandle extends ReadHandle {
   private timer: TimerHandle | null = null
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
-  /** Highest LAC that travelled inside an entry; an explicit LAC is sent when the LAC passes it. */
+  /** Highest LAC the bookies were told, inside an entry or on its own (eager hint included). */
   private lacCarried = -1
+  /** Highest LAC the bookies journal: inside an entry or an idle writer's explicit LAC. */
+  private lacPersisted = -1
   private explicitLacTimer: TimerHandle | null = null
+  private eagerLacQueued = false
 
   constructor(private readonly w: WriteDeps, metadata: LedgerMetadata, revision: number) {
     super(w, metadata)
@@ -64,6 +69,7 @@ export class WriteHandle extends ReadHandle {
         send: (_, p) => {
           this.takeHanding()
           this.lacCarried = Math.max(this.lacCarried, p.lac)
+          this.lacPersisted = Math.max(this.lacPersisted, p.lac)
           for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
             const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
             for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
@@ -79,6 +85,7 @@ export class WriteHandle extends ReadHandle {
           this.lac = p.lac
           this.lastProgressAt = this.w.clock.now()
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) this.inflight.shift()?.resolve(id)
+          this.queueEagerLac()
           this.armExplicitLac()
         },
         reject: (_, p) => {
@@ -203,16 +210,32 @@ export class WriteHandle extends ReadHandle {
     this.explicitLacTimer = this.w.clock.setTimeout(() => {
       this.explicitLacTimer = null
       const snap = this.actor.getSnapshot()
-      if (snap.value !== 'open' || this.lac <= this.lacCarried) return
+      if (snap.value !== 'open' || this.lac <= this.lacPersisted) return
       if (snap.context.lastAddPushed !== this.lac) return this.armExplicitLac()
       this.sendExplicitLac(this.lac)
     }, this.w.explicitLacIntervalMs)
   }
 
+  /**
+   * Eager LAC: once this turn's callbacks have run (the callers whose appends were just resolved
+   * may append again, and that entry carries the LAC), tell the bookies a LAC no entry carried.
+   */
+  private queueEagerLac(): void {
+    if (!this.w.eagerLac || this.eagerLacQueued || !this.w.bookies.writeLac) return
+    this.eagerLacQueued = true
+    this.w.clock.defer(() => {
+      this.eagerLacQueued = false
+      if (this.state !== 'open' || this.lac <= this.lacCarried) return
+      for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac!(b, this.ledgerId, this.w.masterKey, this.lac, false)
+      this.lacCarried = this.lac
+    })
+  }
+
   private sendExplicitLac(lac: number): void {
-    if (!this.w.bookies.writeLac || lac <= this.lacCarried) return
-    for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac(b, this.ledgerId, this.w.masterKey, lac)
-    this.lacCarried = lac
+    if (!this.w.bookies.writeLac || lac <= this.lacPersisted) return
+    for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac(b, this.ledgerId, this.w.masterKey, lac, true)
+    this.lacCarried = Math.max(this.lacCarried, lac)
+    this.lacPersisted = lac
   }
 
   private settleClose(err: QuireError | null): void {

@@ -48,7 +48,8 @@ export type BookieLedgerEvent =
   | { type: 'journal.fenceSynced' }
   | { type: 'readLac'; replyTo: string; reqId: number }
   /** An idle writer's explicit LAC: kept (journaled) so long polls and restarts see it. */
-  | { type: 'explicitLac'; masterKey: Uint8Array; lac: number }
+  /** `persist: false` is the writer's eager hint: it moves the LAC in memory, nothing is journaled. */
+  | { type: 'explicitLac'; masterKey: Uint8Array; lac: number; persist: boolean }
 
 export interface ReplyAddParams { replyTo: string; rc: number; entryIds: number[] }
 export interface ReplyLacParams { replyTo: string; reqId: number; rc: number; lac: number; lastEntryId: number }
@@ -141,9 +142,11 @@ const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => 
 
 const acceptExplicitLac = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
   if (event.type !== 'explicitLac') return
-  if (context.masterKey === null || !sameKey(context.masterKey, event.masterKey) || event.lac <= context.lac) return
-  enqueue.assign({ lac: event.lac })
-  enqueue({ type: 'journal.lac', params: { lac: event.lac } })
+  if (context.masterKey === null || !sameKey(context.masterKey, event.masterKey)) return
+  // An idle writer persists the LAC an eager hint already moved here: journal it all the same.
+  if (event.lac < context.lac || (event.lac === context.lac && !event.persist)) return
+  if (event.lac > context.lac) enqueue.assign({ lac: event.lac })
+  if (event.persist) enqueue({ type: 'journal.lac', params: { lac: event.lac } })
 })
 
 export const bookieLedgerMachine = ledgerSetup.createMachine({

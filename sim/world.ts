@@ -70,6 +70,10 @@ export class World implements Clock {
     return { id: s.seq, s } as unknown as TimerHandle
   }
 
+  defer(fn: () => void): void {
+    this.setTimeout(fn, 0)
+  }
+
   clearTimeout(handle: TimerHandle): void {
     const s = (handle as unknown as { s?: Scheduled }).s
     if (s) s.cancelled = true

@@ -53,6 +53,20 @@ test('fence: persisted before it is answered; then normal adds get FENCED, recov
   assert.equal(types(rec), ['journal.add'])
 })
 
+test('explicit LAC: an eager hint moves the LAC without journaling; the idle writer\'s is journaled, also at the same LAC', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c', lac: 3, lastEntryId: 5 })
+  const eager = step(s0, { type: 'explicitLac', masterKey: key, lac: 5, persist: false })
+  assert.equal(types(eager), [])
+  assert.is(eager.snap.context.lac, 5)
+  const persisted = step(eager.snap, { type: 'explicitLac', masterKey: key, lac: 5, persist: true })
+  assert.equal(persisted.actions.map((a) => [a.type, a.params.lac]), [['journal.lac', 5]])
+  assert.equal(types(step(persisted.snap, { type: 'explicitLac', masterKey: key, lac: 5, persist: false })), [], 'a repeated hint does nothing')
+  assert.equal(types(step(persisted.snap, { type: 'explicitLac', masterKey: key, lac: 4, persist: true })), [], 'a LAC never goes back')
+  const wrongKey = step(s0, { type: 'explicitLac', masterKey: other, lac: 5, persist: true })
+  assert.equal(types(wrongKey), [])
+  assert.is(wrongKey.snap.context.lac, 3)
+})
+
 test('a fence with the wrong master key is refused and does not fence', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other, kind: 'lac' })

@@ -22,8 +22,30 @@ const t = suite<{ c: TestCluster }>('tail')
 t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 4 }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
+t('eager LAC: the bookies learn each LAC as soon as the writer does, without the idle explicit LAC', async ({ c }) => {
+  const eager = await (await c.client({ explicitLacIntervalMs: 0 })).createLedger()
+  const lazy = await (await c.client({ explicitLacIntervalMs: 0, eagerLac: false })).createLedger()
+  const reader = await c.client()
+  for (const w of [eager, lazy]) for (let i = 0; i < 3; i++) await w.append(payloadFor(i))
+  const lacOf = async (id: number): Promise<number> => (await reader.openLedger(id)).readLac()
+  const deadline = Date.now() + 5000
+  while ((await lacOf(eager.ledgerId)) < 2 && Date.now() < deadline) await sleep(10)
+  assert.is(await lacOf(eager.ledgerId), 2, 'the eager hint carries the last LAC')
+  // Without it, the last entry's LAC travels in no entry: the bookies know 1.
+  await sleep(200)
+  assert.is(await lacOf(lazy.ledgerId), 1)
+  // A tail sees entry 2 of the eager ledger, brought by its long poll.
+  const tail = (await reader.openLedger(eager.ledgerId)).entries({ from: 2, pollMs: 2000 })
+  const first = await tail.next()
+  assert.is(first.value?.entryId, 2)
+  await tail.return?.()
+  await eager.close()
+  await lazy.close()
+})
+
 t('a tail sees every entry once, in order, the last one before an idle period, and ends on close', async ({ c }) => {
-  const w = await (await c.client({ explicitLacIntervalMs: 50 })).createLedger()
+  // No eager LAC here: the last entry must come through the idle writer's explicit LAC.
+  const w = await (await c.client({ explicitLacIntervalMs: 50, eagerLac: false })).createLedger()
   const reader = await (await c.client()).openLedger(w.ledgerId)
   const got: LedgerEntry[] = []
   const done = (async () => { for await (const e of reader.entries({ from: 0, pollMs: 500 })) got.push(e) })()

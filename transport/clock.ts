@@ -8,6 +8,8 @@ export interface Clock {
   now(): number
   setTimeout(fn: () => void, ms: number): TimerHandle
   clearTimeout(handle: TimerHandle): void
+  /** Run `fn` once the current turn's I/O callbacks and microtasks are done (setImmediate). */
+  defer(fn: () => void): void
 }
 
 export const realClock: Clock = {
@@ -18,6 +20,7 @@ export const realClock: Clock = {
     return t
   },
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  defer: (fn) => { setImmediate(fn) },
 }
 
 export type Random = () => number

@@ -98,12 +98,17 @@ export interface ReadLacRequest {
   withEntry?: boolean
 }
 
-/** Explicit LAC: an idle writer tells the bookies its LAC so tailing readers see its last entry. */
+/**
+ * Explicit LAC: the writer tells the bookies its LAC so tailing readers see an entry without
+ * waiting for the next one to carry it. An idle writer's is persisted (journaled); the eager one
+ * sent as soon as the LAC moves (`persist: false`) is a hint kept in memory only.
+ */
 export interface WriteLacRequest {
   op: 'writeLac'
   ledgerId: number
   masterKey: Uint8Array
   lac: number
+  persist?: boolean
 }
 
 export interface ReadLacResponse {
