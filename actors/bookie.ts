@@ -180,6 +180,7 @@ export class Bookie {
     switch (req.op) {
       case 'add': this.onAdd(req, replyTo!); break
       case 'read': void this.onRead(req, replyTo!); break
+      case 'cancelPoll': this.polls.cancel(replyTo!, req.reqId); break
       case 'readLac': void this.onReadLac(req, replyTo!); break
       case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac, persist: req.persist !== false }), () => {}); break
       default: break

@@ -17,10 +17,16 @@ interface Parked extends ParkedPoll {
 }
 
 export const MAX_PARKED_DEFAULT = 10_000
+const CANCELLED_EARLY_MAX = 1024
 
 export class LongPolls {
   /** Insertion order is age order: the first is the oldest. */
   private readonly parked = new Map<string, Parked>()
+  /**
+   * Cancels that came before their request was parked (a request waits for its ledger's state
+   * to load; the cancel does not): the request is dropped when it arrives. Bounded, oldest out.
+   */
+  private readonly cancelledEarly = new Set<string>()
 
   constructor(
     private readonly answer: (ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number) => void,
@@ -37,6 +43,7 @@ export class LongPolls {
       if (oldest !== undefined) this.release(oldest)
     }
     const key = `${p.replyTo}#${p.reqId}`
+    if (this.cancelledEarly.delete(key)) return
     const timer = setTimeout(() => this.release(key), Math.max(0, timeoutMs))
     timer.unref()
     this.parked.set(key, { ...p, ledgerId, previousLac, timer, current })
@@ -50,6 +57,20 @@ export class LongPolls {
       this.parked.delete(key)
       this.answer(ledgerId, p, lac, lastEntryId)
     }
+  }
+
+  /** The reader gave up on this request (its tail was stopped): drop it without an answer. */
+  cancel(replyTo: string, reqId: number): boolean {
+    const key = `${replyTo}#${reqId}`
+    const p = this.parked.get(key)
+    if (!p) {
+      this.cancelledEarly.add(key)
+      if (this.cancelledEarly.size > CANCELLED_EARLY_MAX) this.cancelledEarly.delete(this.cancelledEarly.values().next().value!)
+      return false
+    }
+    clearTimeout(p.timer)
+    this.parked.delete(key)
+    return true
   }
 
   /** Answer every parked request now (the bookie is stopping). */

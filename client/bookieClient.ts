@@ -33,7 +33,8 @@ export interface BookieTransport {
 
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
 export interface TailTransport {
-  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean): Promise<ReadLacResponse>
+  /** With `signal`: aborting it drops the waiter here and unparks the request at the bookie (rejects with TIMEOUT). */
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal): Promise<ReadLacResponse>
   /** Explicit LAC; `persist: false` for the eager in-memory hint (see transport/wire.ts). */
   writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void
 }
@@ -116,10 +117,31 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   /** Parked at the bookie until its LAC passes `previousLac` or `pollMs` passes. */
-  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean): Promise<ReadLacResponse> {
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal): Promise<ReadLacResponse> {
     const reqId = this.nextReqId++
     const msg: WireMessage = { op: 'readLac', reqId, ledgerId, previousLac, timeoutMs: pollMs, withEntry }
-    return this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
+    if (signal?.aborted) return Promise.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
+    const answer = this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
+    if (!signal) return answer
+    const cancel = (): void => {
+      const w = this.waiters.get(reqId)
+      if (!w) return
+      this.waiters.delete(reqId)
+      clearTimeout(w.timer)
+      w.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
+      try {
+        this.nc.publish(bookieSubject(bookieId), encode({ op: 'cancelPoll', reqId }), { reply: this.inbox })
+      } catch {
+        // The bookie answers it at its timeout instead.
+      }
+    }
+    signal.addEventListener('abort', cancel, { once: true })
+    return answer.finally(() => signal.removeEventListener('abort', cancel))
+  }
+
+  /** Requests waiting for a bookie's answer (reads and long polls). */
+  get pendingRequests(): number {
+    return this.waiters.size
   }
 
   writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void {

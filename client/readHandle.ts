@@ -114,11 +114,11 @@ export class ReadHandle {
    * follows. `entry` is null when the answering bookie does not hold it (not in its write set, or
    * not yet synced there) or its copy fails the digest: read it then.
    */
-  async readLacAndEntry(previousLac: number, pollMs: number): Promise<{ lac: number; entry: LedgerEntry | null }> {
-    return this.poll(previousLac, pollMs, true)
+  async readLacAndEntry(previousLac: number, pollMs: number, opts: { signal?: AbortSignal } = {}): Promise<{ lac: number; entry: LedgerEntry | null }> {
+    return this.poll(previousLac, pollMs, true, opts.signal)
   }
 
-  private async poll(previousLac: number, pollMs: number, withEntry: boolean): Promise<{ lac: number; entry: LedgerEntry | null }> {
+  private async poll(previousLac: number, pollMs: number, withEntry: boolean, signal?: AbortSignal): Promise<{ lac: number; entry: LedgerEntry | null }> {
     const longPoll = this.deps.bookies.longPollLac
     if (!longPoll) throw new QuireError('INVALID_CONFIG', 'this client cannot long-poll')
     const seg = this.lastSegment()
@@ -126,7 +126,7 @@ export class ReadHandle {
       let pending = seg.ensemble.length
       let done = false
       for (const b of seg.ensemble) {
-        longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry).then(
+        longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry, signal).then(
           (r) => {
             if (!done && r.rc === RC.OK && r.lac > previousLac) {
               done = true

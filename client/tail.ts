@@ -1,7 +1,7 @@
 // Tailing a ledger: binds machines/tailReader.ts to a ReadHandle and exposes it as an async
 // iterator. Memory is bounded by two batches: the next batch is read while the consumer works
 // through the current one (read-ahead), and no further until it has. Stopping (return()) ends
-// the machine; a long poll still parked at a bookie expires there after `pollMs`.
+// the machine and cancels its long poll, here and at the bookies that parked it.
 
 import { createActor } from 'xstate'
 import { QuireError, isQuireError } from '../machines/errors.ts'
@@ -34,6 +34,8 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
   const batch = opts.batch ?? 256
   const pollMs = opts.pollMs ?? 2000
   const md = handle.metadata
+  /** Aborted when the tail stops: its parked long polls are dropped here and at the bookies. */
+  const stopped = new AbortController()
 
   const logic = tailMachine.provide({
     actions: {
@@ -46,7 +48,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
         }, (err) => actor.send(classify(err)))
       },
       longPoll: (_, p) => {
-        handle.readLacAndEntry(p.previousLac, pollMs).then(
+        handle.readLacAndEntry(p.previousLac, pollMs, { signal: stopped.signal }).then(
           ({ lac, entry }) => {
             if (lac <= p.previousLac) return actor.send({ type: 'poll.timeout' })
             // Take the entry only while the consumer is within a batch: otherwise the read that
@@ -76,6 +78,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
   actor.subscribe((snap) => {
     if (snap.status !== 'done') return
     finished = true
+    stopped.abort()
     if (snap.value === 'failed' && snap.context.error) {
       failure = new QuireError(snap.context.error.code as never, snap.context.error.message, { ledgerId: handle.ledgerId })
     }
@@ -127,6 +130,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
       finished = true
       buffer.length = 0
       actor.stop()
+      stopped.abort()
       return { value: undefined, done: true }
     },
     [Symbol.asyncIterator]() {

@@ -22,6 +22,22 @@ test('answered as soon as the LAC passes previousLac, not before', () => {
   assert.is(polls.size, 0)
 })
 
+test('a cancelled request is dropped without an answer; cancelling an unknown one is a no-op', () => {
+  const answers: number[] = []
+  const polls = new LongPolls((_l, p) => answers.push(p.reqId))
+  polls.park(1, { replyTo: 'r', reqId: 1, withEntry: false }, 5, 10_000, () => ({ lac: 5, lastEntryId: 6 }))
+  polls.park(1, { replyTo: 'r2', reqId: 1, withEntry: false }, 5, 10_000, () => ({ lac: 5, lastEntryId: 6 }))
+  assert.ok(polls.cancel('r', 1))
+  assert.not.ok(polls.cancel('r', 1))
+  assert.not.ok(polls.cancel('r', 99))
+  polls.wake(1, 6, 7)
+  assert.equal(answers, [1], 'only the other reader\'s request (r2#1) was answered')
+  assert.is(polls.size, 0)
+  // A cancel that overtook its request (r#99 above): the request is dropped when it comes.
+  polls.park(1, { replyTo: 'r', reqId: 99, withEntry: false }, 7, 10_000, () => ({ lac: 7, lastEntryId: 7 }))
+  assert.is(polls.size, 0)
+})
+
 test('the timeout answers with what the bookie knows', async () => {
   const answers: number[] = []
   const polls = new LongPolls((_l, _p, lac) => answers.push(lac))

@@ -14,6 +14,8 @@ import { isQuireError, type LedgerEntry } from '../client/index.ts'
 import { REPO_ROOT } from '../cli/cluster.ts'
 import type { BookieClient } from '../client/bookieClient.ts'
 import { decodeEntry, masterKeyOf } from '../transport/entry.ts'
+import { connectNats } from '../transport/nats.ts'
+import { decode } from '../transport/wire.ts'
 import { waitForBookies } from '../cli/sandbox.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
@@ -225,6 +227,38 @@ t('a long poll parks until the LAC passes previousLac and can bring the entry at
   assert.ok(answer.entry, 'the entry at the new LAC came with the answer')
   const { payload } = decodeEntry('crc32c', masterKeyOf(''), answer.entry!, { ledgerId: w.ledgerId, entryId: answer.lac })
   assert.is(payload.toString(), 'two')
+  await w.close()
+})
+
+t('stopping a tail cancels its long poll: the waiter goes at once and the bookie unparks it', async ({ c }) => {
+  const w = await (await c.client({ explicitLacIntervalMs: 30 })).createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+  await w.append('zero')
+  await sleep(200)
+  const rc = await c.client()
+  const raw = (rc as unknown as { bookies: BookieClient }).bookies
+  // Another connection listening on the reader's inbox sees every answer a bookie sends it.
+  const spy = await connectNats(c.nats.url)
+  const answered: number[] = []
+  spy.subscribe(raw.inbox, { callback: (_e, m) => { const d = decode(m.data); if (d.op === 'lacResp') answered.push(d.reqId) } })
+  await spy.flush()
+  try {
+    const sub = (await rc.openLedger(w.ledgerId)).tail$({ from: 1, pollMs: 30_000 }).subscribe()
+    const deadline = Date.now() + 5000
+    while (raw.pendingRequests < 3 && Date.now() < deadline) await sleep(10)
+    assert.is(raw.pendingRequests, 3, 'one long poll out to each bookie of the segment')
+    sub.unsubscribe()
+    assert.is(raw.pendingRequests, 0, 'unsubscribing drops the waiters at once')
+    answered.length = 0 // opening the ledger read its LAC
+    await sleep(200) // the cancels reach the bookies
+    await w.append('one')
+    // A control poll sent after the append answers at once; the cancelled ones never do.
+    const control = await raw.longPollLac(w.metadata.segments[0]!.ensemble[0]!, w.ledgerId, 0, 5000, 2000, false)
+    assert.ok(control.lac >= 1)
+    await sleep(300)
+    assert.equal(answered, [control.reqId], 'the bookies answered only the control poll')
+  } finally {
+    await spy.close()
+  }
   await w.close()
 })
 

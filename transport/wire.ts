@@ -122,7 +122,13 @@ export interface ReadLacResponse {
   entry?: Uint8Array
 }
 
-export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest
+/** A reader no longer wants the long poll `reqId` it sent from the same reply subject: unpark it. */
+export interface CancelPollRequest {
+  op: 'cancelPoll'
+  reqId: number
+}
+
+export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest | CancelPollRequest
 
 /** A read; with `fence`, the bookie fences the ledger (persisted) before it reads. */
 export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }): ReadRequest {
