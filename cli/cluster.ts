@@ -87,10 +87,11 @@ export interface NatsServer extends ManagedProcess {
   storeDir: string
 }
 
-export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean }): Promise<NatsServer> {
+/** `args`: more nats-server flags after the shared ones (cli/natsCluster.ts adds the cluster's). */
+export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; args?: string[] }): Promise<NatsServer> {
   const port = opts.port ?? (await freePort())
   mkdirSync(opts.storeDir, { recursive: true })
-  const proc = spawn('nats-server', ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir], {
+  const proc = spawn('nats-server', ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const m = manage(proc, opts.echo ?? false)

@@ -29,6 +29,11 @@ export interface BookieTransport {
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
+  /**
+   * Calls `handler` each time the connection comes back after a loss (its NATS server died, say):
+   * what was in flight on the old connection may be gone. Returns the unregister function.
+   */
+  onReconnect?(handler: () => void): () => void
 }
 
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
@@ -48,6 +53,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   private readonly out = new Map<string, { groups: Map<string, AddGroup>; bytes: number }>()
   private flushQueued = false
   private nextReqId = 1
+  private readonly reconnectHandlers = new Set<() => void>()
   readonly stats = { addMessages: 0, entriesSent: 0 }
 
   constructor(private readonly nc: NatsConnection) {
@@ -64,6 +70,17 @@ export class BookieClient implements BookieTransport, TailTransport {
         this.onMessage(m)
       },
     })
+    // Ends when the connection closes.
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'reconnect') for (const h of [...this.reconnectHandlers]) h()
+      }
+    })()
+  }
+
+  onReconnect(handler: () => void): () => void {
+    this.reconnectHandlers.add(handler)
+    return () => { this.reconnectHandlers.delete(handler) }
   }
 
   registerWriter(ledgerId: number, handler: AckHandler): () => void {
@@ -192,5 +209,6 @@ export class BookieClient implements BookieTransport, TailTransport {
       this.waiters.delete(id)
     }
     this.sub.unsubscribe()
+    this.reconnectHandlers.clear()
   }
 }

@@ -50,6 +50,7 @@ export class WriteHandle extends ReadHandle {
   private readonly inflight: Waiting[] = []
   private flushQueued = false
   private lastProgressAt = 0
+  private lastResendAt = 0
   private timer: TimerHandle | null = null
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
@@ -122,7 +123,10 @@ export class WriteHandle extends ReadHandle {
     this.actor.start()
     const started = this.actor.getSnapshot()
     if (started.status === 'error') throw started.error
-    this.unregister = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
+    const unregisterAcks = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
+    // Adds or acks in flight on a NATS server that died are lost: re-send once reconnected.
+    const unwatchReconnect = w.bookies.onReconnect?.(() => this.resendUnacked()) ?? (() => {})
+    this.unregister = () => { unregisterAcks(); unwatchReconnect() }
   }
 
   /** State of the writer machine (open, closing, closed, fenced, failed, ...). */
@@ -278,7 +282,9 @@ export class WriteHandle extends ReadHandle {
       this.lastProgressAt = this.w.clock.now()
       return snap.value === 'open' || snap.value === 'closing' || snap.value === 'changingEnsemble'
     }
-    if (this.w.clock.now() - this.lastProgressAt < this.w.addTimeoutMs) return true
+    const stalledMs = this.w.clock.now() - this.lastProgressAt
+    if (stalledMs >= this.resendAfterMs() && this.w.clock.now() - this.lastResendAt >= this.resendAfterMs()) this.resendUnacked()
+    if (stalledMs < this.w.addTimeoutMs) return true
     if (snap.value === 'changingEnsemble') return true
     snap.context.ensemble.forEach((bookieId, i) => {
       const bit = 1 << i
@@ -288,6 +294,33 @@ export class WriteHandle extends ReadHandle {
     })
     this.lastProgressAt = this.w.clock.now()
     return true
+  }
+
+  /**
+   * A stalled writer re-sends this often before it gives up on a bookie at addTimeoutMs: the add
+   * or its ack may have been lost with a NATS server the bookie or this client was connected to,
+   * and a bookie that is merely slow takes the same entry again idempotently (journaled again,
+   * stored under the same key, acknowledged again).
+   */
+  private resendAfterMs(): number {
+    return Math.max(20, Math.min(1000, this.w.addTimeoutMs / 4))
+  }
+
+  /** Re-send each sent, unacknowledged add to the bookies of its write set that have not acked it. */
+  private resendUnacked(): void {
+    this.lastResendAt = this.w.clock.now()
+    const snap = this.actor.getSnapshot()
+    // During an ensemble change the machine re-sends to the replacements itself once it is done.
+    if (snap.value !== 'open' && snap.value !== 'closing') return
+    const { ensemble, pending, lac } = snap.context
+    for (const p of pending) {
+      if (!p.sent) continue
+      // The LAC piggybacked is the current one: still below the entry, and a true LAC.
+      const data = encodeEntry(this.md.digestType, this.w.masterKey, this.ledgerId, p.entryId, lac, p.ledgerLength, p.payload)
+      ensemble.forEach((b, i) => {
+        if ((p.writeMask & ~p.ackedMask & (1 << i)) !== 0) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
+      })
+    }
   }
 
   /**

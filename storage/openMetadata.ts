@@ -1,17 +1,94 @@
 // Opens Quire's metadata buckets in JetStream KV: ledgers, bookies, and cluster-wide records
 // (the ledger id counter). Buckets are created on first use by whichever process comes first.
+//
+// Replicas: on a NATS cluster the buckets are replicated streams, so that losing a server loses
+// neither metadata nor the ability to change it. NATS 2.9 acknowledges a write once a quorum of
+// replicas has it in memory, before any fsync: replication, not the disk, is what makes metadata
+// durable. The count is `metadataReplicas` when given, else min(3, servers in the cluster), the
+// cluster being what the connected server advertises (its INFO lists every routed server's client
+// URL; a server with `no_advertise` lists none, so set `metadataReplicas` there).
+// Invariants: an existing bucket with fewer replicas than wanted is scaled up (JetStream moves
+// its data to the new peers), never down; if that fails, opening fails with a message naming the
+// bucket, so metadata is never silently less replicated than asked for.
 
-import type { NatsConnection } from '@nats-io/transport-node'
+import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream'
+import type { NatsConnection, ServerInfo } from '@nats-io/transport-node'
+import { QuireError } from '../machines/errors.ts'
 import { openKv } from './kv.ts'
 import { MetadataStore } from './metadataStore.ts'
 
 export const BUCKETS = { ledgers: 'quire_ledgers', bookies: 'quire_bookies', cluster: 'quire_cluster' } as const
 
-export async function openMetadata(nc: NatsConnection, opts: { replicas?: number } = {}): Promise<MetadataStore> {
-  const [ledgers, bookies, cluster] = await Promise.all([
-    openKv(nc, BUCKETS.ledgers, { history: 1, ...opts }),
-    openKv(nc, BUCKETS.bookies, { history: 1, ...opts }),
-    openKv(nc, BUCKETS.cluster, { history: 1, ...opts }),
-  ])
+/** Most replicas JetStream allows for a stream. */
+const REPLICAS_MAX = 5
+/** Replicas used on a cluster of this many servers or more. */
+const REPLICAS_CLUSTER = 3
+/** Bound on the wait for a scaled-up bucket to elect a leader and catch its new replicas up. */
+const SCALE_SETTLE_MS = 20_000
+
+export interface OpenMetadataOptions {
+  /** Replicas of each metadata bucket (1 to 5); default min(3, servers in the NATS cluster). */
+  metadataReplicas?: number
+}
+
+export async function openMetadata(nc: NatsConnection, opts: OpenMetadataOptions = {}): Promise<MetadataStore> {
+  const replicas = opts.metadataReplicas ?? metadataReplicasFor(nc.info)
+  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > REPLICAS_MAX) {
+    throw new QuireError('INVALID_CONFIG', `metadataReplicas must be an integer in [1, ${REPLICAS_MAX}], got ${replicas}`, { metadataReplicas: replicas })
+  }
+  const open = (bucket: string) => openKv(nc, bucket, { history: 1, replicas }).catch((err: unknown) => {
+    throw replicasError(err, bucket, replicas, 'create')
+  })
+  const [ledgers, bookies, cluster] = await Promise.all([open(BUCKETS.ledgers), open(BUCKETS.bookies), open(BUCKETS.cluster)])
+  if (replicas > 1) {
+    const jsm = await jetstreamManager(nc)
+    await Promise.all(Object.values(BUCKETS).map((b) => ensureReplicas(jsm, b, replicas)))
+  }
   return new MetadataStore(ledgers, bookies, cluster)
+}
+
+/** Servers in the cluster of the connected server, from its INFO; 1 when it is not clustered. */
+export function clusterSizeOf(info: ServerInfo | undefined): number {
+  if (!info?.cluster) return 1
+  return Math.max(1, new Set(info.connect_urls ?? []).size)
+}
+
+export function metadataReplicasFor(info: ServerInfo | undefined): number {
+  return Math.min(REPLICAS_CLUSTER, clusterSizeOf(info))
+}
+
+/**
+ * Scale a bucket created with fewer replicas (say before the cluster grew) up to `replicas`, and
+ * wait until its new raft group has a leader and every replica: until then its writes would fail.
+ */
+async function ensureReplicas(jsm: JetStreamManager, bucket: string, replicas: number): Promise<void> {
+  const stream = `KV_${bucket}`
+  try {
+    const info = await jsm.streams.info(stream)
+    if (info.config.num_replicas >= replicas) return
+    await jsm.streams.update(stream, { num_replicas: replicas })
+  } catch (err) {
+    throw replicasError(err, bucket, replicas, 'scale')
+  }
+  const deadline = Date.now() + SCALE_SETTLE_MS
+  for (;;) {
+    const info = await jsm.streams.info(stream).catch(() => null)
+    const peers = (info?.cluster?.replicas ?? []).filter((r) => r.current)
+    if (info?.cluster?.leader && peers.length + 1 >= replicas) return
+    if (Date.now() > deadline) {
+      throw new QuireError('TIMEOUT', `metadata bucket ${bucket} was scaled to ${replicas} replicas but did not settle within ${SCALE_SETTLE_MS} ms`, {
+        bucket, metadataReplicas: replicas,
+      })
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** Server refusals about replicas become INVALID_CONFIG naming the bucket; the rest pass as they are. */
+function replicasError(err: unknown, bucket: string, replicas: number, what: 'create' | 'scale'): unknown {
+  if (!(err instanceof JetStreamApiError) || replicas === 1) return err
+  const verb = what === 'create' ? 'create' : 'scale up'
+  return new QuireError('INVALID_CONFIG',
+    `cannot ${verb} metadata bucket ${bucket} with ${replicas} replicas: ${err.message} (set metadataReplicas to what the NATS cluster can hold)`,
+    { bucket, metadataReplicas: replicas, cause: err })
 }

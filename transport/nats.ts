@@ -3,6 +3,12 @@
 // reconnects forever with a short wait, because a bookie or writer that outlives a NATS restart
 // must resume on its own; callers see the gap as timeouts on their requests, never as a closed
 // connection.
+// Several servers (a NATS cluster): URLs are tried in the order given, never shuffled, so the first
+// one is the process's home server and the rest are where it goes when that one dies; spread load
+// by ordering the list differently per host. The client also learns the cluster's other servers
+// from the one it is connected to. A reconnect resubscribes and sends what was buffered meanwhile;
+// messages already written to the dead server's socket are lost, which is why writers re-send
+// unacknowledged adds (client/writeHandle.ts).
 // Invariants: the returned promise settles by `timeoutMs` (plus one timer tick); a connection that
 // completes after we gave up is closed, not leaked.
 // Known nats.js 3.4 gap: if a peer accepts TCP but never sends INFO, the client abandons that
@@ -73,6 +79,8 @@ function attempt(urls: string[], timeoutMs: number, name: string | undefined): P
     reconnect: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: RECONNECT_WAIT_MS,
+    // The list's order is the caller's choice of home server (see the header).
+    noRandomize: true,
     // false: the first failure must surface so that our deadline, not the client, decides.
     waitOnFirstConnect: false,
   })
