@@ -7,7 +7,10 @@
 //   marker's revision when the key was deleted.
 // - a JetStream API timeout becomes QuireError TIMEOUT. For a write that means the outcome is
 //   unknown (the server may have applied it), so callers re-read; they never treat it as "absent".
-// - everything else (no JetStream, closed connection, bad bucket name) propagates untouched.
+// - on an open bucket, "JetStream not enabled" and "no responders" also become TIMEOUT: the bucket
+//   was there, so they mean its stream has no leader for now (a NATS cluster electing one after a
+//   server died), not a misconfigured server.
+// - everything else (no JetStream at open, closed connection, bad bucket name) propagates untouched.
 // Buckets are created by whichever process comes first; a process that loses the creation race
 // opens the bucket the winner made, with the winner's options.
 
@@ -137,6 +140,13 @@ export class JetStreamKv implements VersionedKv {
   }
 
   #fail(err: unknown, op: string, key: string): never {
+    // nats.js does not export JetStreamNotEnabled's class; its name is stable.
+    const noResponders = err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())
+    if ((err instanceof Error && err.name === 'JetStreamNotEnabled') || noResponders) {
+      throw new QuireError('TIMEOUT', `metadata store cannot serve ${op} ${this.bucket}/${key} now (no stream leader); outcome unknown`, {
+        bucket: this.bucket, key, op, cause: err,
+      })
+    }
     throw mapTimeout(err, `${op} ${this.bucket}/${key}`, { bucket: this.bucket, key, op })
   }
 }

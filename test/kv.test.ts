@@ -4,6 +4,7 @@
 // Also: the bounded NATS connect, racing bucket creation, the TIMEOUT mapping (server paused with
 // SIGSTOP), memoryKv's injected faults and TTL, and a connection that survives a server restart.
 
+import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -369,6 +370,25 @@ t('a connection and its data survive a nats-server restart', async () => {
   const got = await kv.get('ledgers.1')
   assert.equal(got && { value: dec(got.value), revision: got.revision }, { value: 'kept', revision })
   assert.ok((await kv.update('ledgers.1', enc('after'), revision)) > revision)
+})
+
+test('an open bucket whose stream has no leader (here: a server without JetStream) answers TIMEOUT, not a raw error', async () => {
+  const nc = await connect()
+  const kv = await openKv(nc, `kvtest_noleader_${process.pid}`)
+  await kv.create('ledgers.1', enc('x'))
+  const old = nats()
+  await old.stop()
+  const bare = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(old.port)], { stdio: 'ignore' })
+  try {
+    await waitForStatus(nc, 'reconnect', 10_000)
+    let err: unknown = null
+    await kv.get('ledgers.1').catch((e: unknown) => { err = e })
+    assert.ok(isQuireError(err, 'TIMEOUT'), `got ${String(err)}`)
+  } finally {
+    bare.kill('SIGKILL')
+    await new Promise((r) => bare.once('exit', r))
+    server = await startNatsServer({ port: old.port, storeDir: old.storeDir })
+  }
 })
 
 test.run()
