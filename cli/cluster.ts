@@ -114,3 +114,12 @@ export function startBookieProcess(opts: { id: string; data: string; nats: strin
   })
   return { ...manage(proc, opts.echo ?? false), id: opts.id, data: opts.data }
 }
+
+/** `quire node ...args` (or its alias `quire bookie`); `env`, when given, is the child's whole environment. */
+export function startNodeProcess(opts: { args: string[]; env?: NodeJS.ProcessEnv; echo?: boolean; command?: 'node' | 'bookie' }): ManagedProcess {
+  const proc = spawn(process.execPath, [QUIRE_BIN, opts.command ?? 'node', ...opts.args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: opts.env ?? process.env,
+  })
+  return manage(proc, opts.echo ?? false)
+}

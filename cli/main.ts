@@ -3,7 +3,8 @@
 
 import { Command, Option } from 'commander'
 import { QuireError } from '../machines/errors.ts'
-import { runBookie } from './bookieCmd.ts'
+import { addBookieCommand } from './bookieCmd.ts'
+import { addNodeCommand } from './nodeCmd.ts'
 import { runSandbox } from './sandbox.ts'
 import { addShellCommands } from './shell.ts'
 
@@ -12,17 +13,8 @@ program.name('quire').description('Quire: a replicated ledger store on NATS').sh
 
 const natsOption = (): Option => new Option('--nats <urls>', 'NATS server URL(s), comma-separated').env('QUIRE_NATS').default('nats://127.0.0.1:4222')
 
-program
-  .command('bookie')
-  .description('run a bookie in the foreground (SIGTERM drains and exits)')
-  .addOption(natsOption())
-  .addOption(new Option('--data <dir>', 'data directory (journal + entry store)').env('QUIRE_DATA').makeOptionMandatory())
-  .addOption(new Option('--id <id>', 'bookie id (default: kept in the data directory, generated on first start)').env('QUIRE_BOOKIE_ID'))
-  .addOption(new Option('--heartbeat-ms <ms>', 'registration heartbeat interval').env('QUIRE_HEARTBEAT_MS').default('1000'))
-  .addOption(new Option('--journal-group-wait-ms <ms>', 'longest wait before a group commit').env('QUIRE_JOURNAL_GROUP_WAIT_MS').default('0'))
-  .addOption(new Option('--journal-group-bytes <n>', 'bytes that force a group commit').env('QUIRE_JOURNAL_GROUP_BYTES').default(String(512 * 1024)))
-  .addOption(new Option('--checkpoint-ms <ms>', 'interval between entry store checkpoints').env('QUIRE_CHECKPOINT_MS').default('30000'))
-  .action(runBookie)
+addNodeCommand(program)
+addBookieCommand(program)
 
 program
   .command('sandbox')

@@ -5,6 +5,7 @@ import type { Command, Option } from 'commander'
 import { connect, type QuireClient } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
+import { addCookieCommands } from './shellCookie.ts'
 
 async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>): Promise<T> {
   const client = await connect({ servers: nats, name: 'quire-shell' })
@@ -36,16 +37,19 @@ function printable(buf: Buffer): boolean {
 }
 
 export function addShellCommands(shell: Command, natsOption: () => Option): void {
+  addCookieCommands(shell, natsOption)
   shell.command('listbookies').description('list registered bookies with their state and liveness').addOption(natsOption())
-    .action((o: { nats: string }) => withClient(o.nats, async (c) => {
+    .option('--readonly', 'only the read-only bookies (disk full)')
+    .action((o: { nats: string; readonly?: boolean }) => withClient(o.nats, async (c) => {
       const now = Date.now()
-      const list = await c.listBookies()
+      const list = (await c.listBookies()).filter((b) => !o.readonly || b.state === 'readonly')
       for (const b of list) {
         const alive = isBookieAlive(b, now) ? 'alive' : 'dead'
         console.log(`${b.bookieId}\t${b.state}\t${alive}\thost=${b.host} pid=${b.pid} heartbeat=${now - b.heartbeatAt}ms ago`)
       }
-      if (list.length === 0) console.log('no bookies registered')
+      if (list.length === 0) console.log(o.readonly ? 'no read-only bookies' : 'no bookies registered')
     }))
+
 
   shell.command('listledgers').description('list ledger ids (with state and last entry when --meta)').addOption(natsOption())
     .option('--meta', 'also print each ledger\'s state, last entry id and length')

@@ -71,6 +71,11 @@ export class MetadataStore {
     private readonly cluster: VersionedKv,
   ) {}
 
+  /** The cluster-wide records bucket (id counter, instance id, bookie cookies) for the modules that own those records. */
+  get clusterKv(): VersionedKv {
+    return this.cluster
+  }
+
   /** A new, never-used ledger id (>= 1). Ranges of ids are claimed with a CAS on a counter. */
   async allocateLedgerId(): Promise<number> {
     while (this.idNext >= this.idEnd) {

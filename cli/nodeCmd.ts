@@ -1,0 +1,219 @@
+// `quire node`: the actor nodes of one host in one process, chosen by --roles (bookie, auditor,
+// replicator), configured from cli/settings.ts (flag > env > config file > default).
+// - One pino logger on stdout; each role logs through a child with its `role` field.
+// - One NATS connection and metadata store per process, handed to every role (the Bookie class
+//   still opens its own connection for its traffic).
+// - SIGTERM/SIGINT drain every role, in the reverse of their start order (a bookie finishes its
+//   in-flight adds and removes its registration), then exit 0; a failed drain exits 1.
+// - A role that cannot start stops those already started and exits 1 with `error CODE: ...`.
+// Adding a role is one entry in ROLES.
+
+import { mkdir } from 'node:fs/promises'
+import { Command, Option } from 'commander'
+import { pino, type Logger } from 'pino'
+import { verifyCookie, resolveBookieId } from '../actors/cookie.ts'
+import { Bookie } from '../actors/bookie.ts'
+import { QuireError } from '../machines/errors.ts'
+import type { MetadataStore } from '../storage/metadataStore.ts'
+import { openMetadata } from '../storage/openMetadata.ts'
+import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import {
+  ROLE_NAMES, SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
+  type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
+} from './settings.ts'
+
+export interface RoleContext {
+  settings: NodeSettings
+  nc: NatsConnection
+  metadata: MetadataStore
+  /** The process's logger with this role's `role` field. */
+  log: Logger
+}
+
+export interface RunningRole {
+  stop(): Promise<void>
+}
+
+export interface RoleEntry {
+  /** Settings the role cannot run without, checked before anything starts (INVALID_CONFIG). */
+  check?(settings: NodeSettings): void
+  start(ctx: RoleContext): Promise<RunningRole>
+}
+
+/**
+ * The roles this build can start; null: a known role not wired in yet. Wiring one is its entry,
+ * e.g. `auditor: { start: (ctx) => startAuditor({ nc: ctx.nc, metadata: ctx.metadata, log: ctx.log, ...ctx.settings }) }`.
+ */
+export const ROLES: Readonly<Record<RoleName, RoleEntry | null>> = {
+  bookie: { check: checkBookieSettings, start: startBookieRole },
+  auditor: null,
+  replicator: null,
+}
+
+/** INVALID_CONFIG unless every role asked for can start in this build with these settings. */
+export function checkRoles(settings: NodeSettings): void {
+  for (const r of settings.roles) {
+    const entry = ROLES[r]
+    if (entry === null) {
+      const have = ROLE_NAMES.filter((n) => ROLES[n] !== null)
+      throw new QuireError('INVALID_CONFIG', `role ${r} is not available in this build (available: ${have.join(', ')})`, { role: r })
+    }
+    entry.check?.(settings)
+  }
+}
+
+function checkBookieSettings(s: NodeSettings): void {
+  if (s.data === undefined) {
+    throw new QuireError('INVALID_CONFIG', 'the bookie role needs a data folder: --data DIR (or QUIRE_DATA, or "data" in the config file)')
+  }
+}
+
+async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
+  const s = ctx.settings
+  checkBookieSettings(s)
+  const dataDir = s.data!
+  await mkdir(dataDir, { recursive: true })
+  const bookieId = await resolveBookieId(dataDir, s.bookieId)
+  const refused = (err: unknown): never => {
+    const msg = `bookie ${bookieId} refused to start: ${err instanceof Error ? err.message : String(err)}`
+    if (err instanceof QuireError) throw new QuireError(err.code, msg, err.info)
+    throw new Error(msg, { cause: err })
+  }
+  const check = await verifyCookie(ctx.metadata.clusterKv, dataDir, bookieId).catch(refused)
+  ctx.log.info({ bookieId, cookie: check.cookie, outcome: check.outcome }, `cookie ${check.outcome}`)
+  // Not a literal passed straight in: settings that BookieOptions takes under the same name
+  // (disk checks, GC) reach the bookie, and the others are simply not read by it.
+  const options = {
+    bookieId,
+    dataDir,
+    nats: s.nats,
+    heartbeatMs: s.heartbeatMs,
+    checkpointIntervalMs: s.checkpointMs,
+    journal: { groupWaitMs: s.journalGroupWaitMs, groupBytesMax: s.journalGroupBytes },
+    diskUsageThreshold: s.diskUsageThreshold,
+    diskUsageLwmThreshold: s.diskUsageLwmThreshold,
+    diskCheckIntervalMs: s.diskCheckIntervalMs,
+    diskQuotaBytes: s.diskQuotaBytes,
+    gcIntervalMs: s.gcIntervalMs,
+    log: (msg: string, fields?: Record<string, unknown>) => ctx.log.info({ bookieId, ...fields }, msg),
+  }
+  const bookie = new Bookie(options)
+  await bookie.start().catch(refused)
+  ctx.log.info({ bookieId, nats: s.nats, data: dataDir }, 'bookie ready')
+  return {
+    async stop() {
+      ctx.log.info({ bookieId }, 'draining')
+      await bookie.stop()
+      ctx.log.info({ bookieId }, 'stopped')
+    },
+  }
+}
+
+export interface RunningNode {
+  stop(): Promise<void>
+}
+
+/** Start every role of `settings.roles` in order; on a failure, stop the ones started and rethrow. */
+export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
+  checkRoles(settings)
+  const nodeLog = log.child({ role: 'node' })
+  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}` })
+  const running: Array<{ role: RoleName; handle: RunningRole }> = []
+  const stopAll = async (): Promise<void> => {
+    let failure: unknown = null
+    for (const { role, handle } of running.splice(0).reverse()) {
+      await handle.stop().catch((err: unknown) => {
+        nodeLog.error({ stopping: role, err: String(err) }, 'drain failed')
+        failure ??= err
+      })
+    }
+    await nc.drain().catch(() => nc.close())
+    if (failure !== null) throw failure
+  }
+  try {
+    const metadata = await openMetadata(nc)
+    for (const role of settings.roles) {
+      const entry = ROLES[role]!
+      running.push({ role, handle: await entry.start({ settings, nc, metadata, log: log.child({ role }) }) })
+    }
+  } catch (err) {
+    await stopAll().catch(() => {})
+    throw err
+  }
+  nodeLog.info({ roles: settings.roles }, 'node ready')
+  return { stop: stopAll }
+}
+
+// --- the command -----------------------------------------------------------------------------
+
+const CONFIG_ENV = 'QUIRE_CONFIG'
+
+/** A setting's flag; its commander attribute name (`id`, `heartbeatMs`) is how parsed options name it. */
+function optionFor(name: SettingName): Option {
+  return new Option(SETTINGS[name].flag, flagHelp(name))
+}
+
+/** Add the setting flags (all but those in `omit`), --config and --print-settings to `cmd`. */
+export function addSettingOptions(cmd: Command, omit: readonly SettingName[] = []): Command {
+  for (const name of SETTING_NAMES) if (!omit.includes(name)) cmd.addOption(optionFor(name))
+  cmd.addOption(new Option('--config <file>', `JSON file of settings (env ${CONFIG_ENV}); flags and env override it`))
+  cmd.addOption(new Option('--print-settings', 'print the table of settings (Markdown) and exit'))
+  return cmd
+}
+
+/** Settings from commander's parsed options, the environment and the config file. */
+export async function settingsFromOptions(opts: Record<string, unknown>, env: Record<string, string | undefined> = process.env): Promise<ResolvedSettings> {
+  const flags: Partial<Record<SettingName, string>> = {}
+  for (const name of SETTING_NAMES) {
+    const v = opts[optionFor(name).attributeName()]
+    if (typeof v === 'string') flags[name] = v
+  }
+  const configPath = typeof opts['config'] === 'string' ? opts['config'] : (env[CONFIG_ENV] || undefined)
+  const config = configPath === undefined ? undefined : await loadConfigFile(configPath)
+  return resolveSettings({ flags, env, ...(config ? { config, configPath } : {}) })
+}
+
+/** The action of `quire node` (and of `quire bookie`, which forces `roles`). */
+export async function runNode(opts: Record<string, unknown>, forced: Partial<Record<SettingName, string>> = {}): Promise<void> {
+  if (opts['printSettings'] === true) {
+    process.stdout.write(`${renderSettingsTable()}\n`)
+    return
+  }
+  const { settings, sources } = await settingsFromOptions({ ...opts, ...forced })
+  checkRoles(settings)
+  const log = pino()
+  const nodeLog = log.child({ role: 'node' })
+  nodeLog.info({ settings, sources }, 'starting')
+
+  let node: RunningNode | null = null
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    nodeLog.info({ signal }, 'draining')
+    void starting.then(() => node?.stop()).then(() => {
+      nodeLog.info('stopped')
+      process.exit(0)
+    }, (err: unknown) => {
+      nodeLog.error({ err: String(err) }, 'drain failed')
+      process.exit(1)
+    })
+  }
+  const starting = startNode(settings, log).then((n) => { node = n }, (err: unknown) => {
+    const code = err instanceof QuireError ? err.code : 'START_FAILED'
+    nodeLog.error({ code, err: String(err) }, 'start-up refused')
+    process.stderr.write(`error ${code}: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  })
+  // A signal during start-up waits for it to finish, then drains what started.
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  await starting
+}
+
+export function addNodeCommand(program: Command): void {
+  addSettingOptions(program
+    .command('node')
+    .description('run the roles of one host (bookie, auditor, replicator) in the foreground; SIGTERM drains and exits'))
+    .action((opts: Record<string, unknown>) => runNode(opts))
+}

@@ -1,0 +1,147 @@
+// `quire shell` commands about a bookie's identity (actors/cookie.ts):
+// - updatecookie: rewrite the KV cookie from the data folder's, on purpose (a disk moved);
+// - bookieformat: wipe a bookie's data folder and its KV cookie, so that it can start afresh;
+// - bookieinfo: registration, state, liveness, cookie and (with --ledgers) ledger count.
+// Invariants: nothing is rewritten or wiped while the metadata store says the bookie is alive,
+// unless --force; bookieformat removes the folder's cookie first, so that an interrupted format
+// leaves a folder that refuses to start (and can be formatted again), never one that starts with
+// half its data; a KV cookie that belongs to another disk is never deleted by formatting this one.
+
+import { readdir, rm } from 'node:fs/promises'
+import path from 'node:path'
+import type { Command, Option } from 'commander'
+import {
+  BOOKIE_ID_FILE, COOKIE_FILE, assertBookieId, clusterInstanceId, deleteKvCookie, putKvCookie, readBookieIdFile,
+  readDataCookie, readKvCookie, removeDataCookie,
+} from '../actors/cookie.ts'
+import { QuireError } from '../machines/errors.ts'
+import { isBookieAlive, type BookieRecord, type MetadataStore } from '../storage/metadataStore.ts'
+import { openMetadata } from '../storage/openMetadata.ts'
+import { connectNats } from '../transport/nats.ts'
+
+async function withMetadata<T>(nats: string, fn: (m: MetadataStore) => Promise<T>): Promise<T> {
+  const nc = await connectNats(nats, { name: 'quire-shell' })
+  try {
+    return await fn(await openMetadata(nc))
+  } finally {
+    await nc.close()
+  }
+}
+
+async function registration(m: MetadataStore, bookieId: string): Promise<BookieRecord | null> {
+  return (await m.listBookies()).find((b) => b.bookieId === bookieId) ?? null
+}
+
+function refuseIfAlive(rec: BookieRecord | null, force: boolean, what: string): void {
+  if (rec === null || force || !isBookieAlive(rec, Date.now())) return
+  throw new QuireError('BOOKIE_RUNNING',
+    `bookie ${rec.bookieId} is alive (host ${rec.host}, pid ${rec.pid}, heartbeat ${Date.now() - rec.heartbeatAt} ms ago): stop it before ${what}, or pass --force`,
+    { bookieId: rec.bookieId })
+}
+
+const when = (ms: number): string => new Date(ms).toISOString()
+
+async function updateCookie(m: MetadataStore, bookieId: string, dataDir: string, force: boolean): Promise<string> {
+  assertBookieId(bookieId)
+  const data = await readDataCookie(dataDir)
+  if (data === null) {
+    throw new QuireError('INVALID_CONFIG', `${dataDir} holds no cookie to update from (a wiped folder is reset with \`quire shell bookieformat\`)`, { dataDir })
+  }
+  if (data.bookieId !== bookieId) {
+    throw new QuireError('INVALID_CONFIG', `${dataDir} holds the cookie of bookie ${data.bookieId}, not ${bookieId}`, { dataDir, bookieId })
+  }
+  const instanceId = await clusterInstanceId(m.clusterKv, false)
+  if (instanceId !== data.instanceId) {
+    throw new QuireError('COOKIE_MISMATCH',
+      `${dataDir} belongs to Quire cluster ${data.instanceId}, this metadata store is ${instanceId ?? 'a cluster with no instance id yet'}: ` +
+      'a disk cannot move between clusters; point --nats at its own cluster, or wipe it with `quire shell bookieformat`', { dataDir, instanceId })
+  }
+  refuseIfAlive(await registration(m, bookieId), force, 'rewriting its cookie')
+  const before = await readKvCookie(m.clusterKv, bookieId)
+  await putKvCookie(m.clusterKv, data)
+  const was = before === null ? 'none before' : before.dataDirId === data.dataDirId ? 'unchanged' : `was ${before.dataDirId}`
+  return `cookie of bookie ${bookieId} updated from ${dataDir}: data dir id ${data.dataDirId} (${was})`
+}
+
+async function bookieFormat(m: MetadataStore, dataDir: string, given: string | undefined, force: boolean): Promise<string> {
+  if (given !== undefined) assertBookieId(given)
+  const names = await readdir(dataDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[]
+    throw err
+  })
+  const data = names.includes(COOKIE_FILE) ? await readDataCookie(dataDir).catch(() => null) : null
+  const kept = (await readBookieIdFile(dataDir)) ?? data?.bookieId
+  if (kept !== undefined && kept !== null && given !== undefined && kept !== given) {
+    throw new QuireError('INVALID_CONFIG', `${dataDir} belongs to bookie ${kept}, not ${given}`, { dataDir, bookieId: given })
+  }
+  const bookieId = kept ?? given
+  if (names.length > 0 && !names.includes(COOKIE_FILE) && !names.includes(BOOKIE_ID_FILE) && !force) {
+    throw new QuireError('INVALID_CONFIG', `${dataDir} does not look like a bookie's data folder (no ${COOKIE_FILE}, no ${BOOKIE_ID_FILE}); pass --force to wipe it anyway`, { dataDir })
+  }
+  if (bookieId !== undefined) refuseIfAlive(await registration(m, bookieId), force, 'formatting it')
+  // The folder's cookie goes first: from here on the folder refuses to start until formatted.
+  await removeDataCookie(dataDir).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
+  let kv = 'the folder names no bookie, so no cookie was removed from the metadata store (pass --bookie ID for that)'
+  if (bookieId !== undefined) {
+    kv = 'no cookie in the metadata store'
+    const stored = await readKvCookie(m.clusterKv, bookieId)
+    if (stored !== null && data !== null && stored.dataDirId !== data.dataDirId) {
+      kv = `the metadata store's cookie (data dir id ${stored.dataDirId}) belongs to another disk and was kept`
+    } else if (stored !== null) {
+      await deleteKvCookie(m.clusterKv, bookieId)
+      kv = 'its cookie removed from the metadata store'
+    }
+  }
+  for (const name of names) await rm(path.join(dataDir, name), { recursive: true, force: true })
+  return `${bookieId === undefined ? 'data folder' : `bookie ${bookieId}`} formatted: ${dataDir} wiped, ${kv}`
+}
+
+async function bookieInfo(m: MetadataStore, bookieId: string, countLedgers: boolean): Promise<string[]> {
+  assertBookieId(bookieId)
+  const now = Date.now()
+  const rec = await registration(m, bookieId)
+  const cookie = await readKvCookie(m.clusterKv, bookieId)
+  const out = [`bookie ${bookieId}`]
+  out.push(rec === null
+    ? 'registration: none (not running, or drained)'
+    : `registration: ${rec.state}, ${isBookieAlive(rec, now) ? 'alive' : 'dead'} (heartbeat ${now - rec.heartbeatAt} ms ago, every ${rec.heartbeatMs} ms), host ${rec.host}, pid ${rec.pid}, started ${when(rec.startedAt)}`)
+  out.push(cookie === null
+    ? 'cookie: none'
+    : `cookie: instance ${cookie.instanceId}, data dir id ${cookie.dataDirId}, created ${when(cookie.createdAt)}`)
+  if (countLedgers) {
+    let n = 0
+    for await (const id of m.listLedgers()) {
+      const md = await m.readLedger(id).then((v) => v.value, () => null)
+      if (md?.segments.some((s) => s.ensemble.includes(bookieId))) n++
+    }
+    out.push(`ledgers: ${n} with this bookie in an ensemble`)
+  }
+  return out
+}
+
+export function addCookieCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('updatecookie').description('rewrite a bookie\'s cookie in the metadata store from its data folder\'s (after moving a disk on purpose)')
+    .addOption(natsOption())
+    .requiredOption('--bookie <id>', 'bookie id')
+    .requiredOption('--data <dir>', 'the data folder whose cookie becomes the bookie\'s')
+    .option('--force', 'even if the metadata store says the bookie is alive')
+    .action((o: { nats: string; bookie: string; data: string; force?: boolean }) => withMetadata(o.nats, async (m) => {
+      console.log(await updateCookie(m, o.bookie, path.resolve(o.data), o.force === true))
+    }))
+
+  shell.command('bookieformat').description('wipe a bookie\'s data folder and its cookie in the metadata store, so that it starts afresh')
+    .addOption(natsOption())
+    .requiredOption('--data <dir>', 'the data folder to wipe')
+    .option('--bookie <id>', 'bookie id, when the folder no longer says (wiped disk)')
+    .option('--force', 'even if the bookie is alive, or the folder does not look like a bookie\'s')
+    .action((o: { nats: string; data: string; bookie?: string; force?: boolean }) => withMetadata(o.nats, async (m) => {
+      console.log(await bookieFormat(m, path.resolve(o.data), o.bookie, o.force === true))
+    }))
+
+  shell.command('bookieinfo <bookieId>').description('a bookie\'s registration, state, liveness and cookie')
+    .addOption(natsOption())
+    .option('--ledgers', 'also count the ledgers with it in an ensemble (reads every ledger\'s metadata)')
+    .action((id: string, o: { nats: string; ledgers?: boolean }) => withMetadata(o.nats, async (m) => {
+      for (const line of await bookieInfo(m, id, o.ledgers === true)) console.log(line)
+    }))
+}
