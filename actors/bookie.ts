@@ -8,6 +8,9 @@
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only;
 // - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds.
+// A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
+// while recovery adds, fences and reads are still served. Garbage collection (actors/gc.ts)
+// deletes the ledgers the metadata no longer names.
 
 import os from 'node:os'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
@@ -23,6 +26,8 @@ import {
   type AddAck, type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
+import { DiskMonitor } from './diskMonitor.ts'
+import { GarbageCollector } from './gc.ts'
 import { watchActor } from './inspect.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
 
@@ -35,6 +40,16 @@ export interface BookieOptions {
   maxEntryBytes?: number
   journal?: BookieStorageOptions
   log?: (msg: string, fields?: Record<string, unknown>) => void
+  /** Disk usage check interval (actors/diskMonitor.ts). Default 10000. */
+  diskCheckIntervalMs?: number
+  /** > 0: usage is the bytes under dataDir over this quota, not the filesystem's. Default 0. */
+  diskQuotaBytes?: number
+  /** Read-only above this usage. Default 0.95. */
+  diskUsageThreshold?: number
+  /** Writable again below this usage. Default 0.90. */
+  diskUsageLwmThreshold?: number
+  /** Garbage collection interval (actors/gc.ts); 0: only on entering read-only. Default 60000. */
+  gcIntervalMs?: number
 }
 
 type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
@@ -64,9 +79,31 @@ export class Bookie {
   )
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
+  /** Turns the bookie read-only when its disk fills, writable when space returns. */
+  readonly disk: DiskMonitor
+  /** Deletes the entries of ledgers deleted from the metadata. */
+  readonly gc: GarbageCollector
 
   constructor(readonly opts: BookieOptions) {
     const log = opts.log ?? (() => {})
+    this.disk = new DiskMonitor(opts.dataDir, opts, {
+      onFull: () => {
+        this.lifecycle.send({ type: 'disk.full' })
+        if (this.metadata) this.gc.trigger().catch(() => {})
+      },
+      // A journal that failed (ENOSPC) takes records again only in a fresh segment.
+      prepareOk: async () => {
+        if (this.storage?.journalFailure) await this.storage.rotateJournal()
+        return true
+      },
+      onOk: () => this.lifecycle.send({ type: 'disk.ok' }),
+      log,
+    })
+    this.gc = new GarbageCollector({
+      localLedgers: () => this.storage!.listLedgers(),
+      metadataLedgers: () => this.metadata!.listLedgers(),
+      deleteLocal: (ids, ranges) => this.deleteLocalLedgers(ids, ranges),
+    }, { gcIntervalMs: opts.gcIntervalMs ?? 60_000, log })
     const fail = (err: unknown): void => {
       this.lifecycle.send({ type: 'failed', error: err instanceof Error ? err.message : String(err) })
       this.started?.reject(err)
@@ -87,13 +124,16 @@ export class Bookie {
         'metadata.register': () => step(async () => {
           this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}` })
           this.metadata = await openMetadata(this.nc)
-          await this.register('writable')
+          await this.disk.check()
+          await this.register(this.disk.full ? 'readonly' : 'writable')
+          this.disk.start()
+          this.gc.start()
           const beat = opts.heartbeatMs ?? 1000
           this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => log('heartbeat failed', { error: String(e) })) }, beat)
           this.checkpointTimer = setInterval(() => {
             this.storage?.checkpoint().catch((e) => log('checkpoint failed', { error: String(e) }))
           }, opts.checkpointIntervalMs ?? 30_000)
-          this.lifecycle.send({ type: 'registered', readOnly: false })
+          this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
         }),
         'serve.start': () => {
           this.sub = this.nc!.subscribe(bookieSubject(opts.bookieId), {
@@ -112,6 +152,8 @@ export class Bookie {
         },
         'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
         'drain.start': () => step(async () => {
+          this.disk.stop()
+          await this.gc.stop()
           if (this.heartbeat) clearInterval(this.heartbeat)
           if (this.checkpointTimer) clearInterval(this.checkpointTimer)
           if (this.sub) await this.sub.drain()
@@ -121,6 +163,8 @@ export class Bookie {
           this.lifecycle.send({ type: 'drained' })
         }),
         shutdown: () => step(async () => {
+          this.disk.stop()
+          await this.gc.stop()
           this.polls.answerAll()
           if (this.heartbeat) clearInterval(this.heartbeat)
           if (this.checkpointTimer) clearInterval(this.checkpointTimer)
@@ -212,22 +256,28 @@ export class Bookie {
         'journal.add': (_, p) => {
           this.inflight++
           storage.append({ t: 'add', l: ledgerId, e: p.entries.map((e) => e.data) }).then(
-            () => actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries }),
-            () => this.queueAck(p.replyTo, ledgerId, RC.ERROR, p.entries.map((e) => e.entryId)),
+            () => {
+              actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries })
+            },
+            // A full disk turns the bookie read-only (the writer moves away) instead of failing it.
+            (err) => this.queueAck(p.replyTo, ledgerId, this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR, p.entries.map((e) => e.entryId)),
           ).finally(() => { this.inflight-- })
         },
         'journal.masterKey': (_, p) => {
+          // A failed write is no crash: a full disk turns the bookie read-only (see journal.add).
           void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => this.persistState(actor))
+            .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'journal.fence': () => {
-          storage.append({ t: 'fence', l: ledgerId }).then(
-            () => this.persistState(actor).then(() => actor.send({ type: 'journal.fenceSynced' })),
-            () => {},
+          storage.append({ t: 'fence', l: ledgerId }).then(() => this.persistState(actor)).then(
+            () => actor.send({ type: 'journal.fenceSynced' }),
+            (err: unknown) => { this.disk.writeFailed(err) },
           )
         },
         'store.put': (_, p) => storage.putEntries(p.entries.map((e) => ({ ledgerId, entryId: e.entryId, data: e.data }))),
         'journal.lac': (_, p) => {
-          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac), () => {})
+          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac))
+            .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'reply.add': (_, p) => this.queueAck(p.replyTo, ledgerId, p.rc, p.entryIds),
         'reply.lac': (_, p) => this.publish(p.replyTo, {
@@ -259,6 +309,32 @@ export class Bookie {
     })
     actor.start()
     return actor
+  }
+
+  /**
+   * GC: forget the ledgers' actors, checkpoint past every journal record of theirs (replay after
+   * a restart starts there, so the journal cannot bring them back; the new segment lets the
+   * checkpoint trim the old ones and free their space), delete them, checkpoint again (the
+   * deletions reach the SST files), then compact their key ranges.
+   */
+  private async deleteLocalLedgers(ids: readonly number[], ranges: ReadonlyArray<readonly [number, number]>): Promise<void> {
+    const s = this.storage!
+    await this.dropLedgerActors(ids)
+    await s.rotateJournal()
+    await s.checkpoint()
+    await s.deleteLedgers(ids)
+    // Again: a request that came in meanwhile may have loaded one from the state not yet deleted.
+    await this.dropLedgerActors(ids)
+    await s.checkpoint()
+    for (const [first, last] of ranges) await s.store.compactLedgers(first, last)
+  }
+
+  private async dropLedgerActors(ids: readonly number[]): Promise<void> {
+    for (const id of ids) {
+      const p = this.ledgers.get(id)
+      this.ledgers.delete(id)
+      ;(await p?.catch(() => null))?.stop()
+    }
   }
 
   private async persistState(actor: LedgerActor, explicitLac?: number): Promise<void> {
@@ -305,7 +381,9 @@ export class Bookie {
   private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
     this.stats.reads++
     if (req.fence !== true) return this.readEntries(req, replyTo)
-    const refuse = (rc: number): void => this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
+    const refuse = (rc: number): void => {
+      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
+    }
     if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
     try {
       const a = await this.ledger(req.ledgerId, true)
@@ -321,8 +399,9 @@ export class Bookie {
    * is answered CORRUPT (an error: the reader tries another replica), never "no such entry".
    */
   private async readEntries(req: ReadRequest, replyTo: string): Promise<void> {
-    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void =>
+    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void => {
       this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries })
+    }
     try {
       const got = await this.storage!.getEntries(req.ledgerId, req.entryIds)
       const actor = got.some((d) => d !== null) ? await this.ledger(req.ledgerId, false) : null

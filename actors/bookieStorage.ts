@@ -6,11 +6,17 @@
 // - a checkpoint records a journal position only after every record before it is in RocksDB and
 //   RocksDB is flushed; journal files wholly before the checkpoint may then be deleted;
 // - replay applies every record after the checkpoint, in order; a torn tail ends the journal, a
-//   corrupt record before the tail refuses start-up (CORRUPT_JOURNAL from storage/journal.ts).
+//   corrupt record before the tail refuses start-up (CORRUPT_JOURNAL from storage/journal.ts);
+// - a RocksDB write that failed (disk full) keeps its entries in the write cache and is retried
+//   by the next checkpoint, which records no position until it succeeds;
+// - rotateJournal swaps in a new segment only once the old journal is closed (or, failed, cut
+//   back to its last synced record), so a torn tail can only ever be in the newest segment.
+
+import { open } from 'node:fs/promises'
 
 import path from 'node:path'
 import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
-import { openJournal, replayJournal, type FileJournal } from '../storage/journal.ts'
+import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { decodeRecord, encodeRecord, type JournalRecord } from './journalRecords.ts'
@@ -38,6 +44,13 @@ export class BookieStorage {
   private writes: Promise<void> = Promise.resolve()
   private journalInFlight = 0
   private journalIdle: (() => void) | null = null
+  /** Batches whose RocksDB write failed; still in the write cache, retried by checkpoint(). */
+  private failedPuts: StoredEntry[] = []
+  /** The first error of a journal append: the journal takes no more records until rotated. */
+  private journalError: Error | null = null
+  /** Appends wait for a journal rotation under way. */
+  private rotating: Promise<void> | null = null
+  private journalOptions: BookieStorageOptions = {}
 
   private constructor(
     readonly dir: string,
@@ -91,6 +104,7 @@ export class BookieStorage {
     }
     if (batch.length > 0) await this.store.putEntries(batch)
     for (const [l, s] of states) await this.store.putLedgerState(l, s)
+    this.journalOptions = opts
     this.journal = await openJournal(jdir, opts)
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
@@ -107,12 +121,21 @@ export class BookieStorage {
     return this.journal
   }
 
+  /** The error that failed the journal (ENOSPC, EIO), or null while it takes appends. */
+  get journalFailure(): Error | null {
+    return this.journalError
+  }
+
   /** Append a record; resolves once it is on disk. */
   async append(r: JournalRecord): Promise<void> {
+    while (this.rotating) await this.rotating
     const j = this.requireJournal()
     this.journalInFlight++
     try {
       await j.append(encodeRecord(r))
+    } catch (err) {
+      if (j === this.journal) this.journalError ??= err instanceof Error ? err : new Error(String(err))
+      throw err
     } finally {
       if (--this.journalInFlight === 0 && this.journalIdle) this.journalIdle()
     }
@@ -138,16 +161,77 @@ export class BookieStorage {
     const batch = this.puts
     if (batch.length === 0) return
     this.puts = []
-    void this.chain(async () => {
-      await this.store.putEntries(batch)
-      for (const e of batch) {
-        const byEntry = this.cache.get(e.ledgerId)
-        if (byEntry?.get(e.entryId) === e.data) {
-          byEntry.delete(e.entryId)
-          if (byEntry.size === 0) this.cache.delete(e.ledgerId)
+    this.chain(() => this.putAndUncache(batch)).catch(() => {
+      // Disk full or a RocksDB error: the entries stay readable from the write cache, and the
+      // checkpoint retries them (and records nothing until they are in).
+      this.failedPuts.push(...batch)
+    })
+  }
+
+  private async putAndUncache(batch: readonly StoredEntry[]): Promise<void> {
+    await this.store.putEntries(batch)
+    for (const e of batch) {
+      const byEntry = this.cache.get(e.ledgerId)
+      if (byEntry?.get(e.entryId) === e.data) {
+        byEntry.delete(e.entryId)
+        if (byEntry.size === 0) this.cache.delete(e.ledgerId)
+      }
+    }
+  }
+
+  /** Ledger ids with entries or state here (entry store and write cache), ascending. */
+  async listLedgers(): Promise<number[]> {
+    const ids = new Set<number>(this.cache.keys())
+    for await (const id of this.store.listLedgers()) ids.add(id)
+    return [...ids].sort((a, b) => a - b)
+  }
+
+  /**
+   * Remove ledgers' entries (write cache, queued and failed puts, RocksDB) and state. Ordered
+   * after every write queued before it, so no earlier put can bring an entry back.
+   */
+  deleteLedgers(ledgerIds: readonly number[]): Promise<void> {
+    const doomed = new Set(ledgerIds)
+    const keep = (e: StoredEntry): boolean => !doomed.has(e.ledgerId)
+    this.puts = this.puts.filter(keep)
+    this.failedPuts = this.failedPuts.filter(keep)
+    for (const l of doomed) this.cache.delete(l)
+    return this.chain(async () => {
+      for (const l of doomed) await this.store.deleteLedger(l)
+    })
+  }
+
+  /**
+   * Close the journal and start a new segment, so a checkpoint can trim every older one (GC
+   * frees the journal space of deleted ledgers this way), and so a journal that failed (ENOSPC)
+   * takes appends again. Appends wait meanwhile. A failed journal's segments are cut back to its
+   * last synced record first: a torn or zero-filled tail must never sit before a newer segment.
+   */
+  rotateJournal(): Promise<void> {
+    this.rotating ??= this.rotate().finally(() => { this.rotating = null })
+    return this.rotating
+  }
+
+  private async rotate(): Promise<void> {
+    const old = this.requireJournal()
+    const failed = this.journalError !== null
+    const synced = old.syncedPosition
+    await this.quiesce()
+    await old.close().catch(() => {})
+    if (failed) {
+      for (const segment of await listSegments(old.dir)) {
+        if (segment < synced.segment) continue
+        const fh = await open(path.join(old.dir, segmentFileName(segment)), 'r+')
+        try {
+          await fh.truncate(segment === synced.segment ? synced.offset : 0)
+          await fh.sync()
+        } finally {
+          await fh.close()
         }
       }
-    })
+    }
+    this.journal = await openJournal(old.dir, this.journalOptions)
+    this.journalError = null
   }
 
   private chain(fn: () => Promise<void>): Promise<void> {
@@ -192,6 +276,7 @@ export class BookieStorage {
 
   /** Flush RocksDB and record the journal position it covers; drop older journal files. */
   async checkpoint(): Promise<JournalPosition> {
+    while (this.rotating) await this.rotating
     const j = this.requireJournal()
     const pos = j.syncedPosition
     // Let sync callbacks for records up to `pos` queue their puts, then write them.
@@ -201,6 +286,14 @@ export class BookieStorage {
       this.flushPuts()
     }
     await this.writes
+    if (this.failedPuts.length > 0) {
+      const retry = this.failedPuts
+      this.failedPuts = []
+      await this.chain(() => this.putAndUncache(retry)).catch((err: unknown) => {
+        this.failedPuts.push(...retry)
+        throw err
+      })
+    }
     await this.store.flush()
     await this.store.putMeta(CHECKPOINT_KEY, Buffer.from(JSON.stringify(pos)))
     await this.store.flush()
@@ -216,6 +309,7 @@ export class BookieStorage {
   }
 
   async close(): Promise<void> {
+    while (this.rotating) await this.rotating.catch(() => {})
     if (this.journal) {
       await this.quiesce()
       await this.checkpoint()

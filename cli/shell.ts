@@ -5,6 +5,7 @@ import type { Command, Option } from 'commander'
 import { connect, type QuireClient } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
+import { addBookieShellCommands } from './shellBookie.ts'
 import { addCookieCommands } from './shellCookie.ts'
 
 async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>): Promise<T> {
@@ -50,6 +51,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
       if (list.length === 0) console.log(o.readonly ? 'no read-only bookies' : 'no bookies registered')
     }))
 
+  addBookieShellCommands(shell, natsOption)
 
   shell.command('listledgers').description('list ledger ids (with state and last entry when --meta)').addOption(natsOption())
     .option('--meta', 'also print each ledger\'s state, last entry id and length')

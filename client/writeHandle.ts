@@ -169,7 +169,11 @@ export class WriteHandle extends ReadHandle {
     if (payloads.length === 0) return
     this.unsent = { payloads: [], waiting: [] }
     this.handing = waiting
+    const pushed = this.lastAddPushed
     this.actor.send({ type: 'append', payloads })
+    // During an ensemble change the machine gives them ids but holds them (sent once it is
+    // done): they are in flight, in id order, like the appends it sent.
+    if (this.handing.length > 0 && this.lastAddPushed === pushed + payloads.length) this.takeHanding()
     // Neither `send` nor `reject` took them: cannot happen, but never leave a caller hanging.
     for (const h of this.handing) h.reject(new Error('append was neither sent nor refused'))
     this.handing = []

@@ -193,6 +193,15 @@ export class RocksEntryStore implements EntryStore {
     await state.flush()
   }
 
+  /** Drops the range tombstones deleteLedger left, and the entries under them, from the SST files. */
+  async compactLedgers(firstLedgerId: number, lastLedgerId: number): Promise<void> {
+    assertId(firstLedgerId, 'firstLedgerId')
+    assertId(lastLedgerId, 'lastLedgerId')
+    assert(firstLedgerId <= lastLedgerId, `compact range ${firstLedgerId}..${lastLedgerId} is empty`)
+    await this.entries.compactRange(entryKey(firstLedgerId, 0), entryKey(lastLedgerId + 1, 0))
+    await this.ledgers.compactRange(ledgerKey(firstLedgerId), ledgerKey(lastLedgerId + 1))
+  }
+
   async getMeta(key: string): Promise<Buffer | null> {
     return this.getOne(this.meta, Buffer.from(key, 'utf8'))
   }

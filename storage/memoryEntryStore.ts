@@ -103,6 +103,14 @@ export class MemoryEntryStore implements EntryStore {
     this.states.delete(ledgerId)
   }
 
+  /** Nothing to reclaim: deleteLedger already dropped the ledger's maps. */
+  async compactLedgers(firstLedgerId: number, lastLedgerId: number): Promise<void> {
+    this.assertOpen()
+    assertId(firstLedgerId, 'firstLedgerId')
+    assertId(lastLedgerId, 'lastLedgerId')
+    assert(firstLedgerId <= lastLedgerId, `compact range ${firstLedgerId}..${lastLedgerId} is empty`)
+  }
+
   async getMeta(key: string): Promise<Buffer | null> {
     this.assertOpen()
     const value = this.meta.get(key)

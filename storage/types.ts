@@ -61,6 +61,11 @@ export interface EntryStore {
   listLedgers(): AsyncIterable<number>
   /** Remove a ledger's entries and state. */
   deleteLedger(ledgerId: number): Promise<void>
+  /**
+   * Compact the key ranges of ledgers `firstLedgerId..lastLedgerId` (inclusive), so the space of
+   * deleted ledgers is reclaimed now rather than whenever background compaction gets there.
+   */
+  compactLedgers(firstLedgerId: number, lastLedgerId: number): Promise<void>
   /** Persist memtables (RocksDB flush) so the journal before this point can be dropped. */
   flush(): Promise<void>
   close(): Promise<void>

@@ -1,0 +1,187 @@
+// Disk usage of a bookie's data directory, checked every diskCheckIntervalMs (PROTOCOL.md "Disk
+// nearly full"). Usage is the filesystem's (fs.statfs: used / (used + available to us)) or, when
+// diskQuotaBytes > 0, the bytes of the files under the data directory divided by the quota (a
+// bookie sharing a disk, and tests with a small quota).
+//
+// Hysteresis: above diskUsageThreshold the disk is full (the bookie turns read-only); it is ok
+// again only below diskUsageLwmThreshold, so a bookie near the line does not flap. A write that
+// failed with ENOSPC makes it full whatever the measure says; it turns ok at a later check below
+// the low-water mark, and only if `prepareOk` (which reopens a failed journal) succeeds: a bookie is
+// never left writable over a journal that cannot take records, nor read-only for good.
+
+import type { Dirent } from 'node:fs'
+import { readdir, stat, statfs } from 'node:fs/promises'
+import path from 'node:path'
+import { QuireError } from '../machines/errors.ts'
+
+export interface DiskOptions {
+  /** Default 10000. */
+  diskCheckIntervalMs?: number
+  /** Default 0: measure the filesystem. */
+  diskQuotaBytes?: number
+  /** Default 0.95. */
+  diskUsageThreshold?: number
+  /** Default 0.90. */
+  diskUsageLwmThreshold?: number
+}
+
+export const DISK_DEFAULTS = {
+  diskCheckIntervalMs: 10_000,
+  diskQuotaBytes: 0,
+  diskUsageThreshold: 0.95,
+  diskUsageLwmThreshold: 0.9,
+} as const
+
+export function diskOptions(o: DiskOptions): Required<DiskOptions> {
+  const r = {
+    diskCheckIntervalMs: o.diskCheckIntervalMs ?? DISK_DEFAULTS.diskCheckIntervalMs,
+    diskQuotaBytes: o.diskQuotaBytes ?? DISK_DEFAULTS.diskQuotaBytes,
+    diskUsageThreshold: o.diskUsageThreshold ?? DISK_DEFAULTS.diskUsageThreshold,
+    diskUsageLwmThreshold: o.diskUsageLwmThreshold ?? DISK_DEFAULTS.diskUsageLwmThreshold,
+  }
+  const ok = Number.isFinite(r.diskCheckIntervalMs) && r.diskCheckIntervalMs > 0 &&
+    Number.isSafeInteger(r.diskQuotaBytes) && r.diskQuotaBytes >= 0 &&
+    r.diskUsageThreshold > 0 && r.diskUsageThreshold <= 1 &&
+    r.diskUsageLwmThreshold > 0 && r.diskUsageLwmThreshold <= r.diskUsageThreshold
+  if (!ok) {
+    throw new QuireError('INVALID_CONFIG', 'disk settings out of range: need diskCheckIntervalMs > 0, diskQuotaBytes >= 0, ' +
+      `0 < diskUsageLwmThreshold <= diskUsageThreshold <= 1; got ${JSON.stringify(r)}`, r)
+  }
+  return r
+}
+
+/** Pure hysteresis: the transition a measured usage calls for, or null to stay. */
+export function diskTransition(full: boolean, usage: number, o: Required<DiskOptions>): 'full' | 'ok' | null {
+  if (!full && usage > o.diskUsageThreshold) return 'full'
+  if (full && usage < o.diskUsageLwmThreshold) return 'ok'
+  return null
+}
+
+/** True when `err` (or an error in its cause chain) is a full disk. */
+export function isDiskFullError(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOSPC' || code === 'EDQUOT' || /\bENOSPC\b|No space left on device/i.test(e.message)) return true
+  }
+  return false
+}
+
+/** Apparent size of the files under `dir` (files may vanish meanwhile: RocksDB, journal trims). */
+export async function directoryBytes(dir: string): Promise<number> {
+  let entries: Dirent[]
+  try {
+    entries = await readdir(dir, { withFileTypes: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+    throw err
+  }
+  let total = 0
+  for (const e of entries) {
+    const p = path.join(dir, e.name)
+    if (e.isDirectory()) total += await directoryBytes(p)
+    else if (e.isFile()) total += await stat(p).then((s) => s.size, () => 0)
+  }
+  return total
+}
+
+export interface DiskUsage {
+  usage: number
+  usedBytes: number
+  totalBytes: number
+}
+
+export async function measureDiskUsage(dataDir: string, quotaBytes: number): Promise<DiskUsage> {
+  if (quotaBytes > 0) {
+    const usedBytes = await directoryBytes(dataDir)
+    return { usage: usedBytes / quotaBytes, usedBytes, totalBytes: quotaBytes }
+  }
+  const s = await statfs(dataDir)
+  // Like df: what the filesystem reserves for root is neither used nor available to us.
+  const used = (s.blocks - s.bfree) * s.bsize
+  const total = used + s.bavail * s.bsize
+  return { usage: total > 0 ? used / total : 0, usedBytes: used, totalBytes: total }
+}
+
+export interface DiskMonitorHooks {
+  /** The disk became full: turn read-only (and collect garbage). */
+  onFull(reason: string, usage: DiskUsage | null): void
+  /** Usage fell below the low-water mark: get ready to take writes; false (or a throw) stays read-only. */
+  prepareOk(usage: DiskUsage): Promise<boolean>
+  /** Ready: turn writable. */
+  onOk(usage: DiskUsage): void
+  log?: (msg: string, fields?: Record<string, unknown>) => void
+}
+
+export class DiskMonitor {
+  private timer: NodeJS.Timeout | null = null
+  private checking: Promise<void> | null = null
+  private isFull = false
+  readonly options: Required<DiskOptions>
+  /** The last measure, for logs and tests. */
+  last: DiskUsage | null = null
+
+  constructor(private readonly dataDir: string, opts: DiskOptions, private readonly hooks: DiskMonitorHooks) {
+    this.options = diskOptions(opts)
+  }
+
+  get full(): boolean {
+    return this.isFull
+  }
+
+  start(): void {
+    if (this.timer !== null) return
+    this.timer = setInterval(() => { void this.check() }, this.options.diskCheckIntervalMs)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  /** Measure once and act on it; checks never overlap. Never rejects. */
+  check(): Promise<void> {
+    this.checking ??= this.checkOnce().finally(() => { this.checking = null })
+    return this.checking
+  }
+
+  /** A write failed: if the disk is full, turn read-only now (true); other errors are not ours (false). */
+  writeFailed(err: unknown): boolean {
+    if (!isDiskFullError(err)) return false
+    if (!this.isFull) {
+      this.isFull = true
+      this.hooks.log?.('disk full: a write failed with ENOSPC', { error: err instanceof Error ? err.message : String(err) })
+      this.hooks.onFull('ENOSPC', this.last)
+    }
+    return true
+  }
+
+  private async checkOnce(): Promise<void> {
+    const log = this.hooks.log ?? (() => {})
+    let u: DiskUsage
+    try {
+      u = await measureDiskUsage(this.dataDir, this.options.diskQuotaBytes)
+    } catch (err) {
+      log('disk check failed', { error: err instanceof Error ? err.message : String(err) })
+      return
+    }
+    this.last = u
+    const next = diskTransition(this.isFull, u.usage, this.options)
+    if (next === 'full') {
+      this.isFull = true
+      log('disk full: turning read-only', { ...u })
+      this.hooks.onFull('usage', u)
+    } else if (next === 'ok') {
+      const ok = await this.hooks.prepareOk(u).catch((err: unknown) => {
+        log('disk ok, but the bookie cannot turn writable yet', { error: err instanceof Error ? err.message : String(err) })
+        return false
+      })
+      if (ok) {
+        // Synchronously with onOk: a write failing from here on finds the disk ok and flips it back.
+        this.isFull = false
+        log('disk ok: writable again', { ...u })
+        this.hooks.onOk(u)
+      }
+    }
+  }
+}
