@@ -6,6 +6,7 @@ import { connect, type QuireClient } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
 import { addBookieShellCommands } from './shellBookie.ts'
+import { addAutorecoveryCommands, rereplicateBookie, rereplicateOptions } from './shellAutorecovery.ts'
 import { addCookieCommands } from './shellCookie.ts'
 
 async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>): Promise<T> {
@@ -52,6 +53,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     }))
 
   addBookieShellCommands(shell, natsOption)
+  addAutorecoveryCommands(shell, natsOption)
 
   shell.command('listledgers').description('list ledger ids (with state and last entry when --meta)').addOption(natsOption())
     .option('--meta', 'also print each ledger\'s state, last entry id and length')
@@ -112,9 +114,16 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
       console.log(`ledger ${id} deleted`)
     }))
 
-  shell.command('recover <ledgerId>').description('fence a ledger, find its last entry, and close it there (open with recovery)').addOption(natsOption())
+  shell.command('recover <ledgerIdOrBookieId>')
+    .description('a ledger id: fence the ledger, find its last entry, and close it there (open with recovery); a bookie id: re-replicate everything that stopped bookie held')
+    .addOption(natsOption())
     .option('--password <password>', 'ledger password', '')
-    .action((id: string, o: { nats: string; password: string }) => withClient(o.nats, async (c) => {
+    .option('--bookie', 'the argument is a bookie id (for bookie ids made of digits only)')
+    .option('--grace-ms <ms>', 'bookie: how long open ledgers are left to their writers before being fenced', '0')
+    .option('--timeout-s <s>', 'bookie: give up after this long', '3600')
+    .action((id: string, o: { nats: string; password: string; bookie?: boolean; graceMs: string; timeoutS: string }) => o.bookie || !/^\d+$/.test(id)
+      ? rereplicateBookie(o.nats, id, rereplicateOptions(o, false))
+      : withClient(o.nats, async (c) => {
       const before = (await c.metadata.readLedger(ledgerIdArg(id))).value
       const h = await c.openLedger(ledgerIdArg(id), { password: o.password, recovery: true })
       const md = h.metadata
