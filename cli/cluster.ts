@@ -106,9 +106,11 @@ export interface BookieProcess extends ManagedProcess {
   data: string
 }
 
-export function startBookieProcess(opts: { id: string; data: string; nats: string; echo?: boolean; extraArgs?: string[]; env?: Record<string, string> }): BookieProcess {
+/** `quire bookie`, or with `roles` `quire node --roles <roles>` (a bookie with, say, the auditor and a replicator). */
+export function startBookieProcess(opts: { id: string; data: string; nats: string; echo?: boolean; extraArgs?: string[]; env?: Record<string, string>; roles?: string }): BookieProcess {
   if (!existsSync(opts.data)) mkdirSync(opts.data, { recursive: true })
-  const proc = spawn(process.execPath, [QUIRE_BIN, 'bookie', '--id', opts.id, '--data', opts.data, '--nats', opts.nats, ...(opts.extraArgs ?? [])], {
+  const command = opts.roles ? ['node', '--roles', opts.roles] : ['bookie']
+  const proc = spawn(process.execPath, [QUIRE_BIN, ...command, '--id', opts.id, '--data', opts.data, '--nats', opts.nats, ...(opts.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   })

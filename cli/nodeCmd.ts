@@ -9,6 +9,8 @@
 // Adding a role is one entry in ROLES.
 
 import { mkdir } from 'node:fs/promises'
+import { startAuditor } from '../actors/auditor.ts'
+import { startReplicator } from '../actors/replicator.ts'
 import { Command, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { verifyCookie, resolveBookieId } from '../actors/cookie.ts'
@@ -18,7 +20,7 @@ import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import {
-  ROLE_NAMES, SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
+  SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
   type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
 } from './settings.ts'
 
@@ -44,22 +46,28 @@ export interface RoleEntry {
  * The roles this build can start; null: a known role not wired in yet. Wiring one is its entry,
  * e.g. `auditor: { start: (ctx) => startAuditor({ nc: ctx.nc, metadata: ctx.metadata, log: ctx.log, ...ctx.settings }) }`.
  */
-export const ROLES: Readonly<Record<RoleName, RoleEntry | null>> = {
+export const ROLES: Readonly<Record<RoleName, RoleEntry>> = {
   bookie: { check: checkBookieSettings, start: startBookieRole },
-  auditor: null,
-  replicator: null,
+  auditor: {
+    start: (ctx) => startAuditor({
+      nc: ctx.nc, metadata: ctx.metadata, log: ctx.log,
+      lostBookieRecoveryDelayMs: ctx.settings.lostBookieRecoveryDelayMs,
+      auditorLeaseMs: ctx.settings.auditorLeaseMs,
+      auditIntervalMs: ctx.settings.auditIntervalMs,
+    }),
+  },
+  replicator: {
+    start: (ctx) => startReplicator({
+      nc: ctx.nc, metadata: ctx.metadata, log: ctx.log,
+      replicationGraceMs: ctx.settings.replicationGraceMs,
+      claimLeaseMs: ctx.settings.claimLeaseMs,
+    }),
+  },
 }
 
-/** INVALID_CONFIG unless every role asked for can start in this build with these settings. */
+/** INVALID_CONFIG unless every role asked for can start with these settings. */
 export function checkRoles(settings: NodeSettings): void {
-  for (const r of settings.roles) {
-    const entry = ROLES[r]
-    if (entry === null) {
-      const have = ROLE_NAMES.filter((n) => ROLES[n] !== null)
-      throw new QuireError('INVALID_CONFIG', `role ${r} is not available in this build (available: ${have.join(', ')})`, { role: r })
-    }
-    entry.check?.(settings)
-  }
+  for (const r of settings.roles) ROLES[r].check?.(settings)
 }
 
 function checkBookieSettings(s: NodeSettings): void {
@@ -133,7 +141,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
   try {
     const metadata = await openMetadata(nc)
     for (const role of settings.roles) {
-      const entry = ROLES[role]!
+      const entry = ROLES[role]
       running.push({ role, handle: await entry.start({ settings, nc, metadata, log: log.child({ role }) }) })
     }
   } catch (err) {

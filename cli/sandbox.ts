@@ -54,7 +54,8 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
   process.on('SIGTERM', onSignal)
   try {
     for (let i = 1; i <= n; i++) {
-      bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url }))
+      // Every node also runs the auditor (one is elected) and a replication worker, as on a real host.
+      bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator' }))
     }
     const cluster = { natsUrl: nats.url, natsPid: nats.pid, bookies: bookies.map((b) => ({ id: b.id, pid: b.pid, data: b.data })) }
     await writeFile(path.join(dataDir, 'cluster.json'), JSON.stringify(cluster, null, 2) + '\n')

@@ -56,7 +56,7 @@ export async function openKv(nc: NatsConnection, bucket: string, opts: OpenKvOpt
   const kvm = new Kvm(jetstream(nc, { timeout: timeoutMs }))
   const config: Partial<KvOptions> = { history, ttl: ttlMs, replicas, storage: StorageType.File }
   try {
-    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }))
+    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }), timeoutMs)
   } catch (err) {
     // nats.js creates after a "not found", so two processes can both try to create. Identical
     // configs are idempotent on the server; different ones fail here, and a second pass finds
@@ -66,7 +66,7 @@ export async function openKv(nc: NatsConnection, bucket: string, opts: OpenKvOpt
     }
   }
   try {
-    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }))
+    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }), timeoutMs)
   } catch (err) {
     throw mapTimeout(err, `open bucket ${bucket}`, { bucket })
   }
@@ -76,6 +76,8 @@ export class JetStreamKv implements VersionedKv {
   constructor(
     readonly bucket: string,
     private readonly kv: KV,
+    /** Longest wait for the next key of a listing (see keys()). */
+    private readonly timeoutMs = API_TIMEOUT_MS_DEFAULT,
   ) {}
 
   async get(key: string): Promise<{ value: Uint8Array; revision: number } | null> {
@@ -114,20 +116,36 @@ export class JetStreamKv implements VersionedKv {
    * prefix up to its last dot (`ledgers.4` → `ledgers.>`) and the rest is checked here.
    * Each key is yielded once: the listing runs on a live consumer, so a key written while it runs
    * can be delivered twice (seen with bookie heartbeats), and callers must never see that.
+   * Bounded: nats.js's listing runs on a consumer that can stall for good when keys are written
+   * while it runs (bookie heartbeats do); a wait of more than `timeoutMs` for the next key fails
+   * with TIMEOUT rather than hang its caller (GC, the auditor, placement).
    */
   async *keys(prefix = ''): AsyncIterable<string> {
     const filter = serverFilter(prefix)
     if (filter === null) return
     const it = await this.kv.keys(filter).catch((err: unknown) => this.#fail(err, 'keys', filter))
     const seen = new Set<string>()
+    const keys = it[Symbol.asyncIterator]()
+    let timer: NodeJS.Timeout | undefined
     try {
-      for await (const key of it) {
+      for (;;) {
+        const stalled = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new errors.TimeoutError()), this.timeoutMs)
+        })
+        let next: IteratorResult<string>
+        try {
+          next = await Promise.race([keys.next(), stalled])
+        } catch (err) {
+          this.#fail(err, 'keys', filter)
+        } finally {
+          clearTimeout(timer)
+        }
+        if (next.done) break
+        const key = next.value
         if (!key.startsWith(prefix) || seen.has(key)) continue
         seen.add(key)
         yield key
       }
-    } catch (err) {
-      this.#fail(err, 'keys', filter)
     } finally {
       // Stops the ephemeral consumer behind the listing when the caller breaks out early.
       it.stop()

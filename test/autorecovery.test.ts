@@ -15,7 +15,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startAuditor, type AuditorHandle } from '../actors/auditor.ts'
 import { startReplicator, type ReplicatorHandle, type ReplicatorOptions } from '../actors/replicator.ts'
-import { QUIRE_BIN, REPO_ROOT } from '../cli/cluster.ts'
+import { QUIRE_BIN, REPO_ROOT, startNodeProcess } from '../cli/cluster.ts'
 import type { QuireClient, WriteHandle } from '../client/index.ts'
 import { AUDITOR_KEY, AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
@@ -224,6 +224,34 @@ t('the auditor crashes: another node takes the lease over once it has expired', 
   } finally {
     await one.stop()
     await two.stop()
+  }
+})
+
+t('quire node processes: kill -9 of the auditor\'s process, and another node takes over within the lease', async ({ c }) => {
+  const store = new AutorecoveryStore((await c.client()).metadata.clusterKv)
+  const leaseMs = 1500
+  const args = ['--roles', 'auditor,replicator', '--nats', c.nats.url, '--auditor-lease-ms', String(leaseMs), '--lost-bookie-recovery-delay-ms', '800']
+  const nodes = [startNodeProcess({ args }), startNodeProcess({ args })]
+  try {
+    let lease = await store.readLease(AUDITOR_KEY)
+    const holderPid = (): number => Number(lease?.value.holder.split('-').pop())
+    await until('a node process leads', async () => {
+      lease = await store.readLease(AUDITOR_KEY)
+      return lease !== null && lease.value.expiresAt > Date.now() && nodes.some((n) => n.pid === holderPid())
+    })
+    const leader = nodes.find((n) => n.pid === holderPid())!
+    const other = nodes.find((n) => n !== leader)!
+    const killedAt = Date.now()
+    leader.proc.kill('SIGKILL')
+    await until('the other node leads', async () => {
+      lease = await store.readLease(AUDITOR_KEY)
+      return lease !== null && holderPid() === other.pid
+    })
+    const tookMs = lease!.value.acquiredAt - killedAt
+    // The lease had up to leaseMs left at the kill, and is taken over after a skew margin of a fifth of it.
+    assert.ok(tookMs <= 2 * leaseMs + 1000, `took over ${tookMs} ms after the kill`)
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()))
   }
 })
 

@@ -9,7 +9,7 @@ import net from 'node:net'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QuireError, isQuireError } from '../machines/errors.ts'
-import { openKv } from '../storage/kv.ts'
+import { JetStreamKv, openKv } from '../storage/kv.ts'
 import { MemoryKv } from '../storage/memoryKv.ts'
 import { KvConflict, type VersionedKv } from '../storage/types.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
@@ -341,6 +341,33 @@ t('openKv: out-of-range options are INVALID_CONFIG', async () => {
   for (const opts of [{ history: 0 }, { history: 65 }, { replicas: 7 }, { ttlMs: -1 }]) {
     assert.ok(isQuireError(await rejection(openKv(nc, 'kvtest_bad', opts)), 'INVALID_CONFIG'), JSON.stringify(opts))
   }
+})
+
+t('JetStreamKv: a key listing that stalls midway fails with TIMEOUT instead of hanging', async () => {
+  // nats.js's listing consumer, stalled after one key (as seen when keys change while it runs).
+  let stopped = false
+  const stalling = {
+    async keys() {
+      let first = true
+      return {
+        [Symbol.asyncIterator]: () => ({
+          next: () => (first ? ((first = false), Promise.resolve({ done: false, value: 'bookies.b1' })) : new Promise(() => {})),
+        }),
+        stop: () => { stopped = true },
+      }
+    },
+  }
+  const kv = new JetStreamKv('stalling', stalling as unknown as ConstructorParameters<typeof JetStreamKv>[1], 200)
+  const got: string[] = []
+  let err: unknown = null
+  try {
+    for await (const k of kv.keys('bookies.')) got.push(k)
+  } catch (e) {
+    err = e
+  }
+  assert.equal(got, ['bookies.b1'])
+  assert.ok(isQuireError(err, 'TIMEOUT'), String(err))
+  assert.ok(stopped, 'the listing consumer is stopped')
 })
 
 t('JetStreamKv: a server that stops answering → TIMEOUT, not null or conflict', async () => {

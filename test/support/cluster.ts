@@ -51,7 +51,8 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
       const deadline = Date.now() + 20_000
       for (;;) {
         if (b.proc.exitCode !== null || Date.now() > deadline) throw new Error(`bookie ${id} did not start:\n${b.output()}`)
-        const rec = (await admin.listBookies()).find((r) => r.bookieId === id && r.pid === b.pid)
+        // A listing that timed out (TIMEOUT) is asked again, until the deadline.
+        const rec = (await admin.listBookies().catch(() => [])).find((r) => r.bookieId === id && r.pid === b.pid)
         if (rec) return b
         await new Promise((r) => setTimeout(r, 50))
       }
