@@ -30,6 +30,7 @@ import { KvConflict } from '../storage/types.ts'
 import { connectNats } from '../transport/nats.ts'
 import { RC } from '../transport/wire.ts'
 import { watchActor } from './inspect.ts'
+import { autorecoveryMetrics } from './metrics.ts'
 
 /** Where `quire shell triggeraudit` asks the auditor for an audit now. */
 export const TRIGGER_AUDIT_SUBJECT = 'quire.autorecovery.audit'
@@ -393,6 +394,7 @@ class Auditor {
 
   /** quire_autorecovery_under_replicated_ledgers: the marks in the store now (replicators clear them). */
   private countMarks(): void {
+    void this.p.store.listMarks().then((m) => autorecoveryMetrics.underReplicatedLedgers(m.length), () => {})
   }
 
   private async runAudit(params: AuditParams): Promise<void> {

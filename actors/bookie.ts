@@ -11,6 +11,8 @@
 // A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
 // while recovery adds, fences and reads are still served. Garbage collection (actors/gc.ts)
 // deletes the ledgers the metadata no longer names.
+// Metrics (actors/metrics.ts): every add answer is counted by result, an OK add's latency runs
+// from its message's arrival to its ack, a read's from arrival to answer.
 
 import os from 'node:os'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
@@ -30,6 +32,7 @@ import { DiskMonitor } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { watchActor } from './inspect.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
+import { bookieMetrics } from './metrics.ts'
 
 export interface BookieOptions {
   bookieId: string
@@ -77,6 +80,8 @@ export class Bookie {
   readonly polls = new LongPolls(
     (ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) },
   )
+  /** Arrival (performance.now()) of each add request's entries, for the add latency metric. */
+  private readonly addArrivals = new WeakMap<readonly BookieEntry[], number>()
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
   /** Turns the bookie read-only when its disk fills, writable when space returns. */
@@ -180,7 +185,16 @@ export class Bookie {
     })
     this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
     // The NATS connection comes up during start-up; publish lifecycle changes once it exists.
-    watchActor(this.lifecycle, { publish: (s, d) => this.nc?.publish(s, d) }, 'bookie', opts.bookieId)
+    watchActor(this.lifecycle, { publish: (s, d) => this.nc?.publish(s, d) }, 'bookie', opts.bookieId, {
+      // Mostly state outside the lifecycle's context; the inspection beacon refreshes it.
+      summarise: (ctx) => ({
+        mode: this.disk.full ? 'readonly' : 'writable',
+        diskUsage: this.disk.last ? Math.round(this.disk.last.usage * 1000) / 1000 : null,
+        diskUsedBytes: this.disk.last?.usedBytes ?? null,
+        journal: this.storage ? (() => { try { return this.storage.journalStats } catch { return null } })() : null,
+        addsInJournal: this.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
+      }),
+    })
   }
 
   get state(): string {
@@ -257,6 +271,8 @@ export class Bookie {
           this.inflight++
           storage.append({ t: 'add', l: ledgerId, e: p.entries.map((e) => e.data) }).then(
             () => {
+              const now = performance.now()
+              bookieMetrics.addAcked(this.addArrivals.get(p.entries) ?? now, now)
               actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries })
             },
             // A full disk turns the bookie read-only (the writer moves away) instead of failing it.
@@ -349,6 +365,7 @@ export class Bookie {
   private onAdd(req: AddRequest, replyTo: string): void {
     const max = this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES
     const writable = this.lifecycle.getSnapshot().value === 'writable'
+    const arrivedAt = performance.now()
     for (const g of req.groups) {
       const entries: BookieEntry[] = []
       const refused: number[] = []
@@ -369,6 +386,7 @@ export class Bookie {
         continue
       }
       this.stats.adds += entries.length
+      this.addArrivals.set(entries, arrivedAt)
       this.inflight++
       this.ledger(g.ledgerId, true).then(
         (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries }),
@@ -380,8 +398,10 @@ export class Bookie {
   /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */
   private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
     this.stats.reads++
-    if (req.fence !== true) return this.readEntries(req, replyTo)
+    const arrivedAt = performance.now()
+    if (req.fence !== true) return this.readEntries(req, replyTo, arrivedAt)
     const refuse = (rc: number): void => {
+      bookieMetrics.readAnswered(rc, arrivedAt, performance.now())
       this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
     }
     if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
@@ -398,8 +418,9 @@ export class Bookie {
    * Answer a read from the write cache and one RocksDB batch. A stored entry that fails its digest
    * is answered CORRUPT (an error: the reader tries another replica), never "no such entry".
    */
-  private async readEntries(req: ReadRequest, replyTo: string): Promise<void> {
+  private async readEntries(req: ReadRequest, replyTo: string, arrivedAt = performance.now()): Promise<void> {
     const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void => {
+      bookieMetrics.readAnswered(rc, arrivedAt, performance.now())
       this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries })
     }
     try {
@@ -472,6 +493,7 @@ export class Bookie {
   }
 
   private queueAck(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {
+    bookieMetrics.addAnswered(rc, entryIds.length)
     let byClient = this.acks.get(replyTo)
     if (!byClient) this.acks.set(replyTo, (byClient = new Map()))
     const k = `${ledgerId}:${rc}`

@@ -2,6 +2,9 @@
 // ledger's LAC passes the reader's `previousLac`, or its timeout, whichever comes first. Bounded:
 // at most `maxParked` requests per bookie; when full, the oldest is answered early with what the
 // bookie knows (the reader simply polls again). One timer per parked request, nothing per entry.
+// The quire_bookie_long_polls_parked gauge moves with every park and unpark.
+
+import { bookieMetrics } from './metrics.ts'
 
 export interface ParkedPoll {
   replyTo: string
@@ -47,6 +50,7 @@ export class LongPolls {
     const timer = setTimeout(() => this.release(key), Math.max(0, timeoutMs))
     timer.unref()
     this.parked.set(key, { ...p, ledgerId, previousLac, timer, current })
+    bookieMetrics.pollParked()
   }
 
   /** The ledger's LAC moved to `lac`: answer everyone waiting on it. */
@@ -55,6 +59,7 @@ export class LongPolls {
       if (p.ledgerId !== ledgerId || lac <= p.previousLac) continue
       clearTimeout(p.timer)
       this.parked.delete(key)
+      bookieMetrics.pollUnparked()
       this.answer(ledgerId, p, lac, lastEntryId)
     }
   }
@@ -70,6 +75,7 @@ export class LongPolls {
     }
     clearTimeout(p.timer)
     this.parked.delete(key)
+    bookieMetrics.pollUnparked()
     return true
   }
 
@@ -83,6 +89,7 @@ export class LongPolls {
     if (!p) return
     clearTimeout(p.timer)
     this.parked.delete(key)
+    bookieMetrics.pollUnparked()
     const { lac, lastEntryId } = p.current()
     this.answer(p.ledgerId, p, lac, lastEntryId)
   }

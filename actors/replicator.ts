@@ -36,6 +36,7 @@ import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './auditor.ts'
 import { watchActor } from './inspect.ts'
+import { autorecoveryMetrics } from './metrics.ts'
 
 export interface ReplicatorHooks {
   /** A claim was won (`previousHolder` set when it was taken over from another worker). */
@@ -354,6 +355,7 @@ class ReplicationWorker {
       readTimeoutMs: this.readTimeoutMs, addTimeoutMs: this.addTimeoutMs, nc: this.nc,
     }, ledgerId)
     this.stats.ledgersRecovered++
+    autorecoveryMetrics.ledgerRecovered()
     this.log('ledger recovered before re-replication', { ledgerId, lastEntryId: closed.lastEntryId })
     return { type: 'recovered' }
   }
@@ -403,6 +405,7 @@ class ReplicationWorker {
         this.check(gen, ledgerId)
         await this.addTo(target, md, masterKey, need, data)
         this.stats.entriesCopied += need.length
+        autorecoveryMetrics.entriesCopied(need.length)
       }
       copied += ids.length
       await this.opts.hooks?.afterCopyBatch?.({ ledgerId, bookieId: job.bookieId, target, copied, total })
@@ -543,12 +546,14 @@ class ReplicationWorker {
         this.failures.delete(ledgerId)
         if (mark && this.claim?.ledgerId === ledgerId && (await this.p.store.clearMark(ledgerId, mark.revision))) {
           this.stats.ledgersDone++
+          autorecoveryMetrics.ledgerReplicated()
           this.log('ledger fully replicated: mark cleared', { ledgerId })
         }
       } else if (outcome === 'failed') {
         const n = (this.failures.get(ledgerId) ?? 0) + 1
         this.failures.set(ledgerId, n)
         this.stats.failures++
+        autorecoveryMetrics.replicationFailed()
         this.backoff.set(ledgerId, this.p.now() + Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (n - 1)))
       }
     } catch (err) {

@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander'
 import { QuireError } from '../machines/errors.ts'
 import { addBookieCommand } from './bookieCmd.ts'
+import { addInspectorCommand } from './inspectorCmd.ts'
 import { addNodeCommand } from './nodeCmd.ts'
 import { runSandbox } from './sandbox.ts'
 import { addShellCommands } from './shell.ts'
@@ -26,7 +27,11 @@ program
   .option('--entry-size <bytes>', 'payload size of demo entries', '1024')
   .option('--in-flight <n>', 'demo appends in flight', '64')
   .option('--seconds <n>', 'stop after this many seconds (default: until Ctrl-C)')
+  .option('--inspector-port <port>', 'port of the inspector page (default 8420, or a free one)')
+  .option('--no-inspector', 'do not serve the inspector page')
   .action(runSandbox)
+
+addInspectorCommand(program, natsOption)
 
 addShellCommands(program.command('shell').description('admin commands (in the spirit of BookKeeper\'s shell)'), natsOption)
 

@@ -6,6 +6,9 @@
 // - SIGTERM/SIGINT drain every role, in the reverse of their start order (a bookie finishes its
 //   in-flight adds and removes its registration), then exit 0; a failed drain exits 1.
 // - A role that cannot start stops those already started and exits 1 with `error CODE: ...`.
+// - With httpPort set, an HTTP server (cli/httpServer.ts: /metrics, /heartbeat, the admin API)
+//   starts before the roles, so a port in use fails the node before a bookie registers; it
+//   stops after them.
 // Adding a role is one entry in ROLES.
 
 import { mkdir } from 'node:fs/promises'
@@ -15,10 +18,14 @@ import { Command, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { verifyCookie, resolveBookieId } from '../actors/cookie.ts'
 import { Bookie } from '../actors/bookie.ts'
+import { bookieMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
+import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import type { BookieStateReport } from './adminApi.ts'
+import { startHttpServer, type RunningHttpServer } from './httpServer.ts'
 import {
   SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
   type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
@@ -34,6 +41,8 @@ export interface RoleContext {
 
 export interface RunningRole {
   stop(): Promise<void>
+  /** The bookie role's state, for /api/v1/bookie/state. */
+  bookieState?(): BookieStateReport
 }
 
 export interface RoleEntry {
@@ -108,17 +117,36 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
   const bookie = new Bookie(options)
   await bookie.start().catch(refused)
   ctx.log.info({ bookieId, nats: s.nats, data: dataDir }, 'bookie ready')
+  bookieMetrics.setStateSource({ bookieId, readOnly: () => bookie.state === 'readonly', diskUsage: () => bookie.disk.last?.usage ?? null })
   return {
     async stop() {
       ctx.log.info({ bookieId }, 'draining')
+      bookieMetrics.setStateSource(null)
       await bookie.stop()
       ctx.log.info({ bookieId }, 'stopped')
+    },
+    bookieState: () => bookieStateOf(bookieId, bookie),
+  }
+}
+
+function bookieStateOf(bookieId: string, bookie: Bookie): BookieStateReport {
+  const last = bookie.disk.last
+  const o = bookie.disk.options
+  return {
+    bookieId,
+    state: bookie.state,
+    writable: bookie.state === 'writable',
+    disk: last === null ? null : {
+      usage: last.usage, usedBytes: last.usedBytes, totalBytes: last.totalBytes,
+      threshold: o.diskUsageThreshold, lwmThreshold: o.diskUsageLwmThreshold, full: bookie.disk.full,
     },
   }
 }
 
 export interface RunningNode {
   stop(): Promise<void>
+  /** `http://host:port` of the node's HTTP server; undefined when httpPort is 0. */
+  httpUrl?: string
 }
 
 /** Start every role of `settings.roles` in order; on a failure, stop the ones started and rethrow. */
@@ -127,6 +155,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
   const nodeLog = log.child({ role: 'node' })
   const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}` })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
+  let http: RunningHttpServer | null = null
   const stopAll = async (): Promise<void> => {
     let failure: unknown = null
     for (const { role, handle } of running.splice(0).reverse()) {
@@ -135,11 +164,22 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
         failure ??= err
       })
     }
+    await http?.close().catch(() => {})
     await nc.drain().catch(() => nc.close())
     if (failure !== null) throw failure
   }
   try {
     const metadata = await openMetadata(nc)
+    if (settings.httpPort > 0) {
+      http = await startHttpServer({
+        port: settings.httpPort,
+        host: settings.httpHost,
+        metadata,
+        autorecovery: new AutorecoveryStore(metadata.clusterKv),
+        bookie: () => running.find((r) => r.handle.bookieState)?.handle.bookieState?.() ?? null,
+      })
+      nodeLog.info({ url: http.url }, 'http server ready')
+    }
     for (const role of settings.roles) {
       const entry = ROLES[role]
       running.push({ role, handle: await entry.start({ settings, nc, metadata, log: log.child({ role }) }) })
@@ -148,8 +188,8 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     await stopAll().catch(() => {})
     throw err
   }
-  nodeLog.info({ roles: settings.roles }, 'node ready')
-  return { stop: stopAll }
+  nodeLog.info({ roles: settings.roles, ...(http ? { http: http.url } : {}) }, 'node ready')
+  return { stop: stopAll, ...(http ? { httpUrl: http.url } : {}) }
 }
 
 // --- the command -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { connect, type QuireClient } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
 import { startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from './cluster.ts'
+import { startInspector, type Inspector } from './inspectorCmd.ts'
 
 export interface SandboxOptions {
   bookies: string
@@ -19,6 +20,9 @@ export interface SandboxOptions {
   entrySize: string
   inFlight: string
   seconds?: string
+  /** commander's `--no-inspector` sets this false. */
+  inspector?: boolean
+  inspectorPort?: string
 }
 
 export async function waitForBookies(client: QuireClient, count: number, timeoutMs: number): Promise<void> {
@@ -40,9 +44,11 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
   })
   const bookies: BookieProcess[] = []
   let client: QuireClient | null = null
+  let inspector: Inspector | null = null
   let stopping: Promise<void> | null = null
   const stopAll = (): Promise<void> => (stopping ??= (async () => {
     await client?.close().catch(() => {})
+    await inspector?.close().catch(() => {})
     await Promise.all(bookies.map((b) => b.stop()))
     await nats.stop()
   })())
@@ -66,6 +72,10 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
     console.log(`sandbox ready: nats ${nats.url}, ${n} bookies, data ${dataDir}`)
     console.log(`cluster description: ${path.join(dataDir, 'cluster.json')}`)
     console.log(`try: npx quire shell listbookies --nats ${nats.url}`)
+    if (opts.inspector !== false) {
+      inspector = await startInspector({ nats: nats.url, port: opts.inspectorPort ? Number(opts.inspectorPort) : undefined })
+      console.log(`inspector: ${inspector.url}`)
+    }
     const until = opts.seconds ? Date.now() + Number(opts.seconds) * 1000 : Infinity
     if (opts.demo) await demo(client, Math.min(n, 3), Number(opts.entrySize), Number(opts.inFlight), until)
     else while (Date.now() < until) await new Promise((r) => setTimeout(r, 500))

@@ -33,6 +33,8 @@ export interface NodeSettings {
   auditIntervalMs: number
   replicationGraceMs: number
   claimLeaseMs: number
+  httpPort: number
+  httpHost: string
 }
 
 export type SettingName = keyof NodeSettings
@@ -45,6 +47,7 @@ type Kind =
   | { type: 'id' }
   | { type: 'integer'; min: number; max?: number }
   | { type: 'fraction' }
+  | { type: 'host' }
 
 interface SettingSpec<T> {
   kind: Kind
@@ -76,6 +79,8 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   auditIntervalMs: { kind: int(100), default: 60_000, env: 'QUIRE_AUDIT_INTERVAL_MS', flag: '--audit-interval-ms <ms>', doc: 'interval between full audits of ledger placement' },
   replicationGraceMs: { kind: int(0), default: 10_000, env: 'QUIRE_REPLICATION_GRACE_MS', flag: '--replication-grace-ms <ms>', doc: 'how long a replicator leaves an open ledger to its writer before fencing it to re-replicate' },
   claimLeaseMs: { kind: int(100), default: 30_000, env: 'QUIRE_CLAIM_LEASE_MS', flag: '--claim-lease-ms <ms>', doc: 'lease of a replicator\'s claim on an under-replicated ledger' },
+  httpPort: { kind: { type: 'integer', min: 0, max: 65535 }, default: 0, env: 'QUIRE_HTTP_PORT', flag: '--http-port <port>', doc: 'port of the HTTP server (/metrics, /heartbeat, the admin API); 0: no HTTP server' },
+  httpHost: { kind: { type: 'host' }, default: '127.0.0.1', env: 'QUIRE_HTTP_HOST', flag: '--http-host <host>', doc: 'address the HTTP server listens on (0.0.0.0: every interface)' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]
@@ -146,6 +151,10 @@ function parse(name: SettingName, raw: unknown, source: SettingSource, configPat
     case 'id': {
       if (typeof raw !== 'string' || !/^[A-Za-z0-9_-]+$/.test(raw)) return fail('must be letters, digits, - and _ only')
       return raw
+    }
+    case 'host': {
+      if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]+$/.test(raw.trim())) return fail('must be a host name or an IP address')
+      return raw.trim()
     }
   }
 }

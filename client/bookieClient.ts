@@ -5,6 +5,7 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
+import { clientMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
@@ -173,6 +174,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(reqId)
+        clientMetrics.bookieTimeout()
         reject(new QuireError('TIMEOUT', `bookie ${bookieId} did not answer ${msg.op} within ${timeoutMs} ms`, { bookieId }))
       }, timeoutMs)
       this.waiters.set(reqId, { bookieId, resolve, reject, timer })

@@ -128,9 +128,9 @@ export class QuireClient {
     }
     if (opts.recovery) {
       const closed = await recoverLedger(this.writeDeps(masterKey), ledgerId)
-      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata }, closed)
+      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc }, closed)
     }
-    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata }, md)
+    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc }, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
     return handle
   }

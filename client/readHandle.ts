@@ -3,6 +3,7 @@
 // (PROTOCOL.md "Entry on the wire", "Response classes"). An entry is reported missing
 // (NO_SUCH_ENTRY) only when every bookie of its write set said so explicitly.
 
+import type { InspectSink } from '../actors/inspect.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
@@ -26,6 +27,8 @@ export interface HandleDeps {
   metadata?: Pick<MetadataStore, 'readLedger'>
   masterKey: Buffer
   readTimeoutMs: number
+  /** Where tailing readers publish their inspection (actors/inspect.ts); absent or null: nowhere. */
+  nc?: InspectSink | null
 }
 
 /** Entries asked of one bookie per request, and bytes per reply. */
@@ -262,7 +265,7 @@ export class ReadHandle {
    * the next batch only when the consumer has taken the previous one.
    */
   entries(opts: TailOptions = {}): AsyncIterableIterator<LedgerEntry> {
-    return tailEntries(this, opts)
+    return tailEntries(this, opts, this.deps.nc ?? null)
   }
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */

@@ -4,6 +4,8 @@
 // the machine and cancels its long poll, here and at the bookies that parked it.
 
 import { createActor } from 'xstate'
+import { watchActor, type InspectSink } from '../actors/inspect.ts'
+import { clientMetrics } from '../actors/metrics.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
 import type { LedgerEntry, ReadHandle } from './readHandle.ts'
@@ -24,7 +26,10 @@ function classify(err: unknown): TailEvent {
   return { type: transient ? 'transient' : 'failed', code, message: err instanceof Error ? err.message : String(err) }
 }
 
-export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterableIterator<LedgerEntry> {
+/** Tails in this process, for a unique inspection id (`<ledgerId>.<pid>.<n>`). */
+let tailsStarted = 0
+
+export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null = null): AsyncIterableIterator<LedgerEntry> {
   const buffer: LedgerEntry[] = []
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
@@ -100,6 +105,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
     const e = buffer.shift()
     if (e) {
       waiting = null
+      clientMetrics.tailDelivered()
       w.resolve({ value: e, done: false })
       release()
       return
@@ -118,6 +124,8 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions): AsyncIterabl
     next() {
       if (!started) {
         started = true
+        // Watched from its start: a tail never started would stay in the inspection beacon.
+        watchActor(actor, inspect, 'reader', `${handle.ledgerId}.${process.pid}.${++tailsStarted}`)
         actor.start()
       }
       return new Promise((resolve, reject) => {

@@ -15,7 +15,8 @@ import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage
 import { KvConflict } from '../storage/types.ts'
 import { encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
-import { watchActor } from '../actors/inspect.ts'
+import { summariseContext, watchActor } from '../actors/inspect.ts'
+import { clientMetrics } from '../actors/metrics.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
@@ -25,6 +26,8 @@ import { appendIterable, appendObservable, type Appended, type ProducerOptions }
 interface Waiting {
   resolve: (entryId: number) => void
   reject: (err: unknown) => void
+  /** performance.now() at append(), for quire_client_add_duration_seconds. */
+  calledAt: number
 }
 
 export interface WriteDeps extends HandleDeps {
@@ -85,7 +88,13 @@ export class WriteHandle extends ReadHandle {
         resolve: (_, p) => {
           this.lac = p.lac
           this.lastProgressAt = this.w.clock.now()
-          for (let id = p.firstEntryId; id <= p.lastEntryId; id++) this.inflight.shift()?.resolve(id)
+          const now = performance.now()
+          for (let id = p.firstEntryId; id <= p.lastEntryId; id++) {
+            const w = this.inflight.shift()
+            if (!w) continue
+            clientMetrics.addResolved(w.calledAt, now)
+            w.resolve(id)
+          }
           this.queueEagerLac()
           this.armExplicitLac()
         },
@@ -113,7 +122,9 @@ export class WriteHandle extends ReadHandle {
         length: metadata.length,
       },
     })
-    watchActor(this.actor, w.nc, 'writer', String(metadata.ledgerId))
+    const unwatch = watchActor(this.actor, w.nc, 'writer', String(metadata.ledgerId), {
+      summarise: (c) => ({ ...summariseContext('writer', c), segments: this.md.segments.length, metadataState: this.md.state }),
+    })
     this.actor.subscribe((snap) => {
       if (snap.value === 'closed') this.settleClose(null)
       else if ((snap.value === 'failed' || snap.value === 'fenced') && snap.context.error) {
@@ -126,7 +137,7 @@ export class WriteHandle extends ReadHandle {
     const unregisterAcks = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
     // Adds or acks in flight on a NATS server that died are lost: re-send once reconnected.
     const unwatchReconnect = w.bookies.onReconnect?.(() => this.resendUnacked()) ?? (() => {})
-    this.unregister = () => { unregisterAcks(); unwatchReconnect() }
+    this.unregister = () => { unregisterAcks(); unwatchReconnect(); unwatch() }
   }
 
   /** State of the writer machine (open, closing, closed, fenced, failed, ...). */
@@ -148,7 +159,7 @@ export class WriteHandle extends ReadHandle {
     }
     return new Promise((resolve, reject) => {
       this.unsent.payloads.push(payload)
-      this.unsent.waiting.push({ resolve, reject })
+      this.unsent.waiting.push({ resolve, reject, calledAt: performance.now() })
       if (!this.flushQueued) {
         this.flushQueued = true
         queueMicrotask(() => this.handOver())

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   BACKPRESSURE: 'A push source outran append$ past its bound on queued entries or bytes (use appendAll for flow control).',
   RECOVERY_INCOMPLETE: 'Recovery could not decide the last entry (too many unknown answers); nothing was guessed, retry later.',
   BOOKIE_RUNNING: 'The bookie is registered and alive: stop it (or let it drain) before recovering or decommissioning it.',
+  NO_SUCH_BOOKIE: 'No such bookie: the id is not registered, or the node asked runs no bookie role.',
   NO_AUDITOR: 'No node holds the auditor lease (none runs the auditor role), so nothing answered the request.',
   COOKIE_MISMATCH: 'A bookie\'s data folder and its cookie in the metadata store disagree (wiped or swapped disk, other cluster); it refuses to start.',
 } as const

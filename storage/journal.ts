@@ -20,6 +20,7 @@ import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/pro
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
+import { journalMetrics } from '../actors/metrics.ts'
 import { QuireError, assert } from '../machines/errors.ts'
 import type { Journal, JournalPosition } from './types.ts'
 
@@ -328,11 +329,13 @@ export class FileJournal implements Journal {
     const bytes = this.waitingBytes
     this.waiting = []
     this.waitingBytes = 0
+    let syncStartedAt = 0
     try {
       if (this.failure !== null) throw this.failedError()
       if (this.offset >= this.options.segmentBytesMax) await this.roll()
       if (this.offset + bytes > this.allocated) await this.preallocate(this.offset + bytes)
       const data = group.length === 1 ? group[0]!.frame : Buffer.concat(group.map((w) => w.frame), bytes)
+      syncStartedAt = performance.now()
       // The file is opened O_DSYNC: the write returns once the data is durable, as write +
       // fdatasync would, in one call instead of two; over preallocated zeros no size change has
       // to be synced either. It is written synchronously on purpose: the bookie has nothing to
@@ -343,6 +346,7 @@ export class FileJournal implements Journal {
       for (const w of group) w.reject(this.failure)
       return
     }
+    journalMetrics.groupCommitted(group.length, bytes, performance.now() - syncStartedAt)
     let offset = this.offset
     this.offset += bytes
     this.synced = { segment: this.segment, offset: this.offset }

@@ -100,7 +100,7 @@ t('entries of 1 MiB and of 0 bytes round-trip', async ({ c }) => {
 
 t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c }) => {
   const client = await c.client()
-  const seen: Array<{ kind: string; id: string; state: unknown }> = []
+  const seen: Array<{ kind: string; id: string; state: unknown; reason: string }> = []
   const sub = client.nc!.subscribe('quire.inspect.>', { callback: (_e, m) => { seen.push(JSON.parse(Buffer.from(m.data).toString())) } })
   await client.nc!.flush()
   const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
@@ -109,8 +109,10 @@ t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c 
   await client.nc!.flush()
   await new Promise((r) => setTimeout(r, 200))
   sub.unsubscribe()
-  const writer = seen.filter((m) => m.kind === 'writer' && m.id === String(w.ledgerId)).map((m) => m.state)
+  // State changes (besides sampled context changes, beacons and the final message: actors/inspect.ts).
+  const writer = seen.filter((m) => m.kind === 'writer' && m.id === String(w.ledgerId) && m.reason === 'state').map((m) => m.state)
   assert.equal(writer, ['open', 'closingMetadata', 'closed'])
+  assert.ok(seen.some((m) => m.kind === 'writer' && m.reason === 'final'), 'the closed writer\'s watch ends with a final message')
   const ledgerActors = seen.filter((m) => m.kind === 'bookie-ledger' && m.id.endsWith(`.${w.ledgerId}`))
   assert.is(new Set(ledgerActors.map((m) => m.id)).size, 3, 'one per bookie of the ensemble')
   assert.ok(ledgerActors.every((m) => m.state === 'open'))

@@ -15,6 +15,7 @@
 // socket without destroying it, so it lingers until the peer closes it. The bound still holds.
 
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
+import { natsMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
@@ -53,7 +54,9 @@ export async function connectNats(
     const remainingMs = deadline - Date.now()
     if (remainingMs <= 0) break
     try {
-      return await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
+      const nc = await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
+      countReconnects(nc)
+      return nc
     } catch (err) {
       // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
       if (!isUnreachable(err)) throw err
@@ -110,6 +113,13 @@ function withDeadline(p: Promise<NatsConnection>, ms: number): Promise<NatsConne
       },
     )
   })
+}
+
+/** quire_nats_reconnects_total; the status iterator ends when the connection closes. */
+function countReconnects(nc: NatsConnection): void {
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === 'reconnect') natsMetrics.reconnected()
+  })().catch(() => {})
 }
 
 function isUnreachable(err: unknown): boolean {

@@ -1,0 +1,134 @@
+// The inspector page end to end, in headless Chromium: a real cluster (nats-server, four bookie
+// processes), the inspector server, and a writer appending in this process (inspected through its
+// client's NATS connection), and a reader tailing it. The page shows the bookies and the writer with its state chart; after
+// `kill -9` of a bookie of the writer's ensemble it marks that bookie dead, and shows the ensemble
+// change: the writer's ensemble without the bookie and the ledger with a second segment.
+// A screenshot is saved in a temporary folder (its path is printed); with QUIRE_UPDATE_DOCS=1 it
+// is also copied to docs/inspector.png, the README's picture.
+
+import { copyFile, mkdir, mkdtemp } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { chromium, type Browser } from 'playwright-core'
+import { REPO_ROOT } from '../cli/cluster.ts'
+import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
+import type { WriteHandle } from '../client/writeHandle.ts'
+import { sleep, startCluster, type TestCluster } from './support/cluster.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+
+let cluster: TestCluster | undefined
+let inspector: Inspector | undefined
+let browser: Browser | undefined
+
+test.after(async () => {
+  await browser?.close().catch(() => {})
+  await inspector?.close().catch(() => {})
+  await cluster?.stop()
+})
+
+/** Appends with up to 16 in flight until stopped; acked ids are kept. */
+function appendLoop(w: WriteHandle): { stop(): Promise<void>; acked: () => number; error: () => unknown } {
+  let running = true
+  let acked = 0
+  let error: unknown = null
+  const one = async (): Promise<void> => {
+    while (running) {
+      try {
+        await w.append(`entry ${acked}`)
+        acked++
+      } catch (err) {
+        error = err
+        return
+      }
+      await sleep(5)
+    }
+  }
+  const workers = Array.from({ length: 16 }, one)
+  return { stop: async () => { running = false; await Promise.all(workers) }, acked: () => acked, error: () => error }
+}
+
+test('the page shows bookies and a writer live, a killed bookie dead, and the ensemble change', async () => {
+  cluster = await startCluster({ bookies: 4 })
+  inspector = await startInspector({ nats: cluster.nats.url, port: 0, host: '127.0.0.1', clusterPollMs: 500 })
+  const client = await cluster.client({ addTimeoutMs: 2000 })
+  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 })
+  const ledger = w.ledgerId
+  const loop = appendLoop(w)
+  // A tailing reader in this process too, inspected as kind `reader`.
+  const tail = (await client.openLedger(ledger)).entries({ from: 0 })
+  let tailed = 0
+  const tailing = (async () => { for await (const _ of tail) tailed++ })()
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+  const page = await browser.newPage({ viewport: { width: 1440, height: 800 } })
+  const fromOutside: string[] = []
+  page.on('request', (r) => { if (!r.url().startsWith(inspector!.url)) fromOutside.push(r.url()) })
+  const pageErrors: string[] = []
+  page.on('pageerror', (e) => pageErrors.push(String(e)))
+  await page.goto(inspector.url)
+
+  // Four live bookies, in the bookie view and among the actors; the writer among the actors.
+  await page.waitForSelector('#status.ok', { timeout: 20_000 })
+  await page.waitForFunction(() => document.querySelectorAll('#bookies tr[data-alive="true"]').length === 4, null, { timeout: 20_000 })
+  await page.waitForFunction(() => document.querySelectorAll('#actors li[data-key^="bookie."][data-live="live"]').length === 4, null, { timeout: 20_000 })
+  await page.waitForSelector(`#actors li[data-key^="reader.${ledger}."]`, { timeout: 20_000 })
+  const writerRow = `#actors li[data-key="writer.${ledger}"]`
+  await page.waitForSelector(writerRow, { timeout: 20_000 })
+  await page.click(writerRow)
+  await page.waitForSelector(`#detail[data-key="writer.${ledger}"]`)
+  // Its state chart, with the states of the writer machine and the current one highlighted.
+  await page.waitForSelector('#chart g.state.active[data-state="writer.open"]', { timeout: 20_000 })
+  const drawn = await page.$$eval('#chart g.state', (gs) => gs.map((g) => g.getAttribute('data-state')))
+  for (const s of ['open', 'changingEnsemble', 'closing', 'closingMetadata', 'closed', 'fenced', 'failed']) assert.ok(drawn.includes(`writer.${s}`), `chart has ${s}`)
+  assert.ok(await page.$$eval('#chart g.edge', (es) => es.some((e) => e.textContent?.includes('bookie.failed'))), 'arrows labelled with events')
+  await page.waitForFunction(() => Number(document.querySelector('#context tr[data-field="lac"] td')?.textContent) >= 0, null, { timeout: 20_000 })
+  await page.waitForSelector(`#ledgers tr[data-ledger="${ledger}"][data-segments="1"][data-state="OPEN"]`, { timeout: 20_000 })
+
+  const ensemble = w.metadata.segments[0]!.ensemble
+  const victim = ensemble[0]!
+  const ackedBefore = loop.acked()
+  cluster.bookie(victim).kill('SIGKILL')
+
+  // The killed bookie is marked dead; the writer replaced it: a second segment, a new ensemble.
+  await page.waitForSelector(`#bookies tr[data-bookie="${victim}"][data-alive="false"]`, { timeout: 30_000 })
+  await page.waitForSelector(`#actors li[data-key="bookie.${victim}"]:is([data-live="dead"], [data-live="silent"])`, { timeout: 30_000 })
+  await page.waitForSelector(`#ledgers tr[data-ledger="${ledger}"][data-segments="2"]`, { timeout: 30_000 })
+  await page.waitForFunction((v) => {
+    const chips = [...document.querySelectorAll('#context tr[data-field="ensemble"] .chip')].map((c) => c.textContent)
+    return chips.length === 3 && !chips.includes(v)
+  }, victim, { timeout: 30_000 })
+  await page.waitForFunction(() => Number(document.querySelector('#context tr[data-field="segments"] td')?.textContent) === 2, null, { timeout: 20_000 })
+  assert.ok(await page.$eval(`#ledgers tr[data-ledger="${ledger}"]`, (tr, v) => tr.querySelector('.chip.dead')?.textContent === v, victim),
+    'the dead bookie is marked in the ledger\'s first segment')
+  // Still appending after the change.
+  await page.waitForFunction(() => document.querySelector('#detail')?.getAttribute('data-state') === 'open', null, { timeout: 20_000 })
+  const history = await page.$$eval('#history li[data-state]', (ls) => ls.map((l) => l.getAttribute('data-state')))
+  console.log(`writer states seen by the page: ${history.join(' → ')}`)
+  assert.ok(loop.acked() > ackedBefore, 'appends went on')
+  assert.is(loop.error(), null)
+
+  const outDir = await mkdtemp(path.join(os.tmpdir(), 'quire-inspector-page-'))
+  const shot = path.join(outDir, 'inspector.png')
+  await sleep(600) // let the next sample of the writer's context land
+  await page.screenshot({ path: shot, fullPage: true })
+  console.log(`inspector screenshot: ${shot}`)
+  if (process.env.QUIRE_UPDATE_DOCS === '1') {
+    await mkdir(path.join(REPO_ROOT, 'docs'), { recursive: true })
+    await copyFile(shot, path.join(REPO_ROOT, 'docs', 'inspector.png'))
+  }
+  assert.equal(pageErrors, [], 'no script errors')
+  assert.equal(fromOutside, [], 'the page loads nothing from elsewhere')
+
+  await loop.stop()
+  await w.close()
+  // (The reader's own behaviour across an ensemble change is test/tail.test.ts's: stop it here.)
+  assert.ok(tailed > 0, 'the reader is reading')
+  await tail.return?.()
+  await tailing
+  await page.close()
+})
+
+test.run()
