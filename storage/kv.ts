@@ -116,38 +116,39 @@ export class JetStreamKv implements VersionedKv {
    * prefix up to its last dot (`ledgers.4` → `ledgers.>`) and the rest is checked here.
    * Each key is yielded once: the listing runs on a live consumer, so a key written while it runs
    * can be delivered twice (seen with bookie heartbeats), and callers must never see that.
-   * Bounded: nats.js's listing runs on a consumer that can stall for good when keys are written
-   * while it runs (bookie heartbeats do); a wait of more than `timeoutMs` for the next key fails
-   * with TIMEOUT rather than hang its caller (GC, the auditor, placement).
+   * Bounded: nats.js's listing ends when its consumer reports nothing pending, which keys written
+   * all the time (bookie heartbeats) can put off for minutes. So a listing is collected whole
+   * within `timeoutMs`, tried again up to LISTING_TRIES times, and then fails with TIMEOUT; its
+   * callers (placement, GC, the auditor) never hang on it.
    */
   async *keys(prefix = ''): AsyncIterable<string> {
     const filter = serverFilter(prefix)
     if (filter === null) return
-    const it = await this.kv.keys(filter).catch((err: unknown) => this.#fail(err, 'keys', filter))
-    const seen = new Set<string>()
+    for (let attempt = 1; ; attempt++) {
+      try {
+        yield* await this.#listOnce(prefix, filter)
+        return
+      } catch (err) {
+        if (!(err instanceof ListingTooSlow) || attempt >= LISTING_TRIES) this.#fail(err instanceof ListingTooSlow ? new errors.TimeoutError() : err, 'keys', filter)
+      }
+    }
+  }
+
+  async #listOnce(prefix: string, filter: string): Promise<string[]> {
+    const it = await this.kv.keys(filter)
     const keys = it[Symbol.asyncIterator]()
+    const seen = new Set<string>()
     let timer: NodeJS.Timeout | undefined
+    const tooSlow = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ListingTooSlow()), this.timeoutMs) })
     try {
       for (;;) {
-        const stalled = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new errors.TimeoutError()), this.timeoutMs)
-        })
-        let next: IteratorResult<string>
-        try {
-          next = await Promise.race([keys.next(), stalled])
-        } catch (err) {
-          this.#fail(err, 'keys', filter)
-        } finally {
-          clearTimeout(timer)
-        }
-        if (next.done) break
-        const key = next.value
-        if (!key.startsWith(prefix) || seen.has(key)) continue
-        seen.add(key)
-        yield key
+        const next = await Promise.race([keys.next(), tooSlow])
+        if (next.done) return [...seen]
+        if (next.value.startsWith(prefix)) seen.add(next.value)
       }
     } finally {
-      // Stops the ephemeral consumer behind the listing when the caller breaks out early.
+      clearTimeout(timer)
+      // Stops the ephemeral consumer behind the listing.
       it.stop()
     }
   }
@@ -175,6 +176,10 @@ function serverFilter(prefix: string): string | null {
   if (tokens === '') return '>'
   return isValidKey(tokens.slice(0, -1)) ? `${tokens}>` : null
 }
+
+/** A key listing that did not end within the API timeout (see JetStreamKv.keys). */
+class ListingTooSlow extends Error {}
+const LISTING_TRIES = 3
 
 function mapTimeout(err: unknown, what: string, details: Record<string, unknown>): unknown {
   if (err instanceof errors.TimeoutError) {
