@@ -28,7 +28,9 @@ export interface ClientOptions {
   /**
    * Tell the bookies each new LAC as soon as it moves, unless an add sent in the same turn carries
    * it: a tailing reader then gets an entry one hop after its ack instead of when the next entry
-   * arrives. Costs one small message per bookie per ack group while appends pause. Default true.
+   * arrives. Costs one small message per bookie per ack group, and wakes every parked long poll
+   * that often: on a busy, small machine (the benchmark's two cores) that load made adds and
+   * tails slower at 1,000 entries/s and more, so it is off unless asked for. Default false.
    */
   eagerLac?: boolean
   name?: string
@@ -97,7 +99,7 @@ export class QuireClient {
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
     this.explicitLacIntervalMs = opts.explicitLacIntervalMs ?? 100
-    this.eagerLac = opts.eagerLac ?? true
+    this.eagerLac = opts.eagerLac ?? false
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {

@@ -107,8 +107,8 @@ export class ReadHandle {
    * until it learns one or `pollMs` passes. Resolves with the first higher LAC any of them reports
    * (and raises this handle's LAC), or with `previousLac` when none does.
    */
-  async longPollLac(previousLac: number, pollMs: number): Promise<number> {
-    return (await this.poll(previousLac, pollMs, false)).lac
+  async longPollLac(previousLac: number, pollMs: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    return (await this.poll(previousLac, pollMs, false, opts.signal)).lac
   }
 
   /**

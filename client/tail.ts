@@ -53,7 +53,13 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
         }, (err) => actor.send(classify(err)))
       },
       longPoll: (_, p) => {
-        handle.readLacAndEntry(p.previousLac, pollMs, { signal: stopped.signal }).then(
+        // The entry is wanted only by a caught-up reader (it is then the next one); a poll sent
+        // along with a read only needs the LAC.
+        const withEntry = p.previousLac + 1 === p.next
+        const poll = withEntry
+          ? handle.readLacAndEntry(p.previousLac, pollMs, { signal: stopped.signal })
+          : handle.longPollLac(p.previousLac, pollMs, { signal: stopped.signal }).then((lac) => ({ lac, entry: null }))
+        poll.then(
           ({ lac, entry }) => {
             if (lac <= p.previousLac) return actor.send({ type: 'poll.timeout' })
             // Take the entry only while the consumer is within a batch: otherwise the read that

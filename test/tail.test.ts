@@ -25,7 +25,7 @@ t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 4 }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
 t('eager LAC: the bookies learn each LAC as soon as the writer does, without the idle explicit LAC', async ({ c }) => {
-  const eager = await (await c.client({ explicitLacIntervalMs: 0 })).createLedger()
+  const eager = await (await c.client({ explicitLacIntervalMs: 0, eagerLac: true })).createLedger()
   const lazy = await (await c.client({ explicitLacIntervalMs: 0, eagerLac: false })).createLedger()
   const reader = await c.client()
   for (const w of [eager, lazy]) for (let i = 0; i < 3; i++) await w.append(payloadFor(i))
