@@ -2,15 +2,16 @@
 // confirmed, long-polling the bookies for a higher LAC when caught up, and finishing once the
 // ledger is closed and its last entry delivered. Pure: effects are named actions (`readBatch`,
 // `longPoll`, `refreshMetadata`) bound by client/tail.ts; results come back as events.
-// While a batch is read, the long poll for the next LAC is already out (at most one at a time),
-// so a reader behind its writer spends one round trip per batch, not two; a poll that answers
-// while the reader is caught up may bring the next entry itself (no read at all).
+// A caught-up reader's long poll may bring the next entry itself (no read at all). A reader
+// behind its writer reads batch after batch and polls only once it has caught up: a poll sent
+// alongside each read was tried, and answered at once every time (the bookies knew a higher
+// LAC), tripling the messages per batch; on two cores that made tails several times slower.
 //
 // Invariants: entries are delivered in order, each exactly once (`next` only moves forward, by
 // what was delivered); nothing past a closed ledger's lastEntryId is ever read; no busy loop:
 // when caught up it waits on a long poll (which the bookie parks) before asking again.
 
-import { assign, enqueueActions, setup } from 'xstate'
+import { assign, setup } from 'xstate'
 
 export interface TailInput {
   from: number
@@ -25,8 +26,6 @@ export interface TailContext extends TailInput {
   next: number
   /** Consecutive transient failures (a bookie or the metadata store not answering). */
   failures: number
-  /** A long poll is out; its answer (`lac` or `poll.timeout`) may come in any state. */
-  polling: boolean
   error: { code: string; message: string } | null
 }
 
@@ -59,7 +58,7 @@ const tailSetup = setup({
 
 export const tailMachine = tailSetup.createMachine({
   id: 'tail',
-  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), failures: 0, polling: false, error: null }),
+  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), failures: 0, error: null }),
   initial: 'deciding',
   on: {
     failed: { target: '.failed', actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }) },
@@ -72,9 +71,6 @@ export const tailMachine = tailSetup.createMachine({
       { target: '.backoff', actions: assign({ failures: ({ context }) => context.failures + 1 }) },
     ],
     stop: { target: '.closed' },
-    // A poll sent while reading: a higher LAC is noted for after the read.
-    lac: { actions: assign({ polling: false, lac: ({ context, event }) => Math.max(context.lac, event.lac) }) },
-    'poll.timeout': { actions: assign({ polling: false }) },
   },
   states: {
     deciding: {
@@ -85,20 +81,13 @@ export const tailMachine = tailSetup.createMachine({
       ],
     },
     reading: {
-      entry: [
-        {
-          type: 'readBatch',
-          params: ({ context }) => {
-            const end = context.closed ? context.lastEntryId : context.lac
-            return { first: context.next, last: Math.min(end, context.next + context.batch - 1) }
-          },
+      entry: {
+        type: 'readBatch',
+        params: ({ context }) => {
+          const end = context.closed ? context.lastEntryId : context.lac
+          return { first: context.next, last: Math.min(end, context.next + context.batch - 1) }
         },
-        enqueueActions(({ context, enqueue }) => {
-          if (context.polling || context.closed) return
-          enqueue.assign({ polling: true })
-          enqueue({ type: 'longPoll', params: { previousLac: context.lac, next: context.next } })
-        }),
-      ],
+      },
       on: {
         'read.done': { target: 'deciding', actions: assign({ next: ({ context, event }) => context.next + event.count, failures: 0 }) },
       },
@@ -106,24 +95,17 @@ export const tailMachine = tailSetup.createMachine({
     caughtUp: {
       // Long poll: the bookies answer as soon as they learn a LAC past ours, or at the timeout.
       // When the LAC moved by one, the answer may bring that entry: then nothing is left to read.
-      // A poll sent while reading may still be out: its answer serves.
-      entry: enqueueActions(({ context, enqueue }) => {
-        if (context.polling) return
-        enqueue.assign({ polling: true })
-        enqueue({ type: 'longPoll', params: { previousLac: context.lac, next: context.next } })
-      }),
+      entry: { type: 'longPoll', params: ({ context }) => ({ previousLac: context.lac, next: context.next }) },
       on: {
         lac: [
           {
             guard: ({ context, event }) => event.lac > context.lac,
             target: 'deciding',
-            actions: assign({
-              polling: false, lac: ({ event }) => event.lac, next: ({ context, event }) => context.next + event.delivered, failures: 0,
-            }),
+            actions: assign({ lac: ({ event }) => event.lac, next: ({ context, event }) => context.next + event.delivered, failures: 0 }),
           },
-          { target: 'checking', actions: assign({ polling: false }) },
+          { target: 'checking' },
         ],
-        'poll.timeout': { target: 'checking', actions: assign({ polling: false }) },
+        'poll.timeout': { target: 'checking' },
       },
     },
     checking: {
