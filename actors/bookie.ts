@@ -53,6 +53,8 @@ export interface BookieOptions {
   diskUsageLwmThreshold?: number
   /** Garbage collection interval (actors/gc.ts); 0: only on entering read-only. Default 60000. */
   gcIntervalMs?: number
+  /** Replicas of the metadata buckets if this bookie creates them (default: openMetadata's). */
+  metadataReplicas?: number
 }
 
 type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
@@ -128,7 +130,7 @@ export class Bookie {
         }),
         'metadata.register': () => step(async () => {
           this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}` })
-          this.metadata = await openMetadata(this.nc)
+          this.metadata = await openMetadata(this.nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
           await this.disk.check()
           await this.register(this.disk.full ? 'readonly' : 'writable')
           this.disk.start()

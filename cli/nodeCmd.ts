@@ -107,6 +107,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     heartbeatMs: s.heartbeatMs,
     checkpointIntervalMs: s.checkpointMs,
     journal: { groupWaitMs: s.journalGroupWaitMs, groupBytesMax: s.journalGroupBytes },
+    ...metadataOptions(s),
     diskUsageThreshold: s.diskUsageThreshold,
     diskUsageLwmThreshold: s.diskUsageLwmThreshold,
     diskCheckIntervalMs: s.diskCheckIntervalMs,
@@ -143,6 +144,11 @@ function bookieStateOf(bookieId: string, bookie: Bookie): BookieStateReport {
   }
 }
 
+/** 0 is "as many as the cluster has servers, up to 3": openMetadata's default. */
+function metadataOptions(s: NodeSettings): { metadataReplicas?: number } {
+  return s.metadataReplicas > 0 ? { metadataReplicas: s.metadataReplicas } : {}
+}
+
 export interface RunningNode {
   stop(): Promise<void>
   /** `http://host:port` of the node's HTTP server; undefined when httpPort is 0. */
@@ -169,7 +175,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     if (failure !== null) throw failure
   }
   try {
-    const metadata = await openMetadata(nc)
+    const metadata = await openMetadata(nc, metadataOptions(settings))
     if (settings.httpPort > 0) {
       http = await startHttpServer({
         port: settings.httpPort,

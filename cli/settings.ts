@@ -35,6 +35,7 @@ export interface NodeSettings {
   claimLeaseMs: number
   httpPort: number
   httpHost: string
+  metadataReplicas: number
 }
 
 export type SettingName = keyof NodeSettings
@@ -81,6 +82,7 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   claimLeaseMs: { kind: int(100), default: 30_000, env: 'QUIRE_CLAIM_LEASE_MS', flag: '--claim-lease-ms <ms>', doc: 'lease of a replicator\'s claim on an under-replicated ledger' },
   httpPort: { kind: { type: 'integer', min: 0, max: 65535 }, default: 0, env: 'QUIRE_HTTP_PORT', flag: '--http-port <port>', doc: 'port of the HTTP server (/metrics, /heartbeat, the admin API); 0: no HTTP server' },
   httpHost: { kind: { type: 'host' }, default: '127.0.0.1', env: 'QUIRE_HTTP_HOST', flag: '--http-host <host>', doc: 'address the HTTP server listens on (0.0.0.0: every interface)' },
+  metadataReplicas: { kind: { type: 'integer', min: 0, max: 5 }, default: 0, env: 'QUIRE_METADATA_REPLICAS', flag: '--metadata-replicas <n>', doc: 'replicas of the metadata buckets (created so, or scaled up to it, never down); 0: min(3, servers in the NATS cluster)' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]

@@ -34,6 +34,8 @@ export interface ClientOptions {
    */
   eagerLac?: boolean
   name?: string
+  /** Replicas of the metadata buckets if this client creates them; default min(3, servers in the NATS cluster). */
+  metadataReplicas?: number
 }
 
 export interface CreateLedgerOptions {
@@ -60,7 +62,7 @@ export const MAX_ENTRY_BYTES_DEFAULT = 5 * 1024 * 1024
 export async function connect(opts: ClientOptions): Promise<QuireClient> {
   const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
   try {
-    const metadata = await openMetadata(nc)
+    const metadata = await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
     return new QuireClient({ nc, bookies: new BookieClient(nc), metadata, clock: realClock, random: Math.random }, opts)
   } catch (err) {
     await nc.close().catch(() => {})

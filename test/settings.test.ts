@@ -33,7 +33,7 @@ test('defaults: every setting from the table, sourced from the default', () => {
     heartbeatMs: 1000, journalGroupWaitMs: 0, journalGroupBytes: 524288, checkpointMs: 30000,
     diskUsageThreshold: 0.95, diskUsageLwmThreshold: 0.9, diskCheckIntervalMs: 10000, diskQuotaBytes: 0,
     gcIntervalMs: 60000, lostBookieRecoveryDelayMs: 30000, auditorLeaseMs: 10000, auditIntervalMs: 60000,
-    replicationGraceMs: 10000, claimLeaseMs: 30000,
+    replicationGraceMs: 10000, claimLeaseMs: 30000, metadataReplicas: 0,
   }
   for (const [k, v] of Object.entries(expected)) assert.is(settings[k as keyof typeof settings], v, k)
   for (const n of SETTING_NAMES) assert.is(sources[n], 'default', n)
@@ -142,6 +142,19 @@ test('the Markdown table has a row per setting with its env var and flag, and th
   const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8')
   for (const n of SETTING_NAMES) assert.ok(readme.includes(`\`${n}\``), `README names ${n}`)
   assert.ok(readme.includes(table), 'README holds the table as renderSettingsTable() prints it (quire node --print-settings)')
+})
+
+test('metadataReplicas: 0 (the cluster decides) to 5; anything else is INVALID_CONFIG', () => {
+  assert.is(resolveSettings({ flags: { metadataReplicas: '3' } }).settings.metadataReplicas, 3)
+  assert.is(resolveSettings({ env: { QUIRE_METADATA_REPLICAS: '1' } }).settings.metadataReplicas, 1)
+  for (const bad of ['6', '-1', 'three']) {
+    try {
+      resolveSettings({ flags: { metadataReplicas: bad } })
+      assert.unreachable(bad)
+    } catch (err) {
+      assert.ok(isQuireError(err, 'INVALID_CONFIG'), String(err))
+    }
+  }
 })
 
 test.run()
