@@ -14,101 +14,26 @@
 // missing entry (PROTOCOL.md "Response classes").
 // `crash()` stops everything without releasing the lease, as a killed process would.
 
-import os from 'node:os'
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Msg, Subscription } from '@nats-io/transport-node'
+import type { BookieTransport } from '../client/bookieClient.ts'
 import { createActor, type ActorRefFrom } from 'xstate'
-import { BookieClient, type BookieTransport } from '../client/bookieClient.ts'
 import {
   auditorMachine, auditorPhase, defaultSkewMarginMs, leaseValid, type AuditParams, type Lease, type MarkLostParams,
 } from '../machines/auditor.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { countHeld, holdsEntry, segmentRange } from '../machines/replicator.ts'
-import { AUDITOR_KEY, AutorecoveryStore } from '../storage/autorecoveryStore.ts'
-import { isBookieAlive, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
+import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
+import { isBookieAlive, type LedgerMetadata } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
-import { connectNats } from '../transport/nats.ts'
 import { RC } from '../transport/wire.ts'
+import {
+  defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
+} from './autorecoveryParts.ts'
 import { watchActor } from './inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
 /** Where `quire shell triggeraudit` asks the auditor for an audit now. */
 export const TRIGGER_AUDIT_SUBJECT = 'quire.autorecovery.audit'
-
-export type LogFn = (msg: string, fields?: Record<string, unknown>) => void
-/** A pino logger also fits: `log: logger`. */
-export interface PinoLike {
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-}
-
-export function toLogFn(log: LogFn | PinoLike | undefined): LogFn {
-  if (log === undefined) return () => {}
-  if (typeof log === 'function') return log
-  return (msg, fields) => log.info(fields ?? {}, msg)
-}
-
-/** How a role reaches the cluster: a NATS server string, or parts a process already has. */
-export interface AutorecoveryConnection {
-  /** NATS URL(s), or an open connection (left open on stop). */
-  nats?: string | string[] | NatsConnection
-  nc?: NatsConnection
-  metadata?: MetadataStore
-  /** Unit tests pass in-memory parts; the product builds them from the connection. */
-  store?: AutorecoveryStore
-  bookies?: BookieTransport
-  now?: () => number
-}
-
-export interface AutorecoveryParts {
-  nc: NatsConnection | null
-  metadata: MetadataStore
-  store: AutorecoveryStore
-  bookies: BookieTransport | null
-  now: () => number
-  /** Close what was opened here (not what the caller passed in). */
-  close(): Promise<void>
-}
-
-export async function openAutorecoveryParts(opts: AutorecoveryConnection, name: string): Promise<AutorecoveryParts> {
-  const now = opts.now ?? Date.now
-  let nc: NatsConnection | null = opts.nc ?? null
-  let ownNc = false
-  if (nc === null && opts.nats !== undefined) {
-    if (typeof opts.nats === 'string' || Array.isArray(opts.nats)) {
-      nc = await connectNats(opts.nats, { name })
-      ownNc = true
-    } else nc = opts.nats
-  }
-  let ownBookies: BookieClient | null = null
-  try {
-    if (opts.metadata === undefined && nc === null) {
-      throw new QuireError('INVALID_CONFIG', `${name}: give a NATS server (nats) or the metadata store`)
-    }
-    const metadata = opts.metadata ?? (await openMetadata(nc!))
-    const store = opts.store ?? new AutorecoveryStore(metadata.clusterKv, now)
-    let bookies = opts.bookies ?? null
-    if (bookies === null && nc !== null) bookies = ownBookies = new BookieClient(nc)
-    return {
-      nc, metadata, store, bookies, now,
-      async close() {
-        await ownBookies?.close().catch(() => {})
-        if (ownNc && nc) {
-          await nc.flush().catch(() => {})
-          await nc.close().catch(() => {})
-        }
-      },
-    }
-  } catch (err) {
-    await ownBookies?.close().catch(() => {})
-    if (ownNc) await nc?.close().catch(() => {})
-    throw err
-  }
-}
-
-export function defaultNodeId(): string {
-  return `${os.hostname()}-${process.pid}`
-}
 
 export interface AuditorOptions extends AutorecoveryConnection {
   nodeId?: string
@@ -537,13 +462,7 @@ class NotLeader extends Error {
   }
 }
 
-/** Wait until every promise settled or `ms` passed. */
-export async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([Promise.allSettled(promises), new Promise((r) => { timer = setTimeout(r, ms) })])
-  clearTimeout(timer)
-}
-
+/** Answer a `triggeraudit` request; the asker may be gone. */
 function respond(msg: Msg, body: Record<string, unknown>): void {
   try {
     msg.respond(Buffer.from(JSON.stringify(body)))

@@ -23,18 +23,18 @@ import { recoverLedger } from '../client/recovery.ts'
 import { defaultSkewMarginMs, leaseValid, type Lease } from '../machines/auditor.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import {
-  countHeld, heldEntries, otherReplicas, planLedger, replaceInSegment, replicatorMachine,
+  countHeld, heldEntries, planLedger, replaceInSegment, replicatorMachine,
   type CopyParams, type Plan, type ReleaseParams, type ReplicatorEvent, type UpdateParams,
 } from '../machines/replicator.ts'
 import { claimKey, type UnderReplicatedMark } from '../storage/autorecoveryStore.ts'
-import { isBookieAlive, pickBookies, type LedgerMetadata, type Segment, type Versioned } from '../storage/metadataStore.ts'
+import { isBookieAlive, pickBookies, type LedgerMetadata, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { realClock } from '../transport/clock.ts'
-import { decodeEntry, masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
-import { RC } from '../transport/wire.ts'
+import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
-} from './auditor.ts'
+} from './autorecoveryParts.ts'
+import { addEntries, lackingEntries, readFromReplicas, type CopyIo } from './entryCopy.ts'
 import { watchActor } from './inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
@@ -99,7 +99,6 @@ type WorkerActor = ActorRefFrom<typeof replicatorMachine>
 const MARKS_LISTED_MAX = 1000
 const CLAIM_TRIES_MAX = 20
 const CAS_ATTEMPTS_MAX = 20
-const READ_REPLY_BYTES = 4 * 1024 * 1024
 const BACKOFF_BASE_MS = 1000
 const BACKOFF_MAX_MS = 60_000
 const STOP_WAIT_MS = 20_000
@@ -141,8 +140,7 @@ class ReplicationWorker {
   private readonly marginMs: number
   private readonly graceMs: number
   private readonly passwords: Array<string | Uint8Array>
-  private readonly readTimeoutMs: number
-  private readonly addTimeoutMs: number
+  private readonly io: CopyIo
   private readonly batchEntries: number
   private readonly random: () => number
   private readonly nc: NatsConnection | null
@@ -170,8 +168,7 @@ class ReplicationWorker {
     this.marginMs = opts.clockSkewMarginMs ?? defaultSkewMarginMs(this.leaseMs)
     this.graceMs = opts.replicationGraceMs ?? 10_000
     this.passwords = opts.passwords ?? ['']
-    this.readTimeoutMs = opts.readTimeoutMs ?? 5000
-    this.addTimeoutMs = opts.addTimeoutMs ?? 10_000
+    this.io = { bookies, readTimeoutMs: opts.readTimeoutMs ?? 5000, addTimeoutMs: opts.addTimeoutMs ?? 10_000 }
     this.batchEntries = opts.copyBatchEntries ?? 100
     this.random = opts.random ?? Math.random
     this.nc = p.nc
@@ -352,7 +349,7 @@ class ReplicationWorker {
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
       bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
-      readTimeoutMs: this.readTimeoutMs, addTimeoutMs: this.addTimeoutMs, nc: this.nc,
+      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, nc: this.nc,
     }, ledgerId)
     this.stats.ledgersRecovered++
     autorecoveryMetrics.ledgerRecovered()
@@ -399,11 +396,11 @@ class ReplicationWorker {
       if (ids.length === 0) break
       from = ids[ids.length - 1]! + 1
       this.check(gen, ledgerId)
-      const need = job.kind === 'repair' ? await this.lacking(target, md, ids, masterKey) : ids
+      const need = job.kind === 'repair' ? await lackingEntries(this.io, target, md, ids, masterKey) : ids
       if (need.length > 0) {
-        const data = await this.readFromReplicas(md, seg, job.position, need, alive, masterKey)
+        const data = await readFromReplicas(this.io, md, seg, job.position, need, alive, masterKey)
         this.check(gen, ledgerId)
-        await this.addTo(target, md, masterKey, need, data)
+        await addEntries(this.io, target, md, masterKey, need, data)
         this.stats.entriesCopied += need.length
         autorecoveryMetrics.entriesCopied(need.length)
       }
@@ -416,103 +413,6 @@ class ReplicationWorker {
       ledgerId, firstEntryId: job.firstEntryId, bookieId: job.bookieId, target, entries: total,
     })
     return { type: 'copied', replacement: job.kind === 'replace' ? target : null }
-  }
-
-  /** Of `ids`, those `bookieId` does not hold intact (an unknown answer counts as lacking: re-adding is harmless). */
-  private async lacking(bookieId: string, md: LedgerMetadata, ids: number[], masterKey: Buffer): Promise<number[]> {
-    const r = await this.bookies.read(bookieId, md.ledgerId, ids, READ_REPLY_BYTES, this.readTimeoutMs).catch(() => null)
-    if (!r || r.rc !== RC.OK) return ids
-    const present = new Set<number>()
-    r.entries.forEach(([rc, data], k) => {
-      const id = ids[k]!
-      if (rc !== RC.OK || !data) return
-      try {
-        decodeEntry(md.digestType, masterKey, data, { ledgerId: md.ledgerId, entryId: id })
-        present.add(id)
-      } catch {
-        // A corrupt copy is rewritten.
-      }
-    })
-    return ids.filter((id) => !present.has(id))
-  }
-
-  /**
-   * Each entry's encoded bytes from another bookie of its write set that is alive, digest
-   * verified; a bookie that errs, times out or returns a corrupt copy is skipped for the next.
-   */
-  private async readFromReplicas(
-    md: LedgerMetadata, seg: Segment, position: number, ids: number[], alive: ReadonlySet<string>, masterKey: Buffer,
-  ): Promise<Map<number, Uint8Array>> {
-    const out = new Map<number, Uint8Array>()
-    const sources = new Map(ids.map((id) => [id, otherReplicas(id, position, seg.ensemble, md.writeQuorum).filter((b) => alive.has(b))]))
-    const attempt = new Map(ids.map((id) => [id, 0]))
-    // Each round either finishes entries or moves them to their next source; replies carry at
-    // least one entry, so the bound is generous.
-    for (let round = 0; round < ids.length * (md.writeQuorum + 1) + 4; round++) {
-      const byBookie = new Map<string, number[]>()
-      for (const id of ids) {
-        if (out.has(id)) continue
-        const b = sources.get(id)![attempt.get(id)!]
-        if (b === undefined) {
-          throw new QuireError('BOOKIE_UNAVAILABLE', `entry ${id} of ledger ${md.ledgerId}: no surviving replica returned an intact copy`, {
-            ledgerId: md.ledgerId, entryId: id, sources: sources.get(id),
-          })
-        }
-        let list = byBookie.get(b)
-        if (!list) byBookie.set(b, (list = []))
-        list.push(id)
-      }
-      if (byBookie.size === 0) return out
-      await Promise.all([...byBookie].map(async ([b, list]) => {
-        const next = (id: number): void => { attempt.set(id, attempt.get(id)! + 1) }
-        const r = await this.bookies.read(b, md.ledgerId, list, READ_REPLY_BYTES, this.readTimeoutMs).catch(() => null)
-        if (!r || r.rc !== RC.OK) return list.forEach(next)
-        r.entries.forEach(([rc, data], k) => {
-          const id = list[k]!
-          if (rc !== RC.OK || !data) return next(id)
-          try {
-            decodeEntry(md.digestType, masterKey, data, { ledgerId: md.ledgerId, entryId: id })
-            out.set(id, data)
-          } catch {
-            next(id)
-          }
-        })
-      }))
-    }
-    throw new QuireError('BOOKIE_UNAVAILABLE', `ledger ${md.ledgerId}: reading ${ids.length} entries from surviving replicas did not finish`, { ledgerId: md.ledgerId })
-  }
-
-  /** Recovery adds of `ids` to `target`; resolves once it acknowledged every one (journal synced). */
-  private addTo(target: string, md: LedgerMetadata, masterKey: Buffer, ids: number[], data: Map<number, Uint8Array>): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const pending = new Set(ids)
-      let unregister: () => void = () => {}
-      const timer = setTimeout(() => {
-        unregister()
-        reject(new QuireError('TIMEOUT', `bookie ${target} did not acknowledge ${pending.size} copied entries of ledger ${md.ledgerId} within ${this.addTimeoutMs} ms`, {
-          ledgerId: md.ledgerId, bookieId: target,
-        }))
-      }, this.addTimeoutMs)
-      unregister = this.bookies.registerWriter(md.ledgerId, (bookieId, rc, acked) => {
-        if (bookieId !== target) return
-        for (const id of acked) {
-          if (!pending.has(id)) continue
-          if (rc !== RC.OK) {
-            clearTimeout(timer)
-            unregister()
-            const code = rc === RC.UNAUTHORIZED ? 'UNAUTHORIZED' : 'BOOKIE_UNAVAILABLE'
-            return reject(new QuireError(code, `bookie ${target} refused copied entry ${id} of ledger ${md.ledgerId} (rc ${rc})`, { ledgerId: md.ledgerId, bookieId: target }))
-          }
-          pending.delete(id)
-        }
-        if (pending.size === 0) {
-          clearTimeout(timer)
-          unregister()
-          resolve()
-        }
-      })
-      for (const id of ids) this.bookies.queueAdd(target, md.ledgerId, masterKey, md.digestType, true, data.get(id)!)
-    })
   }
 
   // --- metadata ---
