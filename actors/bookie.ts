@@ -22,11 +22,12 @@ import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
-import { DIGEST_TYPES, decodeEntry, readEntryHeader, type DigestType } from '../transport/entry.ts'
+import { readEntryHeader, storedCopyIntact } from '../transport/entry.ts'
 import {
   RC, bookieSubject, decode, encode,
-  type AddAck, type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
+  type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
 } from '../transport/wire.ts'
+import { AddAcks } from './addAcks.ts'
 import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
 import { DiskMonitor } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
@@ -70,8 +71,7 @@ export class Bookie {
   private heartbeat: NodeJS.Timeout | null = null
   private checkpointTimer: NodeJS.Timeout | null = null
   private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
-  private readonly acks = new Map<string, Map<string, number[]>>()
-  private ackQueued = false
+  private readonly acks: AddAcks
   private readonly lifecycle: Lifecycle
   private readonly startedAt = Date.now()
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
@@ -92,6 +92,7 @@ export class Bookie {
   readonly gc: GarbageCollector
 
   constructor(readonly opts: BookieOptions) {
+    this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg))
     const log = opts.log ?? (() => {})
     this.disk = new DiskMonitor(opts.dataDir, opts, {
       onFull: () => {
@@ -165,7 +166,7 @@ export class Bookie {
           if (this.checkpointTimer) clearInterval(this.checkpointTimer)
           if (this.sub) await this.sub.drain()
           await this.quiesce()
-          this.flushAcks()
+          this.acks.flush()
           await this.metadata?.removeBookie(opts.bookieId).catch(() => {})
           this.lifecycle.send({ type: 'drained' })
         }),
@@ -278,7 +279,7 @@ export class Bookie {
               actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries })
             },
             // A full disk turns the bookie read-only (the writer moves away) instead of failing it.
-            (err) => this.queueAck(p.replyTo, ledgerId, this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR, p.entries.map((e) => e.entryId)),
+            (err) => this.acks.queue(p.replyTo, ledgerId, this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR, p.entries.map((e) => e.entryId)),
           ).finally(() => { this.inflight-- })
         },
         'journal.masterKey': (_, p) => {
@@ -297,7 +298,7 @@ export class Bookie {
           void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac))
             .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
-        'reply.add': (_, p) => this.queueAck(p.replyTo, ledgerId, p.rc, p.entryIds),
+        'reply.add': (_, p) => this.acks.queue(p.replyTo, ledgerId, p.rc, p.entryIds),
         'reply.lac': (_, p) => this.publish(p.replyTo, {
           op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, lac: p.lac, lastEntryId: p.lastEntryId,
         }),
@@ -381,10 +382,10 @@ export class Bookie {
         if (h.ledgerId !== g.ledgerId || data.byteLength > max) refused.push(h.entryId)
         else entries.push({ entryId: h.entryId, lac: h.lac, data })
       }
-      if (refused.length > 0) this.queueAck(replyTo, g.ledgerId, RC.TOO_LARGE, refused)
+      if (refused.length > 0) this.acks.queue(replyTo, g.ledgerId, RC.TOO_LARGE, refused)
       if (entries.length === 0) continue
       if (!writable && !g.recovery) {
-        this.queueAck(replyTo, g.ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
+        this.acks.queue(replyTo, g.ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
         continue
       }
       this.stats.adds += entries.length
@@ -392,7 +393,7 @@ export class Bookie {
       this.inflight++
       this.ledger(g.ledgerId, true).then(
         (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries }),
-        () => this.queueAck(replyTo, g.ledgerId, RC.ERROR, entries.map((e) => e.entryId)),
+        () => this.acks.queue(replyTo, g.ledgerId, RC.ERROR, entries.map((e) => e.entryId)),
       ).finally(() => { this.inflight-- })
     }
   }
@@ -441,7 +442,11 @@ export class Bookie {
         }
         anyFound = true
         bytes += data.byteLength
-        out.push(this.intact(req.ledgerId, req.entryIds[i]!, data, state) ? [RC.OK, data] : [RC.CORRUPT, null])
+        if (storedCopyIntact(data, req.ledgerId, req.entryIds[i]!, state?.digestType ?? null, state?.masterKey ?? null)) out.push([RC.OK, data])
+        else {
+          this.stats.corruptReads++
+          out.push([RC.CORRUPT, null])
+        }
       }
       if (!anyFound && (await this.ledger(req.ledgerId, false)) === null) {
         reply(RC.NO_SUCH_LEDGER, [])
@@ -450,17 +455,6 @@ export class Bookie {
       reply(RC.OK, out)
     } catch {
       reply(RC.ERROR, [])
-    }
-  }
-
-  private intact(ledgerId: number, entryId: number, data: Uint8Array, state: { masterKey: Uint8Array | null; digestType: string | null } | undefined): boolean {
-    if (!state?.masterKey || !state.digestType || !DIGEST_TYPES.includes(state.digestType as DigestType)) return true
-    try {
-      decodeEntry(state.digestType as DigestType, state.masterKey, data, { ledgerId, entryId })
-      return true
-    } catch {
-      this.stats.corruptReads++
-      return false
     }
   }
 
@@ -492,35 +486,6 @@ export class Bookie {
     let entry: Uint8Array | undefined
     if (p.withEntry && lac >= 0) entry = (await this.storage!.getEntries(ledgerId, [lac]).catch(() => [null]))[0] ?? undefined
     this.publish(p.replyTo, { op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: RC.OK, lac, lastEntryId, ...(entry ? { entry } : {}) })
-  }
-
-  private queueAck(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {
-    bookieMetrics.addAnswered(rc, entryIds.length)
-    let byClient = this.acks.get(replyTo)
-    if (!byClient) this.acks.set(replyTo, (byClient = new Map()))
-    const k = `${ledgerId}:${rc}`
-    const list = byClient.get(k)
-    if (list) list.push(...entryIds)
-    else byClient.set(k, [...entryIds])
-    // A microtask runs after the sync callbacks of the whole journal group (they are queued
-    // first), so one group commit gives one addAck message per client, without waiting a tick.
-    if (!this.ackQueued) {
-      this.ackQueued = true
-      queueMicrotask(() => this.flushAcks())
-    }
-  }
-
-  private flushAcks(): void {
-    this.ackQueued = false
-    for (const [replyTo, byClient] of this.acks) {
-      const acks: AddAck['acks'] = []
-      for (const [k, ids] of byClient) {
-        const [l, rc] = k.split(':').map(Number)
-        acks.push([l!, rc!, ids])
-      }
-      this.publish(replyTo, { op: 'addAck', bookieId: this.opts.bookieId, acks })
-    }
-    this.acks.clear()
   }
 
   private publish(subject: string, msg: WireMessage): void {

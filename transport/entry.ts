@@ -101,14 +101,29 @@ export function encodeEntry(
 export function trustedLac(
   entry: Uint8Array, ledgerId: number, entryId: number, digestType: string | null, masterKey: Uint8Array | null,
 ): number | null {
+  if (!storedCopyIntact(entry, ledgerId, entryId, digestType, masterKey)) return null
   try {
-    if (digestType && masterKey && DIGEST_TYPES.includes(digestType as DigestType)) {
-      return decodeEntry(digestType as DigestType, masterKey, entry, { ledgerId, entryId }).header.lac
-    }
     const h = readEntryHeader(entry)
     return h.ledgerId === ledgerId && h.entryId === entryId ? h.lac : null
   } catch {
     return null
+  }
+}
+
+/**
+ * A bookie's check of a copy it stores: false when it fails the digest of the ledger's digest
+ * type and master key; true when it passes, or when the bookie lacks what it needs to check it
+ * (no master key or digest type known yet: only readers can tell then).
+ */
+export function storedCopyIntact(
+  entry: Uint8Array, ledgerId: number, entryId: number, digestType: string | null, masterKey: Uint8Array | null,
+): boolean {
+  if (!masterKey || !digestType || !DIGEST_TYPES.includes(digestType as DigestType)) return true
+  try {
+    decodeEntry(digestType as DigestType, masterKey, entry, { ledgerId, entryId })
+    return true
+  } catch {
+    return false
   }
 }
 
