@@ -8,7 +8,6 @@
 // when reached at another address, bookieformat lets it start afresh, updatecookie resolves a
 // swapped-disk mismatch, and bookieinfo shows the registration and the cookie.
 
-import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -17,12 +16,10 @@ import * as assert from 'uvu/assert'
 import {
   COOKIE_FILE, cookieKey, deleteKvCookie, putKvCookie, readDataCookie, readKvCookie, resolveBookieId, verifyCookie,
 } from '../actors/cookie.ts'
-import { QUIRE_BIN, REPO_ROOT, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
+import { startNodeProcess, type ManagedProcess } from '../cli/cluster.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { MemoryKv } from '../storage/memoryKv.ts'
-import type { MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
-import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import { cleanEnv, quire, show, startNodesFixture, stopNodesFixture, type NodesCtx } from './support/nodes.ts'
 
 async function mismatch(p: Promise<unknown>): Promise<string> {
   const err = await p.then(() => null, (e: unknown) => e)
@@ -133,42 +130,12 @@ u.run()
 
 // --- real processes --------------------------------------------------------------------------
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QUIRE_')))
-}
-
-function quire(args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
-    })
-  })
-}
-
-const show = (r: Run): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
-
-interface Ctx { dir: string; nats: NatsServer; nc: NatsConnection; md: MetadataStore; nodes: ManagedProcess[] }
-const p = suite<Ctx>('cookie processes')
-p.before(async (ctx) => {
-  ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'quire-cookie-proc-'))
-  ctx.nats = await startNatsServer({ storeDir: path.join(ctx.dir, 'nats') })
-  ctx.nc = await connectNats(ctx.nats.url)
-  ctx.md = await openMetadata(ctx.nc)
-  ctx.nodes = []
-})
-p.after(async (ctx) => {
-  for (const n of ctx.nodes) n.kill('SIGKILL')
-  await Promise.all(ctx.nodes.map((n) => n.exited))
-  await ctx.nc?.close()
-  await ctx.nats?.stop()
-  await rm(ctx.dir, { recursive: true, force: true })
-})
+const p = suite<NodesCtx>('cookie processes')
+p.before((ctx) => startNodesFixture(ctx, 'quire-cookie-proc-'))
+p.after((ctx) => stopNodesFixture(ctx))
 
 /** Start a node; resolves once `bookieId` (or, when undefined, any new bookie) is registered by it. */
-async function startBookieNode(ctx: Ctx, args: string[], bookieId?: string): Promise<{ node: ManagedProcess; bookieId: string }> {
+async function startBookieNode(ctx: NodesCtx, args: string[], bookieId?: string): Promise<{ node: ManagedProcess; bookieId: string }> {
   const node = startNodeProcess({ args: ['--heartbeat-ms', '200', ...args], env: cleanEnv() })
   ctx.nodes.push(node)
   const deadline = Date.now() + 30_000

@@ -4,53 +4,26 @@
 // before anything starts; SIGTERM drains: an append in flight at the signal completes, the
 // registration is removed, and the process exits 0; `quire bookie` is the same node.
 
-import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { connect, type QuireClient } from '../client/index.ts'
-import { QUIRE_BIN, REPO_ROOT, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
-import type { BookieRecord, MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
-import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import { startNodeProcess, type ManagedProcess } from '../cli/cluster.ts'
+import type { BookieRecord } from '../storage/metadataStore.ts'
 import { inspectSubject } from '../transport/wire.ts'
+import { cleanEnv, quire, show, startNodesFixture, stopNodesFixture, type NodesCtx } from './support/nodes.ts'
 
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QUIRE_'))), ...extra }
-}
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function quire(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [QUIRE_BIN, ...args], { cwd: REPO_ROOT, env, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
-    })
-  })
-}
-
-const show = (r: Run): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
-
-interface Ctx { dir: string; nats: NatsServer; nc: NatsConnection; md: MetadataStore; nodes: ManagedProcess[]; clients: QuireClient[] }
+interface Ctx extends NodesCtx { clients: QuireClient[] }
 const t = suite<Ctx>('node')
 t.before(async (ctx) => {
-  ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'quire-node-'))
-  ctx.nats = await startNatsServer({ storeDir: path.join(ctx.dir, 'nats') })
-  ctx.nc = await connectNats(ctx.nats.url)
-  ctx.md = await openMetadata(ctx.nc)
-  ctx.nodes = []
+  await startNodesFixture(ctx, 'quire-node-')
   ctx.clients = []
 })
 t.after(async (ctx) => {
-  await Promise.all(ctx.clients.map((c) => c.close().catch(() => {})))
-  for (const n of ctx.nodes) n.kill('SIGKILL')
-  await Promise.all(ctx.nodes.map((n) => n.exited))
-  await ctx.nc?.close()
-  await ctx.nats?.stop()
-  await rm(ctx.dir, { recursive: true, force: true })
+  await Promise.all((ctx.clients ?? []).map((c) => c.close().catch(() => {})))
+  await stopNodesFixture(ctx)
 })
 
 async function registered(ctx: Ctx, node: ManagedProcess, bookieId: string): Promise<BookieRecord> {
