@@ -30,6 +30,19 @@ test('an add is journaled first and acknowledged only on journal.synced', () => 
   assert.is(r2.snap.context.lastEntryId, 1)
 })
 
+test('the same add again (a writer re-sending after a lost message) is journaled and acknowledged again', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, fresh)
+  const first = step(s0, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
+  const synced = step(first.snap, { type: 'journal.synced', replyTo: 'c', entries })
+  const again = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
+  assert.equal(types(again), ['journal.add'])
+  const resynced = step(again.snap, { type: 'journal.synced', replyTo: 'c', entries })
+  assert.equal(resynced.actions.map((a) => a.type), ['store.put', 'reply.add'])
+  assert.equal(resynced.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
+  assert.is(resynced.snap.context.lastEntryId, 1)
+  assert.is(resynced.snap.context.lac, 0)
+})
+
 test('another master key is UNAUTHORIZED and journals nothing', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, { type: 'add', replyTo: 'c', masterKey: other, digestType: 'crc32c', recovery: false, entries })
