@@ -31,4 +31,11 @@ test('without the master key or digest type a copy cannot be checked: intact, LA
   assert.is(trustedLac(good, 7, 4, null, null), null, 'a header naming another entry is not trusted')
 })
 
+test('a digest type the bookie does not know fails closed: not intact, no LAC trusted', () => {
+  for (const type of ['md5', 'CRC32C', '', 'none ']) {
+    assert.not.ok(storedCopyIntact(good, 7, 3, type, key), `digest type ${JSON.stringify(type)}`)
+    assert.is(trustedLac(good, 7, 3, type, key), null)
+  }
+})
+
 test.run()

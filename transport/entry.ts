@@ -113,12 +113,14 @@ export function trustedLac(
 /**
  * A bookie's check of a copy it stores: false when it fails the digest of the ledger's digest
  * type and master key; true when it passes, or when the bookie lacks what it needs to check it
- * (no master key or digest type known yet: only readers can tell then).
+ * (no master key or digest type known yet: only readers can tell then). A digest type it does not
+ * know fails closed: the copy cannot be shown intact, so it is not.
  */
 export function storedCopyIntact(
   entry: Uint8Array, ledgerId: number, entryId: number, digestType: string | null, masterKey: Uint8Array | null,
 ): boolean {
-  if (!masterKey || !digestType || !DIGEST_TYPES.includes(digestType as DigestType)) return true
+  if (masterKey === null || digestType === null) return true
+  if (!DIGEST_TYPES.includes(digestType as DigestType)) return false
   try {
     decodeEntry(digestType as DigestType, masterKey, entry, { ledgerId, entryId })
     return true
