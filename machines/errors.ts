@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
   BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',
   METADATA_CONFLICT: 'A compare-and-swap on ledger metadata lost in a way a retry cannot fix.',
+  METADATA_ERROR: 'The metadata store (NATS JetStream) refused a request, or the NATS connection is closed; the message carries the server\'s error and code.',
   BACKPRESSURE: 'A push source outran append$ past its bound on queued entries or bytes (use appendAll for flow control).',
   RECOVERY_INCOMPLETE: 'Recovery could not decide the last entry (too many unknown answers); nothing was guessed, retry later.',
   BOOKIE_RUNNING: 'The bookie is registered and alive: stop it (or let it drain) before recovering or decommissioning it.',

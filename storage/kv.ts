@@ -1,20 +1,30 @@
 // VersionedKv over a JetStream KV bucket (file storage): Quire's metadata store in the product.
 // storage/memoryKv.ts is its in-memory twin; test/kv.test.ts holds both to one contract.
-// Error mapping, kept narrow on purpose so that nothing is misread:
+// Reads see every acknowledged write (read-your-writes, also across clients): a get is a
+// STREAM.MSG.GET, which only the stream leader answers (the bucket is used with allow_direct off;
+// a direct get may be served by a replica that has not applied a write yet, measured on a
+// three-server cluster as 4 to 9 stale reads in 600), and a key listing walks the stream with the
+// same request (see keys()), so it needs no consumer either.
+// Error mapping (mapKvError), so that every failure is typed and nothing is misread:
 // - "wrong last sequence" (JetStream API codes 10071, and 10164 from newer clustered servers) is
 //   the one and only KvConflict. It is what both `create` on a live key and `update` at a stale
 //   revision produce: nats.js's create is a put expecting subject sequence 0, retried once at the
 //   marker's revision when the key was deleted.
-// - a JetStream API timeout becomes QuireError TIMEOUT. For a write that means the outcome is
-//   unknown (the server may have applied it), so callers re-read; they never treat it as "absent".
-// - on an open bucket, "JetStream not enabled" and "no responders" also become TIMEOUT: the bucket
-//   was there, so they mean its stream has no leader for now (a NATS cluster electing one after a
-//   server died), not a misconfigured server.
-// - everything else (no JetStream at open, closed connection, bad bucket name) propagates untouched.
+// - no answer in time, "JetStream system temporarily unavailable" (10008), "cluster can not handle
+//   request" (10009) or any 503 status, and, on an open bucket, "JetStream not enabled" and "no
+//   responders" are QuireError TIMEOUT: the stream has no leader for now (a NATS cluster electing
+//   one). For a write the outcome is unknown (the server may have applied it), so callers re-read;
+//   they never treat it as "absent".
+// - any other refusal of the server (JetStream API error), a closed or draining connection, and
+//   other NATS errors are METADATA_ERROR carrying the server's message and code; at open, a server
+//   without JetStream is INVALID_CONFIG. Programmer errors (assertions, TypeErrors) still crash.
 // Buckets are created by whichever process comes first; a process that loses the creation race
 // opens the bucket the winner made, with the winner's options.
 
-import { JetStreamApiCodes, JetStreamApiError, StorageType, jetstream } from '@nats-io/jetstream'
+import {
+  JetStreamApiCodes, JetStreamApiError, JetStreamError, StorageType, jetstream,
+  type JetStreamManager, type MsgRequest, type NextMsgRequest, type StoredMsg,
+} from '@nats-io/jetstream'
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv'
 import { errors, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
@@ -25,12 +35,20 @@ const CAS_CONFLICT_CODES: ReadonlySet<number> = new Set([
   JetStreamApiCodes.StreamWrongLastSequence,
   JetStreamApiCodes.StreamWrongLastSequenceUnknown,
 ])
+/** "JetStream system temporarily unavailable", "JetStream cluster can not handle request": no leader for now. */
+const TRANSIENT_API_CODES: ReadonlySet<number> = new Set([10008, 10009])
 /** "stream name already in use with a different configuration": lost a creation race. */
 const STREAM_NAME_IN_USE = 10058
 /** "subjects overlap with an existing stream": the same race, seen when the winner's stream lands first. */
 const STREAM_SUBJECT_OVERLAP = 10065
 const HISTORY_MAX = 64 // JetStream's limit on KV history
 const API_TIMEOUT_MS_DEFAULT = 5000
+/** Most walks of one key listing that run at once (see keys()). */
+const LISTING_WALKERS_MAX = 8
+/** Stream sequences per walker below which a listing is not split further. */
+const LISTING_SPAN_PER_WALKER = 256
+/** The header nats.js KV writes on a delete or purge marker. */
+const KV_OPERATION_HEADER = 'KV-Operation'
 
 export interface OpenKvOptions {
   /** Values kept per key (1 to 64); default 1. */
@@ -53,32 +71,62 @@ export async function openKv(nc: NatsConnection, bucket: string, opts: OpenKvOpt
   checkRange('replicas', replicas, 1, 5)
   checkRange('timeoutMs', timeoutMs, 1, Number.MAX_SAFE_INTEGER)
 
-  const kvm = new Kvm(jetstream(nc, { timeout: timeoutMs }))
-  const config: Partial<KvOptions> = { history, ttl: ttlMs, replicas, storage: StorageType.File }
+  const js = jetstream(nc, { timeout: timeoutMs })
+  const kvm = new Kvm(js)
+  // allow_direct off: nats.js then reads (get, and create's re-read of a delete marker) through the
+  // stream leader. A bucket made with it on by an older version is read the same way.
+  const config: Partial<KvOptions> = { history, ttl: ttlMs, replicas, storage: StorageType.File, allow_direct: false }
+  const open = async (): Promise<JetStreamKv> => {
+    const kv = await kvm.create(bucket, { ...config })
+    return new JetStreamKv(bucket, kv, streamReader(await js.jetstreamManager()), timeoutMs)
+  }
   try {
-    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }), timeoutMs)
+    return await open()
   } catch (err) {
     // nats.js creates after a "not found", so two processes can both try to create. Identical
     // configs are idempotent on the server; different ones fail here, and a second pass finds
     // the winner's bucket and opens it.
     if (!(err instanceof JetStreamApiError && (err.code === STREAM_NAME_IN_USE || err.code === STREAM_SUBJECT_OVERLAP || /subjects overlap/.test(err.message)))) {
-      throw mapTimeout(err, `open bucket ${bucket}`, { bucket })
+      throw mapKvError(err, `open bucket ${bucket}`, { bucket }, 'open')
     }
   }
   try {
-    return new JetStreamKv(bucket, await kvm.create(bucket, { ...config }), timeoutMs)
+    return await open()
   } catch (err) {
-    throw mapTimeout(err, `open bucket ${bucket}`, { bucket })
+    throw mapKvError(err, `open bucket ${bucket}`, { bucket }, 'open')
+  }
+}
+
+/** The two stream requests a key listing makes, both answered by the stream leader (a test can hand in its own). */
+export interface StreamReader {
+  /** STREAM.INFO: the stream's sequence range. */
+  info(stream: string): Promise<{ state: { first_seq: number; last_seq: number } }>
+  /** STREAM.MSG.GET: the first message of `next_by_subj` at or after `seq`; null when there is none. */
+  getMessage(stream: string, query: NextMsgRequest): Promise<StoredMsg | null>
+}
+
+function streamReader(jsm: JetStreamManager): StreamReader {
+  return {
+    info: (stream) => jsm.streams.info(stream),
+    // nats-server 2.9 takes next_by_subj in STREAM.MSG.GET; nats.js types it for direct gets only.
+    getMessage: (stream, query) => jsm.streams.getMessage(stream, query as unknown as MsgRequest),
   }
 }
 
 export class JetStreamKv implements VersionedKv {
+  readonly #stream: string
+  readonly #subjectPrefix: string
+
   constructor(
     readonly bucket: string,
     private readonly kv: KV,
-    /** Longest wait for the next key of a listing (see keys()). */
+    private readonly jsm: StreamReader,
+    /** Bound on each JetStream API request (nats.js applies it); used here in messages. */
     private readonly timeoutMs = API_TIMEOUT_MS_DEFAULT,
-  ) {}
+  ) {
+    this.#stream = `KV_${bucket}`
+    this.#subjectPrefix = `$KV.${bucket}.`
+  }
 
   async get(key: string): Promise<{ value: Uint8Array; revision: number } | null> {
     assertValidKey(key)
@@ -111,46 +159,56 @@ export class JetStreamKv implements VersionedKv {
   }
 
   /**
-   * Keys starting with `prefix` (a plain string prefix, as in memoryKv). Subject filters match
-   * whole dot-separated tokens only (`ledgers*` matches nothing), so the server filters on the
-   * prefix up to its last dot (`ledgers.4` → `ledgers.>`) and the rest is checked here.
-   * Each key is yielded once: the listing runs on a live consumer, so a key written while it runs
-   * can be delivered twice (seen with bookie heartbeats), and callers must never see that.
-   * Bounded: nats.js's listing ends when its consumer reports nothing pending, which keys written
-   * all the time (bookie heartbeats) can put off for minutes. So a listing is collected whole
-   * within `timeoutMs`, tried again up to LISTING_TRIES times, and then fails with TIMEOUT; its
-   * callers (placement, GC, the auditor) never hang on it.
+   * Keys starting with `prefix` (a plain string prefix, as in memoryKv), each once, as they are
+   * when the listing ends. Subject filters match whole dot-separated tokens only (`ledgers*`
+   * matches nothing), so the server filters on the prefix up to its last dot (`ledgers.4` →
+   * `ledgers.>`) and the rest is checked here.
+   * No consumer: nats.js's listing creates an ephemeral consumer, which nats-server 2.9 may place
+   * on an offline peer, and then the listing waits out the API timeout (1 in 3 listings with one
+   * server of three down). Instead the stream is walked with STREAM.MSG.GET `next_by_subj`, which
+   * the stream leader answers: each request returns the first message of the filter at or after
+   * a sequence. The stream's sequence range at the start is split among a few walks that run at
+   * once; then one more walk goes from past that range to the end. A key written during the
+   * listing lands past the range (a stream appends), so that last walk sees it; a key seen twice
+   * counts as its later message (a delete marker hides it, a put shows it).
+   * Bounded: every request is bounded by the API timeout, and a listing needs one request per
+   * message the walk meets (with history 1, one per key or delete marker) plus one per walk.
    */
   async *keys(prefix = ''): AsyncIterable<string> {
     const filter = serverFilter(prefix)
     if (filter === null) return
-    for (let attempt = 1; ; attempt++) {
-      try {
-        yield* await this.#listOnce(prefix, filter)
-        return
-      } catch (err) {
-        if (!(err instanceof ListingTooSlow) || attempt >= LISTING_TRIES) this.#fail(err instanceof ListingTooSlow ? new errors.TimeoutError() : err, 'keys', filter)
-      }
+    let keys: string[]
+    try {
+      keys = await this.#list(prefix, filter)
+    } catch (err) {
+      this.#fail(err, 'keys', filter)
     }
+    yield* keys
   }
 
-  async #listOnce(prefix: string, filter: string): Promise<string[]> {
-    const it = await this.kv.keys(filter)
-    const keys = it[Symbol.asyncIterator]()
-    const seen = new Set<string>()
-    let timer: NodeJS.Timeout | undefined
-    const tooSlow = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ListingTooSlow()), this.timeoutMs) })
-    try {
-      for (;;) {
-        const next = await Promise.race([keys.next(), tooSlow])
-        if (next.done) return [...seen]
-        if (next.value.startsWith(prefix)) seen.add(next.value)
-      }
-    } finally {
-      clearTimeout(timer)
-      // Stops the ephemeral consumer behind the listing.
-      it.stop()
+  async #list(prefix: string, filter: string): Promise<string[]> {
+    const subjectFilter = `${this.#subjectPrefix}${filter}`
+    const { state } = await this.jsm.info(this.#stream)
+    const latest = new Map<string, { seq: number; live: boolean }>()
+    const note = (m: StoredMsg): void => {
+      const key = m.subject.slice(this.#subjectPrefix.length)
+      const had = latest.get(key)
+      if (had === undefined || had.seq < m.seq) latest.set(key, { seq: m.seq, live: isPut(m) })
     }
+    /** Visit the filter's messages with sequence in [from, to]; resolves past the last one seen. */
+    const walk = async (from: number, to: number): Promise<void> => {
+      for (let seq = from; seq <= to;) {
+        const m = await this.jsm.getMessage(this.#stream, { seq, next_by_subj: subjectFilter })
+        if (m === null || m.seq > to) return
+        note(m)
+        seq = m.seq + 1
+      }
+    }
+    const first = Math.max(1, state.first_seq)
+    const last = state.last_seq
+    await Promise.all(splitRange(first, last).map(([a, b]) => walk(a, b)))
+    await walk(last + 1, Number.MAX_SAFE_INTEGER)
+    return [...latest].flatMap(([key, { live }]) => (live && key.startsWith(prefix) ? [key] : []))
   }
 
   #failCas(err: unknown, op: string, key: string): never {
@@ -159,15 +217,25 @@ export class JetStreamKv implements VersionedKv {
   }
 
   #fail(err: unknown, op: string, key: string): never {
-    // nats.js does not export JetStreamNotEnabled's class; its name is stable.
-    const noResponders = err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())
-    if ((err instanceof Error && err.name === 'JetStreamNotEnabled') || noResponders) {
-      throw new QuireError('TIMEOUT', `metadata store cannot serve ${op} ${this.bucket}/${key} now (no stream leader); outcome unknown`, {
-        bucket: this.bucket, key, op, cause: err,
-      })
-    }
-    throw mapTimeout(err, `${op} ${this.bucket}/${key}`, { bucket: this.bucket, key, op })
+    throw mapKvError(err, `${op} ${this.bucket}/${key}`, { bucket: this.bucket, key, op, timeoutMs: this.timeoutMs }, 'bucket')
   }
+}
+
+/** A put, as opposed to a delete or purge marker. */
+function isPut(m: StoredMsg): boolean {
+  const op = m.header.get(KV_OPERATION_HEADER)
+  return op === '' || op === 'PUT'
+}
+
+/** [first, last] in up to LISTING_WALKERS_MAX contiguous pieces; none when the range is empty. */
+export function splitRange(first: number, last: number): Array<[number, number]> {
+  if (last < first) return []
+  const span = last - first + 1
+  const walkers = Math.min(LISTING_WALKERS_MAX, Math.max(1, Math.ceil(span / LISTING_SPAN_PER_WALKER)))
+  const size = Math.ceil(span / walkers)
+  const out: Array<[number, number]> = []
+  for (let a = first; a <= last; a += size) out.push([a, Math.min(last, a + size - 1)])
+  return out
 }
 
 /** null when no valid key can start with `prefix`, so there is nothing to ask the server. */
@@ -177,18 +245,51 @@ function serverFilter(prefix: string): string | null {
   return isValidKey(tokens.slice(0, -1)) ? `${tokens}>` : null
 }
 
-/** A key listing that did not end within the API timeout (see JetStreamKv.keys). */
-class ListingTooSlow extends Error {}
-const LISTING_TRIES = 3
-
-function mapTimeout(err: unknown, what: string, details: Record<string, unknown>): unknown {
+/**
+ * Any failure of a KV or JetStream request as a typed error (the mapping in the header).
+ * `where`: 'bucket' for requests on an open bucket (no responders there means no stream leader
+ * for now), 'open' while opening or creating one (it means the server has no JetStream), 'api' for
+ * other JetStream API requests. QuireErrors and KvConflicts pass through; errors that are not
+ * NATS's (assertions, TypeErrors: programmer errors) too.
+ */
+export function mapKvError(err: unknown, what: string, details: Record<string, unknown>, where: 'bucket' | 'open' | 'api' = 'api'): unknown {
+  if (err instanceof QuireError || err instanceof KvConflict) return err
+  const info = { ...details, cause: err }
   if (err instanceof errors.TimeoutError) {
-    return new QuireError('TIMEOUT', `metadata store did not answer ${what} in time; outcome unknown`, {
-      ...details,
-      cause: err,
-    })
+    return new QuireError('TIMEOUT', `metadata store did not answer ${what} in time; outcome unknown`, info)
+  }
+  // nats.js does not export JetStreamNotEnabled's class; its name is stable.
+  const notEnabled = err instanceof Error && err.name === 'JetStreamNotEnabled'
+  const noResponders = err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())
+  if (notEnabled || noResponders) {
+    if (where === 'open') {
+      return new QuireError('INVALID_CONFIG', `cannot ${what}: the NATS server has no JetStream (start it with -js, or from the project's nats.conf)`, info)
+    }
+    return new QuireError('TIMEOUT', `metadata store cannot serve ${what} now (no stream leader); outcome unknown`, info)
+  }
+  if (err instanceof JetStreamApiError) {
+    const api = { ...info, apiCode: err.code, status: err.status }
+    if (TRANSIENT_API_CODES.has(err.code) || err.status === 503) {
+      return new QuireError('TIMEOUT', `metadata store cannot serve ${what} now (${err.message}, JetStream error ${err.code}); outcome unknown`, api)
+    }
+    return new QuireError('METADATA_ERROR', `metadata store refused ${what}: ${err.message} (JetStream error ${err.code})`, api)
+  }
+  if (err instanceof errors.ClosedConnectionError || err instanceof errors.DrainingConnectionError) {
+    return new QuireError('METADATA_ERROR', `cannot ${what}: the NATS connection is ${err instanceof errors.ClosedConnectionError ? 'closed' : 'draining'}`, info)
+  }
+  if (err instanceof JetStreamError || isNatsError(err)) {
+    return new QuireError('METADATA_ERROR', `metadata store failed ${what}: ${err.message}`, info)
   }
   return err
+}
+
+const NATS_ERROR_CLASSES = [
+  errors.ConnectionError, errors.ProtocolError, errors.RequestError, errors.PermissionViolationError,
+  errors.AuthorizationError, errors.UserAuthenticationExpiredError, errors.InvalidOperationError,
+] as const
+
+function isNatsError(err: unknown): err is Error {
+  return NATS_ERROR_CLASSES.some((c) => err instanceof c)
 }
 
 function checkRange(name: string, value: number, min: number, max: number): void {

@@ -9,7 +9,10 @@ import net from 'node:net'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QuireError, isQuireError } from '../machines/errors.ts'
-import { JetStreamKv, openKv } from '../storage/kv.ts'
+import { JetStreamApiError, type StoredMsg } from '@nats-io/jetstream'
+import { errors as natsErrors } from '@nats-io/transport-node'
+import { JetStreamKv, mapKvError, openKv, splitRange, type StreamReader } from '../storage/kv.ts'
+import { MetadataStore } from '../storage/metadataStore.ts'
 import { MemoryKv } from '../storage/memoryKv.ts'
 import { KvConflict, type VersionedKv } from '../storage/types.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
@@ -343,34 +346,122 @@ t('openKv: out-of-range options are INVALID_CONFIG', async () => {
   }
 })
 
-t('JetStreamKv: a key listing that does not end is tried three times, then fails with TIMEOUT instead of hanging', async () => {
-  // nats.js's listing consumer, stalled after one key (as seen when keys change while it runs).
-  let stopped = 0
-  let listings = 0
-  const stalling = {
-    async keys() {
-      listings++
-      let first = true
-      return {
-        [Symbol.asyncIterator]: () => ({
-          next: () => (first ? ((first = false), Promise.resolve({ done: false, value: 'bookies.b1' })) : new Promise(() => {})),
-        }),
-        stop: () => { stopped++ },
-      }
+/** A stream of KV messages for a StreamReader double: seq → [key, operation]. */
+function fakeStream(bucket: string, msgs: Map<number, [string, 'PUT' | 'DEL']>, onGet: (seq: number) => void = () => {}): StreamReader {
+  const stored = (seq: number, key: string, op: string): StoredMsg => ({
+    subject: `$KV.${bucket}.${key}`, seq, header: { get: (h: string) => (h === 'KV-Operation' && op !== 'PUT' ? op : '') },
+  }) as unknown as StoredMsg
+  return {
+    async info() {
+      const seqs = [...msgs.keys()]
+      return { state: { first_seq: Math.min(...seqs, 1), last_seq: Math.max(...seqs, 0) } }
+    },
+    async getMessage(_stream, q) {
+      onGet(q.seq ?? 1)
+      const next = [...msgs.keys()].sort((a, b) => a - b).find((seq) => seq >= (q.seq ?? 1))
+      if (next === undefined) return null
+      const [key, op] = msgs.get(next)!
+      return stored(next, key, op)
     },
   }
-  const kv = new JetStreamKv('stalling', stalling as unknown as ConstructorParameters<typeof JetStreamKv>[1], 200)
-  const got: string[] = []
-  let err: unknown = null
-  try {
-    for await (const k of kv.keys('bookies.')) got.push(k)
-  } catch (e) {
-    err = e
+}
+
+t('JetStreamKv: a listing walks the stream; a key rewritten or deleted while it runs counts as its last message', async () => {
+  // b1 sits at seq 2 until the walk has passed seq 3, then it is rewritten to seq 900 (a heartbeat
+  // landing mid-listing); b2 is deleted at seq 901 after the walk saw it live; b3 was deleted before.
+  const msgs = new Map<number, [string, 'PUT' | 'DEL']>([[1, ['b0', 'PUT']], [2, ['b1', 'PUT']], [3, ['b2', 'PUT']], [5, ['b3', 'DEL']], [7, ['b4', 'PUT']]])
+  let moved = false
+  const reader = fakeStream('fake', msgs, (seq) => {
+    if (!moved && seq > 3) {
+      moved = true
+      msgs.delete(2)
+      msgs.set(900, ['b1', 'PUT'])
+      msgs.delete(3)
+      msgs.set(901, ['b2', 'DEL'])
+    }
+  })
+  const kv = new JetStreamKv('fake', {} as ConstructorParameters<typeof JetStreamKv>[1], reader)
+  assert.equal(await collect(kv.keys()), ['b0', 'b1', 'b4'])
+  assert.ok(moved)
+})
+
+t('splitRange: contiguous pieces covering the range, at most 8', async () => {
+  assert.equal(splitRange(5, 4), [])
+  assert.equal(splitRange(1, 10), [[1, 10]])
+  for (const [a, b] of [[1, 100_000], [7, 7 + 256 * 3], [3, 1000]] as const) {
+    const parts = splitRange(a, b)
+    assert.ok(parts.length >= 1 && parts.length <= 8)
+    assert.is(parts[0]![0], a)
+    assert.is(parts[parts.length - 1]![1], b)
+    for (let i = 1; i < parts.length; i++) assert.is(parts[i]![0], parts[i - 1]![1] + 1)
   }
-  assert.equal(got, [], 'a listing is whole or nothing')
-  assert.ok(isQuireError(err, 'TIMEOUT'), String(err))
-  assert.is(listings, 3, 'tried three times')
-  assert.is(stopped, 3, 'each listing consumer is stopped')
+})
+
+t('JetStreamKv: reads and listings go to the stream leader only (STREAM.MSG.GET): no direct get, no consumer', async () => {
+  const nc = await connect()
+  const kv = await openKv(nc, `kvtest_leader_${process.pid}`)
+  // A second connection watches the JetStream API subjects the first one uses.
+  const spy = await connect()
+  const seen: string[] = []
+  for (const subject of ['$JS.API.DIRECT.GET.>', '$JS.API.CONSUMER.>', '$JS.API.STREAM.MSG.GET.>']) {
+    spy.subscribe(subject, { callback: (_err, m) => { seen.push(m.subject) } })
+  }
+  await spy.flush()
+  const r1 = await kv.create('ledgers.1', enc('a'))
+  await kv.put('ledgers.2', enc('b'))
+  await kv.delete('ledgers.2')
+  assert.is((await kv.get('ledgers.1'))?.revision, r1)
+  assert.is(await kv.get('ledgers.2'), null)
+  assert.equal(await collect(kv.keys('ledgers.')), ['ledgers.1'])
+  await kv.create('ledgers.2', enc('c')) // create over a delete marker re-reads it
+  await nc.flush()
+  await spy.flush()
+  assert.equal(seen.filter((s) => !s.startsWith('$JS.API.STREAM.MSG.GET.')), [], 'no direct get, no listing consumer')
+  assert.ok(seen.length >= 4, `gets and the listing walk went through STREAM.MSG.GET: ${seen.join(', ')}`)
+})
+
+t('mapKvError: 10008 and other unavailability are TIMEOUT; every other JetStream or NATS failure is METADATA_ERROR', async () => {
+  const api = (err_code: number, code: number, description: string) => new JetStreamApiError({ err_code, code, description })
+  const cases: Array<[unknown, string]> = [
+    [api(10008, 503, 'JetStream system temporarily unavailable'), 'TIMEOUT'],
+    [api(10009, 500, 'JetStream cluster can not handle request'), 'TIMEOUT'],
+    [new natsErrors.TimeoutError(), 'TIMEOUT'],
+    [new natsErrors.NoRespondersError('$JS.API.STREAM.MSG.GET.KV_x'), 'TIMEOUT'],
+    [api(10023, 500, 'insufficient resources'), 'METADATA_ERROR'],
+    [api(10059, 404, 'stream not found'), 'METADATA_ERROR'],
+    [new natsErrors.ClosedConnectionError(), 'METADATA_ERROR'],
+    [new natsErrors.DrainingConnectionError(), 'METADATA_ERROR'],
+  ]
+  for (const [err, code] of cases) {
+    const mapped = mapKvError(err, 'get quire_ledgers/L1', { bucket: 'quire_ledgers' }, 'bucket')
+    assert.ok(isQuireError(mapped) && mapped.code === code, `${String(err)} → ${String(mapped)}`)
+    assert.is((mapped as QuireError).info['cause'], err)
+  }
+  const e10008 = mapKvError(api(10008, 503, 'JetStream system temporarily unavailable'), 'x', {}) as QuireError
+  assert.match(e10008.message, /10008/)
+  assert.is(e10008.info['apiCode'], 10008)
+  // No JetStream at all while opening a bucket: a configuration error, said so.
+  const open = mapKvError(new natsErrors.NoRespondersError('$JS.API.INFO'), 'open bucket b', {}, 'open')
+  assert.ok(isQuireError(open, 'INVALID_CONFIG') && /JetStream/.test(open.message), String(open))
+  // Programmer errors, QuireErrors and conflicts pass through untouched.
+  const bug = new TypeError('x is not a function')
+  assert.is(mapKvError(bug, 'x', {}), bug)
+  const conflict = new KvConflict('k')
+  assert.is(mapKvError(conflict, 'x', {}), conflict)
+})
+
+t('JetStreamKv and MetadataStore: a 10008 from the server surfaces as TIMEOUT from createLedger and listLedgers', async () => {
+  const unavailable = () => Promise.reject(new JetStreamApiError({ err_code: 10008, code: 503, description: 'JetStream system temporarily unavailable' }))
+  const kv = new JetStreamKv('quire_ledgers', { create: unavailable, get: unavailable } as unknown as ConstructorParameters<typeof JetStreamKv>[1],
+    { info: unavailable, getMessage: unavailable })
+  const md = new MetadataStore(kv, new MemoryKv(), new MemoryKv())
+  const created = await rejection(md.createLedger({
+    ledgerId: 1, ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, digestType: 'crc32c', state: 'OPEN', lastEntryId: -1, length: 0,
+    segments: [{ firstEntryId: 0, ensemble: ['b1'] }], customMetadata: {}, createdAt: 0, passwordCheck: 'x',
+  }))
+  assert.ok(isQuireError(created, 'TIMEOUT') && /10008/.test(created.message), String(created))
+  const listed = await rejection((async () => { for await (const _ of md.listLedgers()) { /* drain */ } })())
+  assert.ok(isQuireError(listed, 'TIMEOUT') && /10008/.test(listed.message), String(listed))
 })
 
 t('JetStreamKv: a server that stops answering → TIMEOUT, not null or conflict', async () => {
