@@ -20,6 +20,7 @@
 import os from 'node:os'
 import type { AnyActorRef, EventObject, SnapshotFrom } from 'xstate'
 import { inspectSubject } from '../transport/wire.ts'
+import { popcount } from '../machines/quorum.ts'
 
 export interface InspectSink {
   publish(subject: string, data: Uint8Array): void
@@ -271,11 +272,8 @@ export function boundSummary(summary: Record<string, unknown>): Record<string, u
   return JSON.stringify(out).length <= SUMMARY_CHARS_MAX ? out : { truncated: `summary of ${size} characters` }
 }
 
-const bits = (mask: number): number => {
-  let n = 0
-  for (let m = mask; m !== 0; m &= m - 1) n++
-  return n
-}
+// A recovery's fenced set is an IndexMask (a bigint); anything else is not a count we can give.
+const bits = (mask: unknown): number | string => (typeof mask === 'bigint' && mask >= 0n ? popcount(mask) : '?')
 
 type Ctx = Record<string, unknown>
 const len = (v: unknown): number | null => (Array.isArray(v) ? v.length : null)
@@ -296,7 +294,7 @@ export const SUMMARIES: Record<string, Summariser<Ctx>> = {
   recovery: (c) => {
     const seg = c.segment as { firstEntryId: number; ensemble: string[] } | undefined
     return {
-      ledgerId: c.ledgerId, fenced: `${bits(Number(c.fencedMask ?? 0))} of ${seg?.ensemble.length ?? '?'}`, maxLac: c.maxLac,
+      ledgerId: c.ledgerId, fenced: `${bits(c.fencedMask)} of ${seg?.ensemble.length ?? '?'}`, maxLac: c.maxLac,
       entryId: c.entryId, lastEntryId: c.lastEntryId, ensemble: seg?.ensemble, segmentFirstEntryId: seg?.firstEntryId, error: c.error,
     }
   },

@@ -5,7 +5,7 @@
 
 import type { InspectSink } from '../actors/inspect.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
-import { isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
+import { NO_INDICES, indexBit, isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC, type ReadResponse } from '../transport/wire.ts'
@@ -86,12 +86,12 @@ export class ReadHandle {
     const answers = await Promise.allSettled(
       seg.ensemble.map((b) => this.deps.bookies.readLac(b, this.ledgerId, this.deps.readTimeoutMs)),
     )
-    let mask = 0
+    let mask = NO_INDICES
     let best = -1
     answers.forEach((a, i) => {
       if (a.status !== 'fulfilled') return
       if (a.value.rc === RC.OK || a.value.rc === RC.NO_SUCH_LEDGER) {
-        mask |= 1 << i
+        mask |= indexBit(i)
         if (a.value.rc === RC.OK) best = Math.max(best, a.value.lac)
       }
     })

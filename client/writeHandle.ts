@@ -10,6 +10,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
+import { hasIndex } from '../machines/quorum.ts'
 import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
@@ -302,8 +303,7 @@ export class WriteHandle extends ReadHandle {
     if (stalledMs < this.w.addTimeoutMs) return true
     if (snap.value === 'changingEnsemble') return true
     snap.context.ensemble.forEach((bookieId, i) => {
-      const bit = 1 << i
-      if ((head.writeMask & bit) !== 0 && (head.ackedMask & bit) === 0) {
+      if (hasIndex(head.writeMask, i) && !hasIndex(head.ackedMask, i)) {
         this.actor.send({ type: 'bookie.failed', bookieId, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
       }
     })
@@ -333,7 +333,7 @@ export class WriteHandle extends ReadHandle {
       // The LAC piggybacked is the current one: still below the entry, and a true LAC.
       const data = encodeEntry(this.md.digestType, this.w.masterKey, this.ledgerId, p.entryId, lac, p.ledgerLength, p.payload)
       ensemble.forEach((b, i) => {
-        if ((p.writeMask & ~p.ackedMask & (1 << i)) !== 0) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
+        if (hasIndex(p.writeMask, i) && !hasIndex(p.ackedMask, i)) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
       })
     }
   }

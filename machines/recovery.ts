@@ -18,7 +18,8 @@
 import { assign, setup } from 'xstate'
 import type { ErrorCode } from './errors.ts'
 import {
-  type QuorumConfig, isEntryAbsent, isFenceCovered, popcount, writeSetIndices, writeSetMask,
+  type IndexMask, type QuorumConfig, NO_INDICES, fullMask, indexBit, isEntryAbsent, isFenceCovered, popcount, writeSetIndices,
+  writeSetMask,
 } from './quorum.ts'
 
 export interface RecoveryInput {
@@ -29,16 +30,16 @@ export interface RecoveryInput {
 }
 
 export interface RecoveryContext extends RecoveryInput {
-  fencedMask: number
-  failedMask: number
+  fencedMask: IndexMask
+  failedMask: IndexMask
   maxLac: number
   /** Entry being read or written back. */
   entryId: number
-  missingMask: number
-  unknownMask: number
+  missingMask: IndexMask
+  unknownMask: IndexMask
   found: { data: Uint8Array; ledgerLength: number } | null
-  ackedMask: number
-  writeFailedMask: number
+  ackedMask: IndexMask
+  writeFailedMask: IndexMask
   /** Last entry known to exist, and its running ledger length when known. */
   lastEntryId: number
   ledgerLength: number | null
@@ -62,14 +63,14 @@ export interface WriteBackParams { entryId: number; data: Uint8Array; bookies: s
 export interface CloseParams { lastEntryId: number; ledgerLength: number | null }
 
 const indexOf = (ctx: RecoveryContext, bookieId: string): number => ctx.segment.ensemble.indexOf(bookieId)
-const bitOf = (ctx: RecoveryContext, bookieId: string): number => {
+const bitOf = (ctx: RecoveryContext, bookieId: string): IndexMask => {
   const i = indexOf(ctx, bookieId)
-  return i < 0 ? 0 : 1 << i
+  return i < 0 ? NO_INDICES : indexBit(i)
 }
-const writeMaskOf = (ctx: RecoveryContext): number => writeSetMask(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum)
+const writeMaskOf = (ctx: RecoveryContext): IndexMask => writeSetMask(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum)
 const writeSetOf = (ctx: RecoveryContext): string[] =>
   writeSetIndices(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum).map((i) => ctx.segment.ensemble[i]!)
-const allMask = (ctx: RecoveryContext): number => (1 << ctx.segment.ensemble.length) - 1
+const allMask = (ctx: RecoveryContext): IndexMask => fullMask(ctx.segment.ensemble.length)
 
 const recoverySetup = setup({
   types: {} as { context: RecoveryContext; events: RecoveryEvent; input: RecoveryInput },
@@ -100,20 +101,20 @@ type AnswerMask = 'missingMask' | 'unknownMask' | 'ackedMask' | 'writeFailedMask
 const answer = (mask: AnswerMask) => ({
   guard: ({ context, event }: { context: RecoveryContext; event: RecoveryEvent }) => 'entryId' in event && event.entryId === context.entryId,
   actions: recoverySetup.assign(({ context, event }) => ({
-    [mask]: context[mask] | ('bookieId' in event ? bitOf(context, event.bookieId) : 0),
+    [mask]: context[mask] | ('bookieId' in event ? bitOf(context, event.bookieId) : NO_INDICES),
   })),
 })
 
 const startEntry = (next: (c: RecoveryContext) => number) =>
   recoverySetup.assign(({ context }) => ({
-    entryId: next(context), missingMask: 0, unknownMask: 0, found: null, ackedMask: 0, writeFailedMask: 0,
+    entryId: next(context), missingMask: NO_INDICES, unknownMask: NO_INDICES, found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES,
   }))
 
 export const recoveryMachine = recoverySetup.createMachine({
   id: 'recovery',
   context: ({ input }) => ({
-    ...input, fencedMask: 0, failedMask: 0, maxLac: -1, entryId: -1, missingMask: 0, unknownMask: 0,
-    found: null, ackedMask: 0, writeFailedMask: 0, lastEntryId: -1, ledgerLength: null, error: null,
+    ...input, fencedMask: NO_INDICES, failedMask: NO_INDICES, maxLac: -1, entryId: -1, missingMask: NO_INDICES, unknownMask: NO_INDICES,
+    found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES, lastEntryId: -1, ledgerLength: null, error: null,
   }),
   initial: 'fencing',
   states: {

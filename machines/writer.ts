@@ -15,7 +15,9 @@
 
 import { setup } from 'xstate'
 import { assert, type ErrorCode } from './errors.ts'
-import { type QuorumConfig, isAddComplete, writeSetIndices, writeSetMask } from './quorum.ts'
+import {
+  type IndexMask, type QuorumConfig, NO_INDICES, indexBit, indexMask, isAddComplete, writeSetIndices, writeSetMask,
+} from './quorum.ts'
 
 export interface PendingEntry {
   readonly entryId: number
@@ -23,8 +25,8 @@ export interface PendingEntry {
   /** Payload bytes of entries 0..entryId (travels in the entry header). */
   readonly ledgerLength: number
   /** Write set over ensemble indices, and which of it acked. */
-  readonly writeMask: number
-  readonly ackedMask: number
+  readonly writeMask: IndexMask
+  readonly ackedMask: IndexMask
   /** False for entries appended during an ensemble change: sent once it is done. */
   readonly sent: boolean
 }
@@ -78,13 +80,13 @@ export interface CloseMetadataParams { lastEntryId: number; length: number }
 
 /** Record one bookie's acks in the pending entries (no completion). */
 export function recordAcks(ctx: WriterContext, bookieIndex: number, entryIds: readonly number[]): PendingEntry[] {
-  const bit = 1 << bookieIndex
+  const bit = indexBit(bookieIndex)
   const base = ctx.lac + 1
   const pending = ctx.pending.slice()
   for (const id of entryIds) {
     const i = id - base
     const p = pending[i]
-    if (p === undefined || p.entryId !== id || !p.sent || (p.writeMask & bit) === 0) continue
+    if (p === undefined || p.entryId !== id || !p.sent || (p.writeMask & bit) === NO_INDICES) continue
     pending[i] = { ...p, ackedMask: p.ackedMask | bit }
   }
   return pending
@@ -136,7 +138,7 @@ function assignIds(hold: boolean) {
     for (const payload of event.payloads) {
       id++
       length += payload.byteLength
-      added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, e, w), ackedMask: 0, sent: !hold })
+      added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, e, w), ackedMask: NO_INDICES, sent: !hold })
     }
     enqueue.assign({ lastAddPushed: id, pushedLength: length, pending: [...context.pending, ...added] })
     if (!hold) {
@@ -177,14 +179,13 @@ const adoptEnsemble = writerSetup.enqueueActions(({ context, event, enqueue }) =
   assert(new Set(event.ensemble).size === event.ensemble.length, `ensemble must hold distinct bookies: ${event.ensemble.join(',')}`)
   const replaced = new Set<number>()
   context.ensemble.forEach((b, i) => { if (event.ensemble[i] !== b) replaced.add(i) })
-  let keep = 0
-  for (const i of replaced) keep |= 1 << i
+  const lost = indexMask(replaced)
   const next: WriterContext = {
     ...context,
     ensemble: event.ensemble,
     // Failures reported during the change for bookies still in the new ensemble stay queued.
     failed: context.failed.filter((b) => event.ensemble.includes(b)),
-    pending: context.pending.map((p) => ({ ...p, ackedMask: p.ackedMask & ~keep })),
+    pending: context.pending.map((p) => ({ ...p, ackedMask: p.ackedMask & ~lost })),
   }
   const resend = next.pending
     .map((p) => ({ ...p, bookies: targets(next, p, replaced) }))

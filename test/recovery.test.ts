@@ -82,7 +82,31 @@ test('stale answers for another entry are ignored', () => {
   const r = run([{ type: 'fence.ok', bookieId: 'a', lac: -1 }, { type: 'fence.ok', bookieId: 'c', lac: -1 },
     { type: 'read.missing', entryId: 7, bookieId: 'a' }])
   assert.is(r.snap.value, 'reading')
-  assert.is(r.snap.context.missingMask, 0)
+  assert.is(r.snap.context.missingMask, 0n)
+})
+
+// E=40: positions 32 and up must not alias 0 and up (as with a 32-bit `1 << i`).
+const wide = { ...input, quorum: { ensembleSize: 40, writeQuorum: 3, ackQuorum: 2 }, segment: { firstEntryId: 0, ensemble: [...Array(40).keys()].map((i) => `b${i}`) } }
+const fenceOk = (from: number, to: number, lac: number): RecoveryEvent[] =>
+  [...Array(to - from + 1).keys()].map((i) => ({ type: 'fence.ok', bookieId: `b${from + i}`, lac }))
+
+test('E=40: positions 0-31 fenced do not cover write set 32-34; with the rest failed, RECOVERY_INCOMPLETE', () => {
+  let r = run(fenceOk(0, 31, 30), wide)
+  assert.is(r.snap.value, 'fencing')
+  r = run([...fenceOk(0, 31, 30), ...[...Array(8).keys()].map((i): RecoveryEvent => ({ type: 'fence.failed', bookieId: `b${32 + i}`, code: 'TIMEOUT' }))], wide)
+  assert.is(r.snap.value, 'failed')
+  assert.is(r.snap.context.error?.code, 'RECOVERY_INCOMPLETE')
+})
+
+test('E=40: "no such entry" from positions 0 and 1 does not make entry 31 (write set 31-33) absent', () => {
+  const fenced = fenceOk(0, 39, 30)
+  const missing = (b: number): RecoveryEvent => ({ type: 'read.missing', entryId: 31, bookieId: `b${b}` })
+  let r = run([...fenced, missing(0), missing(1), missing(31)], wide)
+  assert.equal(of(r, 'readEntry')[0]!.params, { entryId: 31, bookies: ['b31', 'b32', 'b33'], fence: true })
+  assert.is(r.snap.value, 'reading', 'one "no" of the write set is not Qw-Qa+1 = 2')
+  r = run([...fenced, missing(0), missing(1), missing(31), missing(33)], wide)
+  assert.is(r.snap.value, 'closing')
+  assert.is(of(r, 'closeMetadata')[0]!.params.lastEntryId, 30)
 })
 
 test.run()

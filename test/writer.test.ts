@@ -1,9 +1,11 @@
 // The writer machine (machines/writer.ts) stepped with transition(): next state and the
 // emitted actions, for the add path, in-order resolution, failures, fencing and close.
 
+import fc from 'fast-check'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { initialTransition, transition } from 'xstate'
+import { ENSEMBLE_SIZE_MAX } from '../machines/quorum.ts'
 import { writerMachine, type WriterEvent } from '../machines/writer.ts'
 
 type Snap = ReturnType<typeof initialTransition<typeof writerMachine>>[0]
@@ -173,6 +175,73 @@ test('a writer reopened after entries continues from lastEntryId + 1', () => {
   let [snap] = initialTransition(writerMachine, { ...input, lastEntryId: 41, length: 100 })
   const r = step(snap, { type: 'append', payloads: [p('x')] })
   assert.equal(r.snap.context.pending.map((e) => e.entryId), [42])
+})
+
+// Ensembles past 32 bookies: positions 32 and up must not alias 0 and up (a 32-bit `1 << i`).
+const wide = (e: number, w: number, a: number) =>
+  ({ ...input, quorum: { ensembleSize: e, writeQuorum: w, ackQuorum: a }, ensemble: [...Array(e).keys()].map((i) => `b${i}`) })
+
+test('E=40: acks from positions 0 and 31 do not complete entry 31 (write set 31-33); one from 33 does', () => {
+  let [snap] = initialTransition(writerMachine, wide(40, 3, 2))
+  snap = step(snap, { type: 'append', payloads: [...Array(32)].map(() => p('x')) }).snap
+  // Complete entries 0..30 through bookies 0..32 so that entry 31 is the head.
+  for (let b = 0; b <= 32; b++) snap = step(snap, { type: 'acks', bookieId: `b${b}`, entryIds: [...Array(31).keys()] }).snap
+  assert.is(snap.context.lac, 30)
+  let r = step(snap, { type: 'acks', bookieId: 'b0', entryIds: [31] })
+  r = step(r.snap, { type: 'acks', bookieId: 'b31', entryIds: [31] })
+  assert.is(r.snap.context.lac, 30, 'b0 is not in the write set of entry 31')
+  assert.is(named(r.actions, 'resolve').length, 0)
+  r = step(r.snap, { type: 'acks', bookieId: 'b33', entryIds: [31] })
+  assert.equal(named(r.actions, 'resolve')[0]!.params, { firstEntryId: 31, lastEntryId: 31, lac: 31 })
+})
+
+test('E=40: an ensemble change replacing position 2 keeps the ack of position 34', () => {
+  let [snap] = initialTransition(writerMachine, wide(40, 3, 2))
+  snap = step(snap, { type: 'append', payloads: [...Array(34)].map(() => p('x')) }).snap
+  for (let b = 0; b <= 34; b++) snap = step(snap, { type: 'acks', bookieId: `b${b}`, entryIds: [...Array(33).keys()] }).snap
+  assert.is(snap.context.lac, 32)
+  // Entry 33 -> positions 33, 34, 35; b34 acks it, then b2 (not in its write set) is replaced.
+  snap = step(snap, { type: 'acks', bookieId: 'b34', entryIds: [33] }).snap
+  snap = step(snap, { type: 'bookie.failed', bookieId: 'b2', code: 'TIMEOUT', reason: 't' }).snap
+  const ensemble = snap.context.ensemble.map((b) => (b === 'b2' ? 'x2' : b))
+  let r = step(snap, { type: 'ensemble.changed', ensemble })
+  assert.is(r.snap.value, 'open')
+  assert.is(named(r.actions, 'send').length, 0, 'no pending entry is written to position 2')
+  r = step(r.snap, { type: 'acks', bookieId: 'b35', entryIds: [33] })
+  assert.equal(named(r.actions, 'resolve')[0]!.params, { firstEntryId: 33, lastEntryId: 33, lac: 33 })
+})
+
+test('property: the LAC is the prefix of entries acked by Qa bookies of their write set, for every E up to 64', () => {
+  const ensembleSize = fc.oneof(fc.integer({ min: 1, max: ENSEMBLE_SIZE_MAX }), fc.constantFrom(31, 32, 33, 40, ENSEMBLE_SIZE_MAX))
+  const scenario = ensembleSize.chain((e) => fc.integer({ min: 1, max: e }).chain((w) => fc.integer({ min: 1, max: w }).chain((a) =>
+    fc.integer({ min: 1, max: 2 * e + 2 }).chain((n) => fc.record({
+      q: fc.constant({ e, w, a }),
+      n: fc.constant(n),
+      acks: fc.array(fc.record({ bookie: fc.nat(e - 1), entryIds: fc.subarray([...Array(n).keys()]) }), { maxLength: 3 * e }),
+    })))))
+  fc.assert(fc.property(scenario, ({ q, n, acks }) => {
+    let [snap] = initialTransition(writerMachine, wide(q.e, q.w, q.a))
+    snap = step(snap, { type: 'append', payloads: [...Array(n)].map(() => p('x')) }).snap
+    // Oracle: a write set is an array of positions; an entry's ackers, a set of positions in it.
+    const ackers = [...Array(n)].map(() => new Set<number>())
+    const resolved: number[] = []
+    for (const { bookie, entryIds } of acks) {
+      const r = step(snap, { type: 'acks', bookieId: `b${bookie}`, entryIds })
+      snap = r.snap
+      for (const { params } of named(r.actions, 'resolve')) {
+        const { firstEntryId, lastEntryId } = params as { firstEntryId: number; lastEntryId: number }
+        for (let id = firstEntryId; id <= lastEntryId; id++) resolved.push(id)
+      }
+      for (const id of entryIds) {
+        const writeSet = [...Array(q.w).keys()].map((i) => (id + i) % q.e)
+        if (writeSet.includes(bookie)) ackers[id]!.add(bookie)
+      }
+    }
+    const firstIncomplete = ackers.findIndex((s) => s.size < q.a)
+    const lac = firstIncomplete === -1 ? n - 1 : firstIncomplete - 1
+    assert.is(snap.context.lac, lac, `E=${q.e} Qw=${q.w} Qa=${q.a}`)
+    assert.equal(resolved, [...Array(lac + 1).keys()])
+  }), { numRuns: 200 })
 })
 
 test.run()
