@@ -1,9 +1,17 @@
 // Starting the parts of a local cluster as child processes: a nats-server from the project's
 // nats.conf on a free loopback port with its own store, and bookie processes. Used by
 // `quire sandbox`, the benchmark and the integration tests, so all three run the same way.
+// No child outlives this process, however it ends:
+// - on a normal exit, the 'exit' handler SIGKILLs the children still running;
+// - on SIGINT/SIGTERM/SIGHUP, when the caller asked for it with killChildrenOnSignals() (the
+//   test harness does; the sandbox has its own orderly stop);
+// - on SIGKILL or a crash, nothing in this process runs: on Linux each child is started through
+//   `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it when this process dies.
+// Each child leads its own process group, so a terminal's Ctrl-C reaches only this process,
+// which stops its children in order (the sandbox closes its demo ledger first).
 
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,9 +20,50 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const QUIRE_BIN = path.join(REPO_ROOT, 'cli', 'quire.mjs')
 
 const children = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
-})
+process.on('exit', killChildren)
+
+function killChildren(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+}
+
+let signalsHandled = false
+
+/**
+ * SIGINT, SIGTERM or SIGHUP kill every child at once, then end this process as the signal would
+ * have (Node's default for these signals skips 'exit' handlers). For processes with no orderly
+ * stop of their own: the test harness.
+ */
+export function killChildrenOnSignals(): void {
+  if (signalsHandled) return
+  signalsHandled = true
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killChildren()
+      process.kill(process.pid, signal)
+    })
+  }
+}
+
+/** The full path of an executable on PATH, or null. */
+function onPath(name: string): string | null {
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    try {
+      accessSync(path.join(dir, name), constants.X_OK)
+      return path.join(dir, name)
+    } catch {
+      continue
+    }
+  }
+  return null
+}
+
+const SETPRIV = process.platform === 'linux' ? onPath('setpriv') : null
+
+/** spawn in a process group of its own and, on Linux, killed by the kernel when this process dies. */
+function spawnChild(file: string, args: string[], opts: SpawnOptions): ChildProcess {
+  const [command, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', file, ...args]] : [file, args]
+  return spawn(command, argv, { ...opts, detached: true })
+}
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -91,7 +140,9 @@ export interface NatsServer extends ManagedProcess {
 export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; args?: string[] }): Promise<NatsServer> {
   const port = opts.port ?? (await freePort())
   mkdirSync(opts.storeDir, { recursive: true })
-  const proc = spawn('nats-server', ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
+  const natsServer = onPath('nats-server')
+  if (!natsServer) throw new Error('cannot start nats-server (not on PATH); install it with: apt-get install -y nats-server')
+  const proc = spawnChild(natsServer, ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const m = manage(proc, opts.echo ?? false)
@@ -110,16 +161,19 @@ export interface BookieProcess extends ManagedProcess {
 export function startBookieProcess(opts: { id: string; data: string; nats: string; echo?: boolean; extraArgs?: string[]; env?: Record<string, string>; roles?: string }): BookieProcess {
   if (!existsSync(opts.data)) mkdirSync(opts.data, { recursive: true })
   const command = opts.roles ? ['node', '--roles', opts.roles] : ['bookie']
-  const proc = spawn(process.execPath, [QUIRE_BIN, ...command, '--id', opts.id, '--data', opts.data, '--nats', opts.nats, ...(opts.extraArgs ?? [])], {
+  const proc = spawnChild(process.execPath, [QUIRE_BIN, ...command, '--id', opts.id, '--data', opts.data, '--nats', opts.nats, ...(opts.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   })
   return { ...manage(proc, opts.echo ?? false), id: opts.id, data: opts.data }
 }
 
-/** `quire node ...args` (or its alias `quire bookie`); `env`, when given, is the child's whole environment. */
-export function startNodeProcess(opts: { args: string[]; env?: NodeJS.ProcessEnv; echo?: boolean; command?: 'node' | 'bookie' }): ManagedProcess {
-  const proc = spawn(process.execPath, [QUIRE_BIN, opts.command ?? 'node', ...opts.args], {
+/**
+ * `quire node ...args` (or its alias `quire bookie`, or `quire sandbox` for the sandbox's own test);
+ * `env`, when given, is the child's whole environment.
+ */
+export function startNodeProcess(opts: { args: string[]; env?: NodeJS.ProcessEnv; echo?: boolean; command?: 'node' | 'bookie' | 'sandbox' }): ManagedProcess {
+  const proc = spawnChild(process.execPath, [QUIRE_BIN, opts.command ?? 'node', ...opts.args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: opts.env ?? process.env,
   })
