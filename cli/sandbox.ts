@@ -1,12 +1,16 @@
 // `quire sandbox`: a local cluster on this machine: a nats-server with JetStream (from nats.conf)
-// and N bookie processes, described in <data>/cluster.json. With --demo it appends to a ledger
-// and prints a line a second. Ctrl-C / SIGTERM stops everything cleanly.
+// and N `quire node` processes (bookie, auditor, replicator), described in <data>/cluster.json.
+// With --demo it appends to a ledger and prints a line a second.
+// Invariants: cluster.json exists only once every bookie is registered (written atomically; a
+// stale one from an earlier run is removed first). Ctrl-C / SIGTERM stops the workload, closes
+// the demo ledger (so it ends CLOSED with every acknowledged entry), then stops the processes
+// and exits 0; an exit code of 1 means something could not be stopped cleanly.
 
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import * as hdr from 'hdr-histogram-js'
-import { connect, type QuireClient } from '../client/index.ts'
+import { connect, type QuireClient, type WriteHandle } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
 import { startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from './cluster.ts'
@@ -35,56 +39,105 @@ export async function waitForBookies(client: QuireClient, count: number, timeout
   }
 }
 
+interface StopRequest { requested: boolean; promise: Promise<void> }
+
+/**
+ * The first SIGINT/SIGTERM asks for a stop: the demo stops appending and closes its ledger, then
+ * the client, the inspector, the bookies (drained) and nats-server stop, in that order, and the
+ * process exits 0 (1 if the ledger could not be closed). A second signal stops everything at once.
+ * The children run in their own process group (cli/cluster.ts), so a terminal's Ctrl-C reaches
+ * only this process and nats-server is still up while the ledger closes.
+ */
+function stopOnSignals(onForce: () => void): StopRequest {
+  let resolve = (): void => {}
+  const req: StopRequest = { requested: false, promise: new Promise<void>((r) => { resolve = r }) }
+  const onSignal = (): void => {
+    if (req.requested) {
+      process.stdout.write('\nstopping now\n')
+      onForce()
+      return
+    }
+    req.requested = true
+    process.stdout.write('\nstopping the sandbox...\n')
+    resolve()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return req
+}
+
+const STOPPED: unique symbol = Symbol('stopped')
+
+/** What `work` resolves to, or STOPPED when a stop was asked for first. */
+async function unlessStopped<T>(stop: StopRequest, work: Promise<T>): Promise<T | typeof STOPPED> {
+  return Promise.race([work, stop.promise.then((): typeof STOPPED => STOPPED)])
+}
+
 export async function runSandbox(opts: SandboxOptions): Promise<void> {
   const n = Number(opts.bookies)
   if (!Number.isInteger(n) || n < 1) throw new QuireError('INVALID_CONFIG', `--bookies must be a positive integer, got ${opts.bookies}`)
   const dataDir = path.resolve(opts.data ?? (await mkdtemp(path.join(os.tmpdir(), 'quire-sandbox-'))))
-  const nats: NatsServer = await startNatsServer({
+  const clusterJson = path.join(dataDir, 'cluster.json')
+  // A description left by an earlier run in the same folder would announce a cluster that is not there.
+  await rm(clusterJson, { force: true })
+  const bookies: BookieProcess[] = []
+  let nats: NatsServer | null = null
+  const stop = stopOnSignals(() => {
+    for (const b of bookies) b.kill('SIGKILL')
+    nats?.kill('SIGKILL')
+    process.exit(1)
+  })
+  nats = await startNatsServer({
     port: opts.natsPort ? Number(opts.natsPort) : undefined, storeDir: path.join(dataDir, 'nats'),
   })
-  const bookies: BookieProcess[] = []
   let client: QuireClient | null = null
   let inspector: Inspector | null = null
-  let stopping: Promise<void> | null = null
-  const stopAll = (): Promise<void> => (stopping ??= (async () => {
-    await client?.close().catch(() => {})
-    await inspector?.close().catch(() => {})
-    await Promise.all(bookies.map((b) => b.stop()))
-    await nats.stop()
-  })())
-  const onSignal = (): void => {
-    process.stdout.write('\nstopping the sandbox...\n')
-    void stopAll().then(() => process.exit(0))
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
   try {
     for (let i = 1; i <= n; i++) {
       // Every node also runs the auditor (one is elected) and a replication worker, as on a real host.
       bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator' }))
     }
-    const cluster = { natsUrl: nats.url, natsPid: nats.pid, bookies: bookies.map((b) => ({ id: b.id, pid: b.pid, data: b.data })) }
-    await writeFile(path.join(dataDir, 'cluster.json'), JSON.stringify(cluster, null, 2) + '\n')
     client = await connect({ servers: nats.url, name: 'quire-sandbox' })
-    await waitForBookies(client, n, 30_000).catch((err) => {
+    const registered = await unlessStopped(stop, waitForBookies(client, n, 30_000).catch((err) => {
       throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output()}`).join('\n')}`)
-    })
-    console.log(`sandbox ready: nats ${nats.url}, ${n} bookies, data ${dataDir}`)
-    console.log(`cluster description: ${path.join(dataDir, 'cluster.json')}`)
-    console.log(`try: npx quire shell listbookies --nats ${nats.url}`)
+    }))
+    if (registered === STOPPED) return
     if (opts.inspector !== false) {
       inspector = await startInspector({ nats: nats.url, port: opts.inspectorPort ? Number(opts.inspectorPort) : undefined })
-      console.log(`inspector: ${inspector.url}`)
     }
+    // Written only now, when every bookie is registered: a tool that waits for this file may use the cluster at once.
+    const cluster = { natsUrl: nats.url, natsPid: nats.pid, bookies: bookies.map((b) => ({ id: b.id, pid: b.pid, data: b.data })) }
+    await writeFile(`${clusterJson}.tmp`, JSON.stringify(cluster, null, 2) + '\n')
+    await rename(`${clusterJson}.tmp`, clusterJson)
+    console.log(`sandbox ready: nats ${nats.url}, ${n} bookies, data ${dataDir}`)
+    console.log(`cluster description: ${clusterJson}`)
+    console.log(`try: npx quire shell listbookies --nats ${nats.url}`)
+    if (inspector) console.log(`inspector: ${inspector.url}`)
     const until = opts.seconds ? Date.now() + Number(opts.seconds) * 1000 : Infinity
-    if (opts.demo) await demo(client, Math.min(n, 3), Number(opts.entrySize), Number(opts.inFlight), until)
-    else while (Date.now() < until) await new Promise((r) => setTimeout(r, 500))
+    if (opts.demo) await demo(client, stop, { ensemble: Math.min(n, 3), size: Number(opts.entrySize), inFlight: Number(opts.inFlight), until })
+    else await idle(stop, until)
   } finally {
-    await stopAll()
+    await client?.close().catch(() => {})
+    await inspector?.close().catch(() => {})
+    await Promise.all(bookies.map((b) => b.stop()))
+    await nats.stop()
   }
 }
 
-async function demo(client: QuireClient, ensemble: number, size: number, inFlight: number, until: number): Promise<void> {
+/** Without --demo: wait for a signal or --seconds. */
+async function idle(stop: StopRequest, until: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await unlessStopped(stop, new Promise((r) => { timer = setTimeout(r, Math.min(until - Date.now(), 2 ** 31 - 1)) }))
+  clearTimeout(timer)
+}
+
+/** Bound on closing the demo ledger at the end (in-flight appends, then the metadata CAS). */
+const DEMO_CLOSE_TIMEOUT_MS = 30_000
+
+interface DemoOptions { ensemble: number; size: number; inFlight: number; until: number }
+
+async function demo(client: QuireClient, stop: StopRequest, o: DemoOptions): Promise<void> {
+  const { ensemble, size, inFlight, until } = o
   const w = await client.createLedger({ ensembleSize: ensemble, writeQuorum: Math.min(2, ensemble), ackQuorum: Math.min(2, ensemble) })
   console.log(`demo: appending ${size}-byte entries to ledger ${w.ledgerId} (E=${ensemble}), ${inFlight} in flight; Ctrl-C to stop`)
   const payload = Buffer.alloc(size, 0x61)
@@ -92,9 +145,8 @@ async function demo(client: QuireClient, ensemble: number, size: number, inFligh
   let count = 0
   let bytes = 0
   let lastReport = performance.now()
-  let running = true
   const worker = async (): Promise<void> => {
-    while (running && Date.now() < until) {
+    while (!stop.requested && Date.now() < until) {
       const t0 = performance.now()
       await w.append(payload)
       hist.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)))
@@ -113,14 +165,34 @@ async function demo(client: QuireClient, ensemble: number, size: number, inFligh
     hist.destroy()
     hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
   }, 1000)
-  const stop = (): void => { running = false }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  let failed: unknown = null
   try {
     await Promise.all(Array.from({ length: inFlight }, worker))
+  } catch (err) {
+    failed = err
   } finally {
     clearInterval(report)
-    await w.close().catch(() => {})
-    console.log(`demo: ledger ${w.ledgerId} closed at entry ${w.lastAddConfirmed}`)
+    hist.destroy()
   }
+  // Close even when an append failed: the entries acknowledged so far stay readable in a CLOSED ledger.
+  await closeDemoLedger(w)
+  if (failed) throw failed
+}
+
+async function closeDemoLedger(w: WriteHandle): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QuireError('TIMEOUT', `ledger ${w.ledgerId} did not close within ${DEMO_CLOSE_TIMEOUT_MS} ms`)), DEMO_CLOSE_TIMEOUT_MS)
+  })
+  try {
+    await Promise.race([w.close(), timeout])
+  } catch (err) {
+    const code = err instanceof QuireError ? err.code : 'ERROR'
+    console.log(`demo: ledger ${w.ledgerId} NOT closed (${code}: ${err instanceof Error ? err.message : String(err)}), last entry acknowledged ${w.lastAddConfirmed}`)
+    throw err
+  } finally {
+    clearTimeout(timer)
+  }
+  const md = w.metadata
+  console.log(`demo: ledger ${w.ledgerId} closed: state ${md.state}, lastEntryId ${md.lastEntryId}, length ${md.length}`)
 }

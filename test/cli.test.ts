@@ -3,17 +3,13 @@
 // the shell: simpletest, ledgermetadata, listledgers, readledger, deleteledger and listbookies;
 // typed operating errors (INVALID_CONFIG, NOT_ENOUGH_BOOKIES, NATS_UNREACHABLE, UNAUTHORIZED,
 // NO_SUCH_LEDGER) printed as `error CODE: message`, exit 1, never a stack trace; and `quire bookie`
-// refusing to start without --data. Suite `cli sandbox` starts `quire sandbox --demo` on its own,
-// reads its cluster.json and checks that SIGTERM stops it and every process it started.
+// refusing to start without --data. `quire sandbox` has its own suite (test/sandbox.test.ts).
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import os from 'node:os'
-import path from 'node:path'
+import { execFile } from 'node:child_process'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QUIRE_BIN, REPO_ROOT, freePort } from '../cli/cluster.ts'
-import { startCluster, sleep, type TestCluster } from './support/cluster.ts'
+import { startCluster, type TestCluster } from './support/cluster.ts'
 
 /** The environment without QUIRE_* variables, so only the arguments configure the command. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -163,79 +159,3 @@ t('quire bookie refuses to start without --data', async () => {
 })
 
 t.run()
-
-// --- the sandbox, on its own cluster ---------------------------------------------------------
-
-interface ClusterJson { natsUrl: string; natsPid: number; bookies: Array<{ id: string; pid: number; data: string }> }
-
-const DEMO_LINE = /entries\/s .* MB\/s .* add p50 .* p99 .* LAC \d+/
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
-    throw err
-  }
-}
-
-function exitOf(p: ChildProcess, timeoutMs: number): Promise<number | null | 'timeout'> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(p.exitCode)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve('timeout'), timeoutMs)
-    p.once('exit', (code) => { clearTimeout(timer); resolve(code) })
-  })
-}
-
-const s = suite<{ dir: string; proc?: ChildProcess; pids: number[] }>('cli sandbox')
-s.before(async (ctx) => {
-  ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'quire-cli-sandbox-'))
-  ctx.pids = []
-})
-s.after(async (ctx) => {
-  // Only if the test failed midway: kill what it started, by pid.
-  if (ctx.proc && ctx.proc.exitCode === null && ctx.proc.signalCode === null) {
-    ctx.proc.kill('SIGKILL')
-    await exitOf(ctx.proc, 5000)
-  }
-  for (const pid of ctx.pids) if (isRunning(pid)) process.kill(pid, 'SIGKILL')
-  await rm(ctx.dir, { recursive: true, force: true })
-})
-
-s('sandbox --demo prints throughput lines, describes itself in cluster.json and stops on SIGTERM', async (ctx) => {
-  const proc = spawn(process.execPath, [QUIRE_BIN, 'sandbox', '--bookies', '2', '--data', ctx.dir, '--demo', '--entry-size', '256'], {
-    cwd: REPO_ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  ctx.proc = proc
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const output = (): string => `--- stdout\n${stdout}\n--- stderr\n${stderr}`
-
-  const deadline = Date.now() + 60_000
-  while (lines(stdout).filter((l) => DEMO_LINE.test(l)).length < 2) {
-    assert.ok(proc.exitCode === null, `sandbox exited early with ${proc.exitCode}\n${output()}`)
-    assert.ok(Date.now() < deadline, `no two demo lines within 60 s\n${output()}`)
-    await sleep(100)
-  }
-
-  const cluster = JSON.parse(await readFile(path.join(ctx.dir, 'cluster.json'), 'utf8')) as ClusterJson
-  ctx.pids = [cluster.natsPid, ...cluster.bookies.map((b) => b.pid)]
-  assert.match(cluster.natsUrl, /^nats:\/\/127\.0\.0\.1:\d+$/)
-  assert.is(cluster.bookies.length, 2)
-  for (const b of cluster.bookies) {
-    assert.type(b.id, 'string')
-    assert.ok(Number.isInteger(b.pid) && b.pid > 0, `pid of ${b.id}`)
-    assert.type(b.data, 'string')
-  }
-  assert.ok(ctx.pids.every(isRunning), 'nats-server and bookies run while the sandbox does')
-
-  proc.kill('SIGTERM')
-  const code = await exitOf(proc, 20_000)
-  assert.is(code, 0, `sandbox exit after SIGTERM\n${output()}`)
-  for (const pid of ctx.pids) assert.not.ok(isRunning(pid), `pid ${pid} still running after the sandbox stopped`)
-})
-
-s.run()
