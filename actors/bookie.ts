@@ -1,7 +1,9 @@
 // A bookie process: binds the lifecycle machine and one bookieLedger machine per ledger to NATS,
 // the journal, RocksDB and the metadata store.
 //
-// Request handling (subject quire.bookie.<id>):
+// Request handling (subject quire.bookie.<id>): every frame is first checked against its type's
+// schema (transport/validate.ts); one that fails is answered BAD_REQUEST (actors/badFrames.ts)
+// and nothing of it is acted on, so nothing unchecked reaches the journal.
 // - add: each ledger group goes to that ledger's actor; accepted adds are journaled, and only
 //   after the journal's sync are they acknowledged, one addAck message per client per journal
 //   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
@@ -23,11 +25,13 @@ import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
 import { readEntryHeader, storedCopyIntact } from '../transport/entry.ts'
+import { requestProblem } from '../transport/validate.ts'
 import {
   RC, bookieSubject, decode, encode,
-  type AddRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
+  type AddRequest, type BookieRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { AddAcks } from './addAcks.ts'
+import { BadFrames } from './badFrames.ts'
 import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
 import { DiskMonitor } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
@@ -72,6 +76,8 @@ export class Bookie {
   private checkpointTimer: NodeJS.Timeout | null = null
   private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
   private readonly acks: AddAcks
+  /** Frames that fail their schema: answered BAD_REQUEST, counted, logged once per interval. */
+  readonly badFrames: BadFrames
   private readonly lifecycle: Lifecycle
   private readonly startedAt = Date.now()
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
@@ -94,6 +100,7 @@ export class Bookie {
   constructor(readonly opts: BookieOptions) {
     this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg))
     const log = opts.log ?? (() => {})
+    this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), log)
     this.disk = new DiskMonitor(opts.dataDir, opts, {
       onFull: () => {
         this.lifecycle.send({ type: 'disk.full' })
@@ -125,8 +132,11 @@ export class Bookie {
           this.lifecycle.send({ type: 'storage.opened' })
         }),
         'journal.replay': () => step(async () => {
-          const records = await this.storage!.replayAndOpen(opts.journal)
-          log('journal replayed', { records })
+          // The first few skipped records one by one; the count of all of them after the replay.
+          const records = await this.storage!.replayAndOpen(opts.journal, (reason, position) => {
+            if (this.storage!.skippedRecords <= 20) log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
+          })
+          log('journal replayed', { records, skipped: this.storage!.skippedRecords })
           this.lifecycle.send({ type: 'journal.replayed', records })
         }),
         'metadata.register': () => step(async () => {
@@ -147,13 +157,8 @@ export class Bookie {
           this.sub = this.nc!.subscribe(bookieSubject(opts.bookieId), {
             callback: (err, msg) => {
               if (err) return
-              let req: WireMessage
-              try {
-                req = decode(msg.data)
-              } catch {
-                return
-              }
-              this.dispatch(req, msg.reply ?? null)
+              // nats.js gives '' for a message without a reply subject.
+              this.onFrame(msg.data, msg.reply || null)
             },
           })
           this.nc!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
@@ -236,7 +241,39 @@ export class Bookie {
     await this.storage?.quiesce()
   }
 
-  private dispatch(req: WireMessage, replyTo: string | null): void {
+  /**
+   * Every frame on the bookie's subject: validated against its type's schema before anything acts
+   * on it (transport/validate.ts); an invalid one is refused (BAD_REQUEST) and the bookie goes on.
+   */
+  private onFrame(data: Uint8Array, replyTo: string | null): void {
+    let frame: unknown
+    let problem: string | null
+    try {
+      frame = decode(data)
+    } catch {
+      this.badFrames.refuse(undefined, replyTo, `not msgpack (${data.byteLength} bytes)`)
+      return
+    }
+    try {
+      problem = requestProblem(frame)
+    } catch {
+      // The checks do not throw on what msgpack decodes to; should a decoded value surprise them
+      // (an extension type with odd getters), it is refused all the same.
+      problem = 'frame could not be checked'
+    }
+    if (problem !== null) {
+      this.badFrames.refuse(frame, replyTo, problem)
+      return
+    }
+    try {
+      this.dispatch(frame as BookieRequest, replyTo)
+    } catch (err) {
+      // A valid frame the bookie failed to handle: a bug, but one frame must not stop the serving.
+      this.badFrames.failed(frame, err)
+    }
+  }
+
+  private dispatch(req: BookieRequest, replyTo: string | null): void {
     if (replyTo === null && req.op !== 'writeLac') return
     switch (req.op) {
       case 'add': this.onAdd(req, replyTo!); break
@@ -244,7 +281,6 @@ export class Bookie {
       case 'cancelPoll': this.polls.cancel(replyTo!, req.reqId); break
       case 'readLac': void this.onReadLac(req, replyTo!); break
       case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac, persist: req.persist !== false }), () => {}); break
-      default: break
     }
   }
 
@@ -372,14 +408,10 @@ export class Bookie {
     for (const g of req.groups) {
       const entries: BookieEntry[] = []
       const refused: number[] = []
+      // Validated (transport/validate.ts): every header names this ledger and valid ids.
       for (const data of g.entries) {
-        let h
-        try {
-          h = readEntryHeader(data)
-        } catch {
-          continue
-        }
-        if (h.ledgerId !== g.ledgerId || data.byteLength > max) refused.push(h.entryId)
+        const h = readEntryHeader(data)
+        if (data.byteLength > max) refused.push(h.entryId)
         else entries.push({ entryId: h.entryId, lac: h.lac, data })
       }
       if (refused.length > 0) this.acks.queue(replyTo, g.ledgerId, RC.TOO_LARGE, refused)

@@ -7,6 +7,9 @@
 //   RocksDB is flushed; journal files wholly before the checkpoint may then be deleted;
 // - replay applies every record after the checkpoint, in order; a torn tail ends the journal, a
 //   corrupt record before the tail refuses start-up (CORRUPT_JOURNAL from storage/journal.ts);
+//   a record intact on disk but failing validation (actors/journalRecords.ts recordProblem: only
+//   an older version, which journaled frames unchecked, wrote such) is skipped with a warning and
+//   a count, never applied and never a refusal to start;
 // - a RocksDB write that failed (disk full) keeps its entries in the write cache and is retried
 //   by the next checkpoint, which records no position until it succeeds;
 // - rotateJournal swaps in a new segment only once the old journal is closed (or, failed, cut
@@ -19,7 +22,8 @@ import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
 import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
-import { decodeRecord, encodeRecord, type JournalRecord } from './journalRecords.ts'
+import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
+import { bookieMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
 
@@ -63,8 +67,12 @@ export class BookieStorage {
     return new BookieStorage(dir, store, null)
   }
 
-  /** Replay the journal from the last checkpoint into RocksDB, then start a new journal segment. */
-  async replayAndOpen(opts: BookieStorageOptions = {}): Promise<number> {
+  /**
+   * Replay the journal from the last checkpoint into RocksDB, then start a new journal segment.
+   * Returns the records applied; records that fail validation are skipped (counted in
+   * `skippedRecords` and the metric, each told to `onSkipped`).
+   */
+  async replayAndOpen(opts: BookieStorageOptions = {}, onSkipped?: (reason: string, position: JournalPosition) => void): Promise<number> {
     const jdir = path.join(this.dir, 'journal')
     const cp = await this.store.getMeta(CHECKPOINT_KEY)
     const from = cp ? (JSON.parse(cp.toString('utf8')) as JournalPosition) : null
@@ -79,8 +87,22 @@ export class BookieStorage {
     }
     let batch: StoredEntry[] = []
     let count = 0
-    for await (const { record } of replayJournal(jdir, from)) {
-      const r = decodeRecord(record)
+    for await (const { record, position } of replayJournal(jdir, from)) {
+      // A record that fails validation came from an older version that journaled frames unchecked
+      // (an add with entry id 2^60, a LAC of 1e300, ...): applying it would fail RocksDB's
+      // assertions on every start. It was never acknowledged as valid data: skip it, and say so.
+      let r: JournalRecord
+      try {
+        r = decodeRecord(record)
+      } catch {
+        this.skipRecord(`undecodable record of ${record.byteLength} bytes`, position, onSkipped)
+        continue
+      }
+      const problem = recordProblem(r)
+      if (problem !== null) {
+        this.skipRecord(problem, position, onSkipped)
+        continue
+      }
       count++
       if (r.t === 'add') {
         for (const data of r.e) {
@@ -109,6 +131,15 @@ export class BookieStorage {
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
     return count
+  }
+
+  /** Journal records replay skipped because they failed validation (see replayAndOpen). */
+  skippedRecords = 0
+
+  private skipRecord(reason: string, position: JournalPosition, onSkipped?: (reason: string, position: JournalPosition) => void): void {
+    this.skippedRecords++
+    bookieMetrics.journalRecordSkipped()
+    onSkipped?.(reason, position)
   }
 
   get journalStats(): { syncs: number; records: number; bytes: number; pendingBytes: number } {

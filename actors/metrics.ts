@@ -81,6 +81,17 @@ const longPollsParked = new Gauge({
   help: 'Long-poll LAC reads parked on this bookie, waiting for the LAC to move or their timeout',
   registers: [registry],
 })
+const badRequests = new Counter({
+  name: 'quire_bookie_bad_requests_total',
+  help: 'Frames refused by this bookie because they failed their schema (answered BAD_REQUEST when they had a reply subject), by op (add, read, readLac, writeLac, cancelPoll, other)',
+  labelNames: ['op'] as const,
+  registers: [registry],
+})
+const journalRecordsSkipped = new Counter({
+  name: 'quire_bookie_journal_records_skipped_total',
+  help: 'Journal records skipped at replay because they fail validation (written by an older version that journaled unchecked frames)',
+  registers: [registry],
+})
 
 export interface BookieStateSource {
   bookieId: string
@@ -136,6 +147,13 @@ export const bookieMetrics = {
   },
   pollUnparked(): void {
     longPollsParked.dec()
+  },
+  /** A frame failed its schema; `op` is a bounded label (transport/validate.ts opLabel). */
+  badRequest(op: string): void {
+    badRequests.labels(op).inc()
+  },
+  journalRecordSkipped(): void {
+    journalRecordsSkipped.inc()
   },
   /** The bookie this process serves state gauges for; null when it stops. */
   setStateSource(source: BookieStateSource | null): void {

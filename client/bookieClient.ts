@@ -2,14 +2,18 @@
 // (all entries queued in the same tick go out as one message per bookie), acks routed to the
 // writer of their ledger, and reads/LAC reads correlated by request id with a timeout.
 // No NATS request() per entry: the hot path is publish + one inbox subscription.
+// Anyone can publish on the inbox: every frame is checked against the reply schemas
+// (transport/validate.ts) and an invalid one is dropped, so its request stays unknown (it times
+// out); a read answer is taken only from the bookie the request went to.
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
 import { clientMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
+import { asReply } from '../transport/validate.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
-  type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage,
+  type AddGroup, type BookieReply, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 
 export type AckHandler = (bookieId: string, rc: number, entryIds: number[]) => void
@@ -62,13 +66,13 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
         if (err) return
-        let m: WireMessage
+        let m: BookieReply | null
         try {
-          m = decode(msg.data)
+          m = asReply(decode(msg.data))
         } catch {
           return
         }
-        this.onMessage(m)
+        if (m) this.onMessage(m)
       },
     })
     // Ends when the connection closes.
@@ -188,15 +192,15 @@ export class BookieClient implements BookieTransport, TailTransport {
     })
   }
 
-  private onMessage(m: WireMessage): void {
+  private onMessage(m: BookieReply): void {
     if (m.op === 'addAck') {
       for (const [ledgerId, rc, ids] of m.acks) {
         const handlers = this.writers.get(ledgerId)
         if (handlers) for (const h of [...handlers]) h(m.bookieId, rc, ids)
       }
-    } else if (m.op === 'readResp' || m.op === 'lacResp') {
+    } else {
       const w = this.waiters.get(m.reqId)
-      if (!w) return
+      if (!w || w.bookieId !== m.bookieId) return
       this.waiters.delete(m.reqId)
       clearTimeout(w.timer)
       w.resolve(m)

@@ -6,7 +6,9 @@
 // client. Reads and LAC reads carry a `reqId` that the reply echoes.
 //
 // Response codes follow PROTOCOL.md "Response classes": OK, explicit negatives, and ERROR for a
-// bookie-side failure (which the client treats as unknown, never as absent).
+// bookie-side failure (which the client treats as unknown, never as absent). BAD_REQUEST answers a
+// frame that fails its schema (transport/validate.ts, checked on arrival before anything acts on
+// it): an explicit error, never "absent" either; its reqId is -1 when the frame had none to echo.
 
 import { Packr } from 'msgpackr'
 
@@ -30,6 +32,8 @@ export const RC = {
   TOO_LARGE: 7,
   STOPPING: 8,
   ERROR: 9,
+  /** The frame failed its schema (transport/validate.ts); nothing of it was acted on. */
+  BAD_REQUEST: 10,
 } as const
 export type ResponseCode = (typeof RC)[keyof typeof RC]
 
@@ -58,6 +62,8 @@ export interface AddAck {
   bookieId: string
   /** [ledgerId, rc, entryIds] triples. */
   acks: Array<[number, number, number[]]>
+  /** With BAD_REQUEST: what was wrong with the frame. */
+  error?: string
 }
 
 export interface ReadRequest {
@@ -80,6 +86,8 @@ export interface ReadResponse {
   rc: number
   /** [rc, entry] for a prefix of the requested ids, in order; entry is null unless rc is OK. */
   entries: Array<[number, Uint8Array | null]>
+  /** With BAD_REQUEST: what was wrong with the frame. */
+  error?: string
 }
 
 export interface ReadLacRequest {
@@ -120,6 +128,8 @@ export interface ReadLacResponse {
   lastEntryId: number
   /** With `withEntry`: the encoded entry at `lac`, if the bookie holds it. */
   entry?: Uint8Array
+  /** With BAD_REQUEST: what was wrong with the frame. */
+  error?: string
 }
 
 /** A reader no longer wants the long poll `reqId` it sent from the same reply subject: unpark it. */
@@ -127,6 +137,11 @@ export interface CancelPollRequest {
   op: 'cancelPoll'
   reqId: number
 }
+
+/** What a bookie takes on its subject. */
+export type BookieRequest = AddRequest | ReadRequest | ReadLacRequest | WriteLacRequest | CancelPollRequest
+/** What a bookie sends to a client's inbox. */
+export type BookieReply = AddAck | ReadResponse | ReadLacResponse
 
 export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest | CancelPollRequest
 
