@@ -349,7 +349,7 @@ class ReplicationWorker {
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
       bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
-      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, nc: this.nc,
+      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, nc: this.nc, random: this.random,
     }, ledgerId)
     this.stats.ledgersRecovered++
     autorecoveryMetrics.ledgerRecovered()

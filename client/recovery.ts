@@ -2,19 +2,24 @@
 // machines/recovery.ts over the bookie transport (fencing LAC reads, fencing reads, recovery
 // adds), then CAS IN_RECOVERY → CLOSED. Concurrent recoverers converge through that CAS: one that
 // finds the ledger CLOSED at the same lastEntryId has succeeded too.
+//
+// A write-back that cannot reach Qa replaces the failed bookies through the writer's placement
+// (pickBookies: live, writable, never a bookie the segment held); those ensemble changes ride on
+// the closing CAS (segmentsAfterRecovery), the only metadata write valid for a recoverer while the
+// ledger is IN_RECOVERY. The writer's own ensemble change stays refused in IN_RECOVERY (FENCED).
 
 import { createActor, type AnyActorLogic } from 'xstate'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { watchActor } from '../actors/inspect.ts'
 import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
-import { recoveryMachine, type RecoveryEvent } from '../machines/recovery.ts'
+import { recoveryMachine, segmentsAfterRecovery, type RecoveryChangeParams, type RecoveryEnsembleChange, type RecoveryEvent } from '../machines/recovery.ts'
 import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
-import type { LedgerMetadata, MetadataStore, Versioned } from '../storage/metadataStore.ts'
+import { pickBookies, type LedgerMetadata, type MetadataStore, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC } from '../transport/wire.ts'
 import type { BookieTransport } from './bookieClient.ts'
-import type { Clock } from '../transport/clock.ts'
+import type { Clock, Random } from '../transport/clock.ts'
 import { ReadHandle } from './readHandle.ts'
 
 export interface RecoveryDeps {
@@ -25,6 +30,8 @@ export interface RecoveryDeps {
   readTimeoutMs: number
   addTimeoutMs: number
   nc: NatsConnection | null
+  /** Placement's chance, when a write-back needs a replacement bookie. Default Math.random. */
+  random?: Random
   /** Tests swap protocol rules here (machine.provide); the product never does. */
   logic?: (m: typeof recoveryMachine) => AnyActorLogic
 }
@@ -37,7 +44,8 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
   if (start.value.state === 'CLOSED') return start.value
   const md = start.value
   const segment = md.segments[md.segments.length - 1]!
-  const outcome = await new Promise<{ ok: true } | { ok: false; code: ErrorCode; message: string }>((resolve) => {
+  const outcome = await new Promise<{ ok: true; closed: LedgerMetadata } | { ok: false; code: ErrorCode; message: string }>((resolve) => {
+    let closed: LedgerMetadata | null = null
     const send = (e: RecoveryEvent): void => actor.send(e)
     const logic = recoveryMachine.provide({
       actions: {
@@ -62,10 +70,12 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
         },
         writeBack: (_, p) => {
           const pending = new Set(p.bookies)
+          let unregister: () => void = () => {}
           const timer = deps.clock.setTimeout(() => {
+            unregister()
             for (const b of pending) send({ type: 'write.failed', entryId: p.entryId, bookieId: b })
           }, deps.addTimeoutMs)
-          const unregister = deps.bookies.registerWriter(ledgerId, (bookieId, rc, ids) => {
+          unregister = deps.bookies.registerWriter(ledgerId, (bookieId, rc, ids) => {
             if (!ids.includes(p.entryId) || !pending.delete(bookieId)) return
             send(rc === RC.OK
               ? { type: 'write.acked', entryId: p.entryId, bookieId }
@@ -77,9 +87,21 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
           })
           for (const b of p.bookies) deps.bookies.queueAdd(b, ledgerId, deps.masterKey, md.digestType, true, p.data)
         },
+        changeEnsemble: (_, p) => {
+          replaceFailed(deps, p).then(
+            (ensemble) => send({ type: 'ensemble.changed', ensemble }),
+            (err) => {
+              const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `listing the bookies: ${String(err)}`)
+              send({ type: 'ensemble.failed', code: q.code, message: q.message })
+            },
+          )
+        },
         closeMetadata: (_, p) => {
-          closeRecovered(deps, md, p.lastEntryId, p.ledgerLength).then(
-            () => send({ type: 'metadata.closed' }),
+          closeRecovered(deps, md, p.lastEntryId, p.ledgerLength, p.ensembleChanges).then(
+            (written) => {
+              closed = written
+              send({ type: 'metadata.closed' })
+            },
             (err) => {
               const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', String(err))
               send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
@@ -95,12 +117,20 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
     actor.subscribe((snap) => {
       if (snap.status !== 'done') return
       const ctx = snap.context as { error: { code: ErrorCode; message: string } | null }
-      resolve(snap.value === 'done' ? { ok: true } : { ok: false, code: ctx.error?.code ?? 'RECOVERY_INCOMPLETE', message: ctx.error?.message ?? 'recovery failed' })
+      resolve(snap.value === 'done' && closed ? { ok: true, closed } : { ok: false, code: ctx.error?.code ?? 'RECOVERY_INCOMPLETE', message: ctx.error?.message ?? 'recovery failed' })
     })
     actor.start()
   })
   if (!outcome.ok) throw new QuireError(outcome.code, outcome.message, { ledgerId })
-  return (await deps.metadata.readLedger(ledgerId)).value
+  // What the closing CAS wrote (or the CLOSED metadata it found): a re-read could be served by a
+  // replica that has not applied it yet.
+  return outcome.closed
+}
+
+/** The write ensemble with `failed` replaced by live, writable bookies none of `exclude` (the writer's placement). */
+async function replaceFailed(deps: RecoveryDeps, p: RecoveryChangeParams): Promise<string[]> {
+  const picked = pickBookies(await deps.metadata.listBookies(), p.failed.length, deps.clock.now(), deps.random ?? Math.random, p.exclude)
+  return p.ensemble.map((b) => (p.failed.includes(b) ? picked[p.failed.indexOf(b)]! : b))
 }
 
 function classifyRead(
@@ -135,17 +165,26 @@ async function markInRecovery(metadata: MetadataStore, ledgerId: number): Promis
   throw new QuireError('METADATA_CONFLICT', `could not mark ledger ${ledgerId} in recovery: too many concurrent updates`)
 }
 
-/** Step 6: IN_RECOVERY → CLOSED; another recoverer's CLOSED at the same entry is success. */
-async function closeRecovered(deps: RecoveryDeps, md: LedgerMetadata, lastEntryId: number, ledgerLength: number | null): Promise<void> {
+/**
+ * Step 6: IN_RECOVERY → CLOSED, with the recovery's ensemble changes; another recoverer's CLOSED
+ * at the same entry is success (its segments stand: its write-backs reached them). Returns the
+ * CLOSED metadata.
+ */
+async function closeRecovered(
+  deps: RecoveryDeps, md: LedgerMetadata, lastEntryId: number, ledgerLength: number | null, changes: readonly RecoveryEnsembleChange[],
+): Promise<LedgerMetadata> {
   const length = ledgerLength ?? (lastEntryId < 0 ? 0 : await lengthFromEntry(deps, md, lastEntryId))
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
     const cur = await deps.metadata.readLedger(md.ledgerId)
     const decision = recoveryCloseDecision(cur.value, lastEntryId)
-    if (decision.kind === 'done') return
+    if (decision.kind === 'done') return cur.value
     if (decision.kind === 'error') throw new QuireError(decision.code, `ledger ${md.ledgerId}: ${decision.message}`)
+    const segments = segmentsAfterRecovery(cur.value.segments, changes)
+    if (!segments) {
+      throw new QuireError('METADATA_CONFLICT', `ledger ${md.ledgerId}: a segment was added while it was being recovered`, { ledgerId: md.ledgerId })
+    }
     try {
-      await deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId, length }, cur.revision)
-      return
+      return (await deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId, length, segments }, cur.revision)).value
     } catch (err) {
       if (!(err instanceof KvConflict)) throw err
     }

@@ -1,7 +1,7 @@
 // Recovery of a ledger whose writer may have died (PROTOCOL.md "Recovery", steps 2-6; step 1, the
 // OPEN → IN_RECOVERY CAS, happens before this machine starts). Pure: effects are named actions
-// (`fence`, `readEntry`, `writeBack`, `closeMetadata`) bound by client/recovery.ts; answers come
-// back as events.
+// (`fence`, `readEntry`, `writeBack`, `changeEnsemble`, `closeMetadata`) bound by
+// client/recovery.ts; answers come back as events.
 //
 // Invariants:
 // - reading starts only once every write set of the last segment has had at least Qw - Qa + 1 of
@@ -11,15 +11,25 @@
 //   of its write set said "no such entry" (guard `entryAbsent`); timeouts, errors and corrupt
 //   copies are unknown, and too many unknowns fail recovery (RECOVERY_INCOMPLETE), never a guess;
 // - every entry found is written back to its write set (recovery adds) before the next is read,
-//   and the ledger is closed at the last entry found.
+//   and the ledger is closed at the last entry found;
+// - entries are always read from the last segment's ensemble as recovery found it (`segment`:
+//   where the old writer put them), and written back to the write ensemble (`ensemble`);
+// - a write-back that can no longer reach Qa (more than Qw - Qa of its write set failed) changes
+//   the write ensemble: the failed bookies are replaced by bookies never seen in it (so changes
+//   are bounded by the cluster's size), positions kept keep their acks, and only the replaced
+//   ones get the entry. The changes are kept here and written by the closing CAS only (as
+//   BookKeeper's ReadOnlyLedgerHandle does): while the ledger is IN_RECOVERY its segments never
+//   change, so a concurrent or later recoverer reads the same ensemble the old writer wrote to,
+//   never a replacement whose "no such entry" says nothing about the old writer's acks.
 // The guards and `chooseStart` are named so that tests can swap in a broken rule with
 // `machine.provide` and check that the simulator catches it.
 
 import { assign, setup } from 'xstate'
-import type { ErrorCode } from './errors.ts'
+import { assert, type ErrorCode } from './errors.ts'
+import { segmentsAfterChange, type SegmentLike } from './ledgerRules.ts'
 import {
-  type IndexMask, type QuorumConfig, NO_INDICES, fullMask, indexBit, isEntryAbsent, isFenceCovered, popcount, writeSetIndices,
-  writeSetMask,
+  type IndexMask, type QuorumConfig, NO_INDICES, fullMask, hasIndex, indexBit, isAddDoomed, isEntryAbsent, isFenceCovered, popcount,
+  writeSetIndices, writeSetMask,
 } from './quorum.ts'
 
 export interface RecoveryInput {
@@ -28,6 +38,9 @@ export interface RecoveryInput {
   /** The last segment of the ledger: the only one whose entries can be unconfirmed. */
   segment: { firstEntryId: number; ensemble: readonly string[] }
 }
+
+/** A write ensemble recovery adopted from `firstEntryId` on; written by the closing CAS. */
+export interface RecoveryEnsembleChange { firstEntryId: number; ensemble: readonly string[] }
 
 export interface RecoveryContext extends RecoveryInput {
   fencedMask: IndexMask
@@ -40,6 +53,11 @@ export interface RecoveryContext extends RecoveryInput {
   found: { data: Uint8Array; ledgerLength: number } | null
   ackedMask: IndexMask
   writeFailedMask: IndexMask
+  /** Positions of the write ensemble the entry being written back was sent to. */
+  sentMask: IndexMask
+  /** Where entries are written back: the segment's ensemble, with failed bookies replaced. */
+  ensemble: readonly string[]
+  ensembleChanges: readonly RecoveryEnsembleChange[]
   /** Last entry known to exist, and its running ledger length when known. */
   lastEntryId: number
   ledgerLength: number | null
@@ -54,22 +72,30 @@ export type RecoveryEvent =
   | { type: 'read.unknown'; entryId: number; bookieId: string }
   | { type: 'write.acked'; entryId: number; bookieId: string }
   | { type: 'write.failed'; entryId: number; bookieId: string }
+  | { type: 'ensemble.changed'; ensemble: readonly string[] }
+  | { type: 'ensemble.failed'; code: ErrorCode; message: string }
   | { type: 'metadata.closed' }
   | { type: 'metadata.closeFailed'; code: ErrorCode; message: string }
 
 /** `fence`: recovery reads fence too (PROTOCOL.md "Recovery" step 4). */
 export interface ReadEntryParams { entryId: number; bookies: string[]; fence: boolean }
 export interface WriteBackParams { entryId: number; data: Uint8Array; bookies: string[] }
-export interface CloseParams { lastEntryId: number; ledgerLength: number | null }
+/**
+ * Replace `failed` in `ensemble` with as many live, writable bookies, none of `exclude` (every
+ * bookie the segment or an earlier change held); answered by `ensemble.changed`/`ensemble.failed`.
+ */
+export interface RecoveryChangeParams { entryId: number; ensemble: readonly string[]; failed: string[]; exclude: string[] }
+export interface CloseParams { lastEntryId: number; ledgerLength: number | null; ensembleChanges: readonly RecoveryEnsembleChange[] }
 
-const indexOf = (ctx: RecoveryContext, bookieId: string): number => ctx.segment.ensemble.indexOf(bookieId)
-const bitOf = (ctx: RecoveryContext, bookieId: string): IndexMask => {
-  const i = indexOf(ctx, bookieId)
+/** The bit of `bookieId`'s position in `ensemble` (the read ensemble unless told otherwise); 0 when absent. */
+const bitOf = (ctx: RecoveryContext, bookieId: string, ensemble: readonly string[] = ctx.segment.ensemble): IndexMask => {
+  const i = ensemble.indexOf(bookieId)
   return i < 0 ? NO_INDICES : indexBit(i)
 }
 const writeMaskOf = (ctx: RecoveryContext): IndexMask => writeSetMask(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum)
-const writeSetOf = (ctx: RecoveryContext): string[] =>
-  writeSetIndices(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum).map((i) => ctx.segment.ensemble[i]!)
+/** The bookies of the entry's write set in `ensemble` whose bit is in `mask`. */
+const writeSetOf = (ctx: RecoveryContext, ensemble: readonly string[] = ctx.segment.ensemble, mask: IndexMask = fullMask(ensemble.length)): string[] =>
+  writeSetIndices(ctx.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum).filter((i) => hasIndex(mask, i)).map((i) => ensemble[i]!)
 const allMask = (ctx: RecoveryContext): IndexMask => fullMask(ctx.segment.ensemble.length)
 
 const recoverySetup = setup({
@@ -78,6 +104,7 @@ const recoverySetup = setup({
     fence: (_, _p: { bookies: readonly string[] }) => {},
     readEntry: (_, _p: ReadEntryParams) => {},
     writeBack: (_, _p: WriteBackParams) => {},
+    changeEnsemble: (_, _p: RecoveryChangeParams) => {},
     closeMetadata: (_, _p: CloseParams) => {},
     // The protocol's start rule (replaceable in tests, see the header): after the highest LAC a
     // fenced bookie reported, and never before the last segment.
@@ -97,24 +124,65 @@ const fail = (code: ErrorCode, message: (c: RecoveryContext) => string) =>
 
 type AnswerMask = 'missingMask' | 'unknownMask' | 'ackedMask' | 'writeFailedMask'
 
-/** A bookie's answer about the entry being read or written back: set its bit in `mask`. */
+/**
+ * A bookie's answer about the entry being read or written back: set its bit in `mask`. Read
+ * answers are positions of the read ensemble, write answers of the write ensemble (a bookie
+ * replaced meanwhile has no position there: its late answer is ignored).
+ */
 const answer = (mask: AnswerMask) => ({
   guard: ({ context, event }: { context: RecoveryContext; event: RecoveryEvent }) => 'entryId' in event && event.entryId === context.entryId,
-  actions: recoverySetup.assign(({ context, event }) => ({
-    [mask]: context[mask] | ('bookieId' in event ? bitOf(context, event.bookieId) : NO_INDICES),
-  })),
+  actions: recoverySetup.assign(({ context, event }) => {
+    const ensemble = mask === 'ackedMask' || mask === 'writeFailedMask' ? context.ensemble : context.segment.ensemble
+    return { [mask]: context[mask] | ('bookieId' in event ? bitOf(context, event.bookieId, ensemble) : NO_INDICES) }
+  }),
 })
 
 const startEntry = (next: (c: RecoveryContext) => number) =>
   recoverySetup.assign(({ context }) => ({
-    entryId: next(context), missingMask: NO_INDICES, unknownMask: NO_INDICES, found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES,
+    entryId: next(context), missingMask: NO_INDICES, unknownMask: NO_INDICES, found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES, sentMask: NO_INDICES,
   }))
+
+/** Positions of the entry's write set whose write-back failed: the bookies to replace. */
+const failedInWriteSet = (ctx: RecoveryContext): IndexMask => ctx.writeFailedMask & writeMaskOf(ctx)
+
+/** Every bookie the segment or a change held: never picked as a replacement. */
+const seenBookies = (ctx: RecoveryContext): string[] =>
+  [...new Set([...ctx.segment.ensemble, ...ctx.ensembleChanges.flatMap((c) => c.ensemble)])]
+
+/**
+ * Adopt the write ensemble of `ensemble.changed`: record the change at the entry being written
+ * back (replacing one recorded at the same entry), and forget the answers of replaced positions.
+ */
+const adoptEnsemble = recoverySetup.assign(({ context, event }) => {
+  if (event.type !== 'ensemble.changed') return {}
+  const next = event.ensemble
+  assert(next.length === context.ensemble.length && new Set(next).size === next.length,
+    `a recovery ensemble change keeps ${context.ensemble.length} distinct bookies: ${next.join(',')}`)
+  let replaced = NO_INDICES
+  context.ensemble.forEach((b, i) => {
+    if (next[i] === b) return
+    assert(hasIndex(failedInWriteSet(context), i), `only failed bookies of the write set are replaced (position ${i}: ${b})`)
+    assert(!seenBookies(context).includes(next[i]!), `a replacement is a bookie the segment never held: ${next[i]}`)
+    replaced |= indexBit(i)
+  })
+  // A bookie that failed during the change may still be in it: the next round replaces it.
+  assert(replaced !== NO_INDICES, `a recovery ensemble change replaces a bookie: ${next.join(',')}`)
+  const earlier = context.ensembleChanges.filter((c) => c.firstEntryId !== context.entryId)
+  return {
+    ensemble: next,
+    ensembleChanges: [...earlier, { firstEntryId: context.entryId, ensemble: next }],
+    ackedMask: context.ackedMask & ~replaced,
+    writeFailedMask: context.writeFailedMask & ~replaced,
+    sentMask: context.sentMask & ~replaced,
+  }
+})
 
 export const recoveryMachine = recoverySetup.createMachine({
   id: 'recovery',
   context: ({ input }) => ({
     ...input, fencedMask: NO_INDICES, failedMask: NO_INDICES, maxLac: -1, entryId: -1, missingMask: NO_INDICES, unknownMask: NO_INDICES,
-    found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES, lastEntryId: -1, ledgerLength: null, error: null,
+    found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES, sentMask: NO_INDICES, ensemble: input.segment.ensemble, ensembleChanges: [],
+    lastEntryId: -1, ledgerLength: null, error: null,
   }),
   initial: 'fencing',
   states: {
@@ -168,10 +236,15 @@ export const recoveryMachine = recoverySetup.createMachine({
       },
     },
     writingBack: {
-      entry: {
-        type: 'writeBack',
-        params: ({ context }) => ({ entryId: context.entryId, data: context.found!.data, bookies: writeSetOf(context) }),
-      },
+      // Sent to the positions of the write set it was not sent to yet: all of them at first,
+      // the replaced ones after an ensemble change.
+      entry: [
+        {
+          type: 'writeBack',
+          params: ({ context }) => ({ entryId: context.entryId, data: context.found!.data, bookies: writeSetOf(context, context.ensemble, fullMask(context.ensemble.length) & ~context.sentMask) }),
+        },
+        recoverySetup.assign({ sentMask: ({ context }) => context.sentMask | writeMaskOf(context) }),
+      ],
       always: [
         {
           guard: ({ context }) => popcount(context.ackedMask & writeMaskOf(context)) >= context.quorum.ackQuorum,
@@ -181,19 +254,44 @@ export const recoveryMachine = recoverySetup.createMachine({
             startEntry((c) => c.entryId + 1),
           ],
         },
-        {
-          guard: ({ context }) => popcount(context.writeFailedMask & writeMaskOf(context)) > context.quorum.writeQuorum - context.quorum.ackQuorum,
-          target: 'failed',
-          actions: fail('RECOVERY_INCOMPLETE', (c) => `could not write entry ${c.entryId} of ledger ${c.ledgerId} back to an ack quorum; retry later`),
-        },
+        { guard: ({ context }) => isAddDoomed(context.writeFailedMask, writeMaskOf(context), context.quorum), target: 'changingEnsemble' },
       ],
       on: {
         'write.acked': answer('ackedMask'),
         'write.failed': answer('writeFailedMask'),
       },
     },
+    changingEnsemble: {
+      entry: {
+        type: 'changeEnsemble',
+        params: ({ context }) => ({
+          entryId: context.entryId,
+          ensemble: context.ensemble,
+          failed: writeSetOf(context, context.ensemble, failedInWriteSet(context)),
+          exclude: seenBookies(context),
+        }),
+      },
+      on: {
+        // Answers of bookies that stay count; failures of others are replaced on the next round.
+        'write.acked': answer('ackedMask'),
+        'write.failed': answer('writeFailedMask'),
+        'ensemble.changed': { target: 'writingBack', actions: adoptEnsemble },
+        'ensemble.failed': {
+          target: 'failed',
+          actions: assign({
+            error: ({ context, event }) => ({
+              code: event.code,
+              message: `entry ${context.entryId} of ledger ${context.ledgerId} cannot reach an ack quorum and its failed bookies cannot be replaced: ${event.message}`,
+            }),
+          }),
+        },
+      },
+    },
     closing: {
-      entry: { type: 'closeMetadata', params: ({ context }) => ({ lastEntryId: context.lastEntryId, ledgerLength: context.ledgerLength }) },
+      entry: {
+        type: 'closeMetadata',
+        params: ({ context }) => ({ lastEntryId: context.lastEntryId, ledgerLength: context.ledgerLength, ensembleChanges: context.ensembleChanges }),
+      },
       on: {
         'metadata.closed': { target: 'done' },
         'metadata.closeFailed': {
@@ -210,4 +308,19 @@ export const recoveryMachine = recoverySetup.createMachine({
 /** Every bookie of the last segment answered or failed, and the fence is still not covered. */
 export function fenceHopeless(ctx: RecoveryContext): boolean {
   return ((ctx.fencedMask | ctx.failedMask) & allMask(ctx)) === allMask(ctx) && !isFenceCovered(ctx.fencedMask, ctx.quorum)
+}
+
+/**
+ * The segments a recovery closes with: those just read, with its ensemble changes applied in
+ * order. Null when the ledger grew a segment past a change meanwhile, which cannot happen while it
+ * is IN_RECOVERY (no writer may change it) unless something broke that rule.
+ */
+export function segmentsAfterRecovery(segments: readonly SegmentLike[], changes: readonly RecoveryEnsembleChange[]): SegmentLike[] | null {
+  let out = segments.map((s) => ({ firstEntryId: s.firstEntryId, ensemble: [...s.ensemble] }))
+  for (const c of changes) {
+    const last = out[out.length - 1]
+    if (last && last.firstEntryId > c.firstEntryId) return null
+    out = segmentsAfterChange(out, c.firstEntryId - 1, c.ensemble)
+  }
+  return out
 }
