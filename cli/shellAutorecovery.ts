@@ -6,7 +6,10 @@
 // - recover <bookieId> (through `recover` in cli/shell.ts) and decommissionbookie <bookieId>:
 //   re-replicate everything the bookie held, now, in this process (a replication worker limited
 //   to its ledgers, claims and all, so it never races the cluster's workers), with a progress
-//   line; decommission then removes the bookie's registration. Both refuse a bookie that is alive.
+//   line; decommission then removes the bookie's registration. Both refuse a bookie that is alive,
+//   and fail at once with NOT_ENOUGH_BOOKIES when a segment holding it has no live, writable
+//   bookie outside it to take its place (checked before starting, and again whenever an attempt
+//   fails), rather than waiting for --timeout-s.
 // The ledgers are marked first: if this command dies, the cluster's workers finish the job.
 
 import os from 'node:os'
@@ -16,7 +19,9 @@ import { TRIGGER_AUDIT_SUBJECT, type AuditSummary } from '../actors/auditor.ts'
 import { startReplicator } from '../actors/replicator.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { AUDITOR_KEY, AutorecoveryStore, claimKey } from '../storage/autorecoveryStore.ts'
-import { MISSED_HEARTBEATS_DEAD, isBookieAlive, type BookieRecord, type MetadataStore } from '../storage/metadataStore.ts'
+import {
+  MISSED_HEARTBEATS_DEAD, isBookieAlive, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore,
+} from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
 
@@ -85,6 +90,7 @@ export async function rereplicateBookie(nats: string, bookieId: string, opts: Re
     const verb = opts.decommission ? 'decommission' : 'recover'
     let targets = await ledgersOn(metadata, bookieId)
     const total = targets.size
+    await assertReplaceable(metadata, bookieId, targets)
     const by = shellId()
     for (const id of targets) await store.mark(id, { missing: [bookieId] }, by)
     const progress = new ProgressLine(`${verb} ${bookieId}`, total)
@@ -96,9 +102,16 @@ export async function rereplicateBookie(nats: string, bookieId: string, opts: Re
     })
     try {
       const deadline = started + opts.timeoutMs
+      let failuresSeen = 0
       for (let verified = 0; ;) {
-        const remaining = (await store.listMarks()).filter((m) => targets.has(m.value.ledgerId)).length
+        const marked = (await store.listMarks()).map((m) => m.value.ledgerId).filter((id) => targets.has(id))
+        const remaining = marked.length
         progress.update(total - Math.min(total, remaining), worker.stats.failures > 0 ? `(${worker.stats.failures} attempt(s) failed, retrying)` : '')
+        // A bookie that died meanwhile can leave a ledger with nowhere to go: retrying would not help.
+        if (worker.stats.failures > failuresSeen) {
+          failuresSeen = worker.stats.failures
+          await assertReplaceable(metadata, bookieId, marked)
+        }
         if (remaining === 0) {
           // A mark could be lost in a race with a clear (see storage/autorecoveryStore.ts): check the
           // ledgers themselves, and mark again what still names the bookie.
@@ -152,13 +165,51 @@ async function stoppedBookie(metadata: MetadataStore, bookieId: string): Promise
 async function ledgersOn(metadata: MetadataStore, bookieId: string): Promise<Set<number>> {
   const out = new Set<number>()
   for await (const id of metadata.listLedgers()) {
-    const md = await metadata.readLedger(id).catch((err: unknown) => {
-      if (isQuireError(err, 'NO_SUCH_LEDGER')) return null
-      throw err
-    })
-    if (md?.value.segments.some((s) => s.ensemble.includes(bookieId))) out.add(id)
+    const md = await readIfExists(metadata, id)
+    if (md?.segments.some((s) => s.ensemble.includes(bookieId))) out.add(id)
   }
   return out
+}
+
+async function readIfExists(metadata: MetadataStore, ledgerId: number): Promise<LedgerMetadata | null> {
+  try {
+    return (await metadata.readLedger(ledgerId)).value
+  } catch (err) {
+    if (isQuireError(err, 'NO_SUCH_LEDGER')) return null
+    throw err
+  }
+}
+
+/**
+ * NOT_ENOUGH_BOOKIES unless every segment of `ledgerIds` that holds `bookieId` has a live,
+ * writable bookie outside it: the one the replication worker's placement (pickBookies, which
+ * never picks a bookie already in the segment) would copy it to, or a recovery write-back would
+ * replace it with. Without one, re-replication could only retry until --timeout-s.
+ */
+async function assertReplaceable(metadata: MetadataStore, bookieId: string, ledgerIds: Iterable<number>): Promise<void> {
+  const bookies = await metadata.listBookies()
+  const stuck: number[] = []
+  for (const id of ledgerIds) {
+    const md = await readIfExists(metadata, id)
+    const held = md?.segments.filter((s) => s.ensemble.includes(bookieId)) ?? []
+    const now = Date.now()
+    for (const seg of held) {
+      try {
+        pickBookies(bookies, 1, now, Math.random, seg.ensemble)
+      } catch (err) {
+        if (!isQuireError(err, 'NOT_ENOUGH_BOOKIES')) throw err
+        stuck.push(id)
+        break
+      }
+    }
+  }
+  if (stuck.length === 0) return
+  const live = bookies.filter((b) => b.state === 'writable' && isBookieAlive(b, Date.now())).map((b) => b.bookieId)
+  const shown = stuck.slice(0, 20).join(', ') + (stuck.length > 20 ? ', ...' : '')
+  throw new QuireError('NOT_ENOUGH_BOOKIES',
+    `no live, writable bookie outside the ensemble can replace ${bookieId} in ${stuck.length} ledger(s): ${shown} ` +
+    `(live writable bookies: ${live.join(', ') || 'none'}); start or add a bookie, then run this again`,
+    { bookieId, ledgers: stuck, live })
 }
 
 /** Options shared by `recover <bookieId>` (cli/shell.ts) and `decommissionbookie`. */
