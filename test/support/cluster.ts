@@ -1,12 +1,17 @@
 // Integration-test harness: a real nats-server (from nats.conf, free port, temp store) and real
-// bookie processes (real fsync, real RocksDB), all killed at the end so no process is left.
+// bookie processes (real fsync, real RocksDB), all killed at the end, and also when the test
+// process is stopped by a signal or dies (test/cleanup.test.ts), so no process is left.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { connect, type ClientOptions, type QuireClient } from '../../client/index.ts'
-import { startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from '../../cli/cluster.ts'
+import { killChildrenOnSignals, startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from '../../cli/cluster.ts'
 import { waitForBookies } from '../../cli/sandbox.ts'
+
+// A test run stopped by SIGINT/SIGTERM (Ctrl-C, a CI timeout) kills its bookies and nats-servers
+// first; on SIGKILL the kernel does (cli/cluster.ts starts them with a parent-death signal).
+killChildrenOnSignals()
 
 export interface TestCluster {
   dir: string

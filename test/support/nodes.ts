@@ -6,10 +6,13 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { QUIRE_BIN, REPO_ROOT, startNatsServer, type ManagedProcess, type NatsServer } from '../../cli/cluster.ts'
+import { QUIRE_BIN, REPO_ROOT, killChildrenOnSignals, startNatsServer, type ManagedProcess, type NatsServer } from '../../cli/cluster.ts'
 import type { MetadataStore } from '../../storage/metadataStore.ts'
 import { openMetadata } from '../../storage/openMetadata.ts'
 import { connectNats, type NatsConnection } from '../../transport/nats.ts'
+
+// A test run stopped by a signal kills the processes these suites started (see test/support/cluster.ts).
+killChildrenOnSignals()
 
 export interface Run { code: number | null; stdout: string; stderr: string }
 
