@@ -6,6 +6,9 @@
 // - SIGTERM/SIGINT drain every role, in the reverse of their start order (a bookie finishes its
 //   in-flight adds and removes its registration), then exit 0; a failed drain exits 1.
 // - A role that cannot start stops those already started and exits 1 with `error CODE: ...`.
+// - The metadata store is opened with retries while it answers TIMEOUT (a NATS cluster starting
+//   with the node, fresh buckets electing leaders), each retry logged, for at most
+//   metadataStartTimeoutMs; then the node exits 1 with `error TIMEOUT: ...`.
 // - With httpPort set, an HTTP server (cli/httpServer.ts: /metrics, /heartbeat, the admin API)
 //   starts before the roles, so a port in use fails the node before a bookie registers; it
 //   stops after them.
@@ -21,7 +24,7 @@ import { Bookie } from '../actors/bookie.ts'
 import { bookieMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
+import { openMetadataRetrying } from '../storage/openMetadata.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import type { BookieStateReport } from './adminApi.ts'
@@ -175,7 +178,10 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     if (failure !== null) throw failure
   }
   try {
-    const metadata = await openMetadata(nc, metadataOptions(settings))
+    const metadata = await openMetadataRetrying(nc, metadataOptions(settings), {
+      timeoutMs: settings.metadataStartTimeoutMs,
+      onRetry: ({ attempt, delayMs, err }) => nodeLog.warn({ attempt, retryInMs: delayMs, code: err.code, err: err.message }, 'metadata store not answering yet; retrying'),
+    })
     if (settings.httpPort > 0) {
       http = await startHttpServer({
         port: settings.httpPort,

@@ -36,6 +36,7 @@ export interface NodeSettings {
   httpPort: number
   httpHost: string
   metadataReplicas: number
+  metadataStartTimeoutMs: number
 }
 
 export type SettingName = keyof NodeSettings
@@ -83,6 +84,7 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   httpPort: { kind: { type: 'integer', min: 0, max: 65535 }, default: 0, env: 'QUIRE_HTTP_PORT', flag: '--http-port <port>', doc: 'port of the HTTP server (/metrics, /heartbeat, the admin API); 0: no HTTP server' },
   httpHost: { kind: { type: 'host' }, default: '127.0.0.1', env: 'QUIRE_HTTP_HOST', flag: '--http-host <host>', doc: 'address the HTTP server listens on (0.0.0.0: every interface)' },
   metadataReplicas: { kind: { type: 'integer', min: 0, max: 5 }, default: 0, env: 'QUIRE_METADATA_REPLICAS', flag: '--metadata-replicas <n>', doc: 'replicas of the metadata buckets (created so, or scaled up to it, never down); 0: min(3, servers in the NATS cluster)' },
+  metadataStartTimeoutMs: { kind: int(0), default: 60_000, env: 'QUIRE_METADATA_START_TIMEOUT_MS', flag: '--metadata-start-timeout-ms <ms>', doc: 'how long a starting node retries opening the metadata buckets while the NATS cluster has no leader for them (servers starting, buckets electing); each retry is logged; 0: try once' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]

@@ -10,11 +10,13 @@
 // Invariants: an existing bucket with fewer replicas than wanted is scaled up (JetStream moves
 // its data to the new peers), never down; if that fails, opening fails with a message naming the
 // bucket, so metadata is never silently less replicated than asked for.
+// Errors are typed (storage/kv.ts mapKvError): TIMEOUT while the cluster has no leader for a
+// bucket (or no meta leader), which openMetadataRetrying waits out within a bound.
 
 import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream'
 import type { NatsConnection, ServerInfo } from '@nats-io/transport-node'
-import { QuireError } from '../machines/errors.ts'
-import { openKv } from './kv.ts'
+import { QuireError, isQuireError } from '../machines/errors.ts'
+import { mapKvError, openKv } from './kv.ts'
 import { MetadataStore } from './metadataStore.ts'
 
 export const BUCKETS = { ledgers: 'quire_ledgers', bookies: 'quire_bookies', cluster: 'quire_cluster' } as const
@@ -41,7 +43,7 @@ export async function openMetadata(nc: NatsConnection, opts: OpenMetadataOptions
   })
   const [ledgers, bookies, cluster] = await Promise.all([open(BUCKETS.ledgers), open(BUCKETS.bookies), open(BUCKETS.cluster)])
   if (replicas > 1) {
-    const jsm = await jetstreamManager(nc)
+    const jsm = await jetstreamManager(nc).catch((err: unknown) => { throw mapKvError(err, 'open the JetStream API', {}, 'open') })
     await Promise.all(Object.values(BUCKETS).map((b) => ensureReplicas(jsm, b, replicas)))
   }
   return new MetadataStore(ledgers, bookies, cluster)
@@ -84,11 +86,77 @@ async function ensureReplicas(jsm: JetStreamManager, bucket: string, replicas: n
   }
 }
 
-/** Server refusals about replicas become INVALID_CONFIG naming the bucket; the rest pass as they are. */
+/**
+ * Server refusals about replicas become INVALID_CONFIG naming the bucket; the rest as mapKvError
+ * has them (unavailability stays TIMEOUT: a cluster still electing is not a configuration error).
+ */
 function replicasError(err: unknown, bucket: string, replicas: number, what: 'create' | 'scale'): unknown {
-  if (!(err instanceof JetStreamApiError) || replicas === 1) return err
   const verb = what === 'create' ? 'create' : 'scale up'
+  const mapped = mapKvError(err, `${verb} metadata bucket ${bucket}`, { bucket }, 'open')
+  if (replicas === 1 || isQuireError(mapped, 'TIMEOUT') || !(err instanceof JetStreamApiError)) return mapped
   return new QuireError('INVALID_CONFIG',
     `cannot ${verb} metadata bucket ${bucket} with ${replicas} replicas: ${err.message} (set metadataReplicas to what the NATS cluster can hold)`,
     { bucket, metadataReplicas: replicas, cause: err })
+}
+
+export interface RetryOptions {
+  /** Give up after this long (TIMEOUT); a setting of `quire node` (metadataStartTimeoutMs). */
+  timeoutMs: number
+  /** Told of each failed attempt before the pause that follows it (the node logs it). */
+  onRetry?: (r: { attempt: number; delayMs: number; err: QuireError }) => void
+}
+
+/** First pause between attempts; doubled after each, up to RETRY_DELAY_MAX_MS. */
+const RETRY_DELAY_MS = 250
+const RETRY_DELAY_MAX_MS = 5000
+
+/**
+ * openMetadata, tried again while it fails with TIMEOUT (servers starting, a cluster without a
+ * meta leader yet, fresh buckets electing their leaders) or a bucket cannot take writes yet (see
+ * assertBucketsServing), with a doubling pause, for at most `timeoutMs`; then TIMEOUT naming the
+ * last failure. Every other error (INVALID_CONFIG, ...) is final at once.
+ */
+export async function openMetadataRetrying(nc: NatsConnection, opts: OpenMetadataOptions, retry: RetryOptions): Promise<MetadataStore> {
+  const deadline = Date.now() + retry.timeoutMs
+  let delayMs = RETRY_DELAY_MS
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const store = await openMetadata(nc, opts)
+      await assertBucketsServing(nc)
+      return store
+    } catch (err) {
+      if (!isQuireError(err, 'TIMEOUT')) throw err
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        throw new QuireError('TIMEOUT', `the metadata store did not answer within ${retry.timeoutMs} ms (${attempt} attempts; last: ${err.message})`, {
+          attempts: attempt, timeoutMs: retry.timeoutMs, cause: err,
+        })
+      }
+      const pause = Math.min(delayMs, left)
+      retry.onRetry?.({ attempt, delayMs: pause, err })
+      await new Promise((r) => setTimeout(r, pause))
+      delayMs = Math.min(RETRY_DELAY_MAX_MS, delayMs * 2)
+    }
+  }
+}
+
+/**
+ * TIMEOUT unless every bucket's stream has a leader and a majority of its replicas current. Opening
+ * a bucket that exists only reads its stream info, which a leader cut off from its peers still
+ * answers (until it steps down) while every write fails with 10008: a node that went on would fail
+ * its first write (the bookie's cookie) instead of waiting.
+ */
+async function assertBucketsServing(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc).catch((err: unknown) => { throw mapKvError(err, 'open the JetStream API', {}, 'open') })
+  for (const bucket of Object.values(BUCKETS)) {
+    const stream = `KV_${bucket}`
+    const info = await jsm.streams.info(stream).catch((err: unknown) => { throw mapKvError(err, `read the state of ${stream}`, { bucket }) })
+    if (info.cluster === undefined) continue // a single server: nothing to elect
+    const current = 1 + (info.cluster.replicas ?? []).filter((r) => r.current && !r.offline).length
+    if (!info.cluster.leader || current <= info.config.num_replicas / 2) {
+      throw new QuireError('TIMEOUT', `metadata bucket ${bucket} cannot take writes yet: ${info.cluster.leader ? `${current} of ${info.config.num_replicas} replicas current` : 'no leader'}`, {
+        bucket, leader: info.cluster.leader ?? null, current, replicas: info.config.num_replicas,
+      })
+    }
+  }
 }

@@ -20,6 +20,7 @@ import { waitForBookies } from '../cli/sandbox.ts'
 import { BUCKETS, clusterSizeOf, openMetadata } from '../storage/openMetadata.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import { payloadFor, sleep } from './support/cluster.ts'
+import { metadataLeaders, until } from './support/natsCluster.ts'
 
 interface Ctx {
   dir: string
@@ -55,27 +56,7 @@ async function connectedTo(ctx: Ctx, i: number): Promise<string[]> {
   return (body.connections ?? []).map((c) => c.name ?? '')
 }
 
-async function until(what: string, timeoutMs: number, check: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(50)
-  }
-}
 
-/** Every metadata bucket has a stream leader again (after a server's loss, the raft groups elect one). */
-async function metadataLeaders(nc: NatsConnection): Promise<boolean> {
-  try {
-    const jsm = await jetstreamManager(nc, { timeout: 2000 })
-    for (const b of Object.values(BUCKETS)) {
-      const info = await jsm.streams.info(`KV_${b}`)
-      if (!info.cluster?.leader) return false
-    }
-    return true
-  } catch {
-    return false
-  }
-}
 
 t('metadata buckets get one replica per server (at most 3); an existing R1 bucket is scaled up', async (ctx) => {
   const nc = await connectNats(ctx.nats.urlsFrom(0), { name: 'natsCluster.test-admin' })

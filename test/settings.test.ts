@@ -33,7 +33,7 @@ test('defaults: every setting from the table, sourced from the default', () => {
     heartbeatMs: 1000, journalGroupWaitMs: 0, journalGroupBytes: 524288, checkpointMs: 30000,
     diskUsageThreshold: 0.95, diskUsageLwmThreshold: 0.9, diskCheckIntervalMs: 10000, diskQuotaBytes: 0,
     gcIntervalMs: 60000, lostBookieRecoveryDelayMs: 30000, auditorLeaseMs: 10000, auditIntervalMs: 60000,
-    replicationGraceMs: 10000, claimLeaseMs: 30000, metadataReplicas: 0,
+    replicationGraceMs: 10000, claimLeaseMs: 30000, metadataReplicas: 0, metadataStartTimeoutMs: 60000,
   }
   for (const [k, v] of Object.entries(expected)) assert.is(settings[k as keyof typeof settings], v, k)
   for (const n of SETTING_NAMES) assert.is(sources[n], 'default', n)
