@@ -111,10 +111,17 @@ t('open with recovery: the write-back of the in-flight entry replaces the lost b
   const spare = c.bookies.map((b) => b.id).filter((id) => !f.ensemble.includes(id))
   assert.is(spare.length, 1)
   const client = await c.client({ addTimeoutMs: 3000, readTimeoutMs: 1500 })
+  const other = await c.client({ addTimeoutMs: 3000, readTimeoutMs: 1500 })
   const started = Date.now()
-  const h = await client.openLedger(f.ledgerId, { password: 'pw', recovery: true })
+  // Two recoverers at once: both change the ensemble on their own, one closing CAS wins, and the
+  // other finds the ledger closed at the entry it found too.
+  const [h, h2] = await Promise.all([
+    client.openLedger(f.ledgerId, { password: 'pw', recovery: true }),
+    other.openLedger(f.ledgerId, { password: 'pw', recovery: true }),
+  ])
   const tookMs = Date.now() - started
   const md = h.metadata
+  assert.equal(h2.metadata, md, 'concurrent recoverers converge')
   assert.is(md.state, 'CLOSED')
   assert.is(md.lastEntryId, f.entryId, 'the entry one bookie had is kept')
   assert.is(md.length, (ENTRIES + 1) * 100)
@@ -186,7 +193,7 @@ t('shell: recover <bookieId> with no live bookie to replace it fails at once wit
   assert.is(r.code, 1, show(r))
   assert.match(r.stderr, /^error NOT_ENOUGH_BOOKIES: /, show(r))
   assert.match(r.stderr, new RegExp(`ledger\\(s\\)[^\\n]*${w.ledgerId}`), show(r))
-  assert.ok(tookMs < 20_000, `took ${tookMs} ms`)
+  assert.ok(tookMs < 30_000, `took ${tookMs} ms (process start-up included)`)
   // Nothing was marked: the cluster's workers are not sent after what cannot be done.
   const marks = await new AutorecoveryStore(client.metadata.clusterKv).listMarks()
   assert.not.ok(marks.some((m) => m.value.ledgerId === w.ledgerId), 'the ledger was not marked')
