@@ -1,6 +1,8 @@
 // The metadata store's rules over the in-memory KV (same CAS semantics as JetStream KV):
 // unique ledger ids from CAS'd ranges, NO_SUCH_LEDGER, CAS conflicts on stale revisions,
-// placement that never picks a bookie twice, dead, read-only or excluded.
+// placement that never picks a bookie twice, dead, read-only or excluded. And open with recovery
+// over a metadata replica that lags one write behind (what a JetStream direct get can meet): the
+// result is what the closing compare-and-swap wrote, never the IN_RECOVERY state before it.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -9,7 +11,11 @@ import { isQuireError } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
 import { MemoryKv } from '../storage/memoryKv.ts'
 import { MetadataStore, pickBookies, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
-import { KvConflict } from '../storage/types.ts'
+import { KvConflict, type VersionedKv } from '../storage/types.ts'
+import { recoverLedger } from '../client/recovery.ts'
+import type { BookieTransport } from '../client/bookieClient.ts'
+import { realClock } from '../transport/clock.ts'
+import { RC } from '../transport/wire.ts'
 
 const store = (): MetadataStore => new MetadataStore(new MemoryKv(), new MemoryKv(), new MemoryKv())
 const md = (ledgerId: number): LedgerMetadata => ({
@@ -74,6 +80,61 @@ test('a writer refuses an ensemble that names a bookie twice', () => {
     message = String(err)
   }
   assert.match(message, /distinct bookies/)
+})
+
+/**
+ * A VersionedKv read from a replica one write behind: the first get of a key after each write of
+ * it returns the key as it was before that write (null if it did not exist), as a JetStream direct
+ * get served by a lagging replica does; later gets see the write. CAS stays exact (writes go to
+ * the leader).
+ */
+class LaggingReplicaKv implements VersionedKv {
+  readonly inner = new MemoryKv()
+  readonly #before = new Map<string, { value: Uint8Array; revision: number } | null>()
+  staleReads = 0
+  async get(key: string) {
+    if (this.#before.has(key)) {
+      const old = this.#before.get(key)!
+      this.#before.delete(key)
+      this.staleReads++
+      return old
+    }
+    return this.inner.get(key)
+  }
+  /** Apply a write; the next get of `key` answers what was there before it. */
+  async #write<T>(key: string, write: () => Promise<T>): Promise<T> {
+    const before = await this.inner.get(key)
+    const result = await write()
+    this.#before.set(key, before)
+    return result
+  }
+  create(key: string, value: Uint8Array) { return this.#write(key, () => this.inner.create(key, value)) }
+  update(key: string, value: Uint8Array, revision: number) { return this.#write(key, () => this.inner.update(key, value, revision)) }
+  put(key: string, value: Uint8Array) { return this.#write(key, () => this.inner.put(key, value)) }
+  delete(key: string) { return this.#write(key, () => this.inner.delete(key)) }
+  keys(prefix?: string) { return this.inner.keys(prefix) }
+}
+
+test('open with recovery returns the CLOSED metadata its compare-and-swap wrote, even if the next read lags behind', async () => {
+  const ledgers = new LaggingReplicaKv()
+  const s = new MetadataStore(ledgers, new MemoryKv(), new MemoryKv())
+  const created = await s.createLedger({ ...md(7), segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }] })
+  await s.readLedger(7).catch(() => {}) // the lagging read after the create: no ledger yet
+  // Bookies that never saw an entry: fencing LAC reads answer -1, reads "no such ledger".
+  const bookies: BookieTransport = {
+    registerWriter: () => () => {},
+    queueAdd: () => {},
+    read: async (bookieId) => ({ op: 'readResp', reqId: 1, bookieId, rc: RC.NO_SUCH_LEDGER, entries: [] }),
+    readLac: async (bookieId) => ({ op: 'lacResp', reqId: 1, bookieId, rc: RC.OK, lac: -1, lastEntryId: -1 }),
+  }
+  const closed = await recoverLedger({
+    bookies, clock: realClock, metadata: s, masterKey: Buffer.alloc(32), readTimeoutMs: 1000, addTimeoutMs: 1000, nc: null,
+  }, created.value.ledgerId)
+  assert.ok(ledgers.staleReads >= 1, 'the lagging read was met')
+  assert.is(closed.state, 'CLOSED')
+  assert.is(closed.lastEntryId, -1)
+  // What the leader holds (this store's next read would still be the lagging one).
+  assert.is((await new MetadataStore(ledgers.inner, new MemoryKv(), new MemoryKv()).readLedger(7)).value.state, 'CLOSED')
 })
 
 test.run()
