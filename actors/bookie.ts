@@ -450,8 +450,10 @@ export class Bookie {
   }
 
   /**
-   * Answer a read from the write cache and one RocksDB batch. A stored entry that fails its digest
-   * is answered CORRUPT (an error: the reader tries another replica), never "no such entry".
+   * Answer a read from the write cache and one RocksDB batch. A stored entry that fails its digest,
+   * or whose RocksDB block fails its checksum ('damaged': the store names it, repairs itself and
+   * keeps it listed until autorecovery writes a new copy), is answered CORRUPT (an error: the
+   * reader tries another replica), never "no such entry"; the other entries are answered as usual.
    */
   private async readEntries(req: ReadRequest, replyTo: string, arrivedAt = performance.now()): Promise<void> {
     const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void => {
@@ -467,6 +469,12 @@ export class Bookie {
       let anyFound = false
       for (let i = 0; i < got.length; i++) {
         const data = got[i]
+        if (data === 'damaged') {
+          anyFound = true
+          this.stats.corruptReads++
+          out.push([RC.CORRUPT, null])
+          continue
+        }
         if (data && out.length > 0 && bytes + data.byteLength > req.maxBytes) break
         if (!data) {
           out.push([RC.NO_SUCH_ENTRY, null])
@@ -516,7 +524,11 @@ export class Bookie {
   /** Answer a long poll: the LAC, and the entry at it when asked for and held here. */
   private async answerPoll(ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number): Promise<void> {
     let entry: Uint8Array | undefined
-    if (p.withEntry && lac >= 0) entry = (await this.storage!.getEntries(ledgerId, [lac]).catch(() => [null]))[0] ?? undefined
+    if (p.withEntry && lac >= 0) {
+      const got = (await this.storage!.getEntries(ledgerId, [lac]).catch(() => [null]))[0]
+      // A damaged copy is left out: the reader then reads the entry from a replica.
+      if (got && got !== 'damaged') entry = got
+    }
     this.publish(p.replyTo, { op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: RC.OK, lac, lastEntryId, ...(entry ? { entry } : {}) })
   }
 

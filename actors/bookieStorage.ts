@@ -271,12 +271,13 @@ export class BookieStorage {
     return next
   }
 
-  async getEntries(ledgerId: number, entryIds: readonly number[]): Promise<(Uint8Array | null)[]> {
+  /** Write cache, then RocksDB; 'damaged' where RocksDB's copy is unreadable (storage/entryStore.ts). */
+  async getEntries(ledgerId: number, entryIds: readonly number[]): Promise<(Uint8Array | null | 'damaged')[]> {
     const byEntry = this.cache.get(ledgerId)
-    const out: (Uint8Array | null)[] = entryIds.map((e) => byEntry?.get(e) ?? null)
+    const out: (Uint8Array | null | 'damaged')[] = entryIds.map((e) => byEntry?.get(e) ?? null)
     const missing = entryIds.filter((_, i) => out[i] === null)
     if (missing.length > 0) {
-      const got = await this.store.getEntries(missing.map((entryId) => ({ ledgerId, entryId })))
+      const got = await this.store.readEntries(missing.map((entryId) => ({ ledgerId, entryId })))
       let j = 0
       for (let i = 0; i < out.length; i++) if (out[i] === null) out[i] = got[j++] ?? null
     }
@@ -295,7 +296,7 @@ export class BookieStorage {
       const copies = await this.getEntries(ledgerId, ids)
       for (let i = 0; i < ids.length; i++) {
         const data = copies[i]
-        const l = data ? trustedLac(data, ledgerId, ids[i]!, state?.digestType ?? null, state?.masterKey ?? null) : null
+        const l = data && data !== 'damaged' ? trustedLac(data, ledgerId, ids[i]!, state?.digestType ?? null, state?.masterKey ?? null) : null
         if (l !== null) {
           lac = Math.max(lac, l)
           break
