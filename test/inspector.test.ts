@@ -56,7 +56,7 @@ test('definitions hold every machine, with its real states', () => {
   assert.is(def('writer').root.initial, 'writer.open')
   assert.equal(keys('bookie'), ['starting', 'replaying', 'registering', 'writable', 'readonly', 'draining', 'stopped', 'failed'])
   assert.equal(keys('reader'), ['deciding', 'reading', 'caughtUp', 'checking', 'backoff', 'closed', 'failed'])
-  assert.equal(keys('recovery'), ['fencing', 'reading', 'writingBack', 'closing', 'done', 'failed'])
+  assert.equal(keys('recovery'), ['fencing', 'reading', 'writingBack', 'changingEnsemble', 'closing', 'done', 'failed'])
   assert.equal(keys('bookie-ledger'), ['routing', 'open', 'fenced'])
   assert.is(state('bookie', 'bookie.stopped').type, 'final')
   assert.ok(keys('replicator').includes('copying'))
