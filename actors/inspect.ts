@@ -295,7 +295,9 @@ export const SUMMARIES: Record<string, Summariser<Ctx>> = {
     const seg = c.segment as { firstEntryId: number; ensemble: string[] } | undefined
     return {
       ledgerId: c.ledgerId, fenced: `${bits(c.fencedMask)} of ${seg?.ensemble.length ?? '?'}`, maxLac: c.maxLac,
-      entryId: c.entryId, lastEntryId: c.lastEntryId, ensemble: seg?.ensemble, segmentFirstEntryId: seg?.firstEntryId, error: c.error,
+      entryId: c.entryId, lastEntryId: c.lastEntryId, ensemble: seg?.ensemble, segmentFirstEntryId: seg?.firstEntryId,
+      // Where entries are written back, once a write-back had to replace a bookie (written at close).
+      writeEnsemble: c.ensemble, ensembleChanges: len(c.ensembleChanges), error: c.error,
     }
   },
   'bookie-ledger': (c) => ({
