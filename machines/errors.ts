@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   FENCED: 'The ledger was fenced by a recovery: this writer can get no more entries acknowledged.',
   TIMEOUT: 'A bookie or the metadata store did not answer in time.',
   NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout.',
-  CORRUPT_JOURNAL: 'A journal record before the tail fails its checksum; the bookie refuses to start.',
+  CORRUPT_JOURNAL: 'The journal is damaged before its torn end (a later write follows the damage), a segment is missing, or a segment is of an older format; the bookie refuses to start.',
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
   BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',
   METADATA_CONFLICT: 'A compare-and-swap on ledger metadata lost in a way a retry cannot fix.',

@@ -2,15 +2,37 @@
 // record holding it is covered by an fdatasync, so everything here serves one promise: a resolved
 // `append` survives a crash, and replay gives back exactly the synced records, in order.
 //
-// On disk: segment files `journal-<12-digit segment>.log`, each a run of records framed as
-// `[u32 BE payload length][u32 BE crc32c(payload)][payload]`. Invariants:
-// - Records are only appended; a position is (segment, offset just past the record).
+// On disk (journal format 2): segment files `journal-<12-digit segment>.log`. Each opens with a
+// 16-byte segment header `["QJNL"][u32 BE format version = 2][u32 0][u32 crc32c(bytes 0-11)]`,
+// then a run of records, each a 16-byte record header and its payload:
+//   [u32 payload length][u32 group offset][u32 crc32c(payload)][u32 crc32c(header bytes 0-11)][payload]
+// The group offset is the distance in bytes from the start of the group write the record was
+// part of to the record's start (0 for the first record of a group). Because the header has its
+// own checksum, a length is trusted before it is used, and every record says which write it came
+// from. Invariants:
+// - Records are only appended; a position is (segment, offset just past the record); a segment's
+//   first record starts at byte 16. A group write holds at most GROUP_BYTES_MAX bytes, so the
+//   group offset fits its u32. A scan for intact records (below) runs only on damage.
 // - One flush in flight at a time: one O_DSYNC write (durable on return, like write + fdatasync)
-//   per group, into zero-filled preallocated space; a group's promises
-//   resolve only after its sync, in append order, with strictly increasing positions.
-// - Segments roll only between groups, and each open starts a fresh segment, so a torn write can
-//   only sit at the end of the newest segment that has data. Replay truncates it there (and syncs
-//   the truncation) so later records never follow garbage.
+//   per group, into zero-filled preallocated space; a group's promises resolve only after its
+//   sync, in append order, with strictly increasing positions. So when an intact record of one
+//   group is on disk, every earlier group's write had completed: it was synced, maybe acked.
+// - Segments roll only between groups, a sealed segment is cut to its last record, and each open
+//   starts a fresh segment (O_EXCL, header synced before any record), so a torn write can only
+//   be the last group of the newest segment that holds records.
+// - Replay classifies damage (a record whose header or payload fails its checksum, or that runs
+//   past the end of the file) precisely. It is the torn end of the journal only when it lies in
+//   the newest segment with records and no intact record of a *later* group follows it anywhere
+//   (what follows is zero-filled space or remains of that same last write, which a power loss may
+//   have persisted in any order). Replay then truncates the file there and syncs the truncation,
+//   so later records never follow garbage. Any other damage is CORRUPT_JOURNAL naming the file
+//   and offset: an acknowledged record may be lost, and a human must look.
+// - Damage inside the last group cannot be told apart from a torn write and ends the journal;
+//   what it drops was acknowledged only if the disk rotted it after the sync, the case of a lost
+//   disk that the write quorum covers.
+// - Segments without a format 2 header (written before journal format 2, or not a journal) are
+//   refused with CORRUPT_JOURNAL, unless replay has nothing to read in them (a bookie stopped
+//   cleanly checkpoints at the end of its last segment, so it upgrades without a refusal).
 // - After a failed write or sync the journal is failed for good: a failed fsync may have dropped
 //   dirty pages, so retrying could ack data that is not on disk.
 // Replay before `openJournal`: replay may truncate the newest segment, which must not be open.
@@ -22,11 +44,17 @@ import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
 import { journalMetrics } from '../actors/metrics.ts'
 import { QuireError, assert } from '../machines/errors.ts'
-import type { Journal, JournalPosition } from './types.ts'
+import { JOURNAL_RECORD_HEADER_BYTES, JOURNAL_SEGMENT_HEADER_BYTES, type Journal, type JournalPosition } from './types.ts'
 
-export const RECORD_HEADER_BYTES = 8
+export const RECORD_HEADER_BYTES = JOURNAL_RECORD_HEADER_BYTES
+export const SEGMENT_HEADER_BYTES = JOURNAL_SEGMENT_HEADER_BYTES
+/** The format this code writes and the only one it replays. */
+export const JOURNAL_FORMAT_VERSION = 2
+const SEGMENT_MAGIC = Buffer.from('QJNL', 'latin1')
 /** No record is larger; a bigger length field is corruption, not a record. */
 export const RECORD_BYTES_MAX = 64 * 1024 * 1024
+/** A group write takes at most this many bytes (more wait for the next one): group offsets are u32. */
+const GROUP_BYTES_MAX = 256 * 1024 * 1024
 /** Zero-filled ahead of the records of the current segment. */
 const PREALLOCATE_BYTES = 4 * 1024 * 1024
 const READ_CHUNK_BYTES = 1024 * 1024
@@ -39,6 +67,13 @@ export interface JournalOptions {
   groupBytesMax?: number
   /** Start a new segment file once the current one holds this many bytes. */
   segmentBytesMax?: number
+  /**
+   * Test hook, not a setting (no flag, no environment variable, absent from the settings table):
+   * awaited before each group's durable write, so a test can hold the sync and check that
+   * nothing is acknowledged meanwhile. The group waits, and later records queue, until it
+   * resolves; if it rejects, the group fails like a failed write.
+   */
+  beforeSync?: (group: { segment: number; records: number; bytes: number }) => Promise<void> | void
 }
 
 export function segmentFileName(segment: number): string {
@@ -67,8 +102,8 @@ export async function listSegments(dir: string): Promise<number[]> {
 
 /**
  * Each good record from `from` (or from the first segment when null), in order, with the
- * position just past it. A bad record at the end of the newest segment with data is a torn tail:
- * replay stops and truncates the file there. Any other bad record throws CORRUPT_JOURNAL.
+ * position just past it. The torn end of the last group written ends the journal: replay stops
+ * and truncates the file there. Any other damage throws CORRUPT_JOURNAL (see the file header).
  */
 export async function* replayJournal(
   dir: string,
@@ -80,7 +115,8 @@ export async function* replayJournal(
   const tailIndex = await indexOfTailSegment(dir, segments)
   for (const [i, segment] of segments.entries()) {
     const start = from !== null && segment === from.segment ? from.offset : 0
-    yield* replaySegment(dir, segment, start, i >= tailIndex)
+    const laterWithRecords = i < tailIndex ? segments[tailIndex] ?? null : null
+    yield* replaySegment(dir, segment, start, laterWithRecords)
   }
 }
 
@@ -99,72 +135,172 @@ function checkNoGaps(dir: string, segments: readonly number[], from: JournalPosi
 }
 
 /**
- * Index of the segment whose end may be torn: the last one, or the last non-empty one when only
- * empty segments follow it (an open that crashed before its first write leaves an empty file;
- * nothing after the torn record was ever written, so it is still the tail).
+ * Index of the segment whose end may be torn: the last one holding records, or the first when
+ * none does. Segments after it hold no record (an open that crashed before its first write
+ * leaves a file with at most a header): nothing after its torn end was ever written.
  */
 async function indexOfTailSegment(dir: string, segments: readonly number[]): Promise<number> {
   for (let i = segments.length - 1; i > 0; i--) {
     const { size } = await stat(join(dir, segmentFileName(segments[i] ?? 0)))
-    if (size > 0) return i
+    if (size > SEGMENT_HEADER_BYTES) return i
   }
   return 0
 }
 
+/** `laterWithRecords`: a newer segment that holds records (its writes came after all of this one). */
 async function* replaySegment(
   dir: string,
   segment: number,
-  start: number,
-  mayBeTorn: boolean,
+  from: number,
+  laterWithRecords: number | null,
 ): AsyncGenerator<{ record: Buffer; position: JournalPosition }> {
   const file = join(dir, segmentFileName(segment))
-  const fh = await open(file, mayBeTorn ? 'r+' : 'r')
+  const fh = await open(file, laterWithRecords === null ? 'r+' : 'r')
   try {
     const reader = new SegmentReader(fh, (await fh.stat()).size)
+    // A segment that never got past its header holds no record (a crash while it was created).
+    if (reader.size <= SEGMENT_HEADER_BYTES) return
+    const start = Math.max(from, SEGMENT_HEADER_BYTES)
     if (start > reader.size) {
       throw corrupt(file, start, `replay starts past the end of the file (${reader.size} bytes)`)
     }
+    // Nothing to read: not even the header is looked at, so a segment of an older format that a
+    // clean stop checkpointed to its end does not stop an upgraded bookie.
+    if (start === reader.size) return
+    await checkSegmentHeader(reader, file)
     let offset = start
+    /** Start of the group of the record before `offset`; null before the first one read. */
+    let groupStart: number | null = null
     while (offset < reader.size) {
-      const parsed = await parseRecord(reader, offset)
+      const parsed = await parseRecord(reader, offset, groupStart)
       if (parsed.ok) {
+        groupStart = offset - parsed.groupOffset
         offset = parsed.end
         yield { record: Buffer.from(parsed.payload), position: { segment, offset } }
         continue
       }
-      if (mayBeTorn && (parsed.end >= reader.size || (await reader.zeroFrom(parsed.end)))) {
-        // The torn tail of an interrupted group write: nothing in it was acknowledged. Sync the
-        // truncation, or a crash could bring the garbage back in front of newer segments.
-        await fh.truncate(offset)
-        await fh.sync()
-        return
+      if (laterWithRecords !== null) {
+        throw corrupt(file, offset, `${parsed.reason}, and segment ${laterWithRecords} after it holds records`)
       }
-      const after = reader.size - Math.min(parsed.end, reader.size)
-      throw corrupt(file, offset, `${parsed.reason}, with ${after} bytes after it`)
+      const later = await laterGroupAfter(reader, offset)
+      if (later !== null) {
+        throw corrupt(file, offset, `${parsed.reason}, and an intact record written after it starts at byte ${later}`)
+      }
+      // The torn end of the last group write: nothing in that group was acknowledged (or the disk
+      // rotted it after the sync, which no single copy survives). Sync the truncation, or a crash
+      // could bring the garbage back in front of newer segments.
+      await fh.truncate(offset)
+      await fh.sync()
+      return
     }
   } finally {
     await fh.close()
   }
 }
 
-type Parsed =
-  | { ok: true; payload: Buffer; end: number }
-  | { ok: false; reason: string; end: number }
-
-async function parseRecord(reader: SegmentReader, offset: number): Promise<Parsed> {
-  if (reader.size - offset < RECORD_HEADER_BYTES) {
-    return { ok: false, reason: 'incomplete record header', end: offset + RECORD_HEADER_BYTES }
+/** Throws CORRUPT_JOURNAL unless the segment opens with a format 2 header. */
+async function checkSegmentHeader(reader: SegmentReader, file: string): Promise<void> {
+  const header = await reader.bytes(0, SEGMENT_HEADER_BYTES)
+  if (!header.subarray(0, 4).equals(SEGMENT_MAGIC)) {
+    throw corrupt(file, 0, `no journal format ${JOURNAL_FORMAT_VERSION} segment header: written by a Quire older than ` +
+      'journal format 2 (stop that bookie cleanly with its own version first, or let autorecovery ' +
+      're-replicate its ledgers and give it an empty data directory), or not a journal at all')
   }
+  if (crc32c(header.subarray(0, 12)) !== header.readUInt32BE(12)) throw corrupt(file, 0, 'the segment header fails its crc32c')
+  const version = header.readUInt32BE(4)
+  if (version !== JOURNAL_FORMAT_VERSION) {
+    throw corrupt(file, 0, `journal format ${version} is not one this Quire reads (it reads format ${JOURNAL_FORMAT_VERSION})`)
+  }
+}
+
+function segmentHeader(): Buffer {
+  const header = Buffer.alloc(SEGMENT_HEADER_BYTES)
+  SEGMENT_MAGIC.copy(header, 0)
+  header.writeUInt32BE(JOURNAL_FORMAT_VERSION, 4)
+  header.writeUInt32BE(crc32c(header.subarray(0, 12)), 12)
+  return header
+}
+
+type Parsed =
+  | { ok: true; payload: Buffer; end: number; groupOffset: number }
+  | { ok: false; reason: string }
+
+/** Length and group offset of a record header at `at` of `buf` whose checksum holds; else null. */
+function intactHeader(buf: Buffer, at: number, fileOffset: number): { length: number; groupOffset: number } | null {
+  const length = buf.readUInt32BE(at)
+  // Cheap tests first: this runs at every byte of a scan. Zero is never a valid length (append
+  // refuses empty records), so zero-filled space is passed over without computing a checksum.
+  if (length === 0 || length > RECORD_BYTES_MAX) return null
+  const groupOffset = buf.readUInt32BE(at + 4)
+  if (groupOffset > fileOffset - SEGMENT_HEADER_BYTES) return null
+  if (crc32c(buf.subarray(at, at + 12)) !== buf.readUInt32BE(at + 12)) return null
+  return { length, groupOffset }
+}
+
+async function parseRecord(reader: SegmentReader, offset: number, prevGroupStart: number | null): Promise<Parsed> {
+  if (reader.size - offset < RECORD_HEADER_BYTES) return { ok: false, reason: 'incomplete record header' }
   const header = await reader.bytes(offset, RECORD_HEADER_BYTES)
-  const length = header.readUInt32BE(0)
-  const end = offset + RECORD_HEADER_BYTES + length
-  // Zero is never a valid length (append refuses empty records): a zero-filled tail would
-  // otherwise read as an endless run of valid empty records, since crc32c('') is 0.
-  if (length === 0 || length > RECORD_BYTES_MAX) return { ok: false, reason: `bad record length ${length}`, end }
-  if (end > reader.size) return { ok: false, reason: `record length ${length} runs past end of file`, end }
-  const payload = await reader.bytes(offset + RECORD_HEADER_BYTES, length)
-  if (crc32c(payload) !== header.readUInt32BE(4)) return { ok: false, reason: 'record fails its crc32c', end }
-  return { ok: true, payload, end }
+  const h = intactHeader(header, 0, offset)
+  if (h === null) {
+    const zeros = header.every((b) => b === 0)
+    return { ok: false, reason: zeros ? 'zero-filled record header' : 'record header fails its crc32c' }
+  }
+  // A record continues the group of the one before it or starts a new one, never an older one.
+  if (prevGroupStart !== null && h.groupOffset !== 0 && offset - h.groupOffset !== prevGroupStart) {
+    return { ok: false, reason: `record claims a group starting at byte ${offset - h.groupOffset}, not the group before it` }
+  }
+  const end = offset + RECORD_HEADER_BYTES + h.length
+  if (end > reader.size) return { ok: false, reason: `record of ${h.length} bytes runs past the end of the file` }
+  const payload = await reader.bytes(offset + RECORD_HEADER_BYTES, h.length)
+  if (crc32c(payload) !== header.readUInt32BE(8)) return { ok: false, reason: 'record payload fails its crc32c' }
+  return { ok: true, payload, end, groupOffset: h.groupOffset }
+}
+
+/**
+ * The offset of an intact record after the damage at `damaged` that belongs to a later group
+ * write than the damaged bytes (its group starts after them), or null when there is none. Only
+ * run on damage: it tries every byte offset to the end of the file, since a damaged header gives
+ * no length to skip by. An intact record whose group starts at or before `damaged` is a remnant
+ * of the same torn write; the scan skips over it.
+ */
+const LENGTH_FIRST_BYTE_MAX = RECORD_BYTES_MAX >>> 24
+const ZEROS = Buffer.alloc(4096)
+
+/** Index of the first byte at or after `from` that is not zero (buf.length when none). */
+function nextNonZero(buf: Buffer, from: number): number {
+  let p = from
+  while (p + ZEROS.length <= buf.length && buf.compare(ZEROS, 0, ZEROS.length, p, p + ZEROS.length) === 0) p += ZEROS.length
+  while (p < buf.length && buf[p] === 0) p++
+  return p
+}
+
+async function laterGroupAfter(reader: SegmentReader, damaged: number): Promise<number | null> {
+  let pos = damaged + 1
+  while (reader.size - pos >= RECORD_HEADER_BYTES) {
+    const chunk = await reader.bytes(pos, Math.min(READ_CHUNK_BYTES, reader.size - pos))
+    let next = pos + chunk.length - RECORD_HEADER_BYTES + 1
+    for (let i = 0; i + RECORD_HEADER_BYTES <= chunk.length; i++) {
+      // A length field (at most RECORD_BYTES_MAX) starts with a small byte; most bytes of other
+      // data fail this at once. Zero-filled space is skipped a block at a time.
+      if (chunk[i]! > LENGTH_FIRST_BYTE_MAX) continue
+      if (chunk[i] === 0 && chunk[i + 1] === 0 && chunk[i + 2] === 0 && chunk[i + 3] === 0) {
+        i = Math.max(i, nextNonZero(chunk, i + 4) - 4)
+        continue
+      }
+      const at = pos + i
+      const h = intactHeader(chunk, i, at)
+      if (h === null) continue
+      const end = at + RECORD_HEADER_BYTES + h.length
+      if (end > reader.size) continue
+      const crc = chunk.readUInt32BE(i + 8)
+      if (crc32c(await reader.bytes(at + RECORD_HEADER_BYTES, h.length)) !== crc) continue
+      if (at - h.groupOffset > damaged) return at
+      next = end
+      break
+    }
+    pos = next
+  }
+  return null
 }
 
 /** Buffered positional reads, so replaying small records is not two syscalls each. */
@@ -221,7 +357,9 @@ export async function openJournal(dir: string, opts: JournalOptions = {}): Promi
   return new FileJournal(dir, segment, fh, options)
 }
 
-function journalOptions(opts: JournalOptions): Required<JournalOptions> {
+type Options = Required<Omit<JournalOptions, 'beforeSync'>> & Pick<JournalOptions, 'beforeSync'>
+
+function journalOptions(opts: JournalOptions): Options {
   const options = {
     groupWaitMs: opts.groupWaitMs ?? 1,
     groupBytesMax: opts.groupBytesMax ?? 512 * 1024,
@@ -235,7 +373,7 @@ function journalOptions(opts: JournalOptions): Required<JournalOptions> {
     Number.isSafeInteger(options.segmentBytesMax) &&
     options.segmentBytesMax >= 1
   if (!ok) throw new QuireError('INVALID_CONFIG', `journal options out of range: ${JSON.stringify(options)}`, options)
-  return options
+  return { ...options, beforeSync: opts.beforeSync }
 }
 
 interface Waiting {
@@ -256,9 +394,9 @@ export class FileJournal implements Journal {
   private failure: Error | null = null
   private closed = false
   private closing: Promise<void> | null = null
-  private offset = 0
-  /** Bytes of the current segment already zero-filled, and the zero-fill under way. */
-  private allocated = 0
+  private offset = SEGMENT_HEADER_BYTES
+  /** Bytes of the current segment already zero-filled (or header), and the zero-fill under way. */
+  private allocated = SEGMENT_HEADER_BYTES
   private preallocating: Promise<void> | null = null
   private synced: JournalPosition
 
@@ -266,9 +404,9 @@ export class FileJournal implements Journal {
     readonly dir: string,
     private segment: number,
     private fh: FileHandle,
-    private readonly options: Required<JournalOptions>,
+    private readonly options: Options,
   ) {
-    this.synced = { segment, offset: 0 }
+    this.synced = { segment, offset: SEGMENT_HEADER_BYTES }
   }
 
   get syncedPosition(): JournalPosition {
@@ -283,11 +421,12 @@ export class FileJournal implements Journal {
     if (this.closed) throw new Error(`journal ${this.dir} is closed`)
     if (this.failure !== null) throw this.failedError()
     assert(record.length > 0 && record.length <= RECORD_BYTES_MAX, `journal record of ${record.length} bytes`)
-    // Copy now: the caller may reuse its buffer before the group is written.
+    // Copy now: the caller may reuse its buffer before the group is written. The group offset
+    // and the header checksum are filled in when the group is formed (frameGroup).
     const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.length)
     frame.writeUInt32BE(record.length, 0)
     frame.set(record, RECORD_HEADER_BYTES)
-    frame.writeUInt32BE(crc32c(frame.subarray(RECORD_HEADER_BYTES)), 4)
+    frame.writeUInt32BE(crc32c(frame.subarray(RECORD_HEADER_BYTES)), 8)
     return new Promise<JournalPosition>((resolve, reject) => {
       if (this.waiting.length === 0) this.oldestAt = performance.now()
       this.waiting.push({ frame, resolve, reject })
@@ -324,17 +463,28 @@ export class FileJournal implements Journal {
     }
   }
 
+  /** What waits, up to GROUP_BYTES_MAX (at least one record); the rest forms the next group. */
+  private takeGroup(): { group: Waiting[]; bytes: number } {
+    let n = 0
+    let bytes = 0
+    while (n < this.waiting.length && (n === 0 || bytes + this.waiting[n]!.frame.length <= GROUP_BYTES_MAX)) {
+      bytes += this.waiting[n]!.frame.length
+      n++
+    }
+    const group = this.waiting.splice(0, n)
+    this.waitingBytes -= bytes
+    return { group, bytes }
+  }
+
   private async flushGroup(): Promise<void> {
-    const group = this.waiting
-    const bytes = this.waitingBytes
-    this.waiting = []
-    this.waitingBytes = 0
+    const { group, bytes } = this.takeGroup()
     let syncStartedAt = 0
     try {
       if (this.failure !== null) throw this.failedError()
       if (this.offset >= this.options.segmentBytesMax) await this.roll()
       if (this.offset + bytes > this.allocated) await this.preallocate(this.offset + bytes)
-      const data = group.length === 1 ? group[0]!.frame : Buffer.concat(group.map((w) => w.frame), bytes)
+      const data = frameGroup(group.map((w) => w.frame), bytes)
+      await this.options.beforeSync?.({ segment: this.segment, records: group.length, bytes })
       syncStartedAt = performance.now()
       // The file is opened O_DSYNC: the write returns once the data is durable, as write +
       // fdatasync would, in one call instead of two; over preallocated zeros no size change has
@@ -398,8 +548,8 @@ export class FileJournal implements Journal {
     const next = this.segment + 1
     this.fh = await createSegment(this.dir, next)
     this.segment = next
-    this.offset = 0
-    this.allocated = 0
+    this.offset = SEGMENT_HEADER_BYTES
+    this.allocated = SEGMENT_HEADER_BYTES
   }
 
   private failedError(): Error {
@@ -442,6 +592,20 @@ export class FileJournal implements Journal {
   }
 }
 
+/**
+ * Fill in each frame's group offset and header checksum, and join the frames into the one
+ * buffer of the group's write.
+ */
+function frameGroup(frames: readonly Buffer[], bytes: number): Buffer {
+  let groupOffset = 0
+  for (const frame of frames) {
+    frame.writeUInt32BE(groupOffset, 4)
+    frame.writeUInt32BE(crc32c(frame.subarray(0, 12)), 12)
+    groupOffset += frame.length
+  }
+  return frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes)
+}
+
 function writeFullySync(fd: number, data: Buffer, position: number): void {
   for (let done = 0; done < data.length; ) {
     const n = writeSync(fd, data, done, data.length - done, position + done)
@@ -458,12 +622,13 @@ async function writeFully(fh: FileHandle, data: Buffer, position: number): Promi
   }
 }
 
-/** A new, empty segment whose directory entry is durable before any record goes in it. */
+/** A new segment holding only its header, which, like its directory entry, is durable before any record goes in it. */
 async function createSegment(dir: string, segment: number): Promise<FileHandle> {
   // O_EXCL: never reuse a file another journal (or an earlier run) wrote. O_DSYNC: every write
   // is durable when it returns (see flushGroup).
   const fh = await open(join(dir, segmentFileName(segment)), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC)
   try {
+    await writeFully(fh, segmentHeader(), 0)
     await syncDir(dir)
   } catch (err) {
     await fh.close()

@@ -10,12 +10,11 @@
 // - `tearTail()`: the last synced record is torn (power loss on a disk that lied about its sync,
 //   or bit rot). `replay()` treats it as the real journal does: as the last record it is dropped
 //   (the file is truncated); with records after it, replay throws CORRUPT_JOURNAL.
-// Offsets use the real framing (8-byte header + payload) so positions look like real ones.
+// Offsets use the real framing (segment header, then record header + payload per record) so
+// positions look like real ones.
 
 import { QuireError, assert } from '../machines/errors.ts'
-import type { Journal, JournalPosition } from './types.ts'
-
-const HEADER_BYTES = 8
+import { JOURNAL_RECORD_HEADER_BYTES as HEADER_BYTES, JOURNAL_SEGMENT_HEADER_BYTES as START, type Journal, type JournalPosition } from './types.ts'
 
 interface Stored {
   readonly record: Buffer
@@ -35,8 +34,8 @@ export class MemoryJournal implements Journal {
   private readonly disk: Stored[] = []
   private unsynced: Unsynced[] = []
   private segment = 0
-  private offset = 0
-  private synced: JournalPosition = { segment: 0, offset: 0 }
+  private offset = START
+  private synced: JournalPosition = { segment: 0, offset: START }
   private syncScheduled = false
   private closed = false
 
@@ -89,8 +88,8 @@ export class MemoryJournal implements Journal {
     this.unsynced = []
     for (const u of lost) u.reject(new Error('journal crashed before this record was synced'))
     this.segment += 1
-    this.offset = 0
-    this.synced = { segment: this.segment, offset: 0 }
+    this.offset = START
+    this.synced = { segment: this.segment, offset: START }
     this.closed = false
   }
 

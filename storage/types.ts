@@ -2,6 +2,14 @@
 // (journal files with fdatasync, RocksDB, JetStream KV) and an in-memory one with the same
 // semantics for unit tests and the deterministic simulator.
 
+/**
+ * Journal framing (format 2, storage/journal.ts): each segment file opens with a header of this
+ * size, and each record has a header of this size (length, group offset, payload and header
+ * checksums). Here so the in-memory journal reports the same positions as the real one.
+ */
+export const JOURNAL_SEGMENT_HEADER_BYTES = 16
+export const JOURNAL_RECORD_HEADER_BYTES = 16
+
 /** Where a journal record sits: segment file number and byte offset of the record's end. */
 export interface JournalPosition {
   readonly segment: number

@@ -1,6 +1,8 @@
-// The journal against real files in a temp dir: group commit, replay byte for byte, torn tails
-// (truncated, flipped, zero-filled) versus corruption before the tail, segment roll and trim,
-// the failed-journal rule; and the crash / torn-tail fault model of the in-memory double.
+// The journal against real files in a temp dir: group commit, replay byte for byte, the record
+// header's own checksum and the classification of damage (the torn end of the last group write
+// versus CORRUPT_JOURNAL for anything a later write follows, BookKeeper #2908), segment headers
+// and older formats, segment roll and trim, the failed-journal rule, the beforeSync test hook;
+// and the crash / torn-tail fault model of the in-memory double.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -8,8 +10,11 @@ import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import { join } from 'node:path'
 import type { FileHandle } from 'node:fs/promises'
+import { crc32c } from '@node-rs/crc32'
 import { isQuireError } from '../machines/errors.ts'
-import { listSegments, openJournal, replayJournal, segmentFileName } from '../storage/journal.ts'
+import {
+  RECORD_HEADER_BYTES as RH, SEGMENT_HEADER_BYTES as SH, listSegments, openJournal, replayJournal, segmentFileName,
+} from '../storage/journal.ts'
 import { MemoryJournal } from '../storage/memoryJournal.ts'
 import type { JournalPosition } from '../storage/types.ts'
 
@@ -42,36 +47,49 @@ async function collect(
   return out
 }
 
-async function expectCorrupt(promise: Promise<unknown>): Promise<Record<string, unknown>> {
+async function expectCorrupt(promise: Promise<unknown>, message?: RegExp): Promise<Record<string, unknown>> {
   try {
     await promise
   } catch (err) {
     assert.ok(isQuireError(err, 'CORRUPT_JOURNAL'), `expected CORRUPT_JOURNAL, got ${String(err)}`)
+    if (message) assert.match(err.message, message)
     return { ...err.info }
   }
   assert.unreachable('replay should have thrown CORRUPT_JOURNAL')
   return {}
 }
 
-/** Writes `records` into a fresh journal, closes it, and returns their end positions. */
-async function writeJournal(dir: string, records: Buffer[]): Promise<JournalPosition[]> {
+/**
+ * Writes `records` into a fresh journal, `perGroup` at a time (each batch appended in one turn is
+ * one group write; the next batch waits for it), closes it, and returns their end positions.
+ */
+async function writeJournal(dir: string, records: Buffer[], perGroup = records.length): Promise<JournalPosition[]> {
   const journal = await openJournal(dir)
-  const positions = await Promise.all(records.map((r) => journal.append(r)))
+  const positions: JournalPosition[] = []
+  for (let i = 0; i < records.length; i += perGroup) {
+    positions.push(...(await Promise.all(records.slice(i, i + perGroup).map((r) => journal.append(r)))))
+  }
   await journal.close()
+  assert.is(journal.stats.syncs, Math.ceil(records.length / perGroup), 'one group write per batch')
   return positions
 }
 
-async function flipByte(file: string, at: number): Promise<void> {
+/** Byte offset where record i starts (all in one segment). */
+const startOf = (positions: JournalPosition[], i: number): number => (i === 0 ? SH : positions[i - 1]!.offset)
+
+async function patch(file: string, at: number, change: (b: Buffer) => void, n = 1): Promise<void> {
   const fh = await fs.open(file, 'r+')
   try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, at)
-    b[0] = (b[0] ?? 0) ^ 0x40
-    await fh.write(b, 0, 1, at)
+    const b = Buffer.alloc(n)
+    await fh.read(b, 0, n, at)
+    change(b)
+    await fh.write(b, 0, n, at)
   } finally {
     await fh.close()
   }
 }
+
+const flipByte = (file: string, at: number): Promise<void> => patch(file, at, (b) => { b[0] = b[0]! ^ 0x40 })
 
 test('group commit: concurrent appends resolve with increasing positions and few syncs', () =>
   withDir(async (dir) => {
@@ -84,13 +102,13 @@ test('group commit: concurrent appends resolve with increasing positions and few
       await new Promise((r) => setImmediate(r))
     }
     const positions = await Promise.all(promises)
-    let expected = 0
+    let expected = SH
     for (const [i, p] of positions.entries()) {
-      expected += 8 + (records[i]?.length ?? 0)
+      expected += RH + (records[i]?.length ?? 0)
       assert.equal(p, { segment: 0, offset: expected })
     }
     assert.equal(journal.stats.records, 3000)
-    assert.equal(journal.stats.bytes, expected)
+    assert.equal(journal.stats.bytes, expected - SH)
     assert.ok(journal.stats.syncs <= 30, `${journal.stats.syncs} syncs for 3000 records`)
     assert.equal(journal.syncedPosition, { segment: 0, offset: expected })
     assert.is(journal.pendingBytes, 0)
@@ -100,7 +118,7 @@ test('group commit: concurrent appends resolve with increasing positions and few
 test('replay returns every record byte for byte, in order, from any position', () =>
   withDir(async (dir) => {
     const records = makeRecords(500)
-    const positions = await writeJournal(dir, records)
+    const positions = await writeJournal(dir, records, 50)
     const all = await collect(replayJournal(dir, null))
     assert.is(all.length, records.length)
     for (const [i, item] of all.entries()) {
@@ -122,7 +140,7 @@ test('reopen after close starts a new segment and replay spans both', () =>
     const p2 = await writeJournal(dir, second)
     assert.equal(await listSegments(dir), [0, 1])
     assert.is(p1.at(-1)?.segment, 0)
-    assert.equal(p2[0], { segment: 1, offset: 8 + (second[0]?.length ?? 0) })
+    assert.equal(p2[0], { segment: 1, offset: SH + RH + (second[0]?.length ?? 0) })
     const all = await collect(replayJournal(dir, null))
     assert.equal(
       all.map((x) => x.record),
@@ -132,17 +150,108 @@ test('reopen after close starts a new segment and replay spans both', () =>
     assert.is(fromSecond.length, 40)
   }))
 
+test('a segment opens with its format header, synced before any record', () =>
+  withDir(async (dir) => {
+    const journal = await openJournal(dir)
+    const file = join(dir, segmentFileName(0))
+    const header = await fs.readFile(file)
+    assert.is(header.length, SH)
+    assert.is(header.subarray(0, 4).toString('latin1'), 'QJNL')
+    assert.is(header.readUInt32BE(4), 2)
+    assert.equal(journal.syncedPosition, { segment: 0, offset: SH })
+    await journal.close()
+    assert.is((await collect(replayJournal(dir, null))).length, 0)
+  }))
+
+// ---------------------------------------------------------------------------------------------
+// Damage: where the journal ends, and what is corruption
+
+/** `n` records written `perGroup` per group write into one segment of `dir`. */
+async function segmentOf(dir: string, n: number, perGroup: number) {
+  const records = makeRecords(n)
+  const positions = await writeJournal(dir, records, perGroup)
+  return { records, positions, file: join(dir, segmentFileName(0)), start: (i: number) => startOf(positions, i) }
+}
+
+/** Replay refuses with CORRUPT_JOURNAL at `offset` of `file`, and leaves the file as it was. */
+async function expectCorruptAt(dir: string, file: string, offset: number, message?: RegExp): Promise<void> {
+  const size = (await fs.stat(file)).size
+  assert.equal(await expectCorrupt(collect(replayJournal(dir, null)), message), { file, offset })
+  assert.is((await fs.stat(file)).size, size, 'nothing truncated: corruption is for a human to look at')
+}
+
+/** Replay yields exactly `records` and cuts `file` to `size`; a second replay sees a clean file. */
+async function expectEnd(dir: string, file: string, records: Buffer[], size: number | undefined): Promise<void> {
+  assert.equal((await collect(replayJournal(dir, null))).map((x) => x.record), records)
+  assert.is((await fs.stat(file)).size, size)
+  assert.is((await collect(replayJournal(dir, null))).length, records.length)
+}
+
+test('a length field set to 2^31 in the middle of the newest segment is CORRUPT_JOURNAL, not a torn tail (BookKeeper #2908)', () =>
+  withDir(async (dir) => {
+    const j = await segmentOf(dir, 10, 1)
+    await patch(j.file, j.start(4), (b) => b.writeUInt32BE(2 ** 31, 0), 4)
+    await expectCorruptAt(dir, j.file, j.start(4), /record header fails its crc32c, and an intact record written after it/)
+  }))
+
+test('a flipped payload byte of a record that a later group follows is CORRUPT_JOURNAL, even at the end of its group', () =>
+  withDir(async (dir) => {
+    // Four groups of three: damage the last record of the second group. Only the group offsets
+    // tell that the intact record after it belongs to a later write, not to the same torn one.
+    const j = await segmentOf(dir, 12, 3)
+    await flipByte(j.file, j.start(5) + RH + 2)
+    await expectCorruptAt(dir, j.file, j.start(5), /record payload fails its crc32c/)
+  }))
+
+test('a zeroed stretch in the middle of the newest segment (a lost block) is CORRUPT_JOURNAL', () =>
+  withDir(async (dir) => {
+    const j = await segmentOf(dir, 60, 1)
+    await patch(j.file, j.start(20), (b) => b.fill(0), 8192)
+    await expectCorruptAt(dir, j.file, j.start(20), /zero-filled record header, and an intact record written after it/)
+  }))
+
+test('a flipped group offset or checksum byte in a middle record header is CORRUPT_JOURNAL', () =>
+  withDir(async (dir) => {
+    const j = await segmentOf(dir, 10, 1)
+    for (const field of [4, 8, 12]) {
+      await flipByte(j.file, j.start(3) + field)
+      await expectCorruptAt(dir, j.file, j.start(3))
+      await flipByte(j.file, j.start(3) + field)
+    }
+    assert.is((await collect(replayJournal(dir, null))).length, 10)
+  }))
+
+test('a torn final write (a partial record, then zeros) is the end: every earlier record replays, the file is cut', () =>
+  withDir(async (dir) => {
+    const j = await segmentOf(dir, 10, 2)
+    await fs.truncate(j.file, j.positions[9]!.offset - 30)
+    await fs.appendFile(j.file, Buffer.alloc(64 * 1024))
+    await expectEnd(dir, j.file, j.records.slice(0, 9), j.start(9))
+  }))
+
 test('a truncated last record is the torn tail: ignored, and the file is truncated', () =>
   withDir(async (dir) => {
-    const records = makeRecords(10)
-    const positions = await writeJournal(dir, records)
-    const file = join(dir, segmentFileName(0))
-    await fs.truncate(file, (positions[9]?.offset ?? 0) - 3)
-    const all = await collect(replayJournal(dir, null))
-    assert.is(all.length, 9)
-    assert.is((await fs.stat(file)).size, positions[8]?.offset)
-    // A second replay sees a clean file.
-    assert.is((await collect(replayJournal(dir, null))).length, 9)
+    const j = await segmentOf(dir, 10, 1)
+    await fs.truncate(j.file, j.positions[9]!.offset - 3)
+    await expectEnd(dir, j.file, j.records.slice(0, 9), j.start(9))
+  }))
+
+test('a damaged header or payload of the final record is the end', () =>
+  withDir(async (dir) => {
+    for (const at of ['length', 'payload'] as const) {
+      const j = await segmentOf(join(dir, at), 10, 1)
+      await flipByte(j.file, at === 'length' ? j.start(9) + 1 : j.positions[9]!.offset - 1)
+      await expectEnd(join(dir, at), j.file, j.records.slice(0, 9), j.start(9))
+    }
+  }))
+
+test('damage inside the last group write is the end there: a torn write may have kept any of its records', () =>
+  withDir(async (dir) => {
+    // Two groups of six. A power loss during the second write may persist its sectors in any
+    // order: a damaged record with intact records of the same write after it is such a tear.
+    const j = await segmentOf(dir, 12, 6)
+    await flipByte(j.file, j.start(8) + 1)
+    await expectEnd(dir, j.file, j.records.slice(0, 8), j.start(8))
   }))
 
 test('a crash image (journal never closed, preallocated zeros after the records) replays every synced record', () =>
@@ -164,30 +273,6 @@ test('a crash image (journal never closed, preallocated zeros after the records)
     assert.is((await fs.stat(join(dir, 'live', file))).size, used, 'close cuts the zeros off')
   }))
 
-test('a flipped byte in a middle record throws CORRUPT_JOURNAL naming file and offset', () =>
-  withDir(async (dir) => {
-    const records = makeRecords(10)
-    const positions = await writeJournal(dir, records)
-    const file = join(dir, segmentFileName(0))
-    const start = positions[4]?.offset ?? 0
-    await flipByte(file, start + 8 + 2)
-    const details = await expectCorrupt(collect(replayJournal(dir, null)))
-    assert.equal(details, { file, offset: start })
-    // Nothing was truncated: corruption before the tail is for a human to look at.
-    assert.is((await fs.stat(file)).size, positions[9]?.offset)
-  }))
-
-test('a flipped byte in the last record is the torn tail', () =>
-  withDir(async (dir) => {
-    const records = makeRecords(10)
-    const positions = await writeJournal(dir, records)
-    const file = join(dir, segmentFileName(0))
-    await flipByte(file, (positions[9]?.offset ?? 0) - 1)
-    const all = await collect(replayJournal(dir, null))
-    assert.is(all.length, 9)
-    assert.is((await fs.stat(file)).size, positions[8]?.offset)
-  }))
-
 test('a zero-filled tail (file extended, data never written) is the torn tail', () =>
   withDir(async (dir) => {
     const positions = await writeJournal(dir, makeRecords(5))
@@ -199,16 +284,62 @@ test('a zero-filled tail (file extended, data never written) is the torn tail', 
 
 test('a bad record at the end of an older segment is corruption, unless only empty segments follow', () =>
   withDir(async (dir) => {
-    const positions = await writeJournal(dir, makeRecords(5))
+    const positions = await writeJournal(dir, makeRecords(5), 1)
     const file = join(dir, segmentFileName(0))
     await fs.truncate(file, (positions[4]?.offset ?? 0) - 3)
-    // An open that crashed before its first write leaves an empty newer segment: still the tail.
+    // An open that crashed before its first write leaves a newer segment with no record: its
+    // header only, or not even that. Still the tail.
     await (await openJournal(dir)).close()
+    await fs.writeFile(join(dir, segmentFileName(2)), Buffer.from('QJN'))
     assert.is((await collect(replayJournal(dir, null))).length, 4)
     await fs.truncate(file, (positions[3]?.offset ?? 0) - 3)
     await writeJournal(dir, makeRecords(2))
-    const details = await expectCorrupt(collect(replayJournal(dir, null)))
+    const details = await expectCorrupt(collect(replayJournal(dir, null)), /segment 3 after it holds records/)
     assert.equal(details, { file, offset: positions[2]?.offset })
+  }))
+
+test('damage in the middle of an older segment is CORRUPT_JOURNAL', () =>
+  withDir(async (dir) => {
+    const positions = await writeJournal(dir, makeRecords(20))
+    await writeJournal(dir, makeRecords(3, 2))
+    const file = join(dir, segmentFileName(0))
+    await flipByte(file, startOf(positions, 10) + RH + 1)
+    assert.equal(await expectCorrupt(collect(replayJournal(dir, null))), { file, offset: startOf(positions, 10) })
+  }))
+
+test('a segment of an older journal format is refused, unless replay has nothing to read in it', () =>
+  withDir(async (dir) => {
+    // Format 1: no segment header, records framed [u32 length][u32 crc32c(payload)][payload].
+    const payload = Buffer.from('an add of format 1')
+    const frame = Buffer.alloc(8 + payload.length)
+    frame.writeUInt32BE(payload.length, 0)
+    frame.writeUInt32BE(crc32c(payload), 4)
+    payload.copy(frame, 8)
+    const file = join(dir, segmentFileName(0))
+    await fs.writeFile(file, Buffer.concat([frame, frame]))
+    const details = await expectCorrupt(collect(replayJournal(dir, { segment: 0, offset: frame.length })), /no journal format 2 segment header: written by a Quire older than journal format 2/)
+    assert.equal(details, { file, offset: 0 })
+    // A bookie stopped cleanly checkpointed to the end of its last segment: it starts, and its
+    // next segment is format 2.
+    assert.is((await collect(replayJournal(dir, { segment: 0, offset: 2 * frame.length }))).length, 0)
+    const positions = await writeJournal(dir, makeRecords(3))
+    assert.is(positions[0]?.segment, 1)
+    assert.is((await collect(replayJournal(dir, { segment: 0, offset: 2 * frame.length }))).length, 3)
+  }))
+
+test('a damaged segment header before records is CORRUPT_JOURNAL', () =>
+  withDir(async (dir) => {
+    await writeJournal(dir, makeRecords(3))
+    const file = join(dir, segmentFileName(0))
+    await flipByte(file, 9)
+    assert.equal(await expectCorrupt(collect(replayJournal(dir, null)), /segment header fails its crc32c/), { file, offset: 0 })
+    await flipByte(file, 9)
+    // A format this code does not know, with a good checksum.
+    await patch(file, 0, (b) => {
+      b.writeUInt32BE(3, 4)
+      b.writeUInt32BE(crc32c(b.subarray(0, 12)), 12)
+    }, SH)
+    await expectCorrupt(collect(replayJournal(dir, null)), /journal format 3 is not one this Quire reads/)
   }))
 
 test('segments roll at segmentBytesMax and trimBefore deletes older files, never the current one', () =>
@@ -246,7 +377,7 @@ test('close flushes what is waiting; append after close rejects', () =>
     const journal = await openJournal(dir, { groupWaitMs: 1000 })
     const waiting = journal.append(Buffer.from('last words'))
     await journal.close()
-    assert.equal(await waiting, { segment: 0, offset: 18 })
+    assert.equal(await waiting, { segment: 0, offset: SH + RH + 10 })
     await journal.append(Buffer.from('too late')).then(
       () => assert.unreachable('append after close resolved'),
       (err: unknown) => assert.instance(err, Error),
@@ -269,17 +400,44 @@ test('a failed write fails the journal: that group and every later append reject
     await journal.close().catch(() => undefined)
   }))
 
+test('beforeSync holds a group before its durable write: nothing resolves until it returns', () =>
+  withDir(async (dir) => {
+    let release = (): void => {}
+    const held = new Promise<void>((r) => { release = r })
+    const groups: number[] = []
+    const journal = await openJournal(dir, {
+      beforeSync: async (g) => {
+        groups.push(g.records)
+        await held
+      },
+    })
+    let resolved = 0
+    const first = Promise.all(makeRecords(3).map((r) => journal.append(r).then(() => { resolved++ })))
+    while (groups.length === 0) await new Promise((r) => setTimeout(r, 5))
+    // Records appended while the first group is held queue for the next one.
+    const second = journal.append(Buffer.from('next group')).then(() => { resolved++ })
+    await new Promise((r) => setTimeout(r, 50))
+    assert.is(resolved, 0, 'no append resolves while its sync is held')
+    assert.equal(journal.syncedPosition, { segment: 0, offset: SH })
+    assert.ok((await fs.readFile(join(dir, segmentFileName(0)))).subarray(SH).every((b) => b === 0), 'no record written yet')
+    release()
+    await Promise.all([first, second])
+    assert.equal(groups, [3, 1])
+    await journal.close()
+    assert.is((await collect(replayJournal(dir, null))).length, 4)
+  }))
+
 test('memory journal: crash drops and rejects unsynced records; replay yields the synced ones', async () => {
   const journal = new MemoryJournal({ autoSync: false })
   const a = journal.append(Buffer.from('a'))
   const b = journal.append(Buffer.from('bb'))
   journal.sync()
   assert.equal(await Promise.all([a, b]), [
-    { segment: 0, offset: 9 },
-    { segment: 0, offset: 19 },
+    { segment: 0, offset: SH + RH + 1 },
+    { segment: 0, offset: SH + 2 * RH + 3 },
   ])
   const c = journal.append(Buffer.from('c'))
-  assert.is(journal.pendingBytes, 9)
+  assert.is(journal.pendingBytes, RH + 1)
   journal.crash()
   await c.then(
     () => assert.unreachable('an unsynced record survived a crash'),
@@ -290,12 +448,12 @@ test('memory journal: crash drops and rejects unsynced records; replay yields th
     ['a', 'bb'],
   )
   // After the crash it is a reopened journal: a new segment.
-  assert.equal(journal.syncedPosition, { segment: 1, offset: 0 })
+  assert.equal(journal.syncedPosition, { segment: 1, offset: SH })
   const d = journal.append(Buffer.from('d'))
   journal.sync()
-  assert.equal(await d, { segment: 1, offset: 9 })
+  assert.equal(await d, { segment: 1, offset: SH + RH + 1 })
   assert.equal(
-    (await collect(journal.replay({ segment: 0, offset: 9 }))).map((x) => x.record.toString()),
+    (await collect(journal.replay({ segment: 0, offset: SH + RH + 1 }))).map((x) => x.record.toString()),
     ['bb', 'd'],
   )
 })

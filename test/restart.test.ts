@@ -6,6 +6,7 @@ import { open, readFile, readdir, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../storage/journal.ts'
 import { payloadFor, startCluster, type TestCluster } from './support/cluster.ts'
 
 const t = suite<{ c: TestCluster }>('restart')
@@ -25,11 +26,11 @@ async function lastJournalFile(dataDir: string): Promise<string> {
 /** End of the last record: segments are zero-filled ahead of their records. */
 async function usedBytes(file: string): Promise<number> {
   const buf = await readFile(file)
-  let off = 0
-  while (off + 8 <= buf.length) {
+  let off = SEGMENT_HEADER_BYTES
+  while (off + RECORD_HEADER_BYTES <= buf.length) {
     const len = buf.readUInt32BE(off)
-    if (len === 0 || off + 8 + len > buf.length) break
-    off += 8 + len
+    if (len === 0 || off + RECORD_HEADER_BYTES + len > buf.length) break
+    off += RECORD_HEADER_BYTES + len
   }
   return off
 }
@@ -83,6 +84,8 @@ t('a corrupt record before the journal tail refuses start-up with CORRUPT_JOURNA
   const file = await lastJournalFile(c.bookie('bookie-2').data)
   const fh = await open(file, 'r+')
   const byte = Buffer.alloc(1)
+  // Byte 20: the group offset in the header of the segment's first record; intact records of
+  // later group writes follow it.
   await fh.read(byte, 0, 1, 20)
   byte[0] = byte[0]! ^ 0xff
   await fh.write(byte, 0, 1, 20)
