@@ -19,7 +19,7 @@ import { open } from 'node:fs/promises'
 
 import path from 'node:path'
 import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
-import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal } from '../storage/journal.ts'
+import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal, type JournalOptions } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
@@ -27,11 +27,8 @@ import { bookieMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
 
-export interface BookieStorageOptions {
-  groupWaitMs?: number
-  groupBytesMax?: number
-  segmentBytesMax?: number
-}
+/** The journal's options (group commit, segment size, and the `beforeSync` test hook). */
+export type BookieStorageOptions = JournalOptions
 
 export interface LedgerSummary {
   state: StoredLedgerState | null
