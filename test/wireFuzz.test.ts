@@ -11,6 +11,7 @@ import { createInbox, type NatsConnection } from '@nats-io/transport-node'
 import { Packr } from 'msgpackr'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
+import type { BookieClient } from '../client/bookieClient.ts'
 import type { WriteHandle } from '../client/index.ts'
 import { BAD_FRAME_LOG_INTERVAL_MS } from '../actors/badFrames.ts'
 import { encodeEntry, masterKeyOf, type DigestType } from '../transport/entry.ts'
@@ -215,6 +216,17 @@ class Fuzz {
     return frame
   }
 
+  /** A frame for a client's inbox: random values and bytes, and replies with fields of the wrong kind. */
+  replyFrame(): Uint8Array {
+    switch (this.int(5)) {
+      case 0: return this.bytes(40)
+      case 1: return pack(this.value())
+      case 2: return pack({ op: 'addAck', bookieId: this.r() < 0.5 ? BOOKIE : this.value(), acks: this.value() })
+      case 3: return pack({ op: 'readResp', reqId: this.r() < 0.5 ? this.int(100) : this.value(), bookieId: BOOKIE, rc: this.value(), entries: this.value() })
+      default: return pack({ op: 'lacResp', reqId: this.int(100), bookieId: this.value(), rc: RC.OK, lac: this.pick(NUMBERS), lastEntryId: this.value() })
+    }
+  }
+
   frame(): Uint8Array {
     const kind = this.int(10)
     if (kind === 0) return this.bytes(40)
@@ -230,6 +242,7 @@ t(`a seeded fuzz loop (${FUZZ_FRAMES} frames) leaves the bookie serving, and its
   const fuzz = new Fuzz(SEED)
   const inbox = createInbox()
   const replies: unknown[] = []
+  const clientInbox = (ctx.w as unknown as { w: { bookies: BookieClient } }).w.bookies.inbox
   const sub = nc.subscribe(inbox, { callback: (_e, m) => { try { replies.push(decode(m.data)) } catch { replies.push('undecodable reply') } } })
   ctx.fuzzStartedAt = Date.now()
   const deadline = Date.now() + FUZZ_MS_MAX
@@ -240,6 +253,8 @@ t(`a seeded fuzz loop (${FUZZ_FRAMES} frames) leaves the bookie serving, and its
       if (fuzz.int(5) === 0) nc.publish(bookieSubject(BOOKIE), f)
       else nc.publish(bookieSubject(BOOKIE), f, { reply: inbox })
     }
+    // The writer's client inbox gets its share: anyone can publish there too.
+    for (let i = 0; i < 10; i++) nc.publish(clientInbox, fuzz.replyFrame())
     await nc.flush()
     assert.is(c.bookie(BOOKIE).proc.exitCode, null, `the bookie process is alive after ${sent} frames`)
   }

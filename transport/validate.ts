@@ -40,8 +40,8 @@ export const isId = (v: unknown): v is number => typeof v === 'number' && Number
 export const isLac = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= -1
 export const isMasterKey = (v: unknown): v is Uint8Array =>
   v instanceof Uint8Array && v.byteLength >= 1 && v.byteLength <= LIMITS.masterKeyBytes
-export const isDigestType = (v: unknown): v is DigestType =>
-  typeof v === 'string' && (DIGEST_TYPES as readonly string[]).includes(v)
+const DIGEST_TYPE_SET: ReadonlySet<string> = new Set(DIGEST_TYPES)
+export const isDigestType = (v: unknown): v is DigestType => typeof v === 'string' && DIGEST_TYPE_SET.has(v)
 const isText = (v: unknown): v is string => typeof v === 'string' && v.length >= 1 && v.length <= LIMITS.textChars
 const isOptional = (v: unknown, check: (x: unknown) => boolean): boolean => v === undefined || check(v)
 const isBool = (v: unknown): v is boolean => typeof v === 'boolean'
@@ -92,20 +92,21 @@ function addProblem(m: Fields): string | null {
   let total = 0
   for (let i = 0; i < (groups as unknown[]).length; i++) {
     const g = (groups as unknown[])[i]
-    const at = `groups[${i}]`
-    if (!isMap(g)) return bad(at, g)
-    if (!isId(g.ledgerId)) return bad(`${at}.ledgerId`, g.ledgerId)
-    if (!isMasterKey(g.masterKey)) return bad(`${at}.masterKey`, g.masterKey)
-    if (!isDigestType(g.digestType)) return bad(`${at}.digestType`, g.digestType)
-    if (!isBool(g.recovery)) return bad(`${at}.recovery`, g.recovery)
+    // Field names are built only for a reason: the add path allocates nothing for a valid frame.
+    if (!isMap(g)) return bad(`groups[${i}]`, g)
+    if (!isId(g.ledgerId)) return bad(`groups[${i}].ledgerId`, g.ledgerId)
+    if (!isMasterKey(g.masterKey)) return bad(`groups[${i}].masterKey`, g.masterKey)
+    if (!isDigestType(g.digestType)) return bad(`groups[${i}].digestType`, g.digestType)
+    if (!isBool(g.recovery)) return bad(`groups[${i}].recovery`, g.recovery)
     const entries = g.entries
-    const ep = arrayProblem(`${at}.entries`, entries, 1, LIMITS.entriesPerAdd)
-    if (ep) return ep
-    total += (entries as unknown[]).length
+    if (!Array.isArray(entries) || entries.length === 0 || entries.length > LIMITS.entriesPerAdd) {
+      return arrayProblem(`groups[${i}].entries`, entries, 1, LIMITS.entriesPerAdd)
+    }
+    total += entries.length
     if (total > LIMITS.entriesPerAdd) return `more than ${LIMITS.entriesPerAdd} entries in one add`
-    for (let j = 0; j < (entries as unknown[]).length; j++) {
-      const e = entryProblem((entries as unknown[])[j], g.ledgerId, g.digestType)
-      if (e) return `${at}.entries[${j}]: ${e}`
+    for (let j = 0; j < entries.length; j++) {
+      const e = entryProblem(entries[j], g.ledgerId, g.digestType)
+      if (e) return `groups[${i}].entries[${j}]: ${e}`
     }
   }
   return null
