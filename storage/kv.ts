@@ -195,7 +195,7 @@ export class JetStreamKv implements VersionedKv {
       const had = latest.get(key)
       if (had === undefined || had.seq < m.seq) latest.set(key, { seq: m.seq, live: isPut(m) })
     }
-    /** Visit the filter's messages with sequence in [from, to]; resolves past the last one seen. */
+    /** Visit the filter's messages with a sequence in [from, to], in order. */
     const walk = async (from: number, to: number): Promise<void> => {
       for (let seq = from; seq <= to;) {
         const m = await this.jsm.getMessage(this.#stream, { seq, next_by_subj: subjectFilter })
