@@ -14,7 +14,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { assign, createActor, setup } from 'xstate'
 import {
-  BEACON_MS, EVENTS_KEPT, SUMMARY_CHARS_MAX, boundSummary, watchActor, watchedActorCount, type InspectMessage,
+  BEACON_MS, EVENTS_KEPT, SUMMARY_CHARS_MAX, boundSummary, summariseContext, watchActor, watchedActorCount, type InspectMessage,
 } from '../actors/inspect.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
@@ -156,6 +156,12 @@ test('summaries are bounded and carry no keys or payloads', () => {
   const deep = boundSummary({ nested: { a: { b: { c: { d: 1 } } } }, items: Array.from({ length: 40 }, (_, i) => i) })
   assert.equal(deep.nested, { a: { b: '{…}' } })
   assert.is((deep.items as unknown[]).length, 17)
+})
+
+test("a recovery's summary counts its fenced bookies at every ensemble size", () => {
+  const segment = { firstEntryId: 0, ensemble: Array.from({ length: 40 }, (_, i) => `b${i}`) }
+  assert.is(summariseContext('recovery', { ledgerId: 1, segment, fencedMask: (1n << 40n) - 1n }).fenced, '40 of 40')
+  assert.is(summariseContext('recovery', { ledgerId: 1, segment, fencedMask: 1n << 35n }).fenced, '1 of 40')
 })
 
 test('a failing summariser or sink never reaches the actor', () => {
