@@ -12,10 +12,12 @@
 // Why IndexMask is a bigint: JavaScript's bit operators work on 32-bit signed integers, so with
 // `1 << i` position 32 aliases position 0 and `1 << 31` is negative; an ensemble of 40 once let
 // acks from positions 0 and 31 complete entry 31 (write set 31-33), which only one of its bookies
-// had. A bigint mask is exact for any E, with no sign or width edge to check at a cap; the cost
-// on the writer's hot path is a few bigint operations per ack (about 15 ns, against some 10 us
-// for the machine's transition). ENSEMBLE_SIZE_MAX is a bound on sane configuration, not on what
-// the arithmetic can hold.
+// had. A bigint mask is exact for any E, with no sign or width edge to check at a cap (capping E
+// at 31 instead would need that check in every expression, and a refusal wherever a quorum comes
+// in: createLedger, metadata read from KV, recovery). The writer's hot path pays a few bigint
+// operations per ack, about 15 ns against some 10 us for the machine's transition: measured per
+// entry through the writer actor, within noise of the 32-bit masks. ENSEMBLE_SIZE_MAX bounds
+// sane configuration, not what the arithmetic can hold.
 
 import { QuireError, assert } from './errors.ts'
 
