@@ -1,5 +1,6 @@
 // The writer machine (machines/writer.ts) stepped with transition(): next state and the
-// emitted actions, for the add path, in-order resolution, failures, fencing and close.
+// emitted actions, for the add path, in-order resolution, failures, fencing and close; ensembles
+// past 32 bookies, and a property of the LAC against an oracle over every E up to 64.
 
 import fc from 'fast-check'
 import { test } from 'uvu'
