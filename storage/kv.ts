@@ -47,6 +47,8 @@ const API_TIMEOUT_MS_DEFAULT = 5000
 const LISTING_WALKERS_MAX = 8
 /** Stream sequences per walker below which a listing is not split further. */
 const LISTING_SPAN_PER_WALKER = 256
+/** A whole listing gives up (TIMEOUT) after this many API timeouts, however many keys it met. */
+const LISTING_TIMEOUTS_MAX = 12
 /** The header nats.js KV writes on a delete or purge marker. */
 const KV_OPERATION_HEADER = 'KV-Operation'
 
@@ -121,7 +123,7 @@ export class JetStreamKv implements VersionedKv {
     readonly bucket: string,
     private readonly kv: KV,
     private readonly jsm: StreamReader,
-    /** Bound on each JetStream API request (nats.js applies it); used here in messages. */
+    /** Bound on each JetStream API request (nats.js applies it); a whole listing gets LISTING_TIMEOUTS_MAX of it. */
     private readonly timeoutMs = API_TIMEOUT_MS_DEFAULT,
   ) {
     this.#stream = `KV_${bucket}`
@@ -171,8 +173,9 @@ export class JetStreamKv implements VersionedKv {
    * once; then one more walk goes from past that range to the end. A key written during the
    * listing lands past the range (a stream appends), so that last walk sees it; a key seen twice
    * counts as its later message (a delete marker hides it, a put shows it).
-   * Bounded: every request is bounded by the API timeout, and a listing needs one request per
-   * message the walk meets (with history 1, one per key or delete marker) plus one per walk.
+   * Bounded: a listing needs one request per message the walk meets (with history 1, one per key
+   * or delete marker) plus one per walk; each request is bounded by the API timeout, and the whole
+   * listing by LISTING_TIMEOUTS_MAX of them (then TIMEOUT), so its callers never hang on it.
    */
   async *keys(prefix = ''): AsyncIterable<string> {
     const filter = serverFilter(prefix)
@@ -188,6 +191,7 @@ export class JetStreamKv implements VersionedKv {
 
   async #list(prefix: string, filter: string): Promise<string[]> {
     const subjectFilter = `${this.#subjectPrefix}${filter}`
+    const deadline = Date.now() + LISTING_TIMEOUTS_MAX * this.timeoutMs
     const { state } = await this.jsm.info(this.#stream)
     const latest = new Map<string, { seq: number; live: boolean }>()
     const note = (m: StoredMsg): void => {
@@ -198,6 +202,7 @@ export class JetStreamKv implements VersionedKv {
     /** Visit the filter's messages with a sequence in [from, to], in order. */
     const walk = async (from: number, to: number): Promise<void> => {
       for (let seq = from; seq <= to;) {
+        if (Date.now() > deadline) throw new errors.TimeoutError()
         const m = await this.jsm.getMessage(this.#stream, { seq, next_by_subj: subjectFilter })
         if (m === null || m.seq > to) return
         note(m)

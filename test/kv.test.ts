@@ -385,6 +385,23 @@ t('JetStreamKv: a listing walks the stream; a key rewritten or deleted while it 
   assert.ok(moved)
 })
 
+t('JetStreamKv: a listing that never reaches the end (keys written faster than it walks) fails with TIMEOUT in bounded time', async () => {
+  // Every request finds one more message past the last: the walk never meets the end.
+  const endless: StreamReader = {
+    async info() { return { state: { first_seq: 1, last_seq: 1 } } },
+    async getMessage(_stream, q) {
+      await new Promise((r) => setTimeout(r, 1))
+      const seq = q.seq ?? 1
+      return { subject: `$KV.endless.k${seq}`, seq, header: { get: () => '' } } as unknown as StoredMsg
+    },
+  }
+  const kv = new JetStreamKv('endless', {} as ConstructorParameters<typeof JetStreamKv>[1], endless, 20)
+  const t0 = Date.now()
+  const err = await rejection(collect(kv.keys()))
+  assert.ok(isQuireError(err, 'TIMEOUT'), String(err))
+  assert.ok(Date.now() - t0 < 5000, `gave up after ${Date.now() - t0} ms`)
+})
+
 t('splitRange: contiguous pieces covering the range, at most 8', async () => {
   assert.equal(splitRange(5, 4), [])
   assert.equal(splitRange(1, 10), [[1, 10]])
