@@ -8,7 +8,10 @@
 //   long enough are marked, and a bounded number of closed ledgers (scanLedgersPerAudit, taken in
 //   turn from audit to audit) are scanned on each live replica: one LAC read (does it hold up to
 //   the last entry it should?) and one read of a few sample entries (present and intact?);
-//   a replica lacking entries marks the ledger `damaged` for that bookie.
+//   a replica lacking entries marks the ledger `damaged` for that bookie;
+// - at each check, the ledgers a live bookie lists in its registration as holding damaged copies
+//   (`damagedLedgers`: bit rot in its entry store, found by the bookie itself) are marked
+//   `damaged` for it too, so their copies are re-added in place.
 // Invariants: no mark is written unless this node holds a valid lease (checked before each
 // write) and autorecovery is enabled; a timeout or an error from a bookie is never read as a
 // missing entry (PROTOCOL.md "Response classes").
@@ -23,7 +26,7 @@ import {
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { countHeld, holdsEntry, segmentRange } from '../machines/replicator.ts'
 import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
-import { isBookieAlive, type LedgerMetadata } from '../storage/metadataStore.ts'
+import { DAMAGED_LEDGERS_LISTED_MAX, isBookieAlive, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { RC } from '../transport/wire.ts'
 import {
@@ -112,6 +115,8 @@ class Auditor {
   private triggerSub: Subscription | null = null
   private pendingTriggers: Msg[] = []
   private scanCursor = 0
+  /** A pass marking the ledgers bookies report damaged is under way (one at a time). */
+  private markingDamage = false
   private releasing: Promise<unknown> = Promise.resolve()
   /** Effects under way, awaited (briefly) before the connection is closed. */
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -268,8 +273,40 @@ class Auditor {
       const [list, enabled] = await Promise.all([this.p.metadata.listBookies(), this.p.store.isEnabled()])
       const now = this.p.now()
       this.send({ type: 'bookies.checked', now, enabled, registered: list.map((b) => ({ bookieId: b.bookieId, alive: isBookieAlive(b, now) })) })
+      if (enabled && this.leading() && !this.markingDamage) {
+        const damaged = list.filter((b) => isBookieAlive(b, now) && (b.damagedLedgers?.length ?? 0) > 0)
+        if (damaged.length > 0) {
+          this.markingDamage = true
+          this.track(this.markDamaged(damaged).finally(() => { this.markingDamage = false }))
+        }
+      }
     } catch (err) {
       this.send({ type: 'check.failed', message: String(err) })
+    }
+  }
+
+  /**
+   * Ledgers a live bookie reports damaged copies of (its registration's `damagedLedgers`: bit rot
+   * in its entry store) are marked `damaged` for it, so that a replication worker re-adds the
+   * copies it lacks in place. A ledger gone from the metadata, or no longer on that bookie, is
+   * skipped. Failures are logged and retried at the next check.
+   */
+  private async markDamaged(bookies: readonly BookieRecord[]): Promise<void> {
+    for (const b of bookies) {
+      for (const id of (b.damagedLedgers ?? []).slice(0, DAMAGED_LEDGERS_LISTED_MAX)) {
+        if (!this.leading()) return
+        try {
+          const md = await this.readLedger(id)
+          if (!md || !md.segments.some((s) => s.ensemble.includes(b.bookieId))) continue
+          if ((await this.mark(id, { damaged: [b.bookieId] })) !== 'unchanged') {
+            this.log('bookie reports damaged copies: ledger marked for repair', { ledgerId: id, bookieId: b.bookieId })
+            this.countMarks()
+          }
+        } catch (err) {
+          if (err instanceof NotLeader) return
+          this.log('marking a ledger with damaged copies failed', { ledgerId: id, bookieId: b.bookieId, error: String(err) })
+        }
+      }
     }
   }
 

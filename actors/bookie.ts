@@ -21,7 +21,8 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
-import type { MetadataStore } from '../storage/metadataStore.ts'
+import type { DamageEvent } from '../storage/entryStore.ts'
+import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
 import { readEntryHeader, storedCopyIntact } from '../transport/entry.ts'
@@ -129,6 +130,7 @@ export class Bookie {
       actions: {
         'storage.open': () => step(async () => {
           this.storage = await BookieStorage.open(opts.dataDir)
+          this.storage.store.onDamage = (e) => this.onStoreDamage(e)
           this.lifecycle.send({ type: 'storage.opened' })
         }),
         'journal.replay': () => step(async () => {
@@ -201,6 +203,7 @@ export class Bookie {
         diskUsedBytes: this.disk.last?.usedBytes ?? null,
         journal: this.storage ? (() => { try { return this.storage.journalStats } catch { return null } })() : null,
         addsInJournal: this.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
+        damage: this.storage ? this.storage.store.damage : null,
       }),
     })
   }
@@ -225,14 +228,36 @@ export class Bookie {
     await done
   }
 
+  /** Entries whose stored copy is damaged now (the quire_bookie_damaged_entries gauge). */
+  get damagedEntries(): number {
+    return this.storage?.store.damage.entries ?? 0
+  }
+
   private currentState(): 'writable' | 'readonly' {
     return this.lifecycle.getSnapshot().value === 'readonly' ? 'readonly' : 'writable'
+  }
+
+  /** The registration's `damagedLedgers` (the auditor marks them), absent when nothing is damaged. */
+  private damagedLedgers(): { damagedLedgers?: number[] } {
+    const ledgers = this.storage?.store.damage.ledgers ?? []
+    return ledgers.length > 0 ? { damagedLedgers: ledgers.slice(0, DAMAGED_LEDGERS_LISTED_MAX) } : {}
+  }
+
+  /** Damage in the entry store (storage/entryStore.ts): logged, counted, and re-registered at once. */
+  private onStoreDamage(e: DamageEvent): void {
+    const log = this.opts.log ?? (() => {})
+    if (e.kind === 'found') log('entry store: stored copies damaged (answered CORRUPT; repairing the store)', { ledgerId: e.ledgerId, entryIds: e.entryIds.slice(0, 20), error: e.error })
+    else if (e.kind === 'repaired') log('entry store repaired: readable data copied into a fresh store', { damagedEntries: e.damaged, keysCopied: e.copied, damagedRanges: e.ranges, ms: e.ms })
+    else log('entry store repair failed', { error: e.error })
+    if (e.kind !== 'found') bookieMetrics.storeRepaired(e.kind === 'repaired')
+    if (this.metadata) void this.register(this.currentState()).catch(() => {})
   }
 
   private async register(state: 'writable' | 'readonly'): Promise<void> {
     await this.metadata!.putBookie({
       bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
+      ...this.damagedLedgers(),
     })
   }
 

@@ -98,6 +98,8 @@ export interface BookieStateSource {
   readOnly(): boolean
   /** The last measured disk usage (0..1), null before the first check. */
   diskUsage(): number | null
+  /** Entries whose stored copy is damaged (storage/entryStore.ts), until rewritten. */
+  damagedEntries?(): number
 }
 
 /** The process's bookie, read at scrape time (null: this process runs no bookie). */
@@ -126,6 +128,24 @@ new Gauge({
   },
 })
 
+new Gauge({
+  name: 'quire_bookie_damaged_entries',
+  help: 'Entries whose stored copy on this node\'s bookie is unreadable (RocksDB block checksum) until autorecovery rewrites them; no sample without a bookie',
+  labelNames: ['bookie'] as const,
+  registers: [registry],
+  collect() {
+    this.reset()
+    const n = stateSource?.damagedEntries?.()
+    if (stateSource && n !== undefined) this.labels(stateSource.bookieId).set(n)
+  },
+})
+const storeRepairs = new Counter({
+  name: 'quire_bookie_store_repairs_total',
+  help: 'Repairs of the bookie\'s entry store after RocksDB corruption (everything readable copied into a fresh store), by result',
+  labelNames: ['result'] as const,
+  registers: [registry],
+})
+
 const addEntriesByRc = byResult(addEntries)
 const readRequestsByRc = byResult(readRequests)
 
@@ -151,6 +171,9 @@ export const bookieMetrics = {
   /** A frame failed its schema; `op` is a bounded label (transport/validate.ts opLabel). */
   badRequest(op: string): void {
     badRequests.labels(op).inc()
+  },
+  storeRepaired(ok: boolean): void {
+    storeRepairs.labels(ok ? 'ok' : 'failed').inc()
   },
   journalRecordSkipped(): void {
     journalRecordsSkipped.inc()

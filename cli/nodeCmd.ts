@@ -121,7 +121,9 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
   const bookie = new Bookie(options)
   await bookie.start().catch(refused)
   ctx.log.info({ bookieId, nats: s.nats, data: dataDir }, 'bookie ready')
-  bookieMetrics.setStateSource({ bookieId, readOnly: () => bookie.state === 'readonly', diskUsage: () => bookie.disk.last?.usage ?? null })
+  bookieMetrics.setStateSource({
+    bookieId, readOnly: () => bookie.state === 'readonly', diskUsage: () => bookie.disk.last?.usage ?? null, damagedEntries: () => bookie.damagedEntries,
+  })
   return {
     async stop() {
       ctx.log.info({ bookieId }, 'draining')

@@ -44,7 +44,15 @@ export interface BookieRecord {
   startedAt: number
   host: string
   pid: number
+  /**
+   * Ledgers with entries whose stored copy on this bookie is damaged (bit rot in its entry
+   * store), at most DAMAGED_LEDGERS_LISTED_MAX; the auditor marks them for repair in place.
+   */
+  damagedLedgers?: number[]
 }
+
+/** Bound on the damaged ledgers a bookie lists in its registration (the rest follow as these heal). */
+export const DAMAGED_LEDGERS_LISTED_MAX = 1000
 
 const ID_RANGE = 1000
 const COUNTER_KEY = 'idgen'

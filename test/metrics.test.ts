@@ -202,6 +202,7 @@ test('the registry, default process metrics included, parses strictly and names 
     ['quire_bookie_add_entries_total', 'counter'], ['quire_bookie_add_request_duration_seconds', 'histogram'],
     ['quire_bookie_read_requests_total', 'counter'], ['quire_bookie_read_request_duration_seconds', 'histogram'],
     ['quire_bookie_long_polls_parked', 'gauge'], ['quire_bookie_readonly', 'gauge'], ['quire_bookie_disk_usage_ratio', 'gauge'],
+    ['quire_bookie_damaged_entries', 'gauge'], ['quire_bookie_store_repairs_total', 'counter'],
     ['quire_journal_sync_duration_seconds', 'histogram'], ['quire_journal_group_records', 'histogram'],
     ['quire_journal_group_bytes', 'histogram'], ['quire_journal_written_bytes_total', 'counter'],
     ['quire_autorecovery_under_replicated_ledgers', 'gauge'], ['quire_replication_ledgers_total', 'counter'],
@@ -219,6 +220,7 @@ test('the registry, default process metrics included, parses strictly and names 
   // No bookie in this process: its state gauges have no sample rather than a made-up 0.
   assert.is(e.get('quire_bookie_readonly')!.samples.length, 0)
   assert.is(e.get('quire_bookie_disk_usage_ratio')!.samples.length, 0)
+  assert.is(e.get('quire_bookie_damaged_entries')!.samples.length, 0)
 })
 
 test('a real journal counts each group commit: sync histogram, records, bytes', async () => {
