@@ -145,7 +145,7 @@ async function drain(it: AsyncIterable<number>): Promise<number[]> {
   return out
 }
 
-t('with one server of three killed, every key listing succeeds, each in well under the API timeout', async (ctx) => {
+t('with one server of three killed, every key listing succeeds, each in under the 5 s API timeout', async (ctx) => {
   const nc = await conn(ctx, 0, 'listings')
   const md: MetadataStore = await openMetadata(nc, { metadataReplicas: 3 })
   const marks = new AutorecoveryStore(md.clusterKv)
@@ -165,7 +165,7 @@ t('with one server of three killed, every key listing succeeds, each in well und
   ]
   const slowest = Math.max(...times)
   console.log(`  listings with one server down: ${times.length}, slowest ${slowest} ms, median ${times.sort((x, y) => x - y)[times.length >> 1]} ms`)
-  assert.ok(slowest < 2500, `slowest of ${times.length} listings took ${slowest} ms: ${times.join(', ')}`)
+  assert.ok(slowest < 4000, `slowest of ${times.length} listings took ${slowest} ms: ${times.join(', ')}`)
 })
 
 t('without a quorum: reads, listings and createLedger fail with TIMEOUT; a node gives up after metadataStartTimeoutMs', async (ctx) => {
@@ -176,7 +176,7 @@ t('without a quorum: reads, listings and createLedger fail with TIMEOUT; a node 
   await ctx.nats.kill(1) // server 2 is down since the test before
   // A stream leader cut off from its peers goes on answering reads until it steps down (the
   // other buckets' leaders each in their own time: only the ledgers bucket is checked here).
-  await until('a read to fail', 30_000, () => md.readLedger(id).then(() => false, (e: unknown) => {
+  await until('a read to fail', 60_000, () => md.readLedger(id).then(() => false, (e: unknown) => {
     if (!isQuireError(e, 'TIMEOUT')) throw e
     return true
   }))
