@@ -9,6 +9,9 @@
 // Deleting has no CAS: a release or a clear re-reads the key first and deletes only what it read
 // (holder and revision unchanged). A mark merged in the instant between that read and the delete
 // is lost, and the auditor's next periodic audit marks the ledger again.
+// Those re-reads are current: reads of the KV are the stream leader's (storage/kv.ts), so they see
+// every acknowledged write, ours or another node's; a lease or mark just written is never read
+// back as older (which would make a release or a clear skip, or delete what it should not).
 
 import { QuireError } from '../machines/errors.ts'
 import { leaseDecision, leaseValid, type Lease, type LeaseDecision } from '../machines/auditor.ts'
