@@ -21,6 +21,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
+import { placedOn } from '../machines/damage.ts'
 import type { DamageEvent } from '../storage/entryStore.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
@@ -67,6 +68,8 @@ type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
 type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
 
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
+/** Between two looks at the metadata of the ledgers with damaged entries (see pruneDamage). */
+const DAMAGE_PRUNE_MS = 5000
 
 export class Bookie {
   private storage: BookieStorage | null = null
@@ -84,6 +87,8 @@ export class Bookie {
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
   private stopped: (() => void) | null = null
   private inflight = 0
+  private pruning = false
+  private prunedAt = 0
   readonly stats = { adds: 0, reads: 0, lacReads: 0, corruptReads: 0 }
   /** Parked long-poll LAC reads (bounded). */
   readonly polls = new LongPolls(
@@ -243,6 +248,30 @@ export class Bookie {
     return ledgers.length > 0 ? { damagedLedgers: ledgers.slice(0, DAMAGED_LEDGERS_LISTED_MAX) } : {}
   }
 
+  /**
+   * Drop the damaged entries the ledgers' metadata does not place on this bookie (guesses of the
+   * store's repair, machines/damage.ts): autorecovery rewrites only the others. At most once per
+   * DAMAGE_PRUNE_MS; a ledger whose metadata cannot be read is looked at next time.
+   */
+  private async pruneDamage(): Promise<void> {
+    const store = this.storage?.store
+    if (!store || !this.metadata || this.pruning || Date.now() - this.prunedAt < DAMAGE_PRUNE_MS) return
+    this.pruning = true
+    this.prunedAt = Date.now()
+    try {
+      for (const ledgerId of store.damage.ledgers) {
+        const md = await this.metadata.readLedger(ledgerId).then((r) => r.value, () => null)
+        if (md === null) continue
+        const stray = store.damagedOf(ledgerId).filter((id) => !placedOn(md, this.opts.bookieId, id))
+        if (stray.length > 0) await store.forgetDamaged(ledgerId, stray)
+      }
+    } catch (err) {
+      this.opts.log?.('pruning the damaged entries failed', { error: String(err) })
+    } finally {
+      this.pruning = false
+    }
+  }
+
   /** Damage in the entry store (storage/entryStore.ts): logged, counted, and re-registered at once. */
   private onStoreDamage(e: DamageEvent): void {
     const log = this.opts.log ?? (() => {})
@@ -254,6 +283,8 @@ export class Bookie {
   }
 
   private async register(state: 'writable' | 'readonly'): Promise<void> {
+    // Not awaited: a heartbeat must not wait for metadata reads; the next one carries the result.
+    if ((this.storage?.store.damage.entries ?? 0) > 0) void this.pruneDamage()
     await this.metadata!.putBookie({
       bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,

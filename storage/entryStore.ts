@@ -412,6 +412,21 @@ export class RocksEntryStore implements EntryStore {
     if (added && !this.closing) void this.repair(errorText(err)).catch(() => {})
   }
 
+  /** Damaged entry ids of a ledger, ascending. */
+  damagedOf(ledgerId: number): number[] {
+    return [...(this.damaged.get(ledgerId) ?? [])].sort((a, b) => a - b)
+  }
+
+  /**
+   * Drop entries from the damaged list without a new copy: ones the ledger's metadata does not
+   * place on this bookie (machines/damage.ts), which nothing would ever rewrite.
+   */
+  async forgetDamaged(ledgerId: number, entryIds: readonly number[]): Promise<void> {
+    let changed = false
+    for (const id of entryIds) changed = this.forget(ledgerId, id) || changed
+    if (changed) await this.saveDamaged()
+  }
+
   /** True when (ledgerId, entryId) was damaged (it is not any more). */
   private forget(ledgerId: number, entryId: number): boolean {
     const ids = this.damaged.get(ledgerId)
