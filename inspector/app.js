@@ -232,12 +232,15 @@ function renderBookies() {
     const c = b.actor?.msg.context ?? {}
     const mode = b.rec?.state ?? c.mode ?? '?'
     const disk = typeof c.diskUsage === 'number' ? `${(c.diskUsage * 100).toFixed(1)} %` : '–'
+    // Entries whose stored copy is unreadable (the bookie's entry store), until autorecovery rewrites them.
+    const damaged = c.damage && c.damage.entries > 0 ? c.damage : null
+    const damage = damaged ? `<div class="why" data-damaged="${damaged.entries}">${damaged.entries} damaged entr${damaged.entries === 1 ? 'y' : 'ies'} in ledger${damaged.ledgers.length === 1 ? '' : 's'} ${esc(damaged.ledgers.slice(0, 5).join(', '))}${damaged.ledgers.length > 5 ? ', …' : ''}</div>` : ''
     const where = b.rec ? `${b.rec.host} pid ${b.rec.pid}` : b.actor ? `${b.actor.msg.host} pid ${b.actor.msg.pid}` : ''
     return `<tr class="${b.dead ? 'dead' : 'alive'}" data-bookie="${esc(b.id)}" data-alive="${!b.dead}">`
       + `<td class="id" data-key="${b.actor ? esc(`bookie.${b.id}`) : ''}" title="${esc(where)}">${esc(b.id)}</td>`
       + `<td><span class="badge ${b.dead ? 'dead' : 'live'}">${b.dead ? 'dead' : 'alive'}</span>${b.dead ? `<div class="why">${esc(b.why.join('; '))}</div>` : ''}</td>`
       + `<td>${esc(b.actor ? stateText(b.actor.msg.state) : '–')}</td>`
-      + `<td class="${mode === 'readonly' ? 'warn' : ''}">${esc(mode)}</td>`
+      + `<td class="${mode === 'readonly' || damaged ? 'warn' : ''}">${esc(mode)}${damage}</td>`
       + `<td>${disk}</td><td>${b.rec ? `${ago(b.rec.heartbeatAgoMs)} ago` : '–'}</td></tr>`
   }).join('') || '<tr><td colspan="6" class="muted">no bookies</td></tr>'
 }
