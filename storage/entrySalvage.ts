@@ -228,16 +228,17 @@ async function copyFamily(
 }
 
 /**
- * Copy what `src` can still read into a new store at `dstDir` (which must not exist), with
- * `damagedMeta` (the updated list of damaged entries) stored under the meta key `damagedKey`.
+ * Copy what `src` can still read into a new store at `dstDir` (which must not exist), with the
+ * damaged entries (those found by the copy, and `known()` as it is when the copy ends: reads go on
+ * meanwhile) stored under the meta key `damagedKey`.
  */
 export async function salvageInto(
-  src: SalvageSource, dstDir: string, known: ReadonlyArray<[number, number]>, damagedKey: string,
+  src: SalvageSource, dstDir: string, known: () => ReadonlyArray<[number, number]>, damagedKey: string,
 ): Promise<SalvageResult> {
   const dst = new RocksDB(dstDir, { columnFamilies: [...COLUMN_FAMILIES] })
   await dst.ready()
   try {
-    const damaged: Array<[number, number]> = [...known]
+    const damaged: Array<[number, number]> = []
     let copied = 0
     let ranges = 0
     for (const name of COLUMN_FAMILIES) {
@@ -247,6 +248,7 @@ export async function salvageInto(
       await out.flush()
       copied += out.copied
     }
+    damaged.push(...known())
     const unique = [...new Map(damaged.map(([l, e]) => [`${l}/${e}`, [l, e] as [number, number]])).values()]
       .sort((x, y) => x[0] - y[0] || x[1] - y[1])
     const meta = dst.columnFamily('meta').write({ autoDestroy: true, capacity: 1 })

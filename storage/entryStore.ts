@@ -474,7 +474,7 @@ export class RocksEntryStore implements EntryStore {
     try {
       await Promise.allSettled([...this.writesInFlight])
       await rm(`${this.dir}.salvage`, { recursive: true, force: true })
-      const r = await salvageInto({ entries: this.entries, ledgers: this.ledgers, meta: this.meta }, `${this.dir}.salvage`, this.damagedList(), DAMAGED_KEY)
+      const r = await salvageInto({ entries: this.entries, ledgers: this.ledgers, meta: this.meta }, `${this.dir}.salvage`, () => this.damagedList(), DAMAGED_KEY)
       await rename(`${this.dir}.salvage`, `${this.dir}.salvaged`)
       this.swapping = (async () => {
         await this.db.close()

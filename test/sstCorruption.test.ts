@@ -9,8 +9,9 @@
 //   inspector state counts the damaged entries;
 // - with the auditor and a replication worker running, the damaged copies are rewritten in place
 //   from the other replicas, and bookie-1 serves them intact again.
-// A second, store-level test: writes after the damage make RocksDB compact the damaged file; the
-// store repairs itself instead of refusing every later write.
+// Store-level tests: writes after the damage make RocksDB compact the damaged file, and the store
+// repairs itself instead of refusing every later write; a repair a crash interrupted is finished
+// at the next open.
 
 import { execFile } from 'node:child_process'
 import { readdir, readFile, rm, writeFile, mkdtemp } from 'node:fs/promises'
@@ -195,6 +196,30 @@ t('store level: compaction that meets the damaged block repairs the store; write
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
+  }
+})
+
+t('store level: a repair a crash interrupted is finished at the next open', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'quire-sst-'))
+  const dir = path.join(root, 'entries')
+  try {
+    const put = async (where: string, tag: string): Promise<void> => {
+      const s = await openEntryStore(where)
+      await s.putEntries([{ ledgerId: 1, entryId: 0, data: Buffer.from(tag) }])
+      await s.close()
+    }
+    await put(dir, 'old')
+    await put(`${dir}.salvaged`, 'copied') // a complete copy, renamed before the crash
+    await put(`${dir}.salvage`, 'partial') // and a partial one of a later repair
+    const s = await openEntryStore(dir)
+    try {
+      assert.equal(await s.getEntries([{ ledgerId: 1, entryId: 0 }]), [Buffer.from('copied')])
+    } finally {
+      await s.close()
+    }
+    assert.equal((await readdir(root)).sort(), ['entries'])
+  } finally {
+    await rm(root, { recursive: true, force: true })
   }
 })
 
