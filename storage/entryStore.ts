@@ -35,6 +35,8 @@ export { isCorruption } from './entrySalvage.ts'
 const ID_END = 2 ** 53
 const TWO_32 = 2 ** 32
 const DAMAGED_KEY = 'damaged'
+/** Least time between two repairs (storage/entrySalvage.ts copies the whole store). */
+const REPAIR_BACKOFF_MS = 30_000
 
 /** What the store knows of its damage (the bookie reports it: state, metric, registration). */
 export interface StoreDamage {
@@ -161,6 +163,7 @@ export class RocksEntryStore implements EntryStore {
   /** The swap to the repaired store under way: reads wait for it. */
   private swapping: Promise<void> | null = null
   private repairs = 0
+  private repairedAt = 0
   private readonly writesInFlight = new Set<Promise<unknown>>()
   private lastError: string | null = null
   /** Told of damage found and of repairs (the bookie logs and reports it). */
@@ -359,9 +362,21 @@ export class RocksEntryStore implements EntryStore {
     return this.closing
   }
 
-  /** Repair now, whatever was found (the operator's `quire shell` and tests); resolves when done. */
+  /**
+   * Repair now (or join the repair under way); resolves when done. A store that fails again within
+   * REPAIR_BACKOFF_MS of a repair is not copied again at once (a dying disk would keep it copying):
+   * that is an error until the backoff has passed.
+   */
   repair(reason = 'requested'): Promise<void> {
-    this.repairing ??= this.salvage(reason).finally(() => { this.repairing = null })
+    if (this.repairing) return this.repairing
+    const wait = this.repairedAt + REPAIR_BACKOFF_MS - performance.now()
+    if (this.repairedAt > 0 && wait > 0) {
+      return Promise.reject(new Error(`the entry store is damaged again ${Math.round((REPAIR_BACKOFF_MS - wait) / 1000)} s after a repair (${reason}); next repair in ${Math.ceil(wait / 1000)} s`))
+    }
+    this.repairing = this.salvage(reason).finally(() => {
+      this.repairing = null
+      this.repairedAt = performance.now()
+    })
     return this.repairing
   }
 
