@@ -4,7 +4,8 @@
 //    alone elect leaders): it logs its retries and registers its bookie once the servers are back,
 //    instead of exiting 1.
 // 2. Read-your-writes: a get right after a write (same connection, another connection, through
-//    MetadataStore after a CAS) always sees that write: counted over hundreds of writes.
+//    MetadataStore after a CAS) always sees that write: counted over hundreds of writes, and
+//    again while the bucket's leader is made to step down every 700 ms.
 // 3. With one server of three killed, every key listing (bookies, ledgers, under-replication
 //    marks) succeeds, fast, many times over: no listing depends on a consumer placed on a peer.
 // 4. With two of three killed (no quorum): reads, listings and createLedger fail with TIMEOUT (a
@@ -126,6 +127,47 @@ t('read-your-writes: a get right after a write or a CAS sees it, from the same a
     if (b.revision !== cur.revision || b.value.length !== i + 1) stale++
   }
   assert.is(stale, 0, `${stale} of ${2 * N + 200} reads after a write saw an older revision`)
+})
+
+t('read-your-writes holds across stream leader changes; what fails meanwhile fails with TIMEOUT', async (ctx) => {
+  const [w, r] = [await conn(ctx, 0, 'ryw-stepdown-writer'), await conn(ctx, 1, 'ryw-stepdown-reader')]
+  const bucket = `ryw_stepdown_${process.pid}`
+  const kvw = await openKv(w, bucket, { replicas: 3 })
+  const kvr = await openKv(r, bucket, { replicas: 3 })
+  let stop = false
+  let stepdowns = 0
+  // The bucket's leader is asked to step down every 700 ms: a new one is elected each time.
+  const stepping = (async () => {
+    while (!stop) {
+      await new Promise((res) => setTimeout(res, 700))
+      await w.request(`$JS.API.STREAM.LEADER.STEPDOWN.KV_${bucket}`, undefined, { timeout: 2000 }).then(() => { stepdowns++ }, () => {})
+    }
+  })()
+  let stale = 0
+  let checked = 0
+  const failures = new Map<string, number>()
+  const t0 = Date.now()
+  try {
+    for (let i = 0; Date.now() - t0 < 8000; i++) {
+      const key = `k${i % 5}`
+      try {
+        const revision = await kvw.put(key, Buffer.from(String(i)))
+        const [a, b] = await Promise.all([kvw.get(key), kvr.get(key)])
+        checked++
+        if ((a?.revision ?? 0) < revision || (b?.revision ?? 0) < revision) stale++
+      } catch (err) {
+        const code = isQuireError(err) ? err.code : `raw ${String(err)}`
+        failures.set(code, (failures.get(code) ?? 0) + 1)
+      }
+    }
+  } finally {
+    stop = true
+    await stepping
+  }
+  assert.ok(stepdowns >= 3, `${stepdowns} leader changes`)
+  assert.ok(checked >= 100, `${checked} writes read back`)
+  assert.is(stale, 0, `${stale} of ${checked} writes read back older, across ${stepdowns} leader changes`)
+  assert.equal([...failures.keys()].filter((c) => c !== 'TIMEOUT'), [], 'every failure is TIMEOUT')
 })
 
 /** Time each of `runs` calls of `list`; all must succeed. */
