@@ -87,6 +87,8 @@ const HALT_WAIT_MS = 5000
 /** Ledgers in a row whose metadata could not be read before an audit gives up. */
 const AUDIT_READ_FAILURES_MAX = 5
 const ALIVE_REFRESH_MS = 2000
+/** A ledger a bookie keeps reporting damaged is marked again after this long (see markDamaged). */
+const DAMAGE_REMARK_MS = 30_000
 
 export async function startAuditor(opts: AuditorOptions): Promise<AuditorHandle> {
   const nodeId = opts.nodeId ?? defaultNodeId()
@@ -117,6 +119,8 @@ class Auditor {
   private scanCursor = 0
   /** A pass marking the ledgers bookies report damaged is under way (one at a time). */
   private markingDamage = false
+  /** When each (bookie, ledger) a bookie reports damaged was last marked. */
+  private damageMarkedAt = new Map<string, number>()
   private releasing: Promise<unknown> = Promise.resolve()
   /** Effects under way, awaited (briefly) before the connection is closed. */
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -292,9 +296,21 @@ class Auditor {
    * skipped. Failures are logged and retried at the next check.
    */
   private async markDamaged(bookies: readonly BookieRecord[]): Promise<void> {
+    // Each pair at most once per DAMAGE_REMARK_MS (a mark cleared before the bookie healed comes
+    // back then); pairs no longer reported are forgotten.
+    const seen = new Map<string, number>()
+    const now = this.p.now()
+    for (const b of bookies) for (const id of b.damagedLedgers ?? []) {
+      const key = `${b.bookieId}/${id}`
+      seen.set(key, this.damageMarkedAt.get(key) ?? -Infinity)
+    }
+    this.damageMarkedAt = seen
     for (const b of bookies) {
       for (const id of (b.damagedLedgers ?? []).slice(0, DAMAGED_LEDGERS_LISTED_MAX)) {
         if (!this.leading()) return
+        const key = `${b.bookieId}/${id}`
+        if (now - (seen.get(key) ?? -Infinity) < DAMAGE_REMARK_MS) continue
+        seen.set(key, now)
         try {
           const md = await this.readLedger(id)
           if (!md || !md.segments.some((s) => s.ensemble.includes(b.bookieId))) continue
@@ -303,6 +319,7 @@ class Auditor {
             this.countMarks()
           }
         } catch (err) {
+          seen.delete(key) // looked at again at the next check
           if (err instanceof NotLeader) return
           this.log('marking a ledger with damaged copies failed', { ledgerId: id, bookieId: b.bookieId, error: String(err) })
         }
