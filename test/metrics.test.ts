@@ -13,7 +13,7 @@ import { enableDefaultMetrics, registry } from '../actors/metrics.ts'
 import { LongPolls } from '../actors/longPolls.ts'
 import { metricsText } from '../cli/adminApi.ts'
 import { freePort } from '../cli/cluster.ts'
-import { openJournal } from '../storage/journal.ts'
+import { RECORD_HEADER_BYTES, openJournal } from '../storage/journal.ts'
 import { payloadFor, sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
 // --- a strict parser of the Prometheus text format (0.0.4) ------------------------------------
@@ -234,7 +234,7 @@ test('a real journal counts each group commit: sync histogram, records, bytes', 
     await journal.close()
     const after = parsePrometheus(await metricsText(registry))
     const delta = (name: string): number => num(after, name) - num(before, name)
-    const framed = 10 * (8 + 100) + (8 + 300)
+    const framed = 10 * (RECORD_HEADER_BYTES + 100) + (RECORD_HEADER_BYTES + 300)
     assert.is(delta('quire_journal_written_bytes_total'), framed)
     assert.is(delta('quire_journal_group_bytes_sum'), framed)
     assert.is(delta('quire_journal_group_records_sum'), 11)
