@@ -7,6 +7,7 @@
 // growing queue.
 
 import http from 'node:http'
+import { mock } from 'node:test'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -14,7 +15,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { assign, createActor, setup } from 'xstate'
 import {
-  BEACON_MS, EVENTS_KEPT, SUMMARY_CHARS_MAX, boundSummary, summariseContext, watchActor, watchedActorCount, type InspectMessage,
+  BEACON_MS, CONTEXT_SAMPLE_MS, EVENTS_KEPT, SUMMARY_CHARS_MAX, boundSummary, summariseContext, watchActor, watchedActorCount,
+  type InspectMessage,
 } from '../actors/inspect.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
@@ -112,34 +114,46 @@ function sinkOf(): { sink: { publish(s: string, d: Uint8Array): void }; got: Arr
   return { got, sink: { publish: (subject, data) => got.push({ subject, ...(JSON.parse(Buffer.from(data).toString()) as InspectMessage) }) } }
 }
 
-test('a state change publishes at once; context changes are sampled, and the last one always goes out', async () => {
-  const { sink, got } = sinkOf()
-  const actor = createActor(toy).start()
-  const stop = watchActor(actor, sink, 'toy', 't1')
-  assert.is(got.length, 1)
-  assert.is(got[0]!.subject, inspectSubject('toy', 't1'))
-  assert.is(got[0]!.state, 'idle')
-  assert.is(got[0]!.reason, 'state')
-  actor.send({ type: 'go' })
-  assert.is(got.length, 2, 'state change published synchronously')
-  assert.is(got[1]!.state, 'busy')
-  for (let i = 0; i < 100; i++) actor.send({ type: 'inc' })
-  assert.is(got.length, 2, 'context-only changes wait for the sample')
-  await until('the sampled context', () => got.length === 3)
-  assert.is(got[2]!.reason, 'context')
-  assert.is(got[2]!.context.n, 100, 'the sample carries the latest context')
-  await sleep(600)
-  assert.is(got.filter((m) => m.reason === 'context').length, 1, 'one sample for a burst of changes')
-  // Last events: the newest EVENTS_KEPT types, oldest first.
-  actor.send({ type: 'noop' })
-  actor.send({ type: 'go' })
-  const last = got[got.length - 1]!
-  assert.is(last.events.length, EVENTS_KEPT)
-  assert.equal(last.events.slice(-3), ['inc', 'noop', 'go'])
-  assert.is(last.pid, process.pid)
-  assert.ok(last.beaconMs >= BEACON_MS)
-  stop()
-  actor.stop()
+test('a state change publishes at once; context changes are sampled, and the last one always goes out', () => {
+  // On the test's own clock (node:test's mock timers), and synchronous from enabling it to
+  // resetting it: no other code runs in between, so neither a busy machine nor the process-wide
+  // beacon (whose phase depends on what an earlier suite left watched) can reorder the messages,
+  // and the sampling times are asserted exactly.
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000 })
+  try {
+    const { sink, got } = sinkOf()
+    const actor = createActor(toy).start()
+    const stop = watchActor(actor, sink, 'toy', 't1')
+    assert.is(got.length, 1)
+    assert.is(got[0]!.subject, inspectSubject('toy', 't1'))
+    assert.is(got[0]!.state, 'idle')
+    assert.is(got[0]!.reason, 'state')
+    actor.send({ type: 'go' })
+    assert.is(got.length, 2, 'state change published synchronously')
+    assert.is(got[1]!.state, 'busy')
+    for (let i = 0; i < 100; i++) actor.send({ type: 'inc' })
+    assert.is(got.length, 2, 'context-only changes wait for the sample')
+    mock.timers.tick(CONTEXT_SAMPLE_MS - 1)
+    assert.is(got.length, 2, `no sample sooner than ${CONTEXT_SAMPLE_MS} ms after the last message`)
+    mock.timers.tick(1)
+    assert.is(got.length, 3, 'the sample, once the interval has passed')
+    assert.is(got[2]!.reason, 'context')
+    assert.is(got[2]!.context.n, 100, 'the sample carries the latest context')
+    mock.timers.tick(600)
+    assert.is(got.filter((m) => m.reason === 'context').length, 1, 'one sample for a burst of changes')
+    // Last events: the newest EVENTS_KEPT types, oldest first.
+    actor.send({ type: 'noop' })
+    actor.send({ type: 'go' })
+    const last = got[got.length - 1]!
+    assert.is(last.events.length, EVENTS_KEPT)
+    assert.equal(last.events.slice(-3), ['inc', 'noop', 'go'])
+    assert.is(last.pid, process.pid)
+    assert.ok(last.beaconMs >= BEACON_MS)
+    stop()
+    actor.stop()
+  } finally {
+    mock.timers.reset()
+  }
 })
 
 test('summaries are bounded and carry no keys or payloads', () => {

@@ -1,8 +1,8 @@
 // Test support for checking processes by pid: whether one still runs (a zombie, dead but not yet
-// reaped by whoever inherited it, does not count), and waiting for a condition with a bound
-// instead of sleeping a fixed time.
+// reaped by whoever inherited it, does not count) or is wholly stopped (SIGSTOP), and waiting for
+// a condition with a bound instead of sleeping a fixed time.
 
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 
 /** True while `pid` is a live process (not a zombie). Linux reads /proc; elsewhere signal 0. */
 export function isRunning(pid: number): boolean {
@@ -13,9 +13,7 @@ export function isRunning(pid: number): boolean {
     throw err
   }
   try {
-    // /proc/<pid>/stat: "pid (comm) state ...", comm may hold spaces and parentheses.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+    return procState(`/proc/${pid}/stat`) !== 'Z'
   } catch {
     return process.platform !== 'linux'
   }
@@ -29,4 +27,31 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs:
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what()}`)
     await new Promise((r) => setTimeout(r, everyMs))
   }
+}
+
+/**
+ * True once every thread of `pid` is stopped (SIGSTOP delivered to all of them): a signal is
+ * delivered asynchronously, and a thread still running may answer one more request. Linux only
+ * (reads /proc); elsewhere true at once.
+ */
+export function isStopped(pid: number): boolean {
+  let tasks: string[]
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return process.platform !== 'linux'
+  }
+  return tasks.every((tid) => {
+    try {
+      return 'Tt'.includes(procState(`/proc/${pid}/task/${tid}/stat`))
+    } catch {
+      return true // the thread has exited
+    }
+  })
+}
+
+/** The state letter of a /proc stat file: "pid (comm) state ...", where comm may hold spaces and parentheses. */
+function procState(file: string): string {
+  const stat = readFileSync(file, 'utf8')
+  return stat.charAt(stat.lastIndexOf(')') + 2)
 }
