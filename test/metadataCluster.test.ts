@@ -227,6 +227,7 @@ t('without a quorum: reads, listings and createLedger fail with TIMEOUT; a node 
     md.createLedger(ledger(id + 1)).then(() => null, (e: unknown) => e),
   ])
   for (const err of failures) assert.ok(isQuireError(err, 'TIMEOUT'), `expected TIMEOUT, got ${String(err)}`)
+  console.log(`  without a quorum: ${failures.map((e) => (e as Error).message).join(' | ')}`)
 
   const t0 = Date.now()
   const node = startNodeProcess({
