@@ -111,7 +111,7 @@ function replicasError(err: unknown, bucket: string, replicas: number, what: 'cr
   }
   return new QuireError('INVALID_CONFIG',
     `cannot ${verb} metadata bucket ${bucket} with ${replicas} replicas: ${err.message} (set metadataReplicas to what the NATS cluster can hold)`,
-    { bucket, metadataReplicas: replicas, cause: err })
+    { bucket, metadataReplicas: replicas, apiCode: err.code, cause: err })
 }
 
 export interface RetryOptions {
