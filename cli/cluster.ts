@@ -136,13 +136,16 @@ export interface NatsServer extends ManagedProcess {
   storeDir: string
 }
 
-/** `args`: more nats-server flags after the shared ones (cli/natsCluster.ts adds the cluster's). */
-export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; args?: string[] }): Promise<NatsServer> {
+/**
+ * `config`: the configuration file, default the project's nats.conf (cli/natsCluster.ts passes a
+ * generated one per server); `args`: more nats-server flags after the shared ones.
+ */
+export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; config?: string; args?: string[] }): Promise<NatsServer> {
   const port = opts.port ?? (await freePort())
   mkdirSync(opts.storeDir, { recursive: true })
   const natsServer = onPath('nats-server')
   if (!natsServer) throw new Error('cannot start nats-server (not on PATH); install it with: apt-get install -y nats-server')
-  const proc = spawnChild(natsServer, ['-c', path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
+  const proc = spawnChild(natsServer, ['-c', opts.config ?? path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const m = manage(proc, opts.echo ?? false)
