@@ -25,6 +25,20 @@ const CONNECT_TIMEOUT_MS_DEFAULT = 5000
 const CONNECT_RETRY_WAIT_MS = 250
 /** Wait between reconnect attempts once connected; short so a restarted server is found fast. */
 const RECONNECT_WAIT_MS = 250
+/**
+ * Client PINGs: a server that stops answering without closing the socket (cut off by a network
+ * partition, hung) is left after about PING_INTERVAL_MS * (MAX_PINGS_OUT + 1), and the process
+ * moves to another server of the cluster. nats.js's default (2 min, 2) kept a writer on a cut-off
+ * server through a whole 30 s partition and its aftermath (docs/cluster.md).
+ */
+const PING_INTERVAL_MS = 2000
+const MAX_PINGS_OUT = 2
+/**
+ * Bound on one dial (TCP connect and handshake) to one server. A reconnect tries the server it
+ * just lost first (nats.js rotates its list), and a cut-off server never answers: without this
+ * bound each reconnect would wait the whole connect timeout on it before trying a live one.
+ */
+const DIAL_TIMEOUT_MS = 2000
 
 export interface ConnectNatsOptions {
   /** Client name shown in the server's monitoring pages. */
@@ -78,10 +92,12 @@ function attempt(urls: string[], timeoutMs: number, name: string | undefined): P
     servers: urls,
     ...(name === undefined ? {} : { name }),
     // Per-dial handshake timeout; withDeadline bounds the sum over several servers.
-    timeout: timeoutMs,
+    timeout: Math.min(timeoutMs, DIAL_TIMEOUT_MS),
     reconnect: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: RECONNECT_WAIT_MS,
+    pingInterval: PING_INTERVAL_MS,
+    maxPingOut: MAX_PINGS_OUT,
     // The list's order is the caller's choice of home server (see the header).
     noRandomize: true,
     // false: the first failure must surface so that our deadline, not the client, decides.
