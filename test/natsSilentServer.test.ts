@@ -34,7 +34,7 @@ t('a client leaves a server that stopped answering and carries on on the next on
       await new Promise((r) => setTimeout(r, 100))
     }
     // And it works there: a request-reply round trip through the other server.
-    const sub = nc.subscribe('silent.echo', { callback: (_err, msg) => msg.respond(msg.data) })
+    const sub = nc.subscribe('silent.echo', { callback: (_err, msg) => { msg.respond(msg.data) } })
     const reply = await nc.request('silent.echo', 'ping', { timeout: 5000 })
     assert.is(reply.string(), 'ping')
     sub.unsubscribe()
