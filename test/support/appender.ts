@@ -3,6 +3,7 @@
 // entry whose append resolved. It never closes the ledger; it runs until killed.
 // Usage: node --import tsx test/support/appender.ts <natsUrl> [inFlight]
 
+import './exitWithParent.ts'
 import { connect } from '../../client/index.ts'
 
 const [url, inFlightArg] = process.argv.slice(2)

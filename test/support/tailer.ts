@@ -3,6 +3,7 @@
 // the ledger is closed and fully read.
 // Usage: node --import tsx test/support/tailer.ts <natsUrl> <ledgerId>
 
+import './exitWithParent.ts'
 import { createHash } from 'node:crypto'
 import { connect } from '../../client/index.ts'
 
