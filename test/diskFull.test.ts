@@ -277,20 +277,56 @@ t('bookiesanity: an unknown bookie fails with exit code 1 and the error', async 
   }
 })
 
-t('a journal write failing with ENOSPC turns the bookie read-only (writer moves away), then it recovers', async ({ c, client }) => {
+t('a journal write failing with ENOSPC turns the bookie read-only (writer moves away), then it recovers; every entry it acked reads back', async ({ c, client }) => {
   const dataDir = path.join(c.dir, 'bookie-inproc')
   const logs: string[] = []
+  // The journal fails (ENOSPC) in the group holding entry 19, after the other two bookies acked
+  // it: the append resolves on 2 of 3, and this bookie must never have acked it. Without this hold
+  // the failure landed before or after that group by chance (a test once read entry 19 back from
+  // this bookie, which it had answered READ_ONLY, not acked).
+  let hold: { entered: () => void; release: Promise<void> } | null = null
+  let bookie: Bookie
   const opts = {
     bookieId: 'bookie-inproc', dataDir, nats: c.nats.url, heartbeatMs: 200,
     diskQuotaBytes: 1024 * MiB, diskCheckIntervalMs: 100, gcIntervalMs: 3_600_000,
     log: (msg: string) => { logs.push(msg) },
+    journal: {
+      beforeSync: async (group: { bytes: number }) => {
+        // Only an add's group (200-byte payload): an explicit LAC's record is smaller.
+        if (hold === null || group.bytes < 200) return
+        const h = hold
+        hold = null
+        h.entered()
+        await h.release
+        await failJournal((bookie as unknown as { storage: BookieStorage }).storage)
+        throw enospc()
+      },
+    },
   }
-  let bookie = new Bookie(opts)
+  bookie = new Bookie(opts)
   await bookie.start()
+  // What this bookie answered each add: entry id -> rc (recorded before its acks are sent).
+  const answered = new Map<number, number>()
+  let ledgerOfInterest = -1
+  const acks = (bookie as unknown as { acks: { queue(replyTo: string, ledgerId: number, rc: number, ids: readonly number[]): void } }).acks
+  const queue = acks.queue.bind(acks)
+  acks.queue = (replyTo, ledgerId, rc, ids) => {
+    if (ledgerId === ledgerOfInterest) for (const id of ids) answered.set(id, rc)
+    queue(replyTo, ledgerId, rc, ids)
+  }
   try {
     const w = await ledgerOn(client, 'bookie-inproc', { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 })
-    for (let i = 0; i < 20; i++) await w.append(payloadFor(i, 200))
-    await failJournal((bookie as unknown as { storage: BookieStorage }).storage)
+    ledgerOfInterest = w.ledgerId
+    for (let i = 0; i < 19; i++) await w.append(payloadFor(i, 200))
+    await waitFor('bookie-inproc acked entries 0..18', async () => answered.get(18) === RC.OK)
+    let release = (): void => {}
+    const entered = new Promise<void>((resolve) => {
+      hold = { entered: resolve, release: new Promise<void>((r) => { release = r }) }
+    })
+    assert.is(await w.append(payloadFor(19, 200)), 19, 'acked by the two other bookies')
+    await entered
+    assert.is(answered.get(19), undefined, 'bookie-inproc holds entry 19 unsynced')
+    release()
     // Append one entry a turn until the writer has changed its ensemble: some of them are made
     // while the change is in flight (held, sent after it), and every one resolves, in id order.
     const appended: Array<Promise<number>> = []
@@ -308,6 +344,7 @@ t('a journal write failing with ENOSPC turns the bookie read-only (writer moves 
     await waitFor('read-only, then writable again', async () => logs.includes('disk ok: writable again'))
     assert.ok(logs.indexOf('disk full: a write failed with ENOSPC') < logs.indexOf('disk ok: writable again'), logs.join('\n'))
     assert.is(bookie.state, 'writable')
+    assert.is(answered.get(19), RC.READ_ONLY, 'the add in the failed group was answered READ_ONLY, never acked')
     await w.close()
 
     // It takes adds again, into a new journal segment after the failed one.
@@ -316,17 +353,23 @@ t('a journal write failing with ENOSPC turns the bookie read-only (writer moves 
     await w2.close()
     // Crash-free restart: the journal replays (no CORRUPT_JOURNAL from the failed segment's tail).
     await bookie.stop()
-    bookie = new Bookie(opts)
+    bookie = new Bookie({ ...opts, journal: {} })
     await bookie.start()
     const bookies = new BookieClient(client.nc!)
     try {
-      const first = await bookies.read('bookie-inproc', w.ledgerId, [0, 19], 1 << 20, 5000)
-      assert.equal(first.entries.map(([rc]) => rc), [RC.OK, RC.OK], 'what it acked before the failure')
+      // Every entry it acked before the failure reads back; entry 19, never acked here, is
+      // absent (the ledger still has it on the two bookies that acked it).
+      const ackedOk = [...answered].filter(([, rc]) => rc === RC.OK).map(([id]) => id).sort((a, b) => a - b)
+      assert.equal(ackedOk, Array.from({ length: 19 }, (_, i) => i), 'what it acked before the failure')
+      const first = await bookies.read('bookie-inproc', w.ledgerId, [...ackedOk, 19], 1 << 20, 5000)
+      assert.equal(first.entries.map(([rc]) => rc), [...ackedOk.map(() => RC.OK), RC.NO_SUCH_ENTRY], 'what it acked before the failure, and not 19')
       const second = await bookies.read('bookie-inproc', w2.ledgerId, [0, 4], 1 << 20, 5000)
       assert.equal(second.entries.map(([rc]) => rc), [RC.OK, RC.OK], 'what it acked after it')
     } finally {
       await bookies.close()
     }
+    const r = await client.openLedger(w.ledgerId)
+    assert.ok((await r.read(19, 19))[0]!.payload.equals(payloadFor(19, 200)), 'entry 19 reads from the bookies that acked it')
   } finally {
     await bookie.stop()
   }
