@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   LEDGER_CLOSED: 'The ledger is closed (or the write handle was closed); no more appends.',
   FENCED: 'The ledger was fenced by a recovery: this writer can get no more entries acknowledged.',
   TIMEOUT: 'A bookie or the metadata store did not answer in time.',
-  NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout.',
+  NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout, or what answered there is not a NATS server (or refused the connection).',
   CORRUPT_JOURNAL: 'The journal is damaged before its torn end (a later write follows the damage), a segment is missing, or a segment is of an older format; the bookie refuses to start.',
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
   BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',

@@ -10,7 +10,8 @@
 // messages already written to the dead server's socket are lost, which is why writers re-send
 // unacknowledged adds (client/writeHandle.ts).
 // Invariants: the returned promise settles by `timeoutMs` (plus one timer tick); a connection that
-// completes after we gave up is closed, not leaked.
+// completes after we gave up is closed, not leaked; every failure is a QuireError naming the URLs
+// (INVALID_CONFIG for a malformed URL, NATS_UNREACHABLE for no answer or an answer that is not NATS).
 // Known nats.js 3.4 gap: if a peer accepts TCP but never sends INFO, the client abandons that
 // socket without destroying it, so it lingers until the peer closes it. The bound still holds.
 
@@ -57,6 +58,7 @@ export async function connectNats(
   if (urls.length === 0) {
     throw new QuireError('INVALID_CONFIG', 'no NATS server URL given', { servers })
   }
+  for (const url of urls) checkServerUrl(url)
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new QuireError('INVALID_CONFIG', `NATS connect timeout must be > 0 ms, got ${timeoutMs}`, {
       timeoutMs,
@@ -73,7 +75,7 @@ export async function connectNats(
       return nc
     } catch (err) {
       // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
-      if (!isUnreachable(err)) throw err
+      if (!isUnreachable(err)) throw refused(urls, err)
       lastError = err
     }
     const waitMs = Math.min(CONNECT_RETRY_WAIT_MS, deadline - Date.now())
@@ -144,6 +146,37 @@ function isUnreachable(err: unknown): boolean {
     err instanceof errors.ConnectionError ||
     err instanceof errors.TimeoutError
   )
+}
+
+/**
+ * What nats.js accepts: `nats://host:port`, `tls://host:port`, or `host:port` (nats:// implied).
+ * Anything else is INVALID_CONFIG naming the URL, before any dial: nats.js itself would throw a
+ * raw TypeError from its URL parsing.
+ */
+function checkServerUrl(url: string): void {
+  const bad = (why: string): QuireError => new QuireError('INVALID_CONFIG', `bad NATS URL ${JSON.stringify(url)}: ${why}`, { url })
+  const full = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? url : `nats://${url}`
+  let parsed: URL
+  try {
+    parsed = new URL(full)
+  } catch {
+    throw bad('not a URL (expected nats://host:port)')
+  }
+  if (parsed.protocol !== 'nats:' && parsed.protocol !== 'tls:') throw bad(`scheme ${parsed.protocol}// is not nats:// or tls://`)
+  if (parsed.hostname === '') throw bad('no host')
+  if (parsed.pathname !== '' && parsed.pathname !== '/') throw bad('a NATS URL has no path')
+}
+
+/**
+ * A final connect failure as an operating error: the peer answered, but not as a NATS server
+ * (an HTTP server, another protocol), or a NATS server refused us (authorization).
+ */
+function refused(urls: string[], err: unknown): QuireError {
+  if (err instanceof QuireError) return err
+  const reason = err instanceof Error ? err.message : String(err)
+  return new QuireError('NATS_UNREACHABLE', `cannot connect to NATS at ${urls.join(', ')}: ${reason} (is a NATS server listening there?)`, {
+    servers: urls, cause: err,
+  })
 }
 
 /** Flattens a URL, comma-separated URLs, or an array of either, into a list. */
