@@ -8,7 +8,10 @@
 //   after the journal's sync are they acknowledged, one addAck message per client per journal
 //   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
-//   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only;
+//   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only, and only
+//   for what it can vouch for: a ledger in limbo (after an unclean stop or on a wiped disk; see
+//   actors/integrityCheck.ts) gets IN_LIMBO instead, and so does an unknown ledger while the
+//   bookie is unchecked. Fences on a limbo ledger are journaled and answered as usual;
 // - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds.
 // A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
 // while recovery adds, fences and reads are still served. Garbage collection (actors/gc.ts)
@@ -22,7 +25,9 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
+import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import type { DamageEvent } from '../storage/entryStore.ts'
+import type { ReplayEnding } from '../storage/journal.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
@@ -34,9 +39,10 @@ import {
 } from '../transport/wire.ts'
 import { AddAcks } from './addAcks.ts'
 import { BadFrames } from './badFrames.ts'
-import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
+import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieStorageOptions } from './bookieStorage.ts'
 import { DiskMonitor } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
+import { IntegrityCheck } from './integrityCheck.ts'
 import { watchActor } from './inspect.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
 import { bookieMetrics } from './metrics.ts'
@@ -62,6 +68,10 @@ export interface BookieOptions {
   gcIntervalMs?: number
   /** Replicas of the metadata buckets if this bookie creates them (default: openMetadata's). */
   metadataReplicas?: number
+  /** Between integrity checks while ledgers are in limbo (actors/integrityCheck.ts). Default 30000. */
+  integrityRecheckMs?: number
+  /** Bound on the integrity check's first pass before the bookie serves. Default 30000. */
+  integrityStartMs?: number
 }
 
 type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
@@ -102,6 +112,8 @@ export class Bookie {
   readonly disk: DiskMonitor
   /** Deletes the entries of ledgers deleted from the metadata. */
   readonly gc: GarbageCollector
+  /** Takes ledgers out of limbo once the metadata says it is safe. */
+  readonly integrity: IntegrityCheck
 
   constructor(readonly opts: BookieOptions) {
     this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg))
@@ -125,6 +137,16 @@ export class Bookie {
       metadataLedgers: () => this.metadata!.listLedgers(),
       deleteLocal: (ids, ranges) => this.deleteLocalLedgers(ids, ranges),
     }, { gcIntervalMs: opts.gcIntervalMs ?? 60_000, log })
+    this.integrity = new IntegrityCheck({
+      bookieId: opts.bookieId,
+      limbo: () => this.storage?.limbo ?? { unchecked: false, ledgers: [] },
+      setLimbo: (state) => this.storage!.setLimbo(state),
+      holdsIntact: (ledgerId, ids) => this.holdsIntact(ledgerId, ids),
+      listLedgers: () => this.metadata!.listLedgers(),
+      readLedger: (id) => this.metadata!.readLedger(id).then((r) => r.value),
+      markLacking: async (id) => { await new AutorecoveryStore(this.metadata!.clusterKv).mark(id, { damaged: [opts.bookieId] }, opts.bookieId) },
+      log,
+    }, opts.integrityRecheckMs ?? 30_000)
     const fail = (err: unknown): void => {
       this.lifecycle.send({ type: 'failed', error: err instanceof Error ? err.message : String(err) })
       this.started?.reject(err)
@@ -140,10 +162,19 @@ export class Bookie {
         }),
         'journal.replay': () => step(async () => {
           // The first few skipped records one by one; the count of all of them after the replay.
+          const cleanStop = await hasCleanStopMarker(opts.dataDir)
+          const ending: ReplayEnding = { damaged: null }
           const records = await this.storage!.replayAndOpen(opts.journal, (reason, position) => {
             if (this.storage!.skippedRecords <= 20) log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
-          })
-          log('journal replayed', { records, skipped: this.storage!.skippedRecords })
+          }, ending)
+          log('journal replayed', { records, skipped: this.storage!.skippedRecords, cleanStop, damagedTail: ending.damaged })
+          // Limbo is persisted before the marker goes: a crash in between is unclean either way.
+          await this.storage!.startLimbo(cleanStop && ending.damaged === null)
+          await removeCleanStopMarker(opts.dataDir)
+          const limbo = this.storage!.limbo
+          if (limbo.unchecked || limbo.ledgers.length > 0) {
+            log('bookie cannot vouch for its ledgers (unclean stop, damaged journal tail or new disk): in limbo until the integrity check', { cleanStop, ledgers: limbo.ledgers.length, unchecked: limbo.unchecked })
+          }
           this.lifecycle.send({ type: 'journal.replayed', records })
         }),
         'metadata.register': () => step(async () => {
@@ -151,6 +182,8 @@ export class Bookie {
           this.metadata = await openMetadata(this.nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
           await this.disk.check()
           await this.register(this.disk.full ? 'readonly' : 'writable')
+          await this.firstIntegrityCheck()
+          this.integrity.start(this.nc)
           this.disk.start()
           this.gc.start()
           const beat = opts.heartbeatMs ?? 1000
@@ -172,6 +205,7 @@ export class Bookie {
         },
         'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
         'drain.start': () => step(async () => {
+          await this.integrity.stop()
           this.disk.stop()
           await this.gc.stop()
           if (this.heartbeat) clearInterval(this.heartbeat)
@@ -183,6 +217,7 @@ export class Bookie {
           this.lifecycle.send({ type: 'drained' })
         }),
         shutdown: () => step(async () => {
+          await this.integrity.stop()
           this.disk.stop()
           await this.gc.stop()
           this.polls.answerAll()
@@ -209,6 +244,7 @@ export class Bookie {
         journal: this.storage ? (() => { try { return this.storage.journalStats } catch { return null } })() : null,
         addsInJournal: this.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
         damage: this.storage ? this.storage.store.damage : null,
+        integrity: this.integrityState(),
       }),
     })
   }
@@ -231,6 +267,41 @@ export class Bookie {
     if (snap.status === 'done') return
     this.lifecycle.send({ type: 'drain' })
     await done
+  }
+
+  /** Ledgers in limbo now (the quire_bookie_limbo_ledgers gauge). */
+  get limboLedgers(): number {
+    return this.storage?.limbo.ledgers.length ?? 0
+  }
+
+  /** For the inspector: limbo and the last integrity check. */
+  private integrityState(): { unchecked: boolean; limboLedgers: number; limbo: number[]; last: { result: string; at: number; marked: number } | null } | null {
+    if (!this.storage) return null
+    const l = this.storage.limbo
+    const last = this.integrity.last
+    return { unchecked: l.unchecked, limboLedgers: l.ledgers.length, limbo: l.ledgers.slice(0, 20), last: last && { result: last.result, at: last.at, marked: last.marked } }
+  }
+
+  /**
+   * An unchecked bookie lists the metadata's ledgers before it serves (bounded by
+   * integrityStartMs), so a ledger placed here that it lost whole is in limbo explicitly and a
+   * new ledger is not; if the pass does not finish, it serves unchecked and re-checks later.
+   */
+  private async firstIntegrityCheck(): Promise<void> {
+    if (!this.storage!.limbo.unchecked && this.storage!.limbo.ledgers.length === 0) return
+    const bound = this.opts.integrityStartMs ?? 30_000
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      this.integrity.run('start-up'),
+      new Promise((r) => { timer = setTimeout(r, bound) }),
+    ]).finally(() => clearTimeout(timer))
+  }
+
+  /** Per id: whether an intact copy is held here (write cache or RocksDB, digest verified). */
+  private async holdsIntact(ledgerId: number, ids: number[]): Promise<boolean[]> {
+    const got = await this.storage!.getEntries(ledgerId, ids)
+    const state = await this.storage!.store.getLedgerState(ledgerId)
+    return got.map((d, i) => d !== null && d !== 'damaged' && storedCopyIntact(d, ledgerId, ids[i]!, state?.digestType ?? null, state?.masterKey ?? null))
   }
 
   /** Entries whose stored copy is damaged now (the quire_bookie_damaged_entries gauge). */
@@ -520,6 +591,7 @@ export class Bookie {
       const got = await this.storage!.getEntries(req.ledgerId, req.entryIds)
       const actor = got.some((d) => d !== null) ? await this.ledger(req.ledgerId, false) : null
       const state = actor?.getSnapshot().context
+      const limbo = this.storage!.inLimbo(req.ledgerId)
       const out: Array<[number, Uint8Array | null]> = []
       let bytes = 0
       let anyFound = false
@@ -533,7 +605,7 @@ export class Bookie {
         }
         if (data && out.length > 0 && bytes + data.byteLength > req.maxBytes) break
         if (!data) {
-          out.push([RC.NO_SUCH_ENTRY, null])
+          out.push([limbo ? RC.IN_LIMBO : RC.NO_SUCH_ENTRY, null])
           continue
         }
         anyFound = true
@@ -545,7 +617,7 @@ export class Bookie {
         }
       }
       if (!anyFound && (await this.ledger(req.ledgerId, false)) === null) {
-        reply(RC.NO_SUCH_LEDGER, [])
+        reply(limbo ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER, [])
         return
       }
       reply(RC.OK, out)
@@ -562,7 +634,7 @@ export class Bookie {
       const fence = req.fence === true
       if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
       const a = await this.ledger(req.ledgerId, fence)
-      if (a === null) return fail(RC.NO_SUCH_LEDGER)
+      if (a === null) return fail(this.storage!.inLimbo(req.ledgerId) ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER)
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
       else if (req.previousLac !== undefined) {
         const c = a.getSnapshot().context

@@ -14,18 +14,57 @@
 //   by the next checkpoint, which records no position until it succeeds;
 // - rotateJournal swaps in a new segment only once the old journal is closed (or, failed, cut
 //   back to its last synced record), so a torn tail can only ever be in the newest segment.
+// Limbo (docs/protocol-notes.md): after an unclean stop (no clean-stop marker, or a replay that
+// cut off a damaged tail) every ledger held here is in limbo and the bookie is unchecked (a ledger
+// it knows nothing of may be one it lost whole). The limbo set is persisted (meta key `limbo`,
+// flushed) before the bookie serves, and only the integrity check (actors/integrityCheck.ts)
+// takes ledgers out of it, so a second crash before the check keeps it. The clean-stop marker is
+// written only after a close that checkpointed everything, and removed (synced) on start.
 
-import { open } from 'node:fs/promises'
+import { open, rm } from 'node:fs/promises'
 
 import path from 'node:path'
 import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
-import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal, type JournalOptions } from '../storage/journal.ts'
+import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal, type JournalOptions, type ReplayEnding } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
+import { syncDir } from './cookie.ts'
 import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
 import { bookieMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
+const LIMBO_KEY = 'limbo'
+/** In the data folder while the bookie is stopped cleanly (written by close, removed on start). */
+export const CLEAN_STOP_FILE = 'clean-stop'
+
+/** The ledgers the bookie cannot vouch for; `unchecked`: also every ledger it does not know. */
+export interface LimboState {
+  unchecked: boolean
+  ledgers: number[]
+}
+
+export async function hasCleanStopMarker(dataDir: string): Promise<boolean> {
+  return open(path.join(dataDir, CLEAN_STOP_FILE), 'r').then(async (fh) => { await fh.close(); return true }, () => false)
+}
+
+/** Written only after everything is synced and checkpointed: the next start needs no limbo. */
+async function writeCleanStopMarker(dataDir: string): Promise<void> {
+  const fh = await open(path.join(dataDir, CLEAN_STOP_FILE), 'w')
+  try {
+    await fh.writeFile(`${new Date().toISOString()}\n`)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await syncDir(dataDir)
+}
+
+/** Removed (and the removal synced) before the bookie serves: a crash from here on is unclean. */
+export async function removeCleanStopMarker(dataDir: string): Promise<void> {
+  await rm(path.join(dataDir, CLEAN_STOP_FILE), { force: true })
+  await syncDir(dataDir)
+}
+
 
 /** The journal's options (group commit, segment size, and the `beforeSync` test hook). */
 export type BookieStorageOptions = JournalOptions
@@ -69,7 +108,9 @@ export class BookieStorage {
    * Returns the records applied; records that fail validation are skipped (counted in
    * `skippedRecords` and the metric, each told to `onSkipped`).
    */
-  async replayAndOpen(opts: BookieStorageOptions = {}, onSkipped?: (reason: string, position: JournalPosition) => void): Promise<number> {
+  async replayAndOpen(
+    opts: BookieStorageOptions = {}, onSkipped?: (reason: string, position: JournalPosition) => void, ending?: ReplayEnding,
+  ): Promise<number> {
     const jdir = path.join(this.dir, 'journal')
     const cp = await this.store.getMeta(CHECKPOINT_KEY)
     const from = cp ? (JSON.parse(cp.toString('utf8')) as JournalPosition) : null
@@ -84,7 +125,7 @@ export class BookieStorage {
     }
     let batch: StoredEntry[] = []
     let count = 0
-    for await (const { record, position } of replayJournal(jdir, from)) {
+    for await (const { record, position } of replayJournal(jdir, from, ending)) {
       // A record that fails validation came from an older version that journaled frames unchecked
       // (an add with entry id 2^60, a LAC of 1e300, ...): applying it would fail RocksDB's
       // assertions on every start. It was never acknowledged as valid data: skip it, and say so.
@@ -132,6 +173,47 @@ export class BookieStorage {
 
   /** Journal records replay skipped because they failed validation (see replayAndOpen). */
   skippedRecords = 0
+
+  private limboLedgers = new Set<number>()
+  private limboUnchecked = false
+
+  /** A ledger the bookie cannot vouch for: it answers IN_LIMBO, not "no such entry", for what it lacks. */
+  inLimbo(ledgerId: number): boolean {
+    return this.limboUnchecked || this.limboLedgers.has(ledgerId)
+  }
+
+  get limbo(): LimboState {
+    return { unchecked: this.limboUnchecked, ledgers: [...this.limboLedgers].sort((a, b) => a - b) }
+  }
+
+  /**
+   * At start, after replay: load the persisted limbo set; after an unclean stop (`clean` false)
+   * add every ledger held here and mark the bookie unchecked, persisted before it serves.
+   */
+  async startLimbo(clean: boolean): Promise<void> {
+    const raw = await this.store.getMeta(LIMBO_KEY)
+    if (raw) {
+      const saved = JSON.parse(raw.toString('utf8')) as LimboState
+      this.limboUnchecked = saved.unchecked === true
+      for (const id of saved.ledgers) this.limboLedgers.add(id)
+    }
+    if (clean) return
+    for (const id of await this.listLedgers()) this.limboLedgers.add(id)
+    this.limboUnchecked = true
+    await this.saveLimbo()
+  }
+
+  /** The integrity check's result: `ledgers` replaces the set (persisted, flushed). */
+  async setLimbo(state: LimboState): Promise<void> {
+    this.limboLedgers = new Set(state.ledgers)
+    this.limboUnchecked = state.unchecked
+    await this.saveLimbo()
+  }
+
+  private async saveLimbo(): Promise<void> {
+    await this.store.putMeta(LIMBO_KEY, Buffer.from(JSON.stringify(this.limbo)))
+    await this.store.flush()
+  }
 
   private skipRecord(reason: string, position: JournalPosition, onSkipped?: (reason: string, position: JournalPosition) => void): void {
     this.skippedRecords++
@@ -226,6 +308,8 @@ export class BookieStorage {
     for (const l of doomed) this.cache.delete(l)
     return this.chain(async () => {
       for (const l of doomed) await this.store.deleteLedger(l)
+      // Deleted from the metadata (GC): nothing can ask for them any more.
+      if ([...doomed].some((l) => this.limboLedgers.delete(l))) await this.saveLimbo()
     })
   }
 
@@ -337,8 +421,10 @@ export class BookieStorage {
     this.journalIdle = null
   }
 
+  /** With a replayed journal: checkpoint, close, then mark the stop clean (see CLEAN_STOP_FILE). */
   async close(): Promise<void> {
     while (this.rotating) await this.rotating.catch(() => {})
+    const clean = this.journal !== null
     if (this.journal) {
       await this.quiesce()
       await this.checkpoint()
@@ -346,5 +432,6 @@ export class BookieStorage {
       this.journal = null
     }
     await this.store.close()
+    if (clean) await writeCleanStopMarker(this.dir)
   }
 }

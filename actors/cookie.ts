@@ -58,7 +58,8 @@ async function writeDurably(file: string, text: string): Promise<void> {
   await syncDir(path.dirname(file))
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsync a folder, so that a file created, renamed or removed in it stays so after a crash. */
+export async function syncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r')
   try {
     await d.sync()

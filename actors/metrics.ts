@@ -100,6 +100,8 @@ export interface BookieStateSource {
   diskUsage(): number | null
   /** Entries whose stored copy is damaged (storage/entryStore.ts), until rewritten. */
   damagedEntries?(): number
+  /** Ledgers in limbo (actors/integrityCheck.ts). */
+  limboLedgers?(): number
 }
 
 /** The process's bookie, read at scrape time (null: this process runs no bookie). */
@@ -139,6 +141,23 @@ new Gauge({
     if (stateSource && n !== undefined) this.labels(stateSource.bookieId).set(n)
   },
 })
+new Gauge({
+  name: 'quire_bookie_limbo_ledgers',
+  help: 'Ledgers this node\'s bookie cannot vouch for after an unclean stop or a wiped disk (answered IN_LIMBO, never "no such entry") until its integrity check clears them; no sample without a bookie',
+  labelNames: ['bookie'] as const,
+  registers: [registry],
+  collect() {
+    this.reset()
+    const n = stateSource?.limboLedgers?.()
+    if (stateSource && n !== undefined) this.labels(stateSource.bookieId).set(n)
+  },
+})
+const integrityChecks = new Counter({
+  name: 'quire_bookie_integrity_checks_total',
+  help: 'Integrity checks run by this node\'s bookie, by result: clean (nothing left in limbo), limbo (open ledgers stay until closed), failed',
+  labelNames: ['result'] as const,
+  registers: [registry],
+})
 const storeRepairs = new Counter({
   name: 'quire_bookie_store_repairs_total',
   help: 'Repairs of the bookie\'s entry store after RocksDB corruption (everything readable copied into a fresh store), by result',
@@ -177,6 +196,10 @@ export const bookieMetrics = {
   },
   journalRecordSkipped(): void {
     journalRecordsSkipped.inc()
+  },
+  /** An integrity check ended: 'clean' (nothing in limbo), 'limbo' (some ledgers stay) or 'failed'. */
+  integrityChecked(result: 'clean' | 'limbo' | 'failed'): void {
+    integrityChecks.labels(result).inc()
   },
   /** The bookie this process serves state gauges for; null when it stops. */
   setStateSource(source: BookieStateSource | null): void {

@@ -123,6 +123,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
   ctx.log.info({ bookieId, nats: s.nats, data: dataDir }, 'bookie ready')
   bookieMetrics.setStateSource({
     bookieId, readOnly: () => bookie.state === 'readonly', diskUsage: () => bookie.disk.last?.usage ?? null, damagedEntries: () => bookie.damagedEntries,
+    limboLedgers: () => bookie.limboLedgers,
   })
   return {
     async stop() {

@@ -108,6 +108,7 @@ export async function listSegments(dir: string): Promise<number[]> {
 export async function* replayJournal(
   dir: string,
   from: JournalPosition | null,
+  ending?: ReplayEnding,
 ): AsyncGenerator<{ record: Buffer; position: JournalPosition }> {
   const all = await listSegments(dir)
   const segments = from === null ? all : all.filter((s) => s >= from.segment)
@@ -116,8 +117,19 @@ export async function* replayJournal(
   for (const [i, segment] of segments.entries()) {
     const start = from !== null && segment === from.segment ? from.offset : 0
     const laterWithRecords = i < tailIndex ? segments[tailIndex] ?? null : null
-    yield* replaySegment(dir, segment, start, laterWithRecords)
+    yield* replaySegment(dir, segment, start, laterWithRecords, ending)
   }
+}
+
+/**
+ * How a replay ended, filled in by replayJournal when given: `damaged` is null when the journal
+ * ended cleanly (end of file, or zero-filled space after the last record), else the torn or
+ * damaged tail replay cut off. A cut-off tail is what a crash mid-write leaves, but also what bit
+ * rot in the last record or a flipped length field looks like: records it held may have been
+ * acknowledged, so the bookie cannot vouch for what it lacks (its ledgers go into limbo).
+ */
+export interface ReplayEnding {
+  damaged: { file: string; offset: number; reason: string } | null
 }
 
 /** A missing segment in the middle means lost records; never skip over it silently. */
@@ -153,6 +165,7 @@ async function* replaySegment(
   segment: number,
   from: number,
   laterWithRecords: number | null,
+  ending?: ReplayEnding,
 ): AsyncGenerator<{ record: Buffer; position: JournalPosition }> {
   const file = join(dir, segmentFileName(segment))
   const fh = await open(file, laterWithRecords === null ? 'r+' : 'r')
@@ -189,6 +202,7 @@ async function* replaySegment(
       // The torn end of the last group write: nothing in that group was acknowledged (or the disk
       // rotted it after the sync, which no single copy survives). Sync the truncation, or a crash
       // could bring the garbage back in front of newer segments.
+      if (ending && !(await reader.zeroFrom(offset))) ending.damaged = { file, offset, reason: parsed.reason }
       await fh.truncate(offset)
       await fh.sync()
       return

@@ -9,6 +9,8 @@
 // bookie-side failure (which the client treats as unknown, never as absent). BAD_REQUEST answers a
 // frame that fails its schema (transport/validate.ts, checked on arrival before anything acts on
 // it): an explicit error, never "absent" either; its reqId is -1 when the frame had none to echo.
+// IN_LIMBO is unknown too: a bookie that may have lost acknowledged entries says so instead of
+// "no such entry" (docs/protocol-notes.md).
 
 import { Packr } from 'msgpackr'
 
@@ -34,6 +36,14 @@ export const RC = {
   ERROR: 9,
   /** The frame failed its schema (transport/validate.ts); nothing of it was acted on. */
   BAD_REQUEST: 10,
+  /**
+   * Unknown, never absent: the bookie does not hold the entry (or knows nothing of the ledger) but
+   * cannot vouch that it never had it, because it stopped uncleanly or came back on a wiped disk
+   * and its integrity check has not cleared the ledger yet (actors/integrityCheck.ts). Per entry
+   * for a ledger in limbo; as the whole reply instead of NO_SUCH_LEDGER while the bookie is
+   * unchecked. Readers and recovery count it as unknown (PROTOCOL.md "Response classes").
+   */
+  IN_LIMBO: 11,
 } as const
 export type ResponseCode = (typeof RC)[keyof typeof RC]
 
