@@ -130,11 +130,9 @@ export class QuireClient {
     if (passwordCheckOf(masterKey) !== md.passwordCheck) {
       throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
     }
-    if (opts.recovery) {
-      const closed = await recoverLedger(this.writeDeps(masterKey), ledgerId)
-      return new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc }, closed)
-    }
-    const handle = new ReadHandle({ bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc }, md)
+    const deps = { bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc, clock: this.clock }
+    if (opts.recovery) return new ReadHandle(deps, await recoverLedger(this.writeDeps(masterKey), ledgerId))
+    const handle = new ReadHandle(deps, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
     return handle
   }

@@ -2,6 +2,8 @@
 // that fails it, answers an error or times out is skipped for the next bookie of the write set
 // (PROTOCOL.md "Entry on the wire", "Response classes"). An entry is reported missing
 // (NO_SUCH_ENTRY) only when every bookie of its write set said so explicitly.
+// A bookie that timed out is asked last by this handle for a while (client/slowBookies.ts), so a
+// long read of a ledger with a dead or hung bookie waits one read timeout, not one per chunk.
 
 import type { InspectSink } from '../actors/inspect.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
@@ -11,6 +13,7 @@ import { decodeEntry } from '../transport/entry.ts'
 import { RC, type ReadResponse } from '../transport/wire.ts'
 import { Observable } from 'rxjs'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
+import { SlowBookies } from './slowBookies.ts'
 import { tailEntries, type TailOptions } from './tail.ts'
 
 export interface LedgerEntry {
@@ -29,6 +32,8 @@ export interface HandleDeps {
   readTimeoutMs: number
   /** Where tailing readers publish their inspection (actors/inspect.ts); absent or null: nowhere. */
   nc?: InspectSink | null
+  /** Time for forgetting slow bookies (client/slowBookies.ts); default Date.now. */
+  clock?: { now(): number }
 }
 
 /** Entries asked of one bookie per request, and bytes per reply. */
@@ -38,10 +43,14 @@ const READ_REPLY_BYTES = 4 * 1024 * 1024
 export class ReadHandle {
   protected md: LedgerMetadata
   protected lac: number
+  /** Bookies that timed out on this handle's reads lately: asked last (client/slowBookies.ts). */
+  private readonly slow: SlowBookies
 
   constructor(protected readonly deps: HandleDeps, metadata: LedgerMetadata) {
     this.md = metadata
     this.lac = metadata.state === 'CLOSED' ? metadata.lastEntryId : -1
+    const clock = deps.clock
+    this.slow = new SlowBookies(deps.readTimeoutMs, clock ? () => clock.now() : Date.now)
   }
 
   get ledgerId(): number {
@@ -195,6 +204,8 @@ export class ReadHandle {
     const negatives = new Array<number>(n).fill(0)
     const corrupt = new Array<number>(n).fill(0)
     const timeouts = new Array<number>(n).fill(0)
+    /** Per entry, the write-set positions in the order asked: order[i][attempt[i]] is the current one. */
+    const order = Array.from({ length: n }, (): number[] => [])
     const { ensembleSize: e, writeQuorum: w } = this.md
     for (;;) {
       const byBookie = new Map<string, number[]>()
@@ -203,7 +214,10 @@ export class ReadHandle {
         const id = first + i
         if (attempt[i]! >= w) this.giveUp(id, negatives[i]!, corrupt[i]!, timeouts[i]!, w)
         const ws = writeSetIndices(id, e, w)
-        const bookie = this.segmentOf(id).ensemble[ws[attempt[i]!]!]!
+        const ensemble = this.segmentOf(id).ensemble
+        const asked = order[i]!
+        if (asked.length <= attempt[i]!) asked.push(this.nextReplica(ws, asked, ensemble))
+        const bookie = ensemble[ws[asked[attempt[i]!]!]!]!
         let list = byBookie.get(bookie)
         if (!list) byBookie.set(bookie, (list = []))
         list.push(id)
@@ -213,7 +227,9 @@ export class ReadHandle {
         let resp: ReadResponse
         try {
           resp = await this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs)
+          this.slow.answered(bookie)
         } catch (err) {
+          if (isQuireError(err, 'TIMEOUT')) this.slow.timedOut(bookie)
           for (const id of ids) {
             if (isQuireError(err, 'TIMEOUT')) timeouts[id - first]!++
             attempt[id - first]!++
@@ -243,6 +259,20 @@ export class ReadHandle {
         })
       }))
     }
+  }
+
+  /**
+   * The next write-set position to ask for an entry, after those in `asked` (all failed): the
+   * first in write-set order whose bookie has not timed out lately, else the first left.
+   */
+  private nextReplica(ws: readonly number[], asked: readonly number[], ensemble: readonly string[]): number {
+    let fallback = -1
+    for (let k = 0; k < ws.length; k++) {
+      if (asked.includes(k)) continue
+      if (!this.slow.isSlow(ensemble[ws[k]!]!)) return k
+      if (fallback < 0) fallback = k
+    }
+    return fallback
   }
 
   private giveUp(entryId: number, negatives: number, corrupt: number, timeouts: number, replicas: number): never {
