@@ -40,7 +40,7 @@ import {
 import { AddAcks } from './addAcks.ts'
 import { BadFrames } from './badFrames.ts'
 import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieStorageOptions } from './bookieStorage.ts'
-import { DiskMonitor } from './diskMonitor.ts'
+import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
 import { watchActor } from './inspect.ts'
@@ -127,6 +127,7 @@ export class Bookie {
       // A journal that failed (ENOSPC) takes records again only in a fresh segment.
       prepareOk: async () => {
         if (this.storage?.journalFailure) await this.storage.rotateJournal()
+        await this.storage?.reopenWritable()
         return true
       },
       onOk: () => this.lifecycle.send({ type: 'disk.ok' }),
@@ -164,9 +165,21 @@ export class Bookie {
           // The first few skipped records one by one; the count of all of them after the replay.
           const cleanStop = await hasCleanStopMarker(opts.dataDir)
           const ending: ReplayEnding = { damaged: null }
-          const records = await this.storage!.replayAndOpen(opts.journal, (reason, position) => {
+          const replay = (): Promise<number> => this.storage!.replayAndOpen(opts.journal, (reason, position) => {
             if (this.storage!.skippedRecords <= 20) log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
           }, ending)
+          // A full disk (RocksDB, a new journal segment, the checkpoint): start read-only, with the
+          // journal's records since the checkpoint held in memory; writable once space returns.
+          const records = await replay().catch(async (err: unknown) => {
+            if (!isDiskFullError(err) || this.storage!.readOnly) throw err
+            await this.storage!.startReadOnly(err as Error)
+            return replay()
+          })
+          const readOnly = this.storage!.readOnly
+          if (readOnly) {
+            log('disk full at start-up: storage opened read-only', { error: readOnly.message })
+            this.disk.writeFailed(readOnly)
+          }
           log('journal replayed', { records, skipped: this.storage!.skippedRecords, cleanStop, damagedTail: ending.damaged })
           // Limbo is persisted before the marker goes: a crash in between is unclean either way.
           await this.storage!.startLimbo(cleanStop && ending.damaged === null)

@@ -30,6 +30,7 @@ import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { syncDir } from './cookie.ts'
 import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
+import { isDiskFullError } from './diskMonitor.ts'
 import { bookieMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
@@ -65,7 +66,6 @@ export async function removeCleanStopMarker(dataDir: string): Promise<void> {
   await syncDir(dataDir)
 }
 
-
 /** The journal's options (group commit, segment size, and the `beforeSync` test hook). */
 export type BookieStorageOptions = JournalOptions
 
@@ -92,15 +92,87 @@ export class BookieStorage {
   private rotating: Promise<void> | null = null
   private journalOptions: BookieStorageOptions = {}
 
+  /**
+   * Set while the disk was full at start-up (or when space last returned): the store is open
+   * read-only, no journal is open, the journal's records since the checkpoint are held in memory
+   * (write cache and `replayedStates`), and every write fails with this as its cause.
+   */
+  private readOnlyCause: Error | null = null
+  private replayedStates = new Map<number, StoredLedgerState>()
+  /** Entries a read-only replay put in the write cache; dropped from it once in RocksDB. */
+  private replayedEntries: StoredEntry[] = []
+
   private constructor(
     readonly dir: string,
-    readonly store: RocksEntryStore,
+    /** Replaced when a read-only start turns writable (reopenWritable). */
+    public store: RocksEntryStore,
     private journal: FileJournal | null,
   ) {}
 
+  /** A full disk (RocksDB's open writes: a flush of its WAL, a new MANIFEST) opens it read-only. */
   static async open(dir: string): Promise<BookieStorage> {
-    const store = await openEntryStore(path.join(dir, 'entries'))
-    return new BookieStorage(dir, store, null)
+    try {
+      return new BookieStorage(dir, await openEntryStore(path.join(dir, 'entries')), null)
+    } catch (err) {
+      if (!isDiskFullError(err)) throw err
+      const storage = new BookieStorage(dir, await openEntryStore(path.join(dir, 'entries'), { readOnly: true }), null)
+      storage.readOnlyCause = err as Error
+      return storage
+    }
+  }
+
+  /** The disk was full at start-up: reads only, until reopenWritable. */
+  get readOnly(): Error | null {
+    return this.readOnlyCause
+  }
+
+  /**
+   * A replay that failed on a full disk: reopen the store read-only; replay again with
+   * replayAndOpen, which then holds the journal's records in memory and opens no journal.
+   */
+  async startReadOnly(cause: Error): Promise<void> {
+    if (this.journal) await this.journal.close().catch(() => {})
+    this.journal = null
+    const onDamage = this.store.onDamage
+    await this.store.close().catch(() => {})
+    this.store = await openEntryStore(path.join(this.dir, 'entries'), { readOnly: true })
+    this.store.onDamage = onDamage
+    this.readOnlyCause = cause
+    // Rebuilt from the journal by the replay that follows.
+    this.cache.clear()
+    this.puts = []
+    this.failedPuts = []
+  }
+
+  /**
+   * Space is back after a read-only start: open the store writable, replay the journal into it
+   * and open a journal as a normal start does (reads go on from the read-only store meanwhile).
+   * On a full disk again it goes back to read-only and throws.
+   */
+  async reopenWritable(): Promise<void> {
+    if (this.readOnlyCause === null) return
+    const readOnly = this.store
+    const store = await openEntryStore(path.join(this.dir, 'entries'))
+    store.onDamage = readOnly.onDamage
+    this.store = store
+    this.readOnlyCause = null
+    const replayed = this.replayedEntries
+    try {
+      await this.replayAndOpen(this.journalOptions)
+      // What the integrity check decided meanwhile was kept in memory only.
+      await this.saveLimbo()
+    } catch (err) {
+      if (isDiskFullError(err)) {
+        await this.startReadOnly(err as Error)
+        await this.replayAndOpen(this.journalOptions)
+      }
+      throw err
+    } finally {
+      await readOnly.close().catch(() => {})
+    }
+    this.replayedStates.clear()
+    this.replayedEntries = []
+    this.uncache(replayed)
   }
 
   /**
@@ -148,7 +220,7 @@ export class BookieStorage {
           batch.push({ ledgerId: r.l, entryId: h.entryId, data: Buffer.from(data) })
         }
         if (batch.length >= 2000) {
-          await this.store.putEntries(batch)
+          await this.applyReplayed(batch)
           batch = []
         }
       } else if (r.t === 'key') {
@@ -162,9 +234,13 @@ export class BookieStorage {
         s.explicitLac = Math.max(s.explicitLac, r.lac)
       }
     }
-    if (batch.length > 0) await this.store.putEntries(batch)
-    for (const [l, s] of states) await this.store.putLedgerState(l, s)
+    if (batch.length > 0) await this.applyReplayed(batch)
     this.journalOptions = opts
+    if (this.readOnlyCause !== null) {
+      this.replayedStates = states
+      return count
+    }
+    for (const [l, s] of states) await this.store.putLedgerState(l, s)
     this.journal = await openJournal(jdir, opts)
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
@@ -211,6 +287,8 @@ export class BookieStorage {
   }
 
   private async saveLimbo(): Promise<void> {
+    // A read-only start keeps it in memory; reopenWritable saves it.
+    if (this.readOnlyCause !== null) return
     await this.store.putMeta(LIMBO_KEY, Buffer.from(JSON.stringify(this.limbo)))
     await this.store.flush()
   }
@@ -227,6 +305,9 @@ export class BookieStorage {
   }
 
   private requireJournal(): FileJournal {
+    if (this.readOnlyCause !== null) {
+      throw new Error(`storage is read-only: the disk was full at start-up (${this.readOnlyCause.message})`, { cause: this.readOnlyCause })
+    }
     if (!this.journal) throw new Error('journal not open: replay first')
     return this.journal
   }
@@ -278,8 +359,24 @@ export class BookieStorage {
     })
   }
 
+  /** Replayed entries go to RocksDB; on a read-only start, to the write cache (which serves reads). */
+  private async applyReplayed(batch: StoredEntry[]): Promise<void> {
+    if (this.readOnlyCause === null) return this.store.putEntries(batch)
+    for (const e of batch) {
+      let byEntry = this.cache.get(e.ledgerId)
+      if (!byEntry) this.cache.set(e.ledgerId, (byEntry = new Map()))
+      byEntry.set(e.entryId, e.data)
+    }
+    this.replayedEntries.push(...batch)
+  }
+
   private async putAndUncache(batch: readonly StoredEntry[]): Promise<void> {
     await this.store.putEntries(batch)
+    this.uncache(batch)
+  }
+
+  /** Drop entries now in RocksDB from the write cache (unless a newer copy replaced them there). */
+  private uncache(batch: readonly StoredEntry[]): void {
     for (const e of batch) {
       const byEntry = this.cache.get(e.ledgerId)
       if (byEntry?.get(e.entryId) === e.data) {
@@ -366,7 +463,7 @@ export class BookieStorage {
   }
 
   async summary(ledgerId: number): Promise<LedgerSummary> {
-    const state = await this.store.getLedgerState(ledgerId)
+    const state = this.replayedStates.get(ledgerId) ?? await this.store.getLedgerState(ledgerId)
     let lastEntryId = await this.store.lastEntryId(ledgerId)
     for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > lastEntryId) lastEntryId = e
     let lac = state?.explicitLac ?? -1

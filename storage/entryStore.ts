@@ -108,21 +108,26 @@ function decodeState(ledgerId: number, value: Buffer): StoredLedgerState {
   return { masterKey, digestType, fenced: r.fenced, explicitLac: r.explicitLac }
 }
 
-export async function openEntryStore(dir: string): Promise<RocksEntryStore> {
-  return RocksEntryStore.open(dir)
+/**
+ * `readOnly`: open without writing anything (RocksDB's read-only mode: the WAL is replayed into
+ * memory, no flush, no new files), for a bookie whose disk was full at start-up. Every write then
+ * fails; reads see everything the store held, its unflushed WAL included.
+ */
+export async function openEntryStore(dir: string, opts: { readOnly?: boolean } = {}): Promise<RocksEntryStore> {
+  return RocksEntryStore.open(dir, opts.readOnly ?? false)
 }
 
 /**
  * Open (creating) the RocksDB store in `dir`, first completing a repair a crash interrupted,
  * with a message that says what went wrong.
  */
-async function openDb(dir: string): Promise<RocksDB> {
+async function openDb(dir: string, readOnly: boolean): Promise<RocksDB> {
   let db: RocksDB | null = null
   try {
     await finishRepair(dir)
     // RocksDB creates only the last path component; a fresh bookie may name a deeper one.
     await mkdir(dir, { recursive: true })
-    db = new RocksDB(dir, { columnFamilies: [...COLUMN_FAMILIES] })
+    db = new RocksDB(dir, { columnFamilies: [...COLUMN_FAMILIES], readOnly })
     await db.ready()
     return db
   } catch (err) {
@@ -175,8 +180,8 @@ export class RocksEntryStore implements EntryStore {
     this.meta = db.columnFamily('meta')
   }
 
-  static async open(dir: string): Promise<RocksEntryStore> {
-    const store = new RocksEntryStore(dir, await openDb(dir))
+  static async open(dir: string, readOnly: boolean): Promise<RocksEntryStore> {
+    const store = new RocksEntryStore(dir, await openDb(dir, readOnly))
     await store.loadDamaged()
     return store
   }
@@ -493,7 +498,7 @@ export class RocksEntryStore implements EntryStore {
       await rename(`${this.dir}.salvage`, `${this.dir}.salvaged`)
       this.swapping = (async () => {
         await this.db.close()
-        this.db = await openDb(this.dir)
+        this.db = await openDb(this.dir, false)
         this.entries = this.db.columnFamily('entries')
         this.ledgers = this.db.columnFamily('ledgers')
         this.meta = this.db.columnFamily('meta')

@@ -6,6 +6,8 @@ declare module 'rocksdb-native' {
   interface RocksDBOptions {
     columnFamilies?: string[]
     createIfMissing?: boolean
+    /** RocksDB's OpenForReadOnly: writes nothing at open (no WAL flush, no MANIFEST), takes no lock. */
+    readOnly?: boolean
   }
 
   interface BatchOptions {

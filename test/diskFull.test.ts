@@ -375,4 +375,69 @@ t('a journal write failing with ENOSPC turns the bookie read-only (writer moves 
   }
 })
 
+/** Write `file` until the filesystem refuses (ENOSPC). */
+async function fillUp(file: string): Promise<void> {
+  const fh = await open(file, 'w')
+  try {
+    for (let chunk = 1024 * 1024; chunk >= 512; ) {
+      try {
+        await fh.write(Buffer.alloc(chunk, 1))
+      } catch (err) {
+        assert.ok(isDiskFullError(err), String(err))
+        chunk /= 2
+      }
+    }
+  } finally {
+    await fh.close()
+  }
+}
+
+t('a bookie killed on a full filesystem restarts read-only, serves what it had, and turns writable when space returns', async ({ c, client }) => {
+  // A real small filesystem (tmpfs, root only), filled to ENOSPC by another file, then kill -9.
+  const data = path.join(c.dir, 'bookie-5')
+  await mkdir(data, { recursive: true })
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', data])
+  const filler = path.join(data, 'filler')
+  try {
+    // The restart frees some space (RocksDB's failed open drops what it wrote): a low-water mark
+    // well below full keeps the bookie read-only until the filler files go.
+    const args = ['--disk-check-interval-ms', '100', '--disk-usage-lwm-threshold', '0.6']
+    await c.startBookie(5, args)
+    const w = await ledgerOn(client, 'bookie-5', { ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+    for (let i = 0; i < 100; i++) await w.append(payloadFor(i, 10_240))
+    await fillUp(filler)
+    await waitFor('bookie-5 read-only', async () => (await stateOf(client, 'bookie-5')) === 'readonly')
+    c.bookie('bookie-5').kill('SIGKILL')
+    await c.bookie('bookie-5').exited
+    // What the killed process held (files it had deleted, still open) is free now: fill that too.
+    await fillUp(`${filler}-2`)
+    // Restart on the full filesystem: it comes up read-only and serves every entry it acked.
+    const b5 = await c.startBookie(5, args)
+    assert.is(await stateOf(client, 'bookie-5'), 'readonly', b5.output())
+    const bookies = new BookieClient(client.nc!)
+    try {
+      const ids = Array.from({ length: 100 }, (_, i) => i)
+      const read = await bookies.read('bookie-5', w.ledgerId, ids, 4 << 20, 5000)
+      assert.equal(read.entries.map(([rc]) => rc), ids.map(() => RC.OK), 'every entry it acked')
+      assert.ok(Buffer.from(read.entries[99]![1]!).subarray(-10_240).equals(payloadFor(99, 10_240)))
+    } finally {
+      await bookies.close()
+    }
+    // Space returns: writable again, and it takes adds (bookiesanity writes, reads and deletes).
+    await rm(filler)
+    await rm(`${filler}-2`)
+    await waitFor('bookie-5 writable again', async () => (await stateOf(client, 'bookie-5')) === 'writable')
+    const { stdout: sane } = await run(process.execPath, [QUIRE_BIN, 'shell', 'bookiesanity', 'bookie-5', '--nats', c.nats.url])
+    assert.match(sane, /^bookie bookie-5: ok /m)
+    await w.close()
+  } finally {
+    const b = (() => { try { return c.bookie('bookie-5') } catch { return null } })()
+    if (b) {
+      b.kill('SIGKILL')
+      await b.exited
+    }
+    await run('umount', [data]).catch(() => run('umount', ['-l', data]))
+  }
+})
+
 t.run()
