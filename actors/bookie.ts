@@ -194,8 +194,9 @@ export class Bookie {
           this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}` })
           this.metadata = await openMetadata(this.nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
           await this.disk.check()
-          await this.register(this.disk.full ? 'readonly' : 'writable')
+          // Before the registration: no new ledger can be placed here yet and be taken for an old one.
           await this.firstIntegrityCheck()
+          await this.register(this.disk.full ? 'readonly' : 'writable')
           this.integrity.start(this.nc)
           this.disk.start()
           this.gc.start()

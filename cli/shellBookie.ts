@@ -4,12 +4,16 @@
 // - readjournal --data DIR: the journal records of a stopped bookie's data folder (type, ledger,
 //   entry, length), read with the bookie's own replay code from a copy, because replay cuts a
 //   torn tail off and an inspection must not change the folder it inspects.
+// - bookieintegritycheck <bookieId>: asks the bookie (over NATS) to run its integrity check now
+//   (actors/integrityCheck.ts) and prints the result: ledgers left in limbo, released, marked.
 // `listbookies --readonly` lives in cli/shell.ts with the rest of listbookies.
 
 import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { Command, Option } from 'commander'
+import { errors } from '@nats-io/transport-node'
+import { integrityCheckSubject, type IntegrityResult } from '../actors/integrityCheck.ts'
 import { decodeRecord } from '../actors/journalRecords.ts'
 import { BookieClient } from '../client/bookieClient.ts'
 import { QuireClient } from '../client/client.ts'
@@ -130,7 +134,42 @@ export function formatJournalLine(l: JournalLine): string {
   return parts.join('\t')
 }
 
+/** Ask a running bookie for an integrity check now; its result. */
+export async function bookieIntegrityCheck(nats: string, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
+  const nc = await connectNats(nats, { name: 'quire-shell-bookieintegritycheck' })
+  try {
+    const msg = await nc.request(integrityCheckSubject(bookieId), new Uint8Array(0), { timeout: timeoutMs })
+    return JSON.parse(Buffer.from(msg.data).toString('utf8')) as IntegrityResult
+  } catch (err) {
+    if (err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())) {
+      throw new QuireError('BOOKIE_UNAVAILABLE', `bookie ${bookieId} is not running (nothing answers its integrity check requests)`, { bookieId })
+    }
+    if (err instanceof errors.TimeoutError) throw new QuireError('TIMEOUT', `bookie ${bookieId} did not finish its integrity check within ${timeoutMs} ms`, { bookieId })
+    throw err
+  } finally {
+    await nc.close().catch(() => {})
+  }
+}
+
+export function formatIntegrityResult(bookieId: string, r: IntegrityResult): string {
+  const state = r.result === 'clean' ? 'checked, nothing in limbo'
+    : r.result === 'limbo' ? `${r.limbo} ledger(s) still in limbo${r.unchecked ? ', unchecked' : ''} (open ledgers stay until closed)`
+    : `failed: ${r.error ?? 'unknown error'}`
+  return `bookie ${bookieId}: ${state}; ${r.released} ledger(s) left limbo, ${r.marked} marked for re-copy ` +
+    `(${r.lackingEntries} entries missing or damaged here)${r.unreadable > 0 ? `, ${r.unreadable} unreadable (kept in limbo)` : ''} in ${r.ms} ms`
+}
+
 export function addBookieShellCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('bookieintegritycheck <bookieId>')
+    .description('ask a running bookie to compare its limbo ledgers with the metadata now; exit 1 if the check failed')
+    .addOption(natsOption())
+    .option('--timeout-ms <ms>', 'how long to wait for the check', '120000')
+    .action(async (bookieId: string, o: { nats: string; timeoutMs: string }) => {
+      const r = await bookieIntegrityCheck(o.nats, bookieId, intOpt('--timeout-ms', o.timeoutMs, 1))
+      console.log(formatIntegrityResult(bookieId, r))
+      if (r.result === 'failed') process.exitCode = 1
+    })
+
   shell.command('bookiesanity <bookieId>')
     .description('write, read back and delete a ledger on exactly this bookie (E=Qw=Qa=1); exit 1 on any error')
     .addOption(natsOption())

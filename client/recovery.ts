@@ -137,6 +137,8 @@ function classifyRead(
   md: LedgerMetadata, masterKey: Buffer, ledgerId: number, entryId: number, bookieId: string,
   rc: number, answer: [number, Uint8Array | null] | undefined,
 ): RecoveryEvent {
+  // Only explicit negatives are evidence of absence; IN_LIMBO (a bookie that may have lost what
+  // it acknowledged, docs/protocol-notes.md), CORRUPT and errors are unknown.
   if (rc === RC.NO_SUCH_LEDGER) return { type: 'read.missing', entryId, bookieId }
   if (rc !== RC.OK || !answer) return { type: 'read.unknown', entryId, bookieId }
   const [erc, data] = answer

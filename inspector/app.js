@@ -235,12 +235,15 @@ function renderBookies() {
     // Entries whose stored copy is unreadable (the bookie's entry store), until autorecovery rewrites them.
     const damaged = c.damage && c.damage.entries > 0 ? c.damage : null
     const damage = damaged ? `<div class="why" data-damaged="${damaged.entries}">${damaged.entries} damaged entr${damaged.entries === 1 ? 'y' : 'ies'} in ledger${damaged.ledgers.length === 1 ? '' : 's'} ${esc(damaged.ledgers.slice(0, 5).join(', '))}${damaged.ledgers.length > 5 ? ', …' : ''}</div>` : ''
+    // Ledgers the bookie cannot vouch for after an unclean stop or a new disk (answered IN_LIMBO) until its integrity check clears them.
+    const ig = c.integrity && (c.integrity.unchecked || c.integrity.limboLedgers > 0) ? c.integrity : null
+    const limbo = ig ? `<div class="why" data-limbo="${ig.limboLedgers}">${ig.unchecked ? 'unchecked; ' : ''}${ig.limboLedgers} ledger${ig.limboLedgers === 1 ? '' : 's'} in limbo${ig.limbo.length > 0 ? ` (${esc(ig.limbo.slice(0, 5).join(', '))}${ig.limboLedgers > 5 ? ', …' : ''})` : ''}${ig.last ? `; last check ${esc(ig.last.result)}` : ''}</div>` : ''
     const where = b.rec ? `${b.rec.host} pid ${b.rec.pid}` : b.actor ? `${b.actor.msg.host} pid ${b.actor.msg.pid}` : ''
     return `<tr class="${b.dead ? 'dead' : 'alive'}" data-bookie="${esc(b.id)}" data-alive="${!b.dead}">`
       + `<td class="id" data-key="${b.actor ? esc(`bookie.${b.id}`) : ''}" title="${esc(where)}">${esc(b.id)}</td>`
       + `<td><span class="badge ${b.dead ? 'dead' : 'live'}">${b.dead ? 'dead' : 'alive'}</span>${b.dead ? `<div class="why">${esc(b.why.join('; '))}</div>` : ''}</td>`
       + `<td>${esc(b.actor ? stateText(b.actor.msg.state) : '–')}</td>`
-      + `<td class="${mode === 'readonly' || damaged ? 'warn' : ''}">${esc(mode)}${damage}</td>`
+      + `<td class="${mode === 'readonly' || damaged || ig ? 'warn' : ''}">${esc(mode)}${damage}${limbo}</td>`
       + `<td>${disk}</td><td>${b.rec ? `${ago(b.rec.heartbeatAgoMs)} ago` : '–'}</td></tr>`
   }).join('') || '<tr><td colspan="6" class="muted">no bookies</td></tr>'
 }
