@@ -6,6 +6,8 @@
 // unless --force; bookieformat removes the folder's cookie first, so that an interrupted format
 // leaves a folder that refuses to start (and can be formatted again), never one that starts with
 // half its data; a KV cookie that belongs to another disk is never deleted by formatting this one.
+// A disk taken on by updatecookie loses its clean-stop marker, so the bookie starts unchecked: it
+// may lack entries its ledgers' metadata places on it (actors/integrityCheck.ts), like a wiped one.
 
 import { readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
@@ -14,6 +16,7 @@ import {
   BOOKIE_ID_FILE, COOKIE_FILE, assertBookieId, clusterInstanceId, deleteKvCookie, putKvCookie, readBookieIdFile,
   readDataCookie, readKvCookie, removeDataCookie,
 } from '../actors/cookie.ts'
+import { removeCleanStopMarker } from '../actors/bookieStorage.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive, type BookieRecord, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
@@ -58,6 +61,8 @@ async function updateCookie(m: MetadataStore, bookieId: string, dataDir: string,
   }
   refuseIfAlive(await registration(m, bookieId), force, 'rewriting its cookie')
   const before = await readKvCookie(m.clusterKv, bookieId)
+  // Before the KV cookie: a start in between would still refuse the disk.
+  await removeCleanStopMarker(dataDir)
   await putKvCookie(m.clusterKv, data)
   const was = before === null ? 'none before' : before.dataDirId === data.dataDirId ? 'unchanged' : `was ${before.dataDirId}`
   return `cookie of bookie ${bookieId} updated from ${dataDir}: data dir id ${data.dataDirId} (${was})`
