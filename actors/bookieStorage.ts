@@ -423,10 +423,12 @@ export class BookieStorage {
 
   private async rotate(): Promise<void> {
     const old = this.requireJournal()
-    const failed = this.journalError !== null
-    const synced = old.syncedPosition
     await this.quiesce()
     await old.close().catch(() => {})
+    // Looked at only now: an append in flight may have failed the journal meanwhile (its torn
+    // write must be cut off too), and a failed journal's synced position no longer moves.
+    const failed = this.journalError !== null
+    const synced = old.syncedPosition
     if (failed) {
       for (const segment of await listSegments(old.dir)) {
         if (segment < synced.segment) continue

@@ -1,11 +1,13 @@
 // Disk full and read-only bookies (actors/diskMonitor.ts, PROTOCOL.md "Disk nearly full").
 // Unit: the hysteresis, ENOSPC detection, settings, the quota measure, the monitor's transitions,
 // and a failed journal that a rotation makes writable again without a corrupt segment left
-// behind. Real processes: a bookie with a small quota fills up, turns read-only (registration,
-// listbookies --readonly), answers normal adds READ_ONLY and recovery adds OK, still serves
+// behind (also when it fails while the rotation waits for its appends). Real processes: a bookie
+// with a small quota fills up, turns read-only (registration, listbookies --readonly), answers normal adds READ_ONLY and recovery adds OK, still serves
 // reads, makes its writer change ensemble away from it; GC after the ledgers are deleted frees
 // the space and it turns writable again (bookiesanity passes). In process: a journal write that
-// fails with ENOSPC turns the bookie read-only instead of failing it, and it comes back.
+// fails with ENOSPC turns the bookie read-only instead of failing it, and it comes back, holding
+// exactly what it acked. As root, on a filled-up tmpfs: a bookie killed on a full disk restarts
+// read-only, serves reads, and turns writable once space returns.
 
 import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises'
@@ -164,6 +166,47 @@ unit('a failed journal takes appends again after a rotation, and its torn tail n
     await storage.replayAndOpen()
     await storage.close()
   } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+unit('a journal that fails while a rotation waits for its appends is cut back too: no torn tail before the new segment', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-disk-'))
+  let storage: BookieStorage | null = null
+  try {
+    let entered = (): void => {}
+    let release = (): void => {}
+    const held = new Promise<void>((r) => { entered = r })
+    const released = new Promise<void>((r) => { release = r })
+    let armed = false
+    storage = await BookieStorage.open(dir)
+    await storage.replayAndOpen({
+      beforeSync: async () => {
+        if (!armed) return
+        armed = false
+        entered()
+        await released
+        await failJournal(storage!)
+        throw enospc()
+      },
+    })
+    await storage.append({ t: 'fence', l: 1 })
+    armed = true
+    const failing = storage.append({ t: 'fence', l: 2 }).then(() => null, (err: unknown) => err)
+    await held
+    // The journal has not failed yet when the rotation (GC's, say) starts; it fails while the
+    // rotation waits for the append in flight.
+    assert.is(storage.journalFailure, null)
+    const rotated = storage.rotateJournal()
+    release()
+    assert.ok(isDiskFullError(await failing))
+    await rotated
+    await storage.append({ t: 'fence', l: 3 })
+    const records: number[] = []
+    for await (const { record } of replayJournal(path.join(dir, 'journal'), null)) records.push(decodeRecord(record).l)
+    assert.equal(records, [1, 3])
+  } finally {
+    await storage?.close().catch(() => {})
     await rm(dir, { recursive: true, force: true })
   }
 })
