@@ -640,12 +640,15 @@ async function writeFully(fh: FileHandle, data: Buffer, position: number): Promi
 async function createSegment(dir: string, segment: number): Promise<FileHandle> {
   // O_EXCL: never reuse a file another journal (or an earlier run) wrote. O_DSYNC: every write
   // is durable when it returns (see flushGroup).
-  const fh = await open(join(dir, segmentFileName(segment)), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC)
+  const file = join(dir, segmentFileName(segment))
+  const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC)
   try {
     await writeFully(fh, segmentHeader(), 0)
     await syncDir(dir)
   } catch (err) {
     await fh.close()
+    // Ours (O_EXCL) and holding no record: a full disk would otherwise leave one per attempt.
+    await unlink(file).catch(() => {})
     throw err
   }
   return fh

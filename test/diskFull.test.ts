@@ -2,15 +2,17 @@
 // Unit: the hysteresis, ENOSPC detection, settings, the quota measure, the monitor's transitions,
 // and a failed journal that a rotation makes writable again without a corrupt segment left
 // behind (also when it fails while the rotation waits for its appends). Real processes: a bookie
-// with a small quota fills up, turns read-only (registration, listbookies --readonly), answers normal adds READ_ONLY and recovery adds OK, still serves
-// reads, makes its writer change ensemble away from it; GC after the ledgers are deleted frees
-// the space and it turns writable again (bookiesanity passes). In process: a journal write that
+// with a small quota fills up, turns read-only (registration, listbookies --readonly), answers
+// normal adds READ_ONLY and recovery adds OK, still serves reads, makes its writer change
+// ensemble away from it; GC after the ledgers are deleted frees the space and it turns writable
+// again (bookiesanity passes). In process: a journal write that
 // fails with ENOSPC turns the bookie read-only instead of failing it, and it comes back, holding
 // exactly what it acked. As root, on a filled-up tmpfs: a bookie killed on a full disk restarts
-// read-only, serves reads, and turns writable once space returns.
+// read-only, serves reads, and turns writable once space returns; a bookie whose journal alone is
+// full falls back to read-only after its replay, and stays so while a reopen fails.
 
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -480,6 +482,63 @@ t('a bookie killed on a full filesystem restarts read-only, serves what it had, 
       await b.exited
     }
     await run('umount', [data]).catch(() => run('umount', ['-l', data]))
+  }
+})
+
+t('a bookie whose journal cannot start a segment (full) starts read-only, stays so while reopening fails, then turns writable', async ({ c, client }) => {
+  // RocksDB (on the test's disk) opens writable; the journal (its own full tmpfs) cannot take a
+  // new segment: the start falls back to read-only after the replay into RocksDB.
+  const dataDir = path.join(c.dir, 'bookie-jfull')
+  const journalDir = path.join(dataDir, 'journal')
+  await mkdir(journalDir, { recursive: true })
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', journalDir])
+  const filler = path.join(journalDir, 'filler')
+  const logs: string[] = []
+  const opts = {
+    bookieId: 'bookie-jfull', dataDir, nats: c.nats.url, heartbeatMs: 200,
+    diskQuotaBytes: 1024 * MiB, diskCheckIntervalMs: 100, gcIntervalMs: 3_600_000,
+    log: (msg: string) => { logs.push(msg) },
+  }
+  let bookie = new Bookie(opts)
+  try {
+    await bookie.start()
+    const w = await ledgerOn(client, 'bookie-jfull', { ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+    for (let i = 0; i < 10; i++) await w.append(payloadFor(i, 1000))
+    await w.close()
+    await bookie.stop()
+    await fillUp(filler)
+    logs.length = 0
+    bookie = new Bookie(opts)
+    await bookie.start()
+    assert.is(bookie.state, 'readonly')
+    assert.ok(logs.includes('disk full at start-up: storage opened read-only'), logs.join('\n'))
+    const ids = Array.from({ length: 10 }, (_, i) => i)
+    const readAll = async (): Promise<number[]> => {
+      const bookies = new BookieClient(client.nc!)
+      try {
+        return (await bookies.read('bookie-jfull', w.ledgerId, ids, 1 << 20, 5000)).entries.map(([rc]) => rc)
+      } finally {
+        await bookies.close()
+      }
+    }
+    assert.equal(await readAll(), ids.map(() => RC.OK))
+    // Usage is low (the quota), so it tries to turn writable; the journal is still full.
+    await waitFor('a refused reopen', async () => logs.includes('disk ok, but the bookie cannot turn writable yet'))
+    assert.is(bookie.state, 'readonly')
+    assert.equal(await readAll(), ids.map(() => RC.OK), 'back on the read-only store after the refused reopen')
+    // No empty segment file left by each attempt to start one.
+    const empty = []
+    for (const name of await readdir(journalDir)) if ((await stat(path.join(journalDir, name))).size === 0) empty.push(name)
+    assert.equal(empty, [])
+    await rm(filler)
+    await waitFor('writable again', async () => bookie.state === 'writable')
+    const w2 = await ledgerOn(client, 'bookie-jfull', { ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+    for (let i = 0; i < 5; i++) await w2.append(payloadFor(i, 300))
+    await w2.close()
+    assert.equal(await readAll(), ids.map(() => RC.OK))
+  } finally {
+    await bookie.stop().catch(() => {})
+    await run('umount', [journalDir]).catch(() => run('umount', ['-l', journalDir]))
   }
 })
 
