@@ -13,6 +13,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { RC, rcName } from '../transport/wire.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
+import { quire, show } from './support/nodes.ts'
 import { describeRun, parseQuorums, powerCutRun, type PowerCutRun } from './powercut/scenario.ts'
 import type { JournalDamage } from './support/powerCut.ts'
 
@@ -53,6 +54,14 @@ t('3/2/2: a power cut with its last journal group rotted, torn or cut at a lengt
 
 t('3/3/2: the same', async ({ c }) => {
   await cutPowerRuns(c, '3/3/2', ['length', 'rot'])
+})
+
+t('quire shell bookieintegritycheck: after the runs (every ledger closed) no bookie has anything in limbo', async ({ c }) => {
+  for (const b of c.bookies) {
+    const r = await quire(['shell', 'bookieintegritycheck', b.id, '--nats', c.nats.url])
+    assert.is(r.code, 0, show(r))
+    assert.match(r.stdout, new RegExp(`^bookie ${b.id}: checked, nothing in limbo; `, 'm'), show(r))
+  }
 })
 
 t.run()

@@ -3,8 +3,11 @@
 // started here and killed at the end): a writer killed with -9, a bookie of the last write set
 // losing power, restart, recovery. Prints one line per run and the totals: runs, acknowledged
 // entries, entries lost, runs that lost any, and the acknowledged entries the bookie that lost
-// power denied (NO_SUCH_ENTRY) or did not vouch for (IN_LIMBO) before recovery.
-// Exit codes: 0 nothing lost, 1 an acknowledged entry lost or denied, 2 a run could not be done.
+// power denied (NO_SUCH_ENTRY) or did not vouch for (IN_LIMBO) before recovery, and how its
+// integrity check behaved (open ledger kept in limbo, limbo cleared once recovery closed it, entries
+// it lacks then marked for a re-copy).
+// Exit codes: 0 all held, 1 an acknowledged entry lost or denied or the integrity check wrong,
+// 2 a run could not be done.
 
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -59,10 +62,18 @@ for (const q of new Set(results.map((r) => r.quorums))) {
   const sum = (f: (r: PowerCutRun) => number): number => rs.reduce((a, r) => a + f(r), 0)
   const lostRuns = rs.filter((r) => r.lost.length > 0).length
   const denied = sum((r) => r.victimDenied.length)
-  bad ||= lostRuns > 0 || denied > 0
+  const short = rs.filter((r) => r.lastEntryId < r.maxAcked).length
+  // The integrity check: open ledger kept in limbo, nothing left once closed, lacking entries marked.
+  const notKept = rs.filter((r) => r.checkBefore?.result !== 'limbo' || (r.answersAfterCheck['NO_SUCH_ENTRY'] ?? 0) > 0).length
+  const notCleared = rs.filter((r) => r.checkAfter?.result !== 'clean' || (r.answersAfter['IN_LIMBO'] ?? 0) > 0).length
+  const unmarked = rs.filter((r) => r.lackingAfter.length > 0 && !r.markedForX).length
+  bad ||= lostRuns > 0 || denied > 0 || short > 0 || notKept > 0 || notCleared > 0 || unmarked > 0
   process.stdout.write(`${q}: ${rs.length} runs, ${sum((r) => r.acked)} acknowledged, ${sum((r) => r.lost.length)} lost ` +
-    `(in ${lostRuns} runs), before recovery the bookie that lost power denied ${denied} and did not vouch for ` +
-    `${sum((r) => r.victimUnsure.length)} acknowledged entries\n`)
+    `(in ${lostRuns} runs; recovery closed below the highest acknowledged entry in ${short}); before recovery the bookie ` +
+    `that lost power denied ${denied} and did not vouch for ${sum((r) => r.victimUnsure.length)} acknowledged entries; ` +
+    `integrity check: open ledger not kept in limbo in ${notKept} runs, limbo not cleared after recovery in ${notCleared}, ` +
+    `${sum((r) => r.lackingAfter.length)} entries lacking after it in ${rs.filter((r) => r.lackingAfter.length > 0).length} runs ` +
+    `(unmarked in ${unmarked})\n`)
 }
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2))
 process.exit(failure !== null ? 2 : bad ? 1 : 0)
