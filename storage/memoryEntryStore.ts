@@ -4,10 +4,14 @@
 // in ascending order; lastEntryId is the highest stored entryId of the ledger.
 // Invariants: it keeps private copies of what it is given and hands out fresh copies, so no
 // caller can change stored bytes except through the fault hook; after close() every call throws.
-// Fault model: bit rot only. corrupt(ledgerId, entryId) flips every bit of one byte of a stored
-// entry, silently, as a disk would: later reads return the damaged bytes with no error, and it
-// is the reader's digest check that must notice. Crashes are not modelled here (no memtable is
-// lost: a store that lost unflushed writes would be a separate double).
+// Fault model:
+// - bit rot: corrupt(ledgerId, entryId) flips every bit of one byte of a stored entry, silently,
+//   as a disk would: later reads return the damaged bytes with no error, and it is the reader's
+//   digest check that must notice;
+// - power cut: powerCut() loses every write since the last flush(), as RocksDB loses what its
+//   unsynced WAL and memtable held (the worst case: none of it reached the disk). A bookie's
+//   checkpoint flushes before it records a journal position, so journal replay restores what
+//   was lost. A process crash loses nothing here (the OS still has RocksDB's WAL): do nothing.
 
 import { assert } from '../machines/errors.ts'
 import type { EntryRef, EntryStore, StoredEntry, StoredLedgerState } from './types.ts'
@@ -33,10 +37,20 @@ function copyState(state: StoredLedgerState): StoredLedgerState {
   }
 }
 
+function snapshot(entries: Map<number, LedgerEntries>, states: Map<number, StoredLedgerState>, meta: Map<string, Buffer>) {
+  return {
+    entries: new Map([...entries].map(([id, l]) => [id, { byId: new Map(l.byId), last: l.last }])),
+    states: new Map([...states].map(([id, st]) => [id, copyState(st)])),
+    meta: new Map(meta),
+  }
+}
+
 export class MemoryEntryStore implements EntryStore {
-  private readonly entries = new Map<number, LedgerEntries>()
-  private readonly states = new Map<number, StoredLedgerState>()
-  private readonly meta = new Map<string, Buffer>()
+  private entries = new Map<number, LedgerEntries>()
+  private states = new Map<number, StoredLedgerState>()
+  private meta = new Map<string, Buffer>()
+  /** What survives a power cut: the state at the last flush(). Entry bytes are shared (bit rot hits the disk). */
+  private flushed = snapshot(new Map(), new Map(), new Map())
   private closed = false
 
   async putEntries(entries: readonly StoredEntry[]): Promise<void> {
@@ -122,9 +136,18 @@ export class MemoryEntryStore implements EntryStore {
     this.meta.set(key, Buffer.from(value))
   }
 
-  /** Nothing to persist: every write is already as durable as this double gets. */
+  /** Makes every write so far survive a power cut. */
   async flush(): Promise<void> {
     this.assertOpen()
+    this.flushed = snapshot(this.entries, this.states, this.meta)
+  }
+
+  /** Fault hook (power cut): back to the last flush(); the writes since are gone. */
+  powerCut(): void {
+    const { entries, states, meta } = snapshot(this.flushed.entries, this.flushed.states, this.flushed.meta)
+    this.entries = entries
+    this.states = states
+    this.meta = meta
   }
 
   async close(): Promise<void> {

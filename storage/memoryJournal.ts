@@ -5,8 +5,8 @@
 // Fault model:
 // - A record is durable once synced: by `sync()`, or with `autoSync` (the default) by a microtask
 //   after the append, so appends made in the same tick share one sync, like a group commit.
-// - `crash()`: the process dies. Unsynced records vanish and their promises reject. Afterwards the
-//   journal acts as if freshly reopened: a new segment, open for appends.
+// - `crash()`: the process dies or the power goes. Unsynced records vanish and their promises
+//   reject. Afterwards the journal acts as if freshly reopened: a new segment, open for appends.
 // - `tearTail()`: the last synced record is torn (power loss on a disk that lied about its sync,
 //   or bit rot). `replay()` treats it as the real journal does: as the last record it is dropped
 //   (the file is truncated); with records after it, replay throws CORRUPT_JOURNAL.
@@ -91,6 +91,12 @@ export class MemoryJournal implements Journal {
     this.offset = START
     this.synced = { segment: this.segment, offset: START }
     this.closed = false
+  }
+
+  /** The last synced record still on disk (what `tearTail()` would damage), or null. */
+  get lastRecord(): Buffer | null {
+    const last = this.disk.at(-1)
+    return last === undefined || last.torn ? null : Buffer.from(last.record)
   }
 
   tearTail(): void {
