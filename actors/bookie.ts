@@ -373,6 +373,7 @@ export class Bookie {
     await this.metadata!.putBookie({
       bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
+      maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
       ...this.damagedLedgers(),
     })
   }

@@ -109,6 +109,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     nats: s.nats,
     heartbeatMs: s.heartbeatMs,
     checkpointIntervalMs: s.checkpointMs,
+    maxEntryBytes: s.maxEntryBytes,
     journal: { groupWaitMs: s.journalGroupWaitMs, groupBytesMax: s.journalGroupBytes },
     ...metadataOptions(s),
     diskUsageThreshold: s.diskUsageThreshold,

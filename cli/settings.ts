@@ -23,6 +23,7 @@ export interface NodeSettings {
   journalGroupWaitMs: number
   journalGroupBytes: number
   checkpointMs: number
+  maxEntryBytes: number
   diskUsageThreshold: number
   diskUsageLwmThreshold: number
   diskCheckIntervalMs: number
@@ -71,6 +72,7 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   journalGroupWaitMs: { kind: int(0), default: 0, env: 'QUIRE_JOURNAL_GROUP_WAIT_MS', flag: '--journal-group-wait-ms <ms>', doc: 'longest wait of a journal record before its group commit (0: next event-loop turn)' },
   journalGroupBytes: { kind: int(1), default: 512 * 1024, env: 'QUIRE_JOURNAL_GROUP_BYTES', flag: '--journal-group-bytes <n>', doc: 'bytes waiting that start a group commit at once' },
   checkpointMs: { kind: int(100), default: 30_000, env: 'QUIRE_CHECKPOINT_MS', flag: '--checkpoint-ms <ms>', doc: 'interval between entry store checkpoints (older journal segments are then deleted)' },
+  maxEntryBytes: { kind: int(1024), default: 5 * 1024 * 1024 + 1024, env: 'QUIRE_MAX_ENTRY_BYTES', flag: '--max-entry-bytes <n>', doc: 'largest entry the bookie accepts, header and digest included (published in its registration; writers refuse larger entries at append)' },
   diskUsageThreshold: { kind: { type: 'fraction' }, default: 0.95, env: 'QUIRE_DISK_USAGE_THRESHOLD', flag: '--disk-usage-threshold <f>', doc: 'fraction of the disk in use at which the bookie turns read-only' },
   diskUsageLwmThreshold: { kind: { type: 'fraction' }, default: 0.9, env: 'QUIRE_DISK_USAGE_LWM_THRESHOLD', flag: '--disk-usage-lwm-threshold <f>', doc: 'fraction in use under which a read-only bookie turns writable again (<= diskUsageThreshold)' },
   diskCheckIntervalMs: { kind: int(10), default: 10_000, env: 'QUIRE_DISK_CHECK_INTERVAL_MS', flag: '--disk-check-interval-ms <ms>', doc: 'interval between disk usage checks' },

@@ -2,6 +2,11 @@
 // (all entries queued in the same tick go out as one message per bookie), acks routed to the
 // writer of their ledger, and reads/LAC reads correlated by request id with a timeout.
 // No NATS request() per entry: the hot path is publish + one inbox subscription.
+// An add frame never exceeds the server's max_payload (nats.js throws on publish past it): a
+// batch is sent before an entry that would take it over, and `maxEntryBytes()` tells writers the
+// largest entry one frame can carry, so a larger one is refused at append (ENTRY_TOO_LARGE). A
+// publish that fails anyway (connection closed, a new server with a smaller limit) is dropped, not
+// thrown: those adds go unanswered and the writer re-sends or times out as for a lost message.
 // Anyone can publish on the inbox: every frame is checked against the reply schemas
 // (transport/validate.ts) and an invalid one is dropped, so its request stays unknown (it times
 // out); a read answer is taken only from the bookie the request went to.
@@ -28,12 +33,36 @@ interface Waiter {
 /** A batch is sent early once it passes this many bytes. */
 const BATCH_BYTES_MAX = 1024 * 1024
 
+/**
+ * Upper bounds on the msgpack framing of an add frame (transport/wire.ts AddRequest), so that
+ * what is counted before a publish is never less than what is sent:
+ * `{op: 'add', groups: [...]}` itself; per group, its keys, ledger id, digest type, flag and
+ * array headers plus its master key; per entry, a bin32 header.
+ */
+export const ADD_FRAME_BYTES = 32
+export const ADD_GROUP_BYTES = 128
+export const ADD_ENTRY_BYTES = 5
+/** Framing of an add frame holding one entry, with the largest master key the wire accepts (64). */
+export const ADD_FRAME_OVERHEAD_BYTES = ADD_FRAME_BYTES + ADD_GROUP_BYTES + 64 + ADD_ENTRY_BYTES
+/**
+ * The same for a bookie's read reply: `{op, reqId, bookieId, rc, entries}` with a bookie id of up
+ * to 128 characters, and per entry `[rc, bin32]`. A read asks for no more entry bytes than fit
+ * in one reply frame with these (the bookie sends at least one entry, and stops before maxBytes).
+ */
+export const READ_REPLY_FRAME_BYTES = 256
+export const READ_REPLY_ENTRY_BYTES = 8
+
 /** What writers, readers and recoveries need of the bookies (NATS here; simulated in sim/). */
 export interface BookieTransport {
   registerWriter(ledgerId: number, handler: AckHandler): () => void
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
+  /**
+   * Largest encoded entry (header and digest included) one add frame can carry: the NATS server's
+   * max_payload less the framing. Undefined when not known (no server info; a simulated network).
+   */
+  maxEntryBytes?(): number | undefined
   /**
    * Calls `handler` each time the connection comes back after a loss (its NATS server died, say):
    * what was in flight on the old connection may be gone. Returns the unregister function.
@@ -55,6 +84,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   /** Ack handlers by ledger: its writer, and a recovery writing entries back. */
   private readonly writers = new Map<number, Set<AckHandler>>()
   private readonly waiters = new Map<number, Waiter>()
+  /** Pending adds per bookie; `bytes` counts the frame they make, framing included (upper bound). */
   private readonly out = new Map<string, { groups: Map<string, AddGroup>; bytes: number }>()
   private flushQueued = false
   private nextReqId = 1
@@ -98,14 +128,25 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
   }
 
+  maxEntryBytes(): number | undefined {
+    const maxPayload = this.nc.info?.max_payload
+    return maxPayload === undefined ? undefined : maxPayload - ADD_FRAME_OVERHEAD_BYTES
+  }
+
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
-    let b = this.out.get(bookieId)
-    if (!b) this.out.set(bookieId, (b = { groups: new Map(), bytes: 0 }))
     const key = `${ledgerId}:${recovery ? 1 : 0}`
+    const adds = (b: { groups: Map<string, AddGroup> }): number =>
+      ADD_ENTRY_BYTES + entry.byteLength + (b.groups.has(key) ? 0 : ADD_GROUP_BYTES + masterKey.byteLength)
+    // Send what is pending first if this entry would take the frame past the server's limit.
+    const pending = this.out.get(bookieId)
+    const maxPayload = this.nc.info?.max_payload
+    if (pending && maxPayload !== undefined && pending.bytes + adds(pending) > maxPayload) this.flushBookie(bookieId)
+    let b = this.out.get(bookieId)
+    if (!b) this.out.set(bookieId, (b = { groups: new Map(), bytes: ADD_FRAME_BYTES }))
+    b.bytes += adds(b)
     let g = b.groups.get(key)
     if (!g) b.groups.set(key, (g = { ledgerId, masterKey, digestType, recovery, entries: [] }))
     g.entries.push(entry)
-    b.bytes += entry.byteLength
     this.stats.entriesSent++
     if (b.bytes >= BATCH_BYTES_MAX) this.flushBookie(bookieId)
     else if (!this.flushQueued) {
@@ -124,13 +165,22 @@ export class BookieClient implements BookieTransport, TailTransport {
     if (!b) return
     this.out.delete(bookieId)
     this.stats.addMessages++
-    this.nc.publish(bookieSubject(bookieId), encode({ op: 'add', groups: [...b.groups.values()] }), { reply: this.inbox })
+    try {
+      this.nc.publish(bookieSubject(bookieId), encode({ op: 'add', groups: [...b.groups.values()] }), { reply: this.inbox })
+    } catch {
+      // Never thrown into the caller's turn (it runs from a microtask): lost like a message to a
+      // dead server; the writer re-sends unacknowledged adds and fails the bookie at addTimeoutMs.
+    }
   }
 
   /** Read entries; with `fence`, the bookie fences the ledger (persisted) before it reads. */
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
     const reqId = this.nextReqId++
-    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, maxBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
+    // A reply past the server's max_payload could not be sent: the read would time out.
+    const maxPayload = this.nc.info?.max_payload
+    const fits = maxPayload === undefined ? maxBytes : maxPayload - READ_REPLY_FRAME_BYTES - READ_REPLY_ENTRY_BYTES * entryIds.length
+    const replyBytes = Math.max(1, Math.min(maxBytes, fits))
+    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, replyBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {

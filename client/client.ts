@@ -4,7 +4,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
 import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
-import { pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { ensembleMaxEntryBytes, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } from '../transport/entry.ts'
 import { connectNats } from '../transport/nats.ts'
@@ -21,7 +21,11 @@ export interface ClientOptions {
   /** An add that has no ack quorum after this long fails the writer with TIMEOUT. Default 10 s. */
   addTimeoutMs?: number
   readTimeoutMs?: number
-  /** Largest payload `append` accepts (ENTRY_TOO_LARGE above). Default 5 MiB. */
+  /**
+   * Largest payload `append` accepts (ENTRY_TOO_LARGE above). Default 5 MiB. The limit a writer
+   * enforces is the smallest of this, the NATS server's max_payload less the add frame's framing,
+   * and the smallest maxEntryBytes the ledger's bookies publish, less the entry header and digest.
+   */
   maxEntryBytes?: number
   /** An idle writer sends its LAC on its own after this long, for tailing readers. Default 100 ms; 0 never. */
   explicitLacIntervalMs?: number
@@ -111,7 +115,8 @@ export class QuireClient {
       ackQuorum: opts.ackQuorum ?? Math.min(opts.writeQuorum ?? DEFAULT_QUORUM.ackQuorum, DEFAULT_QUORUM.ackQuorum),
     })
     const digestType = validateDigestType(opts.digestType ?? 'crc32c')
-    const ensemble = pickBookies(await this.metadata.listBookies(), quorum.ensembleSize, this.clock.now(), this.random)
+    const bookies = await this.metadata.listBookies()
+    const ensemble = pickBookies(bookies, quorum.ensembleSize, this.clock.now(), this.random)
     const masterKey = masterKeyOf(opts.password ?? '')
     const ledgerId = await this.metadata.allocateLedgerId()
     const md: LedgerMetadata = {
@@ -120,7 +125,7 @@ export class QuireClient {
       createdAt: this.clock.now(), passwordCheck: passwordCheckOf(masterKey),
     }
     const created = await this.metadata.createLedger(md)
-    return new WriteHandle(this.writeDeps(masterKey), created.value, created.revision)
+    return new WriteHandle({ ...this.writeDeps(masterKey), bookiesMaxEntryBytes: ensembleMaxEntryBytes(bookies, ensemble) }, created.value, created.revision)
   }
 
   /** Open without recovery: never fences, never writes metadata; reads up to the LAC it learns. */

@@ -12,9 +12,9 @@ import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
 import { hasIndex } from '../machines/quorum.ts'
 import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
-import { pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { ensembleMaxEntryBytes, pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
-import { encodeEntry } from '../transport/entry.ts'
+import { HEADER_BYTES, digestBytes, encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
 import { summariseContext, watchActor } from '../actors/inspect.ts'
 import { clientMetrics } from '../actors/metrics.ts'
@@ -42,6 +42,8 @@ export interface WriteDeps extends HandleDeps {
   metadata: MetadataStore
   addTimeoutMs: number
   maxEntryBytes: number
+  /** The smallest entry limit (header and digest included) the ensemble's bookies publish. */
+  bookiesMaxEntryBytes?: { bytes: number; bookieId: string } | undefined
   nc: NatsConnection | null
 }
 
@@ -64,10 +66,13 @@ export class WriteHandle extends ReadHandle {
   private lacPersisted = -1
   private explicitLacTimer: TimerHandle | null = null
   private eagerLacQueued = false
+  /** The ensemble's smallest published entry limit; updated by an ensemble change. */
+  private bookiesMaxEntryBytes: { bytes: number; bookieId: string } | undefined
 
   constructor(private readonly w: WriteDeps, metadata: LedgerMetadata, revision: number) {
     super(w, metadata)
     this.revision = revision
+    this.bookiesMaxEntryBytes = w.bookiesMaxEntryBytes
     const seg = this.lastSegment()
     const machine = writerMachine.provide({
       actions: {
@@ -153,9 +158,10 @@ export class WriteHandle extends ReadHandle {
   /** Append one entry; resolves with its entryId once Qa bookies of its write set have it on disk. */
   append(data: Uint8Array | string): Promise<number> {
     const payload = typeof data === 'string' ? Buffer.from(data) : data
-    if (payload.byteLength > this.w.maxEntryBytes) {
-      return Promise.reject(new QuireError('ENTRY_TOO_LARGE', `entry of ${payload.byteLength} bytes exceeds the limit of ${this.w.maxEntryBytes} bytes`, {
-        ledgerId: this.ledgerId, size: payload.byteLength, limit: this.w.maxEntryBytes,
+    const limit = this.entryLimit()
+    if (payload.byteLength > limit.bytes) {
+      return Promise.reject(new QuireError('ENTRY_TOO_LARGE', `entry of ${payload.byteLength} bytes exceeds the limit of ${limit.bytes} bytes (${limit.why})`, {
+        ledgerId: this.ledgerId, size: payload.byteLength, limit: limit.bytes, boundBy: limit.why,
       }))
     }
     return new Promise((resolve, reject) => {
@@ -166,6 +172,26 @@ export class WriteHandle extends ReadHandle {
         queueMicrotask(() => this.handOver())
       }
     })
+  }
+
+  /**
+   * Largest payload an append may carry: the smallest of the client's maxEntryBytes, what one add
+   * frame can carry on the NATS server (max_payload less framing), and the smallest entry the
+   * ensemble's bookies accept; the last two less the entry's header and digest. Past it an entry
+   * would crash the publish or be refused by a bookie, failing the writer: it is refused here.
+   */
+  private entryLimit(): { bytes: number; why: string } {
+    const framing = HEADER_BYTES + digestBytes(this.md.digestType)
+    let best = { bytes: this.w.maxEntryBytes, why: 'the client\'s maxEntryBytes' }
+    const frame = this.w.bookies.maxEntryBytes?.()
+    if (frame !== undefined && frame - framing < best.bytes) {
+      best = { bytes: frame - framing, why: 'the NATS server\'s max_payload less the add frame\'s framing and the entry header' }
+    }
+    const bookie = this.bookiesMaxEntryBytes
+    if (bookie && bookie.bytes - framing < best.bytes) {
+      best = { bytes: bookie.bytes - framing, why: `bookie ${bookie.bookieId} accepts entries of at most ${bookie.bytes} bytes with header and digest` }
+    }
+    return best
   }
 
   private takeHanding(): void {
@@ -350,13 +376,15 @@ export class WriteHandle extends ReadHandle {
         const md = cur.value
         const refusal = ensembleChangeRefusal(md.state)
         if (refusal) throw new QuireError(refusal.code, `ledger ${this.ledgerId}: ${refusal.message}`)
-        const replacements = pickBookies(await this.w.metadata.listBookies(), failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
+        const records = await this.w.metadata.listBookies()
+        const replacements = pickBookies(records, failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
         const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
         const segments = segmentsAfterChange(md.segments, lac, next)
         try {
           const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
           this.md = written.value
           this.revision = written.revision
+          this.bookiesMaxEntryBytes = ensembleMaxEntryBytes(records, next)
           this.lastProgressAt = this.w.clock.now()
           this.actor.send({ type: 'ensemble.changed', ensemble: next })
           return

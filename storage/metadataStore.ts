@@ -49,6 +49,22 @@ export interface BookieRecord {
    * store), at most DAMAGED_LEDGERS_LISTED_MAX; the auditor marks them for repair in place.
    */
   damagedLedgers?: number[]
+  /**
+   * Largest encoded entry (header and digest included) the bookie accepts; it answers TOO_LARGE
+   * above. Writers take the smallest over a ledger's ensemble as part of their entry limit.
+   * Absent in records of bookies from before it was published: unknown, no bound.
+   */
+  maxEntryBytes?: number
+}
+
+/** The smallest `maxEntryBytes` published by the given bookies; undefined when none publishes one. */
+export function ensembleMaxEntryBytes(records: readonly BookieRecord[], ensemble: readonly string[]): { bytes: number; bookieId: string } | undefined {
+  let best: { bytes: number; bookieId: string } | undefined
+  for (const r of records) {
+    if (!ensemble.includes(r.bookieId) || r.maxEntryBytes === undefined) continue
+    if (!best || r.maxEntryBytes < best.bytes) best = { bytes: r.maxEntryBytes, bookieId: r.bookieId }
+  }
+  return best
 }
 
 /** Bound on the damaged ledgers a bookie lists in its registration (the rest follow as these heal). */

@@ -10,6 +10,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QUIRE_BIN, REPO_ROOT, freePort } from '../cli/cluster.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
+import { within } from './support/processes.ts'
 
 /** The environment without QUIRE_* variables, so only the arguments configure the command. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -38,17 +39,6 @@ function quire(args: string[], timeoutMs = 60_000): Promise<Run> {
 
 const show = (r: Run): string => `exit ${r.code} (signal ${r.signal}) after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
 const lines = (s: string): string[] => s.split('\n').filter((l) => l.length > 0)
-
-/** Bounds an in-process client call, so that a writer that never settles fails the test instead of stalling the run. */
-async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([p, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 function assertOk(r: Run): void {
   assert.is(r.code, 0, show(r))

@@ -29,6 +29,17 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs:
   }
 }
 
+/** Bounds a promise, so that a call that never settles fails the test instead of stalling the run. */
+export async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /**
  * True once every thread of `pid` is stopped (SIGSTOP delivered to all of them): a signal is
  * delivered asynchronously, and a thread still running may answer one more request. Linux only
