@@ -9,7 +9,7 @@ export const ERROR_CODES = {
   UNAUTHORIZED: 'The password does not match the ledger, or a bookie rejected the master key.',
   NO_SUCH_LEDGER: 'No ledger with that id exists in the metadata store.',
   NO_SUCH_ENTRY: 'The entry does not exist on any bookie that should hold it, or is past the LAC.',
-  ENTRY_TOO_LARGE: 'The payload is larger than the configured maximum entry size (default 5 MiB).',
+  ENTRY_TOO_LARGE: 'The payload is larger than the largest entry the writer can send: the smallest of the client\'s maxEntryBytes (default 5 MiB), the NATS server\'s max_payload and the ledger\'s bookies\' limit, less framing.',
   LEDGER_CLOSED: 'The ledger is closed (or the write handle was closed); no more appends.',
   FENCED: 'The ledger was fenced by a recovery: this writer can get no more entries acknowledged.',
   TIMEOUT: 'A bookie or the metadata store did not answer in time.',
