@@ -13,7 +13,7 @@ import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { masterKeyOf } from '../transport/entry.ts'
 import { connectNats } from '../transport/nats.ts'
-import { RC, rcName, type ReadResponse } from '../transport/wire.ts'
+import { RC, inspectSubject, rcName, type ReadResponse } from '../transport/wire.ts'
 import { payloadFor, startCluster, type TestCluster } from './support/cluster.ts'
 import { cleanEnv, quire, show, type Run } from './support/nodes.ts'
 
@@ -43,6 +43,21 @@ async function readFrom(c: TestCluster, bookieId: string, ledgerId: number, ids:
   }
 }
 
+/** The bookie's inspection state (what the inspector shows) once `pred` holds of its integrity part. */
+async function inspectedIntegrity(c: TestCluster, bookieId: string, pred: (i: { unchecked: boolean; limboLedgers: number; limbo: number[] }) => boolean) {
+  const nc = await connectNats(c.nats.url)
+  try {
+    const sub = nc.subscribe(inspectSubject('bookie', bookieId), { timeout: 30_000 })
+    for await (const m of sub) {
+      const i = (JSON.parse(Buffer.from(m.data).toString('utf8')) as { context: { integrity?: Parameters<typeof pred>[0] | null } }).context.integrity
+      if (i && pred(i)) return i
+    }
+    throw new Error(`no inspection message of ${bookieId} matched`)
+  } finally {
+    await nc.close()
+  }
+}
+
 const codes = (r: ReadResponse): string[] => r.rc === RC.OK ? r.entries.map(([rc]) => rcName(rc)) : [rcName(r.rc)]
 
 /** An open ledger on every bookie (E = Qw = Qa = 3) holding `n` acknowledged entries. */
@@ -65,6 +80,10 @@ t('kill -9: the restarted bookie answers IN_LIMBO for an entry it lacks in an op
   // What it holds it serves; entry 7 was never written, but after a power cut it could have been
   // acknowledged and lost: unknown, not absent.
   assert.equal(codes(await readFrom(c, 'bookie-1', w.ledgerId, [0, 4, 7])), ['OK', 'OK', 'IN_LIMBO'])
+  // The inspector's state of the bookie names the ledger in limbo.
+  const seen = await inspectedIntegrity(c, 'bookie-1', (i) => i.limboLedgers > 0)
+  assert.equal(seen.limbo, [w.ledgerId])
+  assert.is(seen.unchecked, false)
   // A bookie still running cleanly says what it knows.
   assert.equal(codes(await readFrom(c, 'bookie-2', w.ledgerId, [7])), ['NO_SUCH_ENTRY'])
   // A fencing read on the limbo ledger: fenced (journaled) and answered as usual.
