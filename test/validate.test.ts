@@ -9,7 +9,7 @@ import { BadFrames } from '../actors/badFrames.ts'
 import { recordProblem } from '../actors/journalRecords.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
 import { LIMITS, asReply, badRequestReply, entryProblem, opLabel, replyProblem, requestProblem } from '../transport/validate.ts'
-import { RC, decode, encode, readLacRequest, readRequest, type AddAck, type ReadLacResponse, type ReadResponse } from '../transport/wire.ts'
+import { RC, decode, encode, rcName, readLacRequest, readRequest, type AddAck, type ReadLacResponse, type ReadResponse } from '../transport/wire.ts'
 
 const key = masterKeyOf('pw')
 const entry = (l: number, e: number, type: 'crc32c' | 'hmac-sha256' | 'none' = 'crc32c'): Buffer =>
@@ -104,6 +104,14 @@ test('BAD_REQUEST replies have the shape their sender waits for, echo a valid re
   for (const r of [ack, noIds, lac, read, nil]) assert.is(replyProblem(wire(r)), null)
   assert.is(badRequestReply(null, 'b1', 'y'.repeat(5000)).op, 'readResp')
   assert.is((badRequestReply(null, 'b1', 'y'.repeat(5000)) as ReadResponse).error!.length, LIMITS.textChars)
+})
+
+test('IN_LIMBO replies pass: per entry and as a whole read or LAC reply (a bookie that cannot vouch)', () => {
+  const perEntry: ReadResponse = { op: 'readResp', reqId: 1, bookieId: 'b1', rc: RC.OK, entries: [[RC.OK, Buffer.alloc(40)], [RC.IN_LIMBO, null]] }
+  const whole: ReadResponse = { op: 'readResp', reqId: 2, bookieId: 'b1', rc: RC.IN_LIMBO, entries: [] }
+  const lac: ReadLacResponse = { op: 'lacResp', reqId: 3, bookieId: 'b1', rc: RC.IN_LIMBO, lac: -1, lastEntryId: -1 }
+  for (const r of [perEntry, whole, lac]) assert.is(replyProblem(wire(r)), null)
+  assert.is(rcName(RC.IN_LIMBO), 'IN_LIMBO')
 })
 
 test('op labels are bounded: unknown ops and non-maps are `other`', () => {
