@@ -1,19 +1,22 @@
 // `npm run sim -- --seeds N [--from S] [--seed S] [--variant NAME]`: deterministic simulation runs
 // (sim/simulate.ts). Prints each failing seed with its violations and how to replay it; exits 1
-// if any seed failed. A variant swaps a protocol rule of recovery for a known-broken one, to see
-// the checkers catch it (they must).
+// if any seed failed. A variant swaps a protocol rule (of recovery, or the bookies' limbo) for a
+// known-broken one, to see the checkers catch it (they must).
 
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { simulate, type SimOptions } from './simulate.ts'
 import { VARIANTS, type VariantName } from './variants.ts'
 
-export async function runSeeds(opts: { from: number; count: number; variant?: VariantName; mode?: SimOptions['mode']; quiet?: boolean }): Promise<{ failed: number[]; ms: number }> {
+/** `firstFailure`: stop at the first failing seed (a variant's check needs only one). */
+export async function runSeeds(opts: {
+  from: number; count: number; variant?: VariantName; mode?: SimOptions['mode']; quiet?: boolean; firstFailure?: boolean
+}): Promise<{ failed: number[]; ms: number }> {
   const started = performance.now()
   const failed: number[] = []
-  const logic = opts.variant ? VARIANTS[opts.variant] : undefined
+  const variant = opts.variant ? VARIANTS[opts.variant] : {}
   for (let seed = opts.from; seed < opts.from + opts.count; seed++) {
-    const r = await simulate({ seed, recoveryLogic: logic, mode: opts.mode })
+    const r = await simulate({ seed, ...variant, mode: opts.mode })
     if (r.violations.length > 0) {
       failed.push(seed)
       if (!opts.quiet) {
@@ -21,6 +24,7 @@ export async function runSeeds(opts: { from: number; count: number; variant?: Va
         for (const v of [...new Set(r.violations)].slice(0, 8)) console.log(`  - ${v}`)
         console.log(`  replay: npm run sim -- --seed ${seed}${opts.mode ? ` --mode ${opts.mode}` : ''}${opts.variant ? ` --variant ${opts.variant}` : ''}`)
       }
+      if (opts.firstFailure) break
     }
   }
   return { failed, ms: performance.now() - started }
@@ -47,7 +51,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const from = Number(one ? values.seed : values.from)
   const count = one ? 1 : Number(values.seeds)
   if (one) {
-    const r = await simulate({ seed: from, mode, recoveryLogic: variant ? VARIANTS[variant] : undefined })
+    const r = await simulate({ seed: from, mode, ...(variant ? VARIANTS[variant] : {}) })
     console.log(r.summary)
     console.log(`${r.events} events; ${r.violations.length === 0 ? 'no violations' : r.violations.join('\n')}`)
     process.exit(r.violations.length === 0 ? 0 : 1)

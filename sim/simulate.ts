@@ -8,6 +8,12 @@
 // - AllCommittedEntriesReachAckQuorum: every entry up to lastEntryId is on at least Qa bookies
 //   of its write set;
 // - NoOutOfOrderEntries: a writer's appends resolve in entryId order.
+//
+// Bookie stops: within a run at most one bookie stops uncleanly (kill -9, or a power cut that
+// loses the store's unflushed writes and sometimes tears the last journal record, taking acked
+// copies with it), and only when every ledger has Qa >= 2: one copy lost, and one bookie in limbo
+// answering "unknown", is what Qa >= 2 tolerates (Qa = 1, or two bookies of a write set in limbo,
+// leave recovery unable to rule an entry out until an operator acts). Every other stop is clean.
 
 import { QuireClient } from '../client/client.ts'
 import { recoverLedger, type RecoveryDeps } from '../client/recovery.ts'
@@ -29,6 +35,8 @@ export interface SimOptions {
   mode?: 'mixed' | 'race' | 'plain'
   /** Replace a protocol rule of recovery (machine.provide), to check the checkers catch it. */
   recoveryLogic?: RecoveryDeps['logic']
+  /** Bookies put their ledgers in limbo after an unclean stop (default); false: the known-broken variant. */
+  limbo?: boolean
 }
 
 export interface SimResult {
@@ -65,8 +73,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     if (world.down.has(bookieNode)) return
     world.send(to, () => clients.get(to)?.deliver(msg))
   }
-  for (let i = 1; i <= nBookies; i++) bookies.set(`b${i}`, new SimBookie(`b${i}`, world, reply))
   const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world))
+  for (let i = 1; i <= nBookies; i++) bookies.set(`b${i}`, new SimBookie(`b${i}`, world, reply, { limbo: opts.limbo ?? true, metadata }))
   const heartbeat = (b: SimBookie): void => {
     if (b.alive) {
       void metadata.putBookie({ bookieId: b.id, state: 'writable', heartbeatAt: world.now(), heartbeatMs: HEARTBEAT_MS, startedAt: 0, host: 'sim', pid: 0 })
@@ -112,18 +120,42 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const race = opts.mode === 'race' || (opts.mode !== 'plain' && world.chance(0.35))
   if (race) world.faults = { ...world.faults, maxDelayMs: 2, dropRate: 0.1, stallRate: 0.15, stallMaxMs: 30 }
   const writers = race ? world.int(4, 8) : world.int(1, 2)
+  // Some other runs aim a torn power cut at the first ledger's last acked entry (see `aimed`): their
+  // ledgers keep Qa >= 2, the first with Qw = Qa (so one bookie's denial would rule an entry out).
+  const powerRun = !race && world.chance(0.3)
   const faultsDesc = `drop=${world.faults.dropRate} dup=${world.faults.duplicateRate} stall=${world.faults.stallRate}`
   // Create every ledger first, so that no fault lands between two creations.
   const created = []
   for (let k = 0; k < writers; k++) {
     const e = race ? 3 : world.int(2, Math.min(nBookies, 4))
-    const w = race ? 3 : world.int(1, e)
-    const a = race ? 2 : world.int(1, w)
+    const w = race ? 3 : world.int(powerRun ? 2 : 1, e)
+    const a = race ? 2 : powerRun && k === 0 ? w : world.int(powerRun ? 2 : 1, w)
     const digestType = world.pick<DigestType>(['crc32c', 'hmac-sha256', 'none'])
     const password = world.pick(['', 'pw'])
     const { client, transport } = newClient()
     const handle = await runUntil(world, client.createLedger({ ensembleSize: e, writeQuorum: w, ackQuorum: a, digestType, password }))
     created.push({ e, w, a, digestType, password, transport, handle })
+  }
+  // A power run aims a torn power cut at its first ledger's last acked entry (writer done, ledger
+  // left open), and it is the run's one unclean stop: without limbo, that bookie's "no such entry"
+  // lets recovery close below an acked entry.
+  const aimed = powerRun ? created[0] : undefined
+  // Otherwise the one bookie allowed to stop uncleanly is the first one taken down, if any.
+  const uncleanAllowed = created.every((c) => c.a >= 2) && (powerRun || world.chance(0.8))
+  let unclean: string | null = null
+  const rotted = new Set<string>()
+  const powerCut = (b: SimBookie, tear: boolean): void => {
+    // A torn tail loses its entries' copies here: never a second copy of one (bit rot, an earlier tear).
+    const tail = b.tailEntries()
+    const torn = tear && tail !== null && tail.entryIds.every((id) => !rotted.has(`${tail.ledgerId}:${id}`))
+    if (torn) for (const id of tail.entryIds) rotted.add(`${tail.ledgerId}:${id}`)
+    b.powerCut(torn)
+  }
+  const takeDown = (b: SimBookie): void => {
+    if (!uncleanAllowed || aimed || (unclean !== null && unclean !== b.id)) return b.stop()
+    unclean = b.id
+    if (world.chance(0.4)) b.crash()
+    else powerCut(b, world.chance(0.5))
   }
   for (const { e, w, a, digestType, password, transport, handle } of created) {
     const ledger: Ledger = {
@@ -152,7 +184,20 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
           world.setTimeout(pump, race ? 0 : world.between(0, 2))
         }, () => { outstanding-- })
       }
-      if (sent >= total && outstanding === 0 && !transport.dead && world.chance(0.5)) void handle.close().catch(() => {})
+      if (sent >= total && outstanding === 0 && !transport.dead) {
+        if (aimed?.handle === handle) cutAtLastAck()
+        else if (world.chance(0.5)) void handle.close().catch(() => {})
+      }
+    }
+    const cutAtLastAck = (): void => {
+      const last = ledger.ackOrder.at(-1)
+      const seg = handle.metadata.segments.at(-1)!
+      if (last === undefined || unclean !== null) return
+      const x = world.pick(writeSetIndices(last, e, w).map((i) => seg.ensemble[i]!))
+      unclean = x
+      const b = bookies.get(x)!
+      powerCut(b, true)
+      world.setTimeout(() => b.restart(), world.between(5, 100))
     }
     world.setTimeout(pump, world.between(0, 5))
 
@@ -161,12 +206,12 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     if (world.chance(0.5)) {
       const victim = bookies.get(world.pick(ensemble))!
       const at = world.between(2, 80)
-      world.setTimeout(() => victim.crash(), at)
+      world.setTimeout(() => takeDown(victim), at)
       if (world.chance(0.6)) world.setTimeout(() => victim.restart(), at + world.between(5, 150))
       // Writer dies soon after the ensemble change this crash forces.
-      if (world.chance(0.35)) world.setTimeout(() => { transport.dead = true }, at + addTimeoutMs + world.between(0, 12))
+      if (world.chance(0.35) && aimed?.handle !== handle) world.setTimeout(() => { transport.dead = true }, at + addTimeoutMs + world.between(0, 12))
     }
-    if (world.chance(0.2)) world.setTimeout(() => { transport.dead = true }, world.between(5, 150))
+    if (world.chance(0.2) && aimed?.handle !== handle) world.setTimeout(() => { transport.dead = true }, world.between(5, 150))
     const recoveries = race ? 1 : world.chance(0.6) ? world.int(1, 2) : 0
     const startAt = race ? world.between(1, 15) : world.between(5, 80)
     for (let r = 0; r < recoveries; r++) {
@@ -185,7 +230,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   for (let i = world.int(0, 2); i > 0; i--) {
     const b = bookies.get(world.pick(names))!
     const at = world.between(0, horizon)
-    world.setTimeout(() => b.crash(), at)
+    world.setTimeout(() => takeDown(b), at)
     world.setTimeout(() => b.restart(), at + world.between(1, 90))
   }
   for (let i = world.int(0, 2); i > 0; i--) {
@@ -194,7 +239,6 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     world.setTimeout(() => world.hang(b), at)
     world.setTimeout(() => world.unhang(b), at + world.between(1, 90))
   }
-  const rotted = new Set<string>()
   for (let i = world.int(0, 3); i > 0; i--) {
     world.setTimeout(() => {
       const l = world.pick(ledgers)
@@ -264,7 +308,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 
   check(ledgers, finals, observed, bookies, violations)
   const outcome = ledgers.map((l) => `L${l.ledgerId}: ${l.acked.size} acked, closed at ${finals.get(l.ledgerId)?.lastEntryId ?? '?'} (${finals.get(l.ledgerId)?.segments.length ?? '?'} segments, ${l.recoveredAt.length} recoveries during the run)`)
-  const summary = `seed ${opts.seed}${race ? ' (race)' : ''}: ${nBookies} bookies, ${note.join('; ')}; faults ${faultsDesc}; ${outcome.join('; ')}`
+  const stops = unclean === null ? 'clean stops only' : `unclean stops of ${unclean} (${bookies.get(unclean)!.lost.size} copies lost${aimed ? ', aimed' : ''})`
+  const summary = `seed ${opts.seed}${race ? ' (race)' : ''}: ${nBookies} bookies, ${note.join('; ')}; faults ${faultsDesc}; ${stops}; ${outcome.join('; ')}`
   return { seed: opts.seed, violations, summary, events: world.events }
 }
 
@@ -273,7 +318,8 @@ function describeReplicas(bookies: Map<string, SimBookie>, ledgerId: number, ent
   return [...bookies.values()].map((b) => {
     const data = b.durable.entries.get(ledgerId)?.get(entryId)
     const st = b.durable.states.get(ledgerId)
-    return `${b.id}${b.alive ? '' : '(down)'}:${data ? `${data.byteLength}B` : '-'}${st?.fenced ? ',fenced' : ''}${st?.digestType ? `,${st.digestType}` : ''}`
+    const limbo = b.unchecked || b.limbo.has(ledgerId) ? ',limbo' : ''
+    return `${b.id}${b.alive ? '' : '(down)'}:${data ? `${data.byteLength}B` : b.lost.has(`${ledgerId}:${entryId}`) ? 'lost' : '-'}${limbo}${st?.fenced ? ',fenced' : ''}${st?.digestType ? `,${st.digestType}` : ''}`
   }).join(' ')
 }
 
@@ -313,8 +359,11 @@ function check(
     for (let id = 0; id <= md.lastEntryId; id++) {
       let seg = md.segments[0]!
       for (const s of md.segments) if (s.firstEntryId <= id) seg = s
-      const holders = writeSetIndices(id, md.ensembleSize, md.writeQuorum)
-        .filter((i) => bookies.get(seg.ensemble[i]!)?.durable.entries.get(l.ledgerId)?.has(id)).length
+      // A copy an unclean stop destroyed had reached its bookie: it counts.
+      const holders = writeSetIndices(id, md.ensembleSize, md.writeQuorum).filter((i) => {
+        const b = bookies.get(seg.ensemble[i]!)
+        return b?.durable.entries.get(l.ledgerId)?.has(id) || b?.lost.has(`${l.ledgerId}:${id}`)
+      }).length
       if (holders < md.ackQuorum) violations.push(`L${l.ledgerId}: entry ${id} is on ${holders} bookies of its write set, fewer than Qa=${md.ackQuorum}`)
     }
   }
