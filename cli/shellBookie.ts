@@ -13,6 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { Command, Option } from 'commander'
 import { errors } from '@nats-io/transport-node'
+import { assertBookieId } from '../actors/cookie.ts'
 import { integrityCheckSubject, type IntegrityResult } from '../actors/integrityCheck.ts'
 import { decodeRecord } from '../actors/journalRecords.ts'
 import { BookieClient } from '../client/bookieClient.ts'
@@ -136,6 +137,8 @@ export function formatJournalLine(l: JournalLine): string {
 
 /** Ask a running bookie for an integrity check now; its result. */
 export async function bookieIntegrityCheck(nats: string, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
+  // The id becomes a subject token: a wildcard or a dot must not reach NATS.
+  assertBookieId(bookieId)
   const nc = await connectNats(nats, { name: 'quire-shell-bookieintegritycheck' })
   try {
     const msg = await nc.request(integrityCheckSubject(bookieId), new Uint8Array(0), { timeout: timeoutMs })

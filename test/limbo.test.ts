@@ -144,6 +144,9 @@ t('bookieintegritycheck: a bookie that is not running is a typed error', async (
   assert.is(r.code, 1)
   assert.match(r.stderr, /BOOKIE_UNAVAILABLE|TIMEOUT/)
   assert.not.match(r.stderr, /\n\s+at /)
+  const wild = await shell(c, 'bookieintegritycheck', '*')
+  assert.is(wild.code, 1, show(wild))
+  assert.match(wild.stderr, /error INVALID_CONFIG: bookie id may hold letters, digits, - and _ only/)
 })
 
 t.run()
