@@ -6,6 +6,7 @@
 // NO_SUCH_ENTRY for an entry it acknowledged (IN_LIMBO instead, while the ledger is open, even
 // after an integrity check), and once recovery has closed the ledger its integrity check leaves
 // nothing in limbo and every entry placed on it is back or its ledger is marked for a re-copy.
+// Rot in a record before the last group is no torn write: that bookie refuses to start.
 // A few runs here; `npm run test:powercut -- --runs N` for long ones. The seed of each run is
 // printed with a failure (the kill timing is the machine's, so a seed replays the choices only).
 
@@ -62,6 +63,16 @@ t('quire shell bookieintegritycheck: after the runs (every ledger closed) no boo
     assert.is(r.code, 0, show(r))
     assert.match(r.stdout, new RegExp(`^bookie ${b.id}: checked, nothing in limbo; `, 'm'), show(r))
   }
+})
+
+// Last: the bookie stays down (its journal needs a human); recovery writes back through a fourth.
+t('3/2/2: rot in the length field of a record before the last group: the bookie refuses to start (CORRUPT_JOURNAL), nothing is lost', async ({ c }) => {
+  await c.startBookie(4)
+  const r = await powerCutRun(c, { seed: seed0 + runs++, quorums: parseQuorums('3/2/2'), damage: 'older', ackedMin: 30, ackedMax: 150 })
+  const at = describeRun(r)
+  assert.ok(r.refused !== null && r.refused.includes('CORRUPT_JOURNAL'), `the bookie started, or failed otherwise: ${at}\n${r.refused ?? ''}`)
+  assert.equal(r.lost, [], `acknowledged entries lost: ${at}`)
+  assert.ok(r.lastEntryId >= r.maxAcked, `recovery closed below an acknowledged entry: ${at}`)
 })
 
 t.run()

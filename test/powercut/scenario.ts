@@ -43,9 +43,12 @@ export const quorumsName = (q: Quorums): string => `${q.ensembleSize}/${q.writeQ
 export interface PowerCutRun {
   seed: number
   quorums: string
+  inFlight: number
   ledgerId: number
   victim: string
   cut: PowerCut
+  /** With `older` damage: why X did not start (null: it started, and the X-side fields are filled). */
+  refused: string | null
   /** From the restarted X's registration to its first answer (it registers before it serves). */
   servingAfterMs: number
   /** Entries whose append resolved in the writer before it was killed. */
@@ -75,7 +78,7 @@ export interface PowerCutRun {
   markedForX: boolean
 }
 
-/** Damages chosen at random for a run: mostly damage of the last group, sometimes none. */
+/** Damages chosen at random for a run: mostly damage of the last group, sometimes none (`older` only when asked). */
 const DAMAGES: JournalDamage[] = ['none', 'torn', 'torn', 'rot', 'rot', 'length', 'length']
 
 export interface RunOptions {
@@ -85,6 +88,8 @@ export interface RunOptions {
   ackedMin?: number
   ackedMax?: number
   damage?: JournalDamage
+  /** Appends the writer keeps in flight; default 8, 32 or 64 at random (more fill bigger journal groups). */
+  inFlight?: number
 }
 
 export async function powerCutRun(c: TestCluster, opts: RunOptions): Promise<PowerCutRun> {
@@ -97,7 +102,8 @@ export async function powerCutRun(c: TestCluster, opts: RunOptions): Promise<Pow
   let slot = -1
   const victimFirst = rng() < 0.5
   const gapMs = Math.floor(rng() * 500)
-  const writer = await runWriter(c, q, target, victimFirst, gapMs, (ensemble, maxAcked) => {
+  const inFlight = opts.inFlight ?? [8, 32, 64][Math.floor(rng() * 3)]!
+  const writer = await runWriter(c, q, target, inFlight, victimFirst, gapMs, (ensemble, maxAcked) => {
     const slots = writeSetIndices(maxAcked, q.ensembleSize, q.writeQuorum)
     slot = slots[Math.floor(rng() * slots.length)]!
     return c.bookie(ensemble[slot]!)
@@ -105,7 +111,18 @@ export async function powerCutRun(c: TestCluster, opts: RunOptions): Promise<Pow
   const victim = writer.ensemble[slot]!
   const damage = opts.damage ?? DAMAGES[Math.floor(rng() * DAMAGES.length)]!
   const cut = await cutPower(c.bookie(victim), damage, rng)
-  await c.startBookie(Number(/(\d+)$/.exec(victim)![1]))
+  const restart = c.startBookie(Number(/(\d+)$/.exec(victim)![1]))
+  if (damage === 'older') {
+    // Damage before the last group: X must refuse to start; recovery goes on without it.
+    const refused = await restart.then(() => null, (err: unknown) => String(err))
+    const { lastEntryId, lost } = await recoverAndRead(await c.client(), writer.ledgerId, writer.acked)
+    return {
+      seed: opts.seed, quorums: quorumsName(q), inFlight, ledgerId: writer.ledgerId, victim, cut, refused, servingAfterMs: -1,
+      acked: writer.acked.length, maxAcked: writer.maxAcked, lastEntryId, lost, victimAnswers: {}, victimDenied: [], victimUnsure: [],
+      checkBefore: null, answersAfterCheck: {}, checkAfter: null, lackingAfter: [], answersAfter: {}, markedForX: false,
+    }
+  }
+  await restart
   const servingAfterMs = await untilServing(c.nats.url, victim, writer.ledgerId)
 
   // X's own answers before anyone recovers the ledger.
@@ -136,7 +153,7 @@ export async function powerCutRun(c: TestCluster, opts: RunOptions): Promise<Pow
   const lackingAfter = [...after].filter(([, rc]) => rc !== RC.OK).map(([id]) => id)
   const mark = await new AutorecoveryStore(client.metadata.clusterKv).readMark(writer.ledgerId)
   return {
-    seed: opts.seed, quorums: quorumsName(q), ledgerId: writer.ledgerId, victim, cut, servingAfterMs,
+    seed: opts.seed, quorums: quorumsName(q), inFlight, ledgerId: writer.ledgerId, victim, cut, refused: null, servingAfterMs,
     acked: writer.acked.length, maxAcked: writer.maxAcked, lastEntryId, lost, victimAnswers, victimDenied, victimUnsure,
     checkBefore, answersAfterCheck, checkAfter, lackingAfter, answersAfter: countByRc(after),
     markedForX: mark?.value.damaged.includes(victim) ?? false,
@@ -172,10 +189,10 @@ interface WriterRun { ledgerId: number; ensemble: string[]; acked: number[]; max
  * writer reports once the victim is gone (its appends cannot complete) is expected.
  */
 async function runWriter(
-  c: TestCluster, q: Quorums, target: number, victimFirst: boolean, gapMs: number,
+  c: TestCluster, q: Quorums, target: number, inFlight: number, victimFirst: boolean, gapMs: number,
   pickVictim: (ensemble: string[], maxAcked: number) => BookieProcess,
 ): Promise<WriterRun> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/support/appender.ts'), c.nats.url, '8', quorumsName(q)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/support/appender.ts'), c.nats.url, String(inFlight), quorumsName(q)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const exited = new Promise((r) => child.once('exit', r))
@@ -268,11 +285,14 @@ async function recoverAndRead(client: QuireClient, ledgerId: number, acked: numb
 
 /** One line for a run, for logs and failure messages. */
 export function describeRun(r: PowerCutRun): string {
+  const head = `seed ${r.seed} ${r.quorums} ledger ${r.ledgerId}, ${r.inFlight} in flight: acked ${r.acked} (up to ${r.maxAcked}), ` +
+    `recovered to ${r.lastEntryId}, lost ${r.lost.length}${r.lost.length ? ` [${r.lost.slice(0, 20).join(',')}]` : ''}; ` +
+    `${r.victim} lost power (${r.cut.did}; WAL ${r.cut.wal ? `${r.cut.wal.from} -> ${r.cut.wal.to} bytes` : 'none'})`
+  if (r.refused !== null) {
+    return `${head} and refused to start: ${r.refused.split('\n').find((l) => l.includes('CORRUPT_JOURNAL'))?.slice(0, 300) ?? r.refused.slice(0, 300)}`
+  }
   const answers = Object.entries(r.victimAnswers).map(([k, v]) => `${k} ${v}`).join(', ')
-  return `seed ${r.seed} ${r.quorums} ledger ${r.ledgerId}: acked ${r.acked} (up to ${r.maxAcked}), recovered to ${r.lastEntryId}, ` +
-    `lost ${r.lost.length}${r.lost.length ? ` [${r.lost.slice(0, 20).join(',')}]` : ''}; ${r.victim} lost power ` +
-    `(${r.cut.did}; WAL ${r.cut.wal ? `${r.cut.wal.from} -> ${r.cut.wal.to} bytes` : 'none'}), served ${r.servingAfterMs} ms after ` +
-    `it registered, answered before recovery: ${answers}` +
+  return `${head}, served ${r.servingAfterMs} ms after it registered, answered before recovery: ${answers}` +
     `${r.victimDenied.length ? `; denied acked [${r.victimDenied.slice(0, 20).join(',')}]` : ''}` +
     `; integrity check before recovery: ${checkLine(r.checkBefore)}, after: ${checkLine(r.checkAfter)}; ` +
     `after it ${r.lackingAfter.length} placed entries not answered OK${r.markedForX ? ', ledger marked for re-copy' : ''}`

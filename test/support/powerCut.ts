@@ -12,8 +12,9 @@
 //   sectors of a write that did not reach the disk read back as the preallocated zeros. `rot`
 //   flips a byte of the last record's payload, `length` a bit of the length field of a record of
 //   the last group: the damage storage/journal.ts cannot tell from a torn write (its header), the
-//   case that dropped acknowledged entries. Damage anywhere earlier is CORRUPT_JOURNAL by design,
-//   so it is not what a power cut leaves and not emulated.
+//   case that dropped acknowledged entries. `older` flips a bit of the length field of the last
+//   record before the last group (bit rot in a recent record, not what a power cut leaves): the
+//   bookie must refuse to start (CORRUPT_JOURNAL), never cut the journal there.
 // - Files created but never synced: the bookie syncs each new journal segment's header and its
 //   folder before it writes a record, so no such file holds anything replay needs.
 
@@ -23,8 +24,7 @@ import { crc32c } from '@node-rs/crc32'
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, listSegments, segmentFileName } from '../../storage/journal.ts'
 import type { BookieProcess } from '../../cli/cluster.ts'
 
-export type JournalDamage = 'none' | 'torn' | 'rot' | 'length'
-export const JOURNAL_DAMAGES: readonly JournalDamage[] = ['none', 'torn', 'rot', 'length']
+export type JournalDamage = 'none' | 'torn' | 'rot' | 'length' | 'older'
 
 /** What one power cut did, to print with a failure. */
 export interface PowerCut {
@@ -89,7 +89,9 @@ export async function damageLastGroup(dir: string, damage: JournalDamage, rng: (
       if (last === undefined) continue
       const group = records.filter((r) => r.start >= last.groupStart)
       const lastGroup = { file, start: last.groupStart, end: last.end, records: group.length }
-      const did = await damageGroup(fh, buf, group, damage, rng)
+      const before = records.filter((r) => r.end <= last.groupStart).at(-1)
+      if (damage === 'older' && before === undefined) continue
+      const did = damage === 'older' ? await flipLengthBit(fh, buf, before!, rng) : await damageGroup(fh, buf, group, damage, rng)
       await fh.sync()
       return { lastGroup, did }
     } finally {
@@ -121,14 +123,19 @@ async function damageGroup(fh: Awaited<ReturnType<typeof open>>, buf: Buffer, gr
     }
     case 'length': {
       const r = pick(group)
-      const bit = Math.floor(rng() * 32)
-      const length = buf.readUInt32BE(r.start) ^ (2 ** bit)
-      const bytes = Buffer.alloc(4)
-      bytes.writeUInt32BE(length >>> 0)
-      await write(bytes, r.start)
-      return `flipped bit ${bit} of the length of the record at ${r.start} (record ${group.indexOf(r) + 1} of ${group.length} in the last group)`
+      return `${await flipLengthBit(fh, buf, r, rng)} (record ${group.indexOf(r) + 1} of ${group.length} in the last group)`
     }
+    case 'older':
+      throw new Error('older damage is not inside the last group')
   }
+}
+
+async function flipLengthBit(fh: Awaited<ReturnType<typeof open>>, buf: Buffer, r: RecordAt, rng: () => number): Promise<string> {
+  const bit = Math.floor(rng() * 32)
+  const bytes = Buffer.alloc(4)
+  bytes.writeUInt32BE((buf.readUInt32BE(r.start) ^ (2 ** bit)) >>> 0)
+  await fh.write(bytes, 0, 4, r.start)
+  return `flipped bit ${bit} of the length of the record at ${r.start}`
 }
 
 /** A seeded generator of [0, 1) (mulberry32), so a run's choices can be told and replayed. */
