@@ -77,6 +77,9 @@ export interface BookieOptions {
 type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
 type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
 
+/** Frames held while the bookie is subscribed but not yet serving (start-up). */
+const HELD_FRAMES_MAX = 10_000
+
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
 /** Between two looks at the metadata of the ledgers with damaged entries (see pruneDamage). */
 const DAMAGE_PRUNE_MS = 5000
@@ -86,6 +89,8 @@ export class Bookie {
   private nc: NatsConnection | null = null
   private metadata: MetadataStore | null = null
   private sub: Subscription | null = null
+  /** Frames that arrived before the lifecycle served (see subscribe); null once serving. */
+  private held: Array<[Uint8Array, string | null]> | null = []
   private heartbeat: NodeJS.Timeout | null = null
   private checkpointTimer: NodeJS.Timeout | null = null
   private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
@@ -196,6 +201,10 @@ export class Bookie {
           await this.disk.check()
           // Before the registration: no new ledger can be placed here yet and be taken for an old one.
           await this.firstIntegrityCheck()
+          // Subscribed (and the SUB at the server) before the registration makes this bookie
+          // visible: a request sent as soon as a client sees it is held, never dropped.
+          this.subscribe()
+          await this.nc.flush()
           await this.register(this.disk.full ? 'readonly' : 'writable')
           this.integrity.start(this.nc)
           this.disk.start()
@@ -208,13 +217,9 @@ export class Bookie {
           this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
         }),
         'serve.start': () => {
-          this.sub = this.nc!.subscribe(bookieSubject(opts.bookieId), {
-            callback: (err, msg) => {
-              if (err) return
-              // nats.js gives '' for a message without a reply subject.
-              this.onFrame(msg.data, msg.reply || null)
-            },
-          })
+          const held = this.held
+          this.held = null
+          for (const [data, replyTo] of held ?? []) this.onFrame(data, replyTo)
           this.nc!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
         },
         'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
@@ -265,6 +270,23 @@ export class Bookie {
 
   get state(): string {
     return String(this.lifecycle.getSnapshot().value)
+  }
+
+  /**
+   * Subscribes to the bookie's subject. Until the lifecycle starts serving, frames are held in
+   * arrival order (at most HELD_FRAMES_MAX; past that they are dropped, which the sender sees as
+   * a timeout: unknown, never a negative).
+   */
+  private subscribe(): void {
+    this.sub = this.nc!.subscribe(bookieSubject(this.opts.bookieId), {
+      callback: (err, msg) => {
+        if (err) return
+        // nats.js gives '' for a message without a reply subject.
+        const replyTo = msg.reply || null
+        if (this.held === null) this.onFrame(msg.data, replyTo)
+        else if (this.held.length < HELD_FRAMES_MAX) this.held.push([msg.data, replyTo])
+      },
+    })
   }
 
   /** Resolves once the bookie serves requests; rejects with the start-up error. */
