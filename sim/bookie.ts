@@ -7,7 +7,7 @@
 // checkpoints (flush the store, then record the journal position) and replay from the last one.
 //
 // Fault model:
-// - stop(): a clean stop (drain): what the journal holds is synced, nothing is lost;
+// - stop(): a clean stop: the records not yet synced (never acked) are dropped, nothing acked is lost;
 // - crash(): the process dies (kill -9): records not yet synced are lost (never acked);
 // - powerCut(tear): crash(), and the store loses every write since its last flush (RocksDB's
 //   unsynced WAL); with `tear`, the last synced journal record is also damaged, so replay ends
@@ -15,8 +15,10 @@
 // - restart(): replay from the last checkpoint. After a crash or power cut (no clean-stop marker)
 //   every ledger it had is in limbo, and so is every ledger it does not know, until the integrity
 //   check has read the metadata: for them an entry it does not hold is answered IN_LIMBO
-//   (unknown), never NO_SUCH_ENTRY. The check clears ledgers that are closed, deleted, or not
-//   placed on it in their last segment; open ledgers stay in limbo until recovery closes them.
+//   (unknown), never NO_SUCH_ENTRY. The check takes the real one's verdicts
+//   (machines/integrityCheck.ts): ledgers closed, deleted or not placed on it leave limbo, open
+//   ones stay until recovery closes them (the lost copies of a closed ledger are not copied back
+//   here: the checkers count them as having reached it). Limbo outlasts a later clean restart.
 //   With `limbo: false` (a known-broken variant, sim/variants.ts) it answers NO_SUCH_ENTRY as
 //   before limbo existed;
 // - hang / unhang (through the world): requests wait, then all arrive;
@@ -27,6 +29,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import { decodeRecord, encodeRecord, type JournalRecord } from '../actors/journalRecords.ts'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { isQuireError } from '../machines/errors.ts'
+import { limboVerdict } from '../machines/integrityCheck.ts'
 import { MemoryEntryStore } from '../storage/memoryEntryStore.ts'
 import { MemoryJournal } from '../storage/memoryJournal.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
@@ -80,10 +83,13 @@ export class SimBookie {
     this.scheduleCheckpoint()
   }
 
-  /** Clean stop: the journal drains (every queued record synced), the marker is written. */
+  /**
+   * Clean stop: the marker is written. The records not yet synced were never acked; like a crash
+   * it drops them (a drain may refuse them as well as sync them), which the protocol allows.
+   */
   stop(): void {
     if (!this.alive) return
-    this.journal.sync()
+    this.journal.crash()
     this.goDown()
     this.stoppedCleanly = true
   }
@@ -139,11 +145,12 @@ export class SimBookie {
       this.alive = true
       this.world.down.delete(this.id)
       this.scheduleCheckpoint()
-      if (clean || !this.opts.limbo) return
-      for (const l of this.durable.states.keys()) this.limbo.add(l)
-      for (const l of this.durable.entries.keys()) this.limbo.add(l)
-      this.unchecked = true
-      this.world.setTimeout(() => this.integrityCheck(inc), this.world.between(0, 10))
+      if (!clean && this.opts.limbo) {
+        for (const l of this.durable.states.keys()) this.limbo.add(l)
+        for (const l of this.durable.entries.keys()) this.limbo.add(l)
+        this.unchecked = true
+      }
+      if (this.unchecked || this.limbo.size > 0) this.world.setTimeout(() => this.integrityCheck(inc), this.world.between(0, 10))
     })
   }
 
@@ -224,9 +231,9 @@ export class SimBookie {
 
   /**
    * The integrity check: which of its ledgers does the metadata still leave open with this bookie
-   * in the last segment? Those stay in limbo (recovery will close them); the rest leave it. The
-   * first pass also takes every such ledger it does not hold (lost whole); then unknown ledgers
-   * are no longer in limbo. Repeats while any ledger is in limbo.
+   * placed in it? Those stay in limbo (recovery will close them); the rest leave it. The first
+   * pass also takes every such ledger it does not hold (lost whole); then unknown ledgers are no
+   * longer in limbo. Repeats while any ledger is in limbo.
    */
   private integrityCheck(inc: number): void {
     const current = (): boolean => inc === this.incarnation
@@ -234,12 +241,11 @@ export class SimBookie {
       const ids = new Set(this.limbo)
       if (this.unchecked) for await (const l of this.opts.metadata.listLedgers()) ids.add(l)
       for (const l of ids) {
-        let stays = false
+        let stays = true // unreadable metadata: never released on a guess
         try {
-          const md = (await this.opts.metadata.readLedger(l)).value
-          stays = md.state !== 'CLOSED' && md.segments.at(-1)!.ensemble.includes(this.id)
+          stays = limboVerdict((await this.opts.metadata.readLedger(l)).value, this.id) === 'keep'
         } catch (err) {
-          if (!isQuireError(err, 'NO_SUCH_LEDGER')) stays = this.limbo.has(l) // unreadable: ask again later
+          if (isQuireError(err, 'NO_SUCH_LEDGER')) stays = false
         }
         if (!current()) return
         if (stays) this.limbo.add(l)
