@@ -4,7 +4,7 @@
 //
 // Invariants:
 // - Names follow Prometheus conventions: `quire_` prefix, base units (seconds, bytes) last,
-//   counters end in `_total`. The README's metrics table lists the same names.
+//   counters end in `_total`. docs/operations.md's metrics table lists the same names.
 // - Hot paths (adds, reads, journal groups, appends) pay an observe or an inc per request or per
 //   group, never a new object of their own; label children are bound once, here.
 // - Importing this module starts nothing: Node's default process metrics (event loop lag, GC,

@@ -1,6 +1,6 @@
 // Every setting of a `quire node`, in one table: name, type, default, environment variable, flag
 // and a one-line doc. The command's options, the config-file check, the resolution and the
-// README's table are all derived from it, so a setting exists in all of them or in none.
+// table in docs/operations.md are all derived from it, so a setting exists in all of them or in none.
 // Precedence: flag > environment > config file (JSON, --config) > default.
 // Invariants: a resolved NodeSettings holds only valid values; an unknown config key, a value of
 // the wrong type or out of range is QuireError INVALID_CONFIG naming the setting and where the
@@ -62,7 +62,7 @@ interface SettingSpec<T> {
 
 const int = (min: number): Kind => ({ type: 'integer', min })
 
-/** The table. Its key order is the order of `--help` and of the README. */
+/** The table. Its key order is the order of `--help` and of docs/operations.md. */
 export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K]> } = {
   nats: { kind: { type: 'urls' }, default: ['nats://127.0.0.1:4222'], env: 'QUIRE_NATS', flag: '--nats <urls>', doc: 'NATS server URLs, comma-separated (a list in the config file); the first is the home server' },
   roles: { kind: { type: 'roles' }, default: ['bookie'], env: 'QUIRE_ROLES', flag: '--roles <list>', doc: 'roles this node runs, comma-separated: bookie, auditor, replicator' },
@@ -242,7 +242,7 @@ function showDefault(name: SettingName): string {
   return Array.isArray(d) ? d.join(',') : String(d)
 }
 
-/** The table as Markdown, for the README (`quire node --print-settings` prints it). */
+/** The table as Markdown, for docs/operations.md (`quire node --print-settings` prints it). */
 export function renderSettingsTable(): string {
   const rows = SETTING_NAMES.map((name) => {
     const s = SETTINGS[name]

@@ -4,7 +4,7 @@
 // `kill -9` of a bookie of the writer's ensemble it marks that bookie dead, and shows the ensemble
 // change: the writer's ensemble without the bookie and the ledger with a second segment.
 // A screenshot is saved in a temporary folder (its path is printed); with QUIRE_UPDATE_DOCS=1 it
-// is also copied to docs/inspector.png, the README's picture.
+// is also copied to docs/inspector.png, the picture in docs/operations.md.
 
 import { copyFile, mkdir, mkdtemp } from 'node:fs/promises'
 import os from 'node:os'

@@ -1,6 +1,6 @@
 // The node settings table (cli/settings.ts): defaults, precedence flag > env > config file >
 // default, INVALID_CONFIG for unknown config keys and bad values (naming where they came from),
-// the config file reader, the roles check of cli/nodeCmd.ts, and the README carrying the table.
+// the config file reader, the roles check of cli/nodeCmd.ts, and docs/operations.md carrying the table.
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -130,7 +130,7 @@ test('roles: the auditor and the replicator need no data folder; the bookie need
   }
 })
 
-test('the Markdown table has a row per setting with its env var and flag, and the README carries it', async () => {
+test('the Markdown table has a row per setting with its env var and flag, and docs/operations.md carries it', async () => {
   const table = renderSettingsTable()
   const rows = table.split('\n')
   assert.is(rows.length, SETTING_NAMES.length + 2)
@@ -139,9 +139,9 @@ test('the Markdown table has a row per setting with its env var and flag, and th
     assert.ok(row, `row for ${n}`)
     assert.ok(row!.includes(SETTINGS[n].env) && row!.includes(SETTINGS[n].flag), row)
   }
-  const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8')
-  for (const n of SETTING_NAMES) assert.ok(readme.includes(`\`${n}\``), `README names ${n}`)
-  assert.ok(readme.includes(table), 'README holds the table as renderSettingsTable() prints it (quire node --print-settings)')
+  const doc = await readFile(path.join(REPO_ROOT, 'docs/operations.md'), 'utf8')
+  for (const n of SETTING_NAMES) assert.ok(doc.includes(`\`${n}\``), `docs/operations.md names ${n}`)
+  assert.ok(doc.includes(table), 'docs/operations.md holds the table as renderSettingsTable() prints it (quire node --print-settings)')
 })
 
 test('metadataReplicas: 0 (the cluster decides) to 5; anything else is INVALID_CONFIG', () => {

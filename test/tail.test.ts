@@ -118,11 +118,11 @@ t('append$ from an RxJS source with a tail$ consumer; FENCED after a recovery, L
   assert.ok(isQuireError(closed, 'LEDGER_CLOSED'), String(closed))
 })
 
-t('the README producer/consumer example runs as written', async ({ c }) => {
-  const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8')
-  const block = /```ts\n(\/\/ producer and consumer[\s\S]*?)```/.exec(readme)?.[1]
-  assert.ok(block, 'the example is in the README')
-  const file = path.join(REPO_ROOT, `.readme-example-${process.pid}.mts`)
+t('the producer/consumer example of docs/client.md runs as written', async ({ c }) => {
+  const doc = await readFile(path.join(REPO_ROOT, 'docs/client.md'), 'utf8')
+  const block = /```ts\n(\/\/ producer and consumer[\s\S]*?)```/.exec(doc)?.[1]
+  assert.ok(block, 'the example is in docs/client.md')
+  const file = path.join(REPO_ROOT, `.docs-example-${process.pid}.mts`)
   await writeFile(file, block.replace("'nats://127.0.0.1:4222'", JSON.stringify(c.nats.url)))
   try {
     const { stdout } = await run(process.execPath, ['--import', 'tsx', file], { timeout: 60_000 })
