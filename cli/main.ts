@@ -1,6 +1,7 @@
 // `quire`: one command for every role. Operating errors (QuireError) print their code and
 // message and exit 1; anything else is a bug and prints its stack.
 
+import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { QuireError } from '../machines/errors.ts'
 import { addBookieCommand } from './bookieCmd.ts'
@@ -11,6 +12,9 @@ import { addShellCommands } from './shell.ts'
 
 const program = new Command()
 program.name('quire').description('Quire: a replicated ledger store on NATS').showHelpAfterError()
+// quire.mjs answers a lone `--version` before loading this; here it is listed in --help.
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+program.version(version, '-V, --version', 'print the version and exit')
 
 const natsOption = (): Option => new Option('--nats <urls>', 'NATS server URL(s), comma-separated').env('QUIRE_NATS').default('nats://127.0.0.1:4222')
 

@@ -1,6 +1,36 @@
 #!/usr/bin/env node
 // The `quire` command. Quire is written in TypeScript and runs through tsx's loader.
-import { register } from 'tsx/esm/api'
+// Before loading either, this file does what must not depend on them: it refuses a Node.js older
+// than package.json's `engines` with one line (not a stack trace from a missing API or native
+// module), answers `--version` without paying for tsx and the whole CLI, and ends the process
+// quietly when the reader of stdout or stderr goes away (`quire ... | head`), for every command.
+// Only `node:` built-ins are imported statically: static imports run before any of this code.
+import { readFileSync } from 'node:fs'
 
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+
+// engines.node is ">=N"; a Node.js below N is refused before anything else can fail on it.
+const minMajor = Number(/^>=\s*(\d+)/.exec(pkg.engines?.node ?? '')?.[1] ?? 0)
+if (Number(process.versions.node.split('.')[0]) < minMajor) {
+  process.stderr.write(`quire needs Node.js ${pkg.engines.node}; this is Node.js ${process.versions.node}\n`)
+  process.exit(1)
+}
+
+const args = process.argv.slice(2)
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${pkg.version}\n`)
+  process.exit(0)
+}
+
+// The reader closed the pipe: nothing more can be printed, so stop as `head` expects (SIGPIPE,
+// which Node ignores, would have ended a C program here).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    throw err
+  })
+}
+
+const { register } = await import('tsx/esm/api')
 register()
 await import('./main.ts')

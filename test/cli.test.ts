@@ -4,8 +4,11 @@
 // typed operating errors (INVALID_CONFIG, NOT_ENOUGH_BOOKIES, NATS_UNREACHABLE, UNAUTHORIZED,
 // NO_SUCH_LEDGER) printed as `error CODE: message`, exit 1, never a stack trace; and `quire bookie`
 // refusing to start without --data. `quire sandbox` has its own suite (test/sandbox.test.ts).
+// Suite `cli-bin` needs no cluster: --version, a Node.js older than `engines`, and output piped
+// into a reader that goes away (`| head`) ending quietly.
 
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QUIRE_BIN, REPO_ROOT, freePort } from '../cli/cluster.ts'
@@ -20,10 +23,10 @@ function cleanEnv(): NodeJS.ProcessEnv {
 interface Run { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }
 
 /** Runs `quire ...args` to completion (killed after timeoutMs) and returns what it printed. */
-function quire(args: string[], timeoutMs = 60_000): Promise<Run> {
+function quire(args: string[], timeoutMs = 60_000, nodeArgs: string[] = []): Promise<Run> {
   const started = Date.now()
   return new Promise((resolve) => {
-    execFile(process.execPath, [QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+    execFile(process.execPath, [...nodeArgs, QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const e = err as (NodeJS.ErrnoException & { code?: number | string; signal?: string | null }) | null
         resolve({
@@ -50,6 +53,75 @@ function assertTypedError(r: Run, code: string): void {
   assert.ok(r.stderr.startsWith(`error ${code}: `), `expected "error ${code}: ..."\n${show(r)}`)
   assert.not.ok(lines(r.stderr + '\n' + r.stdout).some((l) => l.includes('    at ')), `stack trace printed\n${show(r)}`)
 }
+
+/**
+ * Runs `quire ...args` with stdout read as `| head -n keepLines` reads it: once keepLines lines
+ * have arrived (at once when 0) the reading end of the pipe is closed, so later writes get EPIPE.
+ */
+function quireIntoHead(args: string[], keepLines: number, timeoutMs = 60_000): Promise<Run> {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    let stdout = ''
+    let stderr = ''
+    if (keepLines === 0) child.stdout.destroy()
+    else {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += String(d)
+        if (stdout.split('\n').length > keepLines) child.stdout.destroy()
+      })
+    }
+    child.stderr.on('data', (d: Buffer) => { stderr += String(d) })
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started })
+    })
+  })
+}
+
+/** Ended quietly after its reader went away: exit 0, nothing on stderr (no EPIPE, no stack). */
+function assertQuietAfterReaderLeft(r: Run): void {
+  assert.is(r.stderr, '', show(r))
+  assert.is(r.code, 0, show(r))
+}
+
+// --- the bin itself, no cluster ------------------------------------------------------------
+
+const b = suite('cli-bin')
+
+b('--version and -V print the version in package.json', async () => {
+  const { version } = JSON.parse(readFileSync(`${REPO_ROOT}/package.json`, 'utf8')) as { version: string }
+  for (const flag of ['--version', '-V']) {
+    const r = await quire([flag])
+    assertOk(r)
+    assert.is(r.stdout, `${version}\n`, show(r))
+  }
+  const help = await quire(['--help'])
+  assertOk(help)
+  assert.match(help.stdout, /-V, --version/, show(help))
+})
+
+b('a Node.js older than engines.node is one line and exit 1', async () => {
+  // The preload makes this Node report itself as 18.19.0 to quire.mjs.
+  const fake = 'data:text/javascript,Object.defineProperty(process.versions,"node",{value:"18.19.0"})'
+  const r = await quire(['--help'], 60_000, ['--import', fake])
+  assert.is(r.code, 1, show(r))
+  assert.is(r.stdout, '', show(r))
+  assert.is(r.stderr, 'quire needs Node.js >=20; this is Node.js 18.19.0\n', show(r))
+})
+
+b('--help | head -1 ends quietly', async () => {
+  const r = await quireIntoHead(['--help'], 1)
+  assertQuietAfterReaderLeft(r)
+  assert.is(r.stdout.split('\n')[0], 'Usage: quire [options] [command]', show(r))
+})
+
+b('node --print-settings into a reader that has gone ends quietly', async () => {
+  assertQuietAfterReaderLeft(await quireIntoHead(['node', '--print-settings'], 0))
+})
+
+b.run()
 
 // --- the shell against a shared cluster ------------------------------------------------------
 
@@ -98,6 +170,17 @@ t('shell tail follows a ledger until it is closed', async ({ c }) => {
   const lines = r.stdout.trim().split('\n')
   assert.equal(lines.slice(0, 2), ['0\t3B\t"one"', '1\t3B\t"two"'])
   assert.match(lines[2] ?? '', /closed at entry 1/)
+})
+
+t('readledger of a long ledger | head -1 ends quietly', async ({ c }) => {
+  const st = await quire(['shell', 'simpletest', '--ensemble', '3', '--write-quorum', '2', '--ack-quorum', '2', '--entries', '3000', '--size', '256', '--nats', c.nats.url])
+  assertOk(st)
+  const id = /^ledger (\d+):/.exec(st.stdout)![1]!
+  // 3,000 lines of ~530 bytes: far more than a pipe holds, so writes go on after the reader left.
+  const r = await quireIntoHead(['shell', 'readledger', id, '--hex', '--nats', c.nats.url], 1)
+  assertQuietAfterReaderLeft(r)
+  assert.match(r.stdout, /^0\t256B\t[0-9a-f]{512}\n/, show(r))
+  assertOk(await quire(['shell', 'deleteledger', id, '--nats', c.nats.url]))
 })
 
 t('listbookies shows the three bookies writable and alive', async ({ c }) => {
