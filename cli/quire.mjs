@@ -23,11 +23,17 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
 }
 
 // The reader closed the pipe: nothing more can be printed, so stop as `head` expects (SIGPIPE,
-// which Node ignores, would have ended a C program here).
+// which Node ignores, would have ended a C program here). A running role that drains on SIGTERM
+// (node, bookie, sandbox, inspector) and whose log reader is gone drains the same way instead of
+// stopping mid-work.
+let pipeClosed = false
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err) => {
-    if (err.code === 'EPIPE') process.exit(0)
-    throw err
+    if (err.code !== 'EPIPE') throw err
+    if (pipeClosed) return
+    pipeClosed = true
+    if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM')
+    else process.exit(0)
   })
 }
 
