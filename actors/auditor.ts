@@ -32,7 +32,7 @@ import { RC } from '../transport/wire.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
-import { watchActor } from './inspect.ts'
+import { watchActor } from '../transport/inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
 /** Where `quire shell triggeraudit` asks the auditor for an audit now. */

@@ -11,6 +11,7 @@ import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
+import { clientMetrics, natsMetrics } from './metrics.ts'
 
 export type LogFn = (msg: string, fields?: Record<string, unknown>) => void
 /** A pino logger also fits: `log: logger`. */
@@ -53,7 +54,7 @@ export async function openAutorecoveryParts(opts: AutorecoveryConnection, name: 
   let ownNc = false
   if (nc === null && opts.nats !== undefined) {
     if (typeof opts.nats === 'string' || Array.isArray(opts.nats)) {
-      nc = await connectNats(opts.nats, { name })
+      nc = await connectNats(opts.nats, { name, onReconnect: natsMetrics.reconnected })
       ownNc = true
     } else nc = opts.nats
   }
@@ -65,7 +66,7 @@ export async function openAutorecoveryParts(opts: AutorecoveryConnection, name: 
     const metadata = opts.metadata ?? (await openMetadata(nc!))
     const store = opts.store ?? new AutorecoveryStore(metadata.clusterKv, now)
     let bookies = opts.bookies ?? null
-    if (bookies === null && nc !== null) bookies = ownBookies = new BookieClient(nc)
+    if (bookies === null && nc !== null) bookies = ownBookies = new BookieClient(nc, clientMetrics)
     return {
       nc, metadata, store, bookies, now,
       async close() {

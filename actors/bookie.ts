@@ -43,9 +43,9 @@ import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieSt
 import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
-import { watchActor } from './inspect.ts'
+import { watchActor } from '../transport/inspect.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
-import { bookieMetrics } from './metrics.ts'
+import { bookieMetrics, natsMetrics } from './metrics.ts'
 
 export interface BookieOptions {
   bookieId: string
@@ -196,7 +196,7 @@ export class Bookie {
           this.lifecycle.send({ type: 'journal.replayed', records })
         }),
         'metadata.register': () => step(async () => {
-          this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}` })
+          this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}`, onReconnect: natsMetrics.reconnected })
           this.metadata = await openMetadata(this.nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
           await this.disk.check()
           // Before the registration: no new ledger can be placed here yet and be taken for an old one.

@@ -31,7 +31,7 @@ import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { syncDir } from './cookie.ts'
 import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
 import { isDiskFullError } from './diskMonitor.ts'
-import { bookieMetrics } from './metrics.ts'
+import { bookieMetrics, journalMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
 const LIMBO_KEY = 'limbo'
@@ -241,7 +241,7 @@ export class BookieStorage {
       return count
     }
     for (const [l, s] of states) await this.store.putLedgerState(l, s)
-    this.journal = await openJournal(jdir, opts)
+    this.journal = await openJournal(jdir, { metrics: journalMetrics, ...opts })
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
     return count
@@ -441,7 +441,7 @@ export class BookieStorage {
         }
       }
     }
-    this.journal = await openJournal(old.dir, this.journalOptions)
+    this.journal = await openJournal(old.dir, { metrics: journalMetrics, ...this.journalOptions })
     this.journalError = null
   }
 

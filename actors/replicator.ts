@@ -35,7 +35,7 @@ import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
 import { addEntries, lackingEntries, readFromReplicas, type CopyIo } from './entryCopy.ts'
-import { watchActor } from './inspect.ts'
+import { watchActor } from '../transport/inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
 export interface ReplicatorHooks {
@@ -349,7 +349,7 @@ class ReplicationWorker {
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
       bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
-      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, nc: this.nc, random: this.random,
+      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, inspect: this.nc, random: this.random,
     }, ledgerId)
     this.stats.ledgersRecovered++
     autorecoveryMetrics.ledgerRecovered()

@@ -2,7 +2,7 @@
 // the machines' definitions (/api/machines), the latest message of each actor (/api/actors), the
 // admin API (cli/adminApi.ts: /api/v1/... ledgers, bookies, under-replicated ledgers), and
 // /events: server-sent events fed by a NATS subscription to `quire.inspect.>` (what
-// actors/inspect.ts publishes) plus a view of the bookies and newest ledgers every second.
+// transport/inspect.ts publishes) plus a view of the bookies and newest ledgers every second.
 //
 // Bounds: the server keeps the latest message of at most ACTORS_MAX actors (finished ones for a
 // minute, silent ones for ten) and ignores messages over MESSAGE_BYTES_MAX. Each page gets its own

@@ -21,7 +21,7 @@ import { Command, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { verifyCookie, resolveBookieId } from '../actors/cookie.ts'
 import { Bookie } from '../actors/bookie.ts'
-import { bookieMetrics } from '../actors/metrics.ts'
+import { bookieMetrics, natsMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadataRetrying } from '../storage/openMetadata.ts'
@@ -166,7 +166,7 @@ export interface RunningNode {
 export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
   checkRoles(settings)
   const nodeLog = log.child({ role: 'node' })
-  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}` })
+  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
   let http: RunningHttpServer | null = null
   const stopAll = async (): Promise<void> => {

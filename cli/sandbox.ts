@@ -97,7 +97,8 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
       // Every node also runs the auditor (one is elected) and a replication worker, as on a real host.
       bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator' }))
     }
-    client = await connect({ servers: nats.url, name: 'quire-sandbox' })
+    // The sandbox's own writer shows in the inspector beside the bookies.
+    client = await connect({ servers: nats.url, name: 'quire-sandbox', inspect: opts.inspector !== false })
     const registered = await unlessStopped(stop, waitForBookies(client, n, 30_000).catch((err) => {
       throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output()}`).join('\n')}`)
     }))

@@ -9,8 +9,8 @@ import { addBookieShellCommands } from './shellBookie.ts'
 import { addAutorecoveryCommands, rereplicateBookie, rereplicateOptions } from './shellAutorecovery.ts'
 import { addCookieCommands } from './shellCookie.ts'
 
-async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>): Promise<T> {
-  const client = await connect({ servers: nats, name: 'quire-shell' })
+async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
+  const client = await connect({ servers: nats, name: 'quire-shell', ...opts })
   try {
     return await fn(client)
   } finally {
@@ -106,7 +106,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
         console.log(`${e.entryId}\t${e.payload.byteLength}B\t${text}`)
       }
       console.log(`ledger ${id} closed at entry ${h.lastAddConfirmed}`)
-    }))
+    }, { inspect: true })) // the reader shows in the inspector (quire.inspect.reader.*)
 
   shell.command('deleteledger <ledgerId>').description('delete a ledger from the metadata').addOption(natsOption())
     .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {

@@ -13,7 +13,7 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
-import { clientMetrics } from '../actors/metrics.ts'
+import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 import { QuireError } from '../machines/errors.ts'
 import { asReply } from '../transport/validate.ts'
 import {
@@ -91,7 +91,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   private readonly reconnectHandlers = new Set<() => void>()
   readonly stats = { addMessages: 0, entriesSent: 0 }
 
-  constructor(private readonly nc: NatsConnection) {
+  constructor(private readonly nc: NatsConnection, private readonly metrics: ClientMetrics = NO_CLIENT_METRICS) {
     this.inbox = createInbox()
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
@@ -228,7 +228,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(reqId)
-        clientMetrics.bookieTimeout()
+        this.metrics.bookieTimeout()
         reject(new QuireError('TIMEOUT', `bookie ${bookieId} did not answer ${msg.op} within ${timeoutMs} ms`, { bookieId }))
       }, timeoutMs)
       this.waiters.set(reqId, { bookieId, resolve, reject, timer })

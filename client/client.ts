@@ -13,6 +13,7 @@ import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandle } from './readHandle.ts'
 import { WriteHandle } from './writeHandle.ts'
 import { recoverLedger } from './recovery.ts'
+import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 
 export interface ClientOptions {
   /** NATS server URL(s), e.g. "nats://127.0.0.1:4222" or a comma-separated list. */
@@ -40,6 +41,13 @@ export interface ClientOptions {
   name?: string
   /** Replicas of the metadata buckets if this client creates them; default min(3, servers in the NATS cluster). */
   metadataReplicas?: number
+  /**
+   * Publish this client's writers, recoveries and tailing readers on `quire.inspect.*` for the
+   * inspector (transport/inspect.ts). Default false: the client publishes nothing there.
+   */
+  inspect?: boolean
+  /** Where the client reports add latency, tail deliveries and bookie timeouts. Default: nowhere. */
+  metrics?: ClientMetrics
 }
 
 export interface CreateLedgerOptions {
@@ -67,7 +75,7 @@ export async function connect(opts: ClientOptions): Promise<QuireClient> {
   const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
   try {
     const metadata = await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
-    return new QuireClient({ nc, bookies: new BookieClient(nc), metadata, clock: realClock, random: Math.random }, opts)
+    return new QuireClient({ nc, bookies: new BookieClient(nc, opts.metrics), metadata, clock: realClock, random: Math.random }, opts)
   } catch (err) {
     await nc.close().catch(() => {})
     throw err
@@ -94,6 +102,8 @@ export class QuireClient {
   private readonly maxEntryBytes: number
   private readonly explicitLacIntervalMs: number
   private readonly eagerLac: boolean
+  private readonly inspect: NatsConnection | null
+  private readonly metrics: ClientMetrics
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
@@ -106,6 +116,8 @@ export class QuireClient {
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
     this.explicitLacIntervalMs = opts.explicitLacIntervalMs ?? 100
     this.eagerLac = opts.eagerLac ?? false
+    this.inspect = opts.inspect ? parts.nc : null
+    this.metrics = opts.metrics ?? NO_CLIENT_METRICS
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {
@@ -135,7 +147,7 @@ export class QuireClient {
     if (passwordCheckOf(masterKey) !== md.passwordCheck) {
       throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
     }
-    const deps = { bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, nc: this.nc, clock: this.clock }
+    const deps = { bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, inspect: this.inspect, metrics: this.metrics, clock: this.clock }
     if (opts.recovery) return new ReadHandle(deps, await recoverLedger(this.writeDeps(masterKey), ledgerId))
     const handle = new ReadHandle(deps, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
@@ -165,7 +177,7 @@ export class QuireClient {
   private writeDeps(masterKey: Buffer) {
     return {
       bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
-      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, nc: this.nc, clock: this.clock, random: this.random,
+      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, clock: this.clock, random: this.random,
       explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac,
     }
   }

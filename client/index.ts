@@ -12,5 +12,4 @@ export { QuireError, isQuireError, ERROR_CODES } from '../machines/errors.ts'
 export type { ErrorCode } from '../machines/errors.ts'
 export type { LedgerMetadata, Segment, BookieRecord } from '../storage/metadataStore.ts'
 export type { DigestType } from '../transport/entry.ts'
-/** The process's Prometheus registry (client and, in a node, bookie metrics): serve `await metricsRegistry.metrics()`. */
-export { registry as metricsRegistry } from '../actors/metrics.ts'
+export type { ClientMetrics } from './telemetry.ts'

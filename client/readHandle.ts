@@ -5,7 +5,8 @@
 // A bookie that timed out is asked last by this handle for a while (client/slowBookies.ts), so a
 // long read of a ledger with a dead or hung bookie waits one read timeout, not one per chunk.
 
-import type { InspectSink } from '../actors/inspect.ts'
+import type { InspectSink } from '../transport/inspect.ts'
+import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { NO_INDICES, indexBit, isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
@@ -30,8 +31,10 @@ export interface HandleDeps {
   metadata?: Pick<MetadataStore, 'readLedger'>
   masterKey: Buffer
   readTimeoutMs: number
-  /** Where tailing readers publish their inspection (actors/inspect.ts); absent or null: nowhere. */
-  nc?: InspectSink | null
+  /** Where tailing readers publish their inspection (transport/inspect.ts); absent or null: nowhere. */
+  inspect?: InspectSink | null
+  /** Where tailing readers count delivered entries; absent: nowhere. */
+  metrics?: ClientMetrics
   /** Time for forgetting slow bookies (client/slowBookies.ts); default Date.now. */
   clock?: { now(): number }
 }
@@ -295,7 +298,7 @@ export class ReadHandle {
    * the next batch only when the consumer has taken the previous one.
    */
   entries(opts: TailOptions = {}): AsyncIterableIterator<LedgerEntry> {
-    return tailEntries(this, opts, this.deps.nc ?? null)
+    return tailEntries(this, opts, this.deps.inspect ?? null, this.deps.metrics ?? NO_CLIENT_METRICS)
   }
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */

@@ -9,8 +9,7 @@
 // ledger is IN_RECOVERY. The writer's own ensemble change stays refused in IN_RECOVERY (FENCED).
 
 import { createActor, type AnyActorLogic } from 'xstate'
-import type { NatsConnection } from '@nats-io/transport-node'
-import { watchActor } from '../actors/inspect.ts'
+import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { recoveryMachine, segmentsAfterRecovery, type RecoveryChangeParams, type RecoveryEnsembleChange, type RecoveryEvent } from '../machines/recovery.ts'
 import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
@@ -29,7 +28,8 @@ export interface RecoveryDeps {
   masterKey: Buffer
   readTimeoutMs: number
   addTimeoutMs: number
-  nc: NatsConnection | null
+  /** Where the recovery publishes its inspection; null: nowhere. */
+  inspect: InspectSink | null
   /** Placement's chance, when a write-back needs a replacement bookie. Default Math.random. */
   random?: Random
   /** Tests swap protocol rules here (machine.provide); the product never does. */
@@ -113,7 +113,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
     const actor = createActor(deps.logic ? deps.logic(logic) : logic, {
       input: { ledgerId, quorum: md, segment: { firstEntryId: segment.firstEntryId, ensemble: segment.ensemble } },
     })
-    watchActor(actor, deps.nc, 'recovery', String(ledgerId))
+    watchActor(actor, deps.inspect, 'recovery', String(ledgerId))
     actor.subscribe((snap) => {
       if (snap.status !== 'done') return
       const ctx = snap.context as { error: { code: ErrorCode; message: string } | null }

@@ -4,8 +4,8 @@
 // the machine and cancels its long poll, here and at the bookies that parked it.
 
 import { createActor } from 'xstate'
-import { watchActor, type InspectSink } from '../actors/inspect.ts'
-import { clientMetrics } from '../actors/metrics.ts'
+import { watchActor, type InspectSink } from '../transport/inspect.ts'
+import type { ClientMetrics } from './telemetry.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
 import type { LedgerEntry, ReadHandle } from './readHandle.ts'
@@ -29,7 +29,7 @@ function classify(err: unknown): TailEvent {
 /** Tails in this process, for a unique inspection id (`<ledgerId>.<pid>.<n>`). */
 let tailsStarted = 0
 
-export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null = null): AsyncIterableIterator<LedgerEntry> {
+export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null, metrics: ClientMetrics): AsyncIterableIterator<LedgerEntry> {
   const buffer: LedgerEntry[] = []
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
@@ -111,7 +111,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
     const e = buffer.shift()
     if (e) {
       waiting = null
-      clientMetrics.tailDelivered()
+      metrics.tailDelivered()
       w.resolve({ value: e, done: false })
       release()
       return

@@ -7,7 +7,6 @@
 // that got no ack quorum within addTimeoutMs fails the writer with TIMEOUT.
 
 import { createActor, type ActorRefFrom } from 'xstate'
-import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
 import { hasIndex } from '../machines/quorum.ts'
@@ -16,8 +15,8 @@ import { ensembleMaxEntryBytes, pickBookies, type LedgerMetadata, type MetadataS
 import { KvConflict } from '../storage/types.ts'
 import { HEADER_BYTES, digestBytes, encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
-import { summariseContext, watchActor } from '../actors/inspect.ts'
-import { clientMetrics } from '../actors/metrics.ts'
+import { summariseContext, watchActor, type InspectSink } from '../transport/inspect.ts'
+import type { ClientMetrics } from './telemetry.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
 import { ReadHandle, type HandleDeps } from './readHandle.ts'
@@ -44,7 +43,9 @@ export interface WriteDeps extends HandleDeps {
   maxEntryBytes: number
   /** The smallest entry limit (header and digest included) the ensemble's bookies publish. */
   bookiesMaxEntryBytes?: { bytes: number; bookieId: string } | undefined
-  nc: NatsConnection | null
+  /** Where the writer publishes its inspection; null: nowhere (the client's `inspect` option). */
+  inspect: InspectSink | null
+  metrics: ClientMetrics
 }
 
 export class WriteHandle extends ReadHandle {
@@ -98,7 +99,7 @@ export class WriteHandle extends ReadHandle {
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) {
             const w = this.inflight.shift()
             if (!w) continue
-            clientMetrics.addResolved(w.calledAt, now)
+            this.w.metrics.addResolved(w.calledAt, now)
             w.resolve(id)
           }
           this.queueEagerLac()
@@ -128,7 +129,7 @@ export class WriteHandle extends ReadHandle {
         length: metadata.length,
       },
     })
-    const unwatch = watchActor(this.actor, w.nc, 'writer', String(metadata.ledgerId), {
+    const unwatch = watchActor(this.actor, w.inspect, 'writer', String(metadata.ledgerId), {
       summarise: (c) => ({ ...summariseContext('writer', c), segments: this.md.segments.length, metadataState: this.md.state }),
     })
     this.actor.subscribe((snap) => {

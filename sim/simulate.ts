@@ -104,7 +104,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const recoverer = (password: string) => {
     const { transport } = newClient()
     const deps: RecoveryDeps = {
-      bookies: transport, metadata, masterKey: masterKeyOf(password), readTimeoutMs, addTimeoutMs, nc: null, clock: world, random: world.random,
+      bookies: transport, metadata, masterKey: masterKeyOf(password), readTimeoutMs, addTimeoutMs, inspect: null, clock: world, random: world.random,
       logic: opts.recoveryLogic,
     }
     return (ledgerId: number) => recoverLedger(deps, ledgerId)

@@ -42,7 +42,6 @@ import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/pro
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
-import { journalMetrics } from '../actors/metrics.ts'
 import { QuireError, assert } from '../machines/errors.ts'
 import { JOURNAL_RECORD_HEADER_BYTES, JOURNAL_SEGMENT_HEADER_BYTES, type Journal, type JournalPosition } from './types.ts'
 
@@ -74,7 +73,16 @@ export interface JournalOptions {
    * resolves; if it rejects, the group fails like a failed write.
    */
   beforeSync?: (group: { segment: number; records: number; bytes: number }) => Promise<void> | void
+  /** Told of each durable group (actors/metrics.ts's journalMetrics in a bookie); default: nobody. */
+  metrics?: JournalMetrics
 }
+
+export interface JournalMetrics {
+  /** A group of `records` (`bytes` framed) is on disk; its write took `syncMs`. */
+  groupCommitted(records: number, bytes: number, syncMs: number): void
+}
+
+const NO_JOURNAL_METRICS: JournalMetrics = { groupCommitted() {} }
 
 export function segmentFileName(segment: number): string {
   return `journal-${String(segment).padStart(12, '0')}.log`
@@ -387,7 +395,7 @@ function journalOptions(opts: JournalOptions): Options {
     Number.isSafeInteger(options.segmentBytesMax) &&
     options.segmentBytesMax >= 1
   if (!ok) throw new QuireError('INVALID_CONFIG', `journal options out of range: ${JSON.stringify(options)}`, options)
-  return { ...options, beforeSync: opts.beforeSync }
+  return { ...options, beforeSync: opts.beforeSync, metrics: opts.metrics ?? NO_JOURNAL_METRICS }
 }
 
 interface Waiting {
@@ -510,7 +518,7 @@ export class FileJournal implements Journal {
       for (const w of group) w.reject(this.failure)
       return
     }
-    journalMetrics.groupCommitted(group.length, bytes, performance.now() - syncStartedAt)
+    this.options.metrics.groupCommitted(group.length, bytes, performance.now() - syncStartedAt)
     let offset = this.offset
     this.offset += bytes
     this.synced = { segment: this.segment, offset: this.offset }

@@ -17,7 +17,7 @@ import { assign, createActor, setup } from 'xstate'
 import {
   BEACON_MS, CONTEXT_SAMPLE_MS, EVENTS_KEPT, SUMMARY_CHARS_MAX, boundSummary, summariseContext, watchActor, watchedActorCount,
   type InspectMessage,
-} from '../actors/inspect.ts'
+} from '../transport/inspect.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
 import { activeStateIds, allDefinitions, type MachineDefinition, type StateDefinition } from '../machines/definitions.ts'

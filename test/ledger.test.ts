@@ -99,7 +99,7 @@ t('entries of 1 MiB and of 0 bytes round-trip', async ({ c }) => {
 })
 
 t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c }) => {
-  const client = await c.client()
+  const client = await c.client({ inspect: true })
   const seen: Array<{ kind: string; id: string; state: unknown; reason: string }> = []
   const sub = client.nc!.subscribe('quire.inspect.>', { callback: (_e, m) => { seen.push(JSON.parse(Buffer.from(m.data).toString())) } })
   await client.nc!.flush()
@@ -109,13 +109,45 @@ t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c 
   await client.nc!.flush()
   await new Promise((r) => setTimeout(r, 200))
   sub.unsubscribe()
-  // State changes (besides sampled context changes, beacons and the final message: actors/inspect.ts).
+  // State changes (besides sampled context changes, beacons and the final message: transport/inspect.ts).
   const writer = seen.filter((m) => m.kind === 'writer' && m.id === String(w.ledgerId) && m.reason === 'state').map((m) => m.state)
   assert.equal(writer, ['open', 'closingMetadata', 'closed'])
   assert.ok(seen.some((m) => m.kind === 'writer' && m.reason === 'final'), 'the closed writer\'s watch ends with a final message')
   const ledgerActors = seen.filter((m) => m.kind === 'bookie-ledger' && m.id.endsWith(`.${w.ledgerId}`))
   assert.is(new Set(ledgerActors.map((m) => m.id)).size, 3, 'one per bookie of the ensemble')
   assert.ok(ledgerActors.every((m) => m.state === 'open'))
+})
+
+/** What a client of this process publishes on quire.inspect.> about a ledger it creates, appends to, tails and closes. */
+async function ownInspection(c: TestCluster, inspect: boolean | undefined): Promise<Array<{ kind: string; id: string }>> {
+  const watcher = await c.client()
+  const client = await c.client(inspect === undefined ? {} : { inspect })
+  const seen: Array<{ kind: string; id: string; pid: number }> = []
+  const sub = watcher.nc!.subscribe('quire.inspect.>', { callback: (_e, m) => { seen.push(JSON.parse(Buffer.from(m.data).toString())) } })
+  await watcher.nc!.flush()
+  const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 3 })
+  await w.append('x')
+  await w.close()
+  const r = await client.openLedger(w.ledgerId)
+  for await (const e of r.entries({ from: 0 })) assert.is(e.payload.toString(), 'x')
+  // The server relays what the client published before its PONG, and the watcher's PONG comes
+  // after those messages: after both flushes the watcher has everything the client sent.
+  await client.nc!.flush()
+  await watcher.nc!.flush()
+  sub.unsubscribe()
+  const id = String(w.ledgerId)
+  return seen.filter((m) => m.pid === process.pid && (m.id === id || m.id.startsWith(`${id}.`))).map(({ kind, id }) => ({ kind, id }))
+}
+
+t('a client connected without inspect publishes nothing on quire.inspect.>', async ({ c }) => {
+  assert.equal(await ownInspection(c, undefined), [])
+  assert.equal(await ownInspection(c, false), [])
+})
+
+t('a client connected with inspect: true publishes its writer and readers', async ({ c }) => {
+  const kinds = new Set((await ownInspection(c, true)).map((m) => m.kind))
+  assert.ok(kinds.has('writer'), `writer published: ${[...kinds].join(', ')}`)
+  assert.ok(kinds.has('reader'), `tailing reader published: ${[...kinds].join(', ')}`)
 })
 
 t.run()

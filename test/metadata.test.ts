@@ -128,7 +128,7 @@ test('open with recovery returns the CLOSED metadata its compare-and-swap wrote,
     readLac: async (bookieId) => ({ op: 'lacResp', reqId: 1, bookieId, rc: RC.OK, lac: -1, lastEntryId: -1 }),
   }
   const closed = await recoverLedger({
-    bookies, clock: realClock, metadata: s, masterKey: Buffer.alloc(32), readTimeoutMs: 1000, addTimeoutMs: 1000, nc: null,
+    bookies, clock: realClock, metadata: s, masterKey: Buffer.alloc(32), readTimeoutMs: 1000, addTimeoutMs: 1000, inspect: null,
   }, created.value.ledgerId)
   assert.ok(ledgers.staleReads >= 1, 'the lagging read was met')
   assert.is(closed.state, 'CLOSED')

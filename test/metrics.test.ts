@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { enableDefaultMetrics, registry } from '../actors/metrics.ts'
+import { enableDefaultMetrics, journalMetrics, registry } from '../actors/metrics.ts'
 import { LongPolls } from '../actors/longPolls.ts'
 import { metricsText } from '../cli/adminApi.ts'
 import { freePort } from '../cli/cluster.ts'
@@ -227,7 +227,7 @@ test('a real journal counts each group commit: sync histogram, records, bytes', 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-metrics-'))
   try {
     const before = parsePrometheus(await metricsText(registry))
-    const journal = await openJournal(dir, { groupWaitMs: 0 })
+    const journal = await openJournal(dir, { groupWaitMs: 0, metrics: journalMetrics })
     // Two groups: 10 records appended in one turn, then 1 more after the first group synced.
     await Promise.all(Array.from({ length: 10 }, (_, i) => journal.append(payloadFor(i, 100))))
     await journal.append(payloadFor(10, 300))

@@ -7,7 +7,7 @@
 
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { registry } from '../actors/metrics.ts'
+import { clientMetrics, registry } from '../actors/metrics.ts'
 import { ReadHandle } from '../client/readHandle.ts'
 import { SLOW_BOOKIES_MAX, SlowBookies } from '../client/slowBookies.ts'
 import { QuireError } from '../machines/errors.ts'
@@ -113,7 +113,7 @@ t('5,000 entries with one bookie hung (SIGSTOP): one read timeout, not one per c
   hung.kill('SIGSTOP')
   await waitFor(() => isStopped(hung.pid), 10_000, () => `${hung.id} stopped`)
 
-  const reader = await (await c.client({ readTimeoutMs: READ_TIMEOUT_MS })).openLedger(writer.ledgerId)
+  const reader = await (await c.client({ readTimeoutMs: READ_TIMEOUT_MS, metrics: clientMetrics })).openLedger(writer.ledgerId)
   const before = await timeoutsSoFar()
   const started = performance.now()
   const got = await reader.read(0, ENTRIES - 1)

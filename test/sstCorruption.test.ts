@@ -29,7 +29,7 @@ import { openEntryStore } from '../storage/entryStore.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { connectNats } from '../transport/nats.ts'
 import { RC } from '../transport/wire.ts'
-import type { InspectMessage } from '../actors/inspect.ts'
+import type { InspectMessage } from '../transport/inspect.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
 
 const run = promisify(execFile)
@@ -234,7 +234,7 @@ function freePort(): Promise<number> {
   })
 }
 
-/** The bookie's inspected state (actors/inspect.ts: JSON on quire.inspect.bookie.<id>) once `ok` holds for it. */
+/** The bookie's inspected state (transport/inspect.ts: JSON on quire.inspect.bookie.<id>) once `ok` holds for it. */
 async function inspectBookie(nc: Awaited<ReturnType<typeof connectNats>>, bookieId: string, ok: (s: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   const sub = nc.subscribe(`quire.inspect.bookie.${bookieId}`)
   const timer = setTimeout(() => sub.unsubscribe(), 30_000)

@@ -16,7 +16,6 @@
 // socket without destroying it, so it lingers until the peer closes it. The bound still holds.
 
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
-import { natsMetrics } from '../actors/metrics.ts'
 import { QuireError } from '../machines/errors.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
@@ -46,6 +45,8 @@ export interface ConnectNatsOptions {
   name?: string
   /** Bound on the whole initial connect, retries included. */
   timeoutMs?: number
+  /** Called each time the connection comes back after losing its server (actors/metrics.ts counts it in a node). */
+  onReconnect?: () => void
 }
 
 /** `servers` is a URL, a comma-separated list of URLs, or an array of either. */
@@ -71,7 +72,7 @@ export async function connectNats(
     if (remainingMs <= 0) break
     try {
       const nc = await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
-      countReconnects(nc)
+      if (opts.onReconnect) countReconnects(nc, opts.onReconnect)
       return nc
     } catch (err) {
       // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
@@ -133,10 +134,10 @@ function withDeadline(p: Promise<NatsConnection>, ms: number): Promise<NatsConne
   })
 }
 
-/** quire_nats_reconnects_total; the status iterator ends when the connection closes. */
-function countReconnects(nc: NatsConnection): void {
+/** The status iterator ends when the connection closes. */
+function countReconnects(nc: NatsConnection, onReconnect: () => void): void {
   void (async () => {
-    for await (const s of nc.status()) if (s.type === 'reconnect') natsMetrics.reconnected()
+    for await (const s of nc.status()) if (s.type === 'reconnect') onReconnect()
   })().catch(() => {})
 }
 

@@ -1,6 +1,8 @@
-// The inspection hook every actor is started with: it publishes what an actor is doing on
-// `quire.inspect.<kind>.<id>` so that an inspector (cli/inspectorCmd.ts) can follow the cluster
-// live. A message holds the state value, a bounded summary of the context and the types of the
+// The inspection hook every server actor is started with, and a client's actors when it connects
+// with `inspect: true` (a null sink otherwise: nothing tracked, nothing published): it publishes
+// what an actor is doing on `quire.inspect.<kind>.<id>` so that an inspector (cli/inspectorCmd.ts)
+// can follow the cluster live. It lives in transport/ because the client uses it too, and the
+// client never imports actors/. A message holds the state value, a bounded summary of the context and the types of the
 // last events the actor received.
 //
 // Cost on the actor's hot path (a writer handles an event per ack group): it watches snapshots
@@ -19,7 +21,7 @@
 
 import os from 'node:os'
 import type { AnyActorRef, EventObject, SnapshotFrom } from 'xstate'
-import { inspectSubject } from '../transport/wire.ts'
+import { inspectSubject } from './wire.ts'
 import { popcount } from '../machines/quorum.ts'
 
 export interface InspectSink {

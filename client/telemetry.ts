@@ -1,0 +1,19 @@
+// What the client library reports about itself, as an interface the process that builds a client
+// fills in (actors/metrics.ts's clientMetrics in a node, the CLI and the benchmark). The client
+// never imports the metrics registry: an application that passes nothing gets the no-op below and
+// pays a method call per event, nothing more.
+
+export interface ClientMetrics {
+  /** An append resolved; `calledAtMs` and `nowMs` from performance.now(). */
+  addResolved(calledAtMs: number, nowMs: number): void
+  /** A tailing reader delivered an entry. */
+  tailDelivered(): void
+  /** A request to a bookie (read, LAC read, long poll) got no answer in time. */
+  bookieTimeout(): void
+}
+
+export const NO_CLIENT_METRICS: ClientMetrics = {
+  addResolved() {},
+  tailDelivered() {},
+  bookieTimeout() {},
+}
