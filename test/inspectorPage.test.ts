@@ -53,7 +53,7 @@ function appendLoop(w: WriteHandle): { stop(): Promise<void>; acked: () => numbe
 test('the page shows bookies and a writer live, a killed bookie dead, and the ensemble change', async () => {
   cluster = await startCluster({ bookies: 4 })
   inspector = await startInspector({ nats: cluster.nats.url, port: 0, host: '127.0.0.1', clusterPollMs: 500 })
-  const client = await cluster.client({ addTimeoutMs: 2000 })
+  const client = await cluster.client({ addTimeoutMs: 2000, inspect: true })
   const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 })
   const ledger = w.ledgerId
   const loop = appendLoop(w)
@@ -61,6 +61,7 @@ test('the page shows bookies and a writer live, a killed bookie dead, and the en
   const tail = (await client.openLedger(ledger)).entries({ from: 0 })
   let tailed = 0
   const tailing = (async () => { for await (const _ of tail) tailed++ })()
+  tailing.catch(() => {}) // awaited below; a failed assertion before that must not leave it unhandled
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
   const page = await browser.newPage({ viewport: { width: 1440, height: 800 } })
