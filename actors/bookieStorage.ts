@@ -465,9 +465,13 @@ export class BookieStorage {
   }
 
   async summary(ledgerId: number): Promise<LedgerSummary> {
+    // The write cache first, RocksDB second: an entry leaves the cache only after its RocksDB put
+    // completed, so whatever the cache no longer holds the store read below sees. (The other
+    // order misses entries whose put lands while the store is being read.)
+    let cachedLast = -1
+    for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > cachedLast) cachedLast = e
     const state = this.replayedStates.get(ledgerId) ?? await this.store.getLedgerState(ledgerId)
-    let lastEntryId = await this.store.lastEntryId(ledgerId)
-    for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > lastEntryId) lastEntryId = e
+    const lastEntryId = Math.max(cachedLast, await this.store.lastEntryId(ledgerId))
     let lac = state?.explicitLac ?? -1
     if (lastEntryId >= 0) {
       // The LAC travels in the entries: take it from the newest copies that verify (a rotted

@@ -54,4 +54,35 @@ test('synced entries read back at once, survive checkpoint + reopen, and the jou
   }
 })
 
+test('summary counts entries whose RocksDB put lands while it reads the store', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bstore-'))
+  try {
+    const s = await BookieStorage.open(dir)
+    await s.replayAndOpen()
+    // Force the interleaving: the queued RocksDB put waits until the store has answered
+    // lastEntryId, and that answer is returned only after the put landed and left the cache.
+    type Store = { lastEntryId(l: number): Promise<number>; putEntries(b: unknown): Promise<void> }
+    const store = s.store as unknown as Store
+    const lastEntryId = store.lastEntryId.bind(store)
+    const putEntries = store.putEntries.bind(store)
+    let open = (): void => {}
+    const gate = new Promise<void>((r) => { open = r })
+    store.putEntries = async (b) => {
+      await gate
+      return putEntries(b)
+    }
+    store.lastEntryId = async (l) => {
+      const before = await lastEntryId(l)
+      open()
+      await (s as unknown as { writes: Promise<void> }).writes
+      return before
+    }
+    await addSynced(s, 7, 0, 9)
+    assert.equal(await s.summary(7).then((x) => [x.lastEntryId, x.lac]), [9, 8])
+    await s.close()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 test.run()
