@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// The `quire` command. Quire is written in TypeScript and runs through tsx's loader.
-// Before loading either, this file does what must not depend on them: it refuses a Node.js older
-// than package.json's `engines` with one line (not a stack trace from a missing API or native
-// module), answers `--version` without paying for tsx and the whole CLI, and ends the process
-// quietly when the reader of stdout or stderr goes away (`quire ... | head`), for every command.
+// The `quire` command. In the quire-server package it runs the compiled CLI (cli/main.js); in a
+// checkout, the TypeScript sources through tsx's loader. Before loading either, this file does what
+// must not depend on them: it refuses a Node.js older than package.json's `engines` with one line
+// (not a stack trace from a missing API or native module), answers `--version` without loading
+// the CLI, and ends the process quietly when the reader of stdout or stderr goes away
+// (`quire ... | head`), for every command.
 // Only `node:` built-ins are imported statically: static imports run before any of this code.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
 
@@ -37,6 +38,13 @@ for (const stream of [process.stdout, process.stderr]) {
   })
 }
 
-const { register } = await import('tsx/esm/api')
-register()
-await import('./main.ts')
+// An installed quire-server ships the compiled main.js next to this file; a checkout has only the
+// TypeScript source, run through tsx (a devDependency: it is installed in a checkout, never for a
+// package user).
+if (existsSync(new URL('./main.js', import.meta.url))) {
+  await import('./main.js')
+} else {
+  const { register } = await import('tsx/esm/api')
+  register()
+  await import('./main.ts')
+}
