@@ -2,7 +2,7 @@
 // (--nats), does one thing, prints a readable answer and exits non-zero on any error.
 
 import type { Command, Option } from 'commander'
-import { connect, type QuireClient } from '../client/index.ts'
+import { connectClient as connect, type QuireClientImpl as QuireClient } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
 import { addBookieShellCommands } from './shellBookie.ts'

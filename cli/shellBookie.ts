@@ -16,15 +16,10 @@ import { errors } from '@nats-io/transport-node'
 import { assertBookieId } from '../actors/cookie.ts'
 import { integrityCheckSubject, type IntegrityResult } from '../actors/integrityCheck.ts'
 import { decodeRecord } from '../actors/journalRecords.ts'
-import { BookieClient } from '../client/bookieClient.ts'
-import { QuireClient } from '../client/client.ts'
+import { BookieClient, QuireClientImpl as QuireClient, connectNats, isBookieAlive, openMetadata, realClock, type MetadataStore } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import { replayJournal } from '../storage/journal.ts'
-import { isBookieAlive, type MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
-import { realClock } from '../transport/clock.ts'
 import { readEntryHeader } from '../transport/entry.ts'
-import { connectNats } from '../transport/nats.ts'
 
 function intOpt(name: string, v: string, min: number): number {
   const n = Number(v)

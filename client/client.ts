@@ -1,5 +1,8 @@
-// QuireClient: the one entry point of the client library. Connects to NATS, opens the metadata
-// buckets, and creates, opens, lists and deletes ledgers.
+// The client (QuireClientImpl, public as the QuireClient interface of client/api.ts): connects
+// to NATS, opens the metadata buckets, and creates, opens, describes, lists and deletes ledgers.
+// `connect` is the public way in and returns the interface; the class, its parts constructor
+// (the simulator's network, KV and clock) and its `nc`/`metadata` fields are internal
+// (client/internal.ts).
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
@@ -10,8 +13,9 @@ import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } fro
 import { connectNats } from '../transport/nats.ts'
 import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
-import { ReadHandle } from './readHandle.ts'
-import { WriteHandle } from './writeHandle.ts'
+import { ReadHandleImpl } from './readHandle.ts'
+import { WriteHandleImpl } from './writeHandle.ts'
+import type { QuireClient } from './api.ts'
 import { recoverLedger } from './recovery.ts'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 
@@ -71,15 +75,29 @@ export interface OpenLedgerOptions {
 
 export const MAX_ENTRY_BYTES_DEFAULT = 5 * 1024 * 1024
 
-export async function connect(opts: ClientOptions): Promise<QuireClient> {
+/** Connect to a Quire cluster's NATS servers and open its metadata buckets. */
+export function connect(opts: ClientOptions): Promise<QuireClient> {
+  return connectClient(opts)
+}
+
+/** `connect`, typed as the class: for the server side, the CLI and tests that need its internals. */
+export async function connectClient(opts: ClientOptions): Promise<QuireClientImpl> {
   const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
   try {
     const metadata = await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
-    return new QuireClient({ nc, bookies: new BookieClient(nc, opts.metrics), metadata, clock: realClock, random: Math.random }, opts)
+    return new QuireClientImpl({ nc, bookies: new BookieClient(nc, opts.metrics), metadata, clock: realClock, random: Math.random }, opts)
   } catch (err) {
     await nc.close().catch(() => {})
     throw err
   }
+}
+
+/** A ledger id as the metadata store keys it: a non-negative safe integer, else INVALID_CONFIG. */
+function checkLedgerId(ledgerId: number): number {
+  if (!Number.isSafeInteger(ledgerId) || ledgerId < 0) {
+    throw new QuireError('INVALID_CONFIG', `a ledger id is a non-negative integer, got ${String(ledgerId)}`, { ledgerId: String(ledgerId) })
+  }
+  return ledgerId
 }
 
 /** What a client runs on: NATS in the product; a simulated network, KV and clock in sim/. */
@@ -91,7 +109,7 @@ export interface ClientParts {
   random: Random
 }
 
-export class QuireClient {
+export class QuireClientImpl implements QuireClient {
   readonly nc: NatsConnection | null
   readonly metadata: MetadataStore
   private readonly bookies: BookieTransport & { close?(): Promise<void> }
@@ -120,7 +138,7 @@ export class QuireClient {
     this.metrics = opts.metrics ?? NO_CLIENT_METRICS
   }
 
-  async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandle> {
+  async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandleImpl> {
     const quorum = validateQuorum({
       ensembleSize: opts.ensembleSize ?? DEFAULT_QUORUM.ensembleSize,
       writeQuorum: opts.writeQuorum ?? Math.min(opts.ensembleSize ?? DEFAULT_QUORUM.writeQuorum, DEFAULT_QUORUM.writeQuorum),
@@ -137,25 +155,30 @@ export class QuireClient {
       createdAt: this.clock.now(), passwordCheck: passwordCheckOf(masterKey),
     }
     const created = await this.metadata.createLedger(md)
-    return new WriteHandle({ ...this.writeDeps(masterKey), bookiesMaxEntryBytes: ensembleMaxEntryBytes(bookies, ensemble) }, created.value, created.revision)
+    return new WriteHandleImpl({ ...this.writeDeps(masterKey), bookiesMaxEntryBytes: ensembleMaxEntryBytes(bookies, ensemble) }, created.value, created.revision)
   }
 
   /** Open without recovery: never fences, never writes metadata; reads up to the LAC it learns. */
-  async openLedger(ledgerId: number, opts: OpenLedgerOptions = {}): Promise<ReadHandle> {
-    const { value: md } = await this.metadata.readLedger(ledgerId)
+  async openLedger(ledgerId: number, opts: OpenLedgerOptions = {}): Promise<ReadHandleImpl> {
+    const { value: md } = await this.metadata.readLedger(checkLedgerId(ledgerId))
     const masterKey = masterKeyOf(opts.password ?? '')
     if (passwordCheckOf(masterKey) !== md.passwordCheck) {
       throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
     }
     const deps = { bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, inspect: this.inspect, metrics: this.metrics, clock: this.clock }
-    if (opts.recovery) return new ReadHandle(deps, await recoverLedger(this.writeDeps(masterKey), ledgerId))
-    const handle = new ReadHandle(deps, md)
+    if (opts.recovery) return new ReadHandleImpl(deps, await recoverLedger(this.writeDeps(masterKey), ledgerId))
+    const handle = new ReadHandleImpl(deps, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
     return handle
   }
 
+  /** The stored metadata, without its revision (a CAS on it is the writer's and recovery's business). */
+  async getLedgerMetadata(ledgerId: number): Promise<LedgerMetadata> {
+    return (await this.metadata.readLedger(checkLedgerId(ledgerId))).value
+  }
+
   async deleteLedger(ledgerId: number): Promise<void> {
-    await this.metadata.deleteLedger(ledgerId)
+    await this.metadata.deleteLedger(checkLedgerId(ledgerId))
   }
 
   listLedgers(): AsyncIterable<number> {

@@ -1,11 +1,13 @@
-// Quire's client library: the one public entry point. Everything a user needs is re-exported
-// here; the rest of client/ is internal.
+// Quire's client library, the package's main entry point (`quire`): the whole public surface.
+// Runtime names: connect, QuireError, isQuireError, ERROR_CODES, MAX_ENTRY_BYTES_DEFAULT; the
+// rest are types, and the client and its handles are interfaces (client/api.ts), not the classes
+// behind them. test/publicSurface.test.ts pins this list: a new export is a decision, not an
+// accident. What the simulator, tests and servers need besides is in client/internal.ts.
 
-export { connect, QuireClient, MAX_ENTRY_BYTES_DEFAULT } from './client.ts'
+export { connect, MAX_ENTRY_BYTES_DEFAULT } from './client.ts'
 export type { ClientOptions, CreateLedgerOptions, OpenLedgerOptions } from './client.ts'
-export { ReadHandle } from './readHandle.ts'
+export type { QuireClient, ReadHandle, WriteHandle } from './api.ts'
 export type { LedgerEntry } from './readHandle.ts'
-export { WriteHandle } from './writeHandle.ts'
 export type { Appended, ProducerOptions } from './producer.ts'
 export type { TailOptions } from './tail.ts'
 export { QuireError, isQuireError, ERROR_CODES } from '../machines/errors.ts'

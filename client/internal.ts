@@ -1,11 +1,16 @@
-// Quire's internal entry point (`quire/internal` in the package): what the simulator, the tests
-// and the server side (quire-server) build on besides the public surface of client/index.ts.
-// No stability promise: anything here may change or go in any release, without notice. An
+// Quire's internal entry point (`quire/internal` in the package): the public surface of
+// client/index.ts and, besides it, what the simulator, the tests and the server side
+// (quire-server) build on: the classes behind the client and handle interfaces (their parts
+// constructors; the client's NATS connection `nc` and raw `metadata` store), the bookie
+// transport, recovery, the metadata store and KV helpers, the in-memory KV the simulator runs
+// on, the entry and wire codecs, the clock.
+// NO STABILITY PROMISE: anything here may change or go in any release, without notice. An
 // application imports `quire` (client/index.ts) only.
 
-export { connect, QuireClient, type ClientParts } from './client.ts'
-export { ReadHandle, type HandleDeps } from './readHandle.ts'
-export { WriteHandle, type WriteDeps } from './writeHandle.ts'
+export * from './index.ts'
+export { connectClient, QuireClientImpl, type ClientParts } from './client.ts'
+export { ReadHandleImpl, type HandleDeps } from './readHandle.ts'
+export { WriteHandleImpl, type WriteDeps } from './writeHandle.ts'
 export { appendIterable, appendObservable } from './producer.ts'
 export { BookieClient, type AckHandler, type BookieTransport, type TailTransport } from './bookieClient.ts'
 export { recoverLedger, type RecoveryDeps } from './recovery.ts'

@@ -1,4 +1,5 @@
-// ReadHandle: reads entries and the LAC of a ledger. Every entry's digest is verified; a replica
+// ReadHandleImpl (public as the ReadHandle interface of client/api.ts; the class and its deps
+// constructor are internal): reads entries and the LAC of a ledger. Every entry's digest is verified; a replica
 // that fails it, answers an error or times out is skipped for the next bookie of the write set
 // (PROTOCOL.md "Entry on the wire", "Response classes"). An entry is reported missing
 // (NO_SUCH_ENTRY) only when every bookie of its write set said so explicitly.
@@ -16,6 +17,7 @@ import { Observable } from 'rxjs'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import { SlowBookies } from './slowBookies.ts'
 import { tailEntries, type TailOptions } from './tail.ts'
+import type { ReadHandle } from './api.ts'
 
 export interface LedgerEntry {
   ledgerId: number
@@ -43,7 +45,7 @@ export interface HandleDeps {
 const READ_CHUNK = 512
 const READ_REPLY_BYTES = 4 * 1024 * 1024
 
-export class ReadHandle {
+export class ReadHandleImpl implements ReadHandle {
   protected md: LedgerMetadata
   protected lac: number
   /** Bookies that timed out on this handle's reads lately: asked last (client/slowBookies.ts). */

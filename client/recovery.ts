@@ -19,7 +19,7 @@ import { decodeEntry } from '../transport/entry.ts'
 import { RC } from '../transport/wire.ts'
 import type { BookieTransport } from './bookieClient.ts'
 import type { Clock, Random } from '../transport/clock.ts'
-import { ReadHandle } from './readHandle.ts'
+import { ReadHandleImpl } from './readHandle.ts'
 
 export interface RecoveryDeps {
   bookies: BookieTransport
@@ -196,7 +196,7 @@ async function closeRecovered(
 
 /** The ledger length travels in every entry header: read the last entry to learn it. */
 async function lengthFromEntry(deps: RecoveryDeps, md: LedgerMetadata, entryId: number): Promise<number> {
-  const reader = new ReadHandle({ bookies: deps.bookies, masterKey: deps.masterKey, readTimeoutMs: deps.readTimeoutMs }, { ...md, state: 'CLOSED', lastEntryId: entryId })
+  const reader = new ReadHandleImpl({ bookies: deps.bookies, masterKey: deps.masterKey, readTimeoutMs: deps.readTimeoutMs }, { ...md, state: 'CLOSED', lastEntryId: entryId })
   const [entry] = await reader.read(entryId, entryId)
   if (!entry) throw new QuireError('RECOVERY_INCOMPLETE', `could not read entry ${entryId} of ledger ${md.ledgerId} for its length`)
   return entry.ledgerLength

@@ -8,7 +8,8 @@ import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import type { ClientMetrics } from './telemetry.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
-import type { LedgerEntry, ReadHandle } from './readHandle.ts'
+import type { LedgerEntry } from './readHandle.ts'
+import type { ReadHandle } from './api.ts'
 
 export interface TailOptions {
   /** First entry to deliver (default 0). */

@@ -1,4 +1,5 @@
-// WriteHandle: the single writer of a ledger. Binds machines/writer.ts to the bookie transport
+// WriteHandleImpl (public as the WriteHandle interface of client/api.ts; the class and its deps
+// constructor are internal): the single writer of a ledger. Binds machines/writer.ts to the bookie transport
 // and the metadata store. Appends made in the same tick go to the machine as one event, so they
 // travel as one message per bookie; acks come back one message per bookie journal group commit.
 //
@@ -19,7 +20,8 @@ import { summariseContext, watchActor, type InspectSink } from '../transport/ins
 import type { ClientMetrics } from './telemetry.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
-import { ReadHandle, type HandleDeps } from './readHandle.ts'
+import { ReadHandleImpl, type HandleDeps } from './readHandle.ts'
+import type { WriteHandle } from './api.ts'
 import type { Observable, ObservableInput } from 'rxjs'
 import { appendIterable, appendObservable, type Appended, type ProducerOptions } from './producer.ts'
 
@@ -48,7 +50,7 @@ export interface WriteDeps extends HandleDeps {
   metrics: ClientMetrics
 }
 
-export class WriteHandle extends ReadHandle {
+export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private readonly actor: ActorRefFrom<typeof writerMachine>
   private readonly unregister: () => void
   /** Appends not yet handed to the machine (this tick), and those with an entry id. */

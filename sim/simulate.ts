@@ -15,12 +15,9 @@
 // answering "unknown", is what Qa >= 2 tolerates (Qa = 1, or two bookies of a write set in limbo,
 // leave recovery unable to rule an entry out until an operator acts). Every other stop is clean.
 
-import { QuireClient } from '../client/client.ts'
-import { recoverLedger, type RecoveryDeps } from '../client/recovery.ts'
+import { QuireClientImpl as QuireClient, MetadataStore, masterKeyOf, recoverLedger, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
-import { MetadataStore, type LedgerMetadata } from '../storage/metadataStore.ts'
-import { masterKeyOf, type DigestType } from '../transport/entry.ts'
 import { SimBookie } from './bookie.ts'
 import { SimKv } from './kv.ts'
 import { SimTransport } from './transport.ts'

@@ -3,7 +3,7 @@
 // Adds queued in one tick go out as one message per bookie; replies are routed by request id or,
 // for acks, to the writers of the ledger. A dead client sends and receives nothing.
 
-import type { AckHandler, BookieTransport } from '../client/bookieClient.ts'
+import type { AckHandler, BookieTransport } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import { readLacRequest, readRequest, type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage } from '../transport/wire.ts'
 import type { SimBookie } from './bookie.ts'

@@ -11,7 +11,7 @@
 //   where Qw - Qa + 1 = 1 that one denial lets recovery close the ledger below the entry.
 
 import { assign } from 'xstate'
-import type { RecoveryDeps } from '../client/recovery.ts'
+import type { RecoveryDeps } from '../client/internal.ts'
 import type { ReadEntryParams, RecoveryContext } from '../machines/recovery.ts'
 import type { SimOptions } from './simulate.ts'
 

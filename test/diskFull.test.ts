@@ -25,8 +25,7 @@ import {
   DiskMonitor, diskOptions, diskTransition, directoryBytes, isDiskFullError, measureDiskUsage,
 } from '../actors/diskMonitor.ts'
 import { BookieClient } from '../client/bookieClient.ts'
-import type { QuireClient } from '../client/client.ts'
-import type { WriteHandle } from '../client/writeHandle.ts'
+import type { QuireClientImpl as QuireClient, WriteHandle } from '../client/internal.ts'
 import { QUIRE_BIN } from '../cli/cluster.ts'
 import { QuireError } from '../machines/errors.ts'
 import { replayJournal, segmentFileName } from '../storage/journal.ts'

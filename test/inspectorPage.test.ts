@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert'
 import { chromium, type Browser } from 'playwright-core'
 import { REPO_ROOT } from '../cli/cluster.ts'
 import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
-import type { WriteHandle } from '../client/writeHandle.ts'
+import type { WriteHandle } from '../client/index.ts'
 import { sleep, startCluster, type TestCluster } from './support/cluster.ts'
 
 const CHROMIUM = '/usr/bin/chromium'

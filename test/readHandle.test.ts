@@ -4,7 +4,7 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { ReadHandle } from '../client/readHandle.ts'
+import { ReadHandleImpl as ReadHandle } from '../client/readHandle.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import type { LedgerMetadata } from '../storage/metadataStore.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'

@@ -8,7 +8,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { clientMetrics, registry } from '../actors/metrics.ts'
-import { ReadHandle } from '../client/readHandle.ts'
+import { ReadHandleImpl as ReadHandle } from '../client/readHandle.ts'
 import { SLOW_BOOKIES_MAX, SlowBookies } from '../client/slowBookies.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { LedgerMetadata } from '../storage/metadataStore.ts'

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { connect, type ClientOptions, type QuireClient } from '../../client/index.ts'
+import { connectClient as connect, type ClientOptions, type QuireClientImpl as QuireClient } from '../../client/internal.ts'
 import { killChildrenOnSignals, startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from '../../cli/cluster.ts'
 import { waitForBookies } from '../../cli/sandbox.ts'
 
