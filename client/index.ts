@@ -4,6 +4,9 @@
 // behind them. test/publicSurface.test.ts pins this list: a new export is a decision, not an
 // accident. What the simulator, tests and servers need besides is in client/internal.ts.
 
+// First: an unsupported Node.js gets one UNSUPPORTED_NODE error before anything else runs.
+import './nodeVersion.ts'
+
 export { connect, MAX_ENTRY_BYTES_DEFAULT } from './client.ts'
 export type { ClientOptions, CreateLedgerOptions, OpenLedgerOptions } from './client.ts'
 export type { QuireClient, ReadHandle, WriteHandle } from './api.ts'

@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   NO_SUCH_BOOKIE: 'No such bookie: the id is not registered, or the node asked runs no bookie role.',
   NO_AUDITOR: 'No node holds the auditor lease (none runs the auditor role), so nothing answered the request.',
   COOKIE_MISMATCH: 'A bookie\'s data folder and its cookie in the metadata store disagree (wiped or swapped disk, other cluster); it refuses to start.',
+  UNSUPPORTED_NODE: 'The Node.js running Quire is older than the package supports (engines.node: Node.js 20 or newer); the client refuses to load.',
+  SERVER_ONLY: 'The module imported from the quire client package is a server part (bookies, node roles, the CLI, the admin API, the inspector): those are in the quire-server package.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -27,8 +27,11 @@ import { fileURLToPath } from 'node:url'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 /** Source folders compiled and shipped; tests, the simulator and the benchmark stay in the checkout. */
 const SHIPPED_DIRS = ['actors', 'machines', 'storage', 'transport', 'client', 'cli']
-/** Roots of the client closure; client/internal.ts is optional (skipped when absent). */
-const CLIENT_ROOTS = ['client/index.js', 'client/internal.js']
+/**
+ * Roots of the client closure; client/internal.ts is optional (skipped when absent).
+ * client/serverOnly.ts is what the server subpaths below load: a SERVER_ONLY QuireError.
+ */
+const CLIENT_ROOTS = ['client/index.js', 'client/internal.js', 'client/serverOnly.js']
 /** Packages a client must never load: a closure importing one fails the pack. */
 const SERVER_ONLY = ['rocksdb-native', 'fastify', '@fastify/', 'pino', 'commander', 'playwright-core', 'tsx', 'esbuild', 'prom-client', 'hdr-histogram-js']
 /** Dynamic imports of modules that are not shipped (the benchmark is a checkout-only command). */
@@ -198,14 +201,8 @@ function manifestBase(rootPkg) {
   return { version, description, license, type: 'module', engines, ...(repository ? { repository } : {}), ...(homepage ? { homepage } : {}), ...(keywords ? { keywords } : {}) }
 }
 
-const SERVER_ONLY_JS = `// A subpath of the quire client package that names a server part. Bookies, node roles, the CLI,
-// the admin API and the inspector are in the quire-server package.
-throw new Error("This part of Quire is not in the 'quire' client package: bookies, node roles, the 'quire' CLI, the admin API and the inspector are in the 'quire-server' package (npm install quire-server). A client app imports only 'quire': import { connect } from 'quire'.")
-`
-
 function stageClient(out, dir, graph, client, rootPkg) {
   for (const mod of client) writeModule(dir, mod, graph.get(mod).js, graph.get(mod).dts)
-  writeFileSync(path.join(dir, 'serverOnly.js'), SERVER_ONLY_JS)
   copyCommon(dir, 'quire.README.md')
   const entry = (m) => ({ types: `./${m}.d.ts`, default: `./${m}.js` })
   const exports = {
@@ -213,7 +210,7 @@ function stageClient(out, dir, graph, client, rootPkg) {
     ...(client.has('client/internal.js') ? { './internal': entry('client/internal') } : {}),
     './internal/*': './*',
     './package.json': './package.json',
-    ...Object.fromEntries(SERVER_SUBPATHS.map((s) => [s, './serverOnly.js'])),
+    ...(client.has('client/serverOnly.js') ? Object.fromEntries(SERVER_SUBPATHS.map((s) => [s, './client/serverOnly.js'])) : {}),
   }
   const manifest = {
     name: 'quire',
