@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert'
 import { REPO_ROOT } from '../cli/cluster.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
 import { installApp, packedTarballs } from './support/pack.ts'
-import { waitFor } from './support/processes.ts'
+import { waitFor, within } from './support/processes.ts'
 
 interface Example {
   proc: ChildProcess
@@ -24,6 +24,7 @@ interface Example {
   stderr(): string
   /** Resolves once the process has exited and its output is read to the end. */
   closed: Promise<number | null>
+  what: string
 }
 
 interface Ctx {
@@ -74,12 +75,17 @@ function start(ctx: Ctx, file: string, args: string[]): Example {
   })
   proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-16 * 1024) })
   const closed = new Promise<number | null>((resolve) => proc.once('close', (code) => { ctx.running.delete(proc); resolve(code) }))
-  return { proc, lines, stderr: () => err, closed }
+  return { proc, lines, stderr: () => err, closed, what: `${file} ${args.join(' ')}` }
+}
+
+/** The example's exit code, once it has exited; one that hangs fails the test instead of stalling the run. */
+function exitOf(ex: Example): Promise<number | null> {
+  return within(120_000, `${ex.what} exits`, ex.closed)
 }
 
 async function run(ctx: Ctx, file: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const ex = start(ctx, file, args)
-  const code = await ex.closed
+  const code = await exitOf(ex)
   return { code, stdout: ex.lines.join('\n'), stderr: ex.stderr() }
 }
 
@@ -89,7 +95,7 @@ async function fillAndKill(ctx: Ctx, start0: number, acks: number): Promise<stri
   await waitFor(() => ex.lines.length >= acks || ex.proc.exitCode !== null, 60_000, () => `kv-wal acknowledged ${ex.lines.length} changes: ${ex.stderr()}`)
   assert.is(ex.proc.exitCode, null, `kv-wal is still filling: ${ex.stderr()}`)
   ex.proc.kill('SIGKILL')
-  await ex.closed
+  await exitOf(ex)
   const acked = ex.lines.filter((l) => l.startsWith('acked '))
   assert.equal(acked, ex.lines, 'fill prints only acknowledgements')
   return acked
@@ -142,8 +148,8 @@ t('tail: a consumer in another process prints every entry the producer acknowled
   assert.ok(m, `producer prints its ledger first: ${producer.lines[0]} ${producer.stderr()}`)
   ctx.tailLedger = Number(m[1])
   const consumer = start(ctx, 'tail/consumer.mjs', [m[1]!])
-  assert.is(await producer.closed, 0, producer.stderr())
-  assert.is(await consumer.closed, 0, consumer.stderr())
+  assert.is(await exitOf(producer), 0, producer.stderr())
+  assert.is(await exitOf(consumer), 0, consumer.stderr())
   const acked = producer.lines.filter((l) => l.startsWith('acked ')).map((l) => l.slice('acked '.length))
   assert.is(acked.length, 40)
   assert.equal(acked.map((l) => Number(l.split(' ')[0])), [...Array(40).keys()], 'entry ids 0..39 in order')
