@@ -10,19 +10,19 @@
 // publishes, a newer message of an actor replaces the one still waiting (it sees the latest state,
 // not every step), so a slow page never grows an unbounded queue. The ledger view holds the
 // LEDGERS_MAX ledgers with the highest ids.
+//
+// `quire --help` declares the command from this file, so what the server needs (fastify, NATS,
+// the metadata store, the machines' definitions, the admin API) is imported when it starts, not
+// at the top: at the top are only node built-ins, commander's types and machines/errors.ts.
 
 import { readFile } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import path from 'node:path'
 import type { Command, Option } from 'commander'
 import type { FastifyInstance } from 'fastify'
-import { allDefinitions } from '../machines/definitions.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
-import { isBookieAlive, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
-import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
-import { openMetadata } from '../storage/openMetadata.ts'
-import { connectNats, type NatsConnection } from '../transport/nats.ts'
-import { registerAdminApi } from './adminApi.ts'
+import type { BookieRecord, LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
+import type { NatsConnection } from '../transport/nats.ts'
 import { REPO_ROOT } from './cluster.ts'
 
 export const INSPECTOR_PORT_DEFAULT = 8420
@@ -146,6 +146,7 @@ function parseMessage(data: Uint8Array): Record<string, unknown> | null {
 }
 
 export async function readBookies(md: MetadataStore, now = Date.now()): Promise<BookieRow[]> {
+  const { isBookieAlive } = await import('../storage/metadataStore.ts')
   return (await md.listBookies()).map((b) => ({ ...b, alive: isBookieAlive(b, now), heartbeatAgoMs: now - b.heartbeatAt }))
 }
 
@@ -268,8 +269,9 @@ class Hub {
 async function buildApp(hub: Hub, md: MetadataStore): Promise<FastifyInstance> {
   const files = new Map<string, Buffer>()
   for (const name of new Set(Object.values(STATIC))) files.set(name, await readFile(path.join(REPO_ROOT, 'inspector', name)))
-  // Loaded here, not at the top: every `quire` command (bookies too) imports this file.
-  const { default: Fastify } = await import('fastify')
+  const [{ default: Fastify }, { allDefinitions }, { AutorecoveryStore }, { registerAdminApi }] = await Promise.all([
+    import('fastify'), import('../machines/definitions.ts'), import('../storage/autorecoveryStore.ts'), import('./adminApi.ts'),
+  ])
   const app = Fastify({ logger: false, forceCloseConnections: true })
   app.addHook('onSend', async (_req, reply) => {
     // The page loads nothing from anywhere else.
@@ -291,6 +293,7 @@ async function buildApp(hub: Hub, md: MetadataStore): Promise<FastifyInstance> {
 }
 
 export async function startInspector(opts: InspectorOptions): Promise<Inspector> {
+  const [{ connectNats }, { openMetadata }] = await Promise.all([import('../transport/nats.ts'), import('../storage/openMetadata.ts')])
   const nc: NatsConnection = await connectNats(opts.nats, { name: 'quire-inspector' })
   let hub: Hub | null = null
   let app: FastifyInstance | null = null

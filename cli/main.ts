@@ -1,13 +1,20 @@
 // `quire`: one command for every role. Operating errors (QuireError) print their code and
 // message and exit 1; anything else is a bug and prints its stack.
+// Every command, option and description is declared when this starts, so that `--help` can list
+// them; what a command does is imported by its action. The modules imported statically here
+// (and by bookieCmd, nodeCmd, inspectorCmd, shell) are only commander, node built-ins,
+// machines/errors.ts and cli/settings.ts, so `quire --help` and `quire <command> --help` load no
+// roles, storage, NATS client, RocksDB, fastify or pino (test/cliHelp.test.ts checks this).
 
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
 import { QuireError } from '../machines/errors.ts'
 import { addBookieCommand } from './bookieCmd.ts'
 import { addInspectorCommand } from './inspectorCmd.ts'
 import { addNodeCommand } from './nodeCmd.ts'
-import { runSandbox } from './sandbox.ts'
+import type { SandboxOptions } from './sandbox.ts'
 import { addShellCommands } from './shell.ts'
 
 const program = new Command()
@@ -33,7 +40,7 @@ program
   .option('--seconds <n>', 'stop after this many seconds (default: until Ctrl-C)')
   .option('--inspector-port <port>', 'port of the inspector page (default 8420, or a free one)')
   .option('--no-inspector', 'do not serve the inspector page')
-  .action(runSandbox)
+  .action(async (opts: SandboxOptions) => (await import('./sandbox.ts')).runSandbox(opts))
 
 addInspectorCommand(program, natsOption)
 
@@ -47,9 +54,20 @@ program
   .option('--tail-entries <n>', 'entries for the tailing reader memory check', '1000000')
   .option('--quick', 'skip the tailing reader memory check')
   .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean }) => {
-    const { runBench } = await import('../bench/run.ts')
+    const { runBench } = await importBench()
     await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true })
   })
+
+/** bench/ is in a checkout, not in the quire-server package: there, one line instead of a stack trace. */
+async function importBench(): Promise<typeof import('../bench/run.ts')> {
+  // Compiled, this file is cli/main.js and the benchmark bench/run.js; in a checkout both are .ts.
+  const ext = path.extname(fileURLToPath(import.meta.url))
+  if (!existsSync(new URL(`../bench/run${ext}`, import.meta.url))) {
+    process.stderr.write('quire bench runs from a source checkout: npm run bench\n')
+    process.exit(1)
+  }
+  return import('../bench/run.ts')
+}
 
 try {
   await program.parseAsync(process.argv)

@@ -12,23 +12,21 @@
 // - With httpPort set, an HTTP server (cli/httpServer.ts: /metrics, /heartbeat, the admin API)
 //   starts before the roles, so a port in use fails the node before a bookie registers; it
 //   stops after them.
+// - Light to load: only commander, node built-ins, machines/errors.ts and cli/settings.ts are
+//   imported statically, so that `quire --help` and `quire node --help` (which declare this
+//   command's options from the settings table) load none of the roles, storage, NATS or pino;
+//   those are imported when a node starts.
 // Adding a role is one entry in ROLES.
 
 import { mkdir } from 'node:fs/promises'
-import { startAuditor } from '../actors/auditor.ts'
-import { startReplicator } from '../actors/replicator.ts'
 import { Command, Option } from 'commander'
-import { pino, type Logger } from 'pino'
-import { verifyCookie, resolveBookieId } from '../actors/cookie.ts'
-import { Bookie } from '../actors/bookie.ts'
-import { bookieMetrics, natsMetrics } from '../actors/metrics.ts'
+import type { Logger } from 'pino'
+import type { Bookie } from '../actors/bookie.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
-import { openMetadataRetrying } from '../storage/openMetadata.ts'
-import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
-import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import type { NatsConnection } from '../transport/nats.ts'
 import type { BookieStateReport } from './adminApi.ts'
-import { startHttpServer, type RunningHttpServer } from './httpServer.ts'
+import type { RunningHttpServer } from './httpServer.ts'
 import {
   SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
   type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
@@ -56,12 +54,13 @@ export interface RoleEntry {
 
 /**
  * The roles this build can start; null: a known role not wired in yet. Wiring one is its entry,
- * e.g. `auditor: { start: (ctx) => startAuditor({ nc: ctx.nc, metadata: ctx.metadata, log: ctx.log, ...ctx.settings }) }`.
+ * e.g. `auditor: { start: async (ctx) => (await import('../actors/auditor.ts')).startAuditor({ nc: ctx.nc, ... }) }`
+ * (imported when the role starts, not with this file).
  */
 export const ROLES: Readonly<Record<RoleName, RoleEntry>> = {
   bookie: { check: checkBookieSettings, start: startBookieRole },
   auditor: {
-    start: (ctx) => startAuditor({
+    start: async (ctx) => (await import('../actors/auditor.ts')).startAuditor({
       nc: ctx.nc, metadata: ctx.metadata, log: ctx.log,
       lostBookieRecoveryDelayMs: ctx.settings.lostBookieRecoveryDelayMs,
       auditorLeaseMs: ctx.settings.auditorLeaseMs,
@@ -69,7 +68,7 @@ export const ROLES: Readonly<Record<RoleName, RoleEntry>> = {
     }),
   },
   replicator: {
-    start: (ctx) => startReplicator({
+    start: async (ctx) => (await import('../actors/replicator.ts')).startReplicator({
       nc: ctx.nc, metadata: ctx.metadata, log: ctx.log,
       replicationGraceMs: ctx.settings.replicationGraceMs,
       claimLeaseMs: ctx.settings.claimLeaseMs,
@@ -92,6 +91,9 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
   const s = ctx.settings
   checkBookieSettings(s)
   const dataDir = s.data!
+  const [{ Bookie }, { verifyCookie, resolveBookieId }, { bookieMetrics }] = await Promise.all([
+    import('../actors/bookie.ts'), import('../actors/cookie.ts'), import('../actors/metrics.ts'),
+  ])
   await mkdir(dataDir, { recursive: true })
   const bookieId = await resolveBookieId(dataDir, s.bookieId)
   const refused = (err: unknown): never => {
@@ -166,6 +168,10 @@ export interface RunningNode {
 export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
   checkRoles(settings)
   const nodeLog = log.child({ role: 'node' })
+  const [{ natsMetrics }, { openMetadataRetrying }, { AutorecoveryStore }, { connectNats }, { startHttpServer }] = await Promise.all([
+    import('../actors/metrics.ts'), import('../storage/openMetadata.ts'), import('../storage/autorecoveryStore.ts'),
+    import('../transport/nats.ts'), import('./httpServer.ts'),
+  ])
   const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
   let http: RunningHttpServer | null = null
@@ -245,6 +251,7 @@ export async function runNode(opts: Record<string, unknown>, forced: Partial<Rec
   }
   const { settings, sources } = await settingsFromOptions({ ...opts, ...forced })
   checkRoles(settings)
+  const { pino } = await import('pino')
   const log = pino()
   const nodeLog = log.child({ role: 'node' })
   nodeLog.info({ settings, sources }, 'starting')

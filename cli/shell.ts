@@ -1,16 +1,19 @@
 // `quire shell ...`: admin commands in the spirit of BookKeeper's shell. Each connects to NATS
 // (--nats), does one thing, prints a readable answer and exits non-zero on any error.
+// Every shell command, its options and description are declared here; the ledger commands are
+// carried out here too, the others by cli/shellCookie.ts, shellBookie.ts and
+// shellAutorecovery.ts. This file imports only commander's types, node built-ins and
+// machines/errors.ts at run time: the client, storage and those modules are imported by the
+// action that needs them, so `quire shell --help` (and `quire --help`, which declares these
+// commands too) loads none of them.
 
 import type { Command, Option } from 'commander'
-import { connectClient as connect, type QuireClientImpl as QuireClient } from '../client/internal.ts'
+import type { QuireClientImpl as QuireClient } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
-import { isBookieAlive } from '../storage/metadataStore.ts'
-import { addBookieShellCommands } from './shellBookie.ts'
-import { addAutorecoveryCommands, rereplicateBookie, rereplicateOptions } from './shellAutorecovery.ts'
-import { addCookieCommands } from './shellCookie.ts'
 
 async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
-  const client = await connect({ servers: nats, name: 'quire-shell', ...opts })
+  const { connectClient } = await import('../client/internal.ts')
+  const client = await connectClient({ servers: nats, name: 'quire-shell', ...opts })
   try {
     return await fn(client)
   } finally {
@@ -43,6 +46,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
   shell.command('listbookies').description('list registered bookies with their state and liveness').addOption(natsOption())
     .option('--readonly', 'only the read-only bookies (disk full)')
     .action((o: { nats: string; readonly?: boolean }) => withClient(o.nats, async (c) => {
+      const { isBookieAlive } = await import('../storage/metadataStore.ts')
       const now = Date.now()
       const list = (await c.listBookies()).filter((b) => !o.readonly || b.state === 'readonly')
       for (const b of list) {
@@ -122,7 +126,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     .option('--grace-ms <ms>', 'bookie: how long open ledgers are left to their writers before being fenced', '0')
     .option('--timeout-s <s>', 'bookie: give up after this long', '3600')
     .action((id: string, o: { nats: string; password: string; bookie?: boolean; graceMs: string; timeoutS: string }) => o.bookie || !/^\d+$/.test(id)
-      ? rereplicateBookie(o.nats, id, rereplicateOptions(o, false))
+      ? import('./shellAutorecovery.ts').then((m) => m.rereplicateBookie(o.nats, id, m.rereplicateOptions(o, false)))
       : withClient(o.nats, async (c) => {
       const before = (await c.metadata.readLedger(ledgerIdArg(id))).value
       const h = await c.openLedger(ledgerIdArg(id), { password: o.password, recovery: true })
@@ -174,4 +178,73 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
       }
       console.log(`ledger ${w.ledgerId}: ${fmt(n)} entries written and verified, ${fmt(n / seconds)} entries/s`)
     }))
+}
+
+// --- commands carried out by cli/shellCookie.ts, shellBookie.ts, shellAutorecovery.ts -----------
+
+function addCookieCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('updatecookie').description('rewrite a bookie\'s cookie in the metadata store from its data folder\'s (after moving a disk on purpose)')
+    .addOption(natsOption())
+    .requiredOption('--bookie <id>', 'bookie id')
+    .requiredOption('--data <dir>', 'the data folder whose cookie becomes the bookie\'s')
+    .option('--force', 'even if the metadata store says the bookie is alive')
+    .action(async (o: { nats: string; bookie: string; data: string; force?: boolean }) => (await import('./shellCookie.ts')).runUpdateCookie(o))
+
+  shell.command('bookieformat').description('wipe a bookie\'s data folder and its cookie in the metadata store, so that it starts afresh')
+    .addOption(natsOption())
+    .requiredOption('--data <dir>', 'the data folder to wipe')
+    .option('--bookie <id>', 'bookie id, when the folder no longer says (wiped disk)')
+    .option('--force', 'even if the bookie is alive, or the folder does not look like a bookie\'s')
+    .action(async (o: { nats: string; data: string; bookie?: string; force?: boolean }) => (await import('./shellCookie.ts')).runBookieFormat(o))
+
+  shell.command('bookieinfo <bookieId>').description('a bookie\'s registration, state, liveness and cookie')
+    .addOption(natsOption())
+    .option('--ledgers', 'also count the ledgers with it in an ensemble (reads every ledger\'s metadata)')
+    .action(async (id: string, o: { nats: string; ledgers?: boolean }) => (await import('./shellCookie.ts')).runBookieInfo(id, o))
+}
+
+function addBookieShellCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('bookieintegritycheck <bookieId>')
+    .description('ask a running bookie to compare its limbo ledgers with the metadata now; exit 1 if the check failed')
+    .addOption(natsOption())
+    .option('--timeout-ms <ms>', 'how long to wait for the check', '120000')
+    .action(async (bookieId: string, o: { nats: string; timeoutMs: string }) => (await import('./shellBookie.ts')).runBookieIntegrityCheck(bookieId, o))
+
+  shell.command('bookiesanity <bookieId>')
+    .description('write, read back and delete a ledger on exactly this bookie (E=Qw=Qa=1); exit 1 on any error')
+    .addOption(natsOption())
+    .option('--entries <n>', 'entries to write', '10')
+    .option('--timeout-ms <ms>', 'add and read timeout', '5000')
+    .action(async (bookieId: string, o: { nats: string; entries: string; timeoutMs: string }) => (await import('./shellBookie.ts')).runBookieSanity(bookieId, o))
+
+  shell.command('readjournal')
+    .description('print the journal records of a stopped bookie\'s data folder: position, type, ledger, entry, length')
+    .requiredOption('--data <dir>', 'the bookie\'s data folder')
+    .action(async (o: { data: string }) => (await import('./shellBookie.ts')).runReadJournal(o))
+}
+
+function addAutorecoveryCommands(shell: Command, natsOption: () => Option): void {
+  shell.command('listunderreplicated').description('ledgers marked under-replicated, their missing bookies and claims').addOption(natsOption())
+    .action(async (o: { nats: string }) => (await import('./shellAutorecovery.ts')).runListUnderReplicated(o))
+
+  shell.command('whoisauditor').description('the node holding the auditor lease').addOption(natsOption())
+    .action(async (o: { nats: string }) => (await import('./shellAutorecovery.ts')).runWhoIsAuditor(o))
+
+  shell.command('triggeraudit').description('ask the auditor for an audit of every ledger now, and print its summary').addOption(natsOption())
+    .option('--timeout-ms <ms>', 'how long to wait for the audit', '120000')
+    .action(async (o: { nats: string; timeoutMs: string }) => (await import('./shellAutorecovery.ts')).runTriggerAudit(o))
+
+  shell.command('autorecovery').description('enable or disable auto-recovery cluster-wide, or show whether it is enabled').addOption(natsOption())
+    .option('--enable', 'let the auditor mark and the workers re-replicate')
+    .option('--disable', 'stop marking and re-replicating until enabled again')
+    .action(async (o: { nats: string; enable?: boolean; disable?: boolean }) => (await import('./shellAutorecovery.ts')).runAutorecovery(o))
+
+  shell.command('decommissionbookie <bookieId>').description('re-replicate every ledger of a stopped bookie, then remove its registration').addOption(natsOption())
+    .option('--password <password...>', 'ledger password(s) to try (default: the empty password)')
+    .option('--grace-ms <ms>', 'how long open ledgers are left to their writers before being fenced', '0')
+    .option('--timeout-s <s>', 'give up after this long', '3600')
+    .action(async (bookieId: string, o: { nats: string; password?: string[]; graceMs: string; timeoutS: string }) => {
+      const { rereplicateBookie, rereplicateOptions } = await import('./shellAutorecovery.ts')
+      await rereplicateBookie(o.nats, bookieId, rereplicateOptions(o, true))
+    })
 }

@@ -13,7 +13,6 @@
 // The ledgers are marked first: if this command dies, the cluster's workers finish the job.
 
 import os from 'node:os'
-import type { Command, Option } from 'commander'
 import { errors, type NatsConnection } from '@nats-io/transport-node'
 import { TRIGGER_AUDIT_SUBJECT, type AuditSummary } from '../actors/auditor.ts'
 import { startReplicator } from '../actors/replicator.ts'
@@ -222,70 +221,56 @@ export function rereplicateOptions(o: { password?: string | string[]; graceMs?: 
   }
 }
 
-export function addAutorecoveryCommands(shell: Command, natsOption: () => Option): void {
-  shell.command('listunderreplicated').description('ledgers marked under-replicated, their missing bookies and claims').addOption(natsOption())
-    .action((o: { nats: string }) => withParts(o.nats, async ({ store }) => {
-      const marks = await store.listMarks()
-      const now = Date.now()
-      for (const { value: m } of marks) {
-        const claim = await store.readLease(claimKey(m.ledgerId))
-        const claimed = claim && claim.value.expiresAt > now ? `claimed by ${claim.value.holder}` : 'unclaimed'
-        const what = [m.missing.length ? `missing=${m.missing.join(',')}` : '', m.damaged.length ? `damaged=${m.damaged.join(',')}` : ''].filter(Boolean).join(' ')
-        console.log(`${m.ledgerId}\t${what}\tmarked ${ago(now - m.markedAt)} ago by ${m.by}\t${claimed}`)
-      }
-      if (marks.length === 0) console.log('no under-replicated ledgers')
-    }))
+// The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-  shell.command('whoisauditor').description('the node holding the auditor lease').addOption(natsOption())
-    .action((o: { nats: string }) => withParts(o.nats, async ({ store }) => {
-      const lease = await store.readLease(AUDITOR_KEY)
-      const now = Date.now()
-      if (!lease) console.log('no auditor: none holds the lease')
-      else if (lease.value.expiresAt > now) console.log(`auditor: ${lease.value.holder} (lease expires in ${ago(lease.value.expiresAt - now)}, held for ${ago(now - lease.value.acquiredAt)})`)
-      else console.log(`no auditor: ${lease.value.holder}'s lease expired ${ago(now - lease.value.expiresAt)} ago`)
-    }))
+export const runListUnderReplicated = (o: { nats: string }): Promise<void> => withParts(o.nats, async ({ store }) => {
+  const marks = await store.listMarks()
+  const now = Date.now()
+  for (const { value: m } of marks) {
+    const claim = await store.readLease(claimKey(m.ledgerId))
+    const claimed = claim && claim.value.expiresAt > now ? `claimed by ${claim.value.holder}` : 'unclaimed'
+    const what = [m.missing.length ? `missing=${m.missing.join(',')}` : '', m.damaged.length ? `damaged=${m.damaged.join(',')}` : ''].filter(Boolean).join(' ')
+    console.log(`${m.ledgerId}\t${what}\tmarked ${ago(now - m.markedAt)} ago by ${m.by}\t${claimed}`)
+  }
+  if (marks.length === 0) console.log('no under-replicated ledgers')
+})
 
-  shell.command('triggeraudit').description('ask the auditor for an audit of every ledger now, and print its summary').addOption(natsOption())
-    .option('--timeout-ms <ms>', 'how long to wait for the audit', '120000')
-    .action((o: { nats: string; timeoutMs: string }) => withParts(o.nats, async ({ nc }) => {
-      const timeout = intOpt('--timeout-ms', o.timeoutMs, 1)
-      let reply: { ok: boolean; reason?: string } & Partial<AuditSummary>
-      try {
-        const msg = await nc.request(TRIGGER_AUDIT_SUBJECT, new Uint8Array(0), { timeout })
-        reply = JSON.parse(Buffer.from(msg.data).toString('utf8')) as typeof reply
-      } catch (err) {
-        if (err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())) {
-          throw new QuireError('NO_AUDITOR', 'no auditor is running (no node holds the auditor lease); nothing audited')
-        }
-        if (err instanceof errors.TimeoutError) throw new QuireError('TIMEOUT', `the auditor did not finish an audit within ${timeout} ms`)
-        throw err
-      }
-      if (!reply.ok) {
-        console.error(`audit not done by ${reply.auditor ?? 'the auditor'}: ${reply.reason ?? 'unknown reason'}`)
-        process.exitCode = 1
-        return
-      }
-      console.log(`audit by ${reply.auditor}: ${reply.checked} ledger(s) checked, ${reply.marked} marked under-replicated, ` +
-        `${reply.scanned} scanned for missing entries, ${reply.damaged} with missing entries` +
-        (reply.unreadable ? `, ${reply.unreadable} unreadable (checked next time)` : ''))
-    }))
+export const runWhoIsAuditor = (o: { nats: string }): Promise<void> => withParts(o.nats, async ({ store }) => {
+  const lease = await store.readLease(AUDITOR_KEY)
+  const now = Date.now()
+  if (!lease) console.log('no auditor: none holds the lease')
+  else if (lease.value.expiresAt > now) console.log(`auditor: ${lease.value.holder} (lease expires in ${ago(lease.value.expiresAt - now)}, held for ${ago(now - lease.value.acquiredAt)})`)
+  else console.log(`no auditor: ${lease.value.holder}'s lease expired ${ago(now - lease.value.expiresAt)} ago`)
+})
 
-  shell.command('autorecovery').description('enable or disable auto-recovery cluster-wide, or show whether it is enabled').addOption(natsOption())
-    .option('--enable', 'let the auditor mark and the workers re-replicate')
-    .option('--disable', 'stop marking and re-replicating until enabled again')
-    .action((o: { nats: string; enable?: boolean; disable?: boolean }) => withParts(o.nats, async ({ store }) => {
-      if (o.enable && o.disable) throw new QuireError('INVALID_CONFIG', 'give --enable or --disable, not both')
-      if (o.enable || o.disable) await store.setEnabled(o.enable === true, shellId())
-      const flag = await store.readFlag()
-      const since = flag.changedAt > 0 ? ` (since ${new Date(flag.changedAt).toISOString()}, by ${flag.by})` : ''
-      console.log(`autorecovery is ${flag.enabled ? 'enabled' : 'disabled'}${since}`)
-    }))
+export const runTriggerAudit = (o: { nats: string; timeoutMs: string }): Promise<void> => withParts(o.nats, async ({ nc }) => {
+  const timeout = intOpt('--timeout-ms', o.timeoutMs, 1)
+  let reply: { ok: boolean; reason?: string } & Partial<AuditSummary>
+  try {
+    const msg = await nc.request(TRIGGER_AUDIT_SUBJECT, new Uint8Array(0), { timeout })
+    reply = JSON.parse(Buffer.from(msg.data).toString('utf8')) as typeof reply
+  } catch (err) {
+    if (err instanceof errors.NoRespondersError || (err instanceof errors.RequestError && err.isNoResponders())) {
+      throw new QuireError('NO_AUDITOR', 'no auditor is running (no node holds the auditor lease); nothing audited')
+    }
+    if (err instanceof errors.TimeoutError) throw new QuireError('TIMEOUT', `the auditor did not finish an audit within ${timeout} ms`)
+    throw err
+  }
+  if (!reply.ok) {
+    console.error(`audit not done by ${reply.auditor ?? 'the auditor'}: ${reply.reason ?? 'unknown reason'}`)
+    process.exitCode = 1
+    return
+  }
+  console.log(`audit by ${reply.auditor}: ${reply.checked} ledger(s) checked, ${reply.marked} marked under-replicated, ` +
+    `${reply.scanned} scanned for missing entries, ${reply.damaged} with missing entries` +
+    (reply.unreadable ? `, ${reply.unreadable} unreadable (checked next time)` : ''))
+})
 
-  shell.command('decommissionbookie <bookieId>').description('re-replicate every ledger of a stopped bookie, then remove its registration').addOption(natsOption())
-    .option('--password <password...>', 'ledger password(s) to try (default: the empty password)')
-    .option('--grace-ms <ms>', 'how long open ledgers are left to their writers before being fenced', '0')
-    .option('--timeout-s <s>', 'give up after this long', '3600')
-    .action((bookieId: string, o: { nats: string; password?: string[]; graceMs: string; timeoutS: string }) =>
-      rereplicateBookie(o.nats, bookieId, rereplicateOptions(o, true)))
-}
+export const runAutorecovery = (o: { nats: string; enable?: boolean; disable?: boolean }): Promise<void> => withParts(o.nats, async ({ store }) => {
+  if (o.enable && o.disable) throw new QuireError('INVALID_CONFIG', 'give --enable or --disable, not both')
+  if (o.enable || o.disable) await store.setEnabled(o.enable === true, shellId())
+  const flag = await store.readFlag()
+  const since = flag.changedAt > 0 ? ` (since ${new Date(flag.changedAt).toISOString()}, by ${flag.by})` : ''
+  console.log(`autorecovery is ${flag.enabled ? 'enabled' : 'disabled'}${since}`)
+})
 

@@ -11,7 +11,6 @@
 import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import type { Command, Option } from 'commander'
 import { errors } from '@nats-io/transport-node'
 import { assertBookieId } from '../actors/cookie.ts'
 import { integrityCheckSubject, type IntegrityResult } from '../actors/integrityCheck.ts'
@@ -157,38 +156,26 @@ export function formatIntegrityResult(bookieId: string, r: IntegrityResult): str
     `(${r.lackingEntries} entries missing or damaged here)${r.unreadable > 0 ? `, ${r.unreadable} unreadable (kept in limbo)` : ''} in ${r.ms} ms`
 }
 
-export function addBookieShellCommands(shell: Command, natsOption: () => Option): void {
-  shell.command('bookieintegritycheck <bookieId>')
-    .description('ask a running bookie to compare its limbo ledgers with the metadata now; exit 1 if the check failed')
-    .addOption(natsOption())
-    .option('--timeout-ms <ms>', 'how long to wait for the check', '120000')
-    .action(async (bookieId: string, o: { nats: string; timeoutMs: string }) => {
-      const r = await bookieIntegrityCheck(o.nats, bookieId, intOpt('--timeout-ms', o.timeoutMs, 1))
-      console.log(formatIntegrityResult(bookieId, r))
-      if (r.result === 'failed') process.exitCode = 1
-    })
+// The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-  shell.command('bookiesanity <bookieId>')
-    .description('write, read back and delete a ledger on exactly this bookie (E=Qw=Qa=1); exit 1 on any error')
-    .addOption(natsOption())
-    .option('--entries <n>', 'entries to write', '10')
-    .option('--timeout-ms <ms>', 'add and read timeout', '5000')
-    .action(async (bookieId: string, o: { nats: string; entries: string; timeoutMs: string }) => {
-      const r = await bookieSanity(o.nats, bookieId, { entries: intOpt('--entries', o.entries, 1), timeoutMs: intOpt('--timeout-ms', o.timeoutMs, 1) })
-      console.log(`bookie ${bookieId}: ok (ledger ${r.ledgerId}: ${o.entries} entries written, read back and deleted in ${Math.round(r.ms)} ms)`)
-    })
+export async function runBookieIntegrityCheck(bookieId: string, o: { nats: string; timeoutMs: string }): Promise<void> {
+  const r = await bookieIntegrityCheck(o.nats, bookieId, intOpt('--timeout-ms', o.timeoutMs, 1))
+  console.log(formatIntegrityResult(bookieId, r))
+  if (r.result === 'failed') process.exitCode = 1
+}
 
-  shell.command('readjournal')
-    .description('print the journal records of a stopped bookie\'s data folder: position, type, ledger, entry, length')
-    .requiredOption('--data <dir>', 'the bookie\'s data folder')
-    .action(async (o: { data: string }) => {
-      const counts = new Map<string, number>()
-      for await (const line of readJournalLines(o.data)) {
-        console.log(formatJournalLine(line))
-        counts.set(line.type, (counts.get(line.type) ?? 0) + 1)
-      }
-      const segments = (await readdir(path.join(o.data, 'journal'))).filter((n) => n.startsWith('journal-')).length
-      const summary = [...counts].map(([t, n]) => `${n} ${t}`).join(', ') || 'no records'
-      console.log(`${summary} in ${segments} segment file(s)`)
-    })
+export async function runBookieSanity(bookieId: string, o: { nats: string; entries: string; timeoutMs: string }): Promise<void> {
+  const r = await bookieSanity(o.nats, bookieId, { entries: intOpt('--entries', o.entries, 1), timeoutMs: intOpt('--timeout-ms', o.timeoutMs, 1) })
+  console.log(`bookie ${bookieId}: ok (ledger ${r.ledgerId}: ${o.entries} entries written, read back and deleted in ${Math.round(r.ms)} ms)`)
+}
+
+export async function runReadJournal(o: { data: string }): Promise<void> {
+  const counts = new Map<string, number>()
+  for await (const line of readJournalLines(o.data)) {
+    console.log(formatJournalLine(line))
+    counts.set(line.type, (counts.get(line.type) ?? 0) + 1)
+  }
+  const segments = (await readdir(path.join(o.data, 'journal'))).filter((n) => n.startsWith('journal-')).length
+  const summary = [...counts].map(([t, n]) => `${n} ${t}`).join(', ') || 'no records'
+  console.log(`${summary} in ${segments} segment file(s)`)
 }

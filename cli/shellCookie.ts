@@ -11,7 +11,6 @@
 
 import { readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
-import type { Command, Option } from 'commander'
 import {
   BOOKIE_ID_FILE, COOKIE_FILE, assertBookieId, clusterInstanceId, deleteKvCookie, putKvCookie, readBookieIdFile,
   readDataCookie, readKvCookie, removeDataCookie,
@@ -124,29 +123,16 @@ async function bookieInfo(m: MetadataStore, bookieId: string, countLedgers: bool
   return out
 }
 
-export function addCookieCommands(shell: Command, natsOption: () => Option): void {
-  shell.command('updatecookie').description('rewrite a bookie\'s cookie in the metadata store from its data folder\'s (after moving a disk on purpose)')
-    .addOption(natsOption())
-    .requiredOption('--bookie <id>', 'bookie id')
-    .requiredOption('--data <dir>', 'the data folder whose cookie becomes the bookie\'s')
-    .option('--force', 'even if the metadata store says the bookie is alive')
-    .action((o: { nats: string; bookie: string; data: string; force?: boolean }) => withMetadata(o.nats, async (m) => {
-      console.log(await updateCookie(m, o.bookie, path.resolve(o.data), o.force === true))
-    }))
+// The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-  shell.command('bookieformat').description('wipe a bookie\'s data folder and its cookie in the metadata store, so that it starts afresh')
-    .addOption(natsOption())
-    .requiredOption('--data <dir>', 'the data folder to wipe')
-    .option('--bookie <id>', 'bookie id, when the folder no longer says (wiped disk)')
-    .option('--force', 'even if the bookie is alive, or the folder does not look like a bookie\'s')
-    .action((o: { nats: string; data: string; bookie?: string; force?: boolean }) => withMetadata(o.nats, async (m) => {
-      console.log(await bookieFormat(m, path.resolve(o.data), o.bookie, o.force === true))
-    }))
+export const runUpdateCookie = (o: { nats: string; bookie: string; data: string; force?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+  console.log(await updateCookie(m, o.bookie, path.resolve(o.data), o.force === true))
+})
 
-  shell.command('bookieinfo <bookieId>').description('a bookie\'s registration, state, liveness and cookie')
-    .addOption(natsOption())
-    .option('--ledgers', 'also count the ledgers with it in an ensemble (reads every ledger\'s metadata)')
-    .action((id: string, o: { nats: string; ledgers?: boolean }) => withMetadata(o.nats, async (m) => {
-      for (const line of await bookieInfo(m, id, o.ledgers === true)) console.log(line)
-    }))
-}
+export const runBookieFormat = (o: { nats: string; data: string; bookie?: string; force?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+  console.log(await bookieFormat(m, path.resolve(o.data), o.bookie, o.force === true))
+})
+
+export const runBookieInfo = (id: string, o: { nats: string; ledgers?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+  for (const line of await bookieInfo(m, id, o.ledgers === true)) console.log(line)
+})
