@@ -86,6 +86,12 @@ pkg('a client app installs only the client: no server-only package, no .ts sourc
   const sources = quireFiles.filter((f) => /\.(m|c)?ts$/.test(f) && !/\.d\.(m|c)?ts$/.test(f))
   assert.equal(sources, [], 'TypeScript sources in the client package')
   for (const forbidden of ['test', 'sim', 'bench', 'actors', 'cli', 'inspector']) assert.not.ok(existsSync(path.join(nm, 'quire', forbidden)), `quire/${forbidden} shipped`)
+  for (const f of ['README.md', 'LICENSE', 'CHANGELOG.md', 'client/index.js', 'client/index.d.ts']) assert.ok(existsSync(path.join(nm, 'quire', f)), `quire/${f} missing`)
+  // TypeScript 7 keeps '.ts' in the relative imports of the declarations it emits; older compilers
+  // resolve only '.js' there, so the pack rewrites them.
+  for (const f of quireFiles.filter((f) => f.endsWith('.d.ts'))) {
+    assert.not.match(readFileSync(path.join(nm, 'quire', f), 'utf8'), /(from|import)\s*\(?\s*['"]\.\.?\/[^'"]*\.ts['"]/, `${f} imports a .ts path`)
+  }
   // Bytes of the files (what the packages hold) and, as du -sh shows it, the disk blocks they take.
   const bytes = paths.map((p) => statSync(path.join(nm, p))).filter((s) => s.isFile()).reduce((a, s) => a + s.size, 0)
   const du = await run('du', ['-sk', nm], clientApp)
@@ -154,7 +160,9 @@ pkg('a server app: quire --version and --help run the compiled CLI', async () =>
   dirs.push(app)
   await installApp(app, [tarballs.client, tarballs.server])
   const bin = path.join(app, 'node_modules', 'quire-server', 'cli', 'quire.mjs')
-  assert.ok(existsSync(path.join(app, 'node_modules', 'quire-server', 'cli', 'main.js')))
+  const server = path.join(app, 'node_modules', 'quire-server')
+  for (const f of ['cli/main.js', 'nats.conf', 'inspector/index.html', 'README.md', 'LICENSE', 'CHANGELOG.md']) assert.ok(existsSync(path.join(server, f)), `quire-server/${f} missing`)
+  for (const f of ['test', 'sim', 'bench', 'client', 'cli/main.ts']) assert.not.ok(existsSync(path.join(server, f)), `quire-server/${f} shipped`)
   assert.not.ok(existsSync(path.join(app, 'node_modules', 'tsx')), 'tsx installed for quire-server')
   assert.is(ok(await run('npx', ['quire', '--version'], app), 'npx quire --version').stdout.trim(), VERSION)
   const help = ok(await node([bin, '--help'], app), 'quire --help').stdout
