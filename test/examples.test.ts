@@ -1,21 +1,25 @@
-// The programs in examples/, run as a user would run them: the packed client tarball installed
-// into a temporary project (no tsx, no loader: plain `node` on .mjs files importing 'quire'),
-// against a real cluster (nats-server and three bookie processes). kv-wal is killed with SIGKILL
-// mid-way twice and must come back with every acknowledged change; the tail consumer, in another
-// process, must print exactly the entries the producer had acknowledged, in order; the admin
-// script lists, prints, deletes, and refuses an unknown ledger with exit code 1.
+// The programs in examples/, run as a user would run them, against the server a user would run:
+// the packed client and quire-server tarballs installed into one temporary project (no tsx, no
+// loader: plain `node` everywhere), its `node_modules/.bin/quire sandbox --bookies 3` starting
+// nats-server and three compiled bookie processes (their client imports rewritten to
+// quire/internal/*), and plain .mjs examples importing 'quire' pointed at that sandbox's NATS.
+// kv-wal is killed with SIGKILL mid-way twice and must come back with every acknowledged change;
+// the tail consumer, in another process, must print exactly the entries the producer had
+// acknowledged, in order; the admin script lists, prints, deletes, and refuses an unknown ledger
+// with exit code 1. Last, SIGTERM stops the installed sandbox with exit 0 and every process it
+// started. Whatever fails, the after hook kills the sandbox and its children and removes the folders.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { REPO_ROOT } from '../cli/cluster.ts'
-import { startCluster, type TestCluster } from './support/cluster.ts'
+import { cleanEnv } from './support/nodes.ts'
 import { installApp, packedTarballs } from './support/pack.ts'
-import { waitFor, within } from './support/processes.ts'
+import { isRunning, waitFor, within } from './support/processes.ts'
 
 interface Example {
   proc: ChildProcess
@@ -27,43 +31,122 @@ interface Example {
   what: string
 }
 
+interface Sandbox {
+  proc: ChildProcess
+  /** stdout and stderr, interleaved. */
+  output(): string
+  stderr(): string
+  /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
+  exited: Promise<number | null>
+  /** nats-server's and the bookies' pids, from cluster.json once it is written. */
+  pids: number[]
+}
+
 interface Ctx {
-  c: TestCluster
   app: string
+  data: string
+  sandbox?: Sandbox
+  natsUrl: string
   running: Set<ChildProcess>
+  /** What the before hook threw, rethrown by the tests. */
+  setupError?: unknown
   kvLedger: number
   tailLedger: number
 }
 
+interface ClusterJson { natsUrl: string; natsPid: number; bookies: Array<{ id: string; pid: number; data: string }> }
+
 const rootPackage = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
 const t = suite<Ctx>('examples')
 
+// uvu reports a suite whose before hook throws as passed (0 of 4 run, exit code 0): the setup's
+// error is kept here and fails every test instead, the first one with the whole of it.
 t.before(async (ctx) => {
   ctx.running = new Set()
-  ctx.app = await mkdtemp(path.join(os.tmpdir(), 'quire-examples-'))
-  const { client } = await packedTarballs()
-  // The tail example imports rxjs itself, so the app depends on it, in the range the client takes.
-  await installApp(ctx.app, [client, `rxjs@${rootPackage.dependencies.rxjs}`])
-  await cp(path.join(REPO_ROOT, 'examples'), path.join(ctx.app, 'examples'), { recursive: true })
-  ctx.c = await startCluster({ bookies: 3 })
+  await setUp(ctx).catch((err: unknown) => { ctx.setupError = err })
 })
+
+t.before.each((ctx) => {
+  const err = ctx.setupError
+  if (err === undefined) return
+  ctx.setupError = new Error('the suite\'s setup failed: see the first test\'s failure')
+  throw err
+})
+
+async function setUp(ctx: Ctx): Promise<void> {
+  ctx.app = await mkdtemp(path.join(os.tmpdir(), 'quire-examples-'))
+  ctx.data = await mkdtemp(path.join(os.tmpdir(), 'quire-examples-sandbox-'))
+  const { client, server } = await packedTarballs()
+  // The tail example imports rxjs itself, so the app depends on it, in the range the client takes.
+  await installApp(ctx.app, [client, server, `rxjs@${rootPackage.dependencies.rxjs}`])
+  assert.not.ok(existsSync(path.join(ctx.app, 'node_modules', 'tsx')), 'tsx is installed in the app: the server could run from .ts sources')
+  await cp(path.join(REPO_ROOT, 'examples'), path.join(ctx.app, 'examples'), { recursive: true })
+  ctx.sandbox = startSandbox(ctx)
+  const sb = ctx.sandbox
+  const file = path.join(ctx.data, 'cluster.json')
+  await waitFor(() => existsSync(file) || sb.proc.exitCode !== null || sb.proc.signalCode !== null, 120_000, () => `no cluster.json from the installed sandbox\n${sb.output()}`)
+  assert.ok(existsSync(file), `the installed sandbox exited before it was ready (code ${sb.proc.exitCode}, signal ${sb.proc.signalCode})\n${sb.output()}`)
+  const cluster = JSON.parse(await readFile(file, 'utf8')) as ClusterJson
+  sb.pids.push(cluster.natsPid, ...cluster.bookies.map((b) => b.pid))
+  assert.equal(cluster.bookies.map((b) => b.id), ['bookie-1', 'bookie-2', 'bookie-3'])
+  ctx.natsUrl = cluster.natsUrl
+  if (process.platform === 'linux') {
+    // The bookies are the installed package's compiled CLI, storing through the installed RocksDB binding.
+    const server = path.join(ctx.app, 'node_modules', 'quire-server')
+    for (const b of cluster.bookies) {
+      const argv = readFileSync(`/proc/${b.pid}/cmdline`, 'utf8').split('\0')
+      assert.equal(argv.slice(0, 3), [process.execPath, path.join(server, 'cli', 'quire.mjs'), 'node'], `${b.id}'s command line`)
+      await waitFor(() => readFileSync(`/proc/${b.pid}/maps`, 'utf8').includes(path.join(ctx.app, 'node_modules', 'rocksdb-native')), 30_000,
+        () => `${b.id} has not loaded ${ctx.app}/node_modules/rocksdb-native`)
+    }
+  }
+}
 
 t.after(async (ctx) => {
   for (const p of ctx.running ?? []) p.kill('SIGKILL')
-  await ctx.c?.stop()
+  // Only when a test failed before the last one stopped it: SIGTERM (its orderly stop), then SIGKILL.
+  const sb = ctx.sandbox
+  if (sb && sb.proc.exitCode === null && sb.proc.signalCode === null) {
+    sb.proc.kill('SIGTERM')
+    await within(30_000, 'the sandbox stops on SIGTERM', sb.exited).catch(() => { sb.proc.kill('SIGKILL') })
+    await sb.exited
+  }
+  // Its children die with it (parent-death signal); should one outlive it, it is killed here, and
+  // the folders are removed only once nothing writes to them.
+  for (const pid of sb?.pids ?? []) if (isRunning(pid)) process.kill(pid, 'SIGKILL')
+  await waitFor(() => !(sb?.pids ?? []).some(isRunning), 30_000, () => `still running: ${sb?.pids.filter(isRunning).join(', ')}`).catch(() => {})
   if (ctx.app) await rm(ctx.app, { recursive: true, force: true })
+  if (ctx.data) await rm(ctx.data, { recursive: true, force: true })
 })
 
-// On Linux the kernel kills the example when the test process dies, however it ends.
+// On Linux the kernel kills the example or the sandbox when the test process dies, however it
+// ends; the sandbox starts its own children the same way, so they follow it.
 const SETPRIV = process.platform === 'linux' && existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : null
 
+/** Plain node on `argv` in the app: no loader inherited through NODE_OPTIONS either. */
+function spawnPlain(ctx: Ctx, argv: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const plainEnv = { ...env }
+  delete plainEnv['NODE_OPTIONS']
+  const [command, ...rest] = SETPRIV ? [SETPRIV, '--pdeathsig', 'KILL', '--', process.execPath, ...argv] : [process.execPath, ...argv]
+  return spawn(command!, rest, { cwd: ctx.app, env: plainEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+/** The installed `quire sandbox` (quire-server's compiled CLI) on the suite's data folder. */
+function startSandbox(ctx: Ctx): Sandbox {
+  const bin = path.join(ctx.app, 'node_modules', '.bin', 'quire')
+  const proc = spawnPlain(ctx, [bin, 'sandbox', '--bookies', '3', '--data', ctx.data, '--no-inspector'], cleanEnv())
+  process.once('exit', () => proc.kill('SIGKILL'))
+  let out = ''
+  let err = ''
+  const keep = (d: Buffer): void => { out = (out + d.toString()).slice(-64 * 1024) }
+  proc.stdout!.on('data', keep)
+  proc.stderr!.on('data', (d: Buffer) => { keep(d); err = (err + d.toString()).slice(-16 * 1024) })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  return { proc, output: () => out, stderr: () => err, exited, pids: [] }
+}
+
 function start(ctx: Ctx, file: string, args: string[]): Example {
-  const argv = [process.execPath, path.join(ctx.app, 'examples', file), ...args]
-  // Plain node: no loader inherited through NODE_OPTIONS either.
-  const env: NodeJS.ProcessEnv = { ...process.env, QUIRE_NATS: ctx.c.nats.url }
-  delete env['NODE_OPTIONS']
-  const [command, ...rest] = SETPRIV ? [SETPRIV, '--pdeathsig', 'KILL', '--', ...argv] : argv
-  const proc = spawn(command!, rest, { cwd: ctx.app, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawnPlain(ctx, [path.join(ctx.app, 'examples', file), ...args], { ...process.env, QUIRE_NATS: ctx.natsUrl })
   ctx.running.add(proc)
   const lines: string[] = []
   let partial = ''
@@ -196,6 +279,16 @@ t('admin: list, metadata, delete, bookies; an unknown ledger is a clear error wi
   const bookies = await run(ctx, 'admin/admin.mjs', ['bookies'])
   assert.is(bookies.code, 0, bookies.stderr)
   assert.equal(bookies.stdout.split('\n').slice(1).map((l) => l.split(/\s+/)[0]).sort(), ['bookie-1', 'bookie-2', 'bookie-3'])
+})
+
+t('the installed sandbox stops on SIGTERM: exit 0, its nats-server and bookies gone', async (ctx) => {
+  const sb = ctx.sandbox!
+  assert.ok(sb.pids.every(isRunning), `nats-server and the bookies run until the stop\n${sb.output()}`)
+  sb.proc.kill('SIGTERM')
+  const code = await within(90_000, 'the sandbox stops on SIGTERM', sb.exited)
+  assert.is(code, 0, sb.output())
+  assert.is(sb.stderr(), '', 'nothing on the sandbox\'s stderr')
+  for (const pid of sb.pids) assert.not.ok(isRunning(pid), `pid ${pid} still running after the sandbox stopped\n${sb.output()}`)
 })
 
 t.run()
