@@ -68,8 +68,8 @@ t('client/index.ts declares exactly the public names, types included, and nothin
   for (const raw of source.split('\n')) {
     const line = raw.trim()
     if (line === '' || line.startsWith('//')) continue
-    if (/^import '[^']+'$/.test(line)) continue // a side effect only (the Node.js version check)
-    const m = /^export (type )?\{([^}]*)\} from '[^']+'$/.exec(line)
+    if (/^import ['"][^'"]+['"];?$/.test(line)) continue // a side effect only (the Node.js version check)
+    const m = /^export (type )?\{([^}]*)\} from ['"][^'"]+['"];?$/.exec(line)
     assert.ok(m, `client/index.ts: only "export { names } from" lines belong here, got: ${line}`)
     for (const name of m[2]!.split(',').map((s) => s.trim()).filter(Boolean)) {
       assert.not.match(name, / as /, `client/index.ts renames an export: ${name}`)
