@@ -11,7 +11,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
@@ -279,6 +279,18 @@ t('admin: list, metadata, delete, bookies; an unknown ledger is a clear error wi
   const bookies = await run(ctx, 'admin/admin.mjs', ['bookies'])
   assert.is(bookies.code, 0, bookies.stderr)
   assert.equal(bookies.stdout.split('\n').slice(1).map((l) => l.split(/\s+/)[0]).sort(), ['bookie-1', 'bookie-2', 'bookie-3'])
+})
+
+t('the README\'s example runs as written in the installed app, with plain node', async (ctx) => {
+  const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')
+  const block = /## Example\n+```js\n([\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(block, 'the README has a js example under "## Example"')
+  assert.match(block, /from 'quire'/)
+  await writeFile(path.join(ctx.app, 'examples', 'readme.mjs'), block.replace("'nats://127.0.0.1:4222'", JSON.stringify(ctx.natsUrl)))
+  const r = await run(ctx, 'readme.mjs', [])
+  assert.is(r.code, 0, r.stderr)
+  assert.is(r.stderr, '')
+  assert.ok(r.stdout.split('\n').every((l) => /^\d+$/.test(l)), `it prints ledger ids: ${r.stdout}`)
 })
 
 t('the installed sandbox stops on SIGTERM: exit 0, its nats-server and bookies gone', async (ctx) => {
