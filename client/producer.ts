@@ -9,7 +9,8 @@
 //   bounds, queues at most `maxQueued` more payloads, and fails with BACKPRESSURE (unsubscribing
 //   from the source) rather than grow without bound.
 
-import { Observable, type ObservableInput, from } from 'rxjs'
+import type { Observable, ObservableInput } from 'rxjs'
+import { rxjs } from './rx.ts'
 import { QuireError } from '../machines/errors.ts'
 
 export interface ProducerOptions {
@@ -36,6 +37,7 @@ export function appendObservable(w: Appender, source: ObservableInput<Uint8Array
   const maxInFlight = opts.maxInFlight ?? 1000
   const maxBytes = opts.maxInFlightBytes ?? 16 * 1024 * 1024
   const maxQueued = opts.maxQueued ?? 10_000
+  const { Observable, from } = rxjs()
   return new Observable<Appended>((out) => {
     const queue: Uint8Array[] = []
     let inFlight = 0

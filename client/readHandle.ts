@@ -13,9 +13,10 @@ import { NO_INDICES, indexBit, isFenceCovered, writeSetIndices } from '../machin
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
 import { RC, type ReadResponse } from '../transport/wire.ts'
-import { Observable } from 'rxjs'
+import type { Observable } from 'rxjs'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import { SlowBookies } from './slowBookies.ts'
+import { rxjs } from './rx.ts'
 import { tailEntries, type TailOptions } from './tail.ts'
 import type { ReadHandle } from './api.ts'
 
@@ -305,7 +306,7 @@ export class ReadHandleImpl implements ReadHandle {
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */
   tail$(opts: TailOptions = {}): Observable<LedgerEntry> {
-    return new Observable<LedgerEntry>((subscriber) => {
+    return new (rxjs().Observable)<LedgerEntry>((subscriber) => {
       const it = this.entries(opts)
       let stopped = false
       void (async () => {

@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   COOKIE_MISMATCH: 'A bookie\'s data folder and its cookie in the metadata store disagree (wiped or swapped disk, other cluster); it refuses to start.',
   UNSUPPORTED_NODE: 'The Node.js running Quire is older than the package supports (engines.node: Node.js 20 or newer); the client refuses to load.',
   SERVER_ONLY: 'The module imported from the quire client package is a server part (bookies, node roles, the CLI, the admin API, the inspector): those are in the quire-server package.',
+  PEER_DEPENDENCY_MISSING: 'An API was called whose optional peer dependency the application has not installed (tail$ and append$ need rxjs 7).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -39,6 +39,12 @@ const UNSHIPPED_DYNAMIC = ['bench/']
 /** Subpaths of `quire` that name server parts: each loads a module that says to install quire-server. */
 const SERVER_SUBPATHS = ['./server', './bookie', './node', './cli', './cli/*', './actors/*', './admin', './inspector', './autorecovery']
 const COMMON_FILES = ['LICENSE', 'CHANGELOG.md']
+/**
+ * The client's optional peer dependencies: loaded only by the APIs that need them (rxjs by tail$
+ * and append$, client/rx.ts), from the application's own copy, so an app that never calls them
+ * installs none, and one that does shares its instance with the client.
+ */
+const OPTIONAL_PEERS = ['rxjs']
 
 class PackError extends Error {}
 
@@ -201,6 +207,18 @@ function manifestBase(rootPkg) {
   return { version, description, license, type: 'module', engines, ...(repository ? { repository } : {}), ...(homepage ? { homepage } : {}), ...(keywords ? { keywords } : {}) }
 }
 
+/** The client's imports split into dependencies and optional peer dependencies. */
+function clientDependencies(all) {
+  const dependencies = Object.fromEntries(Object.entries(all).filter(([p]) => !OPTIONAL_PEERS.includes(p)))
+  const peers = Object.entries(all).filter(([p]) => OPTIONAL_PEERS.includes(p))
+  if (peers.length === 0) return { dependencies }
+  return {
+    dependencies,
+    peerDependencies: Object.fromEntries(peers),
+    peerDependenciesMeta: Object.fromEntries(peers.map(([p]) => [p, { optional: true }])),
+  }
+}
+
 function stageClient(out, dir, graph, client, rootPkg) {
   for (const mod of client) writeModule(dir, mod, graph.get(mod).js, graph.get(mod).dts)
   copyCommon(dir, 'quire.README.md')
@@ -219,7 +237,7 @@ function stageClient(out, dir, graph, client, rootPkg) {
     types: './client/index.d.ts',
     exports,
     files: topLevel(dir),
-    dependencies: dependenciesOf(client, graph, rootPkg, 'quire'),
+    ...clientDependencies(dependenciesOf(client, graph, rootPkg, 'quire')),
   }
   writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
   return dir

@@ -82,6 +82,8 @@ pkg('a client app installs only the client: no server-only package, no .ts sourc
     assert.not.ok(paths.some((p) => p === name || p.endsWith(`${path.sep}node_modules${path.sep}${name}`)), `${name} is installed for a client app`)
   }
   assert.ok(installed.has('quire'))
+  // rxjs is an optional peer dependency (client/rx.ts): installed only when the app asks for it.
+  assert.not.ok(installed.has('rxjs'), 'rxjs is installed for a client app that did not ask for it')
   const quireFiles = walk(path.join(nm, 'quire'))
   const sources = quireFiles.filter((f) => /\.(m|c)?ts$/.test(f) && !/\.d\.(m|c)?ts$/.test(f))
   assert.equal(sources, [], 'TypeScript sources in the client package')
@@ -99,6 +101,7 @@ pkg('a client app installs only the client: no server-only package, no .ts sourc
   const packages = readdirSync(nm).flatMap((n) => (n.startsWith('@') ? readdirSync(path.join(nm, n)).map((m) => `${n}/${m}`) : n.startsWith('.') ? [] : [n]))
   console.log(`  client app node_modules: ${mb(bytes)} in files, ${mb(diskKb * 1024)} on disk (du -sk), ${packages.length} packages: ${packages.join(' ')}`)
   assert.ok(bytes < 20 * 1024 * 1024, `client app node_modules holds ${mb(bytes)}`)
+  assert.ok(diskKb < 20 * 1024, `client app node_modules takes ${mb(diskKb * 1024)} on disk`)
 })
 
 pkg('a plain .mjs imports quire with no loader; require("quire") works too', async () => {
@@ -153,6 +156,23 @@ pkg('an unsupported Node.js gets UNSUPPORTED_NODE at import; a server part gets 
   writeFileSync(path.join(clientApp, 'bookie.mjs'), "try { await import('quire/bookie') } catch (err) { console.log(err.code, err.message) }\n")
   const bookie = ok(await node(['bookie.mjs'], clientApp), 'bookie.mjs').stdout
   assert.match(bookie, /^SERVER_ONLY .*quire-server/)
+})
+
+pkg('tail$ and append$ need rxjs: PEER_DEPENDENCY_MISSING without it, the app\'s own rxjs with it', async () => {
+  const probe = [
+    "import { rxjs } from 'quire/internal/client/rx.js'",
+    'try {',
+    "  const { Observable } = await import('rxjs')",
+    "  console.log(rxjs().Observable === Observable ? 'same Observable' : 'another Observable')",
+    "} catch (err) { console.log(err.code ?? err.message) }",
+  ].join('\n')
+  writeFileSync(path.join(clientApp, 'rx.mjs'), probe)
+  assert.is(ok(await node(['rx.mjs'], clientApp), 'rx.mjs without rxjs').stdout.trim(), 'ERR_MODULE_NOT_FOUND')
+  writeFileSync(path.join(clientApp, 'rx-missing.mjs'), "import { rxjs } from 'quire/internal/client/rx.js'\ntry { rxjs() } catch (err) { console.log(err.code, err.message) }\n")
+  assert.match(ok(await node(['rx-missing.mjs'], clientApp), 'rx-missing.mjs').stdout, /^PEER_DEPENDENCY_MISSING .*npm install rxjs/)
+  const peer = (JSON.parse(readFileSync(path.join(clientApp, 'node_modules', 'quire', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }).peerDependencies
+  ok(await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `rxjs@${peer.rxjs}`], clientApp), 'npm install rxjs')
+  assert.is(ok(await node(['rx.mjs'], clientApp), 'rx.mjs with rxjs').stdout.trim(), 'same Observable')
 })
 
 pkg('a server app: quire --version and --help run the compiled CLI', async () => {
