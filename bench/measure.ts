@@ -56,6 +56,15 @@ export interface Measurement {
   latencyMs: LatencyMs
 }
 
+/**
+ * Called right before the timed run starts (after the warm-up) and right after its last op has
+ * ended: what else is measured over exactly the same window (CPU time, message counts).
+ */
+export interface MeasureWindow {
+  begin: () => Promise<void> | void
+  end: () => Promise<void> | void
+}
+
 /** Latencies above this (two minutes) are recorded as this; every client timeout is shorter. */
 const LATENCY_US_MAX = 120_000_000
 
@@ -82,7 +91,7 @@ export class Latencies {
   }
 }
 
-export async function measure(opts: MeasureOptions, open: () => Promise<Subject>): Promise<Measurement> {
+export async function measure(opts: MeasureOptions, open: () => Promise<Subject>, window?: MeasureWindow): Promise<Measurement> {
   assert(Number.isInteger(opts.inFlight) && opts.inFlight >= 1, `inFlight must be a positive integer, got ${opts.inFlight}`)
   assert(opts.seconds > 0 && opts.warmupSeconds >= 0, 'seconds must be > 0 and warmupSeconds >= 0')
   assert(opts.ratePerSec === undefined || opts.ratePerSec > 0, `ratePerSec must be positive, got ${opts.ratePerSec}`)
@@ -91,7 +100,7 @@ export async function measure(opts: MeasureOptions, open: () => Promise<Subject>
   try {
     await runWorkers(opts, opts.warmupSeconds, subject.op, null)
     subject.warmedUp?.()
-    result = await timed(opts, subject.op)
+    result = await timed(opts, subject.op, window)
   } catch (err) {
     await subject.close().catch(() => {})
     throw err
@@ -100,12 +109,14 @@ export async function measure(opts: MeasureOptions, open: () => Promise<Subject>
   return result
 }
 
-async function timed(opts: MeasureOptions, op: () => Promise<unknown>): Promise<Measurement> {
+async function timed(opts: MeasureOptions, op: () => Promise<unknown>, window: MeasureWindow | undefined): Promise<Measurement> {
   const latencies = new Latencies()
   try {
+    await window?.begin()
     const started = performance.now()
     const ops = await runWorkers(opts, opts.seconds, op, latencies)
     const elapsedSeconds = (performance.now() - started) / 1000
+    await window?.end()
     return {
       inFlight: opts.inFlight,
       ops,

@@ -1,8 +1,17 @@
 // The benchmark's figures and how they are shown: the result shape (also the `--json` output),
-// the ratios against their targets, and the human-readable header and tables. Pure: no IO here.
-// A missed target is a finding, not a failure: it is marked "not met" and nothing else happens.
+// the checks against issue 14's targets, and the human-readable header and tables. Pure: no IO.
+// A missed target is a finding, not a failure: it is marked "NOT MET" and nothing else happens.
+//
+// A cell is one workload (entry size, entries in flight, logs written at once, pace) run against
+// each peer in turn; its row per peer shows throughput, latency, and the CPU time every process
+// involved spent during the timed window divided by the entries acknowledged in it (bench/cpu.ts),
+// split into this process (the writer), the nats-servers and the bookies, plus the NATS messages
+// per entry (/varz in_msgs + out_msgs, summed over the peer's servers). Quire's row carries its CPU
+// per entry over each JetStream peer's.
 
+import type { CpuSpent } from './cpu.ts'
 import type { LatencyMs, Measurement } from './measure.ts'
+import { PEER_LABELS, type PeerName } from './peers.ts'
 
 export interface Machine {
   cpus: number
@@ -10,27 +19,53 @@ export interface Machine {
   platform: string
   node: string
   natsServer: string
+  clockTicksPerSecond: number
   tempDir: string
+}
+
+export interface CellSpec {
+  key: string
+  payloadBytes: number
+  /** Entries in flight (closed loop), or with `ratePerSec` the most that may be. */
+  inFlight: number
+  /** Logs written round-robin: ledgers for Quire, subjects of one stream for JetStream. */
+  logs: number
+  ratePerSec: number | null
+  warmupSeconds: number
 }
 
 export interface BenchParams {
   seconds: number
-  warmupSeconds: number
-  payloadBytes: number
+  quick: boolean
   fdatasyncBytes: number
-  inFlight: { single: number; pipelined: number }
   quire: { bookies: number; ensembleSize: number; writeQuorum: number; ackQuorum: number }
-  jetstream: { storage: 'file'; replicas: number }
+  jetstream: { storage: 'file'; replicas: number[] }
+  cells: CellSpec[]
   /** End-to-end tail latency: a paced writer and a tailing reader, each with its own client. */
-  tail: { ratesPerSec: number[]; inFlightMax: number; pollMs: number; explicitLacIntervalMs: number }
+  tail: { payloadBytes: number; ratesPerSec: number[]; inFlightMax: number; pollMs: number; explicitLacIntervalMs: number }
   /** Memory of a tailing reader; null when skipped (--quick). */
   memory: { entries: number; payloadBytes: number; inFlight: number; sampleEvery: number; pollMs: number } | null
 }
 
-export interface PeerResults {
-  quire: { single: Measurement; pipelined: Measurement }
-  jetstream: { single: Measurement; pipelined: Measurement }
-  fdatasync: Measurement
+export interface CellCpu extends CpuSpent {
+  /** totalUs / entries: the figure compared across peers. */
+  usPerEntry: number
+  clientUsPerEntry: number
+  natsUsPerEntry: number
+  bookiesUsPerEntry: number
+}
+
+export interface PeerCell extends Measurement {
+  peer: PeerName
+  cpu: CellCpu
+  nats: { inMsgs: number; outMsgs: number; msgsPerEntry: number }
+}
+
+export interface CellResult {
+  spec: CellSpec
+  peers: PeerCell[]
+  /** Quire's CPU per entry over JetStream R1's and R3's (null when a peer is missing). */
+  cpuRatio: { overR1: number | null; overR3: number | null }
 }
 
 export interface TailResult {
@@ -78,23 +113,83 @@ export interface Ratio {
 export interface BenchResult {
   machine: Machine
   params: BenchParams
-  results: PeerResults
+  cells: CellResult[]
+  fdatasync: Measurement
   tail: TailResult[]
   memory: MemoryResult | null
   ratios: Ratio[]
 }
 
-export function ratiosOf(r: PeerResults, tail: TailResult[]): Ratio[] {
-  return [
-    ratio('quirePipelinedOverJetstreamPipelined', 'Quire / JetStream throughput, pipelined',
-      r.quire.pipelined.opsPerSec / r.jetstream.pipelined.opsPerSec, { op: '>=', value: 0.5 }),
-    ratio('quireSingleP50OverFdatasyncP50', 'Quire single-append p50 / fdatasync p50',
-      r.quire.single.latencyMs.p50 / r.fdatasync.latencyMs.p50, { op: '<', value: 4 }),
-    ratio('quireSingleOverJetstreamSingle', 'Quire / JetStream throughput, 1 in flight',
-      r.quire.single.opsPerSec / r.jetstream.single.opsPerSec, null),
-    ...tail.map((t) => ratio(`tailP99OverAddP99At${t.ratePerSec}`, `Quire tail p99 / add p99 at ${t.ratePerSec}/s`,
-      t.tail.latencyMs.p99 / t.add.latencyMs.p99, { op: '<=', value: 2 })),
-  ]
+export function cellKey(payloadBytes: number, inFlight: number, logs = 1): string {
+  return logs > 1 ? `logs${logs}_${payloadBytes}B` : `${payloadBytes}B_x${inFlight}`
+}
+
+/** What an entry cost each peer, and Quire's CPU per entry over the JetStream peers'. */
+export function peerCell(peer: PeerName, m: Measurement, spent: CpuSpent, msgs: { inMsgs: number; outMsgs: number }): PeerCell {
+  const per = (us: number): number => (m.ops > 0 ? us / m.ops : Number.NaN)
+  const sum = (prefix: string): number => Object.entries(spent.processUs).reduce((a, [name, us]) => (name.startsWith(prefix) ? a + us : a), 0)
+  return {
+    ...m, peer,
+    cpu: { ...spent, usPerEntry: per(spent.totalUs), clientUsPerEntry: per(spent.clientUs), natsUsPerEntry: per(sum('nats')), bookiesUsPerEntry: per(sum('bookie')) },
+    nats: { ...msgs, msgsPerEntry: per(msgs.inMsgs + msgs.outMsgs) },
+  }
+}
+
+export function cellResult(spec: CellSpec, peers: PeerCell[]): CellResult {
+  const of = (name: PeerName): PeerCell | undefined => peers.find((p) => p.peer === name)
+  const quire = of('quire')
+  const over = (name: PeerName): number | null => {
+    const other = of(name)
+    return quire && other ? quire.cpu.usPerEntry / other.cpu.usPerEntry : null
+  }
+  return { spec, peers, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') } }
+}
+
+/** Issue 14's targets, for the cells this run has. */
+export function ratiosOf(cells: CellResult[], fdatasync: Measurement, tail: TailResult[]): Ratio[] {
+  const out: Ratio[] = []
+  const find = (key: string): CellResult | undefined => cells.find((c) => c.spec.key === key)
+  const quireOf = (c: CellResult): PeerCell | undefined => c.peers.find((p) => p.peer === 'quire')
+  const r1Of = (c: CellResult): PeerCell | undefined => c.peers.find((p) => p.peer === 'jetstreamR1')
+  const kib1 = find(cellKey(1024, 128))
+  if (kib1?.cpuRatio.overR1 != null) {
+    out.push(ratio('cpuQuireOverR1_1KiB_x128', 'CPU/entry Quire / JetStream R1, 1 KiB x128', kib1.cpuRatio.overR1, { op: '<=', value: 1.5 }))
+  }
+  for (const c of cells) {
+    if (c.spec.inFlight !== 128 || c.spec.logs !== 1 || c.cpuRatio.overR3 === null) continue
+    out.push(ratio(`cpuQuireOverR3_${sizeKey(c.spec.payloadBytes)}_x128`, `CPU/entry Quire / JetStream R3, ${size(c.spec.payloadBytes)} x128`,
+      c.cpuRatio.overR3, { op: '<=', value: 1 }))
+  }
+  const big = find(cellKey(256 * 1024, 128))
+  const bigQuire = big && quireOf(big)
+  if (big && bigQuire) {
+    out.push(ratio('quireMbPerSec_256KiB_x128', 'Quire MB/s, 256 KiB x128', bigQuire.mbPerSec, { op: '>=', value: 60 }))
+    // Same entry size on both sides: CPU per MB over CPU per MB is CPU per entry over CPU per entry.
+    if (big.cpuRatio.overR1 !== null) out.push(ratio('cpuPerMbQuireOverR1_256KiB_x128', 'CPU/MB Quire / JetStream R1, 256 KiB x128', big.cpuRatio.overR1, { op: '<=', value: 2 }))
+  }
+  const single = find(cellKey(1024, 1))
+  const singleQuire = single && quireOf(single)
+  if (single?.cpuRatio.overR1 != null) out.push(ratio('cpuQuireOverR1_1KiB_x1', 'CPU/entry Quire / JetStream R1, 1 KiB x1', single.cpuRatio.overR1, { op: '<=', value: 4 }))
+  if (single?.cpuRatio.overR3 != null) out.push(ratio('cpuQuireOverR3_1KiB_x1', 'CPU/entry Quire / JetStream R3, 1 KiB x1', single.cpuRatio.overR3, null))
+  if (singleQuire) {
+    out.push(ratio('quireSingleP50OverFdatasyncP50', 'Quire 1 KiB x1 p50 / fdatasync p50', singleQuire.latencyMs.p50 / fdatasync.latencyMs.p50, { op: '<', value: 4 }))
+  }
+  for (const c of cells) {
+    const q = c.spec.logs > 1 ? quireOf(c) : undefined
+    if (!q) continue
+    const label = `Quire, ${c.spec.logs} ledgers at ${c.spec.ratePerSec ?? 'max'}/s`
+    out.push(ratio(`quireNatsMsgsPerEntry_${c.spec.key}`, `${label}: NATS messages per entry`, q.nats.msgsPerEntry, { op: '<', value: 2 }))
+    out.push(ratio(`quireP99Ms_${c.spec.key}`, `${label}: p99 ms`, q.latencyMs.p99, { op: '<', value: 100 }))
+  }
+  for (const t of tail) {
+    out.push(ratio(`tailP99OverAddP99At${t.ratePerSec}`, `Quire tail p99 / add p99 at ${t.ratePerSec}/s`, t.tail.latencyMs.p99 / t.add.latencyMs.p99, { op: '<=', value: 2 }))
+  }
+  const kib1Quire = kib1 && quireOf(kib1)
+  const kib1R1 = kib1 && r1Of(kib1)
+  if (kib1Quire && kib1R1) {
+    out.push(ratio('quirePipelinedOverJetstreamPipelined', 'entries/s Quire / JetStream R1, 1 KiB x128', kib1Quire.opsPerSec / kib1R1.opsPerSec, { op: '>=', value: 0.5 }))
+  }
+  return out
 }
 
 function ratio(key: string, label: string, value: number, target: Ratio['target']): Ratio {
@@ -111,14 +206,14 @@ function meets(value: number, target: NonNullable<Ratio['target']>): boolean {
 
 export function formatHeader(m: Machine, p: BenchParams): string {
   return [
-    `machine: ${m.cpus} x ${m.cpuModel}, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}`,
-    `data:    ${m.tempDir} (journals, nats store and the fdatasync file share this disk)`,
-    `params:  ${p.seconds} s per measurement after ${p.warmupSeconds} s warm-up; ` +
-      `in flight ${p.inFlight.single} and ${p.inFlight.pipelined}; payload ${p.payloadBytes} B`,
-    `         quire: ${p.quire.bookies} bookies, E=${p.quire.ensembleSize} Qw=${p.quire.writeQuorum} Qa=${p.quire.ackQuorum}; ` +
-      `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas}, await each PubAck; ` +
-      `fdatasync: ${p.fdatasyncBytes} B append + datasync, 1 at a time`,
-    `tail:    writer paced at ${p.tail.ratesPerSec.join(' and ')} appends/s (at most ${p.tail.inFlightMax} in flight), ` +
+    `machine: ${m.cpus} x ${m.cpuModel}, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}, CLK_TCK ${m.clockTicksPerSecond}`,
+    `data:    ${m.tempDir} (journals, nats stores and the fdatasync file share this disk)`,
+    `params:  ${p.seconds} s per cell after a warm-up${p.quick ? ' (--quick: a smaller matrix, no reader-memory check)' : ''}; ` +
+      `quire: ${p.quire.bookies} bookies, E=${p.quire.ensembleSize} Qw=${p.quire.writeQuorum} Qa=${p.quire.ackQuorum}; ` +
+      `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas.join(' and R')} (R3 on 3 servers), await each PubAck`,
+    'CPU:     CPU-µs per entry = (this process\'s process.cpuUsage() + each nats-server\'s and bookie\'s /proc/<pid>/stat utime+stime) ' +
+      'over the timed window / entries acked in it; NATS msgs = /varz in_msgs + out_msgs, summed over the peer\'s servers',
+    `tail:    writer paced at ${p.tail.ratesPerSec.join(' and ')} appends/s of ${size(p.tail.payloadBytes)} (at most ${p.tail.inFlightMax} in flight), ` +
       `reader entries({ from: 0, pollMs: ${p.tail.pollMs} }), explicit LAC after ${p.tail.explicitLacIntervalMs} ms idle; separate clients, one process`,
     p.memory === null
       ? 'memory:  skipped (--quick)'
@@ -127,22 +222,35 @@ export function formatHeader(m: Machine, p: BenchParams): string {
   ].join('\n')
 }
 
-export function formatTable(p: BenchParams, r: PeerResults): string {
-  const rows: Array<[string, Measurement]> = [
-    [`quire ${kib(p.payloadBytes)}`, r.quire.single],
-    [`quire ${kib(p.payloadBytes)}`, r.quire.pipelined],
-    [`jetstream ${kib(p.payloadBytes)}`, r.jetstream.single],
-    [`jetstream ${kib(p.payloadBytes)}`, r.jetstream.pipelined],
-    [`fdatasync ${kib(p.fdatasyncBytes)}`, r.fdatasync],
-  ]
-  const head = ['', 'in flight', 'ops/s', 'MB/s', ...LATENCY_HEAD]
-  const body = rows.map(([name, m]) => [name, String(m.inFlight), m.opsPerSec.toFixed(0), m.mbPerSec.toFixed(2), ...latencyCells(m.latencyMs)])
-  return columns([head, ...body])
+export function cellLabel(s: CellSpec): string {
+  return s.logs > 1 ? `${s.logs} logs ${size(s.payloadBytes)} @${s.ratePerSec ?? 'max'}/s` : `${size(s.payloadBytes)} x${s.inFlight}`
+}
+
+export function formatCells(cells: CellResult[]): string {
+  const head = ['cell', 'peer', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'CPU µs/entry', 'client', 'nats', 'bookies', 'msgs/entry', '/R1', '/R3']
+  const body = cells.flatMap((c) => c.peers.map((p, i) => [
+    i === 0 ? cellLabel(c.spec) : '', PEER_LABELS[p.peer], p.opsPerSec.toFixed(0), p.mbPerSec.toFixed(2), p.latencyMs.p50.toFixed(3), p.latencyMs.p99.toFixed(3),
+    p.cpu.usPerEntry.toFixed(1), p.cpu.clientUsPerEntry.toFixed(1), p.cpu.natsUsPerEntry.toFixed(1), p.peer === 'quire' ? p.cpu.bookiesUsPerEntry.toFixed(1) : '',
+    p.nats.msgsPerEntry.toFixed(2),
+    p.peer === 'quire' ? times(c.cpuRatio.overR1) : '', p.peer === 'quire' ? times(c.cpuRatio.overR3) : '',
+  ]))
+  return [
+    columns([head, ...body], 2),
+    'CPU µs/entry = client + nats + bookies (each per entry); /R1, /R3: Quire\'s CPU per entry over JetStream R1\'s and R3\'s in the same cell',
+  ].join('\n')
+}
+
+export function formatFdatasync(p: BenchParams, m: Measurement, cells: CellResult[]): string {
+  const single = cells.find((c) => c.spec.key === cellKey(1024, 1))?.peers.find((x) => x.peer === 'quire')
+  return [
+    `fdatasync: ${size(p.fdatasyncBytes)} append + fdatasync, 1 at a time: ${m.opsPerSec.toFixed(0)}/s, p50 ${m.latencyMs.p50.toFixed(3)} ms, p99 ${m.latencyMs.p99.toFixed(3)} ms`,
+    ...(single ? [`quire 1 KiB x1 p50 ${single.latencyMs.p50.toFixed(3)} ms = ${(single.latencyMs.p50 / m.latencyMs.p50).toFixed(2)} x fdatasync p50`] : []),
+  ].join('\n')
 }
 
 /** Per rate, the add latency and the tail latency of the same entries, one row each. */
 export function formatTail(p: BenchParams, tails: TailResult[]): string {
-  const head = [`quire ${kib(p.payloadBytes)}`, 'rate/s', 'achieved/s', 'entries', 'after close', ...LATENCY_HEAD]
+  const head = [`quire ${size(p.tail.payloadBytes)}`, 'rate/s', 'achieved/s', 'entries', 'after close', ...LATENCY_HEAD]
   const body = tails.flatMap((t) => [
     ['add (append -> resolved)', String(t.ratePerSec), t.add.opsPerSec.toFixed(0), String(t.add.ops), '', ...latencyCells(t.add.latencyMs)],
     ['tail (append -> reader)', '', '', String(t.tail.entries), String(t.tail.receivedAfterClose), ...latencyCells(t.tail.latencyMs)],
@@ -180,13 +288,21 @@ function latencyCells(l: LatencyMs): string[] {
   return [l.p50, l.p99, l.p999, l.max].map((ms) => ms.toFixed(3))
 }
 
-/** First column left-aligned, the others right-aligned, two spaces apart. */
-function columns(rows: string[][]): string {
-  const widths: number[] = []
-  for (const row of rows) row.forEach((cell, i) => { widths[i] = Math.max(widths[i] ?? 0, cell.length) })
-  return rows.map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()).join('\n')
+function times(x: number | null): string {
+  return x === null ? '' : `${x.toFixed(2)}x`
 }
 
-function kib(bytes: number): string {
-  return bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} B`
+/** The first `left` columns left-aligned, the others right-aligned, two spaces apart. */
+function columns(rows: string[][], left = 1): string {
+  const widths: number[] = []
+  for (const row of rows) row.forEach((cell, i) => { widths[i] = Math.max(widths[i] ?? 0, cell.length) })
+  return rows.map((row) => row.map((cell, i) => (i < left ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()).join('\n')
+}
+
+export function size(bytes: number): string {
+  return bytes >= 1024 && bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} B`
+}
+
+function sizeKey(bytes: number): string {
+  return size(bytes).replace(' ', '')
 }

@@ -1,25 +1,28 @@
-// `npm run bench` / `quire bench`: what a Quire append costs, next to the two things it is built
-// on, measured in one run on one machine with the same loop (bench/measure.ts).
+// `npm run bench` / `quire bench`: what a Quire append costs, in CPU time summed over every
+// process involved, next to JetStream doing the same job, measured in one run on one machine with
+// the same loop (bench/measure.ts). CPU time holds steady on a shared machine where wall-clock
+// rates do not, so it is the figure to compare; throughput and latency stand next to it.
 //
-// - Quire: 1 KiB appends to a fresh ledger, E=3 Qw=2 Qa=2 over three bookie processes, with 1 and
-//   with 128 appends in flight: the latency a writer waits for its ack quorum, and what pipelining
-//   buys.
-// - JetStream: 1 KiB publishes to a fresh file-storage R1 stream on the same nats-server, awaiting
-//   each PubAck, with 1 and 128 in flight. It is the persistent log already sitting on the
-//   transport Quire rides, so Quire / JetStream says what Quire's protocol and bookies cost (or
-//   save) over just using the broker. Caveat: by default JetStream acks a message before fsync
-//   (its file store syncs every 2 minutes), while a bookie acks only after its journal's
-//   fdatasync: JetStream is the faster peer by construction, not an equally durable one.
+// - Peers (bench/peers.ts): Quire (E3/Qw2/Qa2 over three bookie processes and one nats-server),
+//   JetStream R1 file storage on its own nats-server, JetStream R3 on a 3-server nats cluster;
+//   each started from scratch, written from this process with the same entry sizes and the same
+//   number of entries in flight. Caveat: by default JetStream acks a message before fsync (its file
+//   store syncs every 2 minutes), while a bookie acks only after its journal's fdatasync.
+// - Cells: 100 B, 1 KiB, 16 KiB and 256 KiB entries at 128 in flight; 1 KiB at 1 in flight; 1,000
+//   logs written at once at 1,000 entries/s in total (--quick: the two 1 KiB cells only). Each cell
+//   runs each peer in turn (one fresh ledger or stream per cell), so the peers of a cell see the
+//   same machine within seconds of each other. Per peer and cell: entries/s, MB/s, p50/p99, CPU-µs
+//   per entry over the timed window (bench/cpu.ts; warm-up excluded) and NATS messages per entry
+//   (/varz in_msgs + out_msgs).
 // - fdatasync: 4 KiB appended to a file and fdatasync'ed, one at a time, on the same disk: the
-//   floor under any acknowledged add. Quire's single-append p50 over this p50 says how much of
-//   the latency is Quire rather than the disk.
-// - Tailing readers (bench/tail.ts): 1 KiB appends paced at 1,000 and 10,000 a second, each
-//   timed to its ack (add) and to a tailing reader's loop (tail), with its own client, in the
-//   same process; target: tail p99 within 2x add p99. Then a reader's RSS and heap while it
-//   tails --tail-entries small entries (skipped with --quick).
+//   floor under any acknowledged add; Quire's single-append p50 is shown over its p50.
+// - Tailing readers (bench/tail.ts): 1 KiB appends paced at 1,000 and 10,000 a second, each timed
+//   to its ack (add) and to a tailing reader's loop (tail), with its own client, in the same
+//   process. Then a reader's RSS and heap while it tails --tail-entries small entries (skipped
+//   with --quick).
 //
-// Everything runs on its own nats-server, bookies and temp dir, all stopped and removed at the
-// end, also on error or SIGINT/SIGTERM. Missed targets are reported, never turned into a failure.
+// Everything runs on its own servers, bookies and temp dir, all stopped and removed at the end,
+// also on error or SIGINT/SIGTERM. Missed targets are reported, never turned into a failure.
 
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, open, rm } from 'node:fs/promises'
@@ -27,34 +30,34 @@ import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
-import { connect as connectNats, type NatsConnection } from '@nats-io/transport-node'
-import { connect, QuireError, type QuireClient } from '../client/index.ts'
-import { startBookieProcess, startNatsServer, type BookieProcess } from '../cli/cluster.ts'
-import { waitForBookies } from '../cli/sandbox.ts'
-import { measure, type Measurement, type MeasureOptions, type Subject } from './measure.ts'
+import { QuireError } from '../client/index.ts'
+import { clockTicksPerSecond, CpuWindow, type CpuSpent } from './cpu.ts'
+import { measure, type Measurement, type MeasureOptions, type MeasureWindow, type Subject } from './measure.ts'
+import { BOOKIES, natsMessages, PEER_LABELS, QUORUM, startJetStreamR1, startJetStreamR3, startQuire, type Peer } from './peers.ts'
 import {
-  formatHeader, formatMemory, formatRatios, formatTable, formatTail, ratiosOf,
-  type BenchParams, type BenchResult, type Machine, type MemoryResult, type PeerResults, type TailResult,
+  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatMemory, formatRatios, formatTail, peerCell, ratiosOf,
+  type BenchParams, type BenchResult, type CellResult, type CellSpec, type Machine, type MemoryResult, type PeerCell, type TailResult,
 } from './report.ts'
 import { openTailed, tailMemory, TailStats, type TailClients } from './tail.ts'
 
 export type { BenchResult } from './report.ts'
 
-const BOOKIES = 3
-const BOOKIES_READY_TIMEOUT_MS = 30_000
-const QUORUM = { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 }
-const IN_FLIGHT = { single: 1, pipelined: 128 }
-const TAIL = { ratesPerSec: [1_000, 10_000], inFlightMax: 1024, pollMs: 500, explicitLacIntervalMs: 100 }
+const SIZES = [100, 1024, 16 * 1024, 256 * 1024]
+const PIPELINED = 128
+const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
+/** Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many logs, one entry per log. */
+const WARMUP_SECONDS = { default: 0.5, large: 1, many: 1.5 }
+const TAIL = { payloadBytes: 1024, ratesPerSec: [1_000, 10_000], inFlightMax: 1024, pollMs: 500, explicitLacIntervalMs: 100 }
 const TAIL_ENTRIES_DEFAULT = 1_000_000
 const MEMORY = { payloadBytes: 64, inFlight: 256, pollMs: 500, sampleEveryMax: 200_000 }
+const FDATASYNC_BYTES = 4096
 
 export interface BenchOptions {
   json: boolean
   seconds: number
   /** Entries the reader-memory section writes and tails (default 1,000,000). */
   tailEntries?: number
-  /** Skip the reader-memory section. */
+  /** The 1 KiB cells only, and no reader-memory section. */
   quick?: boolean
 }
 
@@ -63,7 +66,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const out = opts.json ? process.stderr : process.stdout
   const teardown = new Teardown()
   const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`${signal}: stopping the benchmark cluster...\n`)
+    process.stderr.write(`${signal}: stopping the benchmark's servers and bookies...\n`)
     void teardown.run().then(() => process.exit(130))
   }
   process.once('SIGINT', onSignal)
@@ -71,14 +74,24 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   try {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bench-'))
     teardown.push(() => rm(dir, { recursive: true, force: true }))
-    const { client, nc, tailClients } = await startCluster(dir, teardown)
-    const machine = machineOf(dir, nc)
+    process.stderr.write('starting quire (nats-server, 3 bookies), jetstream R1 (nats-server) and jetstream R3 (3 nats-servers)...\n')
+    const quire = await startQuire(dir, teardown, TAIL.explicitLacIntervalMs)
+    const r1 = await startJetStreamR1(dir, teardown)
+    const r3 = await startJetStreamR3(dir, teardown)
+    const machine = machineOf(dir, r1.version)
     out.write(formatHeader(machine, params) + '\n\n')
-    const results = await measureAll(params, client, nc, dir)
-    const tail = await measureTail(params, tailClients)
-    const memory = await measureMemory(params, tailClients)
-    const result: BenchResult = { machine, params, results, tail, memory, ratios: ratiosOf(results, tail) }
-    out.write([formatTable(params, results), formatTail(params, tail), ...(memory ? [formatMemory(memory)] : []), formatRatios(result.ratios)].join('\n\n') + '\n')
+    const peers = [quire.peer, r1.peer, r3]
+    const cells: CellResult[] = []
+    for (const spec of params.cells) cells.push(await measureCell(params, spec, peers))
+    const fdatasync = await run(params, 'fdatasync', { inFlight: 1, bytesPerOp: FDATASYNC_BYTES, warmupSeconds: WARMUP_SECONDS.default },
+      () => openSyncFile(path.join(dir, 'fdatasync.bin'), FDATASYNC_BYTES))
+    const tail = await measureTail(params, quire.tailClients)
+    const memory = await measureMemory(params, quire.tailClients)
+    const ratios = ratiosOf(cells, fdatasync, tail)
+    const result: BenchResult = { machine, params, cells, fdatasync, tail, memory, ratios }
+    out.write([
+      formatCells(cells), formatFdatasync(params, fdatasync, cells), formatTail(params, tail), ...(memory ? [formatMemory(memory)] : []), formatRatios(ratios),
+    ].join('\n\n') + '\n')
     if (opts.json) process.stdout.write(JSON.stringify(result) + '\n')
     return result
   } finally {
@@ -96,43 +109,71 @@ function paramsOf(opts: BenchOptions): BenchParams {
   if (!Number.isSafeInteger(tailEntries) || tailEntries <= 0) {
     throw new QuireError('INVALID_CONFIG', `--tail-entries must be a positive integer, got ${opts.tailEntries}`)
   }
+  const quick = opts.quick === true
+  const cell = (payloadBytes: number, inFlight: number): CellSpec => ({
+    key: cellKey(payloadBytes, inFlight), payloadBytes, inFlight, logs: 1, ratePerSec: null,
+    warmupSeconds: payloadBytes >= 64 * 1024 ? WARMUP_SECONDS.large : WARMUP_SECONDS.default,
+  })
+  const many: CellSpec = {
+    key: cellKey(MANY.payloadBytes, MANY.logs, MANY.logs), payloadBytes: MANY.payloadBytes, inFlight: MANY.logs, logs: MANY.logs,
+    ratePerSec: MANY.ratePerSec, warmupSeconds: WARMUP_SECONDS.many,
+  }
+  const cells = quick
+    ? [cell(1024, PIPELINED), cell(1024, 1)]
+    : [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many]
   const { sampleEveryMax, ...memory } = MEMORY
   return {
-    seconds: opts.seconds, warmupSeconds: 0.5, payloadBytes: 1024, fdatasyncBytes: 4096, inFlight: IN_FLIGHT,
-    quire: { bookies: BOOKIES, ...QUORUM }, jetstream: { storage: 'file', replicas: 1 }, tail: TAIL,
+    seconds: opts.seconds, quick, fdatasyncBytes: FDATASYNC_BYTES,
+    quire: { bookies: BOOKIES, ensembleSize: QUORUM.ensembleSize!, writeQuorum: QUORUM.writeQuorum!, ackQuorum: QUORUM.ackQuorum! },
+    jetstream: { storage: 'file', replicas: [1, 3] }, cells, tail: TAIL,
     // Five samples after the start, also when testing with a few entries.
-    memory: opts.quick ? null : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
+    memory: quick ? null : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
   }
 }
 
-/** bench/measure.ts with this run's duration and warm-up, announced on stderr. */
-function run(p: BenchParams, label: string, m: Pick<MeasureOptions, 'inFlight' | 'bytesPerOp' | 'ratePerSec'>, open: () => Promise<Subject>): Promise<Measurement> {
+/** bench/measure.ts with this run's duration, announced on stderr. */
+function run(p: BenchParams, label: string, m: Pick<MeasureOptions, 'inFlight' | 'bytesPerOp' | 'ratePerSec' | 'warmupSeconds'>, open: () => Promise<Subject>, window?: MeasureWindow): Promise<Measurement> {
   const pace = m.ratePerSec === undefined ? `${m.inFlight} in flight` : `${m.ratePerSec}/s, at most ${m.inFlight} in flight`
   process.stderr.write(`measuring ${label}, ${pace}, ${p.seconds} s...\n`)
-  return measure({ seconds: p.seconds, warmupSeconds: p.warmupSeconds, ...m }, open)
+  return measure({ seconds: p.seconds, ...m }, open, window)
 }
 
-async function measureAll(p: BenchParams, client: QuireClient, nc: NatsConnection, dir: string): Promise<PeerResults> {
-  const payload = randomBytes(p.payloadBytes)
-  const bytesPerOp = p.payloadBytes
-  const quire = (inFlight: number) => run(p, 'quire', { inFlight, bytesPerOp }, () => openLedger(client, payload))
-  const js = (inFlight: number) => run(p, 'jetstream', { inFlight, bytesPerOp }, () => openStream(nc, `BENCH_${inFlight}`, payload))
-  return {
-    quire: { single: await quire(p.inFlight.single), pipelined: await quire(p.inFlight.pipelined) },
-    jetstream: { single: await js(p.inFlight.single), pipelined: await js(p.inFlight.pipelined) },
-    fdatasync: await run(p, 'fdatasync', { inFlight: 1, bytesPerOp: p.fdatasyncBytes },
-      () => openSyncFile(path.join(dir, 'fdatasync.bin'), p.fdatasyncBytes)),
+/** One workload against each peer in turn, with the CPU time and NATS messages of its timed window. */
+async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promise<CellResult> {
+  const payload = randomBytes(spec.payloadBytes)
+  const rows: PeerCell[] = []
+  for (const peer of peers) {
+    let cpu: CpuWindow | null = null
+    let spent: CpuSpent | null = null
+    let before = { inMsgs: 0, outMsgs: 0 }
+    let after = before
+    const window: MeasureWindow = {
+      begin: async () => {
+        globalThis.gc?.() // the garbage of the cell before is not this one's
+        before = await natsMessages(peer.monitorPorts)
+        cpu = new CpuWindow(peer.procs)
+      },
+      end: async () => {
+        spent = cpu!.stop()
+        after = await natsMessages(peer.monitorPorts)
+      },
+    }
+    const m = await run(p, `${PEER_LABELS[peer.name]} ${cellLabel(spec)}`,
+      { inFlight: spec.inFlight, bytesPerOp: spec.payloadBytes, warmupSeconds: spec.warmupSeconds, ...(spec.ratePerSec === null ? {} : { ratePerSec: spec.ratePerSec }) },
+      () => (spec.logs > 1 ? peer.openMany(spec.logs, payload) : peer.open(payload)), window)
+    rows.push(peerCell(peer.name, m, spent!, { inMsgs: after.inMsgs - before.inMsgs, outMsgs: after.outMsgs - before.outMsgs }))
   }
+  return cellResult(spec, rows)
 }
 
 /** Per rate: paced 1 KiB appends to a new ledger, timed to their ack and to a tailing reader. */
 async function measureTail(p: BenchParams, clients: TailClients): Promise<TailResult[]> {
-  const template = randomBytes(p.payloadBytes)
+  const template = randomBytes(p.tail.payloadBytes)
   const results: TailResult[] = []
   for (const ratePerSec of p.tail.ratesPerSec) {
     const stats = new TailStats()
     try {
-      const add = await run(p, 'quire tailed', { inFlight: p.tail.inFlightMax, bytesPerOp: p.payloadBytes, ratePerSec },
+      const add = await run(p, 'quire tailed', { inFlight: p.tail.inFlightMax, bytesPerOp: p.tail.payloadBytes, ratePerSec, warmupSeconds: WARMUP_SECONDS.default },
         () => openTailed(clients, QUORUM, p.tail.pollMs, template, stats))
       results.push({ ratePerSec, add, tail: stats.result() })
     } finally {
@@ -146,47 +187,6 @@ async function measureMemory(p: BenchParams, clients: TailClients): Promise<Memo
   if (p.memory === null) return null
   process.stderr.write(`tailing ${p.memory.entries} entries of ${p.memory.payloadBytes} B for the reader's memory...\n`)
   return tailMemory(clients, QUORUM, p.memory, (line) => process.stderr.write(line))
-}
-
-/**
- * A nats-server and the bookies in `dir`, a Quire client, a plain NATS connection for JetStream,
- * and a writer's and a reader's Quire client for the tailing sections.
- */
-async function startCluster(dir: string, teardown: Teardown): Promise<{ client: QuireClient; nc: NatsConnection; tailClients: TailClients }> {
-  const nats = await startNatsServer({ storeDir: path.join(dir, 'nats') })
-  teardown.push(() => nats.stop())
-  const bookies: BookieProcess[] = []
-  for (let i = 1; i <= BOOKIES; i++) {
-    const b = startBookieProcess({ id: `bench-bookie-${i}`, data: path.join(dir, `bookie-${i}`), nats: nats.url })
-    teardown.push(() => b.stop())
-    bookies.push(b)
-  }
-  const quireClient = async (name: string): Promise<QuireClient> => {
-    const c = await connect({ servers: nats.url, name, explicitLacIntervalMs: TAIL.explicitLacIntervalMs })
-    teardown.push(() => c.close())
-    return c
-  }
-  const client = await quireClient('quire-bench')
-  await waitForBookies(client, BOOKIES, BOOKIES_READY_TIMEOUT_MS).catch((err: unknown) => {
-    throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output()}`).join('\n')}`)
-  })
-  // JetStream gets its own connection, as a plain nats.js user would have, not Quire's.
-  const nc = await connectNats({ servers: nats.url, name: 'quire-bench-jetstream' })
-  teardown.push(() => nc.close())
-  return { client, nc, tailClients: { writer: await quireClient('quire-bench-tail-writer'), reader: await quireClient('quire-bench-tail-reader') } }
-}
-
-async function openLedger(client: QuireClient, payload: Uint8Array): Promise<Subject> {
-  const w = await client.createLedger(QUORUM)
-  return { op: () => w.append(payload), close: () => w.close() }
-}
-
-async function openStream(nc: NatsConnection, name: string, payload: Uint8Array): Promise<Subject> {
-  const jsm = await jetstreamManager(nc)
-  const subject = `bench.${name}`
-  await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File, num_replicas: 1 })
-  const js = jetstream(nc)
-  return { op: () => js.publish(subject, payload), close: () => jsm.streams.delete(name) }
 }
 
 /** Appends (O_APPEND), as the journal does: each sync also covers the file's growing size. */
@@ -205,11 +205,11 @@ async function openSyncFile(file: string, blockBytes: number): Promise<Subject> 
   }
 }
 
-function machineOf(tempDir: string, nc: NatsConnection): Machine {
+function machineOf(tempDir: string, natsServer: string): Machine {
   const cpus = os.cpus()
   return {
     cpus: cpus.length, cpuModel: cpus[0]?.model.trim() ?? 'unknown', platform: `${process.platform} ${process.arch}`,
-    node: process.version, natsServer: nc.info?.version ?? 'unknown', tempDir,
+    node: process.version, natsServer, clockTicksPerSecond: clockTicksPerSecond(), tempDir,
   }
 }
 

@@ -52,7 +52,7 @@ program
   .option('--json', 'print the figures as one JSON object on the last line')
   .option('--seconds <n>', 'seconds per measurement', '5')
   .option('--tail-entries <n>', 'entries for the tailing reader memory check', '1000000')
-  .option('--quick', 'skip the tailing reader memory check')
+  .option('--quick', 'the 1 KiB cells only, and no tailing reader memory check')
   .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean }) => {
     const { runBench } = await importBench()
     await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true })
