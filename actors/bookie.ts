@@ -12,7 +12,8 @@
 //   for what it can vouch for: a ledger in limbo (after an unclean stop or on a wiped disk; see
 //   actors/integrityCheck.ts) gets IN_LIMBO instead, and so does an unknown ledger while the
 //   bookie is unchecked. Fences on a limbo ledger are journaled and answered as usual;
-// - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds.
+// - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds;
+// - writeLac, and writeLacs (many ledgers' explicit LACs, per-item answer): through the actor too.
 // A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
 // while recovery adds, fences and reads are still served. Garbage collection (actors/gc.ts)
 // deletes the ledgers the metadata no longer names.
@@ -25,6 +26,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
+import { explicitLacRefusal } from '../machines/explicitLac.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import type { DamageEvent } from '../storage/entryStore.ts'
 import type { ReplayEnding } from '../storage/journal.ts'
@@ -438,14 +440,35 @@ export class Bookie {
   }
 
   private dispatch(req: BookieRequest, replyTo: string | null): void {
-    if (replyTo === null && req.op !== 'writeLac') return
+    if (replyTo === null && req.op !== 'writeLac' && req.op !== 'writeLacs') return
     switch (req.op) {
+      case 'writeLacs': this.onWriteLacs(req, replyTo); break
       case 'add': this.onAdd(req, replyTo!); break
       case 'read': void this.onRead(req, replyTo!); break
       case 'cancelPoll': this.polls.cancel(replyTo!, req.reqId); break
       case 'readLac': void this.onReadLac(req, replyTo!); break
       case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac, persist: req.persist !== false }), () => {}); break
     }
+  }
+
+  /**
+   * writeLacs: each item as a writeLac (its ledger's machine journals a persisted LAC), except
+   * that a fenced ledger's is refused (machines/explicitLac.ts). With a reply subject, one answer
+   * once every item is decided: OK there means taken, the journal write following as for writeLac.
+   */
+  private onWriteLacs(req: Extract<BookieRequest, { op: 'writeLacs' }>, replyTo: string | null): void {
+    const decided = req.items.map((it) => this.ledger(it.ledgerId, false).then((a): number => {
+      if (a === null) return this.storage!.inLimbo(it.ledgerId) ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER
+      const refusal = explicitLacRefusal(a.getSnapshot().context, it.masterKey)
+      if (refusal !== null) return refusal
+      a.send({ type: 'explicitLac', masterKey: it.masterKey, lac: it.lac, persist: it.persist !== false })
+      return RC.OK
+    }, () => RC.ERROR))
+    void Promise.all(decided).then((rcs) => {
+      if (replyTo === null) return
+      const results = req.items.map((it, i): [number, number] => [it.ledgerId, rcs[i]!])
+      this.publish(replyTo, { op: 'writeLacsResp', reqId: req.reqId ?? -1, bookieId: this.opts.bookieId, rc: RC.OK, results })
+    })
   }
 
   /** The ledger's actor, loading its state on first use; null if unknown and `create` is false. */

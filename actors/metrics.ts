@@ -83,7 +83,7 @@ const longPollsParked = new Gauge({
 })
 const badRequests = new Counter({
   name: 'quire_bookie_bad_requests_total',
-  help: 'Frames refused by this bookie because they failed their schema (answered BAD_REQUEST when they had a reply subject), by op (add, read, readLac, writeLac, cancelPoll, other)',
+  help: 'Frames refused by this bookie because they failed their schema (answered BAD_REQUEST when they had a reply subject), by op (add, read, readLac, writeLac, writeLacs, cancelPoll, other)',
   labelNames: ['op'] as const,
   registers: [registry],
 })

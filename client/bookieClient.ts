@@ -18,7 +18,7 @@ import { QuireError } from '../machines/errors.ts'
 import { asReply } from '../transport/validate.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
-  type AddGroup, type BookieReply, type ReadLacResponse, type ReadResponse, type WireMessage,
+  type AddGroup, type BookieReply, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 
 export type AckHandler = (bookieId: string, rc: number, entryIds: number[]) => void
@@ -76,6 +76,8 @@ export interface TailTransport {
   longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal): Promise<ReadLacResponse>
   /** Explicit LAC; `persist: false` for the eager in-memory hint (see transport/wire.ts). */
   writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void
+  /** Many ledgers' explicit LACs in one frame (at most LIMITS.lacsPerFrame items; no answer asked). */
+  writeLacs?(bookieId: string, items: LacItem[]): void
 }
 
 export class BookieClient implements BookieTransport, TailTransport {
@@ -217,10 +219,19 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void {
+    this.tell(bookieId, { op: 'writeLac', ledgerId, masterKey, lac, persist })
+  }
+
+  writeLacs(bookieId: string, items: LacItem[]): void {
+    this.tell(bookieId, { op: 'writeLacs', items })
+  }
+
+  /** No answer asked, best effort: a lost explicit LAC is carried by the ledger's next entry anyway. */
+  private tell(bookieId: string, msg: WireMessage): void {
     try {
-      this.nc.publish(bookieSubject(bookieId), encode({ op: 'writeLac', ledgerId, masterKey, lac, persist }))
+      this.nc.publish(bookieSubject(bookieId), encode(msg))
     } catch {
-      // Best effort: the next entry carries the LAC anyway.
+      // Connection closed: as lost on a dead server.
     }
   }
 

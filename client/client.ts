@@ -15,6 +15,7 @@ import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
 import { WriteHandleImpl } from './writeHandle.ts'
+import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
 import { recoverLedger } from './recovery.ts'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
@@ -122,6 +123,8 @@ export class QuireClientImpl implements QuireClient {
   private readonly eagerLac: boolean
   private readonly inspect: NatsConnection | null
   private readonly metrics: ClientMetrics
+  /** Explicit LACs of all this client's writers, one frame per bookie (client/lacBatcher.ts). */
+  readonly lacs: LacBatcher
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
@@ -136,6 +139,7 @@ export class QuireClientImpl implements QuireClient {
     this.eagerLac = opts.eagerLac ?? false
     this.inspect = opts.inspect ? parts.nc : null
     this.metrics = opts.metrics ?? NO_CLIENT_METRICS
+    this.lacs = new LacBatcher(parts.bookies, parts.clock, this.explicitLacIntervalMs)
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandleImpl> {
@@ -190,6 +194,7 @@ export class QuireClientImpl implements QuireClient {
   }
 
   async close(): Promise<void> {
+    this.lacs.close()
     await this.bookies.close?.()
     if (this.nc) {
       await this.nc.flush().catch(() => {})
@@ -201,7 +206,7 @@ export class QuireClientImpl implements QuireClient {
     return {
       bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, clock: this.clock, random: this.random,
-      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac,
+      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs,
     }
   }
 }

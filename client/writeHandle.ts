@@ -3,6 +3,9 @@
 // and the metadata store. Appends made in the same tick go to the machine as one event, so they
 // travel as one message per bookie; acks come back one message per bookie journal group commit.
 //
+// Explicit LACs (an idle writer's, the eager hint, the final one at close) go through the
+// client's LacBatcher (client/lacBatcher.ts), with every other writer's: one frame per bookie.
+//
 // Invariants: append promises resolve in entryId order (the machine only emits `resolve` for the
 // contiguous prefix); nothing is resolved once the writer is fenced, closed or failed; an add
 // that got no ack quorum within addTimeoutMs fails the writer with TIMEOUT.
@@ -24,6 +27,7 @@ import { ReadHandleImpl, type HandleDeps } from './readHandle.ts'
 import type { WriteHandle } from './api.ts'
 import type { Observable, ObservableInput } from 'rxjs'
 import { appendIterable, appendObservable, type Appended, type ProducerOptions } from './producer.ts'
+import type { LacBatcher } from './lacBatcher.ts'
 
 interface Waiting {
   resolve: (entryId: number) => void
@@ -34,8 +38,10 @@ interface Waiting {
 
 export interface WriteDeps extends HandleDeps {
   bookies: BookieTransport & Partial<TailTransport>
-  /** After this long without a new entry, send the LAC on its own (0: never). */
+  /** After about this long without a new entry, send the LAC on its own (0: never); see idleLacDue. */
   explicitLacIntervalMs: number
+  /** The client's explicit LACs, sent together; absent: none are sent. */
+  lacs?: LacBatcher | null
   /** Send the LAC on its own as soon as it moves, when no add of the same turn carries it. */
   eagerLac: boolean
   clock: Clock
@@ -67,8 +73,10 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private lacCarried = -1
   /** Highest LAC the bookies journal: inside an entry or an idle writer's explicit LAC. */
   private lacPersisted = -1
-  private explicitLacTimer: TimerHandle | null = null
-  private eagerLacQueued = false
+  /** clock.now() when the LAC last moved. */
+  private lacMovedAt = 0
+  private readonly pollIdleLac = (): boolean => this.idleLacDue()
+  private readonly sendEagerLac = (): void => this.eagerLacTurn()
   /** The ensemble's smallest published entry limit; updated by an ensemble change. */
   private bookiesMaxEntryBytes: { bytes: number; bookieId: string } | undefined
 
@@ -104,8 +112,9 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
             this.w.metrics.addResolved(w.calledAt, now)
             w.resolve(id)
           }
-          this.queueEagerLac()
-          this.armExplicitLac()
+          this.lacMovedAt = this.w.clock.now()
+          if (this.w.eagerLac) this.w.lacs?.runAfterTurn(this.sendEagerLac)
+          this.w.lacs?.watchIdle(this.pollIdleLac)
         },
         reject: (_, p) => {
           const err = new QuireError(p.code, p.message, { ledgerId: this.ledgerId })
@@ -250,39 +259,34 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
 
   /**
    * Explicit LAC: the LAC travels in the next entry, so when the writer goes idle the bookies (and
-   * tailing readers) would never learn of the last one. After `explicitLacIntervalMs` without a new
-   * entry, tell them.
+   * tailing readers) would never learn of the last one. Polled at the client's idle ticks (every
+   * `explicitLacIntervalMs`, shared by all its writers): a writer with nothing in flight whose LAC
+   * has not moved for half an interval queues it, so it goes out between half an interval and an
+   * interval and a half after its entry, in the tick's one frame per bookie. A writer that appends
+   * more often than that sends none: its entries carry the LAC. True: poll again at the next tick.
    */
-  private armExplicitLac(): void {
-    if (this.w.explicitLacIntervalMs <= 0 || !this.w.bookies.writeLac) return
-    if (this.explicitLacTimer) this.w.clock.clearTimeout(this.explicitLacTimer)
-    this.explicitLacTimer = this.w.clock.setTimeout(() => {
-      this.explicitLacTimer = null
-      const snap = this.actor.getSnapshot()
-      if (snap.value !== 'open' || this.lac <= this.lacPersisted) return
-      if (snap.context.lastAddPushed !== this.lac) return this.armExplicitLac()
-      this.sendExplicitLac(this.lac)
-    }, this.w.explicitLacIntervalMs)
+  private idleLacDue(): boolean {
+    const snap = this.actor.getSnapshot()
+    if (snap.value !== 'open' || this.lac <= this.lacPersisted) return false
+    if (snap.context.lastAddPushed !== this.lac) return true
+    if (this.w.clock.now() - this.lacMovedAt < this.w.explicitLacIntervalMs / 2) return true
+    this.sendExplicitLac(this.lac)
+    return false
   }
 
   /**
-   * Eager LAC: once this turn's callbacks have run (the callers whose appends were just resolved
-   * may append again, and that entry carries the LAC), tell the bookies a LAC no entry carried.
+   * Eager LAC: run once this turn's callbacks have (the callers whose appends were just resolved
+   * may append again, and that entry carries the LAC): tell the bookies a LAC no entry carried.
    */
-  private queueEagerLac(): void {
-    if (!this.w.eagerLac || this.eagerLacQueued || !this.w.bookies.writeLac) return
-    this.eagerLacQueued = true
-    this.w.clock.defer(() => {
-      this.eagerLacQueued = false
-      if (this.state !== 'open' || this.lac <= this.lacCarried) return
-      for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac!(b, this.ledgerId, this.w.masterKey, this.lac, false)
-      this.lacCarried = this.lac
-    })
+  private eagerLacTurn(): void {
+    if (this.state !== 'open' || this.lac <= this.lacCarried) return
+    this.w.lacs!.queue(this.actor.getSnapshot().context.ensemble, { ledgerId: this.ledgerId, masterKey: this.w.masterKey, lac: this.lac, persist: false })
+    this.lacCarried = this.lac
   }
 
   private sendExplicitLac(lac: number): void {
-    if (!this.w.bookies.writeLac || lac <= this.lacPersisted) return
-    for (const b of this.actor.getSnapshot().context.ensemble) this.w.bookies.writeLac(b, this.ledgerId, this.w.masterKey, lac, true)
+    if (!this.w.lacs || lac <= this.lacPersisted) return
+    this.w.lacs.queue(this.actor.getSnapshot().context.ensemble, { ledgerId: this.ledgerId, masterKey: this.w.masterKey, lac, persist: true })
     this.lacCarried = Math.max(this.lacCarried, lac)
     this.lacPersisted = lac
   }
@@ -290,8 +294,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private settleClose(err: QuireError | null): void {
     const waiters = this.closeWaiters
     this.closeWaiters = []
-    if (this.explicitLacTimer) this.w.clock.clearTimeout(this.explicitLacTimer)
-    this.explicitLacTimer = null
+    this.w.lacs?.forget(this.pollIdleLac, this.sendEagerLac)
     if (this.timer) this.w.clock.clearTimeout(this.timer)
     this.timer = null
     if (err === null || this.state !== 'open') this.unregister()

@@ -30,6 +30,11 @@ export const LIMITS = {
   entriesPerReply: 65_536,
   /** A bookie id or an error text in a reply. */
   textChars: 1024,
+  /**
+   * Ledgers in one writeLacs frame. A client splits larger batches (client/lacBatcher.ts); at
+   * most 128 bytes an item with a 64-byte key, a full frame stays near 1 MiB, NATS's default max_payload.
+   */
+  lacsPerFrame: 8192,
 } as const
 
 type Fields = Record<string, unknown>
@@ -147,6 +152,21 @@ function writeLacProblem(m: Fields): string | null {
   return null
 }
 
+/** Every item is checked as a writeLac is: one bad item refuses the whole frame. */
+function writeLacsProblem(m: Fields): string | null {
+  if (!isOptional(m.reqId, isId)) return bad('reqId', m.reqId)
+  const items = m.items
+  const p = arrayProblem('items', items, 1, LIMITS.lacsPerFrame)
+  if (p) return p
+  for (let i = 0; i < (items as unknown[]).length; i++) {
+    const it = (items as unknown[])[i]
+    if (!isMap(it)) return bad(`items[${i}]`, it)
+    const q = writeLacProblem(it)
+    if (q) return `items[${i}].${q}`
+  }
+  return null
+}
+
 /** Why a frame sent to a bookie is not a valid request; null when it is one. */
 export function requestProblem(m: unknown): string | null {
   if (!isMap(m)) return `frame is ${describe(m)}, not a map`
@@ -155,6 +175,7 @@ export function requestProblem(m: unknown): string | null {
     case 'read': return readProblem(m)
     case 'readLac': return readLacProblem(m)
     case 'writeLac': return writeLacProblem(m)
+    case 'writeLacs': return writeLacsProblem(m)
     case 'cancelPoll': return isId(m.reqId) ? null : bad('reqId', m.reqId)
     default: return `unknown op ${describe(m.op)}`
   }
@@ -166,7 +187,7 @@ export function checkRequest(m: unknown): { ok: true; req: BookieRequest } | { o
   return reason === null ? { ok: true, req: m as BookieRequest } : { ok: false, reason }
 }
 
-const REQUEST_OPS = new Set(['add', 'read', 'readLac', 'writeLac', 'cancelPoll'])
+const REQUEST_OPS = new Set(['add', 'read', 'readLac', 'writeLac', 'writeLacs', 'cancelPoll'])
 
 /** A metric label for a frame's op: one of the request ops or `other` (bounded cardinality). */
 export function opLabel(m: unknown): string {
@@ -177,7 +198,8 @@ export function opLabel(m: unknown): string {
 /**
  * The BAD_REQUEST answer to an invalid frame, in the shape its sender waits for: an addAck naming
  * the entries of every group whose ledger and entry ids can be read (so a writer learns which
- * adds failed), a lacResp for LAC frames, a readResp otherwise; reqId echoed when it is valid.
+ * adds failed), a lacResp for LAC frames, a writeLacsResp for writeLacs, a readResp otherwise;
+ * reqId echoed when it is valid.
  */
 export function badRequestReply(m: unknown, bookieId: string, reason: string): WireMessage {
   const f = isMap(m) ? m : {}
@@ -185,6 +207,7 @@ export function badRequestReply(m: unknown, bookieId: string, reason: string): W
   const reqId = isId(f.reqId) ? f.reqId : -1
   if (f.op === 'add') return { op: 'addAck', bookieId, acks: readableAdds(f.groups), error }
   if (f.op === 'readLac' || f.op === 'writeLac') return { op: 'lacResp', reqId, bookieId, rc: RC.BAD_REQUEST, lac: -1, lastEntryId: -1, error }
+  if (f.op === 'writeLacs') return { op: 'writeLacsResp', reqId, bookieId, rc: RC.BAD_REQUEST, results: [], error }
   return { op: 'readResp', reqId, bookieId, rc: RC.BAD_REQUEST, entries: [], error }
 }
 

@@ -129,6 +129,41 @@ export interface WriteLacRequest {
   persist?: boolean
 }
 
+/** One ledger's explicit LAC inside a `writeLacs` frame: what a single `writeLac` carries. */
+export interface LacItem {
+  ledgerId: number
+  masterKey: Uint8Array
+  lac: number
+  persist?: boolean
+}
+
+/**
+ * Explicit LACs of many ledgers in one frame: a client sends one per bookie per explicit-LAC
+ * interval for all its ledgers that need one (client/lacBatcher.ts), instead of one `writeLac`
+ * per ledger. Each item is handled as a `writeLac` is (master key checked, persisted LACs
+ * journaled), except that a fenced ledger's is refused. With a reply subject the bookie answers
+ * one `writeLacsResp` once every item is decided; clients send it without one.
+ */
+export interface WriteLacsRequest {
+  op: 'writeLacs'
+  /** Echoed in the answer; -1 there when absent. */
+  reqId?: number
+  items: LacItem[]
+}
+
+/** The answer to a `writeLacs` with a reply subject: one [ledgerId, rc] per item, in order. */
+export interface WriteLacsResponse {
+  op: 'writeLacsResp'
+  reqId: number
+  bookieId: string
+  /** OK when the items were decided one by one; BAD_REQUEST (and no results) for an invalid frame. */
+  rc: number
+  /** Per item: OK (accepted), UNAUTHORIZED, FENCED, NO_SUCH_LEDGER, IN_LIMBO or ERROR. */
+  results: Array<[number, number]>
+  /** With BAD_REQUEST: what was wrong with the frame. */
+  error?: string
+}
+
 export interface ReadLacResponse {
   op: 'lacResp'
   reqId: number
@@ -149,11 +184,12 @@ export interface CancelPollRequest {
 }
 
 /** What a bookie takes on its subject. */
-export type BookieRequest = AddRequest | ReadRequest | ReadLacRequest | WriteLacRequest | CancelPollRequest
+export type BookieRequest = AddRequest | ReadRequest | ReadLacRequest | WriteLacRequest | WriteLacsRequest | CancelPollRequest
 /** What a bookie sends to a client's inbox. */
 export type BookieReply = AddAck | ReadResponse | ReadLacResponse
 
-export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest | CancelPollRequest
+export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest
+  | WriteLacsRequest | WriteLacsResponse | CancelPollRequest
 
 /** A read; with `fence`, the bookie fences the ledger (persisted) before it reads. */
 export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }): ReadRequest {
