@@ -29,7 +29,7 @@ import { listSegments, openJournal, replayJournal, segmentFileName, type FileJou
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
 import { syncDir } from './cookie.ts'
-import { decodeRecord, encodeRecord, recordProblem, type JournalRecord } from './journalRecords.ts'
+import { decodeRecord, encodeRecordParts, recordProblem, type JournalRecord } from './journalRecords.ts'
 import { isDiskFullError } from './diskMonitor.ts'
 import { bookieMetrics, journalMetrics } from './metrics.ts'
 
@@ -317,13 +317,16 @@ export class BookieStorage {
     return this.journalError
   }
 
-  /** Append a record; resolves once it is on disk. */
+  /**
+   * Append a record; resolves once it is on disk. An add's entries are written from the buffers
+   * given (no copy): they must not change until then (the write cache keeps them as they are).
+   */
   async append(r: JournalRecord): Promise<void> {
     while (this.rotating) await this.rotating
     const j = this.requireJournal()
     this.journalInFlight++
     try {
-      await j.append(encodeRecord(r))
+      await j.append(encodeRecordParts(r))
     } catch (err) {
       if (j === this.journal) this.journalError ??= err instanceof Error ? err : new Error(String(err))
       throw err

@@ -2,21 +2,25 @@
 // record holding it is covered by an fdatasync, so everything here serves one promise: a resolved
 // `append` survives a crash, and replay gives back exactly the synced records, in order.
 //
-// On disk (journal format 2): segment files `journal-<12-digit segment>.log`. Each opens with a
-// 16-byte segment header `["QJNL"][u32 BE format version = 2][u32 0][u32 crc32c(bytes 0-11)]`,
+// On disk (journal format 3): segment files `journal-<12-digit segment>.log`. Each opens with a
+// 16-byte segment header `["QJNL"][u32 BE format version = 3][u32 0][u32 crc32c(bytes 0-11)]`,
 // then a run of records, each a 16-byte record header and its payload:
 //   [u32 payload length][u32 group offset][u32 crc32c(payload)][u32 crc32c(header bytes 0-11)][payload]
 // The group offset is the distance in bytes from the start of the group write the record was
 // part of to the record's start (0 for the first record of a group). Because the header has its
 // own checksum, a length is trusted before it is used, and every record says which write it came
-// from. Invariants:
+// from. Format 3 frames records exactly as format 2 did; it differs in what a payload holds (a
+// binary add record, actors/journalRecords.ts), so replay reads both, and a Quire that knows only
+// format 2 refuses a format 3 segment instead of skipping its adds as undecodable. Invariants:
 // - Records are only appended; a position is (segment, offset just past the record); a segment's
 //   first record starts at byte 16. A group write holds at most GROUP_BYTES_MAX bytes, so the
 //   group offset fits its u32. A scan for intact records (below) runs only on damage.
-// - One flush in flight at a time: one O_DSYNC write (durable on return, like write + fdatasync)
-//   per group, into zero-filled preallocated space; a group's promises resolve only after its
-//   sync, in append order, with strictly increasing positions. So when an intact record of one
-//   group is on disk, every earlier group's write had completed: it was synced, maybe acked.
+// - One flush in flight at a time: one O_DSYNC writev (durable on return, like write + fdatasync)
+//   per group, of each record's header (framed once per group, in one reused buffer) and the
+//   record's parts as the caller gave them (never joined into a copy), into zero-filled space;
+//   a group's promises resolve only after its sync, in append order, with strictly increasing
+//   positions. So when an intact record of one group is on disk, every earlier group's write had
+//   completed: it was synced, maybe acked.
 // - Segments roll only between groups, a sealed segment is cut to its last record, and each open
 //   starts a fresh segment (O_EXCL, header synced before any record), so a torn write can only
 //   be the last group of the newest segment that holds records.
@@ -30,14 +34,14 @@
 // - Damage inside the last group cannot be told apart from a torn write and ends the journal;
 //   what it drops was acknowledged only if the disk rotted it after the sync, the case of a lost
 //   disk that the write quorum covers.
-// - Segments without a format 2 header (written before journal format 2, or not a journal) are
+// - Segments without a format 2 or 3 header (written before journal format 2, or not a journal) are
 //   refused with CORRUPT_JOURNAL, unless replay has nothing to read in them (a bookie stopped
 //   cleanly checkpoints at the end of its last segment, so it upgrades without a refusal).
 // - After a failed write or sync the journal is failed for good: a failed fsync may have dropped
 //   dirty pages, so retrying could ack data that is not on disk.
 // Replay before `openJournal`: replay may truncate the newest segment, which must not be open.
 
-import { constants, writeSync } from 'node:fs'
+import { constants, writevSync } from 'node:fs'
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -117,7 +121,12 @@ function journalOptions(opts: JournalOptions): Options {
 }
 
 interface Waiting {
-  frame: Buffer
+  /** The record's bytes, in order, as the caller gave them. */
+  parts: readonly Uint8Array[]
+  /** Header and parts: the bytes the record takes on disk. */
+  frameBytes: number
+  /** crc32c of the parts taken together. */
+  crc: number
   resolve(position: JournalPosition): void
   reject(err: Error): void
 }
@@ -139,6 +148,9 @@ export class FileJournal implements Journal {
   private allocated = SEGMENT_HEADER_BYTES
   private preallocating: Promise<void> | null = null
   private synced: JournalPosition
+  /** The record headers of the group being written: reused, as each write is done when it returns. */
+  private headers = Buffer.alloc(RECORD_HEADER_BYTES * 64)
+  private iovecs: Uint8Array[] = []
 
   constructor(
     readonly dir: string,
@@ -157,20 +169,27 @@ export class FileJournal implements Journal {
     return this.waitingBytes
   }
 
-  async append(record: Uint8Array): Promise<JournalPosition> {
+  /**
+   * Append one record: `record`, or the concatenation of its parts. Nothing is copied: the bytes
+   * are written from the caller's buffers, which must not change until the promise settles (a
+   * bookie journals entries as they arrived and keeps them, unchanged, for its write cache).
+   */
+  async append(record: Uint8Array | readonly Uint8Array[]): Promise<JournalPosition> {
     if (this.closed) throw new Error(`journal ${this.dir} is closed`)
     if (this.failure !== null) throw this.failedError()
-    assert(record.length > 0 && record.length <= RECORD_BYTES_MAX, `journal record of ${record.length} bytes`)
-    // Copy now: the caller may reuse its buffer before the group is written. The group offset
-    // and the header checksum are filled in when the group is formed (frameGroup).
-    const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.length)
-    frame.writeUInt32BE(record.length, 0)
-    frame.set(record, RECORD_HEADER_BYTES)
-    frame.writeUInt32BE(crc32c(frame.subarray(RECORD_HEADER_BYTES)), 8)
+    const parts = record instanceof Uint8Array ? [record] : record
+    let length = 0
+    let crc = 0
+    for (const part of parts) {
+      length += part.byteLength
+      crc = crc32c(part, crc)
+    }
+    assert(length > 0 && length <= RECORD_BYTES_MAX, `journal record of ${length} bytes`)
+    const frameBytes = RECORD_HEADER_BYTES + length
     return new Promise<JournalPosition>((resolve, reject) => {
       if (this.waiting.length === 0) this.oldestAt = performance.now()
-      this.waiting.push({ frame, resolve, reject })
-      this.waitingBytes += frame.length
+      this.waiting.push({ parts, frameBytes, crc, resolve, reject })
+      this.waitingBytes += frameBytes
       this.kick(false)
     })
   }
@@ -207,8 +226,8 @@ export class FileJournal implements Journal {
   private takeGroup(): { group: Waiting[]; bytes: number } {
     let n = 0
     let bytes = 0
-    while (n < this.waiting.length && (n === 0 || bytes + this.waiting[n]!.frame.length <= GROUP_BYTES_MAX)) {
-      bytes += this.waiting[n]!.frame.length
+    while (n < this.waiting.length && (n === 0 || bytes + this.waiting[n]!.frameBytes <= GROUP_BYTES_MAX)) {
+      bytes += this.waiting[n]!.frameBytes
       n++
     }
     const group = this.waiting.splice(0, n)
@@ -223,14 +242,19 @@ export class FileJournal implements Journal {
       if (this.failure !== null) throw this.failedError()
       if (this.offset >= this.options.segmentBytesMax) await this.roll()
       if (this.offset + bytes > this.allocated) await this.preallocate(this.offset + bytes)
-      const data = frameGroup(group.map((w) => w.frame), bytes)
       await this.options.beforeSync?.({ segment: this.segment, records: group.length, bytes })
+      const iovecs = this.frameGroup(group)
       syncStartedAt = performance.now()
       // The file is opened O_DSYNC: the write returns once the data is durable, as write +
       // fdatasync would, in one call instead of two; over preallocated zeros no size change has
       // to be synced either. It is written synchronously on purpose: the bookie has nothing to
       // acknowledge before it returns, and two thread-pool hand-offs cost more than the wait.
-      writeFullySync(this.fh.fd, data, this.offset)
+      try {
+        writevFullySync(this.fh.fd, iovecs, this.offset, bytes)
+      } finally {
+        // Drop the references to the group's payloads; the array itself is reused.
+        iovecs.length = 0
+      }
     } catch (err) {
       this.failure ??= err instanceof Error ? err : new Error(String(err))
       for (const w of group) w.reject(this.failure)
@@ -244,7 +268,7 @@ export class FileJournal implements Journal {
     this.stats.records += group.length
     this.stats.bytes += bytes
     for (const w of group) {
-      offset += w.frame.length
+      offset += w.frameBytes
       w.resolve({ segment: this.segment, offset })
     }
     // Zero-fill the next stretch in the background, before a group has to wait for it.
@@ -292,6 +316,31 @@ export class FileJournal implements Journal {
     this.allocated = SEGMENT_HEADER_BYTES
   }
 
+  /**
+   * The one framing pass of a group: each record's header (length, group offset, payload and
+   * header checksums) into the reused header buffer, and the buffers of the group's write in
+   * order, each header followed by its record's parts.
+   */
+  private frameGroup(group: readonly Waiting[]): Uint8Array[] {
+    if (this.headers.length < RECORD_HEADER_BYTES * group.length) {
+      this.headers = Buffer.alloc(Math.max(RECORD_HEADER_BYTES * group.length, 2 * this.headers.length))
+    }
+    const iovecs = this.iovecs
+    let groupOffset = 0
+    for (let i = 0; i < group.length; i++) {
+      const w = group[i]!
+      const header = this.headers.subarray(RECORD_HEADER_BYTES * i, RECORD_HEADER_BYTES * (i + 1))
+      header.writeUInt32BE(w.frameBytes - RECORD_HEADER_BYTES, 0)
+      header.writeUInt32BE(groupOffset, 4)
+      header.writeUInt32BE(w.crc, 8)
+      header.writeUInt32BE(crc32c(header.subarray(0, 12)), 12)
+      iovecs.push(header)
+      for (const part of w.parts) if (part.byteLength > 0) iovecs.push(part)
+      groupOffset += w.frameBytes
+    }
+    return iovecs
+  }
+
   private failedError(): Error {
     const cause = this.failure
     return new Error(`journal ${this.dir} failed (${cause?.message}); it takes no more appends`, { cause })
@@ -333,25 +382,22 @@ export class FileJournal implements Journal {
 }
 
 /**
- * Fill in each frame's group offset and header checksum, and join the frames into the one
- * buffer of the group's write.
+ * Writes `bytes` bytes, the buffers of `iovecs` one after another, at `position`. libuv already
+ * splits a list longer than IOV_MAX into several writev calls; a short write is resumed here
+ * where it stopped (the buffer written in part is replaced in `iovecs` by its rest).
  */
-function frameGroup(frames: readonly Buffer[], bytes: number): Buffer {
-  let groupOffset = 0
-  for (const frame of frames) {
-    frame.writeUInt32BE(groupOffset, 4)
-    frame.writeUInt32BE(crc32c(frame.subarray(0, 12)), 12)
-    groupOffset += frame.length
-  }
-  return frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes)
-}
-
-function writeFullySync(fd: number, data: Buffer, position: number): void {
-  for (let done = 0; done < data.length; ) {
-    const n = writeSync(fd, data, done, data.length - done, position + done)
+function writevFullySync(fd: number, iovecs: Uint8Array[], position: number, bytes: number): void {
+  let done = 0
+  let first = 0
+  while (done < bytes) {
+    let n = writevSync(fd, first === 0 ? iovecs : iovecs.slice(first), position + done)
     assert(n > 0, 'a file write without an error wrote no bytes')
     done += n
+    // Skip the buffers written whole; cut the one written in part.
+    while (first < iovecs.length && n >= iovecs[first]!.byteLength) n -= iovecs[first++]!.byteLength
+    if (n > 0) iovecs[first] = iovecs[first]!.subarray(n)
   }
+  assert(done === bytes && first === iovecs.length, `a group write of ${bytes} bytes wrote ${done}`)
 }
 
 async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {

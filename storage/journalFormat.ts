@@ -1,4 +1,4 @@
-// The journal's on-disk format (journal format 2; storage/journal.ts's header describes it whole):
+// The journal's on-disk format (journal format 3; storage/journal.ts's header describes it whole):
 // the sizes and magic of segment and record headers, segment file names, and the segment header
 // itself. Shared by the writer (storage/journal.ts) and replay (storage/journalReplay.ts).
 
@@ -8,8 +8,13 @@ import { JOURNAL_RECORD_HEADER_BYTES, JOURNAL_SEGMENT_HEADER_BYTES } from './typ
 
 export const RECORD_HEADER_BYTES = JOURNAL_RECORD_HEADER_BYTES
 export const SEGMENT_HEADER_BYTES = JOURNAL_SEGMENT_HEADER_BYTES
-/** The format this code writes and the only one it replays. */
-export const JOURNAL_FORMAT_VERSION = 2
+/** The format this code writes. */
+export const JOURNAL_FORMAT_VERSION = 3
+/**
+ * The formats it replays: 2 differs from 3 only in its add records (msgpack, which
+ * actors/journalRecords.ts still decodes), so a bookie upgraded in place replays its old journal.
+ */
+export const JOURNAL_FORMATS_READ: readonly number[] = [2, 3]
 export const SEGMENT_MAGIC = Buffer.from('QJNL', 'latin1')
 /** No record is larger; a bigger length field is corruption, not a record. */
 export const RECORD_BYTES_MAX = 64 * 1024 * 1024

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
 import {
-  JOURNAL_FORMAT_VERSION, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+  JOURNAL_FORMATS_READ, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
   listSegments, segmentFileName,
 } from './journalFormat.ts'
 import type { JournalPosition } from './types.ts'
@@ -130,18 +130,18 @@ async function* replaySegment(
   }
 }
 
-/** Throws CORRUPT_JOURNAL unless the segment opens with a format 2 header. */
+/** Throws CORRUPT_JOURNAL unless the segment opens with the header of a format replay reads (2 or 3). */
 async function checkSegmentHeader(reader: SegmentReader, file: string): Promise<void> {
   const header = await reader.bytes(0, SEGMENT_HEADER_BYTES)
   if (!header.subarray(0, 4).equals(SEGMENT_MAGIC)) {
-    throw corrupt(file, 0, `no journal format ${JOURNAL_FORMAT_VERSION} segment header: written by a Quire older than ` +
+    throw corrupt(file, 0, 'no journal format 2 or 3 segment header: written by a Quire older than ' +
       'journal format 2 (stop that bookie cleanly with its own version first, or let autorecovery ' +
       're-replicate its ledgers and give it an empty data directory), or not a journal at all')
   }
   if (crc32c(header.subarray(0, 12)) !== header.readUInt32BE(12)) throw corrupt(file, 0, 'the segment header fails its crc32c')
   const version = header.readUInt32BE(4)
-  if (version !== JOURNAL_FORMAT_VERSION) {
-    throw corrupt(file, 0, `journal format ${version} is not one this Quire reads (it reads format ${JOURNAL_FORMAT_VERSION})`)
+  if (!JOURNAL_FORMATS_READ.includes(version)) {
+    throw corrupt(file, 0, `journal format ${version} is not one this Quire reads (it reads formats ${JOURNAL_FORMATS_READ.join(' and ')})`)
   }
 }
 

@@ -51,11 +51,13 @@ export class MemoryJournal implements Journal {
     return this.unsynced.reduce((sum, u) => sum + HEADER_BYTES + u.stored.record.length, 0)
   }
 
-  async append(record: Uint8Array): Promise<JournalPosition> {
+  async append(parts: Uint8Array | readonly Uint8Array[]): Promise<JournalPosition> {
     if (this.closed) throw new Error('memory journal is closed')
+    // A copy (joined, for a record in parts): the double keeps what was appended, not the caller's buffers.
+    const record = parts instanceof Uint8Array ? Buffer.from(parts) : Buffer.concat(parts)
     assert(record.length > 0, 'journal records are not empty')
     this.offset += HEADER_BYTES + record.length
-    const stored = { record: Buffer.from(record), position: { segment: this.segment, offset: this.offset }, torn: false }
+    const stored = { record, position: { segment: this.segment, offset: this.offset }, torn: false }
     return new Promise<JournalPosition>((resolve, reject) => {
       this.unsynced.push({ stored, resolve, reject })
       if (this.autoSync && !this.syncScheduled) {

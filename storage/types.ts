@@ -3,9 +3,9 @@
 // semantics for unit tests and the deterministic simulator.
 
 /**
- * Journal framing (format 2, storage/journal.ts): each segment file opens with a header of this
- * size, and each record has a header of this size (length, group offset, payload and header
- * checksums). Here so the in-memory journal reports the same positions as the real one.
+ * Journal framing (formats 2 and 3, storage/journal.ts): each segment file opens with a header
+ * of this size, and each record has a header of this size (length, group offset, payload and
+ * header checksums). Here so the in-memory journal reports the same positions as the real one.
  */
 export const JOURNAL_SEGMENT_HEADER_BYTES = 16
 export const JOURNAL_RECORD_HEADER_BYTES = 16
@@ -18,10 +18,12 @@ export interface JournalPosition {
 
 export interface Journal {
   /**
-   * Append one record. Resolves after an fdatasync that covers it (group commit: one sync for
-   * every record waiting at that moment). Rejects if the journal is closed or the write fails.
+   * Append one record, given whole or as parts written one after another (not copied: they must
+   * not change until the promise settles). Resolves after an fdatasync that covers it (group
+   * commit: one sync for every record waiting at that moment). Rejects if the journal is closed
+   * or the write fails.
    */
-  append(record: Uint8Array): Promise<JournalPosition>
+  append(record: Uint8Array | readonly Uint8Array[]): Promise<JournalPosition>
   /** Position just past the last record known to be on disk. */
   readonly syncedPosition: JournalPosition
   /** Bytes waiting for the next group commit (a gauge for the inspector). */

@@ -157,7 +157,7 @@ test('a segment opens with its format header, synced before any record', () =>
     const header = await fs.readFile(file)
     assert.is(header.length, SH)
     assert.is(header.subarray(0, 4).toString('latin1'), 'QJNL')
-    assert.is(header.readUInt32BE(4), 2)
+    assert.is(header.readUInt32BE(4), 3)
     assert.equal(journal.syncedPosition, { segment: 0, offset: SH })
     await journal.close()
     assert.is((await collect(replayJournal(dir, null))).length, 0)
@@ -317,10 +317,10 @@ test('a segment of an older journal format is refused, unless replay has nothing
     payload.copy(frame, 8)
     const file = join(dir, segmentFileName(0))
     await fs.writeFile(file, Buffer.concat([frame, frame]))
-    const details = await expectCorrupt(collect(replayJournal(dir, { segment: 0, offset: frame.length })), /no journal format 2 segment header: written by a Quire older than journal format 2/)
+    const details = await expectCorrupt(collect(replayJournal(dir, { segment: 0, offset: frame.length })), /no journal format 2 or 3 segment header: written by a Quire older than journal format 2/)
     assert.equal(details, { file, offset: 0 })
     // A bookie stopped cleanly checkpointed to the end of its last segment: it starts, and its
-    // next segment is format 2.
+    // next segment is format 3.
     assert.is((await collect(replayJournal(dir, { segment: 0, offset: 2 * frame.length }))).length, 0)
     const positions = await writeJournal(dir, makeRecords(3))
     assert.is(positions[0]?.segment, 1)
@@ -336,10 +336,10 @@ test('a damaged segment header before records is CORRUPT_JOURNAL', () =>
     await flipByte(file, 9)
     // A format this code does not know, with a good checksum.
     await patch(file, 0, (b) => {
-      b.writeUInt32BE(3, 4)
+      b.writeUInt32BE(4, 4)
       b.writeUInt32BE(crc32c(b.subarray(0, 12)), 12)
     }, SH)
-    await expectCorrupt(collect(replayJournal(dir, null)), /journal format 3 is not one this Quire reads/)
+    await expectCorrupt(collect(replayJournal(dir, null)), /journal format 4 is not one this Quire reads \(it reads formats 2 and 3\)/)
   }))
 
 test('segments roll at segmentBytesMax and trimBefore deletes older files, never the current one', () =>
@@ -425,6 +425,81 @@ test('beforeSync holds a group before its durable write: nothing resolves until 
     assert.equal(groups, [3, 1])
     await journal.close()
     assert.is((await collect(replayJournal(dir, null))).length, 4)
+  }))
+
+// ---------------------------------------------------------------------------------------------
+// Records in parts (format 3) and format 2 segments
+
+test('a record appended in parts replays as their concatenation; a group of more buffers than one writev takes replays byte for byte', () =>
+  withDir(async (dir) => {
+    // 1,500 records of three parts (one empty) in one group: 4,500 buffers with the headers,
+    // more than IOV_MAX (1024), so the group is written in several writev calls.
+    const records = makeRecords(1500)
+    const journal = await openJournal(dir)
+    const positions = await Promise.all(records.map((r) => journal.append([r.subarray(0, 3), Buffer.alloc(0), r.subarray(3)])))
+    assert.is(journal.stats.syncs, 1, 'one group')
+    await journal.close()
+    const all = await collect(replayJournal(dir, null))
+    assert.equal(all.map((x) => x.record), records)
+    assert.equal(all.map((x) => x.position), positions)
+    // Parts and whole records mix in one group; an all-empty record is refused.
+    const again = await openJournal(join(dir, 'mixed'))
+    const mixed = makeRecords(4, 9)
+    await Promise.all([again.append(mixed[0]!), again.append([mixed[1]!]), again.append([mixed[2]!, mixed[3]!])])
+    assert.instance(await again.append([Buffer.alloc(0)]).catch((err: unknown) => err), Error)
+    await again.close().catch(() => undefined)
+    assert.equal((await collect(replayJournal(join(dir, 'mixed'), null))).map((x) => x.record), [mixed[0], mixed[1], Buffer.concat([mixed[2]!, mixed[3]!])])
+  }))
+
+/** The format 2 segment 0 the encoder before format 3 wrote (test/fixtures/journal-format2-segment.bin): 7 records in groups of 2, 3 and 2. */
+async function format2Segment(dir: string) {
+  await fs.mkdir(dir, { recursive: true })
+  const file = join(dir, segmentFileName(0))
+  await fs.copyFile(join(import.meta.dirname, 'fixtures', 'journal-format2-segment.bin'), file)
+  const replayed = await collect(replayJournal(dir, null))
+  const positions = replayed.map((x) => x.position)
+  return { file, records: replayed.map((x) => x.record), positions, start: (i: number) => startOf(positions, i) }
+}
+
+test('a format 2 segment written by the previous encoder replays, and a format 3 segment after it', () =>
+  withDir(async (dir) => {
+    const old = await format2Segment(dir)
+    assert.is((await fs.readFile(old.file)).readUInt32BE(4), 2)
+    assert.is(old.records.length, 7)
+    const journal = await openJournal(dir)
+    await journal.append([Buffer.from('format '), Buffer.from('3')])
+    await journal.close()
+    assert.is((await fs.readFile(join(dir, segmentFileName(1)))).readUInt32BE(4), 3)
+    const all = await collect(replayJournal(dir, null))
+    assert.equal(all.map((x) => x.record), [...old.records, Buffer.from('format 3')])
+    // From the checkpoint a clean stop of the old version left, at the end of the format 2 segment.
+    assert.equal((await collect(replayJournal(dir, old.positions[6]!))).map((x) => x.record), [Buffer.from('format 3')])
+  }))
+
+test('in a format 2 segment the damage rules hold: the torn last group is the end, damage before it CORRUPT_JOURNAL', () =>
+  withDir(async (dir) => {
+    // Damage inside the last group write (records 5 and 6): the end there.
+    let j = await format2Segment(join(dir, 'torn'))
+    await flipByte(j.file, j.start(5) + RH + 2)
+    await expectEnd(join(dir, 'torn'), j.file, j.records.slice(0, 5), j.start(5))
+    j = await format2Segment(join(dir, 'cut'))
+    await fs.truncate(j.file, j.positions[6]!.offset - 1)
+    await expectEnd(join(dir, 'cut'), j.file, j.records.slice(0, 6), j.start(6))
+    // A payload byte of the second group, which the third follows: corruption.
+    j = await format2Segment(join(dir, 'payload'))
+    await flipByte(j.file, j.start(3) + RH + 2)
+    await expectCorruptAt(join(dir, 'payload'), j.file, j.start(3))
+    // A header crc byte of the first group's second record.
+    j = await format2Segment(join(dir, 'header'))
+    await flipByte(j.file, j.start(1) + 13)
+    await expectCorruptAt(join(dir, 'header'), j.file, j.start(1), /record header fails its crc32c/)
+    // Damage at the end of the format 2 segment with a format 3 segment after it: corruption.
+    j = await format2Segment(join(dir, 'older'))
+    const journal = await openJournal(join(dir, 'older'))
+    await journal.append(Buffer.from('later'))
+    await journal.close()
+    await flipByte(j.file, j.positions[6]!.offset - 1)
+    await expectCorruptAt(join(dir, 'older'), j.file, j.start(6), /segment 1 after it holds records/)
   }))
 
 test('memory journal: crash drops and rejects unsynced records; replay yields the synced ones', async () => {
