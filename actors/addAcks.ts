@@ -1,11 +1,20 @@
 // A bookie's add acknowledgements, batched: every answer queued while a journal group's sync
 // callbacks run (they are queued first) goes out in one `addAck` message per client, flushed in
 // a microtask, so a group commit costs one message per client, without waiting a tick.
+// A client that sends binary add frames (transport/addFrame.ts) gets binary ack frames; any other
+// (an older client, which reads msgpack only) gets msgpack ones. The clients known to read binary
+// are remembered up to BINARY_CLIENTS_MAX, the oldest forgotten first: a forgotten one gets msgpack
+// acks, which every client reads.
 
+import { encodeAckFrame } from '../transport/addFrame.ts'
 import type { AddAck, WireMessage } from '../transport/wire.ts'
 import { bookieMetrics } from './metrics.ts'
 
+export const BINARY_CLIENTS_MAX = 10_000
+
 export class AddAcks {
+  /** Reply subjects that sent binary add frames, oldest first. */
+  private readonly binaryClients = new Set<string>()
   /** By client reply subject, then by `${ledgerId}:${rc}`: the entry ids answered so. */
   private readonly byClient = new Map<string, Map<string, number[]>>()
   private queued = false
@@ -13,7 +22,15 @@ export class AddAcks {
   constructor(
     private readonly bookieId: string,
     private readonly publish: (subject: string, msg: WireMessage) => void,
+    private readonly publishBytes?: (subject: string, frame: Uint8Array) => void,
   ) {}
+
+  /** `replyTo` sent a binary add frame: it reads binary acks. */
+  speaksBinary(replyTo: string): void {
+    if (this.binaryClients.has(replyTo)) return
+    if (this.binaryClients.size >= BINARY_CLIENTS_MAX) this.binaryClients.delete(this.binaryClients.values().next().value!)
+    this.binaryClients.add(replyTo)
+  }
 
   queue(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {
     bookieMetrics.addAnswered(rc, entryIds.length)
@@ -38,7 +55,9 @@ export class AddAcks {
         const [l, rc] = k.split(':').map(Number)
         out.push([l!, rc!, ids])
       }
-      this.publish(replyTo, { op: 'addAck', bookieId: this.bookieId, acks: out })
+      const frame = this.publishBytes && this.binaryClients.has(replyTo) ? encodeAckFrame(this.bookieId, out) : null
+      if (frame) this.publishBytes!(replyTo, frame)
+      else this.publish(replyTo, { op: 'addAck', bookieId: this.bookieId, acks: out })
     }
     this.byClient.clear()
   }

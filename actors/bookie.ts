@@ -35,6 +35,7 @@ import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
 import { readEntryHeader, storedCopyIntact } from '../transport/entry.ts'
 import { requestProblem } from '../transport/validate.ts'
+import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
 import {
   RC, bookieSubject, decode, encode,
   type AddRequest, type BookieRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
@@ -123,7 +124,7 @@ export class Bookie {
   readonly integrity: IntegrityCheck
 
   constructor(readonly opts: BookieOptions) {
-    this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg))
+    this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame))
     const log = opts.log ?? (() => {})
     this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), log)
     this.disk = new DiskMonitor(opts.dataDir, opts, {
@@ -414,18 +415,26 @@ export class Bookie {
   private onFrame(data: Uint8Array, replyTo: string | null): void {
     let frame: unknown
     let problem: string | null
-    try {
-      frame = decode(data)
-    } catch {
-      this.badFrames.refuse(undefined, replyTo, `not msgpack (${data.byteLength} bytes)`)
-      return
-    }
-    try {
-      problem = requestProblem(frame)
-    } catch {
-      // The checks do not throw on what msgpack decodes to; should a decoded value surprise them
-      // (an extension type with odd getters), it is refused all the same.
-      problem = 'frame could not be checked'
+    if (isBinaryFrame(data)) {
+      // A binary add frame (transport/addFrame.ts): checked as it is decoded, to the same AddRequest.
+      const add = decodeAddFrame(data)
+      frame = add.ok ? add.req : add.readable ?? undefined
+      problem = add.ok ? null : add.reason
+      if (add.ok && replyTo !== null) this.acks.speaksBinary(replyTo)
+    } else {
+      try {
+        frame = decode(data)
+      } catch {
+        this.badFrames.refuse(undefined, replyTo, `not msgpack (${data.byteLength} bytes)`)
+        return
+      }
+      try {
+        problem = requestProblem(frame)
+      } catch {
+        // The checks do not throw on what msgpack decodes to; should a decoded value surprise them
+        // (an extension type with odd getters), it is refused all the same.
+        problem = 'frame could not be checked'
+      }
     }
     if (problem !== null) {
       this.badFrames.refuse(frame, replyTo, problem)
@@ -721,8 +730,12 @@ export class Bookie {
   }
 
   private publish(subject: string, msg: WireMessage): void {
+    this.publishBytes(subject, encode(msg))
+  }
+
+  private publishBytes(subject: string, frame: Uint8Array): void {
     try {
-      this.nc?.publish(subject, encode(msg))
+      this.nc?.publish(subject, frame)
     } catch {
       // Connection closing: the client times out and treats it as unknown.
     }

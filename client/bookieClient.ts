@@ -17,6 +17,12 @@ import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 import { QuireError } from '../machines/errors.ts'
 import { asReply } from '../transport/validate.ts'
 import {
+  GROUP_ENTRY_BYTES, GROUP_HEADER_BYTES, addGroupBytes, decodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame,
+  type GroupEntry,
+} from '../transport/addFrame.ts'
+import type { DigestType } from '../transport/entry.ts'
+import { publishGathered } from '../transport/gatheredPublish.ts'
+import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
   type AddGroup, type BookieReply, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
@@ -34,10 +40,11 @@ interface Waiter {
 const BATCH_BYTES_MAX = 1024 * 1024
 
 /**
- * Upper bounds on the msgpack framing of an add frame (transport/wire.ts AddRequest), so that
- * what is counted before a publish is never less than what is sent:
- * `{op: 'add', groups: [...]}` itself; per group, its keys, ledger id, digest type, flag and
- * array headers plus its master key; per entry, a bin32 header.
+ * Upper bounds on the framing of an add frame, so that what is counted before a publish is never
+ * less than what is sent. Adds travel as binary groups (transport/addFrame.ts: a group header plus
+ * its master key, a length per entry); these bounds are the msgpack frame's (transport/wire.ts
+ * AddRequest: `{op: 'add', groups: [...]}`, per group its keys, ids, flag and master key, per
+ * entry a bin32 header), which are larger, so the entry limits hold for either.
  */
 export const ADD_FRAME_BYTES = 32
 export const ADD_GROUP_BYTES = 128
@@ -56,7 +63,13 @@ export const READ_REPLY_ENTRY_BYTES = 8
 export interface BookieTransport {
   registerWriter(ledgerId: number, handler: AckHandler): () => void
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void
-  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
+  /**
+   * A writer's new entries of one ledger, each to the bookies of its write set: each entry is
+   * encoded (transport/entry.ts, LAC `lac`) once, into the add group its write set shares. Absent
+   * (a simulated network): the writer encodes each entry and calls queueAdd per bookie.
+   */
+  queueEntries?(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[]): void
+read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
   /**
    * Largest encoded entry (header and digest included) one add frame can carry: the NATS server's
@@ -80,6 +93,15 @@ export interface TailTransport {
   writeLacs?(bookieId: string, items: LacItem[]): void
 }
 
+/** An entry for queueEntries, with the bookies of its write set. */
+export interface WriteSetEntry extends GroupEntry { bookies: readonly string[] }
+
+/**
+ * What is queued for one bookie, in queue order: add groups already encoded (shared with the other
+ * bookies of their write set), and groups of entries queued one by one (queueAdd), encoded at flush.
+ */
+interface Pending { parts: Array<Uint8Array | AddGroup>; bytes: number; open: { key: string; group: AddGroup } | null }
+
 export class BookieClient implements BookieTransport, TailTransport {
   readonly inbox: string
   private readonly sub: Subscription
@@ -87,7 +109,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   private readonly writers = new Map<number, Set<AckHandler>>()
   private readonly waiters = new Map<number, Waiter>()
   /** Pending adds per bookie; `bytes` counts the frame they make, framing included (upper bound). */
-  private readonly out = new Map<string, { groups: Map<string, AddGroup>; bytes: number }>()
+  private readonly out = new Map<string, Pending>()
   private flushQueued = false
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
@@ -100,7 +122,7 @@ export class BookieClient implements BookieTransport, TailTransport {
         if (err) return
         let m: BookieReply | null
         try {
-          m = asReply(decode(msg.data))
+          m = isBinaryFrame(msg.data) ? decodeAckFrame(msg.data) : asReply(decode(msg.data))
         } catch {
           return
         }
@@ -137,19 +159,64 @@ export class BookieClient implements BookieTransport, TailTransport {
 
   queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
     const key = `${ledgerId}:${recovery ? 1 : 0}`
-    const adds = (b: { groups: Map<string, AddGroup> }): number =>
-      ADD_ENTRY_BYTES + entry.byteLength + (b.groups.has(key) ? 0 : ADD_GROUP_BYTES + masterKey.byteLength)
-    // Send what is pending first if this entry would take the frame past the server's limit.
+    const b = this.pendingFor(bookieId, GROUP_ENTRY_BYTES + entry.byteLength + GROUP_HEADER_BYTES + masterKey.byteLength)
+    const joins = b.open?.key === key
+    b.bytes += GROUP_ENTRY_BYTES + entry.byteLength + (joins ? 0 : GROUP_HEADER_BYTES + masterKey.byteLength)
+    if (!joins) {
+      b.open = { key, group: { ledgerId, masterKey, digestType, recovery, entries: [] } }
+      b.parts.push(b.open.group)
+    }
+    b.open!.group.entries.push(entry)
+    this.stats.entriesSent++
+    this.queued(bookieId, b)
+  }
+
+  queueEntries(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[]): void {
+    // Entries by write set, in id order; a group never passes what one message may carry.
+    const sets = new Map<string, WriteSetEntry[]>()
+    for (const e of entries) {
+      const k = e.bookies.join('\n')
+      const list = sets.get(k)
+      if (list) list.push(e)
+      else sets.set(k, [e])
+    }
+    const cap = Math.min(BATCH_BYTES_MAX, this.nc.info?.max_payload ?? BATCH_BYTES_MAX)
+    for (const list of sets.values()) {
+      let from = 0
+      while (from < list.length) {
+        let to = from + 1
+        let payload = list[from]!.payload.byteLength
+        while (to < list.length && addGroupBytes(digestType, masterKey.byteLength, to - from + 1, payload + list[to]!.payload.byteLength) <= cap) {
+          payload += list[to++]!.payload.byteLength
+        }
+        const group = encodeAddGroup(ledgerId, masterKey, digestType, lac, list.slice(from, to))
+        for (const bookieId of list[from]!.bookies) this.queueGroup(bookieId, group, to - from)
+        from = to
+      }
+    }
+  }
+
+  /** An encoded add group for `bookieId`, the same buffer the other bookies of its write set get. */
+  private queueGroup(bookieId: string, group: Uint8Array, entries: number): void {
+    const b = this.pendingFor(bookieId, group.byteLength)
+    b.parts.push(group)
+    b.open = null
+    b.bytes += group.byteLength
+    this.stats.entriesSent += entries
+    this.queued(bookieId, b)
+  }
+
+  /** The bookie's pending adds, sent first if `adding` more bytes would take them past the server's limit. */
+  private pendingFor(bookieId: string, adding: number): Pending {
     const pending = this.out.get(bookieId)
     const maxPayload = this.nc.info?.max_payload
-    if (pending && maxPayload !== undefined && pending.bytes + adds(pending) > maxPayload) this.flushBookie(bookieId)
+    if (pending && maxPayload !== undefined && pending.bytes + adding > maxPayload) this.flushBookie(bookieId)
     let b = this.out.get(bookieId)
-    if (!b) this.out.set(bookieId, (b = { groups: new Map(), bytes: ADD_FRAME_BYTES }))
-    b.bytes += adds(b)
-    let g = b.groups.get(key)
-    if (!g) b.groups.set(key, (g = { ledgerId, masterKey, digestType, recovery, entries: [] }))
-    g.entries.push(entry)
-    this.stats.entriesSent++
+    if (!b) this.out.set(bookieId, (b = { parts: [], bytes: 0, open: null }))
+    return b
+  }
+
+  private queued(bookieId: string, b: Pending): void {
     if (b.bytes >= BATCH_BYTES_MAX) this.flushBookie(bookieId)
     else if (!this.flushQueued) {
       this.flushQueued = true
@@ -168,7 +235,8 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.out.delete(bookieId)
     this.stats.addMessages++
     try {
-      this.nc.publish(bookieSubject(bookieId), encode({ op: 'add', groups: [...b.groups.values()] }), { reply: this.inbox })
+      const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
+      publishGathered(this.nc, bookieSubject(bookieId), parts, this.inbox)
     } catch {
       // Never thrown into the caller's turn (it runs from a microtask): lost like a message to a
       // dead server; the writer re-sends unacknowledged adds and fails the bookie at addTimeoutMs.

@@ -91,9 +91,13 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
           this.takeHanding()
           this.lacCarried = Math.max(this.lacCarried, p.lac)
           this.lacPersisted = Math.max(this.lacPersisted, p.lac)
-          for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
-            const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
-            for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
+          // Each entry encoded once, into the add group its write set shares (transport/addFrame.ts).
+          if (w.bookies.queueEntries) w.bookies.queueEntries(this.ledgerId, w.masterKey, this.md.digestType, p.lac, p.entries)
+          else {
+            for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
+              const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
+              for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
+            }
           }
           this.armTimer()
         },

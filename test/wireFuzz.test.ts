@@ -2,7 +2,8 @@
 // bookie's subject. Each frame the issue found (a zombie bookie, a dead process, a journal that
 // refuses every restart) is sent by hand and must be answered BAD_REQUEST; then a seeded, bounded
 // fuzz loop of random msgpack values, random bytes and mutations of valid add / read / readLac /
-// writeLac / cancelPoll frames. Afterwards the bookie must still take adds and serve reads through
+// writeLac / cancelPoll frames and of binary add frames (transport/addFrame.ts; binary ack frames
+// on the client's inbox). Afterwards the bookie must still take adds and serve reads through
 // the normal client, every reply it sent must be well-formed, its log must hold at most one
 // refusal line per interval, and after kill -9 it must restart on the same data and serve every
 // acknowledged entry.
@@ -15,6 +16,8 @@ import type { BookieClient } from '../client/bookieClient.ts'
 import type { WriteHandle } from '../client/index.ts'
 import { BAD_FRAME_LOG_INTERVAL_MS } from '../actors/badFrames.ts'
 import { encodeEntry, masterKeyOf, type DigestType } from '../transport/entry.ts'
+import { decodeAckFrame, encodeAckFrame, encodeAddGroupOf, isBinaryFrame } from '../transport/addFrame.ts'
+import type { AddGroup } from '../transport/wire.ts'
 import { connectNats } from '../transport/nats.ts'
 import { replyProblem } from '../transport/validate.ts'
 import { RC, bookieSubject, decode } from '../transport/wire.ts'
@@ -171,11 +174,11 @@ class Fuzz {
     }
   }
 
-  /** A valid frame of one of the request types, on the fuzz ledgers. */
-  template(): Record<string, unknown> {
+  /** A valid frame of one of the request types (or of `kind`), on the fuzz ledgers. */
+  template(kind?: number): Record<string, unknown> {
     const ledgerId = FUZZ_LEDGER + this.int(8)
     const reqId = this.int(1e6)
-    switch (this.int(5)) {
+    switch (kind ?? this.int(5)) {
       case 0: {
         const type = this.pick(DIGESTS)
         const first = this.int(50)
@@ -216,8 +219,30 @@ class Fuzz {
     return frame
   }
 
+  /** A valid binary add frame: one to three groups of the fuzz ledgers. */
+  binaryAdd(): Buffer {
+    return Buffer.concat(Array.from({ length: 1 + this.int(3) }, () => encodeAddGroupOf((this.template(0).groups as AddGroup[])[0]!)))
+  }
+
+  /** One to three changes to a binary frame: bytes or header fields replaced, cut, grown, groups repeated. */
+  mutateBinary(frame: Buffer): Buffer {
+    let f = Buffer.from(frame)
+    for (let n = 1 + this.int(3); n > 0 && f.length > 0; n--) {
+      switch (this.int(6)) {
+        case 0: f[this.int(f.length)] = this.int(256); break
+        case 1: { const at = this.pick([0, 4, 8, 12, 16, 20, 24, this.int(f.length)]); if (at + 4 <= f.length) f.writeUInt32BE(this.pick([0, 1, 2 ** 32 - 1, this.int(2 ** 32), f.length, f.length + 1]), at); break }
+        case 2: f = f.subarray(0, this.int(f.length)); break
+        case 3: f = Buffer.concat([f, this.r() < 0.5 ? this.bytes(30) : f.subarray(0, this.int(f.length))]); break
+        case 4: f[this.pick([1, 2, 3, 4, 5])] = this.pick([0, 1, 2, 3, 64, 65, 255]); break
+        default: f = Buffer.concat([f, this.binaryAdd()])
+      }
+    }
+    return f
+  }
+
   /** A frame for a client's inbox: random values and bytes, and replies with fields of the wrong kind. */
   replyFrame(): Uint8Array {
+    if (this.int(6) === 0) return this.mutateBinary(encodeAckFrame(BOOKIE, [[FUZZ_LEDGER, RC.OK, [0, 1, 5]]])!)
     switch (this.int(5)) {
       case 0: return this.bytes(40)
       case 1: return pack(this.value())
@@ -228,7 +253,9 @@ class Fuzz {
   }
 
   frame(): Uint8Array {
-    const kind = this.int(10)
+    const kind = this.int(12)
+    if (kind === 10) return this.binaryAdd()
+    if (kind === 11) return this.mutateBinary(this.binaryAdd())
     if (kind === 0) return this.bytes(40)
     if (kind <= 2) return pack(this.value())
     if (kind === 9) return pack(this.template())
@@ -243,7 +270,14 @@ t(`a seeded fuzz loop (${FUZZ_FRAMES} frames) leaves the bookie serving, and its
   const inbox = createInbox()
   const replies: unknown[] = []
   const clientInbox = (ctx.w as unknown as { w: { bookies: BookieClient } }).w.bookies.inbox
-  const sub = nc.subscribe(inbox, { callback: (_e, m) => { try { replies.push(decode(m.data)) } catch { replies.push('undecodable reply') } } })
+  // Binary adds are acknowledged with binary ack frames (transport/addFrame.ts), the rest in msgpack.
+  let binaryAcks = 0
+  const sub = nc.subscribe(inbox, {
+    callback: (_e, m) => {
+      if (isBinaryFrame(m.data)) binaryAcks++
+      try { replies.push(isBinaryFrame(m.data) ? decodeAckFrame(m.data) ?? 'undecodable ack' : decode(m.data)) } catch { replies.push('undecodable reply') }
+    },
+  })
   ctx.fuzzStartedAt = Date.now()
   const deadline = Date.now() + FUZZ_MS_MAX
   let sent = 0
@@ -274,7 +308,9 @@ t(`a seeded fuzz loop (${FUZZ_FRAMES} frames) leaves the bookie serving, and its
   const refused = replies.filter((r) => (r as { error?: string }).error !== undefined).length
   assert.ok(refused > sent / 4, `${refused} BAD_REQUEST replies to ${sent} frames`)
   assert.ok(replies.length - refused > sent / 50, `${replies.length - refused} answers to valid fuzz frames`)
-  console.log(`  fuzz: ${sent} frames in ${Date.now() - ctx.fuzzStartedAt} ms, ${replies.length} replies, ${refused} BAD_REQUEST`)
+  // Acks are one message per client per journal group commit: far fewer than the adds.
+  assert.ok(binaryAcks >= 10, `${binaryAcks} binary acks to binary add frames`)
+  console.log(`  fuzz: ${sent} frames in ${Date.now() - ctx.fuzzStartedAt} ms, ${replies.length} replies, ${refused} BAD_REQUEST, ${binaryAcks} binary acks`)
 })
 
 t('after the fuzz the bookie takes adds and serves reads through the client; refusals are logged once per interval', async (ctx) => {

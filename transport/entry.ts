@@ -40,20 +40,22 @@ export function passwordCheckOf(masterKey: Uint8Array): string {
   return createHash('sha256').update('quire/password-check/').update(masterKey).digest('base64')
 }
 
-function writeU64(buf: Buffer, value: number, offset: number): void {
+export function writeU64(buf: Buffer, value: number, offset: number): void {
   assert(Number.isInteger(value) && value >= 0 && value <= MAX_ID, `id out of range: ${value}`)
   buf.writeUInt32BE(Math.floor(value / TWO_32), offset)
   buf.writeUInt32BE(value >>> 0, offset + 4)
 }
 
 // Reads without making a Buffer view: bookies read the header of every entry they receive.
-function readU32(b: Uint8Array, o: number): number {
+export function readU32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0
 }
 
-function readU64(b: Uint8Array, offset: number): number {
+export function readU64(b: Uint8Array, offset: number): number {
   return readU32(b, offset) * TWO_32 + readU32(b, offset + 4)
 }
+
+const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 function computeDigest(type: DigestType, masterKey: Uint8Array, header: Uint8Array, payload: Uint8Array): Buffer | null {
   if (type === 'crc32c') {
@@ -79,18 +81,34 @@ export interface EntryHeader {
 export function encodeEntry(
   type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, ledgerLength: number, payload: Uint8Array,
 ): Buffer {
-  const dlen = digestBytes(type)
-  const out = Buffer.allocUnsafe(HEADER_BYTES + dlen + payload.byteLength)
-  writeU64(out, ledgerId, 0)
-  writeU64(out, entryId, 8)
-  writeU64(out, lac + 1, 16)
-  writeU64(out, ledgerLength, 24)
-  out.writeUInt32BE(payload.byteLength, 32)
-  const header = out.subarray(0, HEADER_BYTES)
-  const digest = computeDigest(type, masterKey, header, payload)
-  if (digest) digest.copy(out, HEADER_BYTES)
-  out.set(payload, HEADER_BYTES + dlen)
+  const out = Buffer.allocUnsafe(encodedEntryBytes(type, payload.byteLength))
+  encodeEntryInto(out, 0, type, masterKey, ledgerId, entryId, lac, ledgerLength, payload)
   return out
+}
+
+/** Bytes of an encoded entry carrying `payloadBytes`. */
+export const encodedEntryBytes = (type: DigestType, payloadBytes: number): number => HEADER_BYTES + digestBytes(type) + payloadBytes
+
+/**
+ * encodeEntry into `out` at `offset` (an add frame: transport/addFrame.ts writes each entry once,
+ * straight into the frame every bookie of its write set is sent). Returns the offset past it.
+ */
+export function encodeEntryInto(
+  out: Buffer, offset: number,
+  type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, ledgerLength: number, payload: Uint8Array,
+): number {
+  const dlen = digestBytes(type)
+  writeU64(out, ledgerId, offset)
+  writeU64(out, entryId, offset + 8)
+  writeU64(out, lac + 1, offset + 16)
+  writeU64(out, ledgerLength, offset + 24)
+  out.writeUInt32BE(payload.byteLength, offset + 32)
+  const header = out.subarray(offset, offset + HEADER_BYTES)
+  // crc32c written in place: no 4-byte Buffer per entry on the add path.
+  if (type === 'crc32c') out.writeUInt32BE(crc32c(asBuffer(payload), crc32c(header)) >>> 0, offset + HEADER_BYTES)
+  else computeDigest(type, masterKey, header, payload)?.copy(out, offset + HEADER_BYTES)
+  out.set(payload, offset + HEADER_BYTES + dlen)
+  return offset + HEADER_BYTES + dlen + payload.byteLength
 }
 
 /**
