@@ -38,6 +38,8 @@ export interface Peer {
   open: (payload: Uint8Array) => Promise<Subject>
   /** `logs` fresh logs, written round-robin with `payload`. */
   openMany: (logs: number, payload: Uint8Array) => Promise<Subject>
+  /** Resolves once the peer can take writes (every bookie registered and writable). */
+  ready: () => Promise<void>
 }
 
 /** Undo steps, run last pushed first (bench/run.ts's Teardown). */
@@ -50,6 +52,12 @@ export const BOOKIES = 3
 const BOOKIES_READY_TIMEOUT_MS = 30_000
 /** Ledgers created or closed at once when a cell opens many. */
 const OPEN_CONCURRENCY = 32
+/**
+ * An add may wait this long for its ack quorum before the writer gives up on a bookie (default
+ * 10 s). With E3 over 3 bookies there is no spare to replace one, so a timeout under a loaded
+ * machine would end the ledger: the benchmark measures cost and latency, not failure detection.
+ */
+const ADD_TIMEOUT_MS = 60_000
 /** A publish may wait this long for its PubAck (256 KiB x 128 in flight on R3 takes seconds). */
 const PUBLISH_TIMEOUT_MS = 60_000
 
@@ -66,16 +74,17 @@ export async function startQuire(dir: string, cleanup: Cleanup, explicitLacInter
     procs.push({ name: `bookie-${i}`, pid: b.pid })
   }
   const quireClient = async (name: string): Promise<QuireClient> => {
-    const c = await connect({ servers: nats.url, name, explicitLacIntervalMs })
+    const c = await connect({ servers: nats.url, name, explicitLacIntervalMs, addTimeoutMs: ADD_TIMEOUT_MS })
     cleanup.push(() => c.close())
     return c
   }
   const client = await quireClient('quire-bench')
-  await waitForBookies(client, BOOKIES, BOOKIES_READY_TIMEOUT_MS).catch((err: unknown) => {
-    throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output()}`).join('\n')}`)
+  const ready = (): Promise<void> => waitForBookies(client, BOOKIES, BOOKIES_READY_TIMEOUT_MS).catch((err: unknown) => {
+    throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output().slice(-4000)}`).join('\n')}`)
   })
+  await ready()
   const peer: Peer = {
-    name: 'quire', procs, monitorPorts: [monitorPort],
+    name: 'quire', procs, monitorPorts: [monitorPort], ready,
     open: async (payload) => {
       const w = await client.createLedger(QUORUM)
       return { op: () => w.append(payload), close: () => w.close() }
@@ -125,7 +134,7 @@ function jetStreamPeer(name: PeerName, nc: NatsConnection, replicas: number, pro
   }
   const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS })
   return {
-    name, procs, monitorPorts,
+    name, procs, monitorPorts, ready: async () => {},
     open: async (payload) => {
       const s = await stream()
       const subject = `${s.subject}.log`

@@ -64,6 +64,8 @@ export interface PeerCell extends Measurement {
 export interface CellResult {
   spec: CellSpec
   peers: PeerCell[]
+  /** Peers whose run of this cell failed, with the error (the run goes on with the next). */
+  failed: Array<{ peer: PeerName; error: string }>
   /** Quire's CPU per entry over JetStream R1's and R3's (null when a peer is missing). */
   cpuRatio: { overR1: number | null; overR3: number | null }
 }
@@ -118,6 +120,8 @@ export interface BenchResult {
   tail: TailResult[]
   memory: MemoryResult | null
   ratios: Ratio[]
+  /** Sections that failed (the tailing reader's, the memory check), with their error. */
+  errors: string[]
 }
 
 export function cellKey(payloadBytes: number, inFlight: number, logs = 1): string {
@@ -135,14 +139,14 @@ export function peerCell(peer: PeerName, m: Measurement, spent: CpuSpent, msgs: 
   }
 }
 
-export function cellResult(spec: CellSpec, peers: PeerCell[]): CellResult {
+export function cellResult(spec: CellSpec, peers: PeerCell[], failed: CellResult['failed']): CellResult {
   const of = (name: PeerName): PeerCell | undefined => peers.find((p) => p.peer === name)
   const quire = of('quire')
   const over = (name: PeerName): number | null => {
     const other = of(name)
     return quire && other ? quire.cpu.usPerEntry / other.cpu.usPerEntry : null
   }
-  return { spec, peers, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') } }
+  return { spec, peers, failed, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') } }
 }
 
 /** Issue 14's targets, for the cells this run has. */
@@ -234,8 +238,10 @@ export function formatCells(cells: CellResult[]): string {
     p.nats.msgsPerEntry.toFixed(2),
     p.peer === 'quire' ? times(c.cpuRatio.overR1) : '', p.peer === 'quire' ? times(c.cpuRatio.overR3) : '',
   ]))
+  const failures = cells.flatMap((c) => c.failed.map((f) => `${cellLabel(c.spec)}, ${PEER_LABELS[f.peer]}: FAILED: ${f.error.split('\n')[0]}`))
   return [
     columns([head, ...body], 2),
+    ...failures,
     'CPU µs/entry = client + nats + bookies (each per entry); /R1, /R3: Quire\'s CPU per entry over JetStream R1\'s and R3\'s in the same cell',
   ].join('\n')
 }

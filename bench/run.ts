@@ -48,14 +48,14 @@ const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
 /** Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many logs, one entry per log. */
 const WARMUP_SECONDS = { default: 0.5, large: 1, many: 1.5 }
 const TAIL = { payloadBytes: 1024, ratesPerSec: [1_000, 10_000], inFlightMax: 1024, pollMs: 500, explicitLacIntervalMs: 100 }
-const TAIL_ENTRIES_DEFAULT = 1_000_000
+const TAIL_ENTRIES_DEFAULT = 200_000
 const MEMORY = { payloadBytes: 64, inFlight: 256, pollMs: 500, sampleEveryMax: 200_000 }
 const FDATASYNC_BYTES = 4096
 
 export interface BenchOptions {
   json: boolean
   seconds: number
-  /** Entries the reader-memory section writes and tails (default 1,000,000). */
+  /** Entries the reader-memory section writes and tails (default 200,000). */
   tailEntries?: number
   /** The 1 KiB cells only, and no reader-memory section. */
   quick?: boolean
@@ -83,14 +83,29 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const peers = [quire.peer, r1.peer, r3]
     const cells: CellResult[] = []
     for (const spec of params.cells) cells.push(await measureCell(params, spec, peers))
+    // Shown now: the sections after it take a while, and these are the figures that matter.
+    out.write(formatCells(cells) + '\n\n')
     const fdatasync = await run(params, 'fdatasync', { inFlight: 1, bytesPerOp: FDATASYNC_BYTES, warmupSeconds: WARMUP_SECONDS.default },
       () => openSyncFile(path.join(dir, 'fdatasync.bin'), FDATASYNC_BYTES))
-    const tail = await measureTail(params, quire.tailClients)
-    const memory = await measureMemory(params, quire.tailClients)
+    const errors: string[] = []
+    const section = async <T>(name: string, f: () => Promise<T>, otherwise: T): Promise<T> => {
+      try {
+        await quire.peer.ready()
+        return await f()
+      } catch (err) {
+        const error = `${name}: ${err instanceof Error ? err.message : String(err)}`
+        process.stderr.write(`FAILED: ${error}\n`)
+        errors.push(error)
+        return otherwise
+      }
+    }
+    const tail = await section('tail latency', () => measureTail(params, quire.tailClients), [])
+    const memory = await section('reader memory', () => measureMemory(params, quire.tailClients), null)
     const ratios = ratiosOf(cells, fdatasync, tail)
-    const result: BenchResult = { machine, params, cells, fdatasync, tail, memory, ratios }
+    const result: BenchResult = { machine, params, cells, fdatasync, tail, memory, ratios, errors }
     out.write([
-      formatCells(cells), formatFdatasync(params, fdatasync, cells), formatTail(params, tail), ...(memory ? [formatMemory(memory)] : []), formatRatios(ratios),
+      formatFdatasync(params, fdatasync, cells), ...(tail.length > 0 ? [formatTail(params, tail)] : []),
+      ...(memory ? [formatMemory(memory)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
     ].join('\n\n') + '\n')
     if (opts.json) process.stdout.write(JSON.stringify(result) + '\n')
     return result
@@ -138,32 +153,47 @@ function run(p: BenchParams, label: string, m: Pick<MeasureOptions, 'inFlight' |
   return measure({ seconds: p.seconds, ...m }, open, window)
 }
 
-/** One workload against each peer in turn, with the CPU time and NATS messages of its timed window. */
+/**
+ * One workload against each peer in turn, with the CPU time and NATS messages of its timed
+ * window. A peer that fails the cell is reported with its error and the run goes on.
+ */
 async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promise<CellResult> {
   const payload = randomBytes(spec.payloadBytes)
   const rows: PeerCell[] = []
+  const failed: CellResult['failed'] = []
   for (const peer of peers) {
-    let cpu: CpuWindow | null = null
-    let spent: CpuSpent | null = null
-    let before = { inMsgs: 0, outMsgs: 0 }
-    let after = before
-    const window: MeasureWindow = {
-      begin: async () => {
-        globalThis.gc?.() // the garbage of the cell before is not this one's
-        before = await natsMessages(peer.monitorPorts)
-        cpu = new CpuWindow(peer.procs)
-      },
-      end: async () => {
-        spent = cpu!.stop()
-        after = await natsMessages(peer.monitorPorts)
-      },
+    try {
+      rows.push(await measurePeer(p, spec, peer, payload))
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err)
+      process.stderr.write(`${PEER_LABELS[peer.name]} ${cellLabel(spec)} FAILED: ${error}\n`)
+      failed.push({ peer: peer.name, error })
     }
-    const m = await run(p, `${PEER_LABELS[peer.name]} ${cellLabel(spec)}`,
-      { inFlight: spec.inFlight, bytesPerOp: spec.payloadBytes, warmupSeconds: spec.warmupSeconds, ...(spec.ratePerSec === null ? {} : { ratePerSec: spec.ratePerSec }) },
-      () => (spec.logs > 1 ? peer.openMany(spec.logs, payload) : peer.open(payload)), window)
-    rows.push(peerCell(peer.name, m, spent!, { inMsgs: after.inMsgs - before.inMsgs, outMsgs: after.outMsgs - before.outMsgs }))
   }
-  return cellResult(spec, rows)
+  return cellResult(spec, rows, failed)
+}
+
+async function measurePeer(p: BenchParams, spec: CellSpec, peer: Peer, payload: Uint8Array): Promise<PeerCell> {
+  await peer.ready()
+  let cpu: CpuWindow | null = null
+  let spent: CpuSpent | null = null
+  let before = { inMsgs: 0, outMsgs: 0 }
+  let after = before
+  const window: MeasureWindow = {
+    begin: async () => {
+      globalThis.gc?.() // the garbage of the cell before is not this one's
+      before = await natsMessages(peer.monitorPorts)
+      cpu = new CpuWindow(peer.procs)
+    },
+    end: async () => {
+      spent = cpu!.stop()
+      after = await natsMessages(peer.monitorPorts)
+    },
+  }
+  const m = await run(p, `${PEER_LABELS[peer.name]} ${cellLabel(spec)}`,
+    { inFlight: spec.inFlight, bytesPerOp: spec.payloadBytes, warmupSeconds: spec.warmupSeconds, ...(spec.ratePerSec === null ? {} : { ratePerSec: spec.ratePerSec }) },
+    () => (spec.logs > 1 ? peer.openMany(spec.logs, payload) : peer.open(payload)), window)
+  return peerCell(peer.name, m, spent!, { inMsgs: after.inMsgs - before.inMsgs, outMsgs: after.outMsgs - before.outMsgs })
 }
 
 /** Per rate: paced 1 KiB appends to a new ledger, timed to their ack and to a tailing reader. */
@@ -237,7 +267,7 @@ if (invokedPath !== undefined && import.meta.url === pathToFileURL(path.resolve(
   const { values } = parseArgs({
     options: {
       json: { type: 'boolean', default: false },
-      seconds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '3' },
       'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT) },
       quick: { type: 'boolean', default: false },
     },

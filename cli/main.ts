@@ -50,8 +50,8 @@ program
   .command('bench')
   .description('run the benchmark (same as npm run bench)')
   .option('--json', 'print the figures as one JSON object on the last line')
-  .option('--seconds <n>', 'seconds per measurement', '5')
-  .option('--tail-entries <n>', 'entries for the tailing reader memory check', '1000000')
+  .option('--seconds <n>', 'seconds per measurement', '3')
+  .option('--tail-entries <n>', 'entries for the tailing reader memory check', '200000')
   .option('--quick', 'the 1 KiB cells only, and no tailing reader memory check')
   .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean }) => {
     const { runBench } = await importBench()
