@@ -42,6 +42,18 @@ unit('groups of two ledgers decode to the AddRequest a msgpack frame gives, entr
   }
 })
 
+unit('a ledger\'s groups of several write sets decode to one group, as a msgpack frame has it; another key stays apart', () => {
+  const other = masterKeyOf('other')
+  const frame = Buffer.concat([
+    encodeAddGroup(7, key, 'crc32c', -1, entries([0, 3])), encodeAddGroup(8, key, 'crc32c', -1, entries([0])),
+    encodeAddGroup(7, key, 'crc32c', -1, entries([2, 5])), encodeAddGroup(7, other, 'crc32c', -1, entries([6])),
+  ])
+  const r = decodeAddFrame(frame)
+  if (!r.ok) throw new Error(r.reason)
+  const ids = (g: { entries: Uint8Array[] }): number[] => g.entries.map((e) => Buffer.from(e).readUInt32BE(12))
+  assert.equal(r.req.groups.map((g) => [g.ledgerId, ids(g)]), [[7, [0, 3, 2, 5]], [8, [0]], [7, [6]]])
+})
+
 /** A valid frame, mutated by `f`; the reason it is refused. */
 function refused(f: (b: Buffer) => Buffer): { reason: string; readable: number } {
   const good = encodeAddGroup(9, key, 'crc32c', -1, entries([0, 1]))
@@ -132,7 +144,7 @@ unit('a writer\'s entries are encoded once: every bookie of a write set is hande
   }
   for (const m of sent) {
     const r = decodeAddFrame(Buffer.concat(m.parts))
-    assert.ok(r.ok && r.req.groups.reduce((n, g) => n + g.entries.length, 0) === 4, 'each bookie gets the 4 entries of its write sets')
+    assert.ok(r.ok && r.req.groups.length === 1 && r.req.groups[0]!.entries.length === 4, 'each bookie gets the 4 entries of its write sets, one group for the ledger')
   }
 })
 

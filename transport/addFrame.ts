@@ -128,6 +128,9 @@ export function decodeAddFrame(data: Uint8Array): AddFrameResult {
   const groups: AddGroup[] = []
   const saysAdd = data.byteLength >= 3 && data[2] === KIND_ADD
   const fail = (reason: string): AddFrameResult => ({ ok: false, reason, readable: saysAdd ? { op: 'add', groups } : null })
+  // A bookie gets a ledger's entries in one group per write set it is in: they are joined into one
+  // group per ledger, as a msgpack frame has them, so the bookie handles one batch per ledger.
+  const byLedger = new Map<number, AddGroup>()
   let at = 0
   let total = 0
   while (at < data.byteLength) {
@@ -139,7 +142,7 @@ export function decodeAddFrame(data: Uint8Array): AddFrameResult {
     const truncated = bytes > data.byteLength - at
       ? `group at byte ${at} is truncated: it says ${bytes} bytes, ${data.byteLength - at} arrived` : null
     const g = readGroup(data, at, Math.min(at + bytes, data.byteLength), groups.length)
-    if (g.entries.length > 0) groups.push(g.group)
+    if (g.entries.length > 0) join(groups, byLedger, g.group)
     total += g.entries.length
     if (g.problem ?? truncated) return fail((truncated ?? g.problem)!)
     if (total > LIMITS.entriesPerAdd) return fail(`more than ${LIMITS.entriesPerAdd} entries in one add`)
@@ -147,6 +150,22 @@ export function decodeAddFrame(data: Uint8Array): AddFrameResult {
   }
   if (groups.length === 0) return fail('add frame holds no group')
   return { ok: true, req: { op: 'add', groups } }
+}
+
+function join(groups: AddGroup[], byLedger: Map<number, AddGroup>, g: AddGroup): void {
+  const same = byLedger.get(g.ledgerId)
+  if (same && same.recovery === g.recovery && same.digestType === g.digestType && sameBytes(same.masterKey, g.masterKey)) {
+    for (const e of g.entries) same.entries.push(e)
+    return
+  }
+  groups.push(g)
+  if (!same) byLedger.set(g.ledgerId, g)
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 function groupHeaderProblem(data: Uint8Array, at: number): string | null {
