@@ -12,7 +12,8 @@
 //   ledger length, and whose size matches the header's payload length and the digest type;
 // - every array is bounded (LIMITS); an optional field is absent or of its type.
 // A check returns null (valid) or a short reason, and never throws. Unknown extra fields are
-// ignored (newer clients may add some).
+// ignored (newer clients may add some). Binary add and ack frames (transport/addFrame.ts) are
+// checked as they are decoded, by the same rules (entryProblem, LIMITS) plus their own sizes.
 
 import { DIGEST_TYPES, HEADER_BYTES, digestBytes, readEntryHeader, type DigestType } from './entry.ts'
 import { RC, type BookieReply, type BookieRequest, type WireMessage } from './wire.ts'

@@ -1,4 +1,5 @@
-// Messages between clients and bookies, msgpackr-encoded, over NATS core.
+// Messages between clients and bookies, msgpackr-encoded, over NATS core; adds and their acks
+// travel as binary frames instead (transport/addFrame.ts), which decode to AddRequest and AddAck.
 //
 // Subjects: each bookie listens on `quire.bookie.<bookieId>`; each client listens on its own
 // inbox and puts it in the NATS reply field. Adds are batched: one message carries many entries
