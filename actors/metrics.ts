@@ -321,6 +321,16 @@ const bookieTimeouts = new Counter({
   help: 'Requests to bookies (reads, LAC reads, long polls) that got no answer in time',
   registers: [registry],
 })
+const speculativeReads = new Counter({
+  name: 'quire_client_speculative_reads_total',
+  help: 'Read requests sent to another replica because the first had not answered within speculativeReadTimeoutMs',
+  registers: [registry],
+})
+const waitsOnTimeout = new Counter({
+  name: 'quire_client_waits_on_timeout_total',
+  help: 'Reads, LAC reads and long polls that could go on only once a bookie request timed out',
+  registers: [registry],
+})
 
 export const clientMetrics = {
   /** An append resolved; `calledAtMs` and `nowMs` from performance.now(). */
@@ -332,5 +342,11 @@ export const clientMetrics = {
   },
   bookieTimeout(): void {
     bookieTimeouts.inc()
+  },
+  speculativeRead(): void {
+    speculativeReads.inc()
+  },
+  waitedOnTimeout(): void {
+    waitsOnTimeout.inc()
   },
 }

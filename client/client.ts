@@ -14,6 +14,7 @@ import { connectNats } from '../transport/nats.ts'
 import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
+import { SlowBookies } from './slowBookies.ts'
 import { WriteHandleImpl } from './writeHandle.ts'
 import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
@@ -27,6 +28,14 @@ export interface ClientOptions {
   /** An add that has no ack quorum after this long fails the writer with TIMEOUT. Default 10 s. */
   addTimeoutMs?: number
   readTimeoutMs?: number
+  /**
+   * A read request a bookie has not answered after this long is also sent to the next replica of
+   * the write set (the first valid copy wins), and that bookie is asked last for a while; LAC
+   * reads and long polls stop waiting on a bookie this long after enough others answered.
+   * Default 500 ms (BookKeeper's speculativeReadTimeout is 2 s); 0 turns it off (a hung replica
+   * then costs a read the whole `readTimeoutMs`).
+   */
+  speculativeReadTimeoutMs?: number
   /**
    * Largest payload `append` accepts (ENTRY_TOO_LARGE above). Default 5 MiB. The limit a writer
    * enforces is the smallest of this, the NATS server's max_payload less the add frame's framing,
@@ -75,6 +84,7 @@ export interface OpenLedgerOptions {
 }
 
 export const MAX_ENTRY_BYTES_DEFAULT = 5 * 1024 * 1024
+export const SPECULATIVE_READ_TIMEOUT_MS_DEFAULT = 500
 
 /** Connect to a Quire cluster's NATS servers and open its metadata buckets. */
 export function connect(opts: ClientOptions): Promise<QuireClient> {
@@ -118,6 +128,9 @@ export class QuireClientImpl implements QuireClient {
   private readonly random: Random
   private readonly addTimeoutMs: number
   private readonly readTimeoutMs: number
+  private readonly speculativeReadTimeoutMs: number
+  /** Bookies slow or failing lately, for every handle's read order (client/slowBookies.ts). */
+  private readonly slowBookies: SlowBookies
   private readonly maxEntryBytes: number
   private readonly explicitLacIntervalMs: number
   private readonly eagerLac: boolean
@@ -134,6 +147,11 @@ export class QuireClientImpl implements QuireClient {
     this.random = parts.random
     this.addTimeoutMs = opts.addTimeoutMs ?? 10_000
     this.readTimeoutMs = opts.readTimeoutMs ?? 10_000
+    this.speculativeReadTimeoutMs = opts.speculativeReadTimeoutMs ?? SPECULATIVE_READ_TIMEOUT_MS_DEFAULT
+    if (!Number.isFinite(this.speculativeReadTimeoutMs) || this.speculativeReadTimeoutMs < 0) {
+      throw new QuireError('INVALID_CONFIG', `speculativeReadTimeoutMs must be 0 (off) or a positive number of ms, got ${String(opts.speculativeReadTimeoutMs)}`, { speculativeReadTimeoutMs: String(opts.speculativeReadTimeoutMs) })
+    }
+    this.slowBookies = new SlowBookies(this.readTimeoutMs, () => parts.clock.now())
     this.maxEntryBytes = opts.maxEntryBytes ?? MAX_ENTRY_BYTES_DEFAULT
     this.explicitLacIntervalMs = opts.explicitLacIntervalMs ?? 100
     this.eagerLac = opts.eagerLac ?? false
@@ -169,7 +187,7 @@ export class QuireClientImpl implements QuireClient {
     if (passwordCheckOf(masterKey) !== md.passwordCheck) {
       throw new QuireError('UNAUTHORIZED', `wrong password for ledger ${ledgerId}`, { ledgerId })
     }
-    const deps = { bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata, inspect: this.inspect, metrics: this.metrics, clock: this.clock }
+    const deps = { ...this.readDeps(), masterKey, metadata: this.metadata, inspect: this.inspect, metrics: this.metrics }
     if (opts.recovery) return new ReadHandleImpl(deps, await recoverLedger(this.writeDeps(masterKey), ledgerId))
     const handle = new ReadHandleImpl(deps, md)
     if (md.state !== 'CLOSED') await handle.readLac().catch(() => {})
@@ -202,10 +220,18 @@ export class QuireClientImpl implements QuireClient {
     }
   }
 
+  /** What every handle's reads share: the bookies, timeouts, clock and the client's bookie health. */
+  private readDeps() {
+    return {
+      bookies: this.bookies, readTimeoutMs: this.readTimeoutMs, clock: this.clock,
+      speculativeReadTimeoutMs: this.speculativeReadTimeoutMs, slowBookies: this.slowBookies,
+    }
+  }
+
   private writeDeps(masterKey: Buffer) {
     return {
-      bookies: this.bookies, masterKey, readTimeoutMs: this.readTimeoutMs, metadata: this.metadata,
-      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, clock: this.clock, random: this.random,
+      ...this.readDeps(), masterKey, metadata: this.metadata,
+      addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, random: this.random,
       explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs,
     }
   }

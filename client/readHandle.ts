@@ -3,8 +3,11 @@
 // that fails it, answers an error or times out is skipped for the next bookie of the write set
 // (PROTOCOL.md "Entry on the wire", "Response classes"). An entry is reported missing
 // (NO_SUCH_ENTRY) only when every bookie of its write set said so explicitly.
-// A bookie that timed out is asked last by this handle for a while (client/slowBookies.ts), so a
-// long read of a ledger with a dead or hung bookie waits one read timeout, not one per chunk.
+// A hung replica does not hold a read up: a request not answered within
+// `speculativeReadTimeoutMs` has its entries asked of the next replica too (first valid copy
+// wins), and bookies that were slow or timed out are asked last by every handle of the client for
+// a while (client/slowBookies.ts). Rules per entry: machines/speculativeRead.ts. LAC reads and
+// long polls likewise stop waiting on a replica once enough others answered.
 
 import type { InspectSink } from '../transport/inspect.ts'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
@@ -12,10 +15,12 @@ import { QuireError, isQuireError } from '../machines/errors.ts'
 import { NO_INDICES, indexBit, isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
-import { RC, type ReadResponse } from '../transport/wire.ts'
+import { RC } from '../transport/wire.ts'
 import type { Observable } from 'rxjs'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import { SlowBookies } from './slowBookies.ts'
+import { HEALTHY, entryRead, stepRead, type EntryRead, type ReadEvent, type ReadFailure, type Reply } from '../machines/speculativeRead.ts'
+import { realClock, type Clock } from '../transport/clock.ts'
 import { rxjs } from './rx.ts'
 import { tailEntries, type TailOptions } from './tail.ts'
 import type { ReadHandle } from './api.ts'
@@ -38,8 +43,15 @@ export interface HandleDeps {
   inspect?: InspectSink | null
   /** Where tailing readers count delivered entries; absent: nowhere. */
   metrics?: ClientMetrics
-  /** Time for forgetting slow bookies (client/slowBookies.ts); default Date.now. */
-  clock?: { now(): number }
+  /** Time for forgetting slow bookies and timers for speculation; default the real clock. */
+  clock?: Pick<Clock, 'now'> & Partial<Pick<Clock, 'setTimeout' | 'clearTimeout'>>
+  /**
+   * Ask the next replica when one has not answered a read within this many ms; 0 or absent: only
+   * once it failed or timed out. The client passes its `speculativeReadTimeoutMs`.
+   */
+  speculativeReadTimeoutMs?: number
+  /** The client's bookie health, shared by its handles; absent: one of the handle's own. */
+  slowBookies?: SlowBookies
 }
 
 /** Entries asked of one bookie per request, and bytes per reply. */
@@ -49,14 +61,16 @@ const READ_REPLY_BYTES = 4 * 1024 * 1024
 export class ReadHandleImpl implements ReadHandle {
   protected md: LedgerMetadata
   protected lac: number
-  /** Bookies that timed out on this handle's reads lately: asked last (client/slowBookies.ts). */
-  private readonly slow: SlowBookies
+  /** Bookies slow or failing lately: asked last (client/slowBookies.ts). */
+  private readonly health: SlowBookies
+  private readonly timers: Pick<Clock, 'setTimeout' | 'clearTimeout'>
 
   constructor(protected readonly deps: HandleDeps, metadata: LedgerMetadata) {
     this.md = metadata
     this.lac = metadata.state === 'CLOSED' ? metadata.lastEntryId : -1
     const clock = deps.clock
-    this.slow = new SlowBookies(deps.readTimeoutMs, clock ? () => clock.now() : Date.now)
+    this.health = deps.slowBookies ?? new SlowBookies(deps.readTimeoutMs, clock ? () => clock.now() : Date.now)
+    this.timers = clock?.setTimeout && clock.clearTimeout ? clock as Pick<Clock, 'setTimeout' | 'clearTimeout'> : realClock
   }
 
   get ledgerId(): number {
@@ -94,27 +108,68 @@ export class ReadHandleImpl implements ReadHandle {
     return out
   }
 
-  /** Ask the last segment's bookies for their LAC and take the highest answer. */
+  /**
+   * Ask the last segment's bookies for their LAC and take the highest answer. Once the answers
+   * cover every write set (PROTOCOL.md "Read LAC"), the others get the speculative delay more,
+   * not the read timeout: a hung bookie does not hold up an open.
+   */
   async readLac(): Promise<number> {
     if (this.md.state === 'CLOSED') return this.lac
     const seg = this.lastSegment()
-    const answers = await Promise.allSettled(
-      seg.ensemble.map((b) => this.deps.bookies.readLac(b, this.ledgerId, this.deps.readTimeoutMs)),
-    )
     let mask = NO_INDICES
     let best = -1
-    answers.forEach((a, i) => {
-      if (a.status !== 'fulfilled') return
-      if (a.value.rc === RC.OK || a.value.rc === RC.NO_SUCH_LEDGER) {
+    await this.askEach(seg.ensemble, (b) => this.deps.bookies.readLac(b, this.ledgerId, this.deps.readTimeoutMs), (i, r) => {
+      if (r.rc === RC.OK || r.rc === RC.NO_SUCH_LEDGER) {
         mask |= indexBit(i)
-        if (a.value.rc === RC.OK) best = Math.max(best, a.value.lac)
+        if (r.rc === RC.OK) best = Math.max(best, r.lac)
       }
-    })
+      return false
+    }, () => isFenceCovered(mask, this.md))
     if (!isFenceCovered(mask, this.md)) {
       throw new QuireError('BOOKIE_UNAVAILABLE', `too few bookies of ledger ${this.ledgerId} answered a LAC read`, { ledgerId: this.ledgerId })
     }
     if (best > this.lac) this.lac = best
     return this.lac
+  }
+
+  /**
+   * Send `send(bookie)` to each bookie and feed the answers to `take` (by position in `bookies`);
+   * resolves once all settled, once `take` returns true, or `speculativeReadTimeoutMs` after
+   * `enough()` first held, with the bookies that had not answered by then (`late`: left behind
+   * by that delay). Bookie health learns from every answer, also those after it resolved; a
+   * rejection once `signal` is aborted is a cancel, not a failure.
+   */
+  private askEach<T>(bookies: readonly string[], send: (bookie: string) => Promise<T>, take: (index: number, answer: T) => boolean, enough: () => boolean, signal?: AbortSignal): Promise<{ late: string[] }> {
+    const graceMs = this.deps.speculativeReadTimeoutMs ?? 0
+    const metrics = this.deps.metrics ?? NO_CLIENT_METRICS
+    return new Promise((resolve) => {
+      let pending = bookies.length
+      let done = false
+      let grace: ReturnType<Clock['setTimeout']> | null = null
+      const settled = new Set<string>()
+      const finish = (byGrace: boolean): void => {
+        if (done) return
+        done = true
+        if (grace !== null) this.timers.clearTimeout(grace)
+        resolve({ late: byGrace ? bookies.filter((b) => !settled.has(b)) : [] })
+      }
+      if (pending === 0) finish(false)
+      bookies.forEach((b, i) => {
+        send(b).then((answer) => {
+          settled.add(b)
+          this.health.answered(b)
+          if (!done && take(i, answer)) finish(false)
+        }, (err) => {
+          settled.add(b)
+          if (signal?.aborted) return
+          this.health.timedOut(b)
+          if (!done && pending === 1 && isQuireError(err, 'TIMEOUT')) metrics.waitedOnTimeout?.()
+        }).finally(() => {
+          if (--pending === 0) finish(false)
+          else if (!done && grace === null && graceMs > 0 && enough()) grace = this.timers.setTimeout(() => finish(true), graceMs)
+        })
+      })
+    })
   }
 
   /**
@@ -136,25 +191,42 @@ export class ReadHandleImpl implements ReadHandle {
     return this.poll(previousLac, pollMs, true, opts.signal)
   }
 
+  /**
+   * Long-polls the last segment's bookies that were neither slow nor failing lately (at least the
+   * two best ranked). The first higher LAC wins (any bookie's LAC is a confirmed one); "nothing new" is
+   * answered once every bookie asked said so, or `speculativeReadTimeoutMs` after the first did:
+   * a poll parked on a hung bookie does not hold up the tail, and that bookie counts as slow (not
+   * polled for a while); its poll is cancelled, here and at the bookie, so it does not wait out
+   * its timeout.
+   */
   private async poll(previousLac: number, pollMs: number, withEntry: boolean, signal?: AbortSignal): Promise<{ lac: number; entry: LedgerEntry | null }> {
     const longPoll = this.deps.bookies.longPollLac
     if (!longPoll) throw new QuireError('INVALID_CONFIG', 'this client cannot long-poll')
-    const seg = this.lastSegment()
-    const best = await new Promise<{ lac: number; data?: Uint8Array }>((resolve) => {
-      let pending = seg.ensemble.length
-      let done = false
-      for (const b of seg.ensemble) {
-        longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry, signal).then(
-          (r) => {
-            if (!done && r.rc === RC.OK && r.lac > previousLac) {
-              done = true
-              resolve({ lac: r.lac, ...(r.entry ? { data: r.entry } : {}) })
-            }
-          },
-          () => {},
-        ).finally(() => { if (--pending === 0 && !done) resolve({ lac: previousLac }) })
-      }
-    })
+    // Best first (stable: ensemble order within a rank); every healthy one, and at least two.
+    const ranked = [...this.lastSegment().ensemble].sort((a, b) => this.health.rank(a) - this.health.rank(b))
+    const targets = ranked.filter((b, k) => k < 2 || this.health.rank(b) === HEALTHY)
+    let best: { lac: number; data?: Uint8Array } = { lac: previousLac }
+    let answered = false
+    const polls = new AbortController()
+    const stop = (): void => polls.abort()
+    signal?.addEventListener('abort', stop, { once: true })
+    if (signal?.aborted) polls.abort()
+    try {
+      const { late } = await this.askEach(targets,
+        (b) => longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry, polls.signal),
+        (_, r) => {
+          answered = true
+          if (r.rc !== RC.OK || r.lac <= previousLac) return false
+          best = { lac: r.lac, ...(r.entry ? { data: r.entry } : {}) }
+          return true
+        }, () => answered, polls.signal)
+      for (const b of late) this.health.slow(b)
+      // Only those left behind: after a higher LAC the others answer at once anyway, and a cancel
+      // would be one more message each.
+      if (late.length > 0) polls.abort()
+    } finally {
+      signal?.removeEventListener('abort', stop)
+    }
     if (best.lac > this.lac) this.lac = best.lac
     return { lac: this.lac, entry: best.data && best.lac === this.lac ? this.entryFrom(best.lac, best.data) : null }
   }
@@ -203,96 +275,107 @@ export class ReadHandleImpl implements ReadHandle {
     return found
   }
 
-  private async readChunk(first: number, last: number): Promise<LedgerEntry[]> {
+  /**
+   * One chunk of a read (machines/speculativeRead.ts decides per entry): each entry is asked of
+   * its best-ranked replica; a failure asks the next at once, and a request not answered within
+   * the speculative delay has its unread entries asked of the next replica too, the first valid
+   * copy winning. Asks made together go to a bookie as one request.
+   */
+  private readChunk(first: number, last: number): Promise<LedgerEntry[]> {
     const n = last - first + 1
     const result: (LedgerEntry | null)[] = new Array(n).fill(null)
-    const attempt = new Array<number>(n).fill(0)
-    const negatives = new Array<number>(n).fill(0)
-    const corrupt = new Array<number>(n).fill(0)
-    const timeouts = new Array<number>(n).fill(0)
-    /** Per entry, the write-set positions in the order asked: order[i][attempt[i]] is the current one. */
-    const order = Array.from({ length: n }, (): number[] => [])
     const { ensembleSize: e, writeQuorum: w } = this.md
-    for (;;) {
-      const byBookie = new Map<string, number[]>()
-      for (let i = 0; i < n; i++) {
-        if (result[i] !== null) continue
-        const id = first + i
-        if (attempt[i]! >= w) this.giveUp(id, negatives[i]!, corrupt[i]!, timeouts[i]!, w)
-        const ws = writeSetIndices(id, e, w)
-        const ensemble = this.segmentOf(id).ensemble
-        const asked = order[i]!
-        if (asked.length <= attempt[i]!) asked.push(this.nextReplica(ws, asked, ensemble))
-        const bookie = ensemble[ws[asked[attempt[i]!]!]!]!
-        let list = byBookie.get(bookie)
-        if (!list) byBookie.set(bookie, (list = []))
-        list.push(id)
+    const reads: EntryRead[] = Array.from({ length: n }, () => entryRead(w))
+    const speculateMs = this.deps.speculativeReadTimeoutMs ?? 0
+    const metrics = this.deps.metrics ?? NO_CLIENT_METRICS
+    const bookieAt = (id: number, position: number): string => this.segmentOf(id).ensemble[writeSetIndices(id, e, w)[position]!]!
+    return new Promise((resolve, reject) => {
+      let left = n
+      let settled = false
+      const toSend = new Map<string, number[]>()
+      const queue = (bookie: string, id: number): void => {
+        let ids = toSend.get(bookie)
+        if (!ids) toSend.set(bookie, (ids = []))
+        ids.push(id)
       }
-      if (byBookie.size === 0) return result as LedgerEntry[]
-      await Promise.all([...byBookie].map(async ([bookie, ids]) => {
-        let resp: ReadResponse
-        try {
-          resp = await this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs)
-          this.slow.answered(bookie)
-        } catch (err) {
-          if (isQuireError(err, 'TIMEOUT')) this.slow.timedOut(bookie)
-          for (const id of ids) {
-            if (isQuireError(err, 'TIMEOUT')) timeouts[id - first]!++
-            attempt[id - first]!++
-          }
-          return
+      const step = (id: number, ev: ReadEvent): void => {
+        const i = id - first
+        const wasDone = reads[i]!.done
+        const next = stepRead(reads[i]!, ev, (p) => this.health.rank(bookieAt(id, p)))
+        reads[i] = next.state
+        if (settled || wasDone) return
+        if (next.step.kind === 'ask') queue(bookieAt(id, next.step.position), id)
+        else if (next.step.kind === 'fail') {
+          settled = true
+          reject(this.readFailure(id, next.step.code))
+        } else if (next.step.kind === 'done' && result[i] !== null && --left === 0) {
+          settled = true
+          resolve(result as LedgerEntry[])
         }
-        if (resp.rc !== RC.OK) {
-          for (const id of ids) {
-            if (resp.rc === RC.NO_SUCH_LEDGER) negatives[id - first]!++
-            attempt[id - first]!++
-          }
-          return
+      }
+      const sendQueued = (): void => {
+        for (const [bookie, ids] of toSend) ask(bookie, ids)
+        toSend.clear()
+      }
+      const ask = (bookie: string, ids: number[]): void => {
+        let answered = false
+        let speculated = false
+        const timer = speculateMs > 0 ? this.timers.setTimeout(() => {
+          if (answered || settled) return
+          speculated = true
+          this.health.slow(bookie)
+          for (const id of ids) step(id, { type: 'speculate' })
+          for (const _ of toSend.keys()) metrics.speculativeRead?.()
+          sendQueued()
+        }, speculateMs) : null
+        const reply = (id: number, r: Reply): void => {
+          if (r === 'timeout' && !reads[id - first]!.done && !settled) metrics.waitedOnTimeout?.()
+          step(id, { type: 'reply', reply: r })
         }
-        resp.entries.forEach(([rc, data], k) => {
-          const id = ids[k]!
-          const i = id - first
-          if (rc === RC.OK && data) {
-            const entry = this.entryFrom(id, data)
-            if (entry) {
-              result[i] = entry
-              return
-            }
-            corrupt[i]!++
-          } else if (rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER) negatives[i]!++
-          else if (rc === RC.CORRUPT) corrupt[i]!++
-          attempt[i]!++
+        this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs).then((resp) => {
+          this.health.answered(bookie, !speculated)
+          if (resp.rc !== RC.OK) {
+            for (const id of ids) reply(id, resp.rc === RC.NO_SUCH_LEDGER ? 'missing' : 'error')
+            return
+          }
+          resp.entries.forEach(([rc, data], k) => {
+            const id = ids[k]!
+            if (rc === RC.OK && data) {
+              const entry = reads[id - first]!.done ? null : this.entryFrom(id, data)
+              if (entry) result[id - first] = entry
+              reply(id, entry || reads[id - first]!.done ? 'ok' : 'corrupt')
+            } else reply(id, rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER ? 'missing' : rc === RC.CORRUPT ? 'corrupt' : 'error')
+          })
+          // A reply stops short of `maxBytes`: the rest are asked of the same bookie again.
+          for (const id of ids.slice(resp.entries.length)) if (!reads[id - first]!.done) queue(bookie, id)
+        }, (err) => {
+          const timedOut = isQuireError(err, 'TIMEOUT')
+          this.health.timedOut(bookie)
+          for (const id of ids) reply(id, timedOut ? 'timeout' : 'error')
+        }).catch((err: unknown) => {
+          if (settled) return
+          settled = true
+          reject(err)
+        }).finally(() => {
+          answered = true
+          if (timer !== null) this.timers.clearTimeout(timer)
+          sendQueued()
         })
-      }))
-    }
+      }
+      for (let id = first; id <= last; id++) step(id, { type: 'start' })
+      sendQueued()
+    })
   }
 
-  /**
-   * The next write-set position to ask for an entry, after those in `asked` (all failed): the
-   * first in write-set order whose bookie has not timed out lately, else the first left.
-   */
-  private nextReplica(ws: readonly number[], asked: readonly number[], ensemble: readonly string[]): number {
-    let fallback = -1
-    for (let k = 0; k < ws.length; k++) {
-      if (asked.includes(k)) continue
-      if (!this.slow.isSlow(ensemble[ws[k]!]!)) return k
-      if (fallback < 0) fallback = k
-    }
-    return fallback
-  }
-
-  private giveUp(entryId: number, negatives: number, corrupt: number, timeouts: number, replicas: number): never {
+  private readFailure(entryId: number, code: ReadFailure): QuireError {
     const where = { ledgerId: this.ledgerId, entryId }
-    if (negatives === replicas) {
-      throw new QuireError('NO_SUCH_ENTRY', `no bookie holds entry ${entryId} of ledger ${this.ledgerId}`, where)
+    const replicas = this.md.writeQuorum
+    switch (code) {
+      case 'NO_SUCH_ENTRY': return new QuireError(code, `no bookie holds entry ${entryId} of ledger ${this.ledgerId}`, where)
+      case 'CORRUPT_ENTRY': return new QuireError(code, `entry ${entryId} of ledger ${this.ledgerId} fails its digest on every replica`, where)
+      case 'TIMEOUT': return new QuireError(code, `no bookie of entry ${entryId} of ledger ${this.ledgerId} answered within ${this.deps.readTimeoutMs} ms`, where)
+      case 'BOOKIE_UNAVAILABLE': return new QuireError(code, `could not read entry ${entryId} of ledger ${this.ledgerId} from any of its ${replicas} bookies`, where)
     }
-    if (corrupt > 0 && corrupt + negatives === replicas) {
-      throw new QuireError('CORRUPT_ENTRY', `entry ${entryId} of ledger ${this.ledgerId} fails its digest on every replica`, where)
-    }
-    if (timeouts === replicas) {
-      throw new QuireError('TIMEOUT', `no bookie of entry ${entryId} of ledger ${this.ledgerId} answered within ${this.deps.readTimeoutMs} ms`, where)
-    }
-    throw new QuireError('BOOKIE_UNAVAILABLE', `could not read entry ${entryId} of ledger ${this.ledgerId} from any of its ${replicas} bookies`, where)
   }
 
   /**

@@ -10,6 +10,10 @@ export interface ClientMetrics {
   tailDelivered(): void
   /** A request to a bookie (read, LAC read, long poll) got no answer in time. */
   bookieTimeout(): void
+  /** A read request went to another replica because the first had not answered within `speculativeReadTimeoutMs`. */
+  speculativeRead?(): void
+  /** A read, LAC read or long poll could go on only once a bookie's request timed out (it waited a whole timeout). */
+  waitedOnTimeout?(): void
 }
 
 export const NO_CLIENT_METRICS: ClientMetrics = {

@@ -209,7 +209,8 @@ test('the registry, default process metrics included, parses strictly and names 
     ['quire_replication_entries_total', 'counter'], ['quire_replication_recoveries_total', 'counter'],
     ['quire_replication_failures_total', 'counter'], ['quire_nats_reconnects_total', 'counter'],
     ['quire_client_add_duration_seconds', 'histogram'], ['quire_client_tail_entries_total', 'counter'],
-    ['quire_client_bookie_timeouts_total', 'counter'],
+    ['quire_client_bookie_timeouts_total', 'counter'], ['quire_client_speculative_reads_total', 'counter'],
+    ['quire_client_waits_on_timeout_total', 'counter'],
     ['process_cpu_user_seconds_total', 'counter'], ['nodejs_eventloop_lag_seconds', 'gauge'],
   ] as const) {
     const f = e.get(name)
