@@ -58,6 +58,12 @@ export const ADD_FRAME_OVERHEAD_BYTES = ADD_FRAME_BYTES + ADD_GROUP_BYTES + 64 +
  */
 export const READ_REPLY_FRAME_BYTES = 256
 export const READ_REPLY_ENTRY_BYTES = 8
+/**
+ * Upper bounds on a writeLacs frame's msgpack: `{op: 'writeLacs', items: [...]}`, and per item
+ * its four keys, a 64-bit ledger id and LAC, a flag and a master key of up to 64 bytes (119 at most).
+ */
+export const LACS_FRAME_BYTES = 32
+export const LACS_ITEM_BYTES = 128
 
 /** What writers, readers and recoveries need of the bookies (NATS here; simulated in sim/). */
 export interface BookieTransport {
@@ -291,7 +297,10 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   writeLacs(bookieId: string, items: LacItem[]): void {
-    this.tell(bookieId, { op: 'writeLacs', items })
+    // A server with a max_payload under what LIMITS.lacsPerFrame items take gets smaller frames.
+    const maxPayload = this.nc.info?.max_payload
+    const per = maxPayload === undefined ? items.length : Math.max(1, Math.floor((maxPayload - LACS_FRAME_BYTES) / LACS_ITEM_BYTES))
+    for (let i = 0; i < items.length; i += per) this.tell(bookieId, { op: 'writeLacs', items: items.slice(i, i + per) })
   }
 
   /** No answer asked, best effort: a lost explicit LAC is carried by the ledger's next entry anyway. */
