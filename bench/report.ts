@@ -112,9 +112,19 @@ export interface Ratio {
   met: boolean | null
 }
 
+/** CPU spent with nothing to do, in ms of CPU per second of wall time. */
+export interface IdleCpu {
+  seconds: number
+  /** This process: the Quire clients and the JetStream connections. */
+  clientMsPerSecond: number
+  /** Each peer's other processes (nats-servers, bookies). */
+  peers: Array<{ peer: PeerName; msPerSecond: number }>
+}
+
 export interface BenchResult {
   machine: Machine
   params: BenchParams
+  idle: IdleCpu
   cells: CellResult[]
   fdatasync: Measurement
   tail: TailResult[]
@@ -224,6 +234,11 @@ export function formatHeader(m: Machine, p: BenchParams): string {
       : `memory:  ${p.memory.entries} entries of ${p.memory.payloadBytes} B, ${p.memory.inFlight} in flight, tailed with pollMs ${p.memory.pollMs}; ` +
         `RSS sampled every ${p.memory.sampleEvery} entries`,
   ].join('\n')
+}
+
+export function formatIdle(i: IdleCpu): string {
+  return `idle:    CPU ms per second with nothing written (${i.seconds} s; part of every cell's figure, not subtracted): ` +
+    [`this process ${i.clientMsPerSecond.toFixed(1)}`, ...i.peers.map((p) => `${PEER_LABELS[p.peer]} ${p.msPerSecond.toFixed(1)}`)].join(', ')
 }
 
 export function cellLabel(s: CellSpec): string {

@@ -35,8 +35,8 @@ import { clockTicksPerSecond, CpuWindow, type CpuSpent } from './cpu.ts'
 import { measure, type Measurement, type MeasureOptions, type MeasureWindow, type Subject } from './measure.ts'
 import { BOOKIES, natsMessages, PEER_LABELS, QUORUM, startJetStreamR1, startJetStreamR3, startQuire, type Peer } from './peers.ts'
 import {
-  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatMemory, formatRatios, formatTail, peerCell, ratiosOf,
-  type BenchParams, type BenchResult, type CellResult, type CellSpec, type Machine, type MemoryResult, type PeerCell, type TailResult,
+  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatMemory, formatRatios, formatTail, peerCell, ratiosOf,
+  type BenchParams, type BenchResult, type CellResult, type CellSpec, type IdleCpu, type Machine, type MemoryResult, type PeerCell, type TailResult,
 } from './report.ts'
 import { openTailed, tailMemory, TailStats, type TailClients } from './tail.ts'
 
@@ -51,6 +51,7 @@ const TAIL = { payloadBytes: 1024, ratesPerSec: [1_000, 10_000], inFlightMax: 10
 const TAIL_ENTRIES_DEFAULT = 200_000
 const MEMORY = { payloadBytes: 64, inFlight: 256, pollMs: 500, sampleEveryMax: 200_000 }
 const FDATASYNC_BYTES = 4096
+const IDLE_SECONDS = 2
 
 export interface BenchOptions {
   json: boolean
@@ -81,6 +82,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const machine = machineOf(dir, r1.version)
     out.write(formatHeader(machine, params) + '\n\n')
     const peers = [quire.peer, r1.peer, r3]
+    const idle = await measureIdle(peers)
+    out.write(formatIdle(idle) + '\n\n')
     const cells: CellResult[] = []
     for (const spec of params.cells) cells.push(await measureCell(params, spec, peers))
     // Shown now: the sections after it take a while, and these are the figures that matter.
@@ -102,7 +105,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const tail = await section('tail latency', () => measureTail(params, quire.tailClients), [])
     const memory = await section('reader memory', () => measureMemory(params, quire.tailClients), null)
     const ratios = ratiosOf(cells, fdatasync, tail)
-    const result: BenchResult = { machine, params, cells, fdatasync, tail, memory, ratios, errors }
+    const result: BenchResult = { machine, params, idle, cells, fdatasync, tail, memory, ratios, errors }
     out.write([
       formatFdatasync(params, fdatasync, cells), ...(tail.length > 0 ? [formatTail(params, tail)] : []),
       ...(memory ? [formatMemory(memory)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
@@ -151,6 +154,25 @@ function run(p: BenchParams, label: string, m: Pick<MeasureOptions, 'inFlight' |
   const pace = m.ratePerSec === undefined ? `${m.inFlight} in flight` : `${m.ratePerSec}/s, at most ${m.inFlight} in flight`
   process.stderr.write(`measuring ${label}, ${pace}, ${p.seconds} s...\n`)
   return measure({ seconds: p.seconds, ...m }, open, window)
+}
+
+/**
+ * What every process spends doing nothing for IDLE_SECONDS (timers, heartbeats, pings): part of
+ * every cell's figure, so shown once on its own, not subtracted.
+ */
+async function measureIdle(peers: Peer[]): Promise<IdleCpu> {
+  process.stderr.write(`measuring idle CPU, ${IDLE_SECONDS} s...\n`)
+  globalThis.gc?.()
+  const windows = peers.map((p) => new CpuWindow(p.procs))
+  await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000))
+  const spent = windows.map((w) => w.stop())
+  const perSecond = (us: number): number => us / 1000 / IDLE_SECONDS
+  return {
+    seconds: IDLE_SECONDS,
+    // The windows overlap in time: this process's CPU is the same in each.
+    clientMsPerSecond: perSecond(spent[0]?.clientUs ?? 0),
+    peers: peers.map((p, i) => ({ peer: p.name, msPerSecond: perSecond(spent[i]!.totalUs - spent[i]!.clientUs) })),
+  }
 }
 
 /**
