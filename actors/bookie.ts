@@ -69,6 +69,12 @@ export interface BookieOptions {
   diskUsageLwmThreshold?: number
   /** Garbage collection interval (actors/gc.ts); 0: only on entering read-only. Default 60000. */
   gcIntervalMs?: number
+  /** After a GC that deleted ledgers, entry logs with less live data than this fraction are compacted. Default 0.2. */
+  minorCompactionThreshold?: number
+  /** The threshold instead when majorCompactionIntervalMs has passed since the last major compaction. Default 0.8. */
+  majorCompactionThreshold?: number
+  /** Least time between major compactions (0: every compaction is major). Default 86400000. */
+  majorCompactionIntervalMs?: number
   /** Replicas of the metadata buckets if this bookie creates them (default: openMetadata's). */
   metadataReplicas?: number
   /** Between integrity checks while ledgers are in limbo (actors/integrityCheck.ts). Default 30000. */
@@ -167,6 +173,8 @@ export class Bookie {
         'storage.open': () => step(async () => {
           this.storage = await BookieStorage.open(opts.dataDir)
           this.storage.store.onDamage = (e) => this.onStoreDamage(e)
+          const migrated = this.storage.store.migrated
+          if (migrated) log('entry store migrated: payloads moved from RocksDB to entry logs', { ...migrated })
           this.lifecycle.send({ type: 'storage.opened' })
         }),
         'journal.replay': () => step(async () => {
@@ -578,6 +586,18 @@ export class Bookie {
     await this.dropLedgerActors(ids)
     await s.checkpoint()
     for (const [first, last] of ranges) await s.store.compactLedgers(first, last)
+    await this.compactEntryLogs()
+  }
+
+  private lastMajorCompaction = performance.now()
+
+  /** Minor compaction, or major once majorCompactionIntervalMs has passed (storage/entryLogCompaction.ts). */
+  private async compactEntryLogs(): Promise<void> {
+    const major = performance.now() - this.lastMajorCompaction >= (this.opts.majorCompactionIntervalMs ?? 86_400_000)
+    const threshold = major ? this.opts.majorCompactionThreshold ?? 0.8 : this.opts.minorCompactionThreshold ?? 0.2
+    const r = await this.storage!.store.compactEntryLogs(threshold)
+    if (major) this.lastMajorCompaction = performance.now()
+    if (r.compacted + r.emptied + r.skipped > 0) this.opts.log?.('entry logs compacted', { major, threshold, ...r })
   }
 
   private async dropLedgerActors(ids: readonly number[]): Promise<void> {

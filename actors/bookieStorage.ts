@@ -1,10 +1,12 @@
-// A bookie's storage: the journal (write-ahead log, fdatasync before ack) in front of the RocksDB
-// entry store, with a write cache for entries that are synced but not yet in RocksDB.
+// A bookie's storage: the journal (write-ahead log, fdatasync before ack) in front of the entry
+// store (payloads in entry logs, an index in RocksDB: storage/entryStore.ts), with a write cache
+// for entries that are synced but not yet in the entry store ("RocksDB" below: the entry store).
 //
 // Invariants:
 // - an entry is readable (write cache or RocksDB) from the moment its journal record is synced;
-// - a checkpoint records a journal position only after every record before it is in RocksDB and
-//   RocksDB is flushed; journal files wholly before the checkpoint may then be deleted;
+// - a checkpoint records a journal position only after every record before it is in the entry
+//   store and the store is flushed (entry logs synced, then the index flushed); journal files
+//   wholly before the checkpoint may then be deleted;
 // - replay applies every record after the checkpoint, in order; a torn tail ends the journal, a
 //   corrupt record before the tail refuses start-up (CORRUPT_JOURNAL from storage/journal.ts);
 //   a record intact on disk but failing validation (actors/journalRecords.ts recordProblem: only
@@ -493,7 +495,10 @@ export class BookieStorage {
     return { state, lastEntryId, lac }
   }
 
-  /** Flush RocksDB and record the journal position it covers; drop older journal files. */
+  /**
+   * Flush the entry store (entry logs synced, then the index) and record the journal position it
+   * covers; drop older journal files.
+   */
   async checkpoint(): Promise<JournalPosition> {
     while (this.rotating) await this.rotating
     const j = this.requireJournal()

@@ -119,6 +119,9 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     diskCheckIntervalMs: s.diskCheckIntervalMs,
     diskQuotaBytes: s.diskQuotaBytes,
     gcIntervalMs: s.gcIntervalMs,
+    minorCompactionThreshold: s.minorCompactionThreshold,
+    majorCompactionThreshold: s.majorCompactionThreshold,
+    majorCompactionIntervalMs: s.majorCompactionIntervalMs,
     log: (msg: string, fields?: Record<string, unknown>) => ctx.log.info({ bookieId, ...fields }, msg),
   }
   const bookie = new Bookie(options)

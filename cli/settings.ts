@@ -29,6 +29,9 @@ export interface NodeSettings {
   diskCheckIntervalMs: number
   diskQuotaBytes: number
   gcIntervalMs: number
+  minorCompactionThreshold: number
+  majorCompactionThreshold: number
+  majorCompactionIntervalMs: number
   lostBookieRecoveryDelayMs: number
   auditorLeaseMs: number
   auditIntervalMs: number
@@ -78,6 +81,9 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   diskCheckIntervalMs: { kind: int(10), default: 10_000, env: 'QUIRE_DISK_CHECK_INTERVAL_MS', flag: '--disk-check-interval-ms <ms>', doc: 'interval between disk usage checks' },
   diskQuotaBytes: { kind: int(0), default: 0, env: 'QUIRE_DISK_QUOTA_BYTES', flag: '--disk-quota-bytes <n>', doc: 'bytes the data folder may use; 0: use the filesystem\'s usage' },
   gcIntervalMs: { kind: int(0), default: 60_000, env: 'QUIRE_GC_INTERVAL_MS', flag: '--gc-interval-ms <ms>', doc: 'interval between garbage collections of deleted ledgers\' entries (0: only when the disk fills)' },
+  minorCompactionThreshold: { kind: { type: 'fraction' }, default: 0.2, env: 'QUIRE_MINOR_COMPACTION_THRESHOLD', flag: '--minor-compaction-threshold <f>', doc: 'after a garbage collection that deleted ledgers, entry logs with less live data than this fraction are rewritten (minor compaction)' },
+  majorCompactionThreshold: { kind: { type: 'fraction' }, default: 0.8, env: 'QUIRE_MAJOR_COMPACTION_THRESHOLD', flag: '--major-compaction-threshold <f>', doc: 'the threshold of a major compaction (one per major-compaction-interval-ms)' },
+  majorCompactionIntervalMs: { kind: int(0), default: 86_400_000, env: 'QUIRE_MAJOR_COMPACTION_INTERVAL_MS', flag: '--major-compaction-interval-ms <ms>', doc: 'least time between major compactions (0: every compaction is major)' },
   lostBookieRecoveryDelayMs: { kind: int(0), default: 30_000, env: 'QUIRE_LOST_BOOKIE_RECOVERY_DELAY_MS', flag: '--lost-bookie-recovery-delay-ms <ms>', doc: 'how long a bookie must be dead before the auditor marks its ledgers under-replicated' },
   auditorLeaseMs: { kind: int(100), default: 10_000, env: 'QUIRE_AUDITOR_LEASE_MS', flag: '--auditor-lease-ms <ms>', doc: 'lease of the elected auditor; another node takes over after it lapses' },
   auditIntervalMs: { kind: int(100), default: 60_000, env: 'QUIRE_AUDIT_INTERVAL_MS', flag: '--audit-interval-ms <ms>', doc: 'interval between full audits of ledger placement' },

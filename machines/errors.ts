@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout, or what answered there is not a NATS server (or refused the connection).',
   CORRUPT_JOURNAL: 'The journal is damaged before its torn end (a later write follows the damage), a segment is missing, or a segment is of an older format; the bookie refuses to start.',
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
+  ENTRY_LOG_DAMAGED: 'An entry log file the bookie\'s index points into is missing, ends before the indexed record, or holds a record that fails its checksum (the message names the file); reads of those entries answer damaged (never "no such entry") until a new copy is written.',
   BOOKIE_UNAVAILABLE: 'Too many bookies of a write set failed to answer or refused the request.',
   METADATA_CONFLICT: 'A compare-and-swap on ledger metadata lost in a way a retry cannot fix.',
   METADATA_ERROR: 'The metadata store (NATS JetStream) refused a request, or the NATS connection is closed; the message carries the server\'s error and code.',

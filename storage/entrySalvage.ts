@@ -17,7 +17,9 @@
 // value is copied (a newer copy in another file survives), a checksum failure names a damaged
 // entry, absence is nothing. Invariants: nothing unreadable is copied; every key that a point
 // read can still return inside a probed window is copied; the source is only read.
+// Also here: opening a store's RocksDB (openDb), which first finishes a repair a crash interrupted.
 
+import { access, mkdir, rename, rm } from 'node:fs/promises'
 import RocksDB from 'rocksdb-native'
 
 /** Column families of an entry store, in the order they are copied. */
@@ -60,6 +62,45 @@ export function isCorruption(err: unknown, depth = 0): boolean {
   if (typeof e.message === 'string' && /corrupt|checksum mismatch|bad block|bad table/i.test(e.message)) return true
   if (isCorruption(e.cause, depth + 1)) return true
   return Array.isArray(e.errors) && e.errors.some((x) => isCorruption(x, depth + 1))
+}
+
+/**
+ * Open (creating) the RocksDB store in `dir`, first completing a repair a crash interrupted,
+ * with a message that says what went wrong.
+ */
+export async function openDb(dir: string, readOnly: boolean): Promise<RocksDB> {
+  let db: RocksDB | null = null
+  try {
+    await finishRepair(dir)
+    // RocksDB creates only the last path component; a fresh bookie may name a deeper one.
+    await mkdir(dir, { recursive: true })
+    db = new RocksDB(dir, { columnFamilies: [...COLUMN_FAMILIES], readOnly })
+    await db.ready()
+    return db
+  } catch (err) {
+    if (db !== null) await db.close().catch(() => {})
+    const reason = err instanceof Error ? err.message : String(err)
+    const hint = /lock/i.test(reason) ? ' (another process, or another store in this one, holds its lock)' : ''
+    throw new Error(`cannot open the entry store in ${dir}${hint}: ${reason}`, { cause: err })
+  }
+}
+
+const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false)
+
+/**
+ * A repair stopped by a crash: a complete copy (`.salvaged`) replaces the store, a partial one
+ * (`.salvage`) is dropped, and the old damaged store (`.damaged`) goes once it is replaced.
+ */
+async function finishRepair(dir: string): Promise<void> {
+  await rm(`${dir}.salvage`, { recursive: true, force: true })
+  if (await exists(`${dir}.salvaged`)) {
+    if (await exists(dir)) {
+      await rm(`${dir}.damaged`, { recursive: true, force: true })
+      await rename(dir, `${dir}.damaged`)
+    }
+    await rename(`${dir}.salvaged`, dir)
+  }
+  await rm(`${dir}.damaged`, { recursive: true, force: true })
 }
 
 function toBig(key: Buffer): bigint {

@@ -1,40 +1,48 @@
-// The bookie's entry store on RocksDB (PROTOCOL.md "Bookie storage").
-//   CF `entries`: key = ledgerId u64 BE | entryId u64 BE (16 bytes), value = the entry's bytes.
-//   CF `ledgers`: key = ledgerId u64 BE (8 bytes), value = msgpack {masterKey, fenced, explicitLac}.
-//   CF `meta`:    key = utf-8 name, value = raw bytes (the checkpoint record lives here).
+// The bookie's entry store: payloads in append-only entry logs (storage/entryLog.ts), an index and
+// per-ledger state in RocksDB (PROTOCOL.md "Bookie storage"; BookKeeper's DbLedgerStorage).
+//   CF `entries`: (ledgerId, entryId) → where the payload is (storage/entryLogIndex.ts).
+//   CF `ledgers`: ledgerId → msgpack {masterKey, digestType, fenced, explicitLac}.
+//   CF `meta`:    utf-8 name → raw bytes (the checkpoint record, the damaged list, the format).
 // Invariants:
 // - Big-endian fixed-width keys make RocksDB's byte order equal (ledgerId, entryId) order, so a
 //   ledger is one contiguous key range: lastEntryId is one reverse seek, deleteLedger one
 //   deleteRange, listLedgers one seek per ledger.
-// - Ids are integers in [0, 2^53) (asserted): they round-trip through a JS number exactly.
-// - No synced writes here: the journal is the write-ahead log, and flush() (memtables to SST
-//   files) is what makes a checkpoint safe.
-// - Values handed out are Buffers the binding allocated for this read (freed by GC), never views
-//   of a reused native buffer, so callers may keep them.
+// - An entry is appended to the current log before its index entry is written, and flush()
+//   syncs the logs before it flushes the index: a durable index entry points at durable bytes
+//   (what the journal holds past the checkpoint is put again on replay, which rewrites its index).
+// - Index mutations (puts, ledger deletes, compaction's moves) run one at a time, so a
+//   compaction's check "still points into the old log" and its update are one step.
+// - No synced writes here: the journal is the write-ahead log, and flush() is what makes a
+//   checkpoint safe.
+// - Values handed out are Buffers the caller may keep.
 // - Every batch is created with autoDestroy and flushed at once, with all checks done before it
 //   is created: a batch never flushed holds a ref, and close() then waits forever.
-// Damage (bytes flipped in an SST file; storage/entrySalvage.ts says why it cannot stay):
-// - a read that hits a block failing its checksum answers 'damaged' for those keys only (each key
-//   of a batch has its own result), never null and never an error for the others;
-// - the first corruption met anywhere starts one repair: everything readable is copied into a
-//   fresh store, which replaces this one (writes wait for it, reads pause only for the swap); an
-//   operation that failed on corruption is retried once after it;
+// A store in the format before entry logs (payloads in the `entries` CF) is migrated when opened
+// writable (storage/entryLogMigration.ts); read-only, its payloads are read where they are.
+// Damage:
+// - a read that hits an SST block failing its checksum, or an entry log record that is torn,
+//   rotted, past the end of its file or in a missing file (ENTRY_LOG_DAMAGED), answers 'damaged'
+//   for those keys only, never null and never an error for the others;
+// - SST corruption starts one repair: everything readable in RocksDB is copied into a fresh
+//   store, which replaces this one (writes wait for it, reads pause only for the swap); an
+//   operation that failed on corruption is retried once after it (storage/entrySalvage.ts);
 // - entries found damaged stay listed (meta key `damaged`) until a new copy is written or their
 //   ledger is deleted: a read of one answers 'damaged', and lastEntryId counts them, so a lost
 //   copy never looks like an entry that was never written.
 
-import { access, mkdir, rename, rm } from 'node:fs/promises'
+import { rename, rm } from 'node:fs/promises'
 import RocksDB from 'rocksdb-native'
-import { Packr } from 'msgpackr'
 import { QuireError, assert } from '../machines/errors.ts'
-import { COLUMN_FAMILIES, isCorruption, salvageInto } from './entrySalvage.ts'
+import { isCorruption, openDb, salvageInto } from './entrySalvage.ts'
+import { EntryLogs, type EntryLogsOptions } from './entryLog.ts'
+import { compactEntryLogs, moveIndex, scanIndex, type CompactionResult, type CompactionStep } from './entryLogCompaction.ts'
+import { ID_END, assertId, decodeLocation, decodeState, encodeLocation, encodeState, entryKey, isLocation, ledgerKey, readU64, sameLocation } from './entryLogIndex.ts'
+import { migrateToEntryLogs, type MigrationResult } from './entryLogMigration.ts'
+import { DAMAGED_KEY, DamagedEntries } from './entryStoreDamage.ts'
 import type { EntryRef, EntryStore, StoredEntry, StoredLedgerState } from './types.ts'
 
 export { isCorruption } from './entrySalvage.ts'
 
-const ID_END = 2 ** 53
-const TWO_32 = 2 ** 32
-const DAMAGED_KEY = 'damaged'
 /** Least time between two repairs (storage/entrySalvage.ts copies the whole store). */
 const REPAIR_BACKOFF_MS = 30_000
 
@@ -54,106 +62,20 @@ export type DamageEvent =
   | { kind: 'repaired'; damaged: number; copied: number; ranges: number; ms: number }
   | { kind: 'repairFailed'; error: string }
 
-// useRecords off: records would make a value depend on structure definitions kept elsewhere.
-const packr = new Packr({ useRecords: false })
-
-function assertId(id: number, what: string): void {
-  assert(Number.isInteger(id) && id >= 0 && id < ID_END, `${what} must be an integer in [0, 2^53), got ${id}`)
-}
-
-/** Writes `n` as u64 BE. `n` may be 2^53 itself: the exclusive end of the last ledger's range. */
-function writeU64(buf: Buffer, offset: number, n: number): void {
-  buf.writeUInt32BE(Math.floor(n / TWO_32), offset)
-  buf.writeUInt32BE(n % TWO_32, offset + 4)
-}
-
-function readU64(buf: Buffer, offset: number): number {
-  return buf.readUInt32BE(offset) * TWO_32 + buf.readUInt32BE(offset + 4)
-}
-
-function entryKey(ledgerId: number, entryId: number): Buffer {
-  const key = Buffer.allocUnsafe(16)
-  writeU64(key, 0, ledgerId)
-  writeU64(key, 8, entryId)
-  return key
-}
-
-function ledgerKey(ledgerId: number): Buffer {
-  const key = Buffer.allocUnsafe(8)
-  writeU64(key, 0, ledgerId)
-  return key
-}
-
-function encodeState(state: StoredLedgerState): Buffer {
-  assert(state.masterKey === null || state.masterKey instanceof Uint8Array, 'masterKey is bytes or null')
-  assert(typeof state.fenced === 'boolean', 'fenced is a boolean')
-  assert(Number.isInteger(state.explicitLac) && state.explicitLac >= -1 && state.explicitLac < ID_END,
-    `explicitLac is -1 or an entry id, got ${state.explicitLac}`)
-  assert(state.digestType === null || typeof state.digestType === 'string', 'digestType is a string or null')
-  return packr.pack({ masterKey: state.masterKey, digestType: state.digestType, fenced: state.fenced, explicitLac: state.explicitLac })
-}
-
-function decodeState(ledgerId: number, value: Buffer): StoredLedgerState {
-  const raw: unknown = packr.unpack(value)
-  const r = raw as { masterKey?: unknown; digestType?: unknown; fenced?: unknown; explicitLac?: unknown } | null
-  // A record that does not decode is disk corruption or a foreign format; refuse to guess.
-  assert(typeof r === 'object' && r !== null, `ledger ${ledgerId} state is not a map`)
-  assert(r.masterKey === null || r.masterKey instanceof Uint8Array, `ledger ${ledgerId} masterKey`)
-  assert(typeof r.fenced === 'boolean', `ledger ${ledgerId} fenced`)
-  assert(typeof r.explicitLac === 'number' && Number.isInteger(r.explicitLac) && r.explicitLac >= -1,
-    `ledger ${ledgerId} explicitLac`)
-  // A plain copy: msgpackr hands back a view into `value`, and callers compare and keep keys.
-  const masterKey = r.masterKey === null ? null : Uint8Array.from(r.masterKey)
-  const digestType = typeof r.digestType === 'string' ? r.digestType : null
-  return { masterKey, digestType, fenced: r.fenced, explicitLac: r.explicitLac }
-}
-
 /**
  * `readOnly`: open without writing anything (RocksDB's read-only mode: the WAL is replayed into
  * memory, no flush, no new files), for a bookie whose disk was full at start-up. Every write then
  * fails; reads see everything the store held, its unflushed WAL included.
  */
-export async function openEntryStore(dir: string, opts: { readOnly?: boolean } = {}): Promise<RocksEntryStore> {
-  return RocksEntryStore.open(dir, opts.readOnly ?? false)
+export async function openEntryStore(dir: string, opts: EntryStoreOptions = {}): Promise<RocksEntryStore> {
+  return RocksEntryStore.open(dir, opts)
 }
 
-/**
- * Open (creating) the RocksDB store in `dir`, first completing a repair a crash interrupted,
- * with a message that says what went wrong.
- */
-async function openDb(dir: string, readOnly: boolean): Promise<RocksDB> {
-  let db: RocksDB | null = null
-  try {
-    await finishRepair(dir)
-    // RocksDB creates only the last path component; a fresh bookie may name a deeper one.
-    await mkdir(dir, { recursive: true })
-    db = new RocksDB(dir, { columnFamilies: [...COLUMN_FAMILIES], readOnly })
-    await db.ready()
-    return db
-  } catch (err) {
-    if (db !== null) await db.close().catch(() => {})
-    const reason = err instanceof Error ? err.message : String(err)
-    const hint = /lock/i.test(reason) ? ' (another process, or another store in this one, holds its lock)' : ''
-    throw new Error(`cannot open the entry store in ${dir}${hint}: ${reason}`, { cause: err })
-  }
-}
-
-const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false)
-
-/**
- * A repair stopped by a crash: a complete copy (`.salvaged`) replaces the store, a partial one
- * (`.salvage`) is dropped, and the old damaged store (`.damaged`) goes once it is replaced.
- */
-async function finishRepair(dir: string): Promise<void> {
-  await rm(`${dir}.salvage`, { recursive: true, force: true })
-  if (await exists(`${dir}.salvaged`)) {
-    if (await exists(dir)) {
-      await rm(`${dir}.damaged`, { recursive: true, force: true })
-      await rename(dir, `${dir}.damaged`)
-    }
-    await rename(`${dir}.salvaged`, dir)
-  }
-  await rm(`${dir}.damaged`, { recursive: true, force: true })
+export interface EntryStoreOptions extends EntryLogsOptions {
+  /** Where the entry logs are; default `<dir>.logs` (beside the RocksDB folder, which a repair replaces). */
+  logDir?: string
+  /** Test hook: called after each chunk a migration from the old format commits. */
+  onMigrateChunk?: (entries: number) => Promise<void>
 }
 
 export class RocksEntryStore implements EntryStore {
@@ -161,8 +83,8 @@ export class RocksEntryStore implements EntryStore {
   private entries: RocksDB
   private ledgers: RocksDB
   private meta: RocksDB
-  /** Damaged entries, by ledger (persisted under DAMAGED_KEY). */
-  private readonly damaged = new Map<number, Set<number>>()
+  /** Damaged entries (persisted under DAMAGED_KEY). */
+  private readonly damaged = new DamagedEntries()
   /** The repair under way: writes wait for all of it. */
   private repairing: Promise<void> | null = null
   /** The swap to the repaired store under way: reads wait for it. */
@@ -174,22 +96,39 @@ export class RocksEntryStore implements EntryStore {
   /** Told of damage found and of repairs (the bookie logs and reports it). */
   onDamage: (e: DamageEvent) => void = () => {}
 
-  private constructor(private readonly dir: string, private db: RocksDB) {
+  /** Index mutations, one at a time (see the header). */
+  private indexing: Promise<unknown> = Promise.resolve()
+  private compacting: Promise<CompactionResult> | null = null
+  /** What opening migrated from the format before entry logs; null when nothing. */
+  migrated: MigrationResult | null = null
+
+  private constructor(private readonly dir: string, private db: RocksDB, readonly logs: EntryLogs) {
     this.entries = db.columnFamily('entries')
     this.ledgers = db.columnFamily('ledgers')
     this.meta = db.columnFamily('meta')
   }
 
-  static async open(dir: string, readOnly: boolean): Promise<RocksEntryStore> {
-    const store = new RocksEntryStore(dir, await openDb(dir, readOnly))
-    await store.loadDamaged()
+  static async open(dir: string, opts: EntryStoreOptions): Promise<RocksEntryStore> {
+    const readOnly = opts.readOnly ?? false
+    const db = await openDb(dir, readOnly)
+    const logDir = opts.logDir ?? `${dir}.logs`
+    const logs = await EntryLogs.open(logDir, opts).catch(async (err: unknown) => {
+      await db.close().catch(() => {})
+      throw new Error(`cannot open the entry logs in ${logDir}: ${errorText(err)}`, { cause: err })
+    })
+    const store = new RocksEntryStore(dir, db, logs)
+    try {
+      await store.loadDamaged()
+      if (!readOnly) store.migrated = await migrateToEntryLogs({ entries: store.entries, meta: store.meta, logs }, opts.onMigrateChunk)
+    } catch (err) {
+      await store.close().catch(() => {})
+      throw err
+    }
     return store
   }
 
   get damage(): StoreDamage {
-    let entries = 0
-    for (const ids of this.damaged.values()) entries += ids.size
-    return { entries, ledgers: [...this.damaged.keys()].sort((a, b) => a - b), repairs: this.repairs, lastError: this.lastError }
+    return { entries: this.damaged.count, ledgers: this.damaged.ledgers(), repairs: this.repairs, lastError: this.lastError }
   }
 
   async putEntries(entries: readonly StoredEntry[]): Promise<void> {
@@ -200,14 +139,15 @@ export class RocksEntryStore implements EntryStore {
       // The binding throws on other types inside flush(), whose promise then never settles.
       assert(e.data instanceof Uint8Array, 'entry data is a Uint8Array')
     }
-    await this.write(async () => {
+    await this.write(() => this.locked(async () => {
+      const locs = await this.logs.append(entries)
       const batch = this.entries.write({ autoDestroy: true, capacity: entries.length })
-      for (const e of entries) batch.tryPut(entryKey(e.ledgerId, e.entryId), e.data)
+      for (let i = 0; i < entries.length; i++) batch.tryPut(entryKey(entries[i]!.ledgerId, entries[i]!.entryId), encodeLocation(locs[i]!))
       await batch.flush()
-    })
+    }))
     // A new copy of a damaged entry replaces it.
     let healed = false
-    for (const e of entries) healed = this.forget(e.ledgerId, e.entryId) || healed
+    for (const e of entries) healed = this.damaged.forget(e.ledgerId, e.entryId) || healed
     if (healed) await this.saveDamaged()
   }
 
@@ -240,23 +180,55 @@ export class RocksEntryStore implements EntryStore {
     const out: (Buffer | null | 'damaged')[] = []
     const found = new Map<number, number[]>()
     let corruption: unknown = null
+    const inLogs: number[] = []
     for (let i = 0; i < refs.length; i++) {
       const g = got[i]!
       const r = refs[i]!
       if (g.status === 'fulfilled') {
-        out.push(g.value ?? (this.damaged.get(r.ledgerId)?.has(r.entryId) ? 'damaged' : null))
+        const v = g.value
+        if (v !== null && isLocation(v)) inLogs.push(i)
+        // A value that is no location is an entry stored whole (a store not migrated yet).
+        out.push(v ?? (this.damaged.has(r.ledgerId, r.entryId) ? 'damaged' : null))
         continue
       }
       if (!isCorruption(g.reason)) throw g.reason
       corruption = g.reason
       out.push('damaged')
-      let ids = found.get(r.ledgerId)
-      if (!ids) found.set(r.ledgerId, (ids = []))
-      ids.push(r.entryId)
+      addFound(found, r)
     }
     if (flushed!.status === 'rejected' && corruption === null) throw flushed!.reason
-    if (corruption !== null) await this.found(found, corruption)
+    if (corruption !== null) await this.found(found, corruption, true)
+    const logFound = new Map<number, number[]>()
+    let logError: unknown = null
+    for (const i of inLogs) {
+      const r = refs[i]!
+      try {
+        out[i] = await this.readLogged(r, out[i] as Buffer)
+      } catch (err) {
+        if (!(err instanceof QuireError && err.code === 'ENTRY_LOG_DAMAGED')) throw err
+        logError = err
+        out[i] = 'damaged'
+        addFound(logFound, r)
+      }
+    }
+    // Not a RocksDB repair: the index is sound; a new copy of the entry heals it.
+    if (logError !== null) await this.found(logFound, logError, false)
     return out
+  }
+
+  /**
+   * The payload an index value points to. A compaction may have moved the entry (and deleted
+   * its old log) since the index was read: on damage, the index is read again, once.
+   */
+  private async readLogged(r: EntryRef, value: Buffer): Promise<Buffer> {
+    const loc = decodeLocation(value)
+    try {
+      return await this.logs.read(loc, r.ledgerId, r.entryId)
+    } catch (err) {
+      const again = await this.getOne(this.entries, entryKey(r.ledgerId, r.entryId)).catch(() => null)
+      if (again === null || !isLocation(again) || sameLocation(decodeLocation(again), loc)) throw err
+      return this.logs.read(decodeLocation(again), r.ledgerId, r.entryId)
+    }
   }
 
   /** Highest entry id stored or known damaged; -1 when none. */
@@ -270,9 +242,7 @@ export class RocksEntryStore implements EntryStore {
       }
       return -1
     })
-    let last = stored
-    for (const id of this.damaged.get(ledgerId) ?? []) if (id > last) last = id
-    return last
+    return Math.max(stored, this.damaged.last(ledgerId))
   }
 
   async getLedgerState(ledgerId: number): Promise<StoredLedgerState | null> {
@@ -319,12 +289,12 @@ export class RocksEntryStore implements EntryStore {
    */
   async deleteLedger(ledgerId: number): Promise<void> {
     assertId(ledgerId, 'ledgerId')
-    await this.write(async () => {
+    await this.write(() => this.locked(async () => {
       const entries = this.entries.write({ autoDestroy: true, capacity: 1 })
       entries.tryDeleteRange(entryKey(ledgerId, 0), entryKey(ledgerId + 1, 0))
       await entries.flush()
-    })
-    if (this.damaged.delete(ledgerId)) await this.saveDamaged()
+    }))
+    if (this.damaged.forgetLedger(ledgerId)) await this.saveDamaged()
     await this.write(async () => {
       const state = this.ledgers.write({ autoDestroy: true, capacity: 1 })
       state.tryDelete(ledgerKey(ledgerId))
@@ -354,15 +324,52 @@ export class RocksEntryStore implements EntryStore {
     })
   }
 
+  /** The entry logs first, then the index: a flushed index entry never points at bytes a crash can lose. */
   async flush(): Promise<void> {
-    await this.write(async () => { await Promise.all([this.entries.flush(), this.ledgers.flush(), this.meta.flush()]) })
+    await this.write(async () => {
+      await this.logs.sync()
+      await Promise.all([this.entries.flush(), this.ledgers.flush(), this.meta.flush()])
+    })
+  }
+
+  /**
+   * Garbage collection of the entry logs (BookKeeper's minor and major compaction): every sealed
+   * log whose live bytes are under `threshold` of its size has its live entries copied to a new
+   * log, which is synced, then the index is moved to it and flushed, then the old log is
+   * deleted; a log with no live entry is deleted at once. One run at a time (a second call
+   * joins the first). `onStep` is a test hook, called between the steps.
+   */
+  compactEntryLogs(threshold: number, onStep?: (step: CompactionStep, logId: number) => Promise<void>): Promise<CompactionResult> {
+    assert(threshold >= 0 && threshold <= 1, `compaction threshold is a fraction in [0, 1], got ${threshold}`)
+    if (this.logs.isReadOnly) return Promise.resolve({ compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0 })
+    this.compacting ??= compactEntryLogs({
+      logs: this.logs,
+      boundary: () => this.locked(() => this.logs.seal()),
+      scan: () => this.scanIndex(),
+      move: (moves) => this.write(() => this.locked(() => moveIndex(this.entries, moves))),
+      flushIndex: () => this.write(() => this.entries.flush()),
+    }, threshold, onStep).finally(() => { this.compacting = null })
+    return this.compacting
+  }
+
+  private async *scanIndex(): AsyncIterable<{ ledgerId: number; entryId: number; value: Buffer }> {
+    if (this.swapping) await this.swapping
+    yield* scanIndex(this.entries)
+  }
+
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.indexing.then(fn)
+    this.indexing = next.catch(() => {})
+    return next
   }
 
   /** Waits for a repair and for reads and writes in flight; idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.repairing?.catch(() => {})
+      await this.compacting?.catch(() => {})
       await this.db.close()
+      await this.logs.close()
     })()
     return this.closing
   }
@@ -417,24 +424,22 @@ export class RocksEntryStore implements EntryStore {
     }
   }
 
-  private async found(byLedger: Map<number, number[]>, err: unknown): Promise<void> {
+  private async found(byLedger: Map<number, number[]>, err: unknown, repair: boolean): Promise<void> {
     let added = false
     for (const [ledgerId, ids] of byLedger) {
-      let known = this.damaged.get(ledgerId)
-      if (!known) this.damaged.set(ledgerId, (known = new Set()))
-      const fresh = ids.filter((id) => !known.has(id))
-      for (const id of fresh) known.add(id)
+      const fresh = this.damaged.add(ledgerId, ids)
       if (fresh.length > 0) {
         added = true
         this.onDamage({ kind: 'found', ledgerId, entryIds: fresh, error: errorText(err) })
       }
     }
-    if (added && !this.closing) void this.repair(errorText(err)).catch(() => {})
+    if (added && repair && !this.closing) void this.repair(errorText(err)).catch(() => {})
+    if (added && !repair && !this.closing) await this.saveDamaged().catch(() => {})
   }
 
   /** Damaged entry ids of a ledger, ascending. */
   damagedOf(ledgerId: number): number[] {
-    return [...(this.damaged.get(ledgerId) ?? [])].sort((a, b) => a - b)
+    return this.damaged.of(ledgerId)
   }
 
   /**
@@ -443,40 +448,16 @@ export class RocksEntryStore implements EntryStore {
    */
   async forgetDamaged(ledgerId: number, entryIds: readonly number[]): Promise<void> {
     let changed = false
-    for (const id of entryIds) changed = this.forget(ledgerId, id) || changed
+    for (const id of entryIds) changed = this.damaged.forget(ledgerId, id) || changed
     if (changed) await this.saveDamaged()
   }
 
-  /** True when (ledgerId, entryId) was damaged (it is not any more). */
-  private forget(ledgerId: number, entryId: number): boolean {
-    const ids = this.damaged.get(ledgerId)
-    if (!ids?.delete(entryId)) return false
-    if (ids.size === 0) this.damaged.delete(ledgerId)
-    return true
-  }
-
   private async loadDamaged(): Promise<void> {
-    const raw = await this.getOne(this.meta, Buffer.from(DAMAGED_KEY, 'utf8')).catch(() => null)
-    if (raw === null) return
-    const list = JSON.parse(raw.toString('utf8')) as unknown
-    assert(Array.isArray(list), 'the damaged entries list is an array')
-    for (const item of list) {
-      assert(Array.isArray(item) && item.length === 2, 'a damaged entry is [ledgerId, entryId]')
-      const [l, e] = item as [number, number]
-      assertId(l, 'damaged ledgerId')
-      assertId(e, 'damaged entryId')
-      let ids = this.damaged.get(l)
-      if (!ids) this.damaged.set(l, (ids = new Set()))
-      ids.add(e)
-    }
-  }
-
-  private damagedList(): Array<[number, number]> {
-    return [...this.damaged].flatMap(([l, ids]) => [...ids].map((e): [number, number] => [l, e]))
+    this.damaged.load(await this.getOne(this.meta, Buffer.from(DAMAGED_KEY, 'utf8')).catch(() => null))
   }
 
   private async saveDamaged(): Promise<void> {
-    const value = Buffer.from(JSON.stringify(this.damagedList()))
+    const value = this.damaged.encode()
     await this.write(async () => {
       const batch = this.meta.write({ autoDestroy: true, capacity: 1 })
       batch.tryPut(Buffer.from(DAMAGED_KEY, 'utf8'), value)
@@ -494,7 +475,7 @@ export class RocksEntryStore implements EntryStore {
     try {
       await Promise.allSettled([...this.writesInFlight])
       await rm(`${this.dir}.salvage`, { recursive: true, force: true })
-      const r = await salvageInto({ entries: this.entries, ledgers: this.ledgers, meta: this.meta }, `${this.dir}.salvage`, () => this.damagedList(), DAMAGED_KEY)
+      const r = await salvageInto({ entries: this.entries, ledgers: this.ledgers, meta: this.meta }, `${this.dir}.salvage`, () => this.damaged.list(), DAMAGED_KEY)
       await rename(`${this.dir}.salvage`, `${this.dir}.salvaged`)
       this.swapping = (async () => {
         await this.db.close()
@@ -508,7 +489,6 @@ export class RocksEntryStore implements EntryStore {
       } finally {
         this.swapping = null
       }
-      this.damaged.clear()
       await this.loadDamaged()
       this.repairs++
       this.onDamage({ kind: 'repaired', damaged: r.damaged.length, copied: r.copied, ranges: r.ranges, ms: Math.round(performance.now() - started) })
@@ -534,6 +514,12 @@ export class RocksEntryStore implements EntryStore {
     }
     return null
   }
+}
+
+function addFound(found: Map<number, number[]>, r: EntryRef): void {
+  let ids = found.get(r.ledgerId)
+  if (!ids) found.set(r.ledgerId, (ids = []))
+  ids.push(r.entryId)
 }
 
 function errorText(err: unknown): string {

@@ -1,6 +1,7 @@
 // Bit rot in a bookie's RocksDB SST files, on real processes (nats-server, three bookie
-// processes, real RocksDB): bytes are flipped where one ledger's payloads lie in bookie-1's SST
-// files while it is stopped. After the restart:
+// processes, real RocksDB): bytes are flipped where one ledger's index entries (the payloads are
+// in entry logs, storage/entryLog.ts) lie in bookie-1's SST files while it is stopped. After the
+// restart:
 // - a read of those entries from bookie-1 answers CORRUPT for each damaged one (never "no such
 //   entry"), its other entries OK; a client still reads the whole ledger (from other replicas);
 // - bookie-1 keeps taking adds and serving reads for other ledgers, and `bookiesanity` passes
@@ -26,6 +27,9 @@ import { startReplicator, type ReplicatorHandle } from '../actors/replicator.ts'
 import { QUIRE_BIN, REPO_ROOT } from '../cli/cluster.ts'
 import { BookieClient } from '../client/bookieClient.ts'
 import { openEntryStore } from '../storage/entryStore.ts'
+import { entryKey } from '../storage/entryLogIndex.ts'
+import { COLUMN_FAMILIES } from '../storage/entrySalvage.ts'
+import RocksDB from 'rocksdb-native'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import { connectNats } from '../transport/nats.ts'
 import { RC } from '../transport/wire.ts'
@@ -37,7 +41,8 @@ const t = suite<{ c: TestCluster }>('sst corruption')
 t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3, heartbeatMs: 200 }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
-const ENTRIES = 60
+// Enough index entries per ledger that a damaged block of one ledger's leaves most of it whole.
+const ENTRIES = 400
 const payload = (ledger: string, k: number): Buffer => Buffer.from(`payload-${ledger}-entry-${String(k).padStart(4, '0')}-`.padEnd(1500, ledger))
 
 async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 60_000): Promise<void> {
@@ -45,6 +50,23 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`)
     await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** The index values (as stored in the SST files) of a ledger's entries, read while the store is closed. */
+async function indexValues(dir: string, ledgerId: number, entryIds: number[]): Promise<Buffer[]> {
+  const db = new RocksDB(dir, { columnFamilies: [...COLUMN_FAMILIES] })
+  await db.ready()
+  try {
+    const batch = db.columnFamily('entries').read({ autoDestroy: true, capacity: entryIds.length })
+    const values = entryIds.map((e) => batch.get(entryKey(ledgerId, e)))
+    const [, ...got] = await Promise.all([batch.flush(), ...values])
+    return got.map((v, i) => {
+      assert.ok(v, `entry ${entryIds[i]} of ledger ${ledgerId} is indexed`)
+      return v!
+    })
+  } finally {
+    await db.close()
   }
 }
 
@@ -79,8 +101,9 @@ t('flipped bytes in one ledger\'s SST blocks: CORRUPT for those entries, every o
   const damagedLedger = await write('b') // the highest ledger id: a new ledger's first seek lands next to it
   // A graceful stop checkpoints: the entries are in SST files when the bytes are flipped.
   await c.bookie('bookie-1').stop(20_000)
-  const hit = await flipSst(path.join(c.dir, 'bookie-1', 'entries'), [10, 30, 58].map((k) => payload('b', k).subarray(0, 24)))
-  assert.ok(hit >= 1, 'the damaged ledger\'s payloads were found in the SST files')
+  const entriesDir = path.join(c.dir, 'bookie-1', 'entries')
+  const hit = await flipSst(entriesDir, await indexValues(entriesDir, damagedLedger, [ENTRIES - 5]))
+  assert.ok(hit >= 1, 'the damaged ledger\'s index entries were found in the SST files')
   const httpPort = await freePort()
   await c.startBookie(1, ['--http-port', String(httpPort)])
   const damagedGauge = async (): Promise<number | null> => {
@@ -159,10 +182,10 @@ t('store level: compaction that meets the damaged block repairs the store; write
   try {
     const mk = (l: number, e: number): Buffer => Buffer.from(`L${l}E${e}-`.padEnd(2000, String(l)))
     let s = await openEntryStore(dir)
-    await s.putEntries([1, 2].flatMap((l) => Array.from({ length: 50 }, (_, e) => ({ ledgerId: l, entryId: e, data: mk(l, e) }))))
+    await s.putEntries([1, 2].flatMap((l) => Array.from({ length: ENTRIES }, (_, e) => ({ ledgerId: l, entryId: e, data: mk(l, e) }))))
     await s.flush()
     await s.close()
-    assert.ok((await flipSst(dir, [Buffer.from('L2E20-'), Buffer.from('L2E48-')])) >= 1)
+    assert.ok((await flipSst(dir, await indexValues(dir, 2, [200, ENTRIES - 2]))) >= 1)
     s = await openEntryStore(dir)
     const events: string[] = []
     s.onDamage = (e) => events.push(e.kind)
@@ -172,7 +195,7 @@ t('store level: compaction that meets the damaged block repairs the store; write
       let rounds = 0
       for (; rounds < 100 && !events.includes('repaired'); rounds++) {
         // Ledger 1's new entries fall inside the damaged file's key range: compactions take it in.
-        await s.putEntries([1, 2].map((l) => ({ ledgerId: l, entryId: 100 + rounds, data: mk(l, 100 + rounds) })).concat({ ledgerId: 3, entryId: rounds, data: mk(3, rounds) }))
+        await s.putEntries([1, 2].map((l) => ({ ledgerId: l, entryId: 1000 + rounds, data: mk(l, 1000 + rounds) })).concat({ ledgerId: 3, entryId: rounds, data: mk(3, rounds) }))
         await s.flush()
         await new Promise((r) => setTimeout(r, 100))
       }
@@ -180,11 +203,11 @@ t('store level: compaction that meets the damaged block repairs the store; write
       await s.compactLedgers(0, 10)
       assert.is(await s.lastEntryId(3), rounds - 1)
       assert.is(await s.lastEntryId(4), -1)
-      const two = await s.readEntries(Array.from({ length: 50 }, (_, e) => ({ ledgerId: 2, entryId: e })))
+      const two = await s.readEntries(Array.from({ length: ENTRIES }, (_, e) => ({ ledgerId: 2, entryId: e })))
       assert.ok(two.includes('damaged'), 'the damaged entries are named')
       assert.not.ok(two.includes(null), 'no damaged entry reads as absent')
       two.forEach((v, e) => { if (v !== 'damaged') assert.ok(v !== null && v.equals(mk(2, e)), `entry ${e} copied intact`) })
-      const one = await s.readEntries(Array.from({ length: 50 }, (_, e) => ({ ledgerId: 1, entryId: e })))
+      const one = await s.readEntries(Array.from({ length: ENTRIES }, (_, e) => ({ ledgerId: 1, entryId: e })))
       one.forEach((v, e) => assert.ok(Buffer.isBuffer(v) && v.equals(mk(1, e)), `ledger 1 entry ${e}`))
       assert.equal(s.damage.ledgers, [2])
       // A new copy heals an entry.
@@ -196,6 +219,7 @@ t('store level: compaction that meets the damaged block repairs the store; write
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
+    await rm(`${dir}.logs`, { recursive: true, force: true })
   }
 })
 
@@ -203,8 +227,9 @@ t('store level: a repair a crash interrupted is finished at the next open', asyn
   const root = await mkdtemp(path.join(os.tmpdir(), 'quire-sst-'))
   const dir = path.join(root, 'entries')
   try {
+    // One folder of entry logs for all three: a repair copies the index, the logs stay.
     const put = async (where: string, tag: string): Promise<void> => {
-      const s = await openEntryStore(where)
+      const s = await openEntryStore(where, { logDir: `${dir}.logs` })
       await s.putEntries([{ ledgerId: 1, entryId: 0, data: Buffer.from(tag) }])
       await s.close()
     }
@@ -217,7 +242,7 @@ t('store level: a repair a crash interrupted is finished at the next open', asyn
     } finally {
       await s.close()
     }
-    assert.equal((await readdir(root)).sort(), ['entries'])
+    assert.equal((await readdir(root)).sort(), ['entries', 'entries.logs'])
   } finally {
     await rm(root, { recursive: true, force: true })
   }

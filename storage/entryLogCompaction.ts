@@ -1,0 +1,199 @@
+// Entry log compaction (BookKeeper's GarbageCollectorThread: minor and major compaction are the
+// same pass with a lower or higher threshold). Deleted ledgers and entries put again leave dead
+// bytes in their old logs; a sealed log whose live fraction is under the threshold is rewritten.
+//
+// One run:
+//  1. boundary: the log being written is sealed (the next append starts a new one) while no index
+//     mutation is in flight; only logs below the next id are candidates (nothing appends to them
+//     any more, and every index entry pointing into them is written);
+//  2. scan the index once: live bytes per candidate log; pick those under the threshold;
+//  3. scan the index again for the picked logs' live entries (a group of logs per scan, so that
+//     at most LIVE_ENTRIES_PER_SCAN are held); per log: read each (checksums
+//     verified), append it to a new log, sync the new log ('copied'); move the index entries that
+//     still point at the old copies (one step under the store's index lock, so a delete or a new
+//     put in between wins) and flush the index ('indexed'); delete the old log ('deleted').
+// Why no live entry is lost across a kill -9 anywhere in this: until 'indexed', the index points at
+// the old log, which still exists; after it, the index (flushed) points at synced bytes of the new
+// log. A new log left behind by a crash before 'indexed' has no live entry: the next run deletes
+// it. A log that holds a damaged record is left as it is (its readable entries stay where they are).
+
+import { QuireError } from '../machines/errors.ts'
+import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES, syncFolder, type EntryLogs, type LogWriter } from './entryLog.ts'
+import type RocksDB from 'rocksdb-native'
+import { decodeLocation, encodeLocation, entryKey, isLocation, readU64, type EntryLocation } from './entryLogIndex.ts'
+
+export type CompactionStep = 'copied' | 'indexed' | 'deleted'
+
+export interface CompactionResult {
+  /** Logs rewritten (live entries copied) and deleted. */
+  compacted: number
+  /** Logs deleted with no live entry. */
+  emptied: number
+  /** Logs left alone because a record in them is damaged. */
+  skipped: number
+  entriesMoved: number
+  bytesFreed: number
+}
+
+export interface CompactionTarget {
+  logs: EntryLogs
+  boundary(): Promise<number>
+  scan(): AsyncIterable<{ ledgerId: number; entryId: number; value: Buffer }>
+  move(moves: ReadonlyArray<{ ledgerId: number; entryId: number; from: Buffer; to: Buffer }>): Promise<number>
+  flushIndex(): Promise<void>
+}
+
+interface Live {
+  ledgerId: number
+  entryId: number
+  value: Buffer
+  loc: EntryLocation
+}
+
+/** Bound on the live entries held in memory at once (a group of logs per index scan). */
+const LIVE_ENTRIES_PER_SCAN = 200_000
+/** Entries copied per append to the new log. */
+const COPY_BATCH_BYTES = 4 * 1024 * 1024
+
+export async function compactEntryLogs(
+  t: CompactionTarget, threshold: number, onStep?: (step: CompactionStep, logId: number) => Promise<void>,
+): Promise<CompactionResult> {
+  const result: CompactionResult = { compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0 }
+  const boundary = await t.boundary()
+  const sizes = new Map<number, number>()
+  for (const id of await t.logs.list()) {
+    if (id >= boundary) continue
+    const size = await t.logs.size(id)
+    if (size !== null) sizes.set(id, size)
+  }
+  if (sizes.size === 0) return result
+  const liveBytes = new Map<number, number>()
+  const liveEntries = new Map<number, number>()
+  for await (const { value } of t.scan()) {
+    const loc = decodeLocation(value)
+    if (!sizes.has(loc.logId)) continue
+    liveBytes.set(loc.logId, (liveBytes.get(loc.logId) ?? 0) + RECORD_HEADER_BYTES + loc.length)
+    liveEntries.set(loc.logId, (liveEntries.get(loc.logId) ?? 0) + 1)
+  }
+  const picked: number[] = []
+  for (const [id, size] of sizes) {
+    const live = liveBytes.get(id) ?? 0
+    if (live === 0 || live / Math.max(1, size - LOG_HEADER_BYTES) < threshold) picked.push(id)
+  }
+  picked.sort((a, b) => a - b)
+  // Groups of logs whose live entries together fit the bound: one index scan per group.
+  let group: number[] = []
+  let groupEntries = 0
+  for (const id of picked) {
+    const n = liveEntries.get(id) ?? 0
+    if (group.length > 0 && groupEntries + n > LIVE_ENTRIES_PER_SCAN) {
+      await compactGroup(t, group, sizes, result, onStep)
+      group = []
+      groupEntries = 0
+    }
+    group.push(id)
+    groupEntries += n
+  }
+  if (group.length > 0) await compactGroup(t, group, sizes, result, onStep)
+  return result
+}
+
+async function compactGroup(
+  t: CompactionTarget, ids: number[], sizes: Map<number, number>, result: CompactionResult,
+  onStep?: (step: CompactionStep, logId: number) => Promise<void>,
+): Promise<void> {
+  const picked = new Set(ids)
+  const lives = new Map<number, Live[]>()
+  for await (const { ledgerId, entryId, value } of t.scan()) {
+    const loc = decodeLocation(value)
+    if (!picked.has(loc.logId)) continue
+    let list = lives.get(loc.logId)
+    if (!list) lives.set(loc.logId, (list = []))
+    list.push({ ledgerId, entryId, value, loc })
+  }
+  for (const id of ids) {
+    const live = lives.get(id) ?? []
+    lives.delete(id)
+    if (live.length > 0) {
+      const moved = await rewrite(t, id, live, onStep)
+      if (moved === null) {
+        result.skipped++
+        continue
+      }
+      result.entriesMoved += moved
+      result.compacted++
+    } else {
+      result.emptied++
+    }
+    await t.logs.deleteLog(id)
+    result.bytesFreed += sizes.get(id)!
+    await onStep?.('deleted', id)
+  }
+}
+
+/** Copies a log's live entries to a new log and moves the index; null when a record is damaged. */
+async function rewrite(t: CompactionTarget, id: number, live: Live[], onStep?: (step: CompactionStep, logId: number) => Promise<void>): Promise<number | null> {
+  // In log order: the old log is read sequentially (read-ahead), the new one written so.
+  live.sort((a, b) => a.loc.offset - b.loc.offset)
+  const out: LogWriter = await t.logs.createWriter()
+  const moves: Array<{ ledgerId: number; entryId: number; from: Buffer; to: Buffer }> = []
+  try {
+    let batch: Array<{ ledgerId: number; entryId: number; data: Buffer; from: Buffer }> = []
+    let bytes = 0
+    const flush = async (): Promise<void> => {
+      const locs = await out.append(batch)
+      batch.forEach((e, i) => moves.push({ ledgerId: e.ledgerId, entryId: e.entryId, from: e.from, to: encodeLocation(locs[i]!) }))
+      batch = []
+      bytes = 0
+    }
+    for (const e of live) {
+      let data: Buffer
+      try {
+        data = await t.logs.read(e.loc, e.ledgerId, e.entryId)
+      } catch (err) {
+        if (err instanceof QuireError && err.code === 'ENTRY_LOG_DAMAGED') return null
+        throw err
+      }
+      batch.push({ ledgerId: e.ledgerId, entryId: e.entryId, data, from: e.value })
+      bytes += data.byteLength
+      if (bytes >= COPY_BATCH_BYTES) await flush()
+    }
+    if (batch.length > 0) await flush()
+    // The new log's bytes and its name in the folder, before the index points into it.
+    await out.sync()
+    await syncFolder(t.logs.dir)
+  } finally {
+    await t.logs.closeWriter(out).catch(() => {})
+  }
+  await onStep?.('copied', id)
+  let moved = 0
+  for (let i = 0; i < moves.length; i += 1000) moved += await t.move(moves.slice(i, i + 1000))
+  await t.flushIndex()
+  await onStep?.('indexed', id)
+  return moved
+}
+
+/** Every index entry of `cf` (an entry store's `entries` CF) that points into an entry log, in key order. */
+export async function* scanIndex(cf: RocksDB): AsyncIterable<{ ledgerId: number; entryId: number; value: Buffer }> {
+  for await (const { key, value } of cf.iterator({})) {
+    if (value === null || !isLocation(value)) continue
+    yield { ledgerId: readU64(key, 0), entryId: readU64(key, 8), value }
+  }
+}
+
+/**
+ * Points the index entries still at `from` to `to`; entries deleted or put again meanwhile stay
+ * as they are. The caller holds the store's index lock, so nothing changes between read and write.
+ */
+export async function moveIndex(cf: RocksDB, moves: ReadonlyArray<{ ledgerId: number; entryId: number; from: Buffer; to: Buffer }>): Promise<number> {
+  if (moves.length === 0) return 0
+  const read = cf.read({ autoDestroy: true, capacity: moves.length })
+  const values = moves.map((m) => read.get(entryKey(m.ledgerId, m.entryId)))
+  const [, ...now] = await Promise.all([read.flush(), ...values])
+  const still = moves.filter((m, i) => now[i] !== null && now[i]!.equals(m.from))
+  if (still.length === 0) return 0
+  const batch = cf.write({ autoDestroy: true, capacity: still.length })
+  for (const m of still) batch.tryPut(entryKey(m.ledgerId, m.entryId), m.to)
+  await batch.flush()
+  return still.length
+}
