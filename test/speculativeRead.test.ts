@@ -2,16 +2,20 @@
 // client/slowBookies.ts). First the per-entry read rules, stepped: which replica next, when a
 // speculative read goes out, and that the PROTOCOL.md rules hold through it (first valid copy
 // wins; NO_SUCH_ENTRY only when every replica said so; a timeout is unknown, never absent).
-// Then real processes (nats-server and three bookie processes), one replica hung with SIGSTOP:
+// Then a read handle over scripted bookies, one of them hung, its timers fired by hand: reads
+// and long polls. Then real processes (nats-server and three bookie processes), one replica hung with SIGSTOP:
 // single-entry reads of a closed ledger opened without recovery, a tail over a growing ledger and
 // the open of that ledger go on without any of them waiting for a read timeout, counted through
 // the client's metrics (speculative reads, waits on a timeout). Latencies are printed, not asserted.
 
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { QuireClientImpl, type ClientMetrics } from '../client/internal.ts'
-import { isQuireError } from '../machines/errors.ts'
-import { realClock } from '../transport/clock.ts'
+import { QuireClientImpl, ReadHandleImpl, type ClientMetrics } from '../client/internal.ts'
+import { QuireError, isQuireError } from '../machines/errors.ts'
+import type { LedgerMetadata } from '../storage/metadataStore.ts'
+import { realClock, type TimerHandle } from '../transport/clock.ts'
+import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
+import { RC, type ReadLacResponse, type ReadResponse } from '../transport/wire.ts'
 import { SlowBookies } from '../client/slowBookies.ts'
 import {
   FAILING, HEALTHY, SLOW, entryRead, nextPosition, stepRead, type EntryRead, type Rank, type ReadEvent, type Step,
@@ -125,6 +129,132 @@ r('speculativeReadTimeoutMs: 0 (off) or a positive number; anything else is INVA
 })
 
 r.run()
+
+// --- a handle over scripted bookies, its timers stepped by hand -------------------------------
+
+const h = suite('speculative read: a handle over scripted bookies')
+const key = masterKeyOf('')
+const md: LedgerMetadata = {
+  ledgerId: 9, ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c', state: 'OPEN', lastEntryId: -1, length: 0,
+  segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }], customMetadata: {}, createdAt: 0, passwordCheck: '',
+}
+const stored = (id: number): Buffer => encodeEntry('crc32c', key, 9, id, id - 1, 0, Buffer.from(`entry-${id}`))
+
+/** A clock whose timers fire only when the test says so. */
+function manualClock() {
+  let next = 0
+  const timers = new Map<number, () => void>()
+  return {
+    timers,
+    now: () => 0,
+    setTimeout: (fn: () => void): TimerHandle => { timers.set(++next, fn); return { id: next } },
+    clearTimeout: (t: TimerHandle) => { timers.delete((t as { id: number }).id) },
+    fireAll() { const due = [...timers.values()]; timers.clear(); for (const fn of due) fn() },
+  }
+}
+const settle = () => new Promise((res) => setImmediate(res))
+
+/** Bookie a hangs (its requests wait for the test); b and c answer per `script`. */
+function hungA(script: (bookie: string, id: number) => 'good' | 'missing') {
+  const held: Array<{ ids: number[]; resolve: (r: ReadResponse) => void; reject: (e: unknown) => void }> = []
+  const asked: string[] = []
+  const polls: Array<{ bookie: string; signal?: AbortSignal; resolve: (r: ReadLacResponse) => void; reject: (e: unknown) => void }> = []
+  return {
+    held, asked, polls,
+    read(bookieId: string, _l: number, ids: number[]): Promise<ReadResponse> {
+      asked.push(`${bookieId}:${ids.join(',')}`)
+      if (bookieId === 'a') return new Promise((resolve, reject) => held.push({ ids, resolve, reject }))
+      const entries = ids.map((id): [number, Uint8Array | null] => (script(bookieId, id) === 'good' ? [RC.OK, stored(id)] : [RC.NO_SUCH_ENTRY, null]))
+      return Promise.resolve({ op: 'readResp', reqId: 0, bookieId, rc: RC.OK, entries })
+    },
+    async readLac(): Promise<ReadLacResponse> {
+      throw new Error('not used')
+    },
+    longPollLac(bookie: string, _l: number, _p: number, _ms: number, _t: number, _w: boolean, signal?: AbortSignal): Promise<ReadLacResponse> {
+      return new Promise((resolve, reject) => {
+        polls.push({ bookie, ...(signal ? { signal } : {}), resolve, reject })
+        signal?.addEventListener('abort', () => reject(new QuireError('TIMEOUT', 'long poll cancelled')), { once: true })
+      })
+    },
+    writeLac() {},
+  }
+}
+
+h('a hung first replica: the entry comes from the next one once the speculative delay passes', async () => {
+  const clock = manualClock()
+  const b = hungA(() => 'good')
+  const { n, metrics } = counting()
+  const handle = new ReadHandleImpl({ bookies: b, masterKey: key, readTimeoutMs: 10_000, clock, speculativeReadTimeoutMs: 500, metrics }, { ...md, state: 'CLOSED', lastEntryId: 3 })
+  const read = handle.read(0, 0)
+  await settle()
+  assert.equal(b.asked, ['a:0'])
+  clock.fireAll()
+  const [e] = await read
+  assert.is(e!.payload.toString(), 'entry-0')
+  assert.equal(b.asked, ['a:0', 'b:0'])
+  assert.is(n.speculative, 1)
+  // a is now slow: entry 2 (write set c, a) goes to c first, and no speculation is needed.
+  await handle.read(2, 2)
+  assert.equal(b.asked.at(-1), 'c:2')
+  assert.is(n.speculative, 1)
+  // a's late timeout changes nothing for a read that is done, and counts no wait.
+  b.held[0]!.reject(new QuireError('TIMEOUT', 'scripted'))
+  await settle()
+  assert.is(n.waited, 0)
+})
+
+h('the speculative replica says missing while the hung one is out: not absent; its timeout makes it unavailable', async () => {
+  const clock = manualClock()
+  const b = hungA((bk, id) => (bk === 'b' && id === 0 ? 'missing' : 'good'))
+  const { n, metrics } = counting()
+  const handle = new ReadHandleImpl({ bookies: b, masterKey: key, readTimeoutMs: 10_000, clock, speculativeReadTimeoutMs: 500, metrics }, { ...md, state: 'CLOSED', lastEntryId: 3 })
+  let outcome: unknown = 'pending'
+  const read = handle.read(0, 0).then((v) => { outcome = v }, (err) => { outcome = err })
+  await settle()
+  clock.fireAll()
+  await settle()
+  assert.is(outcome, 'pending', 'one explicit "missing" and one request out: the read waits')
+  b.held[0]!.reject(new QuireError('TIMEOUT', 'scripted'))
+  await read
+  assert.ok(isQuireError(outcome, 'BOOKIE_UNAVAILABLE'), `a timeout is unknown, never absent: ${String(outcome)}`)
+  assert.is(n.waited, 1, 'that read did wait on the timeout')
+
+  // The same, but the hung replica answers after all: the entry is read.
+  const b2 = hungA((bk, id) => (bk === 'b' && id === 0 ? 'missing' : 'good'))
+  const clock2 = manualClock()
+  const handle2 = new ReadHandleImpl({ bookies: b2, masterKey: key, readTimeoutMs: 10_000, clock: clock2, speculativeReadTimeoutMs: 500 }, { ...md, state: 'CLOSED', lastEntryId: 3 })
+  const read2 = handle2.read(0, 0)
+  await settle()
+  clock2.fireAll()
+  await settle()
+  b2.held[0]!.resolve({ op: 'readResp', reqId: 0, bookieId: 'a', rc: RC.OK, entries: [[RC.OK, stored(0)]] })
+  assert.is((await read2)[0]!.payload.toString(), 'entry-0')
+})
+
+h('a long poll answers "nothing new" a speculative delay after the first bookie did, and cancels the hung one', async () => {
+  const clock = manualClock()
+  const b = hungA(() => 'good')
+  const handle = new ReadHandleImpl({ bookies: b, masterKey: key, readTimeoutMs: 10_000, clock, speculativeReadTimeoutMs: 500 }, md)
+  let lac: number | null = null
+  const poll = handle.longPollLac(4, 1000).then((v) => { lac = v })
+  await settle()
+  assert.equal(b.polls.map((p) => p.bookie), ['a', 'b', 'c'])
+  for (const p of b.polls.filter((x) => x.bookie !== 'a')) p.resolve({ op: 'lacResp', reqId: 0, bookieId: p.bookie, rc: RC.OK, lac: 4, lastEntryId: 4 })
+  await settle()
+  assert.is(lac, null, 'the hung bookie gets the speculative delay')
+  clock.fireAll()
+  await poll
+  assert.is(lac, 4)
+  assert.ok(b.polls[0]!.signal?.aborted, 'the poll parked on a is cancelled')
+  // a is remembered as slow: the next poll asks b and c only.
+  const next = handle.longPollLac(4, 1000)
+  await settle()
+  assert.equal(b.polls.slice(3).map((p) => p.bookie), ['b', 'c'])
+  b.polls[3]!.resolve({ op: 'lacResp', reqId: 0, bookieId: 'b', rc: RC.OK, lac: 7, lastEntryId: 7 })
+  assert.is(await next, 7, 'the first higher LAC wins')
+})
+
+h.run()
 
 // --- real processes: one replica SIGSTOPped --------------------------------------------------
 
