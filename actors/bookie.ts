@@ -4,8 +4,10 @@
 // Request handling (subject quire.bookie.<id>): every frame is first checked against its type's
 // schema (transport/validate.ts); one that fails is answered BAD_REQUEST (actors/badFrames.ts)
 // and nothing of it is acted on, so nothing unchecked reaches the journal.
-// - add: each ledger group goes to that ledger's actor; accepted adds are journaled, and only
-//   after the journal's sync are they acknowledged, one addAck message per client per journal
+// - add: each ledger group joins that ledger's open batch of adds, and the batch goes to the
+//   ledger's actor as one event, in arrival order with the ledger's fences and LAC reads (see
+//   queueAdd); its rules decide the whole batch at once, the accepted adds are journaled as one
+//   record, and only after the journal's sync are they acknowledged, one addAck message per client per journal
 //   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only, and only
@@ -23,7 +25,7 @@
 import os from 'node:os'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
-import { bookieLedgerMachine, type BookieEntry } from '../machines/bookieLedger.ts'
+import { bookieLedgerMachine, type BookieAdd, type BookieEntry } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
 import { explicitLacRefusal } from '../machines/explicitLac.ts'
@@ -90,6 +92,12 @@ type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
 const HELD_FRAMES_MAX = 10_000
 
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
+/**
+ * A ledger's batch of adds takes no more once its entries pass this many bytes: one journal
+ * record holds a batch, and records stay well under the journal's RECORD_BYTES_MAX.
+ */
+const ADD_BATCH_BYTES_MAX = 8 * 1024 * 1024
+const entryBytes = (add: BookieAdd): number => add.entries.reduce((n, e) => n + e.data.byteLength, 0)
 /** Between two looks at the metadata of the ledgers with damaged entries (see pruneDamage). */
 const DAMAGE_PRUNE_MS = 5000
 
@@ -120,6 +128,8 @@ export class Bookie {
   )
   /** Arrival (performance.now()) of each add request's entries, for the add latency metric. */
   private readonly addArrivals = new WeakMap<readonly BookieEntry[], number>()
+  /** Per ledger, the batch of adds still open to more (see queueAdd). */
+  private readonly openAddBatches = new Map<number, { adds: BookieAdd[]; bytes: number }>()
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
   /** Turns the bookie read-only when its disk fills, writable when space returns. */
@@ -512,14 +522,19 @@ export class Bookie {
       actions: {
         'journal.add': (_, p) => {
           this.inflight++
-          storage.append({ t: 'add', l: ledgerId, e: p.entries.map((e) => e.data) }).then(
+          const data: Uint8Array[] = []
+          for (const a of p.adds) for (const e of a.entries) data.push(e.data)
+          storage.append({ t: 'add', l: ledgerId, e: data }).then(
             () => {
               const now = performance.now()
-              bookieMetrics.addAcked(this.addArrivals.get(p.entries) ?? now, now)
-              actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries })
+              for (const a of p.adds) bookieMetrics.addAcked(this.addArrivals.get(a.entries) ?? now, now)
+              actor.send({ type: 'journal.synced', adds: p.adds })
             },
             // A full disk turns the bookie read-only (the writer moves away) instead of failing it.
-            (err) => this.acks.queue(p.replyTo, ledgerId, this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR, p.entries.map((e) => e.entryId)),
+            (err) => {
+              const rc = this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR
+              for (const a of p.adds) this.acks.queue(a.replyTo, ledgerId, rc, a.entries.map((e) => e.entryId))
+            },
           ).finally(() => { this.inflight-- })
         },
         'journal.masterKey': (_, p) => {
@@ -638,12 +653,43 @@ export class Bookie {
       }
       this.stats.adds += entries.length
       this.addArrivals.set(entries, arrivedAt)
-      this.inflight++
-      this.ledger(g.ledgerId, true).then(
-        (a) => a!.send({ type: 'add', replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries }),
-        () => this.acks.queue(replyTo, g.ledgerId, RC.ERROR, entries.map((e) => e.entryId)),
-      ).finally(() => { this.inflight-- })
+      this.queueAdd(g.ledgerId, { replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries })
     }
+  }
+
+  /**
+   * Adds go to their ledger's actor in batches (machines/bookieLedger.ts `adds`): the first add
+   * of a batch takes the ledger's place in line (a reaction on its actor's promise, the same line
+   * fences and LAC reads take), and the adds that arrive before that reaction runs join it, until
+   * another request for the ledger takes a place behind it (`closeAddBatch`). So the actor gets
+   * every request in arrival order, as when each add was an event of its own, and a fence is
+   * never overtaken by an add that came after it, nor overtakes one that came before.
+   */
+  private queueAdd(ledgerId: number, add: BookieAdd): void {
+    const open = this.openAddBatches.get(ledgerId)
+    if (open && open.bytes < ADD_BATCH_BYTES_MAX) {
+      open.adds.push(add)
+      open.bytes += entryBytes(add)
+      return
+    }
+    const batch = { adds: [add], bytes: entryBytes(add) }
+    this.openAddBatches.set(ledgerId, batch)
+    this.inflight++
+    this.ledger(ledgerId, true).then(
+      (a) => {
+        this.closeAddBatch(ledgerId, batch)
+        a!.send({ type: 'adds', adds: batch.adds })
+      },
+      () => {
+        this.closeAddBatch(ledgerId, batch)
+        for (const x of batch.adds) this.acks.queue(x.replyTo, ledgerId, RC.ERROR, x.entries.map((e) => e.entryId))
+      },
+    ).finally(() => { this.inflight-- })
+  }
+
+  /** Later adds for the ledger start a new batch (behind whatever request took a place now). */
+  private closeAddBatch(ledgerId: number, batch?: { adds: BookieAdd[] }): void {
+    if (batch === undefined || this.openAddBatches.get(ledgerId) === batch) this.openAddBatches.delete(ledgerId)
   }
 
   /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */
@@ -656,6 +702,8 @@ export class Bookie {
       this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
     }
     if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
+    // The fence's place in the ledger's line is taken now: later adds go behind it.
+    this.closeAddBatch(req.ledgerId)
     try {
       const a = await this.ledger(req.ledgerId, true)
       this.fencedReads.set(`${replyTo}#${req.reqId}`, req)
@@ -722,6 +770,8 @@ export class Bookie {
     try {
       const fence = req.fence === true
       if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
+      // Behind the adds that came before it, ahead of those that come after (see queueAdd).
+      this.closeAddBatch(req.ledgerId)
       const a = await this.ledger(req.ledgerId, fence)
       if (a === null) return fail(this.storage!.inLimbo(req.ledgerId) ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER)
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })

@@ -300,8 +300,8 @@ export class SimBookie {
     const machine = bookieLedgerMachine.provide({
       actions: {
         'journal.add': (_, p) => this.append(
-          { t: 'add', l: ledgerId, e: p.entries.map((e) => e.data) },
-          live(() => actor.send({ type: 'journal.synced', replyTo: p.replyTo, entries: p.entries })),
+          { t: 'add', l: ledgerId, e: p.adds.flatMap((a) => a.entries.map((e) => e.data)) },
+          live(() => actor.send({ type: 'journal.synced', adds: p.adds })),
         ),
         'journal.masterKey': (_, p) => this.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }, () => {}),
         'journal.fence': () => this.append({ t: 'fence', l: ledgerId }, live(() => actor.send({ type: 'journal.fenceSynced' }))),
@@ -342,8 +342,9 @@ export class SimBookie {
         const h = readEntryHeader(data)
         return { entryId: h.entryId, lac: h.lac, data }
       })
+      // A batch of one: the simulator delivers each request on its own.
       this.ledger(g.ledgerId, true)!.send({
-        type: 'add', replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries,
+        type: 'adds', adds: [{ replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries }],
       })
     }
   }

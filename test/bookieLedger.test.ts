@@ -11,6 +11,10 @@ const key = Buffer.from('k1')
 const other = Buffer.from('k2')
 const fresh = { ledgerId: 9, masterKey: null, digestType: null, fenced: false, lac: -1, lastEntryId: -1 }
 const entries = [{ entryId: 0, lac: -1, data: Buffer.from('a') }, { entryId: 1, lac: 0, data: Buffer.from('b') }]
+/** One add request, as a batch of one (test/bookieBatch.test.ts steps larger batches). */
+const one = { replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries }
+const addEvent = (over: Partial<typeof one> = {}): BookieLedgerEvent => ({ type: 'adds', adds: [{ ...one, ...over }] })
+const syncedEvent: BookieLedgerEvent = { type: 'journal.synced', adds: [one] }
 
 function step(snap: Snap, e: BookieLedgerEvent) {
   const [next, actions] = transition(bookieLedgerMachine, snap, e)
@@ -20,10 +24,10 @@ const types = (r: { actions: Array<{ type: string }> }): string[] => r.actions.m
 
 test('an add is journaled first and acknowledged only on journal.synced', () => {
   const [s0] = initialTransition(bookieLedgerMachine, fresh)
-  const r1 = step(s0, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
+  const r1 = step(s0, addEvent())
   assert.equal(types(r1), ['journal.masterKey', 'journal.add'])
   assert.not.ok(types(r1).includes('reply.add'))
-  const r2 = step(r1.snap, { type: 'journal.synced', replyTo: 'c', entries })
+  const r2 = step(r1.snap, syncedEvent)
   assert.equal(types(r2), ['store.put', 'reply.add'])
   assert.equal(r2.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
   assert.is(r2.snap.context.lac, 0)
@@ -32,11 +36,11 @@ test('an add is journaled first and acknowledged only on journal.synced', () => 
 
 test('the same add again (a writer re-sending after a lost message) is journaled and acknowledged again', () => {
   const [s0] = initialTransition(bookieLedgerMachine, fresh)
-  const first = step(s0, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
-  const synced = step(first.snap, { type: 'journal.synced', replyTo: 'c', entries })
-  const again = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
+  const first = step(s0, addEvent())
+  const synced = step(first.snap, syncedEvent)
+  const again = step(synced.snap, addEvent())
   assert.equal(types(again), ['journal.add'])
-  const resynced = step(again.snap, { type: 'journal.synced', replyTo: 'c', entries })
+  const resynced = step(again.snap, syncedEvent)
   assert.equal(resynced.actions.map((a) => a.type), ['store.put', 'reply.add'])
   assert.equal(resynced.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
   assert.is(resynced.snap.context.lastEntryId, 1)
@@ -45,7 +49,7 @@ test('the same add again (a writer re-sending after a lost message) is journaled
 
 test('another master key is UNAUTHORIZED and journals nothing', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
-  const r = step(s0, { type: 'add', replyTo: 'c', masterKey: other, digestType: 'crc32c', recovery: false, entries })
+  const r = step(s0, addEvent({ masterKey: other }))
   assert.equal(types(r), ['reply.add'])
   assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
 })
@@ -59,10 +63,10 @@ test('fence: persisted before it is answered; then normal adds get FENCED, recov
   assert.equal(types(again), [], 'a second fence waits for the same record')
   const synced = step(again.snap, { type: 'journal.fenceSynced' })
   assert.equal(synced.actions.map((a) => [a.type, a.params.reqId, a.params.lac]), [['reply.lac', 1, 4], ['reply.lac', 2, 4]])
-  const add = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries })
+  const add = step(synced.snap, addEvent())
   assert.equal(types(add), ['reply.add'])
   assert.is(add.actions[0]!.params.rc, LEDGER_RC.FENCED)
-  const rec = step(synced.snap, { type: 'add', replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: true, entries })
+  const rec = step(synced.snap, addEvent({ recovery: true }))
   assert.equal(types(rec), ['journal.add'])
 })
 
