@@ -51,7 +51,7 @@ unit('a ledger\'s groups of several write sets decode to one group, as a msgpack
   const r = decodeAddFrame(frame)
   if (!r.ok) throw new Error(r.reason)
   const ids = (g: { entries: Uint8Array[] }): number[] => g.entries.map((e) => Buffer.from(e).readUInt32BE(12))
-  assert.equal(r.req.groups.map((g) => [g.ledgerId, ids(g)]), [[7, [0, 3, 2, 5]], [8, [0]], [7, [6]]])
+  assert.equal(r.req.groups.map((g) => [g.ledgerId, ids(g)]), [[7, [0, 2, 3, 5]], [8, [0]], [7, [6]]], 'joined in id order')
 })
 
 /** A valid frame, mutated by `f`; the reason it is refused. */

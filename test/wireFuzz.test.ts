@@ -308,8 +308,9 @@ t(`a seeded fuzz loop (${FUZZ_FRAMES} frames) leaves the bookie serving, and its
   const refused = replies.filter((r) => (r as { error?: string }).error !== undefined).length
   assert.ok(refused > sent / 4, `${refused} BAD_REQUEST replies to ${sent} frames`)
   assert.ok(replies.length - refused > sent / 50, `${replies.length - refused} answers to valid fuzz frames`)
-  // Acks are one message per client per journal group commit: far fewer than the adds.
-  assert.ok(binaryAcks >= 10, `${binaryAcks} binary acks to binary add frames`)
+  // Acks are one message per client per journal group commit (far fewer than the adds), in binary
+  // once the inbox sent a binary add.
+  assert.ok(binaryAcks >= 1, `${binaryAcks} binary acks to binary add frames`)
   console.log(`  fuzz: ${sent} frames in ${Date.now() - ctx.fuzzStartedAt} ms, ${replies.length} replies, ${refused} BAD_REQUEST, ${binaryAcks} binary acks`)
 })
 

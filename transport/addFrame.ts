@@ -131,6 +131,7 @@ export function decodeAddFrame(data: Uint8Array): AddFrameResult {
   // A bookie gets a ledger's entries in one group per write set it is in: they are joined into one
   // group per ledger, as a msgpack frame has them, so the bookie handles one batch per ledger.
   const byLedger = new Map<number, AddGroup>()
+  let joined = false
   let at = 0
   let total = 0
   while (at < data.byteLength) {
@@ -142,24 +143,37 @@ export function decodeAddFrame(data: Uint8Array): AddFrameResult {
     const truncated = bytes > data.byteLength - at
       ? `group at byte ${at} is truncated: it says ${bytes} bytes, ${data.byteLength - at} arrived` : null
     const g = readGroup(data, at, Math.min(at + bytes, data.byteLength), groups.length)
-    if (g.entries.length > 0) join(groups, byLedger, g.group)
+    if (g.entries.length > 0) joined = join(groups, byLedger, g.group) || joined
     total += g.entries.length
     if (g.problem ?? truncated) return fail((truncated ?? g.problem)!)
     if (total > LIMITS.entriesPerAdd) return fail(`more than ${LIMITS.entriesPerAdd} entries in one add`)
     at += readU32(data, at + 12)
   }
   if (groups.length === 0) return fail('add frame holds no group')
+  if (joined) for (const g of groups) inIdOrder(g.entries)
   return { ok: true, req: { op: 'add', groups } }
 }
 
-function join(groups: AddGroup[], byLedger: Map<number, AddGroup>, g: AddGroup): void {
+/** Adds `g` to `groups`, or its entries to an earlier group of the same ledger (returns true then). */
+function join(groups: AddGroup[], byLedger: Map<number, AddGroup>, g: AddGroup): boolean {
   const same = byLedger.get(g.ledgerId)
   if (same && same.recovery === g.recovery && same.digestType === g.digestType && sameBytes(same.masterKey, g.masterKey)) {
     for (const e of g.entries) same.entries.push(e)
-    return
+    return true
   }
   groups.push(g)
   if (!same) byLedger.set(g.ledgerId, g)
+  return false
+}
+
+/**
+ * Joined groups hold the write sets' runs one after the other (0, 3, 6, 2, 5, 8): put back in id
+ * order, as a msgpack frame has them, so storage takes them in key order.
+ */
+function inIdOrder(entries: Uint8Array[]): void {
+  let sorted = true
+  for (let i = 1; i < entries.length && sorted; i++) sorted = readU64(entries[i - 1]!, 8) < readU64(entries[i]!, 8)
+  if (!sorted) entries.sort((a, b) => readU64(a, 8) - readU64(b, 8))
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
