@@ -75,7 +75,7 @@ export interface BookieTransport {
    * (a simulated network): the writer encodes each entry and calls queueAdd per bookie.
    */
   queueEntries?(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[]): void
-read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
   /**
    * Largest encoded entry (header and digest included) one add frame can carry: the NATS server's
