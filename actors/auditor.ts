@@ -49,6 +49,8 @@ export interface AuditorOptions extends AutorecoveryConnection {
   auditIntervalMs?: number
   /** Between liveness checks of the bookies. Default 1000. */
   checkIntervalMs?: number
+  /** Publish the auditor's actor on `quire.inspect.*` for the inspector. Default false. */
+  inspect?: boolean
   /** Clock skew tolerated between nodes (see machines/auditor.ts). Default a fifth of the lease. */
   clockSkewMarginMs?: number
   /** Closed ledgers whose replicas are scanned per audit. Default 200. */
@@ -125,9 +127,11 @@ class Auditor {
   /** Effects under way, awaited (briefly) before the connection is closed. */
   private readonly inFlight = new Set<Promise<unknown>>()
   private unwatch: () => void = () => {}
+  private readonly inspect: boolean
 
   constructor(private readonly p: AutorecoveryParts, private readonly nodeId: string, opts: AuditorOptions) {
     this.log = toLogFn(opts.log)
+    this.inspect = opts.inspect ?? false
     this.leaseMs = opts.auditorLeaseMs ?? 10_000
     this.marginMs = opts.clockSkewMarginMs ?? defaultSkewMarginMs(this.leaseMs)
     this.scanLedgersPerAudit = opts.scanLedgersPerAudit ?? 200
@@ -163,7 +167,7 @@ class Auditor {
   }
 
   start(): void {
-    this.unwatch = watchActor(this.actor, this.p.nc, 'auditor', this.nodeId)
+    this.unwatch = watchActor(this.actor, this.inspect ? this.p.nc : null, 'auditor', this.nodeId)
     this.actor.start()
   }
 

@@ -83,6 +83,12 @@ export interface BookieOptions {
   integrityRecheckMs?: number
   /** Bound on the integrity check's first pass before the bookie serves. Default 30000. */
   integrityStartMs?: number
+  /**
+   * Publish the lifecycle and every ledger actor on `quire.inspect.*` (transport/inspect.ts) for
+   * the inspector. Default false: nothing is watched or published (with many ledgers the
+   * snapshots and beacons would outnumber the adds).
+   */
+  inspect?: boolean
 }
 
 type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
@@ -275,7 +281,7 @@ export class Bookie {
     })
     this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
     // The NATS connection comes up during start-up; publish lifecycle changes once it exists.
-    watchActor(this.lifecycle, { publish: (s, d) => this.nc?.publish(s, d) }, 'bookie', opts.bookieId, {
+    watchActor(this.lifecycle, opts.inspect ? { publish: (s, d) => this.nc?.publish(s, d) } : null, 'bookie', opts.bookieId, {
       // Mostly state outside the lifecycle's context; the inspection beacon refreshes it.
       summarise: (ctx) => ({
         mode: this.disk.full ? 'readonly' : 'writable',
@@ -573,7 +579,7 @@ export class Bookie {
         fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
       },
     })
-    watchActor(actor, this.nc, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
+    watchActor(actor, this.opts.inspect ? this.nc : null, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
     let lastLac = s.lac
     actor.subscribe((snap) => {
       if (snap.context.lac > lastLac) {

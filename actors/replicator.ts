@@ -70,6 +70,8 @@ export interface ReplicatorOptions extends AutorecoveryConnection {
   ignoreDisabled?: boolean
   random?: () => number
   hooks?: ReplicatorHooks
+  /** Publish the replicator's actor and its copies' writers on `quire.inspect.*` for the inspector. Default false. */
+  inspect?: boolean
   /** Settings of the other autorecovery roles, accepted so one settings object fits all. */
   lostBookieRecoveryDelayMs?: number
   auditorLeaseMs?: number
@@ -143,7 +145,8 @@ class ReplicationWorker {
   private readonly io: CopyIo
   private readonly batchEntries: number
   private readonly random: () => number
-  private readonly nc: NatsConnection | null
+  /** Where inspection goes: the connection with `inspect`, else nowhere. */
+  private readonly inspectSink: NatsConnection | null
   /** Bumped when work is overtaken; results of older work are dropped. */
   private gen = 0
   private dead = false
@@ -171,7 +174,7 @@ class ReplicationWorker {
     this.io = { bookies, readTimeoutMs: opts.readTimeoutMs ?? 5000, addTimeoutMs: opts.addTimeoutMs ?? 10_000 }
     this.batchEntries = opts.copyBatchEntries ?? 100
     this.random = opts.random ?? Math.random
-    this.nc = p.nc
+    this.inspectSink = opts.inspect ? p.nc : null
     if (!(this.leaseMs > 0 && this.marginMs >= 0 && this.marginMs < this.leaseMs / 2) || !(this.batchEntries >= 1)) {
       throw new QuireError('INVALID_CONFIG', `claim lease ${this.leaseMs} ms needs a clock skew margin below half of it (got ${this.marginMs}) and batches of at least 1 entry`)
     }
@@ -189,7 +192,7 @@ class ReplicationWorker {
   }
 
   start(): void {
-    this.unwatch = watchActor(this.actor, this.nc, 'replicator', this.nodeId)
+    this.unwatch = watchActor(this.actor, this.inspectSink, 'replicator', this.nodeId)
     this.actor.start()
   }
 
@@ -349,7 +352,7 @@ class ReplicationWorker {
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
       bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
-      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, inspect: this.nc, random: this.random,
+      readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, inspect: this.inspectSink, random: this.random,
     }, ledgerId)
     this.stats.ledgersRecovered++
     autorecoveryMetrics.ledgerRecovered()

@@ -65,6 +65,7 @@ export const ROLES: Readonly<Record<RoleName, RoleEntry>> = {
       lostBookieRecoveryDelayMs: ctx.settings.lostBookieRecoveryDelayMs,
       auditorLeaseMs: ctx.settings.auditorLeaseMs,
       auditIntervalMs: ctx.settings.auditIntervalMs,
+      inspect: ctx.settings.inspect,
     }),
   },
   replicator: {
@@ -72,6 +73,7 @@ export const ROLES: Readonly<Record<RoleName, RoleEntry>> = {
       nc: ctx.nc, metadata: ctx.metadata, log: ctx.log,
       replicationGraceMs: ctx.settings.replicationGraceMs,
       claimLeaseMs: ctx.settings.claimLeaseMs,
+      inspect: ctx.settings.inspect,
     }),
   },
 }
@@ -122,6 +124,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     minorCompactionThreshold: s.minorCompactionThreshold,
     majorCompactionThreshold: s.majorCompactionThreshold,
     majorCompactionIntervalMs: s.majorCompactionIntervalMs,
+    inspect: s.inspect,
     log: (msg: string, fields?: Record<string, unknown>) => ctx.log.info({ bookieId, ...fields }, msg),
   }
   const bookie = new Bookie(options)
@@ -240,6 +243,8 @@ export async function settingsFromOptions(opts: Record<string, unknown>, env: Re
   for (const name of SETTING_NAMES) {
     const v = opts[optionFor(name).attributeName()]
     if (typeof v === 'string') flags[name] = v
+    // A flag without a value (--inspect) is commander's `true`.
+    else if (v === true) flags[name] = 'true'
   }
   const configPath = typeof opts['config'] === 'string' ? opts['config'] : (env[CONFIG_ENV] || undefined)
   const config = configPath === undefined ? undefined : await loadConfigFile(configPath)

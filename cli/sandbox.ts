@@ -95,7 +95,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
   try {
     for (let i = 1; i <= n; i++) {
       // Every node also runs the auditor (one is elected) and a replication worker, as on a real host.
-      bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator' }))
+      bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator', extraArgs: opts.inspector !== false ? ['--inspect'] : [] }))
     }
     // The sandbox's own writer shows in the inspector beside the bookies.
     client = await connect({ servers: nats.url, name: 'quire-sandbox', inspect: opts.inspector !== false })

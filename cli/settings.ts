@@ -41,6 +41,7 @@ export interface NodeSettings {
   httpHost: string
   metadataReplicas: number
   metadataStartTimeoutMs: number
+  inspect: boolean
 }
 
 export type SettingName = keyof NodeSettings
@@ -54,6 +55,7 @@ type Kind =
   | { type: 'integer'; min: number; max?: number }
   | { type: 'fraction' }
   | { type: 'host' }
+  | { type: 'boolean' }
 
 interface SettingSpec<T> {
   kind: Kind
@@ -93,6 +95,7 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   httpHost: { kind: { type: 'host' }, default: '127.0.0.1', env: 'QUIRE_HTTP_HOST', flag: '--http-host <host>', doc: 'address the HTTP server listens on (0.0.0.0: every interface)' },
   metadataReplicas: { kind: { type: 'integer', min: 0, max: 5 }, default: 0, env: 'QUIRE_METADATA_REPLICAS', flag: '--metadata-replicas <n>', doc: 'replicas of the metadata buckets (created so, or scaled up to it, never down); 0: min(3, servers in the NATS cluster)' },
   metadataStartTimeoutMs: { kind: int(0), default: 60_000, env: 'QUIRE_METADATA_START_TIMEOUT_MS', flag: '--metadata-start-timeout-ms <ms>', doc: 'how long a starting node retries opening the metadata buckets while the NATS cluster has no leader for them (servers starting, buckets electing); each retry is logged; 0: try once' },
+  inspect: { kind: { type: 'boolean' }, default: false, env: 'QUIRE_INSPECT', flag: '--inspect', doc: 'publish the roles\' actors (bookie, its ledgers, auditor, replicator) on quire.inspect.> for `quire inspector`; off: nothing is published there (with many ledgers it is the largest share of a bookie\'s NATS messages)' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]
@@ -167,6 +170,12 @@ function parse(name: SettingName, raw: unknown, source: SettingSource, configPat
     case 'host': {
       if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]+$/.test(raw.trim())) return fail('must be a host name or an IP address')
       return raw.trim()
+    }
+    case 'boolean': {
+      // A JSON boolean in the config file; true/false/1/0 from a flag or env.
+      if (typeof raw === 'boolean') return raw
+      if (typeof raw === 'string' && source !== 'config' && /^\s*(true|false|1|0)\s*$/i.test(raw)) return /^\s*(true|1)\s*$/i.test(raw)
+      return fail('must be true or false')
     }
   }
 }

@@ -51,7 +51,7 @@ function appendLoop(w: WriteHandle): { stop(): Promise<void>; acked: () => numbe
 }
 
 test('the page shows bookies and a writer live, a killed bookie dead, and the ensemble change', async () => {
-  cluster = await startCluster({ bookies: 4 })
+  cluster = await startCluster({ bookies: 4, inspect: true })
   inspector = await startInspector({ nats: cluster.nats.url, port: 0, host: '127.0.0.1', clusterPollMs: 500 })
   const client = await cluster.client({ addTimeoutMs: 2000, inspect: true })
   const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 })

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert'
 import { startCluster, payloadFor, type TestCluster } from './support/cluster.ts'
 
 const t = suite<{ c: TestCluster }>('ledger')
-t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3 }) })
+// The bookies publish their ledger actors (--inspect): the inspection tests below look for them.
+t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3, inspect: true }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
 for (const digestType of ['crc32c', 'hmac-sha256', 'none'] as const) {

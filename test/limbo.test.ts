@@ -18,7 +18,7 @@ import { payloadFor, startCluster, type TestCluster } from './support/cluster.ts
 import { cleanEnv, quire, show, type Run } from './support/nodes.ts'
 
 const t = suite<{ c: TestCluster }>('limbo')
-t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3 }) })
+t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3, inspect: true }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
 const KEY = masterKeyOf('')

@@ -106,7 +106,7 @@ t('bad settings and unknown roles are refused before anything starts', async (ct
 t('SIGTERM drains: an append in flight completes, the registration goes, exit 0', async (ctx) => {
   const data = path.join(ctx.dir, 'drain')
   // `quire bookie` is `quire node --roles bookie`; a wide group commit window keeps the add in flight.
-  const node = startNodeProcess({ args: ['--nats', ctx.nats.url, '--data', data, '--id', 'dr1', '--heartbeat-ms', '200', '--journal-group-wait-ms', '400'], env: cleanEnv() })
+  const node = startNodeProcess({ args: ['--nats', ctx.nats.url, '--data', data, '--id', 'dr1', '--heartbeat-ms', '200', '--journal-group-wait-ms', '400', '--inspect'], env: cleanEnv() })
   ctx.nodes.push(node)
   await registered(ctx, node, 'dr1')
   const client = await connect({ servers: ctx.nats.url, addTimeoutMs: 20_000 })

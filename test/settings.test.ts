@@ -157,4 +157,14 @@ test('metadataReplicas: 0 (the cluster decides) to 5; anything else is INVALID_C
   }
 })
 
+test('inspect: off by default; true/false/1/0 from a flag or env, a JSON boolean in the config file', () => {
+  assert.is(resolveSettings({ env: {} }).settings.inspect, false)
+  assert.is(resolveSettings({ flags: { inspect: 'true' } }).settings.inspect, true)
+  assert.is(resolveSettings({ env: { QUIRE_INSPECT: '1' } }).settings.inspect, true)
+  assert.is(resolveSettings({ env: { QUIRE_INSPECT: 'false' }, config: { inspect: true } }).settings.inspect, false)
+  assert.is(resolveSettings({ config: { inspect: true }, configPath: '/etc/quire.json' }).settings.inspect, true)
+  assert.match(invalid({ env: { QUIRE_INSPECT: 'yes' } }), /QUIRE_INSPECT must be true or false, got "yes"/)
+  assert.match(invalid({ config: { inspect: 'true' }, configPath: '/etc/quire.json' }), /"inspect" in \/etc\/quire.json must be true or false/)
+})
+
 test.run()

@@ -38,7 +38,7 @@ import { startCluster, type TestCluster } from './support/cluster.ts'
 
 const run = promisify(execFile)
 const t = suite<{ c: TestCluster }>('sst corruption')
-t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3, heartbeatMs: 200 }) })
+t.before(async (ctx) => { ctx.c = await startCluster({ bookies: 3, heartbeatMs: 200, inspect: true }) })
 t.after(async (ctx) => { await ctx.c?.stop() })
 
 // Enough index entries per ledger that a damaged block of one ledger's leaves most of it whole.

@@ -1,5 +1,6 @@
-// The inspection hook every server actor is started with, and a client's actors when it connects
-// with `inspect: true` (a null sink otherwise: nothing tracked, nothing published): it publishes
+// The inspection hook a node's actors are started with when the node has the `inspect` setting,
+// and a client's actors when it connects with `inspect: true` (a null sink otherwise: nothing
+// tracked, nothing published, no beacon timer): it publishes
 // what an actor is doing on `quire.inspect.<kind>.<id>` so that an inspector (cli/inspectorCmd.ts)
 // can follow the cluster live. It lives in transport/ because the client uses it too, and the
 // client never imports actors/. A message holds the state value, a bounded summary of the context and the types of the

@@ -27,7 +27,8 @@ export interface TestCluster {
   stop(): Promise<void>
 }
 
-export async function startCluster(opts: { bookies?: number; heartbeatMs?: number } = {}): Promise<TestCluster> {
+/** `inspect`: every bookie started (and restarted) publishes its inspection (`--inspect`). */
+export async function startCluster(opts: { bookies?: number; heartbeatMs?: number; inspect?: boolean } = {}): Promise<TestCluster> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-test-'))
   const nats = await startNatsServer({ storeDir: path.join(dir, 'nats') })
   const bookies: BookieProcess[] = []
@@ -48,7 +49,7 @@ export async function startCluster(opts: { bookies?: number; heartbeatMs?: numbe
     },
     async startBookie(i, extraArgs = []) {
       const id = `bookie-${i}`
-      const b = startBookieProcess({ id, data: path.join(dir, id), nats: nats.url, extraArgs: ['--heartbeat-ms', heartbeat, ...extraArgs] })
+      const b = startBookieProcess({ id, data: path.join(dir, id), nats: nats.url, extraArgs: ['--heartbeat-ms', heartbeat, ...(opts.inspect ? ['--inspect'] : []), ...extraArgs] })
       const at = bookies.findIndex((x) => x.id === id)
       if (at >= 0) bookies[at] = b
       else bookies.push(b)
