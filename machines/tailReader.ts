@@ -29,8 +29,19 @@ export interface TailContext extends TailInput {
   error: { code: string; message: string } | null
 }
 
-/** Transient failures in a row before the tail gives up (with ~250 ms between tries). */
+/**
+ * Transient failures in a row before the tail gives up. The wait between tries doubles from
+ * TAIL_RETRY_DELAY_MS up to TAIL_RETRY_DELAY_MAX_MS, so a tail rides out about 75 s of a metadata
+ * store or bookies not answering: a NATS server's failover, whose JetStream leader elections take
+ * seconds (more on a loaded machine), must not end it; 40 tries 250 ms apart (10 s) did.
+ */
 export const TAIL_RETRIES_MAX = 40
+export const TAIL_RETRY_DELAY_MS = 250
+export const TAIL_RETRY_DELAY_MAX_MS = 2000
+
+/** The wait before the try that follows the `failures`-th transient failure in a row. */
+export const tailRetryDelayMs = (failures: number): number =>
+  Math.min(TAIL_RETRY_DELAY_MAX_MS, TAIL_RETRY_DELAY_MS * 2 ** Math.max(0, Math.min(failures - 1, 16)))
 
 export type TailEvent =
   | { type: 'read.done'; count: number }
@@ -53,6 +64,9 @@ const tailSetup = setup({
   guards: {
     readable: ({ context }) => context.next <= (context.closed ? context.lastEntryId : context.lac),
     finished: ({ context }) => context.closed && context.next > context.lastEntryId,
+  },
+  delays: {
+    retryDelay: ({ context }) => tailRetryDelayMs(context.failures),
   },
 })
 
@@ -119,7 +133,7 @@ export const tailMachine = tailSetup.createMachine({
       },
     },
     backoff: {
-      after: { 250: { target: 'checking' } },
+      after: { retryDelay: { target: 'checking' } },
     },
     closed: { type: 'final' },
     failed: { type: 'final' },

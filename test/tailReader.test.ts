@@ -3,7 +3,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { initialTransition, transition } from 'xstate'
-import { tailMachine, type TailEvent, type TailInput } from '../machines/tailReader.ts'
+import { TAIL_RETRY_DELAY_MAX_MS, tailMachine, type TailEvent, type TailInput } from '../machines/tailReader.ts'
 
 function run(input: TailInput, events: TailEvent[]) {
   let [snap, acts] = initialTransition(tailMachine, input)
@@ -64,6 +64,20 @@ test('transient failures back off and retry (bounded); a later success resets th
   r = run(open, many)
   assert.is(r.snap.value, 'failed')
   assert.match(r.snap.context.error?.message ?? '', /gave up after 40 tries/)
+})
+
+test('the wait between tries doubles to a cap: 40 tries span over a minute (a NATS failover), not 10 s', () => {
+  const delays: number[] = []
+  let [snap] = initialTransition(tailMachine, open)
+  for (let i = 0; i < 39; i++) {
+    const [next, acts] = transition(tailMachine, snap, { type: 'transient', code: 'TIMEOUT', message: 'x' })
+    snap = next
+    const raise = acts.find((a) => a.type === 'xstate.raise') as { params?: { delay?: number } } | undefined
+    delays.push(raise?.params?.delay ?? -1)
+  }
+  assert.equal(delays.slice(0, 5), [250, 500, 1000, 2000, 2000])
+  assert.ok(delays.every((d) => d > 0 && d <= TAIL_RETRY_DELAY_MAX_MS), String(delays))
+  assert.ok(delays.reduce((a, d) => a + d, 0) >= 60_000, `${delays.reduce((a, d) => a + d, 0)} ms in all`)
 })
 
 test.run()
