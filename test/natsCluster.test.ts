@@ -21,6 +21,7 @@ import { BUCKETS, clusterSizeOf, openMetadata } from '../storage/openMetadata.ts
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import { payloadFor, sleep } from './support/cluster.ts'
 import { metadataLeaders, until } from './support/natsCluster.ts'
+import { within } from './support/processes.ts'
 
 interface Ctx {
   dir: string
@@ -176,7 +177,9 @@ t('writes ride out kill -9 of a NATS server, then of the writer\'s own; every ac
   assert.is(writer.lastAddPushed >= killed2At + 200, true)
 
   stopWriting = true
-  await writing
+  // Bounded: appends still in flight must settle (acked or failed) within the add timeout and a
+  // re-send or two; a hang here fails the test instead of stalling the run.
+  await within(60_000, 'the appends in flight to settle after the last server kill', writing)
   assert.is(writeError, null, String(writeError))
   assert.is(writer.state, 'open')
   // No ensemble change was needed: the adds lost with each server were re-sent to the same bookies.
@@ -196,7 +199,7 @@ t('writes ride out kill -9 of a NATS server, then of the writer\'s own; every ac
 
   // The tail ends at the close, having seen every entry once, in order.
   await until('the tail to end', 30_000, () => seen.length > lastAcked || tailError !== null)
-  await tail
+  await within(30_000, 'the tail to return after the close', tail)
   assert.is(tailError, null, String(tailError))
   assert.equal(seen, Array.from({ length: lastAcked + 1 }, (_, i) => i))
 
