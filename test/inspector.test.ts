@@ -20,7 +20,7 @@ import {
 } from '../transport/inspect.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { startInspector, type Inspector } from '../cli/inspectorCmd.ts'
-import { activeStateIds, allDefinitions, type MachineDefinition, type StateDefinition } from '../machines/definitions.ts'
+import { activeStateIds, allDefinitions, eventLabel, type MachineDefinition, type StateDefinition } from '../machines/definitions.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import { inspectSubject } from '../transport/wire.ts'
 
@@ -78,7 +78,8 @@ test('definitions hold the transitions: events, guards and targets', () => {
   assert.ok(change[0]!.reenter)
   assert.equal(def('writer').root.transitions.map((t) => [t.event, t.targets]), [['fenced', ['writer.fenced']]])
   // Readable names for delayed and eventless transitions.
-  assert.equal(state('reader', 'tail.backoff').transitions.map((t) => [t.event, t.targets]), [['after 250 ms', ['tail.checking']]])
+  assert.equal(state('reader', 'tail.backoff').transitions.map((t) => [t.event, t.targets]), [['after retryDelay', ['tail.checking']]])
+  assert.is(eventLabel('xstate.after.250.tail.backoff', 'tail.backoff'), 'after 250 ms')
   assert.ok(state('reader', 'tail.deciding').transitions.every((t) => t.event === 'always'))
   assert.ok(state('bookie', 'bookie.writable').transitions.some((t) => t.event === 'disk.full' && t.targets[0] === 'bookie.readonly'))
   // Every target names a state of the same machine.
