@@ -20,6 +20,7 @@ import { open, readFile, rename, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { QuireError, assert } from '../machines/errors.ts'
 import { KvConflict, type VersionedKv } from '../storage/types.ts'
+import { syncDir } from '../storage/syncDir.ts'
 
 export interface Cookie {
   instanceId: string
@@ -58,15 +59,6 @@ async function writeDurably(file: string, text: string): Promise<void> {
   await syncDir(path.dirname(file))
 }
 
-/** fsync a folder, so that a file created, renamed or removed in it stays so after a crash. */
-export async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r')
-  try {
-    await d.sync()
-  } finally {
-    await d.close()
-  }
-}
 
 export async function readBookieIdFile(dataDir: string): Promise<string | null> {
   const s = await readFile(path.join(dataDir, BOOKIE_ID_FILE), 'utf8').then((t) => t.trim(), () => null)

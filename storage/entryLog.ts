@@ -15,6 +15,7 @@
 // - Bounded: at most READERS_MAX open read handles and READ_CACHE_CHUNKS read-ahead chunks.
 
 import { open, readdir, rm, mkdir, type FileHandle } from 'node:fs/promises'
+import { syncDir } from './syncDir.ts'
 import path from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
@@ -37,15 +38,6 @@ const IOV_MAX = 1024
 
 export function logFileName(id: number): string {
   return `entrylog-${String(id).padStart(10, '0')}.log`
-}
-
-export async function syncFolder(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }
 
 /** One log being appended to (the current log, or a compaction's output). */
@@ -220,7 +212,7 @@ export class EntryLogs {
     this.folderDirty = false
     try {
       for (const w of writers) await w.sync()
-      if (folder) await syncFolder(this.dir)
+      if (folder) await syncDir(this.dir)
     } catch (err) {
       for (const w of writers) this.unsynced.add(w)
       this.folderDirty ||= folder

@@ -18,7 +18,8 @@
 // it. A log that holds a damaged record is left as it is (its readable entries stay where they are).
 
 import { QuireError } from '../machines/errors.ts'
-import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES, syncFolder, type EntryLogs, type LogWriter } from './entryLog.ts'
+import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES, type EntryLogs, type LogWriter } from './entryLog.ts'
+import { syncDir } from './syncDir.ts'
 import type RocksDB from 'rocksdb-native'
 import { decodeLocation, encodeLocation, entryKey, isLocation, readU64, type EntryLocation } from './entryLogIndex.ts'
 
@@ -161,7 +162,7 @@ async function rewrite(t: CompactionTarget, id: number, live: Live[], onStep?: (
     if (batch.length > 0) await flush()
     // The new log's bytes and its name in the folder, before the index points into it.
     await out.sync()
-    await syncFolder(t.logs.dir)
+    await syncDir(t.logs.dir)
   } finally {
     await t.logs.closeWriter(out).catch(() => {})
   }

@@ -43,6 +43,7 @@
 
 import { constants, writevSync } from 'node:fs'
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises'
+import { syncDir } from './syncDir.ts'
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
@@ -431,14 +432,5 @@ async function syncNewDirs(dir: string, created: string): Promise<void> {
   for (let d = dir; ; d = dirname(d)) {
     await syncDir(dirname(d))
     if (d === created || dirname(d) === d) return
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
   }
 }
