@@ -227,10 +227,10 @@ export function formatHeader(m: Machine, p: BenchParams): string {
       `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas.join(' and R')} (R3 on 3 servers), await each PubAck`,
     'CPU:     CPU-µs per entry = (this process\'s process.cpuUsage() + each nats-server\'s and bookie\'s /proc/<pid>/stat utime+stime) ' +
       'over the timed window / entries acked in it; NATS msgs = /varz in_msgs + out_msgs, summed over the peer\'s servers',
-    `tail:    writer paced at ${p.tail.ratesPerSec.join(' and ')} appends/s of ${size(p.tail.payloadBytes)} (at most ${p.tail.inFlightMax} in flight), ` +
+    p.tail.ratesPerSec.length === 0 ? 'tail:    skipped (--only)' : `tail:    writer paced at ${p.tail.ratesPerSec.join(' and ')} appends/s of ${size(p.tail.payloadBytes)} (at most ${p.tail.inFlightMax} in flight), ` +
       `reader entries({ from: 0, pollMs: ${p.tail.pollMs} }), explicit LAC after ${p.tail.explicitLacIntervalMs} ms idle; separate clients, one process`,
     p.memory === null
-      ? 'memory:  skipped (--quick)'
+      ? 'memory:  skipped (--quick or --only)'
       : `memory:  ${p.memory.entries} entries of ${p.memory.payloadBytes} B, ${p.memory.inFlight} in flight, tailed with pollMs ${p.memory.pollMs}; ` +
         `RSS sampled every ${p.memory.sampleEvery} entries`,
   ].join('\n')

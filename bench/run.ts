@@ -60,6 +60,11 @@ export interface BenchOptions {
   tailEntries?: number
   /** The 1 KiB cells only, and no reader-memory section. */
   quick?: boolean
+  /**
+   * Only these parts: cell keys (`1024B_x1`, `logs1000_1024B`, ...), `tail`, `memory`. The
+   * fdatasync floor always runs. Unset: everything (or what --quick keeps).
+   */
+  only?: string[]
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
@@ -136,16 +141,24 @@ function paramsOf(opts: BenchOptions): BenchParams {
     key: cellKey(MANY.payloadBytes, MANY.logs, MANY.logs), payloadBytes: MANY.payloadBytes, inFlight: MANY.logs, logs: MANY.logs,
     ratePerSec: MANY.ratePerSec, warmupSeconds: WARMUP_SECONDS.many,
   }
-  const cells = quick
-    ? [cell(1024, PIPELINED), cell(1024, 1)]
-    : [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many]
+  const all = [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many]
+  const only = opts.only === undefined ? null : new Set(opts.only)
+  if (only) {
+    const known = [...all.map((c) => c.key), 'tail', 'memory']
+    const unknown = [...only].filter((k) => !known.includes(k))
+    if (unknown.length > 0 || only.size === 0) {
+      throw new QuireError('INVALID_CONFIG', `--only takes a comma-separated list of ${known.join(', ')}; got ${opts.only!.join(',')}`)
+    }
+  }
+  const cells = only ? all.filter((c) => only.has(c.key)) : quick ? [cell(1024, PIPELINED), cell(1024, 1)] : all
   const { sampleEveryMax, ...memory } = MEMORY
   return {
     seconds: opts.seconds, quick, fdatasyncBytes: FDATASYNC_BYTES,
     quire: { bookies: BOOKIES, ensembleSize: QUORUM.ensembleSize!, writeQuorum: QUORUM.writeQuorum!, ackQuorum: QUORUM.ackQuorum! },
-    jetstream: { storage: 'file', replicas: [1, 3] }, cells, tail: TAIL,
+    jetstream: { storage: 'file', replicas: [1, 3] }, cells, tail: only && !only.has('tail') ? { ...TAIL, ratesPerSec: [] } : TAIL,
     // Five samples after the start, also when testing with a few entries.
-    memory: quick ? null : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
+    memory: (only ? !only.has('memory') : quick) ? null
+      : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
   }
 }
 
@@ -292,10 +305,14 @@ if (invokedPath !== undefined && import.meta.url === pathToFileURL(path.resolve(
       seconds: { type: 'string', default: '3' },
       'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT) },
       quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   })
   try {
-    await runBench({ json: values.json, seconds: Number(values.seconds), tailEntries: Number(values['tail-entries']), quick: values.quick })
+    await runBench({
+      json: values.json, seconds: Number(values.seconds), tailEntries: Number(values['tail-entries']), quick: values.quick,
+      ...(values.only === undefined ? {} : { only: values.only.split(',') }),
+    })
   } catch (err) {
     process.stderr.write(err instanceof QuireError ? `error ${err.code}: ${err.message}\n` : `${err instanceof Error ? err.stack : String(err)}\n`)
     process.exitCode = 1

@@ -53,9 +53,10 @@ program
   .option('--seconds <n>', 'seconds per measurement', '3')
   .option('--tail-entries <n>', 'entries for the tailing reader memory check', '200000')
   .option('--quick', 'the 1 KiB cells only, and no tailing reader memory check')
-  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean }) => {
+  .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory')
+  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean; only?: string }) => {
     const { runBench } = await importBench()
-    await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true })
+    await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true, ...(opts.only === undefined ? {} : { only: opts.only.split(',') }) })
   })
 
 /** bench/ is in a checkout, not in the quire-server package: there, one line instead of a stack trace. */
