@@ -4,9 +4,9 @@
 // Request handling (subject quire.bookie.<id>): every frame is first checked against its type's
 // schema (transport/validate.ts); one that fails is answered BAD_REQUEST (actors/badFrames.ts)
 // and nothing of it is acted on, so nothing unchecked reaches the journal.
-// - add: each ledger group joins that ledger's open batch of adds, and the batch goes to the
-//   ledger's actor as one event, in arrival order with the ledger's fences and LAC reads (see
-//   queueAdd); its rules decide the whole batch at once, the accepted adds are journaled as one
+// - add (actors/bookieAdds.ts): each ledger group joins that ledger's open batch of adds, and the
+//   batch goes to the ledger's actor as one event, in arrival order with the ledger's fences and
+//   LAC reads; its rules decide the whole batch at once, the accepted adds are journaled as one
 //   record, and only after the journal's sync are they acknowledged, one addAck message per client per journal
 //   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
@@ -25,7 +25,7 @@
 import os from 'node:os'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
-import { bookieLedgerMachine, type BookieAdd, type BookieEntry } from '../machines/bookieLedger.ts'
+import { bookieLedgerMachine } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
 import { explicitLacRefusal } from '../machines/explicitLac.ts'
@@ -35,14 +35,15 @@ import type { ReplayEnding } from '../storage/journal.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
-import { readEntryHeader, storedCopyIntact } from '../transport/entry.ts'
+import { storedCopyIntact } from '../transport/entry.ts'
 import { requestProblem } from '../transport/validate.ts'
 import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
 import {
   RC, bookieSubject, decode, encode,
-  type AddRequest, type BookieRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
+  type BookieRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { AddAcks } from './addAcks.ts'
+import { BookieAdds, type LedgerActor } from './bookieAdds.ts'
 import { BadFrames } from './badFrames.ts'
 import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieStorageOptions } from './bookieStorage.ts'
 import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
@@ -91,19 +92,12 @@ export interface BookieOptions {
   inspect?: boolean
 }
 
-type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
 type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
 
 /** Frames held while the bookie is subscribed but not yet serving (start-up). */
 const HELD_FRAMES_MAX = 10_000
 
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
-/**
- * A ledger's batch of adds takes no more once its entries pass this many bytes: one journal
- * record holds a batch, and records stay well under the journal's RECORD_BYTES_MAX.
- */
-const ADD_BATCH_BYTES_MAX = 8 * 1024 * 1024
-const entryBytes = (add: BookieAdd): number => add.entries.reduce((n, e) => n + e.data.byteLength, 0)
 /** Between two looks at the metadata of the ledgers with damaged entries (see pruneDamage). */
 const DAMAGE_PRUNE_MS = 5000
 
@@ -124,7 +118,6 @@ export class Bookie {
   private readonly startedAt = Date.now()
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
   private stopped: (() => void) | null = null
-  private inflight = 0
   private pruning = false
   private prunedAt = 0
   readonly stats = { adds: 0, reads: 0, lacReads: 0, corruptReads: 0 }
@@ -132,10 +125,8 @@ export class Bookie {
   readonly polls = new LongPolls(
     (ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) },
   )
-  /** Arrival (performance.now()) of each add request's entries, for the add latency metric. */
-  private readonly addArrivals = new WeakMap<readonly BookieEntry[], number>()
-  /** Per ledger, the batch of adds still open to more (see queueAdd). */
-  private readonly openAddBatches = new Map<number, { adds: BookieAdd[]; bytes: number }>()
+  /** The add path: batches per ledger, their journal records, the entry store (actors/bookieAdds.ts). */
+  private readonly adds: BookieAdds
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
   /** Turns the bookie read-only when its disk fills, writable when space returns. */
@@ -148,6 +139,15 @@ export class Bookie {
   constructor(readonly opts: BookieOptions) {
     this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame))
     const log = opts.log ?? (() => {})
+    this.adds = new BookieAdds({
+      maxEntryBytes: opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
+      acks: this.acks,
+      stats: this.stats,
+      writable: () => this.lifecycle.getSnapshot().value === 'writable',
+      ledger: (ledgerId) => this.ledger(ledgerId, true),
+      storage: () => this.storage!,
+      writeFailed: (err) => this.disk.writeFailed(err),
+    })
     this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), log)
     this.disk = new DiskMonitor(opts.dataDir, opts, {
       onFull: () => {
@@ -288,7 +288,7 @@ export class Bookie {
         diskUsage: this.disk.last ? Math.round(this.disk.last.usage * 1000) / 1000 : null,
         diskUsedBytes: this.disk.last?.usedBytes ?? null,
         journal: this.storage ? (() => { try { return this.storage.journalStats } catch { return null } })() : null,
-        addsInJournal: this.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
+        addsInJournal: this.adds.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
         damage: this.storage ? this.storage.store.damage : null,
         integrity: this.integrityState(),
       }),
@@ -428,7 +428,7 @@ export class Bookie {
   }
 
   private async quiesce(): Promise<void> {
-    while (this.inflight > 0) await new Promise((r) => setTimeout(r, 5))
+    while (this.adds.inflight > 0) await new Promise((r) => setTimeout(r, 5))
     await this.storage?.quiesce()
   }
 
@@ -476,7 +476,7 @@ export class Bookie {
     if (replyTo === null && req.op !== 'writeLac' && req.op !== 'writeLacs') return
     switch (req.op) {
       case 'writeLacs': this.onWriteLacs(req, replyTo); break
-      case 'add': this.onAdd(req, replyTo!); break
+      case 'add': this.adds.onAdd(req, replyTo!); break
       case 'read': void this.onRead(req, replyTo!); break
       case 'cancelPoll': this.polls.cancel(replyTo!, req.reqId); break
       case 'readLac': void this.onReadLac(req, replyTo!); break
@@ -526,23 +526,7 @@ export class Bookie {
     const storage = this.storage!
     const machine = bookieLedgerMachine.provide({
       actions: {
-        'journal.add': (_, p) => {
-          this.inflight++
-          const data: Uint8Array[] = []
-          for (const a of p.adds) for (const e of a.entries) data.push(e.data)
-          storage.append({ t: 'add', l: ledgerId, e: data }).then(
-            () => {
-              const now = performance.now()
-              for (const a of p.adds) bookieMetrics.addAcked(this.addArrivals.get(a.entries) ?? now, now)
-              actor.send({ type: 'journal.synced', adds: p.adds })
-            },
-            // A full disk turns the bookie read-only (the writer moves away) instead of failing it.
-            (err) => {
-              const rc = this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR
-              for (const a of p.adds) this.acks.queue(a.replyTo, ledgerId, rc, a.entries.map((e) => e.entryId))
-            },
-          ).finally(() => { this.inflight-- })
-        },
+        'journal.add': (_, p) => this.adds.journal(ledgerId, p.adds, actor),
         'journal.masterKey': (_, p) => {
           // A failed write is no crash: a full disk turns the bookie read-only (see journal.add).
           void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => this.persistState(actor))
@@ -554,7 +538,7 @@ export class Bookie {
             (err: unknown) => { this.disk.writeFailed(err) },
           )
         },
-        'store.put': (_, p) => storage.putEntries(p.entries.map((e) => ({ ledgerId, entryId: e.entryId, data: e.data }))),
+        'store.put': (_, p) => this.adds.put(ledgerId, p.entries),
         'journal.lac': (_, p) => {
           void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac))
             .catch((err: unknown) => { this.disk.writeFailed(err) })
@@ -638,66 +622,6 @@ export class Bookie {
     })
   }
 
-  private onAdd(req: AddRequest, replyTo: string): void {
-    const max = this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES
-    const writable = this.lifecycle.getSnapshot().value === 'writable'
-    const arrivedAt = performance.now()
-    for (const g of req.groups) {
-      const entries: BookieEntry[] = []
-      const refused: number[] = []
-      // Validated (transport/validate.ts): every header names this ledger and valid ids.
-      for (const data of g.entries) {
-        const h = readEntryHeader(data)
-        if (data.byteLength > max) refused.push(h.entryId)
-        else entries.push({ entryId: h.entryId, lac: h.lac, data })
-      }
-      if (refused.length > 0) this.acks.queue(replyTo, g.ledgerId, RC.TOO_LARGE, refused)
-      if (entries.length === 0) continue
-      if (!writable && !g.recovery) {
-        this.acks.queue(replyTo, g.ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
-        continue
-      }
-      this.stats.adds += entries.length
-      this.addArrivals.set(entries, arrivedAt)
-      this.queueAdd(g.ledgerId, { replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries })
-    }
-  }
-
-  /**
-   * Adds go to their ledger's actor in batches (machines/bookieLedger.ts `adds`): the first add
-   * of a batch takes the ledger's place in line (a reaction on its actor's promise, the same line
-   * fences and LAC reads take), and the adds that arrive before that reaction runs join it, until
-   * another request for the ledger takes a place behind it (`closeAddBatch`). So the actor gets
-   * every request in arrival order, as when each add was an event of its own, and a fence is
-   * never overtaken by an add that came after it, nor overtakes one that came before.
-   */
-  private queueAdd(ledgerId: number, add: BookieAdd): void {
-    const open = this.openAddBatches.get(ledgerId)
-    if (open && open.bytes < ADD_BATCH_BYTES_MAX) {
-      open.adds.push(add)
-      open.bytes += entryBytes(add)
-      return
-    }
-    const batch = { adds: [add], bytes: entryBytes(add) }
-    this.openAddBatches.set(ledgerId, batch)
-    this.inflight++
-    this.ledger(ledgerId, true).then(
-      (a) => {
-        this.closeAddBatch(ledgerId, batch)
-        a!.send({ type: 'adds', adds: batch.adds })
-      },
-      () => {
-        this.closeAddBatch(ledgerId, batch)
-        for (const x of batch.adds) this.acks.queue(x.replyTo, ledgerId, RC.ERROR, x.entries.map((e) => e.entryId))
-      },
-    ).finally(() => { this.inflight-- })
-  }
-
-  /** Later adds for the ledger start a new batch (behind whatever request took a place now). */
-  private closeAddBatch(ledgerId: number, batch?: { adds: BookieAdd[] }): void {
-    if (batch === undefined || this.openAddBatches.get(ledgerId) === batch) this.openAddBatches.delete(ledgerId)
-  }
-
   /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */
   private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
     this.stats.reads++
@@ -709,7 +633,7 @@ export class Bookie {
     }
     if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
     // The fence's place in the ledger's line is taken now: later adds go behind it.
-    this.closeAddBatch(req.ledgerId)
+    this.adds.closeBatch(req.ledgerId)
     try {
       const a = await this.ledger(req.ledgerId, true)
       this.fencedReads.set(`${replyTo}#${req.reqId}`, req)
@@ -726,9 +650,11 @@ export class Bookie {
    * reader tries another replica), never "no such entry"; the other entries are answered as usual.
    */
   private async readEntries(req: ReadRequest, replyTo: string, arrivedAt = performance.now()): Promise<void> {
-    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>): void => {
+    // With the LAC this bookie knows (when it holds the ledger): a reader behind its writer reads
+    // on from it without a long poll in between.
+    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>, lac = -1): void => {
       bookieMetrics.readAnswered(rc, arrivedAt, performance.now())
-      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries })
+      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries, ...(lac >= 0 ? { lac } : {}) })
     }
     try {
       const got = await this.storage!.getEntries(req.ledgerId, req.entryIds)
@@ -763,7 +689,7 @@ export class Bookie {
         reply(limbo ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER, [])
         return
       }
-      reply(RC.OK, out)
+      reply(RC.OK, out, actor?.getSnapshot().context.lac)
     } catch {
       reply(RC.ERROR, [])
     }
@@ -776,8 +702,8 @@ export class Bookie {
     try {
       const fence = req.fence === true
       if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
-      // Behind the adds that came before it, ahead of those that come after (see queueAdd).
-      this.closeAddBatch(req.ledgerId)
+      // Behind the adds that came before it, ahead of those that come after (see BookieAdds.queue).
+      this.adds.closeBatch(req.ledgerId)
       const a = await this.ledger(req.ledgerId, fence)
       if (a === null) return fail(this.storage!.inLimbo(req.ledgerId) ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER)
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
