@@ -12,6 +12,7 @@
 import type { CpuSpent } from './cpu.ts'
 import type { LatencyMs, Measurement } from './measure.ts'
 import { PEER_LABELS, type PeerName } from './peers.ts'
+import type { SoakParams, SoakResult } from './soak.ts'
 
 export interface Machine {
   cpus: number
@@ -45,6 +46,8 @@ export interface BenchParams {
   tail: { payloadBytes: number; ratesPerSec: number[]; inFlightMax: number; pollMs: number; explicitLacIntervalMs: number }
   /** Memory of a tailing reader; null when skipped (--quick). */
   memory: { entries: number; payloadBytes: number; inFlight: number; sampleEvery: number; pollMs: number } | null
+  /** The soak (bench/soak.ts); null unless --soak or --only soak. */
+  soak: SoakParams | null
 }
 
 export interface CellCpu extends CpuSpent {
@@ -129,6 +132,7 @@ export interface BenchResult {
   fdatasync: Measurement
   tail: TailResult[]
   memory: MemoryResult | null
+  soak: SoakResult | null
   ratios: Ratio[]
   /** Sections that failed (the tailing reader's, the memory check), with their error. */
   errors: string[]
@@ -206,6 +210,14 @@ export function ratiosOf(cells: CellResult[], fdatasync: Measurement, tail: Tail
   return out
 }
 
+/** The soak's targets, per bookie: RSS flat (last over the first after the warm-up), disk use over live data. */
+export function soakRatios(s: SoakResult): Ratio[] {
+  return [
+    ...s.rss.map((r) => ratio(`soakRssLastOverWarm_${r.bookie}`, `soak ${r.bookie}: RSS at ${s.params.entries} entries / after warm-up`, r.ratio, { op: '<=', value: s.params.rssBound })),
+    ...s.disk.map((d) => ratio(`soakDiskOverLive_${d.bookie}`, `soak ${d.bookie}: disk use / live data after deleting half and compacting`, d.ratioAfter, { op: '<=', value: s.params.diskBound })),
+  ]
+}
+
 function ratio(key: string, label: string, value: number, target: Ratio['target']): Ratio {
   return { key, label, value, target, met: target === null ? null : meets(value, target) }
 }
@@ -233,6 +245,10 @@ export function formatHeader(m: Machine, p: BenchParams): string {
       ? 'memory:  skipped (--quick or --only)'
       : `memory:  ${p.memory.entries} entries of ${p.memory.payloadBytes} B, ${p.memory.inFlight} in flight, tailed with pollMs ${p.memory.pollMs}; ` +
         `RSS sampled every ${p.memory.sampleEvery} entries`,
+    p.soak === null
+      ? 'soak:    skipped (--soak or --only soak runs it)'
+      : `soak:    ${p.soak.entries} entries of ${p.soak.payloadBytes} B over ${p.soak.ledgers} ledgers to 3 bookies of its own; ` +
+        `bookie RSS at ${p.soak.samples} points; then half the ledgers deleted, one GC and compaction, data folders over live data`,
   ].join('\n')
 }
 
@@ -291,6 +307,34 @@ export function formatMemory(m: MemoryResult): string {
     columns([head, ...body]),
     `RSS growth ${m.rssGrowthMiB >= 0 ? '+' : ''}${m.rssGrowthMiB.toFixed(1)} MiB over ${m.entries} entries; ` +
       `${m.entriesPerSec.toFixed(0)} entries/s written and read; ${m.gcBeforeSamples ? 'GC before each sample' : 'no GC before samples (run node with --expose-gc)'}`,
+  ].join('\n')
+}
+
+export function formatSoak(s: SoakResult): string {
+  const p = s.params
+  const mib = (b: number): string => (b / 1024 / 1024).toFixed(1)
+  const rssHead = ['soak: entries', 'seconds', ...s.rss.map((r) => `${r.bookie} RSS MiB`)]
+  const rssBody = s.points.map((pt, i) => [
+    `${String(pt.entries)}${i === s.rss[0]?.baseIndex ? ' (base)' : ''}`, pt.seconds.toFixed(0), ...s.rss.map((r) => r.rssMiB[i]!.toFixed(1)),
+  ])
+  const diskHead = ['soak: bookie', 'live entries', 'live MiB', 'folder MiB', 'ratio', 'after: live entries', 'live MiB', 'folder MiB', 'ratio', 'payload only', 'folder after, by part (MiB)']
+  const diskBody = s.disk.map((d) => [
+    d.bookie, String(d.liveEntriesBefore), mib(d.liveBytesBefore), mib(d.before.totalBytes), d.ratioBefore.toFixed(2),
+    String(d.liveEntriesAfter), mib(d.liveBytesAfter), mib(d.after.totalBytes), d.ratioAfter.toFixed(2), d.ratioAfterPayloadOnly.toFixed(2),
+    Object.entries(d.after.parts).map(([k, v]) => `${k} ${mib(v)}`).join(', '),
+  ])
+  return [
+    `soak: ${p.entries} entries of ${p.payloadBytes} B over ${p.ledgers} ledgers, ${p.inFlight} in flight, 3 bookies E=3 Qw=2 Qa=2: ` +
+      `${s.writeSeconds.toFixed(0)} s, ${s.entriesPerSec.toFixed(0)} entries/s`,
+    columns([rssHead, ...rssBody]),
+    `RSS ratio = last sample / first sample after the warm-up (${p.warmupFraction * 100} % of the entries); flat: <= ${p.rssBound}: ` +
+      s.rss.map((r) => `${r.bookie} ${r.ratio.toFixed(2)}`).join(', '),
+    `deleted ${s.deletedLedgers} of ${p.ledgers} ledgers; every bookie's GC deleted them and compacted in ${s.gcSeconds.toFixed(1)} s ` +
+      `(GC every ${p.gcIntervalMs} ms, every compaction major)`,
+    columns([diskHead, ...diskBody]),
+    `live data = payload bytes of the entries the bookie stores + ${p.allowanceBytesPerEntry} B each (entry header and digest, entry-log record header, index key and value); ` +
+      `folder = allocated bytes (du) of the data folder; target after <= ${p.diskBound}`,
+    ...s.disk.map((d) => `${d.bookie} compactions: ${d.compactions.map((c) => JSON.stringify(c)).join('; ') || 'none logged'}`),
   ].join('\n')
 }
 

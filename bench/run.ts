@@ -20,6 +20,9 @@
 //   to its ack (add) and to a tailing reader's loop (tail), with its own client, in the same
 //   process. Then a reader's RSS and heap while it tails --tail-entries small entries (skipped
 //   with --quick).
+// - Soak (bench/soak.ts; only with --soak or --only soak: tens of minutes at its default of
+//   10,000,000 entries): each bookie's RSS while entries pile up, then its data folder over the
+//   live data after half the ledgers are deleted and one garbage collection compacted.
 //
 // Everything runs on its own servers, bookies and temp dir, all stopped and removed at the end,
 // also on error or SIGINT/SIGTERM. Missed targets are reported, never turned into a failure.
@@ -35,9 +38,10 @@ import { clockTicksPerSecond, CpuWindow, type CpuSpent } from './cpu.ts'
 import { measure, type Measurement, type MeasureOptions, type MeasureWindow, type Subject } from './measure.ts'
 import { BOOKIES, natsMessages, PEER_LABELS, QUORUM, startJetStreamR1, startJetStreamR3, startQuire, type Peer } from './peers.ts'
 import {
-  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatMemory, formatRatios, formatTail, peerCell, ratiosOf,
+  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatMemory, formatRatios, formatSoak, formatTail, peerCell, ratiosOf, soakRatios,
   type BenchParams, type BenchResult, type CellResult, type CellSpec, type IdleCpu, type Machine, type MemoryResult, type PeerCell, type TailResult,
 } from './report.ts'
+import { runSoak, SOAK_ENTRIES_DEFAULT, soakParams } from './soak.ts'
 import { openTailed, tailMemory, TailStats, type TailClients } from './tail.ts'
 
 export type { BenchResult } from './report.ts'
@@ -65,6 +69,10 @@ export interface BenchOptions {
    * fdatasync floor always runs. Unset: everything (or what --quick keeps).
    */
   only?: string[]
+  /** Also run the soak (bench/soak.ts; minutes to tens of minutes), as `--only soak` does. */
+  soak?: boolean
+  /** Entries the soak writes (default 10,000,000). */
+  soakEntries?: number
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
@@ -80,13 +88,21 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   try {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bench-'))
     teardown.push(() => rm(dir, { recursive: true, force: true }))
-    process.stderr.write('starting quire (nats-server, 3 bookies), jetstream R1 (nats-server) and jetstream R3 (3 nats-servers)...\n')
-    const quire = await startQuire(dir, teardown, TAIL.explicitLacIntervalMs)
-    const r1 = await startJetStreamR1(dir, teardown)
-    const r3 = await startJetStreamR3(dir, teardown)
-    const machine = machineOf(dir, r1.version)
+    // --only soak: the soak starts its own servers and bookies; the peers would only sit idle.
+    const soakOnly = params.soak !== null && params.cells.length === 0 && params.tail.ratesPerSec.length === 0 && params.memory === null
+    let quire: Awaited<ReturnType<typeof startQuire>> | null = null
+    let peers: Peer[] = []
+    let natsVersion = 'not started (--only soak)'
+    if (!soakOnly) {
+      process.stderr.write('starting quire (nats-server, 3 bookies), jetstream R1 (nats-server) and jetstream R3 (3 nats-servers)...\n')
+      quire = await startQuire(dir, teardown, TAIL.explicitLacIntervalMs)
+      const r1 = await startJetStreamR1(dir, teardown)
+      const r3 = await startJetStreamR3(dir, teardown)
+      natsVersion = r1.version
+      peers = [quire.peer, r1.peer, r3]
+    }
+    const machine = machineOf(dir, natsVersion)
     out.write(formatHeader(machine, params) + '\n\n')
-    const peers = [quire.peer, r1.peer, r3]
     const idle = await measureIdle(peers)
     out.write(formatIdle(idle) + '\n\n')
     const cells: CellResult[] = []
@@ -98,7 +114,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const errors: string[] = []
     const section = async <T>(name: string, f: () => Promise<T>, otherwise: T): Promise<T> => {
       try {
-        await quire.peer.ready()
+        await quire?.peer.ready()
         return await f()
       } catch (err) {
         const error = `${name}: ${err instanceof Error ? err.message : String(err)}`
@@ -107,13 +123,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         return otherwise
       }
     }
-    const tail = await section('tail latency', () => measureTail(params, quire.tailClients), [])
-    const memory = await section('reader memory', () => measureMemory(params, quire.tailClients), null)
-    const ratios = ratiosOf(cells, fdatasync, tail)
-    const result: BenchResult = { machine, params, idle, cells, fdatasync, tail, memory, ratios, errors }
+    const tail = quire ? await section('tail latency', () => measureTail(params, quire.tailClients), []) : []
+    const memory = quire ? await section('reader memory', () => measureMemory(params, quire.tailClients), null) : null
+    const soak = params.soak === null ? null : await section('soak', async () => {
+      process.stderr.write(`soak: writing ${params.soak!.entries} entries of ${params.soak!.payloadBytes} B to 3 bookies of their own...\n`)
+      return runSoak(params.soak!, path.join(dir, 'soak'), teardown, (line) => process.stderr.write(line))
+    }, null)
+    const ratios = [...ratiosOf(cells, fdatasync, tail), ...(soak ? soakRatios(soak) : [])]
+    const result: BenchResult = { machine, params, idle, cells, fdatasync, tail, memory, soak, ratios, errors }
     out.write([
       formatFdatasync(params, fdatasync, cells), ...(tail.length > 0 ? [formatTail(params, tail)] : []),
-      ...(memory ? [formatMemory(memory)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
+      ...(memory ? [formatMemory(memory)] : []), ...(soak ? [formatSoak(soak)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
     ].join('\n\n') + '\n')
     if (opts.json) process.stdout.write(JSON.stringify(result) + '\n')
     return result
@@ -144,7 +164,7 @@ function paramsOf(opts: BenchOptions): BenchParams {
   const all = [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many]
   const only = opts.only === undefined ? null : new Set(opts.only)
   if (only) {
-    const known = [...all.map((c) => c.key), 'tail', 'memory']
+    const known = [...all.map((c) => c.key), 'tail', 'memory', 'soak']
     const unknown = [...only].filter((k) => !known.includes(k))
     if (unknown.length > 0 || only.size === 0) {
       throw new QuireError('INVALID_CONFIG', `--only takes a comma-separated list of ${known.join(', ')}; got ${opts.only!.join(',')}`)
@@ -152,6 +172,10 @@ function paramsOf(opts: BenchOptions): BenchParams {
   }
   const cells = only ? all.filter((c) => only.has(c.key)) : quick ? [cell(1024, PIPELINED), cell(1024, 1)] : all
   const { sampleEveryMax, ...memory } = MEMORY
+  const soakEntries = opts.soakEntries ?? SOAK_ENTRIES_DEFAULT
+  if (!Number.isSafeInteger(soakEntries) || soakEntries < 1000) {
+    throw new QuireError('INVALID_CONFIG', `--soak-entries must be an integer of at least 1000, got ${opts.soakEntries}`)
+  }
   return {
     seconds: opts.seconds, quick, fdatasyncBytes: FDATASYNC_BYTES,
     quire: { bookies: BOOKIES, ensembleSize: QUORUM.ensembleSize!, writeQuorum: QUORUM.writeQuorum!, ackQuorum: QUORUM.ackQuorum! },
@@ -159,6 +183,7 @@ function paramsOf(opts: BenchOptions): BenchParams {
     // Five samples after the start, also when testing with a few entries.
     memory: (only ? !only.has('memory') : quick) ? null
       : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
+    soak: opts.soak === true || only?.has('soak') === true ? soakParams(soakEntries) : null,
   }
 }
 
@@ -306,11 +331,14 @@ if (invokedPath !== undefined && import.meta.url === pathToFileURL(path.resolve(
       'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT) },
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      soak: { type: 'boolean', default: false },
+      'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT) },
     },
   })
   try {
     await runBench({
       json: values.json, seconds: Number(values.seconds), tailEntries: Number(values['tail-entries']), quick: values.quick,
+      soak: values.soak, soakEntries: Number(values['soak-entries']),
       ...(values.only === undefined ? {} : { only: values.only.split(',') }),
     })
   } catch (err) {

@@ -53,10 +53,15 @@ program
   .option('--seconds <n>', 'seconds per measurement', '3')
   .option('--tail-entries <n>', 'entries for the tailing reader memory check', '200000')
   .option('--quick', 'the 1 KiB cells only, and no tailing reader memory check')
-  .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory')
-  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean; only?: string }) => {
+  .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory, soak')
+  .option('--soak', 'also run the soak: bookie RSS over many entries, disk use after deleting half the ledgers (tens of minutes at the default size)')
+  .option('--soak-entries <n>', 'entries the soak writes', '10000000')
+  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean; only?: string; soak?: boolean; soakEntries: string }) => {
     const { runBench } = await importBench()
-    await runBench({ json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true, ...(opts.only === undefined ? {} : { only: opts.only.split(',') }) })
+    await runBench({
+      json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true,
+      soak: opts.soak === true, soakEntries: Number(opts.soakEntries), ...(opts.only === undefined ? {} : { only: opts.only.split(',') }),
+    })
   })
 
 /** bench/ is in a checkout, not in the quire-server package: there, one line instead of a stack trace. */

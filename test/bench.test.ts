@@ -8,7 +8,13 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtemp, rm, truncate, writeFile, mkdir } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import { clockTicksPerSecond, CpuWindow, parseProcStat, processCpuUs, sumSpent } from '../bench/cpu.ts'
+import type { BenchResult } from '../bench/report.ts'
+import { entriesPerBookie, folderSize } from '../bench/soak.ts'
+import { writeSetIndices } from '../machines/quorum.ts'
 
 const BURN_MS = 400
 
@@ -97,6 +103,110 @@ test('a window over a process that has exited says so', async () => {
 
 test('process names in a window must be distinct', () => {
   assert.throws(() => new CpuWindow([{ name: 'a', pid: process.pid }, { name: 'a', pid: process.pid }]), /distinct/)
+})
+
+test('the soak counts the entries each bookie stores by segment ensembles and write sets', () => {
+  const bookies = ['a', 'b', 'c', 'd']
+  const m = {
+    lastEntryId: 24, ensembleSize: 3, writeQuorum: 2,
+    segments: [{ firstEntryId: 0, ensemble: ['a', 'b', 'c'] }, { firstEntryId: 10, ensemble: ['a', 'd', 'c'] }, { firstEntryId: 23, ensemble: ['b', 'd', 'c'] }],
+  }
+  // Entry by entry, as a writer sends them.
+  const want = bookies.map(() => 0)
+  for (let e = 0; e <= m.lastEntryId; e++) {
+    const seg = [...m.segments].reverse().find((s) => s.firstEntryId <= e)!
+    for (const i of writeSetIndices(e, m.ensembleSize, m.writeQuorum)) want[bookies.indexOf(seg.ensemble[i]!)]!++
+  }
+  assert.equal(entriesPerBookie(m, bookies), want)
+  assert.is(want.reduce((x, y) => x + y, 0), 2 * 25)
+  assert.equal(entriesPerBookie({ ...m, lastEntryId: -1, segments: [m.segments[0]!] }, bookies), [0, 0, 0, 0])
+})
+
+test('the soak measures folders by allocated blocks, as du does', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-soak-du-'))
+  try {
+    await mkdir(path.join(dir, 'logs', 'deeper'), { recursive: true })
+    await writeFile(path.join(dir, 'logs', 'deeper', 'full'), Buffer.alloc(1024 * 1024, 7))
+    await writeFile(path.join(dir, 'sparse'), '')
+    await truncate(path.join(dir, 'sparse'), 64 * 1024 * 1024) // 64 MiB long, nothing allocated
+    const f = await folderSize(dir)
+    assert.ok(f.parts['logs']! >= 1024 * 1024 && f.parts['logs']! < 1.2 * 1024 * 1024, String(f.parts['logs']))
+    assert.ok(f.parts['sparse']! < 1024 * 1024, String(f.parts['sparse']))
+    assert.is(f.totalBytes, f.parts['logs']! + f.parts['sparse']!)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+/** `bench/run.ts args`: its exit code, stdout and stderr; SIGTERM (the bench's own cleanup) if the test ends first. */
+async function runBenchProcess(args: string[], limitMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '..', 'bench', 'run.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const limit = setTimeout(() => child.kill('SIGTERM'), limitMs)
+  try {
+    const [code] = (await once(child, 'exit')) as [number | null]
+    return { code, stdout, stderr }
+  } finally {
+    clearTimeout(limit)
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  }
+}
+
+test('--soak-entries must be a whole number of at least 1000', async () => {
+  const r = await runBenchProcess(['--only', 'soak', '--soak-entries', '50'], 60_000)
+  assert.is(r.code, 1)
+  assert.match(r.stderr, /error INVALID_CONFIG: --soak-entries must be an integer of at least 1000, got 50/)
+})
+
+test('the soak section writes, samples every bookie\'s RSS, deletes half the ledgers and measures real folders before and after', async () => {
+  const entries = 20_000
+  const r = await runBenchProcess(['--only', 'soak', '--soak-entries', String(entries), '--seconds', '1', '--json'], 600_000)
+  assert.is(r.code, 0, r.stderr.slice(-4000))
+  const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as BenchResult
+  const soak = result.soak!
+  assert.ok(soak, 'no soak in the JSON')
+  assert.is(result.cells.length, 0)
+  // RSS: a sample per point and bookie, a ratio each, printed.
+  assert.is(soak.points.length, soak.params.samples)
+  assert.is(soak.points.at(-1)!.entries, entries)
+  assert.is(soak.rss.length, 3)
+  for (const b of soak.rss) {
+    assert.is(b.rssMiB.length, soak.points.length)
+    assert.ok(b.rssMiB.every((x) => x > 10), String(b.rssMiB))
+    assert.ok(soak.points[b.baseIndex]!.entries > soak.params.warmupFraction * entries)
+    assert.is(b.ratio, b.rssMiB.at(-1)! / b.rssMiB[b.baseIndex]!)
+  }
+  // Disk: every entry on two of the three bookies; half the ledgers (and so half the entries) gone.
+  assert.is(soak.deletedLedgers, soak.params.ledgers / 2)
+  assert.is(soak.disk.reduce((n, d) => n + d.liveEntriesBefore, 0), 2 * entries)
+  assert.is(soak.disk.reduce((n, d) => n + d.liveEntriesAfter, 0), entries)
+  for (const d of soak.disk) {
+    assert.is(d.gcDeletedLedgers, soak.deletedLedgers)
+    assert.ok(d.compactions.length >= 1 && d.compactions.some((c) => Number(c['entriesMoved']) > 0), JSON.stringify(d.compactions))
+    for (const part of ['journal', 'entries', 'entries.logs']) assert.ok(part in d.after.parts, `${d.bookie} has no ${part}: ${JSON.stringify(d.after.parts)}`)
+    // Real folders: the compaction gave back space, and the ratio is their size over the live data.
+    assert.ok(d.after.totalBytes < d.before.totalBytes, `${d.bookie}: ${d.before.totalBytes} -> ${d.after.totalBytes}`)
+    assert.ok(d.after.parts['entries.logs']! < d.before.parts['entries.logs']!, JSON.stringify([d.before.parts, d.after.parts]))
+    assert.is(d.liveBytesAfter, d.liveEntriesAfter * (soak.params.payloadBytes + soak.params.allowanceBytesPerEntry))
+    assert.is(d.ratioAfter, d.after.totalBytes / d.liveBytesAfter)
+  }
+  for (const b of ['soak-bookie-1', 'soak-bookie-2', 'soak-bookie-3']) {
+    for (const key of [`soakRssLastOverWarm_${b}`, `soakDiskOverLive_${b}`]) {
+      const x = result.ratios.find((q) => q.key === key)
+      assert.ok(x && x.target !== null && typeof x.met === 'boolean', key)
+    }
+    assert.match(r.stderr, new RegExp(`soak ${b}: RSS at ${entries} entries / after warm-up\\s+\\d+\\.\\d\\d\\s+target <= 1\\.25\\s+(met|NOT MET)`))
+    assert.match(r.stderr, new RegExp(`soak ${b}: disk use / live data after deleting half and compacting\\s+\\d+\\.\\d\\d\\s+target <= 1\\.2\\s+(met|NOT MET)`))
+  }
+  assert.match(r.stderr, /soak: entries\s+seconds\s+soak-bookie-1 RSS MiB/)
+  assert.match(r.stderr, /RSS ratio = last sample \/ first sample after the warm-up/)
+  assert.match(r.stderr, /soak: bookie\s+live entries/)
 })
 
 test.run()
