@@ -8,6 +8,8 @@
 // wins), and bookies that were slow or timed out are asked last by every handle of the client for
 // a while (client/slowBookies.ts). Rules per entry: machines/speculativeRead.ts. LAC reads and
 // long polls likewise stop waiting on a replica once enough others answered.
+// A read reply carries the LAC its bookie knows: the handle's LAC follows it (a confirmed LAC),
+// so a tailing reader behind its writer reads on without a long poll.
 
 import type { InspectSink } from '../transport/inspect.ts'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
@@ -57,10 +59,14 @@ export interface HandleDeps {
 /** Entries asked of one bookie per request, and bytes per reply. */
 const READ_CHUNK = 512
 const READ_REPLY_BYTES = 4 * 1024 * 1024
+/** Chunks of one read asked at once. */
+const READS_IN_FLIGHT = 4
 
 export class ReadHandleImpl implements ReadHandle {
   protected md: LedgerMetadata
   protected lac: number
+  /** Highest LAC read replies carried (kept apart: readUnconfirmed lends `lac` a higher value for a while). */
+  private learned = -1
   /** Bookies slow or failing lately: asked last (client/slowBookies.ts). */
   private readonly health: SlowBookies
   private readonly timers: Pick<Clock, 'setTimeout' | 'clearTimeout'>
@@ -100,12 +106,24 @@ export class ReadHandleImpl implements ReadHandle {
         ledgerId: this.ledgerId, entryId: lastEntryId, lac: this.lac,
       })
     }
+    // Chunks READS_IN_FLIGHT at a time: a batch of a few chunks costs one round trip, not one each.
+    const chunks: Array<Promise<LedgerEntry[]>> = []
     const out: LedgerEntry[] = []
     for (let from = firstEntryId; from <= lastEntryId; from += READ_CHUNK) {
-      const to = Math.min(lastEntryId, from + READ_CHUNK - 1)
-      out.push(...(await this.readChunk(from, to)))
+      if (chunks.length === READS_IN_FLIGHT) for (const e of await chunks.shift()!) out.push(e)
+      const chunk = this.readChunk(from, Math.min(lastEntryId, from + READ_CHUNK - 1))
+      chunk.catch(() => {}) // a failed chunk fails the read when awaited; not an unhandled rejection meanwhile
+      chunks.push(chunk)
     }
+    for (const c of chunks) for (const e of await c) out.push(e)
     return out
+  }
+
+  /** A LAC a bookie reported (in a read reply): confirmed, so readable up to it (PROTOCOL.md "Read LAC"). */
+  private learnLac(lac: number | undefined): void {
+    if (lac === undefined || this.md.state === 'CLOSED') return
+    if (lac > this.learned) this.learned = lac
+    if (lac > this.lac) this.lac = lac
   }
 
   /**
@@ -259,7 +277,7 @@ export class ReadHandleImpl implements ReadHandle {
     try {
       return await this.read(firstEntryId, lastEntryId)
     } finally {
-      this.lac = lac
+      this.lac = Math.max(lac, this.learned)
     }
   }
 
@@ -334,6 +352,7 @@ export class ReadHandleImpl implements ReadHandle {
         }
         this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs).then((resp) => {
           this.health.answered(bookie, !speculated)
+          this.learnLac(resp.lac)
           if (resp.rc !== RC.OK) {
             for (const id of ids) reply(id, resp.rc === RC.NO_SUCH_LEDGER ? 'missing' : 'error')
             return

@@ -28,6 +28,13 @@ test('caught up: long-polls from the LAC (no busy loop); a higher LAC resumes re
   assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 1], [2, 5]])
 })
 
+test('a read that learned a higher LAC reads on with no long poll; never past the LAC learned', () => {
+  const r = run({ ...open, lac: 3 }, [{ type: 'read.done', count: 4, lac: 6 }, { type: 'read.done', count: 3, lac: 5 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 3], [4, 6]])
+  assert.equal(r.actions.filter((a) => a.type === 'longPoll').map((a) => a.params.previousLac), [6], 'a poll only once caught up, from the highest LAC')
+  assert.is(r.snap.context.lac, 6, 'a lower LAC in a later reply does not lower it')
+})
+
 test('a long poll that brought the next entry moves on without a read, and polls again from there', () => {
   const r = run({ ...open, from: 2, lac: 1 }, [{ type: 'lac', lac: 2, delivered: 1 }, { type: 'lac', lac: 4, delivered: 0 }])
   assert.equal(r.actions.filter((a) => a.type === 'longPoll').map((a) => [a.params.previousLac, a.params.next]), [[1, 2], [2, 3]])

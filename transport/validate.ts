@@ -249,6 +249,7 @@ function addAckProblem(m: Fields): string | null {
 function readRespProblem(m: Fields): string | null {
   const p = arrayProblem('entries', m.entries, 0, LIMITS.entriesPerReply)
   if (p) return p
+  if (!isOptional(m.lac, isLac)) return bad('lac', m.lac)
   for (const e of m.entries as unknown[]) {
     if (!Array.isArray(e) || e.length !== 2 || !isRc(e[0]) || !(e[1] === null || e[1] instanceof Uint8Array)) return bad('read answer', e)
   }

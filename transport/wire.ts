@@ -97,6 +97,8 @@ export interface ReadResponse {
   rc: number
   /** [rc, entry] for a prefix of the requested ids, in order; entry is null unless rc is OK. */
   entries: Array<[number, Uint8Array | null]>
+  /** The LAC the bookie knows for the ledger, when it holds it (a confirmed LAC: readers may read up to it). */
+  lac?: number
   /** With BAD_REQUEST: what was wrong with the frame. */
   error?: string
 }
