@@ -36,6 +36,16 @@ import { isDiskFullError } from './diskMonitor.ts'
 import { bookieMetrics, journalMetrics } from './metrics.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
+/**
+ * Synced entries wait in the write cache (readable there) and go to the entry store together:
+ * PUT_DELAY_MS after the first of them, or at the end of the turn once PUT_BATCH_BYTES wait
+ * (BookKeeper's DbLedgerStorage flushes its write cache in the same spirit). Each batch is one
+ * entry-log write and one RocksDB index write, two hand-offs to worker threads and two wake-ups
+ * of the event loop: at one add in flight, putting each group commit on its own cost that much
+ * for every add. A crash loses nothing: the journal holds every entry not yet checkpointed.
+ */
+export const PUT_DELAY_MS = 50
+export const PUT_BATCH_BYTES = 1024 * 1024
 const LIMBO_KEY = 'limbo'
 /** In the data folder while the bookie is stopped cleanly (written by close, removed on start). */
 export const CLEAN_STOP_FILE = 'clean-stop'
@@ -69,7 +79,13 @@ export async function removeCleanStopMarker(dataDir: string): Promise<void> {
 }
 
 /** The journal's options (group commit, segment size, and the `beforeSync` test hook). */
-export type BookieStorageOptions = JournalOptions
+export interface BookieStorageOptions extends JournalOptions {
+  /**
+   * Test hook, not a setting: how long synced entries wait in the write cache before they go to
+   * the entry store (default PUT_DELAY_MS), so a test can count batches without timing.
+   */
+  putDelayMs?: number
+}
 
 export interface LedgerSummary {
   state: StoredLedgerState | null
@@ -82,7 +98,11 @@ export class BookieStorage {
   /** Write cache: ledgerId → entryId → entry, for entries synced but not yet in RocksDB. */
   private readonly cache = new Map<number, Map<number, Uint8Array>>()
   private puts: StoredEntry[] = []
-  private putTimer: NodeJS.Immediate | null = null
+  private putBytes = 0
+  /** The pending flush of `puts`: a timer (PUT_DELAY_MS) or, past PUT_BATCH_BYTES, an immediate. */
+  private putTimer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | null = null
+  /** Batches sent to the entry store since open (tests count them). */
+  readonly putStats = { batches: 0, entries: 0 }
   private writes: Promise<void> = Promise.resolve()
   private journalInFlight = 0
   private journalIdle: (() => void) | null = null
@@ -142,7 +162,9 @@ export class BookieStorage {
     this.readOnlyCause = cause
     // Rebuilt from the journal by the replay that follows.
     this.cache.clear()
+    this.cancelPutTimer()
     this.puts = []
+    this.putBytes = 0
     this.failedPuts = []
   }
 
@@ -337,15 +359,33 @@ export class BookieStorage {
     }
   }
 
-  /** After sync: make entries readable now, and queue them for RocksDB. */
+  /** After sync: make entries readable now, and queue them for the entry store (see PUT_DELAY_MS). */
   putEntries(entries: readonly StoredEntry[]): void {
     for (const e of entries) {
       let byEntry = this.cache.get(e.ledgerId)
       if (!byEntry) this.cache.set(e.ledgerId, (byEntry = new Map()))
       byEntry.set(e.entryId, e.data)
       this.puts.push(e)
+      this.putBytes += e.data.byteLength
     }
-    this.putTimer ??= setImmediate(() => this.flushPuts())
+    if (this.putBytes >= PUT_BATCH_BYTES) {
+      if (this.putTimer?.kind === 'immediate') return
+      this.cancelPutTimer()
+      this.putTimer = { kind: 'immediate', handle: setImmediate(() => this.flushPuts()) }
+    } else if (this.putTimer === null && this.puts.length > 0) {
+      const handle = setTimeout(() => this.flushPuts(), this.journalOptions.putDelayMs ?? PUT_DELAY_MS)
+      // Pending puts never keep a process alive: close() checkpoints them.
+      handle.unref()
+      this.putTimer = { kind: 'timeout', handle }
+    }
+  }
+
+  private cancelPutTimer(): void {
+    const t = this.putTimer
+    if (t === null) return
+    if (t.kind === 'timeout') clearTimeout(t.handle)
+    else clearImmediate(t.handle)
+    this.putTimer = null
   }
 
   putLedgerState(ledgerId: number, state: StoredLedgerState): Promise<void> {
@@ -353,10 +393,13 @@ export class BookieStorage {
   }
 
   private flushPuts(): void {
-    this.putTimer = null
+    this.cancelPutTimer()
     const batch = this.puts
     if (batch.length === 0) return
     this.puts = []
+    this.putBytes = 0
+    this.putStats.batches++
+    this.putStats.entries += batch.length
     this.chain(() => this.putAndUncache(batch)).catch(() => {
       // Disk full or a RocksDB error: the entries stay readable from the write cache, and the
       // checkpoint retries them (and records nothing until they are in).
@@ -406,6 +449,7 @@ export class BookieStorage {
     const doomed = new Set(ledgerIds)
     const keep = (e: StoredEntry): boolean => !doomed.has(e.ledgerId)
     this.puts = this.puts.filter(keep)
+    this.putBytes = this.puts.reduce((n, e) => n + e.data.byteLength, 0)
     this.failedPuts = this.failedPuts.filter(keep)
     for (const l of doomed) this.cache.delete(l)
     return this.chain(async () => {
@@ -505,10 +549,7 @@ export class BookieStorage {
     const pos = j.syncedPosition
     // Let sync callbacks for records up to `pos` queue their puts, then write them.
     await new Promise((r) => setImmediate(r))
-    if (this.putTimer) {
-      clearImmediate(this.putTimer)
-      this.flushPuts()
-    }
+    this.flushPuts()
     await this.writes
     if (this.failedPuts.length > 0) {
       const retry = this.failedPuts

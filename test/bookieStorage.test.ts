@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { BookieStorage } from '../actors/bookieStorage.ts'
+import { BookieStorage, PUT_BATCH_BYTES } from '../actors/bookieStorage.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
 
 const key = masterKeyOf('')
@@ -80,6 +80,44 @@ test('summary counts entries whose RocksDB put lands while it reads the store', 
     await addSynced(s, 7, 0, 9)
     assert.equal(await s.summary(7).then((x) => [x.lastEntryId, x.lac]), [9, 8])
     await s.close()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+test('adds synced one at a time go to the entry store together, not one write per add', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bstore-'))
+  try {
+    const s = await BookieStorage.open(dir)
+    // No timer flush in this test: only the byte bound and the checkpoint send batches.
+    await s.replayAndOpen({ putDelayMs: 60_000 })
+    // One add in flight: each add's sync and put in a turn of its own. Each used to be its own
+    // entry-log write and RocksDB batch (ten batches here).
+    for (let e = 0; e < 10; e++) {
+      await addSynced(s, 3, e, e)
+      await nextTurn()
+    }
+    assert.equal(s.putStats, { batches: 0, entries: 0 })
+    // Readable from the write cache meanwhile.
+    assert.equal((await s.getEntries(3, [0, 9])).map((d) => d !== null && d !== 'damaged'), [true, true])
+    await s.checkpoint()
+    assert.equal(s.putStats, { batches: 1, entries: 10 })
+    // Past PUT_BATCH_BYTES the entries waiting go at the end of the turn, whatever the delay.
+    const big = (e: number): Buffer => encodeEntry('crc32c', key, 4, e, e - 1, 0, Buffer.alloc(PUT_BATCH_BYTES / 2 + 1, e))
+    const data = [big(0), big(1)]
+    await s.append({ t: 'add', l: 4, e: data })
+    s.putEntries(data.map((d, i) => ({ ledgerId: 4, entryId: i, data: d })))
+    await nextTurn()
+    assert.equal(s.putStats, { batches: 2, entries: 12 })
+    await s.close()
+    // All of them in the entry store after a reopen (the journal was checkpointed past them).
+    const again = await BookieStorage.open(dir)
+    await again.replayAndOpen()
+    assert.equal((await again.getEntries(3, [0, 5, 9])).map((d) => d instanceof Uint8Array), [true, true, true])
+    assert.equal((await again.getEntries(4, [0, 1])).map((d) => d instanceof Uint8Array && d.byteLength > PUT_BATCH_BYTES / 2), [true, true])
+    await again.close()
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
