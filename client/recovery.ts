@@ -20,6 +20,8 @@ import { RC } from '../transport/wire.ts'
 import type { BookieTransport } from './bookieClient.ts'
 import type { Clock, Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
+import type { SlowBookies } from './slowBookies.ts'
+import type { ClientMetrics } from './telemetry.ts'
 
 export interface RecoveryDeps {
   bookies: BookieTransport
@@ -32,6 +34,16 @@ export interface RecoveryDeps {
   inspect: InspectSink | null
   /** Placement's chance, when a write-back needs a replacement bookie. Default Math.random. */
   random?: Random
+  /**
+   * Reads that need one copy (the last entry, for the ledger's length) ask the next replica when
+   * one has not answered within this many ms (0 or absent: only once it failed or timed out).
+   * The client passes its `speculativeReadTimeoutMs`.
+   */
+  speculativeReadTimeoutMs?: number
+  /** The client's bookie health: recovery's reads learn from it and teach it. */
+  slowBookies?: SlowBookies
+  /** Where reads count speculative reads and waits on a timeout. */
+  metrics?: ClientMetrics
   /** Tests swap protocol rules here (machine.provide); the product never does. */
   logic?: (m: typeof recoveryMachine) => AnyActorLogic
 }
@@ -62,9 +74,17 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
         readEntry: (_, p) => {
           for (const b of p.bookies) {
             // Recovery reads fence too, so a bookie that missed the fencing LAC read is fenced now.
+            // Every replica of the write set at once: none is waited on while the others answer,
+            // and each answer is evidence from its own bookie only (a timeout is unknown).
             deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, p.fence ? { masterKey: deps.masterKey } : undefined).then(
-              (r) => send(classifyRead(md, deps.masterKey, ledgerId, p.entryId, b, r.rc, r.entries[0])),
-              () => send({ type: 'read.unknown', entryId: p.entryId, bookieId: b }),
+              (r) => {
+                deps.slowBookies?.answered(b)
+                send(classifyRead(md, deps.masterKey, ledgerId, p.entryId, b, r.rc, r.entries[0]))
+              },
+              () => {
+                deps.slowBookies?.timedOut(b)
+                send({ type: 'read.unknown', entryId: p.entryId, bookieId: b })
+              },
             )
           }
         },
@@ -194,9 +214,18 @@ async function closeRecovered(
   throw new QuireError('METADATA_CONFLICT', `could not close ledger ${md.ledgerId} after recovery: too many concurrent updates`)
 }
 
-/** The ledger length travels in every entry header: read the last entry to learn it. */
+/**
+ * The ledger length travels in every entry header: read the last entry to learn it. A speculative
+ * read like any other (machines/speculativeRead.ts): a hung first replica costs the speculative
+ * delay, not the read timeout.
+ */
 async function lengthFromEntry(deps: RecoveryDeps, md: LedgerMetadata, entryId: number): Promise<number> {
-  const reader = new ReadHandleImpl({ bookies: deps.bookies, masterKey: deps.masterKey, readTimeoutMs: deps.readTimeoutMs }, { ...md, state: 'CLOSED', lastEntryId: entryId })
+  const reader = new ReadHandleImpl({
+    bookies: deps.bookies, masterKey: deps.masterKey, readTimeoutMs: deps.readTimeoutMs, clock: deps.clock,
+    ...(deps.speculativeReadTimeoutMs !== undefined ? { speculativeReadTimeoutMs: deps.speculativeReadTimeoutMs } : {}),
+    ...(deps.slowBookies ? { slowBookies: deps.slowBookies } : {}),
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
+  }, { ...md, state: 'CLOSED', lastEntryId: entryId })
   const [entry] = await reader.read(entryId, entryId)
   if (!entry) throw new QuireError('RECOVERY_INCOMPLETE', `could not read entry ${entryId} of ledger ${md.ledgerId} for its length`)
   return entry.ledgerLength
