@@ -372,6 +372,25 @@ test('segments roll at segmentBytesMax and trimBefore deletes older files, never
     await journal.close()
   }))
 
+test('by default an append waits for no timer: alone, it is written before any timer runs', () =>
+  withDir(async (dir) => {
+    const journal = await openJournal(dir)
+    // The first group zero-fills the segment ahead (a write on the thread pool); later ones do not.
+    await journal.append(Buffer.from('first'))
+    let timerRan = false
+    setTimeout(() => { timerRan = true }, 0)
+    const position = await journal.append(Buffer.from('one add, nothing else waiting'))
+    // Written and synced in the same turn: with a wait of its own (the old 1 ms default) the
+    // timer above, due first, would have run before the group was written.
+    assert.not.ok(timerRan)
+    assert.equal(position, journal.syncedPosition)
+    assert.is(journal.stats.syncs, 2)
+    // Records of one turn still form one group.
+    await Promise.all([journal.append(Buffer.from('a')), journal.append(Buffer.from('b')), journal.append(Buffer.from('c'))])
+    assert.is(journal.stats.syncs, 3)
+    await journal.close()
+  }))
+
 test('close flushes what is waiting; append after close rejects', () =>
   withDir(async (dir) => {
     const journal = await openJournal(dir, { groupWaitMs: 1000 })
