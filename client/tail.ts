@@ -1,7 +1,9 @@
 // Tailing a ledger: binds machines/tailReader.ts to a ReadHandle and exposes it as an async
-// iterator. Memory is bounded by two batches: the next batch is read while the consumer works
-// through the current one (read-ahead), and no further until it has. Stopping (return()) ends
-// the machine and cancels its long poll, here and at the bookies that parked it.
+// iterator. Memory is bounded by a few batches: up to two reads are in flight while the consumer
+// works through a batch (read-ahead), and a completed read is reported to the machine (which may
+// then ask for the next) only once the consumer is within a batch. Reads complete in the order
+// they were asked for: each waits for the one before it. Stopping (return()) ends the machine
+// and cancels its long poll, here and at the bookies that parked it.
 
 import { createActor } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
@@ -38,8 +40,12 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
   let finished = false
-  /** A completed read whose `read.done` waits until the consumer is within one batch. */
-  let heldDone: number | null = null
+  /** Completed reads (their counts, oldest first) whose `read.done` waits until the consumer is within one batch. */
+  const heldDone: number[] = []
+  /** Reads in flight, chained in the order asked: each delivers after the one before it. */
+  let lastRead: Promise<unknown> = Promise.resolve()
+  /** Bumped when a read fails: the reads asked for before it are dropped (the machine asks again from `next`). */
+  let readGeneration = 0
   const batch = opts.batch ?? 1024
   const pollMs = opts.pollMs ?? 2000
   const md = handle.metadata
@@ -49,12 +55,23 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
   const logic = tailMachine.provide({
     actions: {
       readBatch: (_, p) => {
-        handle.read(p.first, p.last).then((entries) => {
-          buffer.push(...entries)
-          heldDone = entries.length
+        const generation = readGeneration
+        const reading = handle.read(p.first, p.last)
+        reading.catch(() => {}) // handled below, in its turn
+        lastRead = lastRead.then(() => reading).then((entries) => {
+          if (generation !== readGeneration || finished) return
+          for (const e of entries) buffer.push(e)
+          heldDone.push(entries.length)
           release()
           pump()
-        }, (err) => actor.send(classify(err)))
+        }, (err) => {
+          if (generation !== readGeneration || finished) return
+          // What is buffered counts as delivered for the machine, which asks again from there; the
+          // reads asked for meanwhile (by those read.done) and after this one are dropped.
+          while (heldDone.length > 0) actor.send({ type: 'read.done', count: heldDone.shift()!, lac: handle.lastAddConfirmed })
+          readGeneration++
+          actor.send(classify(err))
+        })
       },
       longPoll: (_, p) => {
         // The entry is wanted only by a caught-up reader (it is then the next one); a poll sent
@@ -102,11 +119,10 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
 
   /** Let the machine go on (read ahead) once at most one batch is waiting for the consumer. */
   function release(): void {
-    if (heldDone === null || buffer.length > batch) return
-    const count = heldDone
-    heldDone = null
-    // The handle's LAC now includes what the read replies carried: a reader still behind reads on.
-    actor.send({ type: 'read.done', count, lac: handle.lastAddConfirmed })
+    while (heldDone.length > 0 && buffer.length <= batch) {
+      // The handle's LAC now includes what the read replies carried: a reader still behind reads on.
+      actor.send({ type: 'read.done', count: heldDone.shift()!, lac: handle.lastAddConfirmed })
+    }
   }
 
   /** Hand buffered entries to a waiting consumer. */

@@ -9,11 +9,15 @@
 // Each read reply carries the LAC its bookie knows (`read.done`'s `lac`): a reader behind its
 // writer goes from read to read, one round trip per batch, without a long poll in between (a
 // poll after every batch doubled the round trips and left a reader at 10,000 entries/s seconds
-// behind, never catching up).
+// behind, never catching up). A reader more than a batch behind keeps two reads in flight
+// (READS_IN_FLIGHT), so a slow round trip (100-300 ms on a loaded machine) is paid once per two
+// batches; the binding delivers their entries in the order they were asked for.
 //
 // Invariants: entries are delivered in order, each exactly once (`next` only moves forward, by
-// what was delivered); nothing past a closed ledger's lastEntryId is ever read; no busy loop:
-// when caught up it waits on a long poll (which the bookie parks) before asking again.
+// what was delivered; `ahead` is where the next read starts, at most READS_IN_FLIGHT reads past
+// `next`, and back at `next` whenever no read is out); nothing past a closed ledger's lastEntryId
+// or past the LAC learned is ever read; no busy loop: when caught up it waits on a long poll
+// (which the bookie parks) before asking again.
 
 import { assign, setup } from 'xstate'
 
@@ -27,7 +31,12 @@ export interface TailInput {
 }
 
 export interface TailContext extends TailInput {
+  /** Next entry to deliver. */
   next: number
+  /** First entry not yet asked for (reads in flight cover next..ahead-1). */
+  ahead: number
+  /** Reads asked for whose `read.done` has not come back. */
+  inFlight: number
   /** Consecutive transient failures (a bookie or the metadata store not answering). */
   failures: number
   error: { code: string; message: string } | null
@@ -40,6 +49,8 @@ export interface TailContext extends TailInput {
  * seconds (more on a loaded machine), must not end it; 40 tries 250 ms apart (10 s) did.
  */
 export const TAIL_RETRIES_MAX = 40
+/** Batch reads out at once while behind. */
+export const READS_IN_FLIGHT = 2
 export const TAIL_RETRY_DELAY_MS = 250
 export const TAIL_RETRY_DELAY_MAX_MS = 2000
 
@@ -48,7 +59,10 @@ export const tailRetryDelayMs = (failures: number): number =>
   Math.min(TAIL_RETRY_DELAY_MAX_MS, TAIL_RETRY_DELAY_MS * 2 ** Math.max(0, Math.min(failures - 1, 16)))
 
 export type TailEvent =
-  /** A batch read delivered `count` entries; `lac`: the highest LAC its replies carried (a bookie's, so confirmed). */
+  /**
+   * The oldest read in flight delivered `count` entries (reads complete in the order asked);
+   * `lac`: the highest LAC its replies carried (a bookie's, so confirmed).
+   */
   | { type: 'read.done'; count: number; lac?: number }
   /** A long poll's answer; `delivered` is 1 when it brought entry `next` (= `lac`) and the binding passed it on. */
   | { type: 'lac'; lac: number; delivered: number }
@@ -59,6 +73,12 @@ export type TailEvent =
   | { type: 'transient'; code: string; message: string }
   | { type: 'stop' }
 
+/** Highest entry id that may be read: the LAC learned, or lastEntryId once closed. */
+const readableEnd = (c: TailContext): number => (c.closed ? c.lastEntryId : c.lac)
+
+/** A failed try drops the reads in flight (the binding ignores their results): start again at `next`. */
+const dropReads = { ahead: ({ context }: { context: TailContext }) => context.next, inFlight: 0 }
+
 const tailSetup = setup({
   types: {} as { context: TailContext; events: TailEvent; input: TailInput },
   actions: {
@@ -67,7 +87,9 @@ const tailSetup = setup({
     refreshMetadata: () => {},
   },
   guards: {
-    readable: ({ context }) => context.next <= (context.closed ? context.lastEntryId : context.lac),
+    /** Another read may go out: something confirmed past what is asked for, and a slot free. */
+    readable: ({ context }) => context.inFlight < READS_IN_FLIGHT && context.ahead <= readableEnd(context),
+    reading: ({ context }) => context.inFlight > 0,
     finished: ({ context }) => context.closed && context.next > context.lastEntryId,
   },
   delays: {
@@ -77,7 +99,7 @@ const tailSetup = setup({
 
 export const tailMachine = tailSetup.createMachine({
   id: 'tail',
-  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), failures: 0, error: null }),
+  context: ({ input }) => ({ ...input, next: Math.max(0, input.from), ahead: Math.max(0, input.from), inFlight: 0, failures: 0, error: null }),
   initial: 'deciding',
   on: {
     failed: { target: '.failed', actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }) },
@@ -87,7 +109,7 @@ export const tailMachine = tailSetup.createMachine({
         target: '.failed',
         actions: assign({ error: ({ event }) => ({ code: event.code, message: `gave up after ${TAIL_RETRIES_MAX} tries: ${event.message}` }) }),
       },
-      { target: '.backoff', actions: assign({ failures: ({ context }) => context.failures + 1 }) },
+      { target: '.backoff', actions: assign({ failures: ({ context }) => context.failures + 1, ...dropReads }) },
     ],
     stop: { target: '.closed' },
   },
@@ -95,24 +117,35 @@ export const tailMachine = tailSetup.createMachine({
     deciding: {
       always: [
         { guard: 'finished', target: 'closed' },
-        { guard: 'readable', target: 'reading' },
+        { guard: 'readable', target: 'asking' },
+        { guard: 'reading', target: 'reading' },
         { target: 'caughtUp' },
       ],
     },
-    reading: {
-      entry: {
-        type: 'readBatch',
-        params: ({ context }) => {
-          const end = context.closed ? context.lastEntryId : context.lac
-          return { first: context.next, last: Math.min(end, context.next + context.batch - 1) }
+    asking: {
+      // A free slot and something to read (guard `readable`): ask for the next batch, then
+      // decide again (a second read may be worth asking for while the first is out).
+      entry: [
+        {
+          type: 'readBatch',
+          params: ({ context }) => ({ first: context.ahead, last: Math.min(readableEnd(context), context.ahead + context.batch - 1) }),
         },
-      },
+        assign({
+          ahead: ({ context }) => Math.min(readableEnd(context), context.ahead + context.batch - 1) + 1,
+          inFlight: ({ context }) => context.inFlight + 1,
+        }),
+      ],
+      always: { target: 'deciding' },
+    },
+    reading: {
+      // Reads are out (and no slot free, or nothing more to ask for): wait for the oldest.
       on: {
         'read.done': {
           target: 'deciding',
           actions: assign({
             next: ({ context, event }) => context.next + event.count,
             lac: ({ context, event }) => Math.max(context.lac, event.lac ?? -1),
+            inFlight: ({ context }) => context.inFlight - 1,
             failures: 0,
           }),
         },
@@ -127,7 +160,12 @@ export const tailMachine = tailSetup.createMachine({
           {
             guard: ({ context, event }) => event.lac > context.lac,
             target: 'deciding',
-            actions: assign({ lac: ({ event }) => event.lac, next: ({ context, event }) => context.next + event.delivered, failures: 0 }),
+            actions: assign({
+              lac: ({ event }) => event.lac,
+              next: ({ context, event }) => context.next + event.delivered,
+              ahead: ({ context, event }) => context.next + event.delivered,
+              failures: 0,
+            }),
           },
           { target: 'checking' },
         ],

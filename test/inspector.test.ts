@@ -57,7 +57,7 @@ test('definitions hold every machine, with its real states', () => {
   assert.equal(keys('writer'), ['open', 'changingEnsemble', 'closing', 'closingMetadata', 'closed', 'fenced', 'failed'])
   assert.is(def('writer').root.initial, 'writer.open')
   assert.equal(keys('bookie'), ['starting', 'replaying', 'registering', 'writable', 'readonly', 'draining', 'stopped', 'failed'])
-  assert.equal(keys('reader'), ['deciding', 'reading', 'caughtUp', 'checking', 'backoff', 'closed', 'failed'])
+  assert.equal(keys('reader'), ['deciding', 'asking', 'reading', 'caughtUp', 'checking', 'backoff', 'closed', 'failed'])
   assert.equal(keys('recovery'), ['fencing', 'reading', 'writingBack', 'changingEnsemble', 'closing', 'done', 'failed'])
   assert.equal(keys('bookie-ledger'), ['routing', 'open', 'fenced'])
   assert.is(state('bookie', 'bookie.stopped').type, 'final')

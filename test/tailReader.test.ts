@@ -35,6 +35,21 @@ test('a read that learned a higher LAC reads on with no long poll; never past th
   assert.is(r.snap.context.lac, 6, 'a lower LAC in a later reply does not lower it')
 })
 
+test('more than a batch behind: two reads in flight, no third until the oldest is done', () => {
+  const r = run({ ...open, lac: 20 }, [])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 3], [4, 7]])
+  assert.is(r.snap.context.inFlight, 2)
+  const after = run({ ...open, lac: 20 }, [{ type: 'read.done', count: 4 }])
+  assert.equal(after.actions.filter((a) => a.type === 'readBatch').map((a) => a.params.first), [0, 4, 8])
+  assert.is(after.snap.context.next, 4)
+})
+
+test('a failed read drops the reads in flight: the next try asks again from the next entry to deliver', () => {
+  const r = run({ ...open, lac: 20 }, [{ type: 'read.done', count: 4 }, { type: 'transient', code: 'TIMEOUT', message: 'x' }])
+  assert.is(r.snap.value, 'backoff')
+  assert.equal([r.snap.context.next, r.snap.context.ahead, r.snap.context.inFlight], [4, 4, 0])
+})
+
 test('a long poll that brought the next entry moves on without a read, and polls again from there', () => {
   const r = run({ ...open, from: 2, lac: 1 }, [{ type: 'lac', lac: 2, delivered: 1 }, { type: 'lac', lac: 4, delivered: 0 }])
   assert.equal(r.actions.filter((a) => a.type === 'longPoll').map((a) => [a.params.previousLac, a.params.next]), [[1, 2], [2, 3]])

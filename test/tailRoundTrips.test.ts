@@ -76,10 +76,10 @@ t('a reader behind its writer reads batch after batch with no long poll until it
     const polls = sent.flatMap((m) => (m.op === 'readLac' ? [m.previousLac ?? -2] : []))
     const reads = sent.flatMap((m) => (m.op === 'read' ? [m.entryIds] : []))
     assert.equal(polls.filter((lac) => lac < 999), [], `no long poll while behind (polls from ${polls.join(', ')})`)
-    // Ten batches of 100, each asked of the three bookies (E3 Qw2: each holds two thirds), and
-    // perhaps one more once caught up (entry 1000).
+    // Ten batches of 100, each asked of the three bookies (E3 Qw2: each holds two thirds), and a
+    // few speculative reads when a loaded machine leaves a request unanswered for 500 ms.
     const asked = reads.filter((ids) => ids[0]! < 1000)
-    assert.ok(asked.length <= 30, `${asked.length} read requests for 1,000 entries`)
+    assert.ok(asked.length <= 40, `${asked.length} read requests for 1,000 entries`)
   } finally {
     await it.return?.()
     await spy.close()
