@@ -8,14 +8,18 @@
 //     any more, and every index entry pointing into them is written);
 //  2. scan the index once: live bytes per candidate log; pick those under the threshold;
 //  3. scan the index again for the picked logs' live entries (a group of logs per scan, so that
-//     at most LIVE_ENTRIES_PER_SCAN are held); per log: read each (checksums
-//     verified), append it to a new log, sync the new log ('copied'); move the index entries that
-//     still point at the old copies (one step under the store's index lock, so a delete or a new
-//     put in between wins) and flush the index ('indexed'); delete the old log ('deleted').
-// Why no live entry is lost across a kill -9 anywhere in this: until 'indexed', the index points at
-// the old log, which still exists; after it, the index (flushed) points at synced bytes of the new
-// log. A new log left behind by a crash before 'indexed' has no live entry: the next run deletes
-// it. A log that holds a damaged record is left as it is (its readable entries stay where they are).
+//     at most LIVE_ENTRIES_PER_SCAN are held; a log with more live entries than that on its own,
+//     in chunks of that many as the scan finds them); per log: read each (checksums verified),
+//     append it to a new log, sync the new log ('copied' after the last chunk); move the index
+//     entries that still point at the old copies (one step under the store's index lock, so a
+//     delete or a new put in between wins) and flush the index ('indexed'); delete the old log
+//     ('deleted'). A chunk's moves are made once its copies are synced, before the next chunk.
+// Why no live entry is lost across a kill -9 anywhere in this: an index entry moves only to
+// synced bytes of the new log, and the old log stays until every move is flushed; until then an
+// index entry not yet moved (or moved but not flushed) points at the old log, which still exists.
+// A new log left behind by a crash before 'indexed' holds no live entry or only copies the index
+// also points at: the next run compacts or deletes it. A log that holds a damaged record is left
+// as it is (its readable entries stay where they are; those of earlier chunks already moved).
 
 import { QuireError } from '../machines/errors.ts'
 import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES, type EntryLogs, type LogWriter } from './entryLog.ts'
@@ -34,6 +38,8 @@ export interface CompactionResult {
   skipped: number
   entriesMoved: number
   bytesFreed: number
+  /** The most live entries held in memory at once (bounded by the scan bound). */
+  liveEntriesHeldMax: number
 }
 
 export interface CompactionTarget {
@@ -51,15 +57,15 @@ interface Live {
   loc: EntryLocation
 }
 
-/** Bound on the live entries held in memory at once (a group of logs per index scan). */
-const LIVE_ENTRIES_PER_SCAN = 200_000
+/** Bound on the live entries held in memory at once (a group of logs per index scan, or a chunk of one log). */
+export const LIVE_ENTRIES_PER_SCAN = 200_000
 /** Entries copied per append to the new log. */
 const COPY_BATCH_BYTES = 4 * 1024 * 1024
 
 export async function compactEntryLogs(
   t: CompactionTarget, threshold: number, onStep?: (step: CompactionStep, logId: number) => Promise<void>,
 ): Promise<CompactionResult> {
-  const result: CompactionResult = { compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0 }
+  const result: CompactionResult = { compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0, liveEntriesHeldMax: 0 }
   const boundary = await t.boundary()
   const sizes = new Map<number, number>()
   for (const id of await t.logs.list()) {
@@ -88,89 +94,149 @@ export async function compactEntryLogs(
   for (const id of picked) {
     const n = liveEntries.get(id) ?? 0
     if (group.length > 0 && groupEntries + n > LIVE_ENTRIES_PER_SCAN) {
-      await compactGroup(t, group, sizes, result, onStep)
+      await compactGroup(t, group, groupEntries > LIVE_ENTRIES_PER_SCAN, sizes, result, onStep)
       group = []
       groupEntries = 0
     }
     group.push(id)
     groupEntries += n
   }
-  if (group.length > 0) await compactGroup(t, group, sizes, result, onStep)
+  if (group.length > 0) await compactGroup(t, group, groupEntries > LIVE_ENTRIES_PER_SCAN, sizes, result, onStep)
   return result
 }
 
+/** `chunked`: one log with more live entries than the bound, streamed from the scan in chunks. */
 async function compactGroup(
-  t: CompactionTarget, ids: number[], sizes: Map<number, number>, result: CompactionResult,
+  t: CompactionTarget, ids: number[], chunked: boolean, sizes: Map<number, number>, result: CompactionResult,
   onStep?: (step: CompactionStep, logId: number) => Promise<void>,
 ): Promise<void> {
+  if (chunked) {
+    await finish(t, ids[0]!, await rewrite(t, ids[0]!, liveChunks(t, ids[0]!, result), onStep), sizes, result, onStep)
+    return
+  }
   const picked = new Set(ids)
   const lives = new Map<number, Live[]>()
+  let held = 0
   for await (const { ledgerId, entryId, value } of t.scan()) {
     const loc = decodeLocation(value)
     if (!picked.has(loc.logId)) continue
     let list = lives.get(loc.logId)
     if (!list) lives.set(loc.logId, (list = []))
     list.push({ ledgerId, entryId, value, loc })
+    result.liveEntriesHeldMax = Math.max(result.liveEntriesHeldMax, ++held)
   }
   for (const id of ids) {
     const live = lives.get(id) ?? []
     lives.delete(id)
-    if (live.length > 0) {
-      const moved = await rewrite(t, id, live, onStep)
-      if (moved === null) {
-        result.skipped++
-        continue
-      }
-      result.entriesMoved += moved
-      result.compacted++
-    } else {
-      result.emptied++
-    }
-    await t.logs.deleteLog(id)
-    result.bytesFreed += sizes.get(id)!
-    await onStep?.('deleted', id)
+    await finish(t, id, live.length > 0 ? await rewrite(t, id, oneChunk(live), onStep) : 'empty', sizes, result, onStep)
   }
 }
 
-/** Copies a log's live entries to a new log and moves the index; null when a record is damaged. */
-async function rewrite(t: CompactionTarget, id: number, live: Live[], onStep?: (step: CompactionStep, logId: number) => Promise<void>): Promise<number | null> {
-  // In log order: the old log is read sequentially (read-ahead), the new one written so.
-  live.sort((a, b) => a.loc.offset - b.loc.offset)
-  const out: LogWriter = await t.logs.createWriter()
-  const moves: Array<{ ledgerId: number; entryId: number; from: Buffer; to: Buffer }> = []
-  try {
-    let batch: Array<{ ledgerId: number; entryId: number; data: Buffer; from: Buffer }> = []
-    let bytes = 0
-    const flush = async (): Promise<void> => {
-      const locs = await out.append(batch)
-      batch.forEach((e, i) => moves.push({ ledgerId: e.ledgerId, entryId: e.entryId, from: e.from, to: encodeLocation(locs[i]!) }))
-      batch = []
-      bytes = 0
+async function* oneChunk(live: Live[]): AsyncIterable<Live[]> {
+  yield live
+}
+
+/** The log's live entries in index order, LIVE_ENTRIES_PER_SCAN at a time, from one scan. */
+async function* liveChunks(t: CompactionTarget, id: number, result: CompactionResult): AsyncIterable<Live[]> {
+  let chunk: Live[] = []
+  for await (const { ledgerId, entryId, value } of t.scan()) {
+    const loc = decodeLocation(value)
+    if (loc.logId !== id) continue
+    chunk.push({ ledgerId, entryId, value, loc })
+    result.liveEntriesHeldMax = Math.max(result.liveEntriesHeldMax, chunk.length)
+    if (chunk.length >= LIVE_ENTRIES_PER_SCAN) {
+      yield chunk
+      chunk = []
     }
-    for (const e of live) {
-      let data: Buffer
-      try {
-        data = await t.logs.read(e.loc, e.ledgerId, e.entryId)
-      } catch (err) {
-        if (err instanceof QuireError && err.code === 'ENTRY_LOG_DAMAGED') return null
-        throw err
-      }
-      batch.push({ ledgerId: e.ledgerId, entryId: e.entryId, data, from: e.value })
-      bytes += data.byteLength
-      if (bytes >= COPY_BATCH_BYTES) await flush()
-    }
-    if (batch.length > 0) await flush()
-    // The new log's bytes and its name in the folder, before the index points into it.
-    await out.sync()
-    await syncDir(t.logs.dir)
-  } finally {
-    await t.logs.closeWriter(out).catch(() => {})
   }
-  await onStep?.('copied', id)
+  if (chunk.length > 0) yield chunk
+}
+
+/** After a log's rewrite (entries moved; 'empty': nothing was live; null: damaged, left alone): deletes it. */
+async function finish(
+  t: CompactionTarget, id: number, moved: number | 'empty' | null, sizes: Map<number, number>, result: CompactionResult,
+  onStep?: (step: CompactionStep, logId: number) => Promise<void>,
+): Promise<void> {
+  if (moved === null) {
+    result.skipped++
+    return
+  }
+  if (moved === 'empty') {
+    result.emptied++
+  } else {
+    result.entriesMoved += moved
+    result.compacted++
+  }
+  await t.logs.deleteLog(id)
+  result.bytesFreed += sizes.get(id)!
+  await onStep?.('deleted', id)
+}
+
+type Move = { ledgerId: number; entryId: number; from: Buffer; to: Buffer }
+
+/**
+ * Copies a log's live entries, chunk by chunk, to one new log and moves the index to the copies;
+ * 'empty' when there were none, null when a record is damaged. A chunk's moves wait until its
+ * copies are synced; the last chunk's until after the 'copied' step.
+ */
+async function rewrite(t: CompactionTarget, id: number, chunks: AsyncIterable<Live[]>, onStep?: (step: CompactionStep, logId: number) => Promise<void>): Promise<number | 'empty' | null> {
+  let out: LogWriter | null = null
+  let pending: Move[] = []
   let moved = 0
-  for (let i = 0; i < moves.length; i += 1000) moved += await t.move(moves.slice(i, i + 1000))
+  try {
+    for await (const live of chunks) {
+      moved += await moveAll(t, pending)
+      pending = []
+      out ??= await t.logs.createWriter()
+      const moves = await copyChunk(t, out, live)
+      if (moves === null) return null
+      // The new log's bytes and its name in the folder, before the index points into it.
+      await out.sync()
+      await syncDir(t.logs.dir)
+      pending = moves
+    }
+  } finally {
+    if (out !== null) await t.logs.closeWriter(out).catch(() => {})
+  }
+  if (out === null) return 'empty'
+  await onStep?.('copied', id)
+  moved += await moveAll(t, pending)
   await t.flushIndex()
   await onStep?.('indexed', id)
+  return moved
+}
+
+/** Appends a chunk's entries (read in log order: sequential reads and read-ahead) to `out`; null when one is damaged. */
+async function copyChunk(t: CompactionTarget, out: LogWriter, live: Live[]): Promise<Move[] | null> {
+  live.sort((a, b) => a.loc.offset - b.loc.offset)
+  const moves: Move[] = []
+  let batch: Array<{ ledgerId: number; entryId: number; data: Buffer; from: Buffer }> = []
+  let bytes = 0
+  const flush = async (): Promise<void> => {
+    const locs = await out.append(batch)
+    batch.forEach((e, i) => moves.push({ ledgerId: e.ledgerId, entryId: e.entryId, from: e.from, to: encodeLocation(locs[i]!) }))
+    batch = []
+    bytes = 0
+  }
+  for (const e of live) {
+    let data: Buffer
+    try {
+      data = await t.logs.read(e.loc, e.ledgerId, e.entryId)
+    } catch (err) {
+      if (err instanceof QuireError && err.code === 'ENTRY_LOG_DAMAGED') return null
+      throw err
+    }
+    batch.push({ ledgerId: e.ledgerId, entryId: e.entryId, data, from: e.value })
+    bytes += data.byteLength
+    if (bytes >= COPY_BATCH_BYTES) await flush()
+  }
+  if (batch.length > 0) await flush()
+  return moves
+}
+
+async function moveAll(t: CompactionTarget, moves: Move[]): Promise<number> {
+  let moved = 0
+  for (let i = 0; i < moves.length; i += 1000) moved += await t.move(moves.slice(i, i + 1000))
   return moved
 }
 

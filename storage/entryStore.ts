@@ -341,7 +341,7 @@ export class RocksEntryStore implements EntryStore {
    */
   compactEntryLogs(threshold: number, onStep?: (step: CompactionStep, logId: number) => Promise<void>): Promise<CompactionResult> {
     assert(threshold >= 0 && threshold <= 1, `compaction threshold is a fraction in [0, 1], got ${threshold}`)
-    if (this.logs.isReadOnly) return Promise.resolve({ compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0 })
+    if (this.logs.isReadOnly) return Promise.resolve({ compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0, liveEntriesHeldMax: 0 })
     this.compacting ??= compactEntryLogs({
       logs: this.logs,
       boundary: () => this.locked(() => this.logs.seal()),
