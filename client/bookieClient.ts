@@ -2,6 +2,15 @@
 // (all entries queued in the same tick go out as one message per bookie), acks routed to the
 // writer of their ledger, and reads/LAC reads correlated by request id with a timeout.
 // No NATS request() per entry: the hot path is publish + one inbox subscription.
+// Adds are coalesced per bookie as Kafka's producer batches (linger.ms, batch.size), except that
+// a bookie with nothing in flight and nothing held gets a tick's adds at once, so one add at a
+// time keeps its latency. Otherwise new adds are held and go as one message once they reach
+// `lingerEntries` or `lingerBytes`, or `lingerMs` after the first of them was held. An answer
+// does not send them early: with many ledgers each written now and then, answers come after
+// every few adds, and waiting out lingerMs is what turns one message per entry per bookie into
+// one per bookie per lingerMs. A busy single writer fills lingerEntries within a tick or two. The
+// bookie group-commits its journal anyway. Any other message to a bookie (read, LAC read,
+// explicit LAC) sends its held adds first: per bookie, frames keep the order they were asked for in.
 // An add frame never exceeds the server's max_payload (nats.js throws on publish past it): a
 // batch is sent before an entry that would take it over, and `maxEntryBytes()` tells writers the
 // largest entry one frame can carry, so a larger one is refused at append (ENTRY_TOO_LARGE). A
@@ -9,7 +18,8 @@
 // thrown: those adds go unanswered and the writer re-sends or times out as for a lost message.
 // Anyone can publish on the inbox: every frame is checked against the reply schemas
 // (transport/validate.ts) and an invalid one is dropped, so its request stays unknown (it times
-// out); a read answer is taken only from the bookie the request went to.
+// out); a read answer is taken only from the bookie the request went to. A forged ack only moves
+// the count of adds in flight that coalescing looks at.
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
@@ -38,6 +48,22 @@ interface Waiter {
 
 /** A batch is sent early once it passes this many bytes. */
 const BATCH_BYTES_MAX = 1024 * 1024
+
+/** How adds wait while a bookie has adds in flight (see the file header). */
+export interface AddCoalescing {
+  /** Longest held adds wait before they are sent anyway; 0: never held. */
+  lingerMs: number
+  /** Held adds go once they make this many bytes... */
+  lingerBytes: number
+  /** ...or hold this many entries. */
+  lingerEntries: number
+}
+export const DEFAULT_ADD_COALESCING: Readonly<AddCoalescing> = Object.freeze({ lingerMs: 5, lingerBytes: 64 * 1024, lingerEntries: 16 })
+/**
+ * A bookie whose adds in flight have had no answer for this long counts as having none: a lost
+ * answer (a message dropped, a bookie restarted) must not hold its later adds for good.
+ */
+const IN_FLIGHT_STALE_MS = 1000
 
 /**
  * Upper bounds on the framing of an add frame, so that what is counted before a publish is never
@@ -106,7 +132,10 @@ export interface WriteSetEntry extends GroupEntry { bookies: readonly string[] }
  * What is queued for one bookie, in queue order: add groups already encoded (shared with the other
  * bookies of their write set), and groups of entries queued one by one (queueAdd), encoded at flush.
  */
-interface Pending { parts: Array<Uint8Array | AddGroup>; bytes: number; open: { key: string; group: AddGroup } | null }
+interface Pending { parts: Array<Uint8Array | AddGroup>; bytes: number; entries: number; open: { key: string; group: AddGroup } | null }
+
+/** Per bookie: entries sent and not yet answered, and when that last moved (sent from none, or answered). */
+interface InFlight { entries: number; since: number }
 
 export class BookieClient implements BookieTransport, TailTransport {
   readonly inbox: string
@@ -117,11 +146,22 @@ export class BookieClient implements BookieTransport, TailTransport {
   /** Pending adds per bookie; `bytes` counts the frame they make, framing included (upper bound). */
   private readonly out = new Map<string, Pending>()
   private flushQueued = false
+  /** Adds sent to each bookie and not yet answered. */
+  private readonly inFlight = new Map<string, InFlight>()
+  /** Per bookie holding adds: the timer that sends them at the latest `lingerMs` after they were first held. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>()
+  private readonly coalescing: AddCoalescing
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
-  readonly stats = { addMessages: 0, entriesSent: 0 }
+  /** Add messages and entries sent; `heldMessages`: of those, the ones that went after holding adds. */
+  readonly stats = { addMessages: 0, entriesSent: 0, heldMessages: 0 }
 
-  constructor(private readonly nc: NatsConnection, private readonly metrics: ClientMetrics = NO_CLIENT_METRICS) {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly metrics: ClientMetrics = NO_CLIENT_METRICS,
+    coalescing: Partial<AddCoalescing> = {},
+  ) {
+    this.coalescing = { ...DEFAULT_ADD_COALESCING, ...coalescing }
     this.inbox = createInbox()
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
@@ -138,7 +178,10 @@ export class BookieClient implements BookieTransport, TailTransport {
     // Ends when the connection closes.
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'reconnect') for (const h of [...this.reconnectHandlers]) h()
+        if (s.type !== 'reconnect') continue
+        // What was in flight on the old connection may never be answered.
+        this.inFlight.clear()
+        for (const h of [...this.reconnectHandlers]) h()
       }
     })()
   }
@@ -173,7 +216,7 @@ export class BookieClient implements BookieTransport, TailTransport {
       b.parts.push(b.open.group)
     }
     b.open!.group.entries.push(entry)
-    this.stats.entriesSent++
+    b.entries++
     this.queued(bookieId, b)
   }
 
@@ -208,7 +251,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     b.parts.push(group)
     b.open = null
     b.bytes += group.byteLength
-    this.stats.entriesSent += entries
+    b.entries += entries
     this.queued(bookieId, b)
   }
 
@@ -218,7 +261,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     const maxPayload = this.nc.info?.max_payload
     if (pending && maxPayload !== undefined && pending.bytes + adding > maxPayload) this.flushBookie(bookieId)
     let b = this.out.get(bookieId)
-    if (!b) this.out.set(bookieId, (b = { parts: [], bytes: 0, open: null }))
+    if (!b) this.out.set(bookieId, (b = { parts: [], bytes: 0, entries: 0, open: null }))
     return b
   }
 
@@ -226,20 +269,67 @@ export class BookieClient implements BookieTransport, TailTransport {
     if (b.bytes >= BATCH_BYTES_MAX) this.flushBookie(bookieId)
     else if (!this.flushQueued) {
       this.flushQueued = true
-      queueMicrotask(() => this.flush())
+      queueMicrotask(() => this.release())
     }
   }
 
+  /** Sends every bookie's queued adds now, held or not. */
   flush(): void {
     this.flushQueued = false
     for (const bookieId of [...this.out.keys()]) this.flushBookie(bookieId)
   }
 
+  /** The end of a tick: each bookie's adds go now, or are held while it has adds in flight (file header). */
+  private release(): void {
+    this.flushQueued = false
+    const now = performance.now()
+    for (const [bookieId, b] of [...this.out]) {
+      if (this.lingering.has(bookieId)) {
+        if (this.full(b)) this.flushBookie(bookieId)
+      } else if (!this.full(b) && this.busy(bookieId, now)) {
+        this.lingering.set(bookieId, setTimeout(() => this.flushBookie(bookieId), this.coalescing.lingerMs))
+      } else this.flushBookie(bookieId)
+    }
+  }
+
+  /** Whether `bookieId` has adds in flight (an answer not heard of for IN_FLIGHT_STALE_MS counts as none). */
+  private busy(bookieId: string, now: number): boolean {
+    if (this.coalescing.lingerMs <= 0) return false
+    const f = this.inFlight.get(bookieId)
+    if (!f) return false
+    if (now - f.since < IN_FLIGHT_STALE_MS) return true
+    this.inFlight.delete(bookieId)
+    return false
+  }
+
+  private full(b: Pending): boolean {
+    return b.bytes >= this.coalescing.lingerBytes || b.entries >= this.coalescing.lingerEntries
+  }
+
+  /** `bookieId` answered `entries` adds (what it holds still waits: see the file header). */
+  private answered(bookieId: string, entries: number): void {
+    const f = this.inFlight.get(bookieId)
+    if (!f) return
+    f.entries -= entries
+    f.since = performance.now()
+    if (f.entries <= 0) this.inFlight.delete(bookieId)
+  }
+
   private flushBookie(bookieId: string): void {
+    const timer = this.lingering.get(bookieId)
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      this.lingering.delete(bookieId)
+      this.stats.heldMessages++
+    }
     const b = this.out.get(bookieId)
     if (!b) return
     this.out.delete(bookieId)
     this.stats.addMessages++
+    this.stats.entriesSent += b.entries
+    const f = this.inFlight.get(bookieId)
+    if (f) f.entries += b.entries
+    else this.inFlight.set(bookieId, { entries: b.entries, since: performance.now() })
     try {
       const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
       publishGathered(this.nc, bookieSubject(bookieId), parts, this.inbox)
@@ -278,6 +368,7 @@ export class BookieClient implements BookieTransport, TailTransport {
       clearTimeout(w.timer)
       w.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
       try {
+        this.flushBookie(bookieId)
         this.nc.publish(bookieSubject(bookieId), encode({ op: 'cancelPoll', reqId }), { reply: this.inbox })
       } catch {
         // The bookie answers it at its timeout instead.
@@ -306,6 +397,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   /** No answer asked, best effort: a lost explicit LAC is carried by the ledger's next entry anyway. */
   private tell(bookieId: string, msg: WireMessage): void {
     try {
+      this.flushBookie(bookieId)
       this.nc.publish(bookieSubject(bookieId), encode(msg))
     } catch {
       // Connection closed: as lost on a dead server.
@@ -321,6 +413,7 @@ export class BookieClient implements BookieTransport, TailTransport {
       }, timeoutMs)
       this.waiters.set(reqId, { bookieId, resolve, reject, timer })
       try {
+        this.flushBookie(bookieId)
         this.nc.publish(bookieSubject(bookieId), encode(msg), { reply: this.inbox })
       } catch (err) {
         clearTimeout(timer)
@@ -332,10 +425,13 @@ export class BookieClient implements BookieTransport, TailTransport {
 
   private onMessage(m: BookieReply): void {
     if (m.op === 'addAck') {
+      let entries = 0
       for (const [ledgerId, rc, ids] of m.acks) {
+        entries += ids.length
         const handlers = this.writers.get(ledgerId)
         if (handlers) for (const h of [...handlers]) h(m.bookieId, rc, ids)
       }
+      this.answered(m.bookieId, entries)
     } else {
       const w = this.waiters.get(m.reqId)
       if (!w || w.bookieId !== m.bookieId) return
