@@ -47,8 +47,10 @@ export function readU64(buf: Uint8Array, offset: number): number {
   return b.readUInt32BE(offset) * TWO_32 + b.readUInt32BE(offset + 4)
 }
 
+export const ENTRY_KEY_BYTES = 16
+
 export function entryKey(ledgerId: number, entryId: number): Buffer {
-  const key = Buffer.allocUnsafe(16)
+  const key = Buffer.allocUnsafe(ENTRY_KEY_BYTES)
   writeU64(key, 0, ledgerId)
   writeU64(key, 8, entryId)
   return key
@@ -61,13 +63,39 @@ export function ledgerKey(ledgerId: number): Buffer {
 }
 
 export function encodeLocation(loc: EntryLocation): Buffer {
-  const v = Buffer.alloc(INDEX_VALUE_BYTES)
-  v[0] = TAG0
-  v[1] = TAG1
-  v.writeUInt32BE(loc.logId, 4)
-  writeU64(v, 8, loc.offset)
-  v.writeUInt32BE(loc.length, 16)
+  const v = Buffer.allocUnsafe(INDEX_VALUE_BYTES)
+  writeLocation(v, 0, loc)
   return v
+}
+
+/** The index value of `loc` into `buf` at `offset` (INDEX_VALUE_BYTES bytes). */
+function writeLocation(buf: Buffer, offset: number, loc: EntryLocation): void {
+  buf[offset] = TAG0
+  buf[offset + 1] = TAG1
+  buf.writeUInt16BE(0, offset + 2)
+  buf.writeUInt32BE(loc.logId, offset + 4)
+  writeU64(buf, offset + 8, loc.offset)
+  buf.writeUInt32BE(loc.length, offset + 16)
+}
+
+/**
+ * The index puts of a batch of entries, every key and value a view of one buffer: a put costs
+ * no allocation of its own (a Buffer.alloc per value was an ArrayBuffer per entry).
+ */
+export function indexPuts(
+  entries: ReadonlyArray<{ readonly ledgerId: number; readonly entryId: number }>, locs: readonly EntryLocation[],
+  put: (key: Buffer, value: Buffer) => void,
+): void {
+  const stride = ENTRY_KEY_BYTES + INDEX_VALUE_BYTES
+  const buf = Buffer.allocUnsafe(stride * entries.length)
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    const at = i * stride
+    writeU64(buf, at, e.ledgerId)
+    writeU64(buf, at + 8, e.entryId)
+    writeLocation(buf, at + ENTRY_KEY_BYTES, locs[i]!)
+    put(buf.subarray(at, at + ENTRY_KEY_BYTES), buf.subarray(at + ENTRY_KEY_BYTES, at + stride))
+  }
 }
 
 /** True for an index value; false for an entry stored whole (the format before entry logs). */

@@ -36,7 +36,7 @@ import { QuireError, assert } from '../machines/errors.ts'
 import { isCorruption, openDb, salvageInto } from './entrySalvage.ts'
 import { EntryLogs, type EntryLogsOptions } from './entryLog.ts'
 import { compactEntryLogs, moveIndex, scanIndex, type CompactionResult, type CompactionStep } from './entryLogCompaction.ts'
-import { ID_END, assertId, decodeLocation, decodeState, encodeLocation, encodeState, entryKey, isLocation, ledgerKey, readU64, sameLocation } from './entryLogIndex.ts'
+import { ID_END, assertId, decodeLocation, decodeState, encodeState, entryKey, indexPuts, isLocation, ledgerKey, readU64, sameLocation } from './entryLogIndex.ts'
 import { migrateToEntryLogs, type MigrationResult } from './entryLogMigration.ts'
 import { DAMAGED_KEY, DamagedEntries } from './entryStoreDamage.ts'
 import type { EntryRef, EntryStore, StoredEntry, StoredLedgerState } from './types.ts'
@@ -142,7 +142,7 @@ export class RocksEntryStore implements EntryStore {
     await this.write(() => this.locked(async () => {
       const locs = await this.logs.append(entries)
       const batch = this.entries.write({ autoDestroy: true, capacity: entries.length })
-      for (let i = 0; i < entries.length; i++) batch.tryPut(entryKey(entries[i]!.ledgerId, entries[i]!.entryId), encodeLocation(locs[i]!))
+      indexPuts(entries, locs, (key, value) => batch.tryPut(key, value))
       await batch.flush()
     }))
     // A new copy of a damaged entry replaces it.
