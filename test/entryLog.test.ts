@@ -15,7 +15,7 @@ import { BookieStorage } from '../actors/bookieStorage.ts'
 import { openEntryStore, type DamageEvent } from '../storage/entryStore.ts'
 import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES } from '../storage/entryLog.ts'
 import { COLUMN_FAMILIES } from '../storage/entrySalvage.ts'
-import { INDEX_VALUE_BYTES, entryKey } from '../storage/entryLogIndex.ts'
+import { INDEX_VALUE_BYTES, decodeLocation, encodeLocation, entryKey, indexPuts } from '../storage/entryLogIndex.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
 import { runChild, testEntry, withDir as withTempDir } from './support/entryLogData.ts'
 
@@ -35,6 +35,22 @@ async function rawValues(dir: string): Promise<Buffer[]> {
   }
   return out
 }
+
+test('a batch of index puts (views of one buffer) holds the same keys and values as entryKey and encodeLocation', () => {
+  const entries = [{ ledgerId: 0, entryId: 0 }, { ledgerId: 7, entryId: 2 ** 40 + 3 }, { ledgerId: 2 ** 53 - 1, entryId: 2 ** 32 }]
+  const locs = [{ logId: 0, offset: 16, length: 0 }, { logId: 2 ** 32 - 1, offset: 2 ** 45 + 1, length: 1024 }, { logId: 3, offset: 2 ** 32 + 28, length: 2 ** 32 - 1 }]
+  const got: Array<[Buffer, Buffer]> = []
+  indexPuts(entries, locs, (key, value) => got.push([key, value]))
+  assert.is(got.length, 3)
+  got.forEach(([key, value], i) => {
+    assert.equal(key, entryKey(entries[i]!.ledgerId, entries[i]!.entryId))
+    assert.equal(value, encodeLocation(locs[i]!))
+    assert.is(value.byteLength, INDEX_VALUE_BYTES)
+    // The layout of entryLogIndex.ts: tag 0xE1 'L', then two zero bytes.
+    assert.equal([...value.subarray(0, 4)], [0xe1, 0x4c, 0, 0])
+    assert.equal(decodeLocation(value), locs[i])
+  })
+})
 
 test('payloads go to entry logs, RocksDB keeps 20-byte index values, and both survive a reopen', () =>
   withDir(async (dir) => {
