@@ -1,15 +1,16 @@
-// Entry log compaction of a log with more live entries than it may hold in memory at once
-// (storage/entryLogCompaction.ts, LIVE_ENTRIES_PER_SCAN): a 256 MiB log of 100 B entries holds
-// about 1.6 million, so half of them live is four times the bound. The log is copied in chunks
-// of at most that many, each chunk's copies synced before its index entries move, the old log
-// deleted after the last; every live entry reads back, also after a reopen. Found by the soak
-// benchmark: bookies compacting 10 million entries after half their ledgers were deleted grew
-// from about 310 MB of RSS to 1.1-1.3 GB, holding every live entry of a log at once.
+// Entry log compaction of a log with more live entries than a group of logs may hold in memory
+// at once (storage/entryLogCompaction.ts, LIVE_ENTRIES_PER_SCAN): a 256 MiB log of 100 B entries
+// holds about 1.6 million, half of them live is 800,000. The log is streamed from one index scan
+// and copied COPY_CHUNK_ENTRIES at a time, each chunk's copies synced before its index entries
+// move, the old log deleted after the last; every live entry reads back, also after a reopen.
+// Found by the soak benchmark: bookies compacting 10 million entries after half their ledgers
+// were deleted grew from about 310 MB of RSS to 1.1-1.3 GB, holding every live entry of a log
+// (and its copy) at once.
 
 import path from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { LIVE_ENTRIES_PER_SCAN } from '../storage/entryLogCompaction.ts'
+import { COPY_CHUNK_ENTRIES, LIVE_ENTRIES_PER_SCAN } from '../storage/entryLogCompaction.ts'
 import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
 import { withDir } from './support/entryLogData.ts'
 
@@ -45,7 +46,7 @@ async function withStore(dir: string, fn: (store: RocksEntryStore) => Promise<vo
   }
 }
 
-test('a log with more live entries than the scan bound is compacted in chunks of at most the bound, losing none', () =>
+test('a log with more live entries than the scan bound is compacted in chunks, holding at most a chunk, losing none', () =>
   withDir('quire-compaction-chunks-', async (dir) => {
     await withStore(dir, async (store) => {
       // Two ledgers interleaved in one log; ledger 2 deleted: the log is half live.
@@ -59,7 +60,7 @@ test('a log with more live entries than the scan bound is compacted in chunks of
       const r = await store.compactEntryLogs(0.8)
       assert.is(r.compacted, 1, JSON.stringify(r))
       assert.is(r.entriesMoved, ENTRIES)
-      assert.ok(r.liveEntriesHeldMax > 0 && r.liveEntriesHeldMax <= LIVE_ENTRIES_PER_SCAN, `held ${r.liveEntriesHeldMax} live entries at once (bound ${LIVE_ENTRIES_PER_SCAN})`)
+      assert.ok(r.liveEntriesHeldMax > 0 && r.liveEntriesHeldMax <= COPY_CHUNK_ENTRIES, `held ${r.liveEntriesHeldMax} live entries at once (chunk ${COPY_CHUNK_ENTRIES})`)
       await checkLedger1(store)
       // The copies are one log, fully live: nothing more to compact.
       const again = await store.compactEntryLogs(0.8)
