@@ -36,6 +36,10 @@ import { QUORUM } from './peers.ts'
 
 export const SOAK_ENTRIES_DEFAULT = 10_000_000
 
+/** Readings of the data folders after the GC, until two agree (see after the GC wait). */
+const SETTLE_MS = 2_000
+const SETTLE_READINGS_MAX = 30
+
 /** Index key (ledgerId, entryId: 2 x u64) and value (log, offset, length) of one entry in RocksDB. */
 const INDEX_BYTES_PER_ENTRY = 16 + 20
 
@@ -196,7 +200,16 @@ export async function runSoak(p: SoakParams, dir: string, cleanup: Cleanup, prog
     await new Promise((r) => setTimeout(r, 200))
   }
   const gcSeconds = (performance.now() - gcStart) / 1000
-  const after = await Promise.all(bookies.map((b) => folderSize(b.data)))
+  // RocksDB drops the index's obsolete files in the background after the GC's range compactions:
+  // measured once two readings SETTLE_MS apart agree within 1 % (at most SETTLE_READINGS_MAX).
+  let after = await Promise.all(bookies.map((b) => folderSize(b.data)))
+  for (let n = 0; n < SETTLE_READINGS_MAX; n++) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS))
+    const next = await Promise.all(bookies.map((b) => folderSize(b.data)))
+    const settled = next.every((f, i) => Math.abs(f.totalBytes - after[i]!.totalBytes) <= 0.01 * after[i]!.totalBytes)
+    after = next
+    if (settled) break
+  }
 
   // 3. Folder over live data, per bookie.
   const liveOf = (b: number, keep: (i: number) => boolean): number => held.reduce((sum, h, i) => sum + (keep(i) ? h[b]! : 0), 0)
