@@ -82,10 +82,23 @@ export interface SoakBookieRss {
   bookie: string
   /** VmRSS in MiB at each point. */
   rssMiB: number[]
-  /** Index of the first sample after the warm-up (the ratio's base). */
+  /** Index of the first sample after the warm-up. */
   baseIndex: number
-  /** Last sample over the base. */
+  /** The target's figure: the highest sample of the last quarter over the highest of the first quarter after the warm-up. */
   ratio: number
+  /** The last sample over the first after the warm-up (one sample each: swings with the sawtooth). */
+  lastOverBase: number
+}
+
+/**
+ * RSS moves in a sawtooth of tens of MiB (memtables filling and flushing, V8's heap growing and
+ * collected), so one sample against another says more about where each fell in its cycle than
+ * about growth: the peaks of the first and last quarters after the warm-up are compared instead.
+ */
+export function rssPeakRatio(samples: readonly number[], baseIndex: number): number {
+  const after = samples.slice(baseIndex)
+  const q = Math.max(1, Math.floor(after.length / 4))
+  return Math.max(...after.slice(-q)) / Math.max(...after.slice(0, q))
 }
 
 export interface SoakFolder {
@@ -228,7 +241,8 @@ export async function runSoak(p: SoakParams, dir: string, cleanup: Cleanup, prog
   })
   const baseIndex = Math.min(points.length - 1, points.findIndex((pt) => pt.entries > p.warmupFraction * p.entries))
   const rss: SoakBookieRss[] = bookies.map((b, i) => ({
-    bookie: b.id, rssMiB: rssMiB[i]!, baseIndex, ratio: rssMiB[i]![rssMiB[i]!.length - 1]! / rssMiB[i]![baseIndex]!,
+    bookie: b.id, rssMiB: rssMiB[i]!, baseIndex, ratio: rssPeakRatio(rssMiB[i]!, baseIndex),
+    lastOverBase: rssMiB[i]![rssMiB[i]!.length - 1]! / rssMiB[i]![baseIndex]!,
   }))
   return {
     params: p, writeSeconds, entriesPerSec: p.entries / writeSeconds, points, rss,
