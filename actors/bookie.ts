@@ -524,23 +524,38 @@ export class Bookie {
     const s = await this.storage!.summary(ledgerId)
     if (!create && s.state === null && s.lastEntryId < 0) return null
     const storage = this.storage!
+    // The ledger's state as RocksDB will hold it: read once here (summary), then kept by this
+    // actor alone, so persisting a change never reads it back.
+    let explicitLac = s.state?.explicitLac ?? -1
+    const persistState = (when: 'now' | 'atCheckpoint'): Promise<void> => {
+      const c = actor.getSnapshot().context
+      const state = { masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced, explicitLac }
+      if (when === 'now') return storage.putLedgerState(ledgerId, state)
+      storage.putLedgerStateAtCheckpoint(ledgerId, state)
+      return Promise.resolve()
+    }
     const machine = bookieLedgerMachine.provide({
       actions: {
         'journal.add': (_, p) => this.adds.journal(ledgerId, p.adds, actor),
         'journal.masterKey': (_, p) => {
           // A failed write is no crash: a full disk turns the bookie read-only (see journal.add).
-          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => this.persistState(actor))
+          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => persistState('now'))
             .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'journal.fence': () => {
-          storage.append({ t: 'fence', l: ledgerId }).then(() => this.persistState(actor)).then(
+          storage.append({ t: 'fence', l: ledgerId }).then(() => persistState('now')).then(
             () => actor.send({ type: 'journal.fenceSynced' }),
             (err: unknown) => { this.disk.writeFailed(err) },
           )
         },
         'store.put': (_, p) => this.adds.put(ledgerId, p.entries),
         'journal.lac': (_, p) => {
-          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => this.persistState(actor, p.lac))
+          // Journaled and synced: replay restores it until the checkpoint writes it to RocksDB
+          // (a LAC per idle writer per interval must not cost a RocksDB write each).
+          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => {
+            explicitLac = Math.max(explicitLac, p.lac)
+            return persistState('atCheckpoint')
+          })
             .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'reply.add': (_, p) => this.acks.queue(p.replyTo, ledgerId, p.rc, p.entryIds),
@@ -611,15 +626,6 @@ export class Bookie {
       this.ledgers.delete(id)
       ;(await p?.catch(() => null))?.stop()
     }
-  }
-
-  private async persistState(actor: LedgerActor, explicitLac?: number): Promise<void> {
-    const c = actor.getSnapshot().context
-    const prev = await this.storage!.store.getLedgerState(c.ledgerId)
-    await this.storage!.putLedgerState(c.ledgerId, {
-      masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced,
-      explicitLac: Math.max(prev?.explicitLac ?? -1, explicitLac ?? -1),
-    })
   }
 
   /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */

@@ -121,6 +121,11 @@ export class BookieStorage {
    */
   private readOnlyCause: Error | null = null
   private replayedStates = new Map<number, StoredLedgerState>()
+  /**
+   * States whose change is journaled and synced but need not reach RocksDB before the next
+   * checkpoint (an explicit LAC: putLedgerStateAtCheckpoint); read back from here until then.
+   */
+  private checkpointStates = new Map<number, StoredLedgerState>()
   /** Entries a read-only replay put in the write cache; dropped from it once in RocksDB. */
   private replayedEntries: StoredEntry[] = []
 
@@ -388,8 +393,19 @@ export class BookieStorage {
     this.putTimer = null
   }
 
+  /** A state change that must be in RocksDB now (master key, fence); `state` is the whole state. */
   putLedgerState(ledgerId: number, state: StoredLedgerState): Promise<void> {
+    this.checkpointStates.delete(ledgerId)
     return this.chain(() => this.store.putLedgerState(ledgerId, state))
+  }
+
+  /**
+   * A state change already journaled and synced (an explicit LAC): replay restores it, so it goes
+   * to RocksDB with the next checkpoint, before the checkpoint's position is recorded, in one
+   * batch with the others. An idle writer's LAC costs no RocksDB write of its own.
+   */
+  putLedgerStateAtCheckpoint(ledgerId: number, state: StoredLedgerState): void {
+    this.checkpointStates.set(ledgerId, state)
   }
 
   private flushPuts(): void {
@@ -451,7 +467,10 @@ export class BookieStorage {
     this.puts = this.puts.filter(keep)
     this.putBytes = this.puts.reduce((n, e) => n + e.data.byteLength, 0)
     this.failedPuts = this.failedPuts.filter(keep)
-    for (const l of doomed) this.cache.delete(l)
+    for (const l of doomed) {
+      this.cache.delete(l)
+      this.checkpointStates.delete(l)
+    }
     return this.chain(async () => {
       for (const l of doomed) await this.store.deleteLedger(l)
       // Deleted from the metadata (GC): nothing can ask for them any more.
@@ -519,7 +538,7 @@ export class BookieStorage {
     // order misses entries whose put lands while the store is being read.)
     let cachedLast = -1
     for (const e of this.cache.get(ledgerId)?.keys() ?? []) if (e > cachedLast) cachedLast = e
-    const state = this.replayedStates.get(ledgerId) ?? await this.store.getLedgerState(ledgerId)
+    const state = this.checkpointStates.get(ledgerId) ?? this.replayedStates.get(ledgerId) ?? await this.store.getLedgerState(ledgerId)
     const lastEntryId = Math.max(cachedLast, await this.store.lastEntryId(ledgerId))
     let lac = state?.explicitLac ?? -1
     if (lastEntryId >= 0) {
@@ -550,6 +569,15 @@ export class BookieStorage {
     // Let sync callbacks for records up to `pos` queue their puts, then write them.
     await new Promise((r) => setImmediate(r))
     this.flushPuts()
+    if (this.checkpointStates.size > 0) {
+      const states = this.checkpointStates
+      this.checkpointStates = new Map()
+      await this.chain(() => this.store.putLedgerStates(states)).catch((err: unknown) => {
+        // Kept for the next checkpoint, unless a newer state replaced one meanwhile.
+        for (const [l, st] of states) if (!this.checkpointStates.has(l)) this.checkpointStates.set(l, st)
+        throw err
+      })
+    }
     await this.writes
     if (this.failedPuts.length > 0) {
       const retry = this.failedPuts

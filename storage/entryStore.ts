@@ -261,6 +261,21 @@ export class RocksEntryStore implements EntryStore {
     })
   }
 
+  /** Several ledgers' states in one write (a checkpoint's deferred explicit LACs). */
+  async putLedgerStates(states: ReadonlyMap<number, StoredLedgerState>): Promise<void> {
+    if (states.size === 0) return
+    const values: [Uint8Array, Uint8Array][] = []
+    for (const [ledgerId, state] of states) {
+      assertId(ledgerId, 'ledgerId')
+      values.push([ledgerKey(ledgerId), encodeState(state)]) // may assert: before the batch, which must not be left open
+    }
+    await this.write(async () => {
+      const batch = this.ledgers.write({ autoDestroy: true, capacity: values.length })
+      for (const [k, v] of values) batch.tryPut(k, v)
+      await batch.flush()
+    })
+  }
+
   /**
    * Ascending, distinct ids from both CFs. One seek per ledger and CF (never a scan of entries);
    * each seek is its own short iterator, so abandoning the loop leaves nothing open. Ledgers
