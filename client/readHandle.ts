@@ -60,7 +60,7 @@ export interface HandleDeps {
 const READ_CHUNK = 512
 const READ_REPLY_BYTES = 4 * 1024 * 1024
 /** Chunks of one read asked at once. */
-const READS_IN_FLIGHT = 4
+export const READS_IN_FLIGHT = 4
 
 export class ReadHandleImpl implements ReadHandle {
   protected md: LedgerMetadata
