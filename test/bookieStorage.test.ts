@@ -124,3 +124,38 @@ test('adds synced one at a time go to the entry store together, not one write pe
 })
 
 test.run()
+
+test('an explicit LAC journaled but not yet checkpointed survives a crash (replay), and one checkpointed survives without its record', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bstore-'))
+  const crash = async (s: BookieStorage): Promise<void> => {
+    await s.store.close()
+    await (s as unknown as { journal: { fh: { close(): Promise<void> } } }).journal.fh.close()
+  }
+  try {
+    let s = await BookieStorage.open(dir)
+    await s.replayAndOpen()
+    await addSynced(s, 7, 0, 4)
+    await s.checkpoint()
+    // An idle writer's LAC: journaled and synced, its state left for the next checkpoint.
+    await s.append({ t: 'lac', l: 7, lac: 4 })
+    s.putLedgerStateAtCheckpoint(7, { masterKey: key, digestType: 'crc32c', fenced: false, explicitLac: 4 })
+    assert.is((await s.summary(7)).lac, 4, 'read back before the checkpoint')
+    assert.is((await s.store.getLedgerState(7))?.explicitLac ?? -1, -1, 'not in RocksDB yet')
+    await crash(s)
+    s = await BookieStorage.open(dir)
+    await s.replayAndOpen()
+    assert.is((await s.summary(7)).lac, 4, 'restored by the journal replay after a crash')
+    // Checkpointed, then the journal record trimmed: RocksDB holds it.
+    await s.append({ t: 'lac', l: 7, lac: 4 })
+    s.putLedgerStateAtCheckpoint(7, { masterKey: key, digestType: 'crc32c', fenced: false, explicitLac: 4 })
+    await s.checkpoint()
+    assert.is((await s.store.getLedgerState(7))?.explicitLac, 4, 'written by the checkpoint')
+    await crash(s)
+    s = await BookieStorage.open(dir)
+    await s.replayAndOpen()
+    assert.is((await s.summary(7)).lac, 4, 'after the checkpoint and a crash')
+    await s.close()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
