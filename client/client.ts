@@ -15,7 +15,8 @@ import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
 import { SlowBookies } from './slowBookies.ts'
-import { WriteHandleImpl } from './writeHandle.ts'
+import { WriteHandleImpl, addWatchInterval } from './writeHandle.ts'
+import { Ticker } from './ticker.ts'
 import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
 import { recoverLedger } from './recovery.ts'
@@ -138,6 +139,8 @@ export class QuireClientImpl implements QuireClient {
   private readonly metrics: ClientMetrics
   /** Explicit LACs of all this client's writers, one frame per bookie (client/lacBatcher.ts). */
   readonly lacs: LacBatcher
+  /** One tick for every writer's add timeouts and re-sends, polling those with adds pending. */
+  private readonly addWatch: Ticker
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
@@ -158,6 +161,7 @@ export class QuireClientImpl implements QuireClient {
     this.inspect = opts.inspect ? parts.nc : null
     this.metrics = opts.metrics ?? NO_CLIENT_METRICS
     this.lacs = new LacBatcher(parts.bookies, parts.clock, this.explicitLacIntervalMs)
+    this.addWatch = new Ticker(parts.clock, addWatchInterval(this.addTimeoutMs))
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandleImpl> {
@@ -232,7 +236,7 @@ export class QuireClientImpl implements QuireClient {
     return {
       ...this.readDeps(), masterKey, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, random: this.random,
-      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs,
+      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs, addWatch: this.addWatch,
     }
   }
 }

@@ -16,20 +16,21 @@
 // larger batch is split; no timer runs while no writer is watched. Sending is best effort, as a
 // single writeLac is: a lost frame is made good by the ledger's next entry or next idle tick.
 
-import type { Clock, TimerHandle } from '../transport/clock.ts'
+import type { Clock } from '../transport/clock.ts'
 import { LIMITS } from '../transport/validate.ts'
 import type { LacItem } from '../transport/wire.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
+import { Ticker, type TickPoll } from './ticker.ts'
 
 /** Polled at each tick: true to be polled again at the next (its LAC not due yet). */
-export type IdleLacPoll = () => boolean
+export type IdleLacPoll = TickPoll
 
 export class LacBatcher {
-  private readonly idle = new Set<IdleLacPoll>()
   private readonly afterTurn = new Set<() => void>()
   /** Per bookie, per ledger: the item to send. */
   private readonly out = new Map<string, Map<number, LacItem>>()
-  private tickTimer: TimerHandle | null = null
+  /** Idle writers, polled every intervalMs; what a tick's polls queue is sent at its end. */
+  private readonly idle: Ticker
   private deferred = false
   /** A tick or a deferred turn is polling writers: it flushes what they queue when done. */
   private polling = false
@@ -45,6 +46,12 @@ export class LacBatcher {
     private readonly perFrame: number = LIMITS.lacsPerFrame,
   ) {
     if (!Number.isInteger(perFrame) || perFrame < 1 || perFrame > LIMITS.lacsPerFrame) throw new RangeError(`perFrame ${perFrame} is not in 1..${LIMITS.lacsPerFrame}`)
+    this.idle = new Ticker(clock, intervalMs, (run) => {
+      this.polling = true
+      run()
+      this.polling = false
+      this.flush()
+    })
   }
 
   /** The transport can carry an explicit LAC at all (the simulator's cannot). */
@@ -55,8 +62,7 @@ export class LacBatcher {
   /** Poll `poll` at each idle tick until it answers false. */
   watchIdle(poll: IdleLacPoll): void {
     if (this.intervalMs <= 0 || !this.enabled) return
-    this.idle.add(poll)
-    this.tickTimer ??= this.clock.setTimeout(() => this.tick(), this.intervalMs)
+    this.idle.watch(poll)
   }
 
   /** Run `fn` in a deferred turn (once, however often asked before it), then send what it queued. */
@@ -68,7 +74,7 @@ export class LacBatcher {
 
   /** A writer that stops: polled no more. */
   forget(poll: IdleLacPoll, fn?: () => void): void {
-    this.idle.delete(poll)
+    this.idle.forget(poll)
     if (fn) this.afterTurn.delete(fn)
   }
 
@@ -96,9 +102,7 @@ export class LacBatcher {
 
   /** Send what is queued and stop the tick (the client closes). */
   close(): void {
-    if (this.tickTimer) this.clock.clearTimeout(this.tickTimer)
-    this.tickTimer = null
-    this.idle.clear()
+    this.idle.stop()
     this.afterTurn.clear()
     this.flush()
   }
@@ -124,18 +128,5 @@ export class LacBatcher {
       this.polling = false
       this.flush()
     })
-  }
-
-  private tick(): void {
-    this.tickTimer = null
-    this.polling = true
-    for (const poll of [...this.idle]) {
-      let again = false
-      try { again = poll() } catch { /* dropped, as above */ }
-      if (!again) this.idle.delete(poll)
-    }
-    this.polling = false
-    this.flush()
-    if (this.idle.size > 0) this.tickTimer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
   }
 }

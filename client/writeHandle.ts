@@ -22,12 +22,13 @@ import { RC, rcName } from '../transport/wire.ts'
 import { summariseContext, watchActor, type InspectSink } from '../transport/inspect.ts'
 import type { ClientMetrics } from './telemetry.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
-import type { Clock, Random, TimerHandle } from '../transport/clock.ts'
+import type { Clock, Random } from '../transport/clock.ts'
 import { ReadHandleImpl, type HandleDeps } from './readHandle.ts'
 import type { WriteHandle } from './api.ts'
 import type { Observable, ObservableInput } from 'rxjs'
 import { appendIterable, appendObservable, type Appended, type ProducerOptions } from './producer.ts'
 import type { LacBatcher } from './lacBatcher.ts'
+import { Ticker } from './ticker.ts'
 
 interface Waiting {
   resolve: (entryId: number) => void
@@ -48,6 +49,11 @@ export interface WriteDeps extends HandleDeps {
   random: Random
   metadata: MetadataStore
   addTimeoutMs: number
+  /**
+   * The client's tick for every writer's add timeouts and re-sends (addWatchInterval(addTimeoutMs));
+   * absent: this writer ticks on its own. Either way a writer is polled only while adds are pending.
+   */
+  addWatch?: Ticker
   maxEntryBytes: number
   /** The smallest entry limit (header and digest included) the ensemble's bookies publish. */
   bookiesMaxEntryBytes?: { bytes: number; bookieId: string } | undefined
@@ -66,7 +72,10 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private flushQueued = false
   private lastProgressAt = 0
   private lastResendAt = 0
-  private timer: TimerHandle | null = null
+  /** Re-sends since the writer last made progress: from the third on, each waits twice as long as the one before. */
+  private resends = 0
+  private readonly addWatch: Ticker
+  private readonly pollTimeouts = (): boolean => this.checkTimeouts()
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
   /** Highest LAC the bookies were told, inside an entry or on its own (eager hint included). */
@@ -84,6 +93,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     super(w, metadata)
     this.revision = revision
     this.bookiesMaxEntryBytes = w.bookiesMaxEntryBytes
+    this.addWatch = w.addWatch ?? new Ticker(w.clock, addWatchInterval(w.addTimeoutMs))
     const seg = this.lastSegment()
     const machine = writerMachine.provide({
       actions: {
@@ -109,6 +119,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
         resolve: (_, p) => {
           this.lac = p.lac
           this.lastProgressAt = this.w.clock.now()
+          this.resends = 0
           const now = performance.now()
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) {
             const w = this.inflight.shift()
@@ -299,8 +310,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     const waiters = this.closeWaiters
     this.closeWaiters = []
     this.w.lacs?.forget(this.pollIdleLac, this.sendEagerLac)
-    if (this.timer) this.w.clock.clearTimeout(this.timer)
-    this.timer = null
+    this.addWatch.forget(this.pollTimeouts)
     if (err === null || this.state !== 'open') this.unregister()
     for (const w of waiters) (err ? w.reject(err) : w.resolve())
   }
@@ -315,27 +325,27 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     }
   }
 
-  /** One coarse timer per writer (not per entry): fails the bookies that hold up the oldest add. */
+  /** Watched by the client's add tick while adds are pending (not a timer per entry, nor per writer). */
   private armTimer(): void {
-    if (this.timer) return
-    const every = Math.max(20, Math.min(250, this.w.addTimeoutMs / 4))
-    const tick = (): void => {
-      this.timer = null
-      if (this.checkTimeouts()) this.timer = this.w.clock.setTimeout(tick, every)
-    }
-    this.timer = this.w.clock.setTimeout(tick, every)
+    this.addWatch.watch(this.pollTimeouts)
   }
 
-  /** Returns whether to keep checking. */
+  /**
+   * At each add tick: re-send what is stalled, fail the bookies that hold up the oldest add past
+   * addTimeoutMs. Returns whether to keep polling: not once nothing is pending (the next send
+   * watches again), so an idle writer costs no tick.
+   */
   private checkTimeouts(): boolean {
     const snap = this.actor.getSnapshot()
     const head = snap.context.pending[0]
-    if (!head) {
-      this.lastProgressAt = this.w.clock.now()
-      return snap.value === 'open' || snap.value === 'closing' || snap.value === 'changingEnsemble'
+    if (!head) return false
+    const now = this.w.clock.now()
+    const stalledMs = now - this.lastProgressAt
+    const resendAfterMs = this.resendAfterMs()
+    if (stalledMs >= resendAfterMs && now - this.lastResendAt >= resendAfterMs * 2 ** Math.max(0, this.resends - 1)) {
+      this.resendUnacked()
+      this.resends++
     }
-    const stalledMs = this.w.clock.now() - this.lastProgressAt
-    if (stalledMs >= this.resendAfterMs() && this.w.clock.now() - this.lastResendAt >= this.resendAfterMs()) this.resendUnacked()
     if (stalledMs < this.w.addTimeoutMs) return true
     if (snap.value === 'changingEnsemble') return true
     snap.context.ensemble.forEach((bookieId, i) => {
@@ -348,10 +358,13 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   }
 
   /**
-   * A stalled writer re-sends this often before it gives up on a bookie at addTimeoutMs: the add
-   * or its ack may have been lost with a NATS server the bookie or this client was connected to,
-   * and a bookie that is merely slow takes the same entry again idempotently (journaled again,
-   * stored under the same key, acknowledged again).
+   * A stalled writer re-sends after this long, again as long after, then twice as long each time
+   * (stalled 1, 2, 4, 8, 16 s with the longest interval), before it
+   * gives up on a bookie at addTimeoutMs: the add or its ack may have been lost with a NATS server
+   * the bookie or this client was connected to, and a bookie that is merely slow takes the same
+   * entry again idempotently (journaled again, stored under the same key, acknowledged again).
+   * Doubling keeps an overloaded bookie from being sent each stalled entry again every second,
+   * which is more load on what is already behind.
    */
   private resendAfterMs(): number {
     return Math.max(20, Math.min(1000, this.w.addTimeoutMs / 4))
@@ -438,4 +451,9 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     this.revision = revision
     this.actor.send({ type: 'metadata.closed' })
   }
+}
+
+/** How often a client's add tick polls its writers with adds pending. */
+export function addWatchInterval(addTimeoutMs: number): number {
+  return Math.max(20, Math.min(250, addTimeoutMs / 4))
 }

@@ -1,0 +1,110 @@
+// The writers' add tick (client/ticker.ts, client/writeHandle.ts checkTimeouts): one timer per
+// client for every writer's add timeouts and re-sends, polling only writers with adds pending, and
+// re-sends that back off. Counted on the simulator's virtual clock (sim/world.ts) with simulated
+// bookies, so the counts do not depend on how loaded the machine is: timers the client arms
+// while its writers are idle (none) and while 50 writers wait on hung bookies (one per tick, not
+// one per writer per tick), and how often a stalled add is re-sent to a bookie that does not
+// answer (1, 2, 4, 8, 16 s after it stalled, not every second).
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { MetadataStore, QuireClientImpl } from '../client/internal.ts'
+import type { Clock } from '../transport/clock.ts'
+import { SimBookie } from '../sim/bookie.ts'
+import { SimKv } from '../sim/kv.ts'
+import { SimTransport } from '../sim/transport.ts'
+import { World } from '../sim/world.ts'
+
+const HEARTBEAT_MS = 50
+const BOOKIES = ['b1', 'b2', 'b3']
+
+interface Sim {
+  world: World
+  client: QuireClientImpl
+  transport: SimTransport
+  /** Timers the client has armed so far (its clock's setTimeout). */
+  timers: () => number
+  /** Drive the world until `p` settles (or `ms` of virtual time pass). */
+  until: <T>(p: Promise<T>, ms?: number) => Promise<T>
+}
+
+async function sim(addTimeoutMs: number): Promise<Sim> {
+  const world = new World(7)
+  world.faults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.05, maxDelayMs: 0.5, stallRate: 0, stallMaxMs: 0 }
+  const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world))
+  const bookies = new Map<string, SimBookie>()
+  let transport: SimTransport | null = null
+  const reply = (_to: string, msg: Parameters<SimTransport['deliver']>[0]): void => world.send('c1', () => transport?.deliver(msg))
+  for (const id of BOOKIES) bookies.set(id, new SimBookie(id, world, reply, { limbo: false, metadata }))
+  const beat = (b: SimBookie): void => {
+    void metadata.putBookie({ bookieId: b.id, state: 'writable', heartbeatAt: world.now(), heartbeatMs: HEARTBEAT_MS, startedAt: 0, host: 'sim', pid: 0 })
+    world.setTimeout(() => beat(b), HEARTBEAT_MS)
+  }
+  for (const b of bookies.values()) beat(b)
+  transport = new SimTransport('c1', world, bookies)
+  let timers = 0
+  const clock: Clock = {
+    now: () => world.now(),
+    setTimeout: (fn, ms) => { timers++; return world.setTimeout(fn, ms) },
+    clearTimeout: (h) => world.clearTimeout(h),
+    defer: (fn) => world.defer(fn),
+  }
+  const client = new QuireClientImpl({ nc: null, bookies: transport, metadata, clock, random: world.random }, { addTimeoutMs })
+  await world.run(3 * HEARTBEAT_MS)
+  const until = async <T>(p: Promise<T>, ms = 60_000): Promise<T> => {
+    let done = false
+    const settled = p.finally(() => { done = true })
+    settled.catch(() => {})
+    const end = world.now() + ms
+    while (!done && world.now() < end) await world.run(world.now() + 5)
+    if (!done) throw new Error(`not settled within ${ms} virtual ms`)
+    return settled
+  }
+  return { world, client, transport, timers: () => timers, until }
+}
+
+test('idle writers arm no timer; 50 writers with adds pending share one tick', async () => {
+  const s = await sim(10_000)
+  const writers = await s.until(Promise.all(Array.from({ length: 50 }, () => s.client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 }))))
+  await s.until(Promise.all(writers.flatMap((w) => [w.append('a'), w.append('b'), w.append('c')])))
+  // The explicit LACs of the last entries go out within an interval or two; then nothing is due.
+  await s.world.run(s.world.now() + 1000)
+  let before = s.timers()
+  await s.world.run(s.world.now() + 10_000)
+  assert.is(s.timers() - before, 0, 'idle writers: no timer (a timer per writer every 250 ms before)')
+
+  // Every bookie hung: each writer has an add pending for 5 s. One tick per 250 ms for all 50.
+  for (const b of BOOKIES) s.world.hang(b)
+  const pending = writers.map((w) => w.append('d'))
+  before = s.timers()
+  await s.world.run(s.world.now() + 5000)
+  const ticks = s.timers() - before
+  assert.ok(ticks <= 5000 / 250 + 2, `50 writers with adds pending armed ${ticks} timers in 5 s (one tick every 250 ms is 20)`)
+  for (const b of BOOKIES) s.world.unhang(b)
+  await s.until(Promise.all(pending))
+})
+
+test('an add stalled on a bookie that does not answer is re-sent 1, 2, 4, 8 and 16 s after it stalled', async () => {
+  const s = await sim(60_000)
+  const w = await s.until(s.client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 }))
+  const md = await s.until(s.client.getLedgerMetadata(w.ledgerId))
+  // Entry 0 goes to positions 0 and 1 of the ensemble; the bookie at position 0 hangs.
+  const hung = md.segments[0]!.ensemble[0]!
+  const sentAt: number[] = []
+  const queueAdd = s.transport.queueAdd.bind(s.transport)
+  s.transport.queueAdd = (bookieId, ...rest) => {
+    if (bookieId === hung) sentAt.push(s.world.now())
+    queueAdd(bookieId, ...rest)
+  }
+  s.world.hang(hung)
+  const start = s.world.now()
+  const added = w.append('x')
+  await s.world.run(start + 20_000)
+  const resentAfter = sentAt.slice(1).map((t) => Math.round((t - start) / 1000))
+  assert.is(sentAt.length, 6, `sent to ${hung} at ${sentAt.map((t) => t - start).join(', ')} ms: once, then 5 re-sends in 20 s (19 before)`)
+  assert.equal(resentAfter, [1, 2, 4, 8, 16])
+  s.world.unhang(hung)
+  assert.is(await s.until(added), 0)
+})
+
+test.run()
