@@ -114,6 +114,15 @@ interface Chunk {
   bytes: Buffer
 }
 
+/** A read-ahead under way. */
+interface PendingChunk {
+  logId: number
+  start: number
+  /** Bytes asked for (the read may return fewer: the end of a log). */
+  want: number
+  bytes: Promise<Buffer>
+}
+
 export interface EntryLogsOptions {
   /** Seal the current log and start a new one past this size. */
   logBytesMax?: number
@@ -131,6 +140,8 @@ export class EntryLogs {
   private folderDirty = false
   private readonly readers = new Map<number, Reader>()
   private chunks: Chunk[] = []
+  /** Read-aheads under way: a record inside one waits for it rather than reading its bytes again. */
+  private readonly pending = new Set<PendingChunk>()
   private readonly logBytesMax: number
   private closed = false
 
@@ -240,13 +251,17 @@ export class EntryLogs {
    */
   async read(loc: EntryLocation, ledgerId: number, entryId: number): Promise<Buffer> {
     const need = RECORD_HEADER_BYTES + loc.length
-    const cached = this.fromCache(loc.logId, loc.offset, need)
-    const record = cached ?? await this.readRecord(loc, need, ledgerId, entryId)
+    // The read-ahead cache, else a read-ahead under way that covers the record, else a read of its
+    // own, found or started before any await: records read together (EntryStore.readEntries)
+    // share read-aheads.
+    const under = this.pendingCovering(loc.logId, loc.offset, need)
+    const shared = this.fromCache(loc.logId, loc.offset, need) ?? (under && await this.fromPending(under, loc.offset, need))
+    const record = shared ?? await this.readRecord(loc, need, ledgerId, entryId)
     const problem = recordProblem(record, loc, ledgerId, entryId)
     if (problem !== null) throw this.damaged(loc, ledgerId, entryId, problem)
     const payload = record.subarray(RECORD_HEADER_BYTES, need)
     // A copy out of a shared chunk, so a caller keeping the entry does not keep the chunk.
-    return cached || record.byteLength > need ? Buffer.from(payload) : payload
+    return shared || record.byteLength > need ? Buffer.from(payload) : payload
   }
 
   /** Remove a log whose entries are all dead or copied elsewhere (compaction). */
@@ -279,12 +294,21 @@ export class EntryLogs {
     this.chunks = []
   }
 
-  private async readRecord(loc: EntryLocation, need: number, ledgerId: number, entryId: number): Promise<Buffer> {
+  /** Reads the record with read-ahead, listed in `pending` (synchronously) until the bytes are in. */
+  private readRecord(loc: EntryLocation, need: number, ledgerId: number, entryId: number): Promise<Buffer> {
+    // Never past the written end of a log being written: bytes beyond may be half written.
+    const stable = this.writing.get(loc.logId)?.size ?? Infinity
+    const want = Math.max(need, Math.min(need < READ_AHEAD_BYTES ? READ_AHEAD_BYTES : 0, stable - loc.offset))
+    const p: PendingChunk = { logId: loc.logId, start: loc.offset, want, bytes: this.readAt(loc, need, want, ledgerId, entryId) }
+    this.pending.add(p)
+    const done = (): void => { this.pending.delete(p) }
+    p.bytes.then(done, done)
+    return p.bytes
+  }
+
+  private async readAt(loc: EntryLocation, need: number, want: number, ledgerId: number, entryId: number): Promise<Buffer> {
     const reader = await this.reader(loc.logId, ledgerId, entryId, loc)
     try {
-      // Never past the written end of a log being written: bytes beyond may be half written.
-      const stable = this.writing.get(loc.logId)?.size ?? Infinity
-      const want = Math.max(need, Math.min(need < READ_AHEAD_BYTES ? READ_AHEAD_BYTES : 0, stable - loc.offset))
       const buf = Buffer.allocUnsafe(want)
       const { bytesRead } = await reader.fh.read(buf, 0, want, loc.offset)
       if (bytesRead < need) {
@@ -345,6 +369,18 @@ export class EntryLogs {
       }
     }
     return null
+  }
+
+  private pendingCovering(logId: number, offset: number, need: number): PendingChunk | null {
+    for (const p of this.pending) if (p.logId === logId && offset >= p.start && offset + need <= p.start + p.want) return p
+    return null
+  }
+
+  /** The record's bytes from a read-ahead under way; null when it failed or came back short (then read on its own). */
+  private async fromPending(p: PendingChunk, offset: number, need: number): Promise<Buffer | null> {
+    const bytes = await p.bytes.catch(() => null)
+    if (bytes === null || offset + need > p.start + bytes.byteLength) return null
+    return bytes.subarray(offset - p.start, offset - p.start + need)
   }
 
   private keepChunk(c: Chunk): void {
