@@ -5,7 +5,9 @@
 // Adds are coalesced per bookie as Kafka's producer batches (linger.ms, batch.size), except that
 // a bookie with nothing in flight and nothing held gets a tick's adds at once, so one add at a
 // time keeps its latency. Otherwise new adds are held and go as one message once they reach
-// `lingerEntries` or `lingerBytes`, or `lingerMs` after the first of them was held. An answer
+// `lingerEntries` or `lingerBytes`, or `lingerMs` after the first of them was held. One timer
+// serves every bookie: when it fires, every bookie's held adds go, in one socket write (a bookie
+// whose adds were held later waits less than lingerMs, never more). An answer
 // does not send them early: with many ledgers each written now and then, answers come after
 // every few adds, and waiting out lingerMs is what turns one message per entry per bookie into
 // one per bookie per lingerMs. A busy single writer fills lingerEntries within a tick or two. The
@@ -148,8 +150,9 @@ export class BookieClient implements BookieTransport, TailTransport {
   private flushQueued = false
   /** Adds sent to each bookie and not yet answered. */
   private readonly inFlight = new Map<string, InFlight>()
-  /** Per bookie holding adds: the timer that sends them at the latest `lingerMs` after they were first held. */
-  private readonly lingering = new Map<string, NodeJS.Timeout>()
+  /** Bookies holding adds, sent at the latest `lingerMs` after the first of them was held by one timer for all. */
+  private readonly lingering = new Set<string>()
+  private lingerTimer: NodeJS.Timeout | null = null
   private readonly coalescing: AddCoalescing
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
@@ -287,7 +290,8 @@ export class BookieClient implements BookieTransport, TailTransport {
       if (this.lingering.has(bookieId)) {
         if (this.full(b)) this.flushBookie(bookieId)
       } else if (!this.full(b) && this.busy(bookieId, now)) {
-        this.lingering.set(bookieId, setTimeout(() => this.flushBookie(bookieId), this.coalescing.lingerMs))
+        this.lingering.add(bookieId)
+        this.lingerTimer ??= setTimeout(this.lingered, this.coalescing.lingerMs)
       } else this.flushBookie(bookieId)
     }
   }
@@ -315,12 +319,19 @@ export class BookieClient implements BookieTransport, TailTransport {
     if (f.entries <= 0) this.inFlight.delete(bookieId)
   }
 
+  /** lingerMs after the first held add: every bookie's held adds go now. */
+  private readonly lingered = (): void => {
+    this.lingerTimer = null
+    for (const bookieId of [...this.lingering]) this.flushBookie(bookieId)
+  }
+
   private flushBookie(bookieId: string): void {
-    const timer = this.lingering.get(bookieId)
-    if (timer !== undefined) {
-      clearTimeout(timer)
-      this.lingering.delete(bookieId)
+    if (this.lingering.delete(bookieId)) {
       this.stats.heldMessages++
+      if (this.lingering.size === 0 && this.lingerTimer !== null) {
+        clearTimeout(this.lingerTimer)
+        this.lingerTimer = null
+      }
     }
     const b = this.out.get(bookieId)
     if (!b) return

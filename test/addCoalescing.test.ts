@@ -166,6 +166,46 @@ unit('held adds go after lingerMs without an answer', async () => {
   await client.close()
 })
 
+unit('bookies holding adds share one linger timer: at lingerMs every held add goes, in the same turn', async () => {
+  const { nc, sent } = scripted()
+  const client = new BookieClient(nc, undefined, { lingerMs: 20 })
+  const realSetTimeout = globalThis.setTimeout
+  let timers = 0
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => { timers++; return realSetTimeout(...args) }) as typeof setTimeout
+  try {
+    // Each bookie gets an add and has it in flight; then adds are held, one bookie a tick.
+    for (const b of ['a', 'b', 'c']) append(client, 1, 0, [b])
+    await tick()
+    assert.is(sent.length, 3)
+    let id = 1
+    for (const b of ['a', 'b', 'c']) {
+      append(client, 2, id++, [b])
+      await tick()
+    }
+    assert.is(sent.length, 3, 'held')
+    assert.is(timers, 1, 'one timer for the three bookies holding adds (one per bookie before)')
+    // Messages recorded in one synchronous run (no microtask checkpoint between them) share a mark.
+    let mark = 0
+    let marking = false
+    const marks: number[] = []
+    const push = sent.push.bind(sent)
+    sent.push = (...items: Sent[]): number => {
+      if (!marking) {
+        marking = true
+        queueMicrotask(() => { marking = false; mark++ })
+      }
+      for (let i = 0; i < items.length; i++) marks.push(mark)
+      return push(...items)
+    }
+    while (sent.length < 6) await new Promise((r) => realSetTimeout(r, 2))
+    assert.equal(sent.slice(3).map((s) => s.bookieId).sort(), ['a', 'b', 'c'])
+    assert.is(new Set(marks).size, 1, 'the three held messages went in one callback, so one socket write')
+  } finally {
+    globalThis.setTimeout = realSetTimeout
+    await client.close()
+  }
+})
+
 unit('adds a bookie never answered stop counting as in flight after a second: its next add goes at once', async () => {
   const { nc, sent } = scripted()
   const client = new BookieClient(nc, undefined, SLOW)
