@@ -15,7 +15,8 @@
 //   actors/integrityCheck.ts) gets IN_LIMBO instead, and so does an unknown ledger while the
 //   bookie is unchecked. Fences on a limbo ledger are journaled and answered as usual;
 // - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds;
-// - writeLac, and writeLacs (many ledgers' explicit LACs, per-item answer): through the actor too.
+// - writeLac, and writeLacs (many ledgers' explicit LACs, per-item answer): through the actor too;
+//   the LACs persisted in one turn are journaled as one record (actors/lacRecords.ts).
 // A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
 // while recovery adds, fences and reads are still served. Garbage collection (actors/gc.ts)
 // deletes the ledgers the metadata no longer names.
@@ -50,6 +51,7 @@ import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
 import { watchActor } from '../transport/inspect.ts'
+import { LacRecords } from './lacRecords.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
 import { bookieMetrics, natsMetrics } from './metrics.ts'
 
@@ -127,6 +129,8 @@ export class Bookie {
   )
   /** The add path: batches per ledger, their journal records, the entry store (actors/bookieAdds.ts). */
   private readonly adds: BookieAdds
+  /** Explicit LACs to persist, one journal record per turn (actors/lacRecords.ts). */
+  readonly lacRecords = new LacRecords((r) => this.storage!.append(r), (err) => { this.disk.writeFailed(err) })
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
   /** Turns the bookie read-only when its disk fills, writable when space returns. */
@@ -550,13 +554,13 @@ export class Bookie {
         },
         'store.put': (_, p) => this.adds.put(ledgerId, p.entries),
         'journal.lac': (_, p) => {
-          // Journaled and synced: replay restores it until the checkpoint writes it to RocksDB
-          // (a LAC per idle writer per interval must not cost a RocksDB write each).
-          void storage.append({ t: 'lac', l: ledgerId, lac: p.lac }).then(() => {
+          // Journaled (with the other LACs of this turn: actors/lacRecords.ts) and synced: replay
+          // restores it until the checkpoint writes it to RocksDB (a LAC per idle writer per
+          // interval must not cost a RocksDB write each).
+          this.lacRecords.queue(ledgerId, p.lac, () => {
             explicitLac = Math.max(explicitLac, p.lac)
-            return persistState('atCheckpoint')
+            void persistState('atCheckpoint')
           })
-            .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'reply.add': (_, p) => this.acks.queue(p.replyTo, ledgerId, p.rc, p.entryIds),
         'reply.lac': (_, p) => this.publish(p.replyTo, {

@@ -261,6 +261,11 @@ export class BookieStorage {
       else if (r.t === 'lac') {
         const s = await stateOf(r.l)
         s.explicitLac = Math.max(s.explicitLac, r.lac)
+      } else if (r.t === 'lacs') {
+        for (let i = 0; i < r.x.length; i += 2) {
+          const s = await stateOf(r.x[i]!)
+          s.explicitLac = Math.max(s.explicitLac, r.x[i + 1]!)
+        }
       }
     }
     if (batch.length > 0) await this.applyReplayed(batch)

@@ -9,6 +9,9 @@
 //   then the n entries' bytes, in that order.
 // Every other record is one msgpack map, as in format 2. 0xc1 is the one byte msgpack never uses,
 // so a record's first byte tells the two apart; format 2 segments (msgpack adds) decode the same.
+// Explicit LACs taken in one turn (a writeLacs frame names many ledgers) are one `lacs` record,
+// `x` the ledger ids and LACs side by side, not one `lac` record each (actors/lacRecords.ts); a
+// version without `lacs` skips such a record on replay (unknown type), losing only those LACs.
 //
 // Every record is built from a frame that passed transport/validate.ts, so it holds what RocksDB
 // asserts (ids in [0, 2^53), LAC -1 or an id, master key bytes, a known digest type).
@@ -26,6 +29,8 @@ export type JournalRecord =
   | { t: 'key'; l: number; k: Uint8Array; d?: string }
   | { t: 'fence'; l: number }
   | { t: 'lac'; l: number; lac: number }
+  /** Explicit LACs of many ledgers: [ledgerId, lac, ledgerId, lac, ...]. */
+  | { t: 'lacs'; x: number[] }
 
 /** First byte of a binary add record: msgpack never uses 0xc1, so no msgpack record opens with it. */
 export const BINARY_ADD_TAG = 0xc1
@@ -112,11 +117,21 @@ function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32BE(at) * 2 ** 32 + buf.readUInt32BE(at + 4)
 }
 
+function lacsProblem(x: unknown): string | null {
+  if (!Array.isArray(x) || x.length === 0 || x.length % 2 !== 0) return 'lacs record without ledger and LAC pairs'
+  for (let i = 0; i < x.length; i += 2) {
+    if (!isId(x[i])) return `lacs record names ledger ${String(x[i])}`
+    if (!isLac(x[i + 1])) return `lacs record has LAC ${String(x[i + 1])} for ledger ${String(x[i])}`
+  }
+  return null
+}
+
 /** Why a decoded record cannot be applied; null when it can. Never throws. */
 export function recordProblem(r: unknown): string | null {
   if (typeof r !== 'object' || r === null) return `record is ${r === null ? 'null' : typeof r}, not a map`
   const f = r as Record<string, unknown>
   if (typeof f.t !== 'string') return 'record without a type'
+  if (f.t === 'lacs') return lacsProblem(f.x)
   if (!isId(f.l)) return `record ${String(f.t)} names ledger ${String(f.l)}`
   switch (f.t) {
     case 'add': {

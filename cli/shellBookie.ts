@@ -113,6 +113,7 @@ export async function* readJournalLines(dataDir: string): AsyncGenerator<Journal
         }
       } else if (r.t === 'key') yield { ...at, type: 'key', ledgerId: r.l, ...(r.d ? { digestType: r.d } : {}) }
       else if (r.t === 'lac') yield { ...at, type: 'lac', ledgerId: r.l, lac: r.lac }
+      else if (r.t === 'lacs') for (let i = 0; i < r.x.length; i += 2) yield { ...at, type: 'lac', ledgerId: r.x[i]!, lac: r.x[i + 1]! }
       else yield { ...at, type: String((r as { t: unknown }).t), ledgerId: (r as { l: number }).l }
     }
   } finally {

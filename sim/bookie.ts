@@ -176,7 +176,7 @@ export class SimBookie {
       void this.store.putEntries(r.e.map((data) => ({ ledgerId: r.l, entryId: readEntryHeader(data).entryId, data })))
       return
     }
-    if (r.t === 'lac') return
+    if (r.t === 'lac' || r.t === 'lacs') return
     const s = this.stateOf(r.l)
     if (r.t === 'key') {
       s.masterKey = r.k

@@ -160,7 +160,7 @@ unit('a failed journal takes appends again after a rotation, and its torn tail n
     // Replay reads both segments, the failed one cut back to its last synced record: left as it
     // was, its garbage before a newer segment's records would be CORRUPT_JOURNAL.
     const records: number[] = []
-    for await (const { record } of replayJournal(path.join(dir, 'journal'), null)) records.push(decodeRecord(record).l)
+    for await (const { record } of replayJournal(path.join(dir, 'journal'), null)) records.push((decodeRecord(record) as { l: number }).l)
     assert.equal(records, [1, 3])
     await storage.close()
     storage = await BookieStorage.open(dir)
@@ -204,7 +204,7 @@ unit('a journal that fails while a rotation waits for its appends is cut back to
     await rotated
     await storage.append({ t: 'fence', l: 3 })
     const records: number[] = []
-    for await (const { record } of replayJournal(path.join(dir, 'journal'), null)) records.push(decodeRecord(record).l)
+    for await (const { record } of replayJournal(path.join(dir, 'journal'), null)) records.push((decodeRecord(record) as { l: number }).l)
     assert.equal(records, [1, 3])
   } finally {
     await storage?.close().catch(() => {})
