@@ -10,6 +10,8 @@
 // (an older client, which reads msgpack only) gets msgpack ones. The clients known to read binary
 // are remembered up to BINARY_CLIENTS_MAX, the oldest forgotten first: a forgotten one gets msgpack
 // acks, which every client reads.
+// Per client, the answers of a turn are kept as the message's own records ([ledger, rc, ids]),
+// found again by ledger id, so queueing and flushing build no keys and copy no id lists.
 
 import { encodeAckFrame } from '../transport/addFrame.ts'
 import type { AddAck, WireMessage } from '../transport/wire.ts'
@@ -17,18 +19,26 @@ import { bookieMetrics } from './metrics.ts'
 
 export const BINARY_CLIENTS_MAX = 10_000
 
+type AckRecord = AddAck['acks'][number]
+
+/** One client's answers of this turn: the records in the order first queued, and by ledger. */
+interface ClientAcks { records: AckRecord[]; byLedger: Map<number, AckRecord[]> }
+
 export class AddAcks {
   /** Reply subjects that sent binary add frames, oldest first. */
   private readonly binaryClients = new Set<string>()
-  /** By client reply subject, then by `${ledgerId}:${rc}`: the entry ids answered so. */
-  private readonly byClient = new Map<string, Map<string, number[]>>()
+  /** By client reply subject: what this turn answers. */
+  private readonly byClient = new Map<string, ClientAcks>()
+  private readonly bookieIdBytes: Buffer
   private queued = false
 
   constructor(
     private readonly bookieId: string,
     private readonly publish: (subject: string, msg: WireMessage) => void,
     private readonly publishBytes?: (subject: string, frame: Uint8Array) => void,
-  ) {}
+  ) {
+    this.bookieIdBytes = Buffer.from(bookieId)
+  }
 
   /** `replyTo` sent a binary add frame: it reads binary acks. */
   speaksBinary(replyTo: string): void {
@@ -37,14 +47,21 @@ export class AddAcks {
     this.binaryClients.add(replyTo)
   }
 
-  queue(replyTo: string, ledgerId: number, rc: number, entryIds: readonly number[]): void {
+  /** Answer `entryIds` with `rc`; the list is kept (and may grow) until the flush: pass a fresh one. */
+  queue(replyTo: string, ledgerId: number, rc: number, entryIds: number[]): void {
     bookieMetrics.addAnswered(rc, entryIds.length)
     let acks = this.byClient.get(replyTo)
-    if (!acks) this.byClient.set(replyTo, (acks = new Map()))
-    const k = `${ledgerId}:${rc}`
-    const list = acks.get(k)
-    if (list) list.push(...entryIds)
-    else acks.set(k, [...entryIds])
+    if (!acks) this.byClient.set(replyTo, (acks = { records: [], byLedger: new Map() }))
+    const ofLedger = acks.byLedger.get(ledgerId)
+    let record: AckRecord | undefined
+    if (ofLedger) for (const r of ofLedger) if (r[1] === rc) record = r
+    if (record) for (const id of entryIds) record[2].push(id)
+    else {
+      record = [ledgerId, rc, entryIds]
+      acks.records.push(record)
+      if (ofLedger) ofLedger.push(record)
+      else acks.byLedger.set(ledgerId, [record])
+    }
     if (!this.queued) {
       this.queued = true
       setImmediate(() => this.flush())
@@ -54,13 +71,8 @@ export class AddAcks {
   /** Send everything queued now (also when the bookie stops). */
   flush(): void {
     this.queued = false
-    for (const [replyTo, acks] of this.byClient) {
-      const out: AddAck['acks'] = []
-      for (const [k, ids] of acks) {
-        const [l, rc] = k.split(':').map(Number)
-        out.push([l!, rc!, ids])
-      }
-      const frame = this.publishBytes && this.binaryClients.has(replyTo) ? encodeAckFrame(this.bookieId, out) : null
+    for (const [replyTo, { records: out }] of this.byClient) {
+      const frame = this.publishBytes && this.binaryClients.has(replyTo) ? encodeAckFrame(this.bookieIdBytes, out) : null
       if (frame) this.publishBytes!(replyTo, frame)
       else this.publish(replyTo, { op: 'addAck', bookieId: this.bookieId, acks: out })
     }

@@ -7,8 +7,8 @@
 // - add (actors/bookieAdds.ts): each ledger group joins that ledger's open batch of adds, and the
 //   batch goes to the ledger's actor as one event, in arrival order with the ledger's fences and
 //   LAC reads; its rules decide the whole batch at once, the accepted adds are journaled as one
-//   record, and only after the journal's sync are they acknowledged, one addAck message per client per journal
-//   group commit (acks gathered in the sync callbacks, flushed in a microtask after them);
+//   record, and only after the journal's sync are they acknowledged, one addAck message per client
+//   per event-loop turn (actors/addAcks.ts);
 // - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only, and only
 //   for what it can vouch for: a ledger in limbo (after an unclean stop or on a wiped disk; see
@@ -552,7 +552,7 @@ export class Bookie {
             (err: unknown) => { this.disk.writeFailed(err) },
           )
         },
-        'store.put': (_, p) => this.adds.put(ledgerId, p.entries),
+        'store.put': (_, p) => this.adds.put(p.entries),
         'journal.lac': (_, p) => {
           // Journaled (with the other LACs of this turn: actors/lacRecords.ts) and synced: replay
           // restores it until the checkpoint writes it to RocksDB (a LAC per idle writer per

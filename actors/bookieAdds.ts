@@ -14,10 +14,15 @@
 //   that arrived before it;
 // - `inflight` counts batches waiting for their actor and records waiting for their sync, so a
 //   draining bookie waits for every add it took.
+// Per entry the path allocates one object (a HeldEntry: the machine's BookieEntry and the entry
+// store's StoredEntry at once, so the write cache and the entry store take it as it is) besides
+// the entry's view of its frame; per add request one object (a HeldAdd, carrying its arrival
+// time for the latency metric).
 
 import type { ActorRefFrom } from 'xstate'
 import type { BookieAdd, BookieEntry, bookieLedgerMachine } from '../machines/bookieLedger.ts'
-import { readEntryHeader } from '../transport/entry.ts'
+import type { StoredEntry } from '../storage/types.ts'
+import { readU64 } from '../transport/entry.ts'
 import { RC, type AddRequest } from '../transport/wire.ts'
 import type { AddAcks } from './addAcks.ts'
 import type { BookieStorage } from './bookieStorage.ts'
@@ -30,7 +35,15 @@ export type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
  * record holds a batch, and records stay well under the journal's RECORD_BYTES_MAX.
  */
 const ADD_BATCH_BYTES_MAX = 8 * 1024 * 1024
-const entryBytes = (add: BookieAdd): number => add.entries.reduce((n, e) => n + e.data.byteLength, 0)
+
+/** An entry as onAdd makes it: what the ledger machine decides on and what the entry store takes. */
+interface HeldEntry extends BookieEntry, StoredEntry {}
+/** An add request's entries as onAdd makes them, with their arrival (performance.now()). */
+interface HeldAdd extends BookieAdd {
+  readonly entries: readonly HeldEntry[]
+  readonly arrivedAt: number
+  readonly bytes: number
+}
 
 /** What the add path needs of its bookie. */
 export interface AddHost {
@@ -49,8 +62,6 @@ export interface AddHost {
 export class BookieAdds {
   /** Batches waiting for their ledger's actor, and journal records waiting for their sync. */
   inflight = 0
-  /** Arrival (performance.now()) of each add request's entries, for the add latency metric. */
-  private readonly arrivals = new WeakMap<readonly BookieEntry[], number>()
   /** Per ledger, the batch of adds still open to more (see queue). */
   private readonly open = new Map<number, { adds: BookieAdd[]; bytes: number }>()
 
@@ -62,23 +73,29 @@ export class BookieAdds {
     const writable = host.writable()
     const arrivedAt = performance.now()
     for (const g of req.groups) {
-      const entries: BookieEntry[] = []
-      const refused: number[] = []
-      // Validated (transport/validate.ts): every header names this ledger and valid ids.
+      const ledgerId = g.ledgerId
+      const entries: HeldEntry[] = []
+      let refused: number[] | null = null
+      let bytes = 0
+      // Validated (transport/validate.ts): every header names this ledger and valid ids; the
+      // header holds the entry id at byte 8 and the LAC + 1 at byte 16 (transport/entry.ts).
       for (const data of g.entries) {
-        const h = readEntryHeader(data)
-        if (data.byteLength > max) refused.push(h.entryId)
-        else entries.push({ entryId: h.entryId, lac: h.lac, data })
+        const entryId = readU64(data, 8)
+        if (data.byteLength > max) (refused ??= []).push(entryId)
+        else {
+          entries.push({ ledgerId, entryId, lac: readU64(data, 16) - 1, data })
+          bytes += data.byteLength
+        }
       }
-      if (refused.length > 0) host.acks.queue(replyTo, g.ledgerId, RC.TOO_LARGE, refused)
+      if (refused !== null) host.acks.queue(replyTo, ledgerId, RC.TOO_LARGE, refused)
       if (entries.length === 0) continue
       if (!writable && !g.recovery) {
-        host.acks.queue(replyTo, g.ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
+        host.acks.queue(replyTo, ledgerId, RC.READ_ONLY, entries.map((e) => e.entryId))
         continue
       }
       host.stats.adds += entries.length
-      this.arrivals.set(entries, arrivedAt)
-      this.queue(g.ledgerId, { replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries })
+      const add: HeldAdd = { replyTo, masterKey: g.masterKey, digestType: g.digestType, recovery: g.recovery, entries, arrivedAt, bytes }
+      this.queue(ledgerId, add)
     }
   }
 
@@ -90,26 +107,28 @@ export class BookieAdds {
    * every request in arrival order, as when each add was an event of its own, and a fence is
    * never overtaken by an add that came after it, nor overtakes one that came before.
    */
-  private queue(ledgerId: number, add: BookieAdd): void {
+  private queue(ledgerId: number, add: HeldAdd): void {
     const open = this.open.get(ledgerId)
     if (open && open.bytes < ADD_BATCH_BYTES_MAX) {
       open.adds.push(add)
-      open.bytes += entryBytes(add)
+      open.bytes += add.bytes
       return
     }
-    const batch = { adds: [add], bytes: entryBytes(add) }
+    const batch = { adds: [add], bytes: add.bytes }
     this.open.set(ledgerId, batch)
     this.inflight++
     this.host.ledger(ledgerId).then(
       (a) => {
+        this.inflight--
         this.closeBatch(ledgerId, batch)
         a!.send({ type: 'adds', adds: batch.adds })
       },
       () => {
+        this.inflight--
         this.closeBatch(ledgerId, batch)
         for (const x of batch.adds) this.host.acks.queue(x.replyTo, ledgerId, RC.ERROR, x.entries.map((e) => e.entryId))
       },
-    ).finally(() => { this.inflight-- })
+    )
   }
 
   /** Later adds for the ledger start a new batch (behind whatever request took a place now). */
@@ -128,19 +147,22 @@ export class BookieAdds {
     for (const a of adds) for (const e of a.entries) data.push(e.data)
     this.host.storage().append({ t: 'add', l: ledgerId, e: data }).then(
       () => {
+        this.inflight--
         const now = performance.now()
-        for (const a of adds) bookieMetrics.addAcked(this.arrivals.get(a.entries) ?? now, now)
+        // Every add reaching the machine was made by onAdd.
+        for (const a of adds) bookieMetrics.addAcked((a as HeldAdd).arrivedAt, now)
         actor.send({ type: 'journal.synced', adds })
       },
       (err) => {
+        this.inflight--
         const rc = this.host.writeFailed(err) ? RC.READ_ONLY : RC.ERROR
         for (const a of adds) this.host.acks.queue(a.replyTo, ledgerId, rc, a.entries.map((e) => e.entryId))
       },
-    ).finally(() => { this.inflight-- })
+    )
   }
 
-  /** The ledger actor's `store.put`: the synced entries into the entry store. */
-  put(ledgerId: number, entries: readonly BookieEntry[]): void {
-    this.host.storage().putEntries(entries.map((e) => ({ ledgerId, entryId: e.entryId, data: e.data })))
+  /** The ledger actor's `store.put`: the synced entries into the entry store, as onAdd made them. */
+  put(entries: readonly BookieEntry[]): void {
+    this.host.storage().putEntries(entries as readonly HeldEntry[])
   }
 }

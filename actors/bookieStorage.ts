@@ -355,18 +355,30 @@ export class BookieStorage {
    * Append a record; resolves once it is on disk. An add's entries are written from the buffers
    * given (no copy): they must not change until then (the write cache keeps them as they are).
    */
-  async append(r: JournalRecord): Promise<void> {
-    while (this.rotating) await this.rotating
-    const j = this.requireJournal()
-    this.journalInFlight++
+  append(r: JournalRecord): Promise<void> {
+    // One reaction per record on the add path (no async function's own promise and await).
+    if (this.rotating) return this.rotating.then(() => this.append(r))
+    let j: FileJournal
+    let parts: Uint8Array[]
     try {
-      await j.append(encodeRecordParts(r))
+      j = this.requireJournal()
+      parts = encodeRecordParts(r)
     } catch (err) {
-      if (j === this.journal) this.journalError ??= err instanceof Error ? err : new Error(String(err))
-      throw err
-    } finally {
-      if (--this.journalInFlight === 0 && this.journalIdle) this.journalIdle()
+      return Promise.reject(err)
     }
+    this.journalInFlight++
+    return j.append(parts).then(
+      () => { this.appendSettled() },
+      (err: unknown) => {
+        if (j === this.journal) this.journalError ??= err instanceof Error ? err : new Error(String(err))
+        this.appendSettled()
+        throw err
+      },
+    )
+  }
+
+  private appendSettled(): void {
+    if (--this.journalInFlight === 0 && this.journalIdle) this.journalIdle()
   }
 
   /** After sync: make entries readable now, and queue them for the entry store (see PUT_DELAY_MS). */

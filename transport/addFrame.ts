@@ -225,9 +225,12 @@ function readGroup(data: Uint8Array, at: number, end: number, index: number): { 
 
 // --- acks -----------------------------------------------------------------------------------
 
-/** Ack frame for `acks`; null when the bookie id does not fit its length byte (then msgpack). */
-export function encodeAckFrame(bookieId: string, acks: ReadonlyArray<readonly [number, number, readonly number[]]>): Buffer | null {
-  const id = Buffer.from(bookieId)
+/**
+ * Ack frame for `acks`; null when the bookie id does not fit its length byte (then msgpack). A
+ * bookie passes its id as UTF-8 bytes made once.
+ */
+export function encodeAckFrame(bookieId: string | Uint8Array, acks: ReadonlyArray<readonly [number, number, readonly number[]]>): Buffer | null {
+  const id = typeof bookieId === 'string' ? Buffer.from(bookieId) : bookieId
   if (id.byteLength < 1 || id.byteLength > BOOKIE_ID_BYTES_MAX) return null
   const runs = acks.map(([, , ids]) => runsOf(ids))
   let bytes = ACK_HEADER_BYTES + id.byteLength
