@@ -67,6 +67,8 @@ export class ReadHandleImpl implements ReadHandle {
   protected lac: number
   /** Highest LAC read replies carried (kept apart: readUnconfirmed lends `lac` a higher value for a while). */
   private learned = -1
+  /** Told each higher LAC a read reply carries, as it arrives (tailing readers: client/tail.ts). */
+  private readonly lacWatchers = new Set<(lac: number) => void>()
   /** Bookies slow or failing lately: asked last (client/slowBookies.ts). */
   private readonly health: SlowBookies
   private readonly timers: Pick<Clock, 'setTimeout' | 'clearTimeout'>
@@ -123,7 +125,16 @@ export class ReadHandleImpl implements ReadHandle {
   private learnLac(lac: number | undefined): void {
     if (lac === undefined || this.md.state === 'CLOSED') return
     if (lac > this.learned) this.learned = lac
-    if (lac > this.lac) this.lac = lac
+    if (lac > this.lac) {
+      this.lac = lac
+      for (const w of this.lacWatchers) w(lac)
+    }
+  }
+
+  /** Calls `fn` with each higher LAC a read reply brings, until the returned function is called. */
+  private watchLac(fn: (lac: number) => void): () => void {
+    this.lacWatchers.add(fn)
+    return () => { this.lacWatchers.delete(fn) }
   }
 
   /**
@@ -403,7 +414,7 @@ export class ReadHandleImpl implements ReadHandle {
    * the next batch only when the consumer has taken the previous one.
    */
   entries(opts: TailOptions = {}): AsyncIterableIterator<LedgerEntry> {
-    return tailEntries(this, opts, this.deps.inspect ?? null, this.deps.metrics ?? NO_CLIENT_METRICS)
+    return tailEntries(this, opts, this.deps.inspect ?? null, this.deps.metrics ?? NO_CLIENT_METRICS, (fn) => this.watchLac(fn))
   }
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */

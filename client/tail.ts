@@ -2,8 +2,10 @@
 // iterator. Memory is bounded by a few batches: up to two reads are in flight while the consumer
 // works through a batch (read-ahead), and a completed read is reported to the machine (which may
 // then ask for the next) only once the consumer is within a batch. Reads complete in the order
-// they were asked for: each waits for the one before it. Stopping (return()) ends the machine
-// and cancels its long poll, here and at the bookies that parked it.
+// they were asked for: each waits for the one before it. A LAC a read reply brings is passed to
+// the machine as it arrives (once per microtask, the highest), so a free slot need not wait for
+// the whole read. Stopping (return()) ends the machine and cancels its long poll, here and at the
+// bookies that parked it.
 
 import { createActor } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
@@ -35,7 +37,10 @@ function classify(err: unknown): TailEvent {
 /** Tails in this process, for a unique inspection id (`<ledgerId>.<pid>.<n>`). */
 let tailsStarted = 0
 
-export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null, metrics: ClientMetrics): AsyncIterableIterator<LedgerEntry> {
+/** Subscribes to the LACs read replies bring (ReadHandleImpl); returns the unsubscribe. */
+export type WatchLac = (fn: (lac: number) => void) => () => void
+
+export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null, metrics: ClientMetrics, watchLac?: WatchLac): AsyncIterableIterator<LedgerEntry> {
   const buffer: LedgerEntry[] = []
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
@@ -107,9 +112,18 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
       closed: md.state === 'CLOSED', lastEntryId: md.lastEntryId,
     },
   })
+  /** The highest LAC read replies brought since the last one passed on; -1 when none waits. */
+  let learned = -1
+  const passLearned = (): void => {
+    const lac = learned
+    learned = -1
+    if (!finished) actor.send({ type: 'lac.learned', lac })
+  }
+  let unwatch = (): void => {}
   actor.subscribe((snap) => {
     if (snap.status !== 'done') return
     finished = true
+    unwatch()
     stopped.abort()
     if (snap.value === 'failed' && snap.context.error) {
       failure = new QuireError(snap.context.error.code as never, snap.context.error.message, { ledgerId: handle.ledgerId })
@@ -154,6 +168,12 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
         // Watched from its start: a tail never started would stay in the inspection beacon.
         watchActor(actor, inspect, 'reader', `${handle.ledgerId}.${process.pid}.${++tailsStarted}`)
         actor.start()
+        if (watchLac && !finished) {
+          unwatch = watchLac((lac) => {
+            if (learned < 0) queueMicrotask(passLearned)
+            learned = Math.max(learned, lac)
+          })
+        }
       }
       return new Promise((resolve, reject) => {
         waiting = { resolve, reject }
@@ -163,6 +183,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
     async return() {
       if (!finished) actor.send({ type: 'stop' })
       finished = true
+      unwatch()
       buffer.length = 0
       actor.stop()
       stopped.abort()

@@ -11,7 +11,14 @@
 // poll after every batch doubled the round trips and left a reader at 10,000 entries/s seconds
 // behind, never catching up). A reader more than a batch behind keeps two reads in flight
 // (READS_IN_FLIGHT), so a slow round trip (100-300 ms on a loaded machine) is paid once per two
-// batches; the binding delivers their entries in the order they were asked for.
+// batches; the binding delivers their entries in the order they were asked for. A read asks
+// several bookies, whose replies come back one by one: a LAC at least EARLY_READ_MIN_FRACTION of
+// a batch past what is asked for (`lac.learned`) fills a free slot at once, rather than when the
+// whole read is done. Otherwise a reader that fell less than a batch behind (a stall, a start)
+// asked for what it knew, learned the next LAC only at the end of that read, and so read one
+// batch at a time: on a loaded machine the writer appended more during each read than the read
+// brought, and the reader stayed behind. Less than that: the reader is keeping up, and one read at
+// a time costs fewer messages.
 //
 // Invariants: entries are delivered in order, each exactly once (`next` only moves forward, by
 // what was delivered; `ahead` is where the next read starts, at most READS_IN_FLIGHT reads past
@@ -51,6 +58,8 @@ export interface TailContext extends TailInput {
 export const TAIL_RETRIES_MAX = 40
 /** Batch reads out at once while behind. */
 export const READS_IN_FLIGHT = 2
+/** A LAC learned while a read is out sends the next read at once when it confirms this much of a batch more. */
+export const EARLY_READ_MIN_FRACTION = 1 / 4
 export const TAIL_RETRY_DELAY_MS = 250
 export const TAIL_RETRY_DELAY_MAX_MS = 2000
 
@@ -64,6 +73,8 @@ export type TailEvent =
    * `lac`: the highest LAC its replies carried (a bookie's, so confirmed).
    */
   | { type: 'read.done'; count: number; lac?: number }
+  /** A LAC a read reply carried while reads are out (a bookie's, so confirmed). */
+  | { type: 'lac.learned'; lac: number }
   /** A long poll's answer; `delivered` is 1 when it brought entry `next` (= `lac`) and the binding passed it on. */
   | { type: 'lac'; lac: number; delivered: number }
   | { type: 'poll.timeout' }
@@ -138,8 +149,17 @@ export const tailMachine = tailSetup.createMachine({
       always: { target: 'deciding' },
     },
     reading: {
-      // Reads are out (and no slot free, or nothing more to ask for): wait for the oldest.
+      // Reads are out (and no slot free, or nothing more to ask for): wait for the oldest, or for
+      // a reply that carries a LAC past what is asked for.
       on: {
+        'lac.learned': [
+          {
+            guard: ({ context, event }) => event.lac - context.ahead + 1 >= Math.ceil(context.batch * EARLY_READ_MIN_FRACTION),
+            target: 'deciding',
+            actions: assign({ lac: ({ context, event }) => Math.max(context.lac, event.lac) }),
+          },
+          { actions: assign({ lac: ({ context, event }) => Math.max(context.lac, event.lac) }) },
+        ],
         'read.done': {
           target: 'deciding',
           actions: assign({

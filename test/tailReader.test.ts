@@ -44,6 +44,34 @@ test('more than a batch behind: two reads in flight, no third until the oldest i
   assert.is(after.snap.context.next, 4)
 })
 
+test('a LAC a reply brings while a read is out fills the free slot at once, never past it; no third read', () => {
+  // Less than a batch behind: the first read asks for all it knows, the slot beside it is free.
+  const learned: TailEvent[] = [{ type: 'lac.learned', lac: 6 }, { type: 'lac.learned', lac: 5 }, { type: 'lac.learned', lac: 12 }]
+  const r = run({ ...open, lac: 2 }, learned)
+  // Before the first read is done (without lac.learned, only [0, 2] was out until then).
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 2], [3, 6]])
+  assert.equal([r.snap.value, r.snap.context.lac, r.snap.context.inFlight, r.snap.context.ahead], ['reading', 12, 2, 7])
+  const after = run({ ...open, lac: 2 }, [...learned, { type: 'read.done', count: 3, lac: 12 }])
+  assert.equal(after.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 2], [3, 6], [7, 10]])
+  assert.equal(after.actions.filter((a) => a.type === 'longPoll'), [], 'no long poll while reading')
+})
+
+test('a LAC learned mid-read that confirms less than a quarter batch more waits for the read to be done', () => {
+  const r = run({ ...open, lac: 2, batch: 100 }, [{ type: 'lac.learned', lac: 26 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 2]])
+  assert.is(r.snap.context.lac, 26, 'kept for the next read')
+  const more = run({ ...open, lac: 2, batch: 100 }, [{ type: 'lac.learned', lac: 26 }, { type: 'lac.learned', lac: 27 }])
+  assert.equal(more.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 2], [3, 27]])
+  const done = run({ ...open, lac: 2, batch: 100 }, [{ type: 'lac.learned', lac: 26 }, { type: 'read.done', count: 3 }])
+  assert.equal(done.actions.filter((a) => a.type === 'readBatch').map((a) => [a.params.first, a.params.last]), [[0, 2], [3, 26]])
+})
+
+test('a LAC learned with nothing to read beside it changes nothing but the LAC', () => {
+  const r = run({ ...open, lac: 20 }, [{ type: 'lac.learned', lac: 30 }])
+  assert.equal(r.actions.filter((a) => a.type === 'readBatch').length, 2, 'both slots were taken already')
+  assert.is(r.snap.context.lac, 30)
+})
+
 test('a failed read drops the reads in flight: the next try asks again from the next entry to deliver', () => {
   const r = run({ ...open, lac: 20 }, [{ type: 'read.done', count: 4 }, { type: 'transient', code: 'TIMEOUT', message: 'x' }])
   assert.is(r.snap.value, 'backoff')
