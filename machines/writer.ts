@@ -110,6 +110,26 @@ function targets(ctx: WriterContext, p: PendingEntry, indices: ReadonlySet<numbe
     .map((i) => ctx.ensemble[i]!)
 }
 
+/**
+ * What an acks event makes of the context: its acks recorded and, unless `hold`, the LAC moved
+ * over what completed. A pure function of its arguments; the last answer is kept, because one
+ * transition asks it up to three times (its guard, the resolve params, the assign) with the same
+ * context and event objects.
+ */
+function afterAcks(ctx: WriterContext, e: WriterEvent, hold: boolean): Partial<WriterContext> {
+  const last = lastAcks
+  if (last !== null && last.ctx === ctx && last.e === e && last.hold === hold) return last.out
+  const index = e.type === 'acks' ? ctx.ensemble.indexOf(e.bookieId) : -1
+  let out: Partial<WriterContext> = {}
+  if (index >= 0 && e.type === 'acks') {
+    const pending = recordAcks(ctx, index, e.entryIds)
+    out = hold ? { pending } : complete(ctx, pending)
+  }
+  lastAcks = { ctx, e, hold, out }
+  return out
+}
+let lastAcks: { ctx: WriterContext; e: WriterEvent; hold: boolean; out: Partial<WriterContext> } | null = null
+
 const writerSetup = setup({
   types: {} as { context: WriterContext; events: WriterEvent; input: WriterInput },
   actions: {
@@ -124,47 +144,84 @@ const writerSetup = setup({
     closeRequested: ({ context }) => context.closeRequested,
     inEnsemble: ({ context, event }) => event.type === 'bookie.failed' && context.ensemble.includes(event.bookieId),
     stillFailed: ({ context }) => context.failed.length > 0,
+    /** The acks complete the oldest pending entry (so the LAC moves). */
+    acksComplete: ({ context, event }) => (afterAcks(context, event, false).lac ?? context.lac) > context.lac,
   },
 })
 
-/** New entries get ids; they are sent at once unless `hold` (an ensemble change is in flight). */
-function assignIds(hold: boolean) {
-  return writerSetup.enqueueActions(({ context, event, enqueue }) => {
-    if (event.type !== 'append') return
-    const { ensembleSize: e, writeQuorum: w } = context.quorum
-    const added: PendingEntry[] = []
-    let id = context.lastAddPushed
-    let length = context.pushedLength
-    for (const payload of event.payloads) {
-      id++
-      length += payload.byteLength
-      added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, e, w), ackedMask: NO_INDICES, sent: !hold })
-    }
-    enqueue.assign({ lastAddPushed: id, pushedLength: length, pending: [...context.pending, ...added] })
-    if (!hold) {
-      const next = { ...context, pending: added }
-      enqueue({ type: 'send', params: { lac: context.lac, entries: added.map((p) => ({ ...p, bookies: targets(next, p, null) })) } })
-    }
-  })
+/**
+ * The entries an append event adds to `pending` (sent unless `hold`: an ensemble change is in
+ * flight). Pure; the last answer is kept, as for afterAcks (asked by the send params and the assign).
+ */
+function appended(ctx: WriterContext, e: WriterEvent, hold: boolean): PendingEntry[] {
+  const last = lastAppended
+  if (last !== null && last.ctx === ctx && last.e === e && last.hold === hold) return last.out
+  const out = newEntries(ctx, e, hold)
+  lastAppended = { ctx, e, hold, out }
+  return out
+}
+let lastAppended: { ctx: WriterContext; e: WriterEvent; hold: boolean; out: PendingEntry[] } | null = null
+
+function newEntries(ctx: WriterContext, e: WriterEvent, hold: boolean): PendingEntry[] {
+  if (e.type !== 'append') return []
+  const { ensembleSize: size, writeQuorum: w } = ctx.quorum
+  const added: PendingEntry[] = []
+  let id = ctx.lastAddPushed
+  let length = ctx.pushedLength
+  for (const payload of e.payloads) {
+    id++
+    length += payload.byteLength
+    added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, size, w), ackedMask: NO_INDICES, sent: !hold })
+  }
+  return added
 }
 
-/** Record acks and, unless `hold`, resolve whatever completed. */
-function onAcks(hold: boolean) {
-  return writerSetup.enqueueActions(({ context, event, enqueue }) => {
-    if (event.type !== 'acks') return
-    const index = context.ensemble.indexOf(event.bookieId)
-    if (index < 0) return
-    const pending = recordAcks(context, index, event.entryIds)
-    if (hold) {
-      enqueue.assign({ pending })
-      return
-    }
-    const next = complete(context, pending)
-    enqueue.assign(next)
-    if (next.lac > context.lac) {
-      enqueue({ type: 'resolve', params: { firstEntryId: context.lac + 1, lastEntryId: next.lac, lac: next.lac } })
-    }
+/**
+ * New entries get ids; they are sent at once unless `hold` (an ensemble change is in flight). A
+ * plain assign (and the send before it, which sees the context the ids start from) rather than
+ * enqueueActions, which costs about as much again as the rest of the transition.
+ */
+function assignIds(hold: boolean) {
+  const assign = writerSetup.assign(({ context, event }) => {
+    const added = appended(context, event, hold)
+    const last = added[added.length - 1]
+    if (!last) return {}
+    return { lastAddPushed: last.entryId, pushedLength: last.ledgerLength, pending: [...context.pending, ...added] }
   })
+  if (hold) return [assign]
+  const send = {
+    type: 'send' as const,
+    params: ({ context, event }: { context: WriterContext; event: WriterEvent }): SendParams => {
+      const added = appended(context, event, false)
+      const next = { ...context, pending: added }
+      return { lac: context.lac, entries: added.map((p) => ({ ...p, bookies: targets(next, p, null) })) }
+    },
+  }
+  return [send, assign]
+}
+
+/**
+ * Record acks and, unless `hold`, resolve whatever completed. Guarded transitions with plain
+ * assigns rather than one enqueueActions: the acks event is the most frequent (one per bookie per
+ * ack message), and enqueueActions costs about as much again as the rest of its transition.
+ */
+function onAcks(hold: boolean) {
+  const record = writerSetup.assign(({ context, event }) => afterAcks(context, event, hold))
+  if (hold) return { actions: record }
+  return [
+    {
+      guard: 'acksComplete' as const,
+      actions: [
+        // Before the assign: its params see the LAC the entries resolve from.
+        { type: 'resolve' as const, params: ({ context, event }: { context: WriterContext; event: WriterEvent }): ResolveParams => {
+          const lac = afterAcks(context, event, false).lac!
+          return { firstEntryId: context.lac + 1, lastEntryId: lac, lac }
+        } },
+        record,
+      ],
+    },
+    { actions: record },
+  ]
 }
 
 const addFailed = writerSetup.assign({
@@ -232,7 +289,7 @@ export const writerMachine = writerSetup.createMachine({
     open: {
       on: {
         append: { actions: assignIds(false) },
-        acks: { actions: onAcks(false) },
+        acks: onAcks(false),
         'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
         unauthorized: {
           target: 'failed',
@@ -252,7 +309,7 @@ export const writerMachine = writerSetup.createMachine({
           { guard: 'closeRequested', actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
           { actions: assignIds(true) },
         ],
-        acks: { actions: onAcks(true) },
+        acks: onAcks(true),
         'bookie.failed': { guard: 'inEnsemble', actions: addFailed },
         close: { actions: writerSetup.assign({ closeRequested: true }) },
         'ensemble.changed': [
@@ -271,7 +328,7 @@ export const writerMachine = writerSetup.createMachine({
       always: { guard: 'drained', target: 'closingMetadata' },
       on: {
         append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
-        acks: { actions: onAcks(false) },
+        acks: onAcks(false),
         'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
       },
     },
