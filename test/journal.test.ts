@@ -273,6 +273,36 @@ test('a crash image (journal never closed, preallocated zeros after the records)
     assert.is((await fs.stat(join(dir, 'live', file))).size, used, 'close cuts the zeros off')
   }))
 
+test('zero-fills write from one shared buffer: no new buffer per fill, and the space ahead of the records reads as zeros', () =>
+  withDir(async (dir) => {
+    // 48 records of 256 KiB: 12 MiB, several zero-fills of the 4 MiB ahead. Each fill used to
+    // allocate its zeros afresh (a 4 MiB Buffer.alloc), as costly as the records' own writes.
+    const record = Buffer.alloc(256 * 1024, 0xab)
+    const alloc = Buffer.alloc
+    let large = 0
+    Buffer.alloc = ((size: number, fill?: string | Uint8Array | number, encoding?: BufferEncoding) => {
+      if (size >= 1024 * 1024) large++
+      return alloc(size, fill, encoding)
+    }) as typeof Buffer.alloc
+    let journal: Awaited<ReturnType<typeof openJournal>>
+    let last: JournalPosition
+    try {
+      journal = await openJournal(dir)
+      for (let i = 0; i < 48; i += 4) {
+        last = (await Promise.all([0, 1, 2, 3].map(() => journal.append(record)))).at(-1)!
+      }
+    } finally {
+      Buffer.alloc = alloc
+    }
+    assert.is(large, 0, 'no buffer of a MiB or more allocated for zero-fills')
+    const bytes = await fs.readFile(join(dir, segmentFileName(0)))
+    assert.ok(bytes.length > last!.offset, 'preallocated past the last record')
+    assert.ok(bytes.subarray(last!.offset).every((b) => b === 0), 'the space ahead holds zeros')
+    await journal!.close()
+    const all = await collect(replayJournal(dir, null))
+    assert.is(all.length, 48)
+    assert.ok(all.every((r) => r.record.equals(record)))
+  }))
 test('a zero-filled tail (file extended, data never written) is the torn tail', () =>
   withDir(async (dir) => {
     const positions = await writeJournal(dir, makeRecords(5))
