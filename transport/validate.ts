@@ -15,7 +15,7 @@
 // ignored (newer clients may add some). Binary add and ack frames (transport/addFrame.ts) are
 // checked as they are decoded, by the same rules (entryProblem, LIMITS) plus their own sizes.
 
-import { DIGEST_TYPES, HEADER_BYTES, digestBytes, readEntryHeader, type DigestType } from './entry.ts'
+import { DIGEST_TYPES, HEADER_BYTES, digestBytes, readEntryHeader, readU32, readU64, type DigestType } from './entry.ts'
 import { RC, type BookieReply, type BookieRequest, type WireMessage } from './wire.ts'
 
 export const LIMITS = {
@@ -80,13 +80,19 @@ export function entryProblem(data: unknown, ledgerId: number, digestType: Digest
   if (!(data instanceof Uint8Array)) return bad('entry', data)
   const dlen = digestType === null ? 0 : digestBytes(digestType)
   if (data.byteLength < HEADER_BYTES + dlen) return `entry of ${data.byteLength} bytes is shorter than its header`
-  const h = readEntryHeader(data)
-  if (h.ledgerId !== ledgerId) return `entry header names ledger ${h.ledgerId}, not ${ledgerId}`
-  if (!isId(h.entryId)) return `entry id ${h.entryId} is out of range`
-  if (!isLac(h.lac)) return `entry ${h.entryId} carries LAC ${h.lac}, out of range`
-  if (!isId(h.ledgerLength)) return `entry ${h.entryId} carries ledger length ${h.ledgerLength}, out of range`
-  if (digestType !== null && data.byteLength !== HEADER_BYTES + dlen + h.length) {
-    return `entry ${h.entryId} is ${data.byteLength} bytes, its header and ${digestType} digest say ${HEADER_BYTES + dlen + h.length}`
+  // The header's fields read in place (transport/entry.ts readEntryHeader's layout): no header
+  // object per entry on the add path.
+  const headerLedgerId = readU64(data, 0)
+  const entryId = readU64(data, 8)
+  if (headerLedgerId !== ledgerId) return `entry header names ledger ${headerLedgerId}, not ${ledgerId}`
+  if (!isId(entryId)) return `entry id ${entryId} is out of range`
+  const lac = readU64(data, 16) - 1
+  if (!isLac(lac)) return `entry ${entryId} carries LAC ${lac}, out of range`
+  const ledgerLength = readU64(data, 24)
+  if (!isId(ledgerLength)) return `entry ${entryId} carries ledger length ${ledgerLength}, out of range`
+  const length = readU32(data, 32)
+  if (digestType !== null && data.byteLength !== HEADER_BYTES + dlen + length) {
+    return `entry ${entryId} is ${data.byteLength} bytes, its header and ${digestType} digest say ${HEADER_BYTES + dlen + length}`
   }
   return null
 }
