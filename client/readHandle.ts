@@ -65,8 +65,6 @@ export const READS_IN_FLIGHT = 4
 export class ReadHandleImpl implements ReadHandle {
   protected md: LedgerMetadata
   protected lac: number
-  /** Highest LAC read replies carried (kept apart: readUnconfirmed lends `lac` a higher value for a while). */
-  private learned = -1
   /** Told each higher LAC a read reply carries, as it arrives (tailing readers: client/tail.ts). */
   private readonly lacWatchers = new Set<(lac: number) => void>()
   /** Bookies slow or failing lately: asked last (client/slowBookies.ts). */
@@ -99,11 +97,16 @@ export class ReadHandleImpl implements ReadHandle {
   }
 
   /** Read entries first..last inclusive; they must be at or below the LAC. */
-  async read(firstEntryId: number, lastEntryId: number): Promise<LedgerEntry[]> {
+  read(firstEntryId: number, lastEntryId: number): Promise<LedgerEntry[]> {
+    return this.readRange(firstEntryId, lastEntryId, true)
+  }
+
+  /** `read`; past the LAC too unless `confirmedOnly` (readUnconfirmed: the handle's LAC is left as it is). */
+  private async readRange(firstEntryId: number, lastEntryId: number, confirmedOnly: boolean): Promise<LedgerEntry[]> {
     if (!Number.isInteger(firstEntryId) || !Number.isInteger(lastEntryId) || firstEntryId < 0 || lastEntryId < firstEntryId) {
       throw new QuireError('INVALID_CONFIG', `bad entry range ${firstEntryId}..${lastEntryId}`)
     }
-    if (lastEntryId > this.lac) {
+    if (confirmedOnly && lastEntryId > this.lac) {
       throw new QuireError('NO_SUCH_ENTRY', `entry ${lastEntryId} of ledger ${this.ledgerId} is past the last add confirmed (${this.lac})`, {
         ledgerId: this.ledgerId, entryId: lastEntryId, lac: this.lac,
       })
@@ -124,7 +127,6 @@ export class ReadHandleImpl implements ReadHandle {
   /** A LAC a bookie reported (in a read reply): confirmed, so readable up to it (PROTOCOL.md "Read LAC"). */
   private learnLac(lac: number | undefined): void {
     if (lac === undefined || this.md.state === 'CLOSED') return
-    if (lac > this.learned) this.learned = lac
     if (lac > this.lac) {
       this.lac = lac
       for (const w of this.lacWatchers) w(lac)
@@ -282,14 +284,9 @@ export class ReadHandleImpl implements ReadHandle {
 
   /** Read entries past the LAC that bookies already hold (not yet confirmed: they may never be). */
   async readUnconfirmed(firstEntryId: number, lastEntryId: number): Promise<LedgerEntry[]> {
-    if (this.md.state === 'CLOSED') return this.read(firstEntryId, lastEntryId)
-    const lac = this.lac
-    this.lac = Math.max(lac, lastEntryId)
-    try {
-      return await this.read(firstEntryId, lastEntryId)
-    } finally {
-      this.lac = Math.max(lac, this.learned)
-    }
+    // The LAC is never raised for it: a tail on this handle meanwhile must not read past a
+    // confirmed LAC (it once took a LAC lent for the read, until the read was done).
+    return this.readRange(firstEntryId, lastEntryId, this.md.state === 'CLOSED')
   }
 
   protected lastSegment(): Segment {

@@ -37,6 +37,8 @@ function scriptedBookies() {
       })
     },
     readLac: async () => ({ op: 'lacResp' as const, reqId: 0, bookieId: 'b1', rc: RC.OK, lac: 5, lastEntryId: 5 }),
+    /** Parked for good: the LAC never moves past what the test answers. */
+    longPollLac: (): Promise<never> => new Promise(() => {}),
   }
   return { asked, bookies }
 }
@@ -57,7 +59,7 @@ async function tailFromLac5() {
   const it = h.entries({ from: 0, batch: 100 })
   const first = it.next()
   await settle()
-  return { asked, it, first }
+  return { asked, it, first, h }
 }
 
 test('the first reply with a higher LAC sends the next read while the other replies of the first are out', async () => {
@@ -85,6 +87,24 @@ test('a reply whose LAC confirms less than a quarter batch more sends no read be
   assert.is((await first).value?.entryId, 0)
   await settle()
   assert.equal(asked.slice(3).flatMap((a) => a.ids).sort((x, y) => x - y), Array.from({ length: 24 }, (_, i) => 6 + i), 'then entries 6..29')
+  await it.return?.()
+})
+
+test('readUnconfirmed on the same handle never lets its tail read past the confirmed LAC', async () => {
+  const { asked, it, first, h } = await tailFromLac5()
+  const unconfirmed = h.readUnconfirmed(0, 40)
+  await settle()
+  assert.is(h.lastAddConfirmed, 5, 'the LAC is not raised for readUnconfirmed')
+  const tailAsks = asked.slice(0, 3)
+  const beside = asked.length
+  for (const a of tailAsks) a.answer(5)
+  assert.is((await first).value?.entryId, 0)
+  await settle()
+  // Caught up at 5 (it long-polls); it once read 6..40 on the LAC lent to readUnconfirmed.
+  assert.equal(asked.slice(beside).flatMap((a) => a.ids), [], 'the tail asked for nothing past 5')
+  for (const a of asked.slice(3, beside)) a.answer(5)
+  assert.is((await unconfirmed).length, 41)
+  assert.is(h.lastAddConfirmed, 5)
   await it.return?.()
 })
 
