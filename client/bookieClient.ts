@@ -32,7 +32,7 @@ import {
   GROUP_ENTRY_BYTES, GROUP_HEADER_BYTES, addGroupBytes, decodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame,
   type GroupEntry,
 } from '../transport/addFrame.ts'
-import type { DigestType } from '../transport/entry.ts'
+import { readU64, type DigestType } from '../transport/entry.ts'
 import { publishGathered } from '../transport/gatheredPublish.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
@@ -115,7 +115,19 @@ export interface BookieTransport {
    * what was in flight on the old connection may be gone. Returns the unregister function.
    */
   onReconnect?(handler: () => void): () => void
+  /**
+   * Where an add of `entryId` to `bookieId`, sent and not acknowledged, stands. A bookie answers
+   * adds in the order they were sent to it: `lost` when it answered an add message sent after the
+   * one that carried this entry (this one or its answer was lost), `behind` when it answered adds
+   * since that message was sent but only older ones, the last within a second (it is catching up:
+   * sending the entry again would only add to its load), `silent` otherwise. Absent (a simulated
+   * network): not known, every stalled add is sent again.
+   */
+  addState?(bookieId: string, ledgerId: number, entryId: number): AddState
 }
+
+export type AddState = 'lost' | 'behind' | 'silent'
+interface BookieAnswers { at: number; sentAt: number }
 
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
 export interface TailTransport {
@@ -134,7 +146,11 @@ export interface WriteSetEntry extends GroupEntry { bookies: readonly string[] }
  * What is queued for one bookie, in queue order: add groups already encoded (shared with the other
  * bookies of their write set), and groups of entries queued one by one (queueAdd), encoded at flush.
  */
-interface Pending { parts: Array<Uint8Array | AddGroup>; bytes: number; entries: number; open: { key: string; group: AddGroup } | null }
+interface Pending {
+  parts: Array<Uint8Array | AddGroup>; bytes: number; entries: number; open: { key: string; group: AddGroup } | null
+  /** Per ledger in this message, the highest entry id it carries. */
+  last: Map<number, number>
+}
 
 /** Per bookie: entries sent and not yet answered, and when that last moved (sent from none, or answered). */
 interface InFlight { entries: number; since: number }
@@ -156,6 +172,9 @@ export class BookieClient implements BookieTransport, TailTransport {
   private readonly coalescing: AddCoalescing
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
+  /** Per ledger, per bookie: the add messages unanswered that carried it, oldest first (highest entry id, send time). */
+  private readonly unanswered = new Map<number, Map<string, Array<{ last: number; at: number }>>>()
+  private readonly answersOf = new Map<string, BookieAnswers>()
   /** Add messages and entries sent; `heldMessages`: of those, the ones that went after holding adds. */
   readonly stats = { addMessages: 0, entriesSent: 0, heldMessages: 0 }
 
@@ -200,7 +219,10 @@ export class BookieClient implements BookieTransport, TailTransport {
     set.add(handler)
     return () => {
       set.delete(handler)
-      if (set.size === 0 && this.writers.get(ledgerId) === set) this.writers.delete(ledgerId)
+      if (set.size === 0 && this.writers.get(ledgerId) === set) {
+        this.writers.delete(ledgerId)
+        this.unanswered.delete(ledgerId)
+      }
     }
   }
 
@@ -220,6 +242,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
     b.open!.group.entries.push(entry)
     b.entries++
+    if (entry.byteLength >= 16) b.last.set(ledgerId, Math.max(b.last.get(ledgerId) ?? -1, readU64(entry, 8)))
     this.queued(bookieId, b)
   }
 
@@ -242,15 +265,16 @@ export class BookieClient implements BookieTransport, TailTransport {
           payload += list[to++]!.payload.byteLength
         }
         const group = encodeAddGroup(ledgerId, masterKey, digestType, lac, list.slice(from, to))
-        for (const bookieId of list[from]!.bookies) this.queueGroup(bookieId, group, to - from)
+        for (const bookieId of list[from]!.bookies) this.queueGroup(bookieId, group, to - from, ledgerId, list[to - 1]!.entryId)
         from = to
       }
     }
   }
 
   /** An encoded add group for `bookieId`, the same buffer the other bookies of its write set get. */
-  private queueGroup(bookieId: string, group: Uint8Array, entries: number): void {
+  private queueGroup(bookieId: string, group: Uint8Array, entries: number, ledgerId: number, lastEntryId: number): void {
     const b = this.pendingFor(bookieId, group.byteLength)
+    b.last.set(ledgerId, Math.max(b.last.get(ledgerId) ?? -1, lastEntryId))
     b.parts.push(group)
     b.open = null
     b.bytes += group.byteLength
@@ -264,7 +288,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     const maxPayload = this.nc.info?.max_payload
     if (pending && maxPayload !== undefined && pending.bytes + adding > maxPayload) this.flushBookie(bookieId)
     let b = this.out.get(bookieId)
-    if (!b) this.out.set(bookieId, (b = { parts: [], bytes: 0, entries: 0, open: null }))
+    if (!b) this.out.set(bookieId, (b = { parts: [], bytes: 0, entries: 0, open: null, last: new Map() }))
     return b
   }
 
@@ -310,6 +334,36 @@ export class BookieClient implements BookieTransport, TailTransport {
     return b.bytes >= this.coalescing.lingerBytes || b.entries >= this.coalescing.lingerEntries
   }
 
+  addState(bookieId: string, ledgerId: number, entryId: number): AddState {
+    const heard = this.answersOf.get(bookieId)
+    const sent = this.unanswered.get(ledgerId)?.get(bookieId)?.find((m) => m.last >= entryId)
+    // No message that carried it is unanswered: a later answer of the ledger passed it by.
+    if (!sent) return 'lost'
+    if (heard && heard.sentAt > sent.at) return 'lost'
+    // Behind only while it keeps answering: answers that stopped may have stopped with our adds lost.
+    return heard && heard.at > sent.at && performance.now() - heard.at < IN_FLIGHT_STALE_MS ? 'behind' : 'silent'
+  }
+
+  /**
+   * `bookieId` answered adds of `ledgerId` up to the highest of `ids`: the messages that carried
+   * it up to there were answered (a bookie answers in the order it was sent to), so the latest of
+   * them says how recent an add the bookie has got to (see `addState`).
+   */
+  private heard(bookieId: string, ledgerId: number, ids: readonly number[]): void {
+    const now = performance.now()
+    const known = this.answersOf.get(bookieId)
+    if (known) known.at = now
+    else this.answersOf.set(bookieId, { at: now, sentAt: -Infinity })
+    const sent = this.unanswered.get(ledgerId)?.get(bookieId)
+    if (!sent || ids.length === 0) return
+    let high = ids[0]!
+    for (const id of ids) if (id > high) high = id
+    let answeredAt = -Infinity
+    while (sent.length > 0 && sent[0]!.last <= high) answeredAt = sent.shift()!.at
+    const a = this.answersOf.get(bookieId)!
+    if (answeredAt > a.sentAt) a.sentAt = answeredAt
+  }
+
   /** `bookieId` answered `entries` adds (what it holds still waits: see the file header). */
   private answered(bookieId: string, entries: number): void {
     const f = this.inFlight.get(bookieId)
@@ -338,9 +392,17 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.out.delete(bookieId)
     this.stats.addMessages++
     this.stats.entriesSent += b.entries
+    const now = performance.now()
     const f = this.inFlight.get(bookieId)
     if (f) f.entries += b.entries
-    else this.inFlight.set(bookieId, { entries: b.entries, since: performance.now() })
+    else this.inFlight.set(bookieId, { entries: b.entries, since: now })
+    for (const [ledgerId, last] of b.last) {
+      let perBookie = this.unanswered.get(ledgerId)
+      if (!perBookie) this.unanswered.set(ledgerId, (perBookie = new Map()))
+      const sent = perBookie.get(bookieId)
+      if (sent) sent.push({ last, at: now })
+      else perBookie.set(bookieId, [{ last, at: now }])
+    }
     try {
       const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
       publishGathered(this.nc, bookieSubject(bookieId), parts, this.inbox)
@@ -439,6 +501,7 @@ export class BookieClient implements BookieTransport, TailTransport {
       let entries = 0
       for (const [ledgerId, rc, ids] of m.acks) {
         entries += ids.length
+        this.heard(m.bookieId, ledgerId, ids)
         const handlers = this.writers.get(ledgerId)
         if (handlers) for (const h of [...handlers]) h(m.bookieId, rc, ids)
       }

@@ -343,8 +343,11 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     const stalledMs = now - this.lastProgressAt
     const resendAfterMs = this.resendAfterMs()
     if (stalledMs >= resendAfterMs && now - this.lastResendAt >= resendAfterMs * 2 ** Math.max(0, this.resends - 1)) {
-      this.resendUnacked()
-      this.resends++
+      const to = this.resendTargets()
+      if (to === null || to.size > 0) {
+        this.resendUnacked(to)
+        this.resends++
+      }
     }
     if (stalledMs < this.w.addTimeoutMs) return true
     if (snap.value === 'changingEnsemble') return true
@@ -370,8 +373,30 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     return Math.max(20, Math.min(1000, this.w.addTimeoutMs / 4))
   }
 
-  /** Re-send each sent, unacknowledged add to the bookies of its write set that have not acked it. */
-  private resendUnacked(): void {
+  /**
+   * The bookies a stalled writer re-sends to: each one with an add unacknowledged, unless it is
+   * `behind` for the oldest of them (answering older adds: client/bookieClient.ts addState), as an
+   * overloaded bookie is. Null: every one (the transport cannot tell).
+   */
+  private resendTargets(): Set<string> | null {
+    const state = this.w.bookies.addState
+    if (!state) return null
+    const { ensemble, pending } = this.actor.getSnapshot().context
+    const to = new Set<string>()
+    const decided = new Set<string>()
+    for (const p of pending) {
+      if (!p.sent) continue
+      ensemble.forEach((b, i) => {
+        if (!hasIndex(p.writeMask, i) || hasIndex(p.ackedMask, i) || decided.has(b)) return
+        decided.add(b)
+        if (state.call(this.w.bookies, b, this.ledgerId, p.entryId) !== 'behind') to.add(b)
+      })
+    }
+    return to
+  }
+
+  /** Re-send each sent, unacknowledged add to the bookies of its write set (of `to`, if given) that have not acked it. */
+  private resendUnacked(to: ReadonlySet<string> | null = null): void {
     this.lastResendAt = this.w.clock.now()
     const snap = this.actor.getSnapshot()
     // During an ensemble change the machine re-sends to the replacements itself once it is done.
@@ -382,7 +407,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
       // The LAC piggybacked is the current one: still below the entry, and a true LAC.
       const data = encodeEntry(this.md.digestType, this.w.masterKey, this.ledgerId, p.entryId, lac, p.ledgerLength, p.payload)
       ensemble.forEach((b, i) => {
-        if (hasIndex(p.writeMask, i) && !hasIndex(p.ackedMask, i)) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
+        if (hasIndex(p.writeMask, i) && !hasIndex(p.ackedMask, i) && (to === null || to.has(b))) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
       })
     }
   }

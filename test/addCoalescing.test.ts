@@ -206,6 +206,33 @@ unit('bookies holding adds share one linger timer: at lingerMs every held add go
   }
 })
 
+unit('addState: an add is silent until its bookie answers, behind while it answers only older adds (silent again when it stops for a second), lost once it answers a later one', async () => {
+  const { nc, ack } = scripted()
+  const client = new BookieClient(nc, undefined, { lingerMs: 0 })
+  client.registerWriter(1, () => {})
+  client.registerWriter(2, () => {})
+  append(client, 2, 0, ['a'])
+  await tick()
+  await new Promise((r) => setTimeout(r, 2))
+  append(client, 1, 0, ['a'])
+  await tick()
+  await new Promise((r) => setTimeout(r, 2))
+  append(client, 2, 1, ['a'])
+  await tick()
+  assert.is(client.addState('a', 1, 0), 'silent', 'nothing answered since it was sent')
+  // Ledger 2's entry 0 went before ledger 1's entry 0: its answer leaves ledger 1's waiting its turn.
+  await new Promise((r) => setTimeout(r, 2))
+  ack('a', 2, [0])
+  assert.is(client.addState('a', 1, 0), 'behind')
+  // Answers that stop for a second may have stopped with it lost: silent again.
+  await new Promise((r) => setTimeout(r, 1100))
+  assert.is(client.addState('a', 1, 0), 'silent')
+  // Ledger 2's entry 1 went after it: the bookie got past ledger 1's entry 0 without answering it.
+  ack('a', 2, [1])
+  assert.is(client.addState('a', 1, 0), 'lost')
+  await client.close()
+})
+
 unit('adds a bookie never answered stop counting as in flight after a second: its next add goes at once', async () => {
   const { nc, sent } = scripted()
   const client = new BookieClient(nc, undefined, SLOW)
