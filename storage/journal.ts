@@ -17,7 +17,8 @@
 //   group offset fits its u32. A scan for intact records (below) runs only on damage.
 // - One flush in flight at a time: one O_DSYNC writev (durable on return, like write + fdatasync)
 //   per group, of each record's header (framed once per group, in one reused buffer) and the
-//   record's parts as the caller gave them (never joined into a copy), into zero-filled space;
+//   record's parts as the caller gave them (never joined into a copy), into zero-filled space,
+//   or, for a group of GROW_GROUP_BYTES or more, past the end of the file (see preallocate);
 //   a group's promises resolve only after its sync, in append order, with strictly increasing
 //   positions. So when an intact record of one group is on disk, every earlier group's write had
 //   completed: it was synced, maybe acked.
@@ -63,6 +64,11 @@ export { replayJournal, type ReplayEnding } from './journalReplay.ts'
 const GROUP_BYTES_MAX = 256 * 1024 * 1024
 /** Zero-filled ahead of the records of the current segment. */
 const PREALLOCATE_BYTES = 4 * 1024 * 1024
+/**
+ * A group this large is written past the end of the file when it runs past the zeros, and the
+ * journal zero-fills nothing ahead of it (see preallocate).
+ */
+const GROW_GROUP_BYTES = 64 * 1024
 /**
  * The zeros a zero-fill writes, one buffer written again and again (writev lists it once per
  * ZEROS.length bytes) and shared by every journal of the process. A fresh Buffer.alloc per
@@ -161,7 +167,7 @@ export class FileJournal implements Journal {
   private closed = false
   private closing: Promise<void> | null = null
   private offset = SEGMENT_HEADER_BYTES
-  /** Bytes of the current segment already zero-filled (or header), and the zero-fill under way. */
+  /** The end of the current segment's zero-filled or written bytes (header, records), and the zero-fill under way. */
   private allocated = SEGMENT_HEADER_BYTES
   private preallocating: Promise<void> | null = null
   private synced: JournalPosition
@@ -258,13 +264,13 @@ export class FileJournal implements Journal {
     try {
       if (this.failure !== null) throw this.failedError()
       if (this.offset >= this.options.segmentBytesMax) await this.roll()
-      if (this.offset + bytes > this.allocated) await this.preallocate(this.offset + bytes)
+      if (this.offset + bytes > this.allocated) await this.makeRoom(bytes)
       await this.options.beforeSync?.({ segment: this.segment, records: group.length, bytes })
       const iovecs = this.frameGroup(group)
       syncStartedAt = performance.now()
       // The file is opened O_DSYNC: the write returns once the data is durable, as write +
-      // fdatasync would, in one call instead of two; over preallocated zeros no size change has
-      // to be synced either. It is written synchronously on purpose: the bookie has nothing to
+      // fdatasync would, in one call instead of two; over preallocated zeros (a small group) no size
+      // change has to be synced either. It is written synchronously on purpose: the bookie has nothing to
       // acknowledge before it returns, and two thread-pool hand-offs cost more than the wait.
       try {
         writevFullySync(this.fh.fd, iovecs, this.offset, bytes)
@@ -280,6 +286,8 @@ export class FileJournal implements Journal {
     this.options.metrics.groupCommitted(group.length, bytes, performance.now() - syncStartedAt)
     let offset = this.offset
     this.offset += bytes
+    // Written past the zeros, the file now ends at the group's end.
+    this.allocated = Math.max(this.allocated, this.offset)
     this.synced = { segment: this.segment, offset: this.offset }
     this.stats.syncs += 1
     this.stats.records += group.length
@@ -288,23 +296,42 @@ export class FileJournal implements Journal {
       offset += w.frameBytes
       w.resolve({ segment: this.segment, offset })
     }
-    // Zero-fill the next stretch in the background, before a group has to wait for it.
-    if (this.allocated - this.offset < PREALLOCATE_BYTES / 2 && this.preallocating === null) {
-      void this.preallocate(this.allocated + 1).catch(() => {})
+    // Zero-fill the next stretch in the background, before a small group has to wait for it.
+    if (bytes < GROW_GROUP_BYTES && this.allocated - this.offset < PREALLOCATE_BYTES / 2 && this.preallocating === null) {
+      void this.preallocate(this.allocated + 1, PREALLOCATE_BYTES).catch(() => {})
     }
   }
 
   /**
-   * Zero-fill the segment ahead of the records (BookKeeper preallocates its journal too), so a
-   * record write never grows the file and its sync carries no metadata. Replay reads a run of
-   * zeros after the last record as the end of the journal.
+   * Room for a group of `bytes` at the current offset, which runs past the zero-filled space: a
+   * small group waits for zeros under it (a short stretch in line; the background fill after it
+   * goes further), a large one is written past the end of the file. Either way no zero-fill
+   * under way may still write where the group goes.
    */
-  private async preallocate(needed: number): Promise<void> {
+  private async makeRoom(bytes: number): Promise<void> {
+    while (this.preallocating !== null) await this.preallocating
+    const end = this.offset + bytes
+    if (end <= this.allocated || bytes >= GROW_GROUP_BYTES) return
+    await this.preallocate(end, ZEROS.length)
+  }
+
+  /**
+   * Zero-fill the segment from its zero-filled (or written) end up to `needed`, and at least
+   * `ahead` bytes (BookKeeper preallocates its journal too), so a small group's write does not
+   * grow the file and its sync carries no metadata (on a journaling file system, a commit of
+   * its own). Large groups are not worth it: their sync is mostly their data, and zero-filling
+   * writes every byte twice through the page cache; with 256 KiB entries the zero-fill cost the
+   * bookie about as much CPU as everything else together. So the journal fills ahead only after
+   * small groups, and a large group that runs past the zeros grows the file: O_DSYNC makes the
+   * new size durable with the data. Replay reads a run of zeros, or the end of the file, after
+   * the last record as the end of the journal.
+   */
+  private async preallocate(needed: number, ahead: number): Promise<void> {
     while (this.preallocating !== null) await this.preallocating
     if (needed <= this.allocated) return
     const fh = this.fh
     const from = this.allocated
-    const end = Math.max(needed, from + PREALLOCATE_BYTES)
+    const end = Math.max(needed, from + ahead)
     this.preallocating = writeZeros(fh, from, end - from)
     try {
       await this.preallocating

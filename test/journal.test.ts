@@ -256,9 +256,11 @@ test('damage inside the last group write is the end there: a torn write may have
 
 test('a crash image (journal never closed, preallocated zeros after the records) replays every synced record', () =>
   withDir(async (dir) => {
+    // Small groups (20 records, under 16 KiB), which the journal zero-fills ahead of.
     const records = makeRecords(200)
     const journal = await openJournal(join(dir, 'live'))
-    const positions = await Promise.all(records.map((r) => journal.append(r)))
+    const positions: JournalPosition[] = []
+    for (let i = 0; i < records.length; i += 20) positions.push(...await Promise.all(records.slice(i, i + 20).map((r) => journal.append(r))))
     const file = segmentFileName(0)
     // Copy the file as it is on disk now, while the journal is still open: what a crash leaves.
     await fs.mkdir(join(dir, 'crash'))
@@ -275,9 +277,9 @@ test('a crash image (journal never closed, preallocated zeros after the records)
 
 test('zero-fills write from one shared buffer: no new buffer per fill, and the space ahead of the records reads as zeros', () =>
   withDir(async (dir) => {
-    // 48 records of 256 KiB: 12 MiB, several zero-fills of the 4 MiB ahead. Each fill used to
-    // allocate its zeros afresh (a 4 MiB Buffer.alloc), as costly as the records' own writes.
-    const record = Buffer.alloc(256 * 1024, 0xab)
+    // Groups of 4 records of 8 KiB (small groups), 12 MiB: several zero-fills of the 4 MiB
+    // ahead. Each fill used to allocate its zeros afresh (a 4 MiB Buffer.alloc).
+    const record = Buffer.alloc(8 * 1024, 0xab)
     const alloc = Buffer.alloc
     let large = 0
     Buffer.alloc = ((size: number, fill?: string | Uint8Array | number, encoding?: BufferEncoding) => {
@@ -288,7 +290,7 @@ test('zero-fills write from one shared buffer: no new buffer per fill, and the s
     let last: JournalPosition
     try {
       journal = await openJournal(dir)
-      for (let i = 0; i < 48; i += 4) {
+      for (let i = 0; i < 1536; i += 4) {
         last = (await Promise.all([0, 1, 2, 3].map(() => journal.append(record)))).at(-1)!
       }
     } finally {
@@ -300,8 +302,35 @@ test('zero-fills write from one shared buffer: no new buffer per fill, and the s
     assert.ok(bytes.subarray(last!.offset).every((b) => b === 0), 'the space ahead holds zeros')
     await journal!.close()
     const all = await collect(replayJournal(dir, null))
-    assert.is(all.length, 48)
+    assert.is(all.length, 1536)
     assert.ok(all.every((r) => r.record.equals(record)))
+  }))
+
+test('large groups grow the file instead of zero-filling ahead; a crash image replays, and small groups after them are zero-filled ahead again', () =>
+  withDir(async (dir) => {
+    // Groups of four 64 KiB records: 256 KiB, each past the end of the file. Zero-filling ahead
+    // of them wrote every byte twice (the zeros, then the records over them).
+    const records = makeRecords(48).map((r, i) => Buffer.concat([r, Buffer.alloc(64 * 1024 - r.length, i)]))
+    const journal = await openJournal(join(dir, 'live'))
+    const file = segmentFileName(0)
+    const positions: JournalPosition[] = []
+    for (let i = 0; i < 40; i += 4) {
+      positions.push(...await Promise.all(records.slice(i, i + 4).map((r) => journal.append(r))))
+      assert.is((await fs.stat(join(dir, 'live', file))).size, positions.at(-1)!.offset, 'the file ends at the last record: nothing zero-filled ahead')
+    }
+    // What a crash leaves now: replay gives every record and the file stays as it is.
+    await fs.mkdir(join(dir, 'crash'))
+    await fs.copyFile(join(dir, 'live', file), join(dir, 'crash', file))
+    assert.equal((await collect(replayJournal(join(dir, 'crash'), null))).map((x) => x.record), records.slice(0, 40))
+    // A small group after them: zero-filled ahead (in line, then in the background), and a large
+    // group after that overwrites the zeros; all of it replays.
+    positions.push(await journal.append(makeRecords(1, 5)[0]!))
+    await journal.append(records[40]!) // inside the zeros filled in line; the background fill writes only past them
+    assert.ok((await fs.stat(join(dir, 'live', file))).size > positions.at(-1)!.offset + records[40]!.length, 'zero-filled ahead of the small group')
+    await Promise.all(records.slice(41).map((r) => journal.append(r)))
+    await journal.close()
+    const all = await collect(replayJournal(join(dir, 'live'), null))
+    assert.equal(all.map((x) => x.record), [...records.slice(0, 40), makeRecords(1, 5)[0]!, ...records.slice(40)])
   }))
 test('a zero-filled tail (file extended, data never written) is the torn tail', () =>
   withDir(async (dir) => {
