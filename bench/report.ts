@@ -37,6 +37,8 @@ export interface CellSpec {
 
 export interface BenchParams {
   seconds: number
+  /** Seconds of 1 KiB appends each peer serves at 128 in flight, then as long at 1, before the first cell. */
+  warmupSeconds: number
   quick: boolean
   fdatasyncBytes: number
   quire: { bookies: number; ensembleSize: number; writeQuorum: number; ackQuorum: number }
@@ -234,7 +236,7 @@ export function formatHeader(m: Machine, p: BenchParams): string {
   return [
     `machine: ${m.cpus} x ${m.cpuModel}, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}, CLK_TCK ${m.clockTicksPerSecond}`,
     `data:    ${m.tempDir} (journals, nats stores and the fdatasync file share this disk)`,
-    `params:  ${p.seconds} s per cell after a warm-up${p.quick ? ' (--quick: a smaller matrix, no reader-memory check)' : ''}; ` +
+    `params:  ${p.seconds} s per cell after a warm-up (and ${p.warmupSeconds} s at 128 and at 1 in flight per peer before the first)${p.quick ? ' (--quick: a smaller matrix, no reader-memory check)' : ''}; ` +
       `quire: ${p.quire.bookies} bookies, E=${p.quire.ensembleSize} Qw=${p.quire.writeQuorum} Qa=${p.quire.ackQuorum}; ` +
       `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas.join(' and R')} (R3 on 3 servers), await each PubAck`,
     'CPU:     CPU-µs per entry = (this process\'s process.cpuUsage() + each nats-server\'s and bookie\'s /proc/<pid>/stat utime+stime) ' +

@@ -56,11 +56,12 @@ program
   .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory, soak')
   .option('--soak', 'also run the soak: bookie RSS over many entries, disk use after deleting half the ledgers (tens of minutes at the default size)')
   .option('--soak-entries <n>', 'entries the soak writes', '10000000')
-  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean; only?: string; soak?: boolean; soakEntries: string }) => {
+  .option('--warmup-seconds <n>', 'seconds each peer serves at 128 and at 1 in flight before the first measurement', '5')
+  .action(async (opts: { json?: boolean; seconds: string; tailEntries: string; quick?: boolean; only?: string; soak?: boolean; soakEntries: string; warmupSeconds: string }) => {
     const { runBench } = await importBench()
     await runBench({
       json: opts.json === true, seconds: Number(opts.seconds), tailEntries: Number(opts.tailEntries), quick: opts.quick === true,
-      soak: opts.soak === true, soakEntries: Number(opts.soakEntries), ...(opts.only === undefined ? {} : { only: opts.only.split(',') }),
+      soak: opts.soak === true, soakEntries: Number(opts.soakEntries), warmupSeconds: Number(opts.warmupSeconds), ...(opts.only === undefined ? {} : { only: opts.only.split(',') }),
     })
   })
 
