@@ -308,9 +308,9 @@ test('zero-fills write from one shared buffer: no new buffer per fill, and the s
 
 test('large groups grow the file instead of zero-filling ahead; a crash image replays, and small groups after them are zero-filled ahead again', () =>
   withDir(async (dir) => {
-    // Groups of four 64 KiB records: 256 KiB, each past the end of the file. Zero-filling ahead
+    // Groups of four 128 KiB records: 512 KiB, each past the end of the file. Zero-filling ahead
     // of them wrote every byte twice (the zeros, then the records over them).
-    const records = makeRecords(48).map((r, i) => Buffer.concat([r, Buffer.alloc(64 * 1024 - r.length, i)]))
+    const records = makeRecords(48).map((r, i) => Buffer.concat([r, Buffer.alloc(128 * 1024 - r.length, i)]))
     const journal = await openJournal(join(dir, 'live'))
     const file = segmentFileName(0)
     const positions: JournalPosition[] = []
@@ -322,15 +322,19 @@ test('large groups grow the file instead of zero-filling ahead; a crash image re
     await fs.mkdir(join(dir, 'crash'))
     await fs.copyFile(join(dir, 'live', file), join(dir, 'crash', file))
     assert.equal((await collect(replayJournal(join(dir, 'crash'), null))).map((x) => x.record), records.slice(0, 40))
-    // A small group after them: zero-filled ahead (in line, then in the background), and a large
-    // group after that overwrites the zeros; all of it replays.
-    positions.push(await journal.append(makeRecords(1, 5)[0]!))
-    await journal.append(records[40]!) // inside the zeros filled in line; the background fill writes only past them
-    assert.ok((await fs.stat(join(dir, 'live', file))).size > positions.at(-1)!.offset + records[40]!.length, 'zero-filled ahead of the small group')
+    // Small groups after them: the first ones grow the file too (among large groups, a small one
+    // does not wait for a fill); once small groups are the norm the journal zero-fills ahead
+    // again, and a large group after that overwrites the zeros. All of it replays.
+    const small = makeRecords(12, 5)
+    positions.push(await journal.append(small[0]!))
+    assert.is((await fs.stat(join(dir, 'live', file))).size, positions.at(-1)!.offset, 'no zero-fill for one small group among large ones')
+    for (const r of small.slice(1)) positions.push(await journal.append(r))
+    assert.ok((await fs.stat(join(dir, 'live', file))).size > positions.at(-1)!.offset + records[40]!.length + RH, 'zero-filled ahead of small groups')
+    await journal.append(records[40]!)
     await Promise.all(records.slice(41).map((r) => journal.append(r)))
     await journal.close()
     const all = await collect(replayJournal(join(dir, 'live'), null))
-    assert.equal(all.map((x) => x.record), [...records.slice(0, 40), makeRecords(1, 5)[0]!, ...records.slice(40)])
+    assert.equal(all.map((x) => x.record), [...records.slice(0, 40), ...small, ...records.slice(40)])
   }))
 test('a zero-filled tail (file extended, data never written) is the torn tail', () =>
   withDir(async (dir) => {
