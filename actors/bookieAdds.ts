@@ -22,7 +22,7 @@
 import type { ActorRefFrom } from 'xstate'
 import type { BookieAdd, BookieEntry, bookieLedgerMachine } from '../machines/bookieLedger.ts'
 import type { StoredEntry } from '../storage/types.ts'
-import { readU64 } from '../transport/entry.ts'
+import { headerEntryId, headerLac } from '../transport/entry.ts'
 import { RC, type AddRequest } from '../transport/wire.ts'
 import type { AddAcks } from './addAcks.ts'
 import type { BookieStorage } from './bookieStorage.ts'
@@ -77,13 +77,12 @@ export class BookieAdds {
       const entries: HeldEntry[] = []
       let refused: number[] | null = null
       let bytes = 0
-      // Validated (transport/validate.ts): every header names this ledger and valid ids; the
-      // header holds the entry id at byte 8 and the LAC + 1 at byte 16 (transport/entry.ts).
+      // Validated (transport/validate.ts): every header names this ledger and valid ids.
       for (const data of g.entries) {
-        const entryId = readU64(data, 8)
+        const entryId = headerEntryId(data)
         if (data.byteLength > max) (refused ??= []).push(entryId)
         else {
-          entries.push({ ledgerId, entryId, lac: readU64(data, 16) - 1, data })
+          entries.push({ ledgerId, entryId, lac: headerLac(data), data })
           bytes += data.byteLength
         }
       }

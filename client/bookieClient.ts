@@ -32,7 +32,7 @@ import {
   GROUP_ENTRY_BYTES, GROUP_HEADER_BYTES, addGroupBytes, decodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame,
   type GroupEntry,
 } from '../transport/addFrame.ts'
-import { readU64, type DigestType } from '../transport/entry.ts'
+import { HEADER_BYTES, headerEntryId, type DigestType } from '../transport/entry.ts'
 import { publishGathered } from '../transport/gatheredPublish.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
@@ -248,7 +248,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
     b.open!.group.entries.push(entry)
     b.entries++
-    if (entry.byteLength >= 16) b.last.set(ledgerId, Math.max(b.last.get(ledgerId) ?? -1, readU64(entry, 8)))
+    if (entry.byteLength >= HEADER_BYTES) b.last.set(ledgerId, Math.max(b.last.get(ledgerId) ?? -1, headerEntryId(entry)))
     this.queued(bookieId, b)
   }
 

@@ -32,7 +32,7 @@
 // copy). A frame it refuses comes with a reason and the adds it could still read, so the bookie
 // answers BAD_REQUEST for them. Decoders never throw on bad input.
 
-import { DIGEST_TYPES, encodeEntryInto, encodedEntryBytes, readU32, readU64, writeU64, type DigestType } from './entry.ts'
+import { DIGEST_TYPES, encodeEntryInto, encodedEntryBytes, headerEntryId, readU32, readU64, writeU64, type DigestType } from './entry.ts'
 import { LIMITS, entryProblem, isId } from './validate.ts'
 import type { AddAck, AddGroup, AddRequest } from './wire.ts'
 
@@ -172,8 +172,8 @@ function join(groups: AddGroup[], byLedger: Map<number, AddGroup>, g: AddGroup):
  */
 function inIdOrder(entries: Uint8Array[]): void {
   let sorted = true
-  for (let i = 1; i < entries.length && sorted; i++) sorted = readU64(entries[i - 1]!, 8) < readU64(entries[i]!, 8)
-  if (!sorted) entries.sort((a, b) => readU64(a, 8) - readU64(b, 8))
+  for (let i = 1; i < entries.length && sorted; i++) sorted = headerEntryId(entries[i - 1]!) < headerEntryId(entries[i]!)
+  if (!sorted) entries.sort((a, b) => headerEntryId(a) - headerEntryId(b))
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

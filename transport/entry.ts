@@ -153,13 +153,22 @@ export function readEntryHeader(entry: Uint8Array): EntryHeader {
     throw new QuireError('CORRUPT_ENTRY', `entry of ${entry.byteLength} bytes is shorter than its header`)
   }
   return {
-    ledgerId: readU64(entry, 0),
-    entryId: readU64(entry, 8),
-    lac: readU64(entry, 16) - 1,
-    ledgerLength: readU64(entry, 24),
-    length: readU32(entry, 32),
+    ledgerId: headerLedgerId(entry),
+    entryId: headerEntryId(entry),
+    lac: headerLac(entry),
+    ledgerLength: headerLedgerLength(entry),
+    length: headerPayloadLength(entry),
   }
 }
+
+// One header field each, read in place (no header object: the add path reads them per entry).
+// The caller has checked that `entry` holds a whole header (HEADER_BYTES).
+export const headerLedgerId = (entry: Uint8Array): number => readU64(entry, 0)
+export const headerEntryId = (entry: Uint8Array): number => readU64(entry, 8)
+/** The header stores LAC + 1, so that -1 (no entry confirmed) is 0. */
+export const headerLac = (entry: Uint8Array): number => readU64(entry, 16) - 1
+export const headerLedgerLength = (entry: Uint8Array): number => readU64(entry, 24)
+export const headerPayloadLength = (entry: Uint8Array): number => readU32(entry, 32)
 
 /**
  * Verify an entry read from a bookie and return its payload (a view, not a copy). Throws

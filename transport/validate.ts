@@ -15,7 +15,10 @@
 // ignored (newer clients may add some). Binary add and ack frames (transport/addFrame.ts) are
 // checked as they are decoded, by the same rules (entryProblem, LIMITS) plus their own sizes.
 
-import { DIGEST_TYPES, HEADER_BYTES, digestBytes, readEntryHeader, readU32, readU64, type DigestType } from './entry.ts'
+import {
+  DIGEST_TYPES, HEADER_BYTES, digestBytes, headerEntryId, headerLac, headerLedgerId, headerLedgerLength, headerPayloadLength, readEntryHeader,
+  type DigestType,
+} from './entry.ts'
 import { RC, type BookieReply, type BookieRequest, type WireMessage } from './wire.ts'
 
 export const LIMITS = {
@@ -80,17 +83,16 @@ export function entryProblem(data: unknown, ledgerId: number, digestType: Digest
   if (!(data instanceof Uint8Array)) return bad('entry', data)
   const dlen = digestType === null ? 0 : digestBytes(digestType)
   if (data.byteLength < HEADER_BYTES + dlen) return `entry of ${data.byteLength} bytes is shorter than its header`
-  // The header's fields read in place (transport/entry.ts readEntryHeader's layout): no header
-  // object per entry on the add path.
-  const headerLedgerId = readU64(data, 0)
-  const entryId = readU64(data, 8)
-  if (headerLedgerId !== ledgerId) return `entry header names ledger ${headerLedgerId}, not ${ledgerId}`
+  // The header's fields read in place: no header object per entry on the add path.
+  const named = headerLedgerId(data)
+  const entryId = headerEntryId(data)
+  if (named !== ledgerId) return `entry header names ledger ${named}, not ${ledgerId}`
   if (!isId(entryId)) return `entry id ${entryId} is out of range`
-  const lac = readU64(data, 16) - 1
+  const lac = headerLac(data)
   if (!isLac(lac)) return `entry ${entryId} carries LAC ${lac}, out of range`
-  const ledgerLength = readU64(data, 24)
+  const ledgerLength = headerLedgerLength(data)
   if (!isId(ledgerLength)) return `entry ${entryId} carries ledger length ${ledgerLength}, out of range`
-  const length = readU32(data, 32)
+  const length = headerPayloadLength(data)
   if (digestType !== null && data.byteLength !== HEADER_BYTES + dlen + length) {
     return `entry ${entryId} is ${data.byteLength} bytes, its header and ${digestType} digest say ${HEADER_BYTES + dlen + length}`
   }
