@@ -42,7 +42,7 @@
 //   dirty pages, so retrying could ack data that is not on disk.
 // Replay before `openJournal`: replay may truncate the newest segment, which must not be open.
 
-import { constants, writevSync } from 'node:fs'
+import { constants } from 'node:fs'
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises'
 import { syncDir } from './syncDir.ts'
 import { dirname, join, resolve } from 'node:path'
@@ -54,6 +54,7 @@ import {
   isErrno, listSegments, segmentFileName, segmentHeader,
 } from './journalFormat.ts'
 import type { Journal, JournalPosition } from './types.ts'
+import { ZERO_FILL_BUFFER_BYTES, writeZeros, writevFully, writevFullySync } from './fileWrites.ts'
 
 export {
   JOURNAL_FORMAT_VERSION, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, listSegments, segmentFileName,
@@ -71,15 +72,6 @@ const PREALLOCATE_BYTES = 4 * 1024 * 1024
  * one over zeros; at 64 KiB it took about twice as long (p50 0.5-0.8 ms against 0.3).
  */
 const GROW_GROUP_BYTES = 256 * 1024
-/**
- * The zeros a zero-fill writes, one buffer written again and again (writev lists it once per
- * ZEROS.length bytes) and shared by every journal of the process. A fresh Buffer.alloc per
- * zero-fill cost a 4 MiB memset, its page faults and a copy from cold memory each time, and its
- * external memory drove V8 garbage collections: with 256 KiB entries the zero-fill took as much
- * CPU as writing the records (about 5 CPU-µs per KiB against under 1 with this buffer). Never
- * written to: only ever a source of writes.
- */
-const ZEROS = Buffer.alloc(256 * 1024)
 
 export interface JournalOptions {
   /**
@@ -321,7 +313,7 @@ export class FileJournal implements Journal {
     while (this.preallocating !== null) await this.preallocating
     const end = this.offset + bytes
     if (end <= this.allocated || bytes >= GROW_GROUP_BYTES || this.growing) return
-    await this.preallocate(end, ZEROS.length)
+    await this.preallocate(end, ZERO_FILL_BUFFER_BYTES)
   }
 
   /** Recent groups are large: the file grows with them rather than being zero-filled ahead. */
@@ -437,49 +429,6 @@ export class FileJournal implements Journal {
     if (this.failure === null) await this.seal(this.fh, this.offset)
     else await this.fh.close()
   }
-}
-
-/**
- * Writes `bytes` bytes, the buffers of `iovecs` one after another, at `position`. libuv already
- * splits a list longer than IOV_MAX into several writev calls; a short write is resumed here
- * where it stopped (the buffer written in part is replaced in `iovecs` by its rest).
- */
-function writevFullySync(fd: number, iovecs: Uint8Array[], position: number, bytes: number): void {
-  let done = 0
-  let first = 0
-  while (done < bytes) {
-    const n = writevSync(fd, first === 0 ? iovecs : iovecs.slice(first), position + done)
-    done += n
-    first = skipWritten(iovecs, first, n)
-  }
-  if (done !== bytes || first !== iovecs.length) assert(false, `a group write of ${bytes} bytes wrote ${done}`)
-}
-
-/** writevFullySync through the thread pool. */
-async function writevFully(fh: FileHandle, iovecs: Uint8Array[], position: number, bytes: number): Promise<void> {
-  let done = 0
-  let first = 0
-  while (done < bytes) {
-    const { bytesWritten: n } = await fh.writev(first === 0 ? iovecs : iovecs.slice(first), position + done)
-    done += n
-    first = skipWritten(iovecs, first, n)
-  }
-  if (done !== bytes || first !== iovecs.length) assert(false, `a write of ${bytes} bytes wrote ${done}`)
-}
-
-/** After a write of `n` bytes from `iovecs[first..]`: the first buffer not written whole, the one written in part cut to its rest. */
-function skipWritten(iovecs: Uint8Array[], first: number, n: number): number {
-  assert(n > 0, 'a file write without an error wrote no bytes')
-  while (first < iovecs.length && n >= iovecs[first]!.byteLength) n -= iovecs[first++]!.byteLength
-  if (n > 0) iovecs[first] = iovecs[first]!.subarray(n)
-  return first
-}
-
-/** Writes `bytes` zeros at `position`, from the shared ZEROS buffer. */
-async function writeZeros(fh: FileHandle, position: number, bytes: number): Promise<void> {
-  const iovecs: Buffer[] = []
-  for (let left = bytes; left > 0; left -= ZEROS.length) iovecs.push(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left))
-  await writevFully(fh, iovecs, position, bytes)
 }
 
 /** A new segment holding only its header, which, like its directory entry, is durable before any record goes in it. */
