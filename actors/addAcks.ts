@@ -1,7 +1,7 @@
 // A bookie's add acknowledgements, batched: every answer queued in one turn of the event loop goes
 // out in one `addAck` message per client, flushed at the end of that turn (setImmediate). The
-// journal writes synchronously; when it started each group in a microtask, under load several
-// group commits finished in one turn (it now writes one per check phase): flushed per group that
+// journal writes synchronously and starts its next group in a microtask when records wait, so
+// under load several group commits finish in one turn: flushed per group (a microtask each) that
 // was one message per client per group, 1.8-2.7 ack messages per add message with 1,000 ledgers;
 // per turn it is one. An ack is never held past its turn: the cost is that a group's acks wait
 // for the groups the journal commits right after it in the same turn (a sync each), where they

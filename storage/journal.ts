@@ -77,9 +77,8 @@ export interface JournalOptions {
   /**
    * Longest time the oldest waiting record waits for more before its group is flushed. 0 (the
    * default, and the bookie's): no wait of its own, which adds no latency when adds come one at a
-   * time. Either way a group is written only once the event-loop phase that queued its first
-   * record is done (every record of one socket read, or of one batch of thread-pool completions,
-   * joins it), at most one group is written at a time, and what
+   * time. Either way a group is written only once the turn that queued its first record is done
+   * (every record of one socket read joins it), at most one group is written at a time, and what
    * arrives meanwhile (during a write, a segment roll, a zero-fill) forms the next group, so groups
    * grow with the load.
    */
@@ -228,15 +227,11 @@ export class FileJournal implements Journal {
       waitedMs >= this.options.groupWaitMs
     if (due) {
       this.clearTimer()
-      // The flush starts in the event loop's check phase (setImmediate), once every callback of
-      // the current phase has run: the messages of a socket read, and also each of a batch of
-      // thread-pool completions (RocksDB reads loading new ledgers), which run one after another
-      // in one loop callback, each followed by its own microtasks. Flushed at the next microtask,
-      // each of those completions wrote a group of its own, synchronously, before the next ran:
-      // with 1,000 new ledgers (bench logs1000_1024B, disk shared) runs of 200-490 two-record
-      // groups, the bookie's loop blocked 0.4-4 s. Records that arrive while a group writes form
-      // the next one. flushGroup never rejects; a finished flush looks at what arrived meanwhile.
-      this.flushing = new Promise<void>((r) => setImmediate(r)).then(() => this.flushGroup()).finally(() => {
+      // The flush starts once the current callback and its promise reactions are done (a
+      // microtask queued now runs after them), so every record appended while handling the
+      // messages of one socket read joins the group; records that arrive while it writes form the
+      // next one. flushGroup never rejects; a finished flush looks at what arrived meanwhile.
+      this.flushing = new Promise<void>((r) => queueMicrotask(r)).then(() => this.flushGroup()).finally(() => {
         this.flushing = null
         this.kick(false)
       })

@@ -123,31 +123,6 @@ test('adds synced one at a time go to the entry store together, not one write pe
   }
 })
 
-test('records appended by separate callbacks of one event-loop phase share one journal group', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bstore-'))
-  try {
-    const s = await BookieStorage.open(dir)
-    await s.replayAndOpen()
-    const before = s.journalStats.syncs
-    // Callbacks run one after another in one phase, each followed by its own microtasks, as a
-    // batch of thread-pool completions is. Flushed at the next microtask, each record was a group
-    // (a synchronous write) of its own.
-    await Promise.all(Array.from({ length: 20 }, (_, l) => new Promise<void>((resolve, reject) => {
-      setImmediate(() => { s.append({ t: 'add', l, e: [entry(l, 0)] }).then(resolve, reject) })
-    })))
-    assert.is(s.journalStats.syncs - before, 1)
-    // The case that showed it: new ledgers loading (RocksDB reads on the thread pool), each
-    // journaling its first entry once its summary is read. 200 ledgers were about 200 groups.
-    const loaded = s.journalStats.syncs
-    await Promise.all(Array.from({ length: 200 }, (_, i) => s.summary(100 + i).then(() => s.append({ t: 'add', l: 100 + i, e: [entry(100 + i, 0)] }))))
-    const groups = s.journalStats.syncs - loaded
-    assert.ok(groups <= 20, `200 records after RocksDB reads took ${groups} journal groups`)
-    await s.close()
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
-})
-
 test.run()
 
 test('an explicit LAC journaled but not yet checkpointed survives a crash (replay), and one checkpointed survives without its record', async () => {
