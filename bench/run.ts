@@ -32,7 +32,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { QuireError } from '../client/index.ts'
 import { clockTicksPerSecond, CpuWindow, type CpuSpent } from './cpu.ts'
 import { measure, type Measurement, type MeasureOptions, type MeasureWindow, type Subject } from './measure.ts'
@@ -49,12 +49,17 @@ export type { BenchResult } from './report.ts'
 const SIZES = [100, 1024, 16 * 1024, 256 * 1024]
 const PIPELINED = 128
 const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
-/** Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many logs, one entry per log. */
 /**
+ * Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many
+ * logs, three entries per log: with E3/Qw2 a bookie first hears of a ledger with its entry 0, 1
+ * or 2 (the write sets rotate), and loading a ledger it has not seen costs the bookie RocksDB
+ * reads, a journal record and a new actor. With 1,000 ledgers at 1,000/s the third bookie of each
+ * loaded it 1-2 s in, so a 1.5 s warm-up put that burst in the timed window (in the trace, p99
+ * from the first half second, 200-600 ms mean, down to 20-30 ms two seconds in).
  * One entry at a time, 0.5 s is a few hundred appends: too few for V8 to optimise a fresh
  * process's add path (with --only, the cell may be the first the bookies serve), so it warms for 2 s.
  */
-const WARMUP_SECONDS = { default: 0.5, large: 1, many: 1.5, single: 2 }
+const WARMUP_SECONDS = { default: 0.5, large: 1, many: 3, single: 2 }
 /**
  * Before the first cell, each peer serves this long of 1 KiB appends at 128 in flight and as long
  * at 1. A bookie is a long-running process: V8 compiles a function with its optimising tier only
@@ -354,26 +359,60 @@ class Teardown {
   }
 }
 
+/** The command line's options, with what `--help` says of each (cli/main.ts's `quire bench` takes the same). */
+const BENCH_FLAGS = {
+  json: { type: 'boolean', default: false, help: 'print the figures as one JSON object on the last line' },
+  seconds: { type: 'string', default: '3', help: 'seconds per measurement' },
+  'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT), help: 'entries for the tailing reader memory check' },
+  quick: { type: 'boolean', default: false, help: 'the 1 KiB cells only, and no tailing reader memory check' },
+  only: { type: 'string', help: 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory, soak' },
+  soak: { type: 'boolean', default: false, help: 'also run the soak (tens of minutes at the default size)' },
+  'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT), help: 'entries the soak writes' },
+  'warmup-seconds': { type: 'string', default: String(RUN_WARMUP_SECONDS_DEFAULT), help: 'seconds each peer serves at 128 and at 1 in flight before the first measurement' },
+  help: { type: 'boolean', default: false, help: 'print these options and exit' },
+} as const
+
+/** What `--help` prints. */
+export function benchUsage(): string {
+  const rows = Object.entries(BENCH_FLAGS).map(([name, f]) => {
+    const flag = f.type === 'string' ? `--${name} <value>` : `--${name}`
+    const dflt = 'default' in f && f.type === 'string' ? ` (default ${f.default})` : ''
+    return `  ${flag.padEnd(26)}${f.help}${dflt}`
+  })
+  return ['usage: npm run bench -- [options]', '', 'options:', ...rows].join('\n') + '\n'
+}
+
+/**
+ * The command line as BenchOptions, or `help` for --help. A flag it does not know, a missing
+ * value or a stray argument is one INVALID_CONFIG line (parseArgs's own TypeError is a stack).
+ */
+export function parseBenchArgs(args: string[]): BenchOptions | 'help' {
+  const options = Object.fromEntries(Object.entries(BENCH_FLAGS).map(([name, { help: _, ...f }]) => [name, f]))
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({ args, options: options as ParseArgsConfig['options'] }).values as Record<string, string | boolean | undefined>
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) throw err
+    const unknown = /^Unknown option '([^']*)'/.exec((err as Error).message)
+    const what = unknown ? `unknown option ${unknown[1]}` : (err as Error).message.split('.')[0]!
+    throw new QuireError('INVALID_CONFIG', `${what} (--help lists the options)`)
+  }
+  if (values['help'] === true) return 'help'
+  const str = (name: string): string => String(values[name])
+  return {
+    json: values['json'] === true, seconds: Number(str('seconds')), tailEntries: Number(str('tail-entries')), quick: values['quick'] === true,
+    soak: values['soak'] === true, soakEntries: Number(str('soak-entries')), warmupSeconds: Number(str('warmup-seconds')),
+    ...(values['only'] === undefined ? {} : { only: str('only').split(',') }),
+  }
+}
+
 const invokedPath = process.argv[1]
 if (invokedPath !== undefined && import.meta.url === pathToFileURL(path.resolve(invokedPath)).href) {
-  const { values } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      seconds: { type: 'string', default: '3' },
-      'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT) },
-      quick: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      soak: { type: 'boolean', default: false },
-      'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT) },
-      'warmup-seconds': { type: 'string', default: String(RUN_WARMUP_SECONDS_DEFAULT) },
-    },
-  })
   try {
-    await runBench({
-      json: values.json, seconds: Number(values.seconds), tailEntries: Number(values['tail-entries']), quick: values.quick,
-      soak: values.soak, soakEntries: Number(values['soak-entries']), warmupSeconds: Number(values['warmup-seconds']),
-      ...(values.only === undefined ? {} : { only: values.only.split(',') }),
-    })
+    const opts = parseBenchArgs(process.argv.slice(2))
+    if (opts === 'help') process.stdout.write(benchUsage())
+    else await runBench(opts)
   } catch (err) {
     process.stderr.write(err instanceof QuireError ? `error ${err.code}: ${err.message}\n` : `${err instanceof Error ? err.stack : String(err)}\n`)
     process.exitCode = 1

@@ -13,6 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { clockTicksPerSecond, CpuWindow, parseProcStat, processCpuUs, sumSpent } from '../bench/cpu.ts'
 import type { BenchResult } from '../bench/report.ts'
+import { benchUsage, parseBenchArgs } from '../bench/run.ts'
 import { entriesPerBookie, folderSize, rssPeakRatio } from '../bench/soak.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
 
@@ -157,6 +158,31 @@ async function runBenchProcess(args: string[], limitMs: number): Promise<{ code:
     }
   }
 }
+
+test('bench --help prints every option and exits 0; an unknown option is one error line, not a stack', async () => {
+  const help = await runBenchProcess(['--help'], 60_000)
+  assert.is(help.code, 0)
+  assert.is(help.stderr, '')
+  assert.is(help.stdout, benchUsage())
+  for (const flag of ['--only <value>', '--seconds <value>', '--warmup-seconds <value>', '--quick', '--help']) assert.ok(help.stdout.includes(flag), flag)
+  const bad = await runBenchProcess(['--only', 'logs1000_1024B', '--bogus'], 60_000)
+  assert.is(bad.code, 1)
+  assert.is(bad.stderr, 'error INVALID_CONFIG: unknown option --bogus (--help lists the options)\n')
+})
+
+test('parseBenchArgs: defaults, values, --help, and one-line errors for what parseArgs refuses', () => {
+  assert.equal(parseBenchArgs([]), { json: false, seconds: 3, tailEntries: 200_000, quick: false, soak: false, soakEntries: 10_000_000, warmupSeconds: 5 })
+  const o = parseBenchArgs(['--only', '1024B_x1,tail', '--seconds', '2', '--json'])
+  assert.ok(o !== 'help' && o.seconds === 2 && o.json && o.only?.join() === '1024B_x1,tail')
+  assert.is(parseBenchArgs(['--only', 'tail', '--help']), 'help')
+  for (const [args, message] of [
+    [['--bogus'], 'unknown option --bogus'],
+    [['--seconds'], "Option '--seconds <value>' argument missing"],
+    [['stray'], "Unexpected argument 'stray'"],
+  ] as const) {
+    assert.throws(() => parseBenchArgs([...args]), (err: Error & { code?: string }) => err.code === 'INVALID_CONFIG' && err.message === `${message} (--help lists the options)`)
+  }
+})
 
 test('--soak-entries must be a whole number of at least 1000', async () => {
   const r = await runBenchProcess(['--only', 'soak', '--soak-entries', '50'], 60_000)
