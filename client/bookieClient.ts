@@ -403,6 +403,9 @@ export class BookieClient implements BookieTransport, TailTransport {
     if (f) f.entries += b.entries
     else this.inFlight.set(bookieId, { entries: b.entries, since: now })
     for (const [ledgerId, last] of b.last) {
+      // Tracked only for a ledger with a writer: its unregistering forgets them (registerWriter),
+      // so adds that go after the last writer left (held while it failed) leave nothing behind.
+      if (!this.writers.has(ledgerId)) continue
       let perBookie = this.unanswered.get(ledgerId)
       if (!perBookie) this.unanswered.set(ledgerId, (perBookie = new Map()))
       const sent = perBookie.get(bookieId)

@@ -3,7 +3,8 @@
 // chooses, so every count here is exact. A bookie with nothing in flight or held gets a tick's
 // adds at once; with adds in flight, the adds of later ticks wait (an answer does not send them)
 // and go as one message when they reach lingerEntries or lingerBytes, or at lingerMs; any other
-// message to the bookie sends its held adds first; an explicit flush sends everything. Then a real
+// message to the bookie sends its held adds first; an explicit flush sends everything; adds sent
+// after a ledger's last writer unregistered are not tracked for a later writer. Then a real
 // bookie: 200 ledgers written one entry per tick all come back acknowledged, in fewer messages.
 
 import path from 'node:path'
@@ -229,6 +230,21 @@ unit('addState: an add is silent until its bookie answers, behind while it answe
   assert.is(client.addState('a', 1, 0), 'silent')
   // Ledger 2's entry 1 went after it: the bookie got past ledger 1's entry 0 without answering it.
   ack('a', 2, [1])
+  assert.is(client.addState('a', 1, 0), 'lost')
+  await client.close()
+})
+
+unit('adds sent after the ledger\'s last writer unregistered are not tracked: a later writer of the ledger does not inherit them', async () => {
+  const { nc, sent } = scripted()
+  const client = new BookieClient(nc, undefined, { lingerMs: 0 })
+  const unregister = client.registerWriter(1, () => {})
+  append(client, 1, 0, ['a'])
+  // The writer goes (failed, say) with its add queued: the add is still sent at the end of the tick.
+  unregister()
+  await tick()
+  assert.is(sent.length, 1)
+  // A new writer of the same ledger (a recovery in this process): no message of its carried entry 0.
+  client.registerWriter(1, () => {})
   assert.is(client.addState('a', 1, 0), 'lost')
   await client.close()
 })
