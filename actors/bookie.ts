@@ -9,12 +9,13 @@
 //   LAC reads; its rules decide the whole batch at once, the accepted adds are journaled as one
 //   record, and only after the journal's sync are they acknowledged, one addAck message per client
 //   per event-loop turn (actors/addAcks.ts);
-// - read: write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
+// - read (actors/bookieReads.ts): write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only, and only
 //   for what it can vouch for: a ledger in limbo (after an unclean stop or on a wiped disk; see
 //   actors/integrityCheck.ts) gets IN_LIMBO instead, and so does an unknown ledger while the
 //   bookie is unchecked. Fences on a limbo ledger are journaled and answered as usual;
-// - readLac (optionally fencing): through the ledger actor, so that it is ordered with adds;
+// - readLac (optionally fencing; actors/bookieReads.ts, with long polls): through the ledger
+//   actor, so that it is ordered with adds;
 // - writeLac, and writeLacs (many ledgers' explicit LACs, per-item answer): through the actor too;
 //   the LACs persisted in one turn are journaled as one record (actors/lacRecords.ts).
 // A full disk (actors/diskMonitor.ts) makes it read-only: normal adds are answered READ_ONLY,
@@ -41,7 +42,7 @@ import { requestProblem } from '../transport/validate.ts'
 import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
 import {
   RC, bookieSubject, decode, encode,
-  type BookieRequest, type ReadLacRequest, type ReadRequest, type WireMessage,
+  type BookieRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { AddAcks } from './addAcks.ts'
 import { BookieAdds, type LedgerActor } from './bookieAdds.ts'
@@ -52,7 +53,7 @@ import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
 import { watchActor } from '../transport/inspect.ts'
 import { LacRecords } from './lacRecords.ts'
-import { LongPolls, type ParkedPoll } from './longPolls.ts'
+import { BookieReads } from './bookieReads.ts'
 import { bookieMetrics, natsMetrics } from './metrics.ts'
 
 export interface BookieOptions {
@@ -123,16 +124,12 @@ export class Bookie {
   private pruning = false
   private prunedAt = 0
   readonly stats = { adds: 0, reads: 0, lacReads: 0, corruptReads: 0 }
-  /** Parked long-poll LAC reads (bounded). */
-  readonly polls = new LongPolls(
-    (ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) },
-  )
+  /** Entry reads, LAC reads and long polls (actors/bookieReads.ts). */
+  private readonly reads: BookieReads
   /** The add path: batches per ledger, their journal records, the entry store (actors/bookieAdds.ts). */
   private readonly adds: BookieAdds
   /** Explicit LACs to persist, one journal record per turn (actors/lacRecords.ts). */
   readonly lacRecords = new LacRecords((r) => this.storage!.append(r), (err) => { this.disk.writeFailed(err) })
-  /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
-  private readonly fencedReads = new Map<string, ReadRequest>()
   /** Turns the bookie read-only when its disk fills, writable when space returns. */
   readonly disk: DiskMonitor
   /** Deletes the entries of ledgers deleted from the metadata. */
@@ -151,6 +148,14 @@ export class Bookie {
       ledger: (ledgerId) => this.ledger(ledgerId, true),
       storage: () => this.storage!,
       writeFailed: (err) => this.disk.writeFailed(err),
+    })
+    this.reads = new BookieReads({
+      bookieId: opts.bookieId,
+      stats: this.stats,
+      storage: () => this.storage!,
+      ledger: (ledgerId, create) => this.ledger(ledgerId, create),
+      closeBatch: (ledgerId) => this.adds.closeBatch(ledgerId),
+      publish: (subject, msg) => this.publish(subject, msg),
     })
     this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), log)
     this.disk = new DiskMonitor(opts.dataDir, opts, {
@@ -270,7 +275,7 @@ export class Bookie {
           await this.integrity.stop()
           this.disk.stop()
           await this.gc.stop()
-          this.polls.answerAll()
+          this.reads.polls.answerAll()
           if (this.heartbeat) clearInterval(this.heartbeat)
           if (this.checkpointTimer) clearInterval(this.checkpointTimer)
           for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
@@ -292,7 +297,7 @@ export class Bookie {
         diskUsage: this.disk.last ? Math.round(this.disk.last.usage * 1000) / 1000 : null,
         diskUsedBytes: this.disk.last?.usedBytes ?? null,
         journal: this.storage ? (() => { try { return this.storage.journalStats } catch { return null } })() : null,
-        addsInJournal: this.adds.inflight, ledgers: this.ledgers.size, parkedPolls: this.polls.size, ...this.stats, error: ctx.error,
+        addsInJournal: this.adds.inflight, ledgers: this.ledgers.size, parkedPolls: this.reads.polls.size, ...this.stats, error: ctx.error,
         damage: this.storage ? this.storage.store.damage : null,
         integrity: this.integrityState(),
       }),
@@ -481,9 +486,9 @@ export class Bookie {
     switch (req.op) {
       case 'writeLacs': this.onWriteLacs(req, replyTo); break
       case 'add': this.adds.onAdd(req, replyTo!); break
-      case 'read': void this.onRead(req, replyTo!); break
-      case 'cancelPoll': this.polls.cancel(replyTo!, req.reqId); break
-      case 'readLac': void this.onReadLac(req, replyTo!); break
+      case 'read': void this.reads.onRead(req, replyTo!); break
+      case 'cancelPoll': this.reads.polls.cancel(replyTo!, req.reqId); break
+      case 'readLac': void this.reads.onReadLac(req, replyTo!); break
       case 'writeLac': void this.ledger(req.ledgerId, false).then((a) => a?.send({ type: 'explicitLac', masterKey: req.masterKey, lac: req.lac, persist: req.persist !== false }), () => {}); break
     }
   }
@@ -566,14 +571,7 @@ export class Bookie {
         'reply.lac': (_, p) => this.publish(p.replyTo, {
           op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, lac: p.lac, lastEntryId: p.lastEntryId,
         }),
-        'read.fenced': (_, p) => {
-          const key = `${p.replyTo}#${p.reqId}`
-          const req = this.fencedReads.get(key)
-          this.fencedReads.delete(key)
-          if (!req) return
-          if (p.rc !== RC.OK) this.publish(p.replyTo, { op: 'readResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: p.rc, entries: [] })
-          else void this.readEntries(req, p.replyTo)
-        },
+        'read.fenced': (_, p) => this.reads.fenced(p),
       },
     })
     const actor: LedgerActor = createActor(machine, {
@@ -587,7 +585,7 @@ export class Bookie {
     actor.subscribe((snap) => {
       if (snap.context.lac > lastLac) {
         lastLac = snap.context.lac
-        this.polls.wake(ledgerId, lastLac, snap.context.lastEntryId)
+        this.reads.polls.wake(ledgerId, lastLac, snap.context.lastEntryId)
       }
     })
     actor.start()
@@ -633,114 +631,6 @@ export class Bookie {
   }
 
   /** Reads; a recovery read (fence) first fences the ledger, through its actor, and waits for the fence to sync. */
-  private async onRead(req: ReadRequest, replyTo: string): Promise<void> {
-    this.stats.reads++
-    const arrivedAt = performance.now()
-    if (req.fence !== true) return this.readEntries(req, replyTo, arrivedAt)
-    const refuse = (rc: number): void => {
-      bookieMetrics.readAnswered(rc, arrivedAt, performance.now())
-      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries: [] })
-    }
-    if (!req.masterKey) return refuse(RC.UNAUTHORIZED)
-    // The fence's place in the ledger's line is taken now: later adds go behind it.
-    this.adds.closeBatch(req.ledgerId)
-    try {
-      const a = await this.ledger(req.ledgerId, true)
-      this.fencedReads.set(`${replyTo}#${req.reqId}`, req)
-      a!.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey, kind: 'read' })
-    } catch {
-      refuse(RC.ERROR)
-    }
-  }
-
-  /**
-   * Answer a read from the write cache and one RocksDB batch. A stored entry that fails its digest,
-   * or whose RocksDB block fails its checksum ('damaged': the store names it, repairs itself and
-   * keeps it listed until autorecovery writes a new copy), is answered CORRUPT (an error: the
-   * reader tries another replica), never "no such entry"; the other entries are answered as usual.
-   */
-  private async readEntries(req: ReadRequest, replyTo: string, arrivedAt = performance.now()): Promise<void> {
-    // With the LAC this bookie knows (when it holds the ledger): a reader behind its writer reads
-    // on from it without a long poll in between.
-    const reply = (rc: number, entries: Array<[number, Uint8Array | null]>, lac = -1): void => {
-      bookieMetrics.readAnswered(rc, arrivedAt, performance.now())
-      this.publish(replyTo, { op: 'readResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, entries, ...(lac >= 0 ? { lac } : {}) })
-    }
-    try {
-      const got = await this.storage!.getEntries(req.ledgerId, req.entryIds)
-      const actor = got.some((d) => d !== null) ? await this.ledger(req.ledgerId, false) : null
-      const state = actor?.getSnapshot().context
-      const limbo = this.storage!.inLimbo(req.ledgerId)
-      const out: Array<[number, Uint8Array | null]> = []
-      let bytes = 0
-      let anyFound = false
-      for (let i = 0; i < got.length; i++) {
-        const data = got[i]
-        if (data === 'damaged') {
-          anyFound = true
-          this.stats.corruptReads++
-          out.push([RC.CORRUPT, null])
-          continue
-        }
-        if (data && out.length > 0 && bytes + data.byteLength > req.maxBytes) break
-        if (!data) {
-          out.push([limbo ? RC.IN_LIMBO : RC.NO_SUCH_ENTRY, null])
-          continue
-        }
-        anyFound = true
-        bytes += data.byteLength
-        if (storedCopyIntact(data, req.ledgerId, req.entryIds[i]!, state?.digestType ?? null, state?.masterKey ?? null)) out.push([RC.OK, data])
-        else {
-          this.stats.corruptReads++
-          out.push([RC.CORRUPT, null])
-        }
-      }
-      if (!anyFound && (await this.ledger(req.ledgerId, false)) === null) {
-        reply(limbo ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER, [])
-        return
-      }
-      reply(RC.OK, out, actor?.getSnapshot().context.lac)
-    } catch {
-      reply(RC.ERROR, [])
-    }
-  }
-
-  private async onReadLac(req: ReadLacRequest, replyTo: string): Promise<void> {
-    this.stats.lacReads++
-    const fail = (rc: number): void =>
-      this.publish(replyTo, { op: 'lacResp', reqId: req.reqId, bookieId: this.opts.bookieId, rc, lac: -1, lastEntryId: -1 })
-    try {
-      const fence = req.fence === true
-      if (fence && !req.masterKey) return fail(RC.UNAUTHORIZED)
-      // Behind the adds that came before it, ahead of those that come after (see BookieAdds.queue).
-      this.adds.closeBatch(req.ledgerId)
-      const a = await this.ledger(req.ledgerId, fence)
-      if (a === null) return fail(this.storage!.inLimbo(req.ledgerId) ? RC.IN_LIMBO : RC.NO_SUCH_LEDGER)
-      if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
-      else if (req.previousLac !== undefined) {
-        const c = a.getSnapshot().context
-        if (c.lac > req.previousLac) void this.answerPoll(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, c.lac, c.lastEntryId)
-        else this.polls.park(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, req.previousLac, Math.min(req.timeoutMs ?? 10_000, 60_000), () => {
-          const now = a.getSnapshot().context
-          return { lac: now.lac, lastEntryId: now.lastEntryId }
-        })
-      } else a.send({ type: 'readLac', replyTo, reqId: req.reqId })
-    } catch {
-      fail(RC.ERROR)
-    }
-  }
-
-  /** Answer a long poll: the LAC, and the entry at it when asked for and held here. */
-  private async answerPoll(ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number): Promise<void> {
-    let entry: Uint8Array | undefined
-    if (p.withEntry && lac >= 0) {
-      const got = (await this.storage!.getEntries(ledgerId, [lac]).catch(() => [null]))[0]
-      // A damaged copy is left out: the reader then reads the entry from a replica.
-      if (got && got !== 'damaged') entry = got
-    }
-    this.publish(p.replyTo, { op: 'lacResp', reqId: p.reqId, bookieId: this.opts.bookieId, rc: RC.OK, lac, lastEntryId, ...(entry ? { entry } : {}) })
-  }
-
   private publish(subject: string, msg: WireMessage): void {
     this.publishBytes(subject, encode(msg))
   }
