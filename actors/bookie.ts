@@ -136,10 +136,12 @@ export class Bookie {
   readonly gc: GarbageCollector
   /** Takes ledgers out of limbo once the metadata says it is safe. */
   readonly integrity: IntegrityCheck
+  private readonly log: NonNullable<BookieOptions['log']>
 
   constructor(readonly opts: BookieOptions) {
+    this.log = opts.log ?? (() => {})
     this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame))
-    const log = opts.log ?? (() => {})
+    const log = this.log
     this.adds = new BookieAdds({
       maxEntryBytes: opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
       acks: this.acks,
@@ -195,63 +197,9 @@ export class Bookie {
     const step = (fn: () => Promise<void>): void => { fn().catch(fail) }
     const machine = bookieLifecycleMachine.provide({
       actions: {
-        'storage.open': () => step(async () => {
-          this.storage = await BookieStorage.open(opts.dataDir)
-          this.storage.store.onDamage = (e) => this.onStoreDamage(e)
-          const migrated = this.storage.store.migrated
-          if (migrated) log('entry store migrated: payloads moved from RocksDB to entry logs', { ...migrated })
-          this.lifecycle.send({ type: 'storage.opened' })
-        }),
-        'journal.replay': () => step(async () => {
-          // The first few skipped records one by one; the count of all of them after the replay.
-          const cleanStop = await hasCleanStopMarker(opts.dataDir)
-          const ending: ReplayEnding = { damaged: null }
-          const replay = (): Promise<number> => this.storage!.replayAndOpen(opts.journal, (reason, position) => {
-            if (this.storage!.skippedRecords <= 20) log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
-          }, ending)
-          // A full disk (RocksDB, a new journal segment, the checkpoint): start read-only, with the
-          // journal's records since the checkpoint held in memory; writable once space returns.
-          const records = await replay().catch(async (err: unknown) => {
-            if (!isDiskFullError(err) || this.storage!.readOnly) throw err
-            await this.storage!.startReadOnly(err as Error)
-            return replay()
-          })
-          const readOnly = this.storage!.readOnly
-          if (readOnly) {
-            log('disk full at start-up: storage opened read-only', { error: readOnly.message })
-            this.disk.writeFailed(readOnly)
-          }
-          log('journal replayed', { records, skipped: this.storage!.skippedRecords, cleanStop, damagedTail: ending.damaged })
-          // Limbo is persisted before the marker goes: a crash in between is unclean either way.
-          await this.storage!.startLimbo(cleanStop && ending.damaged === null)
-          await removeCleanStopMarker(opts.dataDir)
-          const limbo = this.storage!.limbo
-          if (limbo.unchecked || limbo.ledgers.length > 0) {
-            log('bookie cannot vouch for its ledgers (unclean stop, damaged journal tail or new disk): in limbo until the integrity check', { cleanStop, ledgers: limbo.ledgers.length, unchecked: limbo.unchecked })
-          }
-          this.lifecycle.send({ type: 'journal.replayed', records })
-        }),
-        'metadata.register': () => step(async () => {
-          this.nc = await connectNats(opts.nats, { name: `quire-bookie-${opts.bookieId}`, onReconnect: natsMetrics.reconnected })
-          this.metadata = await openMetadata(this.nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
-          await this.disk.check()
-          // Before the registration: no new ledger can be placed here yet and be taken for an old one.
-          await this.firstIntegrityCheck()
-          // Subscribed (and the SUB at the server) before the registration makes this bookie
-          // visible: a request sent as soon as a client sees it is held, never dropped.
-          this.subscribe()
-          await this.nc.flush()
-          await this.register(this.disk.full ? 'readonly' : 'writable')
-          this.integrity.start(this.nc)
-          this.disk.start()
-          this.gc.start()
-          const beat = opts.heartbeatMs ?? 1000
-          this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => log('heartbeat failed', { error: String(e) })) }, beat)
-          this.checkpointTimer = setInterval(() => {
-            this.storage?.checkpoint().catch((e) => log('checkpoint failed', { error: String(e) }))
-          }, opts.checkpointIntervalMs ?? 30_000)
-          this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
-        }),
+        'storage.open': () => step(() => this.openStorage()),
+        'journal.replay': () => step(() => this.replayJournal()),
+        'metadata.register': () => step(() => this.connectAndRegister()),
         'serve.start': () => {
           const held = this.held
           this.held = null
@@ -259,33 +207,8 @@ export class Bookie {
           this.nc!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
         },
         'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
-        'drain.start': () => step(async () => {
-          await this.integrity.stop()
-          this.disk.stop()
-          await this.gc.stop()
-          if (this.heartbeat) clearInterval(this.heartbeat)
-          if (this.checkpointTimer) clearInterval(this.checkpointTimer)
-          if (this.sub) await this.sub.drain()
-          await this.quiesce()
-          this.acks.flush()
-          await this.metadata?.removeBookie(opts.bookieId).catch(() => {})
-          this.lifecycle.send({ type: 'drained' })
-        }),
-        shutdown: () => step(async () => {
-          await this.integrity.stop()
-          this.disk.stop()
-          await this.gc.stop()
-          this.reads.polls.answerAll()
-          if (this.heartbeat) clearInterval(this.heartbeat)
-          if (this.checkpointTimer) clearInterval(this.checkpointTimer)
-          for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
-          await this.storage?.close().catch((e) => log('storage close failed', { error: String(e) }))
-          if (this.nc) {
-            await this.nc.flush().catch(() => {})
-            await this.nc.close().catch(() => {})
-          }
-          this.stopped?.()
-        }),
+        'drain.start': () => step(() => this.drain()),
+        shutdown: () => step(() => this.shutdown()),
       },
     })
     this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
@@ -302,6 +225,100 @@ export class Bookie {
         integrity: this.integrityState(),
       }),
     })
+  }
+
+  /** Lifecycle `storage.open`: RocksDB and the entry logs (migrating an older data folder). */
+  private async openStorage(): Promise<void> {
+    this.storage = await BookieStorage.open(this.opts.dataDir)
+    this.storage.store.onDamage = (e) => this.onStoreDamage(e)
+    const migrated = this.storage.store.migrated
+    if (migrated) this.log('entry store migrated: payloads moved from RocksDB to entry logs', { ...migrated })
+    this.lifecycle.send({ type: 'storage.opened' })
+  }
+
+  /** Lifecycle `journal.replay`: replay since the checkpoint, then limbo as the stop left it. */
+  private async replayJournal(): Promise<void> {
+    // The first few skipped records one by one; the count of all of them after the replay.
+    const cleanStop = await hasCleanStopMarker(this.opts.dataDir)
+    const ending: ReplayEnding = { damaged: null }
+    const replay = (): Promise<number> => this.storage!.replayAndOpen(this.opts.journal, (reason, position) => {
+      if (this.storage!.skippedRecords <= 20) this.log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
+    }, ending)
+    // A full disk (RocksDB, a new journal segment, the checkpoint): start read-only, with the
+    // journal's records since the checkpoint held in memory; writable once space returns.
+    const records = await replay().catch(async (err: unknown) => {
+      if (!isDiskFullError(err) || this.storage!.readOnly) throw err
+      await this.storage!.startReadOnly(err as Error)
+      return replay()
+    })
+    const readOnly = this.storage!.readOnly
+    if (readOnly) {
+      this.log('disk full at start-up: storage opened read-only', { error: readOnly.message })
+      this.disk.writeFailed(readOnly)
+    }
+    this.log('journal replayed', { records, skipped: this.storage!.skippedRecords, cleanStop, damagedTail: ending.damaged })
+    // Limbo is persisted before the marker goes: a crash in between is unclean either way.
+    await this.storage!.startLimbo(cleanStop && ending.damaged === null)
+    await removeCleanStopMarker(this.opts.dataDir)
+    const limbo = this.storage!.limbo
+    if (limbo.unchecked || limbo.ledgers.length > 0) {
+      this.log('bookie cannot vouch for its ledgers (unclean stop, damaged journal tail or new disk): in limbo until the integrity check', { cleanStop, ledgers: limbo.ledgers.length, unchecked: limbo.unchecked })
+    }
+    this.lifecycle.send({ type: 'journal.replayed', records })
+  }
+
+  /** Lifecycle `metadata.register`: NATS, metadata, the first integrity check, subscribe, register. */
+  private async connectAndRegister(): Promise<void> {
+    this.nc = await connectNats(this.opts.nats, { name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected })
+    this.metadata = await openMetadata(this.nc, this.opts.metadataReplicas ? { metadataReplicas: this.opts.metadataReplicas } : {})
+    await this.disk.check()
+    // Before the registration: no new ledger can be placed here yet and be taken for an old one.
+    await this.firstIntegrityCheck()
+    // Subscribed (and the SUB at the server) before the registration makes this bookie
+    // visible: a request sent as soon as a client sees it is held, never dropped.
+    this.subscribe()
+    await this.nc.flush()
+    await this.register(this.disk.full ? 'readonly' : 'writable')
+    this.integrity.start(this.nc)
+    this.disk.start()
+    this.gc.start()
+    const beat = this.opts.heartbeatMs ?? 1000
+    this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => this.log('heartbeat failed', { error: String(e) })) }, beat)
+    this.checkpointTimer = setInterval(() => {
+      this.storage?.checkpoint().catch((e) => this.log('checkpoint failed', { error: String(e) }))
+    }, this.opts.checkpointIntervalMs ?? 30_000)
+    this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
+  }
+
+  /** Lifecycle `drain.start`: stop taking requests, finish and acknowledge the adds taken, deregister. */
+  private async drain(): Promise<void> {
+    await this.integrity.stop()
+    this.disk.stop()
+    await this.gc.stop()
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+    if (this.sub) await this.sub.drain()
+    await this.quiesce()
+    this.acks.flush()
+    await this.metadata?.removeBookie(this.opts.bookieId).catch(() => {})
+    this.lifecycle.send({ type: 'drained' })
+  }
+
+  /** Lifecycle `shutdown`: stop the timers and the ledgers' actors, close storage and NATS. */
+  private async shutdown(): Promise<void> {
+    await this.integrity.stop()
+    this.disk.stop()
+    await this.gc.stop()
+    this.reads.polls.answerAll()
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+    for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
+    await this.storage?.close().catch((e) => this.log('storage close failed', { error: String(e) }))
+    if (this.nc) {
+      await this.nc.flush().catch(() => {})
+      await this.nc.close().catch(() => {})
+    }
+    this.stopped?.()
   }
 
   get state(): string {
@@ -417,7 +434,7 @@ export class Bookie {
 
   /** Damage in the entry store (storage/entryStore.ts): logged, counted, and re-registered at once. */
   private onStoreDamage(e: DamageEvent): void {
-    const log = this.opts.log ?? (() => {})
+    const log = this.log
     if (e.kind === 'found') log('entry store: stored copies damaged (answered CORRUPT; repairing the store)', { ledgerId: e.ledgerId, entryIds: e.entryIds.slice(0, 20), error: e.error })
     else if (e.kind === 'repaired') log('entry store repaired: readable data copied into a fresh store', { damagedEntries: e.damaged, keysCopied: e.copied, damagedRanges: e.ranges, ms: e.ms })
     else log('entry store repair failed', { error: e.error })
