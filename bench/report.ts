@@ -39,6 +39,8 @@ export interface BenchParams {
   seconds: number
   /** Seconds of 1 KiB appends each peer serves at 128 in flight, then as long at 1, before the first cell. */
   warmupSeconds: number
+  /** Rounds of each cell, the peers taking turns; each peer's median round is the one shown. */
+  rounds: number
   quick: boolean
   fdatasyncBytes: number
   quire: { bookies: number; ensembleSize: number; writeQuorum: number; ackQuorum: number }
@@ -73,6 +75,8 @@ export interface CellResult {
   failed: Array<{ peer: PeerName; error: string }>
   /** Quire's CPU per entry over JetStream R1's and R3's (null when a peer is missing). */
   cpuRatio: { overR1: number | null; overR3: number | null }
+  /** Each peer's CPU per entry in every round, in the order measured (one round unless --rounds). */
+  roundsUsPerEntry: Partial<Record<PeerName, number[]>>
 }
 
 export interface TailResult {
@@ -155,14 +159,27 @@ export function peerCell(peer: PeerName, m: Measurement, spent: CpuSpent, msgs: 
   }
 }
 
-export function cellResult(spec: CellSpec, peers: PeerCell[], failed: CellResult['failed']): CellResult {
+/**
+ * A cell from its measurements, a peer's rounds in the order measured: per peer the round whose
+ * CPU per entry is the median (of an even number, the lower of the two middle ones), so every
+ * figure shown for a peer comes from one window, and the ratios are of those rounds.
+ */
+export function cellResult(spec: CellSpec, rounds: PeerCell[], failed: CellResult['failed']): CellResult {
+  const roundsUsPerEntry: CellResult['roundsUsPerEntry'] = {}
+  const peers: PeerCell[] = []
+  for (const name of [...new Set(rounds.map((r) => r.peer))]) {
+    const mine = rounds.filter((r) => r.peer === name)
+    roundsUsPerEntry[name] = mine.map((r) => r.cpu.usPerEntry)
+    const sorted = [...mine].sort((a, b) => a.cpu.usPerEntry - b.cpu.usPerEntry)
+    peers.push(sorted[Math.floor((sorted.length - 1) / 2)]!)
+  }
   const of = (name: PeerName): PeerCell | undefined => peers.find((p) => p.peer === name)
   const quire = of('quire')
   const over = (name: PeerName): number | null => {
     const other = of(name)
     return quire && other ? quire.cpu.usPerEntry / other.cpu.usPerEntry : null
   }
-  return { spec, peers, failed, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') } }
+  return { spec, peers, failed, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') }, roundsUsPerEntry }
 }
 
 /** Issue 14's targets, for the cells this run has. */
@@ -236,7 +253,8 @@ export function formatHeader(m: Machine, p: BenchParams): string {
   return [
     `machine: ${m.cpus} x ${m.cpuModel}, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}, CLK_TCK ${m.clockTicksPerSecond}`,
     `data:    ${m.tempDir} (journals, nats stores and the fdatasync file share this disk)`,
-    `params:  ${p.seconds} s per cell after a warm-up (and ${p.warmupSeconds} s at 128 and at 1 in flight per peer before the first)${p.quick ? ' (--quick: a smaller matrix, no reader-memory check)' : ''}; ` +
+    `params:  ${p.seconds} s per cell after a warm-up (and ${p.warmupSeconds} s at 128 and at 1 in flight per peer before the first)${p.quick ? ' (--quick: a smaller matrix, no reader-memory check)' : ''}` +
+      `${p.rounds > 1 ? `, ${p.rounds} rounds of each cell, the peers taking turns (each peer's median round shown)` : ''}; ` +
       `quire: ${p.quire.bookies} bookies, E=${p.quire.ensembleSize} Qw=${p.quire.writeQuorum} Qa=${p.quire.ackQuorum}; ` +
       `jetstream: ${p.jetstream.storage} storage, R${p.jetstream.replicas.join(' and R')} (R3 on 3 servers), await each PubAck`,
     'CPU:     CPU-µs per entry = (this process\'s process.cpuUsage() + each nats-server\'s and bookie\'s /proc/<pid>/stat utime+stime) ' +
@@ -272,9 +290,12 @@ export function formatCells(cells: CellResult[]): string {
     p.peer === 'quire' ? times(c.cpuRatio.overR1) : '', p.peer === 'quire' ? times(c.cpuRatio.overR3) : '',
   ]))
   const failures = cells.flatMap((c) => c.failed.map((f) => `${cellLabel(c.spec)}, ${PEER_LABELS[f.peer]}: FAILED: ${f.error.split('\n')[0]}`))
+  const rounds = cells.filter((c) => Object.values(c.roundsUsPerEntry).some((r) => r.length > 1)).map((c) =>
+    `${cellLabel(c.spec)}: ${Object.entries(c.roundsUsPerEntry).map(([peer, us]) => `${PEER_LABELS[peer as PeerName]} ${us.map((u) => u.toFixed(1)).join(', ')}`).join('; ')}`)
   return [
     columns([head, ...body], 2),
     ...failures,
+    ...(rounds.length > 0 ? ['CPU µs/entry in each round, in the order measured (the median round is shown above):', ...rounds] : []),
     'CPU µs/entry = client + nats + bookies (each per entry); /R1, /R3: Quire\'s CPU per entry over JetStream R1\'s and R3\'s in the same cell',
   ].join('\n')
 }

@@ -68,6 +68,8 @@ const WARMUP_SECONDS = { default: 0.5, large: 1, many: 3, single: 2 }
  * nats-server needs none of it; JetStream gets the same warm-up all the same.
  */
 const RUN_WARMUP_SECONDS_DEFAULT = 5
+/** --rounds at most: each round of the full run takes minutes. */
+const ROUNDS_MAX = 20
 const TAIL = { payloadBytes: 1024, ratesPerSec: [1_000, 10_000], inFlightMax: 1024, pollMs: 500, explicitLacIntervalMs: 100 }
 const TAIL_ENTRIES_DEFAULT = 200_000
 const MEMORY = { payloadBytes: 64, inFlight: 256, pollMs: 500, sampleEveryMax: 200_000 }
@@ -92,6 +94,11 @@ export interface BenchOptions {
   soakEntries?: number
   /** Seconds each peer serves at 128 and at 1 in flight before the first cell (default 5; 0: none). */
   warmupSeconds?: number
+  /**
+   * Rounds of each cell (default 1): the peers take turns, round after round, and each peer's
+   * round with the median CPU per entry is the one shown (all its figures from that one window).
+   */
+  rounds?: number
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
@@ -196,12 +203,16 @@ function paramsOf(opts: BenchOptions): BenchParams {
   if (!Number.isFinite(warmupSeconds) || warmupSeconds < 0) {
     throw new QuireError('INVALID_CONFIG', `--warmup-seconds must be a number of at least 0, got ${opts.warmupSeconds}`)
   }
+  const rounds = opts.rounds ?? 1
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > ROUNDS_MAX) {
+    throw new QuireError('INVALID_CONFIG', `--rounds must be a whole number from 1 to ${ROUNDS_MAX}, got ${opts.rounds}`)
+  }
   const soakEntries = opts.soakEntries ?? SOAK_ENTRIES_DEFAULT
   if (!Number.isSafeInteger(soakEntries) || soakEntries < 1000) {
     throw new QuireError('INVALID_CONFIG', `--soak-entries must be an integer of at least 1000, got ${opts.soakEntries}`)
   }
   return {
-    seconds: opts.seconds, warmupSeconds, quick, fdatasyncBytes: FDATASYNC_BYTES,
+    seconds: opts.seconds, warmupSeconds, rounds, quick, fdatasyncBytes: FDATASYNC_BYTES,
     quire: { bookies: BOOKIES, ensembleSize: QUORUM.ensembleSize!, writeQuorum: QUORUM.writeQuorum!, ackQuorum: QUORUM.ackQuorum! },
     jetstream: { storage: 'file', replicas: [1, 3] }, cells, tail: only && !only.has('tail') ? { ...TAIL, ratesPerSec: [] } : TAIL,
     // Five samples after the start, also when testing with a few entries.
@@ -254,20 +265,25 @@ async function measureIdle(peers: Peer[]): Promise<IdleCpu> {
  * One workload against each peer in turn, with the CPU time and NATS messages of its timed
  * window. A peer that fails the cell is reported with its error and the run goes on.
  */
+/** The cell `p.rounds` times, the peers taking turns in each round (see BenchOptions.rounds). */
 async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promise<CellResult> {
   const payload = randomBytes(spec.payloadBytes)
-  const rows: PeerCell[] = []
+  const rounds: PeerCell[] = []
   const failed: CellResult['failed'] = []
-  for (const peer of peers) {
-    try {
-      rows.push(await measurePeer(p, spec, peer, payload))
-    } catch (err) {
-      const error = err instanceof Error ? err.message : String(err)
-      process.stderr.write(`${PEER_LABELS[peer.name]} ${cellLabel(spec)} FAILED: ${error}\n`)
-      failed.push({ peer: peer.name, error })
+  for (let round = 0; round < p.rounds; round++) {
+    for (const peer of peers) {
+      // A peer that failed is not asked again: its error is the cell's figure for it.
+      if (failed.some((f) => f.peer === peer.name)) continue
+      try {
+        rounds.push(await measurePeer(p, spec, peer, payload))
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err)
+        process.stderr.write(`${PEER_LABELS[peer.name]} ${cellLabel(spec)} FAILED: ${error}\n`)
+        failed.push({ peer: peer.name, error })
+      }
     }
   }
-  return cellResult(spec, rows, failed)
+  return cellResult(spec, rounds, failed)
 }
 
 async function measurePeer(p: BenchParams, spec: CellSpec, peer: Peer, payload: Uint8Array): Promise<PeerCell> {
@@ -369,6 +385,7 @@ const BENCH_FLAGS = {
   soak: { type: 'boolean', default: false, help: 'also run the soak (tens of minutes at the default size)' },
   'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT), help: 'entries the soak writes' },
   'warmup-seconds': { type: 'string', default: String(RUN_WARMUP_SECONDS_DEFAULT), help: 'seconds each peer serves at 128 and at 1 in flight before the first measurement' },
+  rounds: { type: 'string', default: '1', help: 'rounds of each cell, the peers taking turns; each peer\'s median round (by CPU per entry) is shown' },
   help: { type: 'boolean', default: false, help: 'print these options and exit' },
 } as const
 
@@ -403,6 +420,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | 'help' {
   return {
     json: values['json'] === true, seconds: Number(str('seconds')), tailEntries: Number(str('tail-entries')), quick: values['quick'] === true,
     soak: values['soak'] === true, soakEntries: Number(str('soak-entries')), warmupSeconds: Number(str('warmup-seconds')),
+    rounds: Number(str('rounds')),
     ...(values['only'] === undefined ? {} : { only: str('only').split(',') }),
   }
 }

@@ -12,8 +12,9 @@ import { mkdtemp, rm, truncate, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { clockTicksPerSecond, CpuWindow, parseProcStat, processCpuUs, sumSpent } from '../bench/cpu.ts'
-import type { BenchResult } from '../bench/report.ts'
+import { cellResult, formatCells, type BenchResult, type PeerCell } from '../bench/report.ts'
 import { benchUsage, parseBenchArgs } from '../bench/run.ts'
+import type { PeerName } from '../bench/peers.ts'
 import { entriesPerBookie, folderSize, rssPeakRatio } from '../bench/soak.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
 
@@ -171,7 +172,9 @@ test('bench --help prints every option and exits 0; an unknown option is one err
 })
 
 test('parseBenchArgs: defaults, values, --help, and one-line errors for what parseArgs refuses', () => {
-  assert.equal(parseBenchArgs([]), { json: false, seconds: 3, tailEntries: 200_000, quick: false, soak: false, soakEntries: 10_000_000, warmupSeconds: 5 })
+  assert.equal(parseBenchArgs([]), { json: false, seconds: 3, tailEntries: 200_000, quick: false, soak: false, soakEntries: 10_000_000, warmupSeconds: 5, rounds: 1 })
+  const r = parseBenchArgs(['--rounds', '3'])
+  assert.ok(r !== 'help' && r.rounds === 3)
   const o = parseBenchArgs(['--only', '1024B_x1,tail', '--seconds', '2', '--json'])
   assert.ok(o !== 'help' && o.seconds === 2 && o.json && o.only?.join() === '1024B_x1,tail')
   assert.is(parseBenchArgs(['--only', 'tail', '--help']), 'help')
@@ -182,6 +185,36 @@ test('parseBenchArgs: defaults, values, --help, and one-line errors for what par
   ] as const) {
     assert.throws(() => parseBenchArgs([...args]), (err: Error & { code?: string }) => err.code === 'INVALID_CONFIG' && err.message === `${message} (--help lists the options)`)
   }
+})
+
+test('--rounds must be a whole number from 1 to 20: one error line', async () => {
+  for (const bad of ['0', '2.5', '21']) {
+    const r = await runBenchProcess(['--only', '1024B_x1', '--rounds', bad], 60_000)
+    assert.is(r.code, 1, bad)
+    assert.is(r.stderr, `error INVALID_CONFIG: --rounds must be a whole number from 1 to 20, got ${bad}\n`)
+  }
+})
+
+test('rounds: per peer the round with the median CPU per entry is shown, every round listed in order, and the ratios are of the shown rounds', () => {
+  const spec = { key: '1024B_x1', payloadBytes: 1024, inFlight: 1, logs: 1, ratePerSec: null, warmupSeconds: 2 }
+  const round = (peer: PeerName, usPerEntry: number, opsPerSec: number): PeerCell => ({
+    peer, ops: 1000, elapsedSeconds: 1, opsPerSec, mbPerSec: 1, inFlight: 1, latencyMs: { p50: 1, p99: 2, p999: 3, max: 4 },
+    cpu: { clientUs: 0, processUs: {}, totalUs: 0, usPerEntry, clientUsPerEntry: 0, natsUsPerEntry: 0, bookiesUsPerEntry: 0 },
+    nats: { inMsgs: 0, outMsgs: 0, msgsPerEntry: 0 },
+  })
+  const c = cellResult(spec, [
+    round('quire', 900, 1), round('jetstreamR1', 100, 11), round('jetstreamR3', 500, 21),
+    round('quire', 1200, 2), round('jetstreamR1', 300, 12), round('jetstreamR3', 400, 22),
+    round('quire', 1000, 3), round('jetstreamR1', 200, 13),
+  ], [{ peer: 'jetstreamR3', error: 'gone' }])
+  assert.equal(c.roundsUsPerEntry, { quire: [900, 1200, 1000], jetstreamR1: [100, 300, 200], jetstreamR3: [500, 400] })
+  // The median round itself (its other figures too), not a mix of rounds.
+  assert.equal(c.peers.map((p) => [p.peer, p.cpu.usPerEntry, p.opsPerSec]), [['quire', 1000, 3], ['jetstreamR1', 200, 13], ['jetstreamR3', 400, 22]])
+  assert.is(c.cpuRatio.overR1, 5)
+  assert.is(c.cpuRatio.overR3, 2.5)
+  assert.match(formatCells([c]), /1 KiB x1: quire 900\.0, 1200\.0, 1000\.0; jetstream R1 100\.0, 300\.0, 200\.0; jetstream R3 500\.0, 400\.0/)
+  // One round: no per-round lines.
+  assert.not.match(formatCells([cellResult(spec, [round('quire', 900, 1)], [])]), /each round/)
 })
 
 test('--soak-entries must be a whole number of at least 1000', async () => {
