@@ -82,6 +82,10 @@ t('200 idle ledgers: at most one explicit-LAC frame per bookie per interval, and
     while (lac < 2) lac = Math.max(lac, await r.longPollLac(lac, 5000))
   })))
   const elapsedMs = performance.now() - startedAt
+  // The bookies answered those polls after the frames reached them; the spy has its own
+  // connection, which may not have handed it the same frames yet: a round trip on it (the server
+  // sends in order) delivers every frame the bookies had.
+  await ctx.nc.flush()
   const frames = [...ctx.frames]
   const items = frames.reduce((n, f) => n + f.items, 0)
   const intervals = Math.ceil(elapsedMs / INTERVAL_MS) + 2
