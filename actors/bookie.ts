@@ -9,7 +9,7 @@
 //   LAC reads; its rules decide the whole batch at once, the accepted adds are journaled as one
 //   record, and only after the journal's sync are they acknowledged, one addAck message per client
 //   per event-loop turn (actors/addAcks.ts);
-// - read (actors/bookieReads.ts): write cache, then one RocksDB read batch; an entry it does not have is NO_SUCH_ENTRY
+// - read (actors/bookieReads.ts): write cache, then the entry store; an entry it does not have is NO_SUCH_ENTRY
 //   (or NO_SUCH_LEDGER when it knows nothing of the ledger): explicit negatives only, and only
 //   for what it can vouch for: a ledger in limbo (after an unclean stop or on a wiped disk; see
 //   actors/integrityCheck.ts) gets IN_LIMBO instead, and so does an unknown ledger while the
@@ -141,7 +141,6 @@ export class Bookie {
   constructor(readonly opts: BookieOptions) {
     this.log = opts.log ?? (() => {})
     this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame))
-    const log = this.log
     this.adds = new BookieAdds({
       maxEntryBytes: opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
       acks: this.acks,
@@ -159,7 +158,7 @@ export class Bookie {
       closeBatch: (ledgerId) => this.adds.closeBatch(ledgerId),
       publish: (subject, msg) => this.publish(subject, msg),
     })
-    this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), log)
+    this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), this.log)
     this.disk = new DiskMonitor(opts.dataDir, opts, {
       onFull: () => {
         this.lifecycle.send({ type: 'disk.full' })
@@ -172,13 +171,13 @@ export class Bookie {
         return true
       },
       onOk: () => this.lifecycle.send({ type: 'disk.ok' }),
-      log,
+      log: this.log,
     })
     this.gc = new GarbageCollector({
       localLedgers: () => this.storage!.listLedgers(),
       metadataLedgers: () => this.metadata!.listLedgers(),
       deleteLocal: (ids, ranges) => this.deleteLocalLedgers(ids, ranges),
-    }, { gcIntervalMs: opts.gcIntervalMs ?? 60_000, log })
+    }, { gcIntervalMs: opts.gcIntervalMs ?? 60_000, log: this.log })
     this.integrity = new IntegrityCheck({
       bookieId: opts.bookieId,
       limbo: () => this.storage?.limbo ?? { unchecked: false, ledgers: [] },
@@ -187,7 +186,7 @@ export class Bookie {
       listLedgers: () => this.metadata!.listLedgers(),
       readLedger: (id) => this.metadata!.readLedger(id).then((r) => r.value),
       markLacking: async (id) => { await new AutorecoveryStore(this.metadata!.clusterKv).mark(id, { damaged: [opts.bookieId] }, opts.bookieId) },
-      log,
+      log: this.log,
     }, opts.integrityRecheckMs ?? 30_000)
     const fail = (err: unknown): void => {
       this.lifecycle.send({ type: 'failed', error: err instanceof Error ? err.message : String(err) })
@@ -426,7 +425,7 @@ export class Bookie {
         if (stray.length > 0) await store.forgetDamaged(ledgerId, stray)
       }
     } catch (err) {
-      this.opts.log?.('pruning the damaged entries failed', { error: String(err) })
+      this.log('pruning the damaged entries failed', { error: String(err) })
     } finally {
       this.pruning = false
     }
@@ -434,10 +433,9 @@ export class Bookie {
 
   /** Damage in the entry store (storage/entryStore.ts): logged, counted, and re-registered at once. */
   private onStoreDamage(e: DamageEvent): void {
-    const log = this.log
-    if (e.kind === 'found') log('entry store: stored copies damaged (answered CORRUPT; repairing the store)', { ledgerId: e.ledgerId, entryIds: e.entryIds.slice(0, 20), error: e.error })
-    else if (e.kind === 'repaired') log('entry store repaired: readable data copied into a fresh store', { damagedEntries: e.damaged, keysCopied: e.copied, damagedRanges: e.ranges, ms: e.ms })
-    else log('entry store repair failed', { error: e.error })
+    if (e.kind === 'found') this.log('entry store: stored copies damaged (answered CORRUPT; repairing the store)', { ledgerId: e.ledgerId, entryIds: e.entryIds.slice(0, 20), error: e.error })
+    else if (e.kind === 'repaired') this.log('entry store repaired: readable data copied into a fresh store', { damagedEntries: e.damaged, keysCopied: e.copied, damagedRanges: e.ranges, ms: e.ms })
+    else this.log('entry store repair failed', { error: e.error })
     if (e.kind !== 'found') bookieMetrics.storeRepaired(e.kind === 'repaired')
     if (this.metadata) void this.register(this.currentState()).catch(() => {})
   }
@@ -636,7 +634,7 @@ export class Bookie {
     const threshold = major ? this.opts.majorCompactionThreshold ?? 0.8 : this.opts.minorCompactionThreshold ?? 0.2
     const r = await this.storage!.store.compactEntryLogs(threshold)
     if (major) this.lastMajorCompaction = performance.now()
-    if (r.compacted + r.emptied + r.skipped > 0) this.opts.log?.('entry logs compacted', { major, threshold, ...r })
+    if (r.compacted + r.emptied + r.skipped > 0) this.log('entry logs compacted', { major, threshold, ...r })
   }
 
   private async dropLedgerActors(ids: readonly number[]): Promise<void> {

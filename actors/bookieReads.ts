@@ -137,8 +137,9 @@ export class BookieReads {
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
       else if (req.previousLac !== undefined) {
         const c = a.getSnapshot().context
-        if (c.lac > req.previousLac) void this.answerPoll(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, c.lac, c.lastEntryId)
-        else this.polls.park(req.ledgerId, { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }, req.previousLac, Math.min(req.timeoutMs ?? 10_000, 60_000), () => {
+        const poll: ParkedPoll = { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }
+        if (c.lac > req.previousLac) void this.answerPoll(req.ledgerId, poll, c.lac, c.lastEntryId)
+        else this.polls.park(req.ledgerId, poll, req.previousLac, Math.min(req.timeoutMs ?? 10_000, 60_000), () => {
           const now = a.getSnapshot().context
           return { lac: now.lac, lastEntryId: now.lastEntryId }
         })

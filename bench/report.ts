@@ -170,8 +170,8 @@ export function cellResult(spec: CellSpec, rounds: PeerCell[], failed: CellResul
   for (const name of [...new Set(rounds.map((r) => r.peer))]) {
     const mine = rounds.filter((r) => r.peer === name)
     roundsUsPerEntry[name] = mine.map((r) => r.cpu.usPerEntry)
-    const sorted = [...mine].sort((a, b) => a.cpu.usPerEntry - b.cpu.usPerEntry)
-    peers.push(sorted[Math.floor((sorted.length - 1) / 2)]!)
+    mine.sort((a, b) => a.cpu.usPerEntry - b.cpu.usPerEntry)
+    peers.push(mine[Math.floor((mine.length - 1) / 2)]!)
   }
   const of = (name: PeerName): PeerCell | undefined => peers.find((p) => p.peer === name)
   const quire = of('quire')

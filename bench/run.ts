@@ -262,17 +262,16 @@ async function measureIdle(peers: Peer[]): Promise<IdleCpu> {
 }
 
 /**
- * One workload against each peer in turn, with the CPU time and NATS messages of its timed
- * window. A peer that fails the cell is reported with its error and the run goes on.
+ * One workload against each peer in turn, `p.rounds` times (see BenchOptions.rounds), with the
+ * CPU time and NATS messages of each timed window. A peer that fails the cell is reported with
+ * its error, is not asked again, and the run goes on.
  */
-/** The cell `p.rounds` times, the peers taking turns in each round (see BenchOptions.rounds). */
 async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promise<CellResult> {
   const payload = randomBytes(spec.payloadBytes)
   const rounds: PeerCell[] = []
   const failed: CellResult['failed'] = []
   for (let round = 0; round < p.rounds; round++) {
     for (const peer of peers) {
-      // A peer that failed is not asked again: its error is the cell's figure for it.
       if (failed.some((f) => f.peer === peer.name)) continue
       try {
         rounds.push(await measurePeer(p, spec, peer, payload))
