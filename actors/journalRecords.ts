@@ -2,7 +2,7 @@
 // marks and explicit LACs. The journal frames and checksums records; this file only gives them
 // meaning.
 //
-// Encoding (journal format 3): an add is a binary record whose entries are the bytes as received,
+// Encoding (journal formats 3 and 4): an add is a binary record whose entries are the bytes as received,
 // handed to the journal as separate parts (no copy into a record buffer; the journal writes them
 // with writev):
 //   [u8 0xc1][3 bytes 0][u32 BE n][u64 BE ledgerId] n x [u64 BE entryId][u32 BE length]

@@ -14,6 +14,7 @@
 //   last sync, then of the folder when a log was created): the index may only be flushed after.
 // - Bounded: at most READERS_MAX open read handles and READ_CACHE_CHUNKS read-ahead chunks.
 
+import { constants } from 'node:fs'
 import { open, readdir, rm, mkdir, type FileHandle } from 'node:fs/promises'
 import { syncDir } from './syncDir.ts'
 import path from 'node:path'
@@ -21,6 +22,7 @@ import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
 import { readU64, writeU64, type EntryLocation } from './entryLogIndex.ts'
 import type { StoredEntry } from './types.ts'
+import { alignUp, alignedBuffer, openDirect } from './directIo.ts'
 
 export const LOG_HEADER_BYTES = 16
 export const RECORD_HEADER_BYTES = 28
@@ -33,72 +35,139 @@ const READERS_MAX = 32
 /** Read-ahead: a read of a smaller entry reads this much and keeps it for the next reads. */
 const READ_AHEAD_BYTES = 64 * 1024
 const READ_CACHE_CHUNKS = 16
-/** writev takes at most IOV_MAX buffers on Linux. */
-const IOV_MAX = 1024
 
 export function logFileName(id: number): string {
   return `entrylog-${String(id).padStart(10, '0')}.log`
 }
 
-/** One log being appended to (the current log, or a compaction's output). */
+/** Bytes a log writer stages before it writes them: a multiple of BLOCK_BYTES. */
+const STAGE_BYTES = 1024 * 1024
+
+/**
+ * One log being appended to (the current log, or a compaction's output). Records are copied
+ * into a page-aligned staging buffer and written from it in whole blocks, O_DIRECT where the file
+ * system has it (storage/directIo.ts): a full buffer when it fills, the rest at sync() and
+ * close(), padded with zeros to the block boundary, where the next record then starts. So a log
+ * may hold a run of zeros after a record (up to BLOCK_BYTES - 1); records are found through the
+ * index, never by walking the file. Bytes staged but not yet written are read from the buffer.
+ */
 export class LogWriter {
-  private constructor(readonly id: number, readonly file: string, private readonly fh: FileHandle, public size: number) {}
+  private readonly stage = alignedBuffer(STAGE_BYTES)
+  /** Bytes of the stage in use: they belong at stageStart onward. */
+  private fill = 0
+  /** File offset of the stage's first byte: a block boundary; everything before it is written. */
+  private stageStart = 0
+  private failure: Error | null = null
+
+  private constructor(readonly id: number, readonly file: string, private readonly fh: FileHandle) {}
 
   static async create(dir: string, id: number): Promise<LogWriter> {
     const file = path.join(dir, logFileName(id))
-    const fh = await open(file, 'wx')
-    const header = Buffer.alloc(LOG_HEADER_BYTES)
+    const { fh } = await openDirect(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
+    const w = new LogWriter(id, file, fh)
+    // Staged like a record: written with the first block.
+    const header = w.stage.subarray(0, LOG_HEADER_BYTES)
     header.writeUInt32BE(MAGIC, 0)
     header.writeUInt32BE(VERSION, 4)
     header.writeUInt32BE(id, 8)
     header.writeUInt32BE(crc32c(header.subarray(0, 12)), 12)
-    try {
-      await fh.write(header, 0, LOG_HEADER_BYTES, 0)
-    } catch (err) {
-      await fh.close().catch(() => {})
-      throw err
-    }
-    return new LogWriter(id, file, fh, LOG_HEADER_BYTES)
+    w.fill = LOG_HEADER_BYTES
+    return w
   }
 
-  /** Appends the entries' records in one pass; the payloads are written as they are (no copy). */
+  /** The end of the log: where the next record goes. */
+  get size(): number {
+    return this.stageStart + this.fill
+  }
+
+  /** Bytes before this offset are written (and stay as they are); later ones may be only staged. */
+  get writtenEnd(): number {
+    return this.stageStart
+  }
+
+  /** Appends the entries' records in one pass, copied into the stage (written as it fills). */
   async append(entries: readonly StoredEntry[]): Promise<EntryLocation[]> {
-    const headers = Buffer.allocUnsafe(RECORD_HEADER_BYTES * entries.length)
-    const iov: Uint8Array[] = []
+    if (this.failure !== null) throw this.failedError()
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
     const locs: EntryLocation[] = []
-    let at = this.size
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!
-      const h = headers.subarray(i * RECORD_HEADER_BYTES, (i + 1) * RECORD_HEADER_BYTES)
-      h.writeUInt32BE(e.data.byteLength, 0)
-      h.writeUInt32BE(crc32c(e.data as Buffer), 4)
-      writeU64(h, 8, e.ledgerId)
-      writeU64(h, 16, e.entryId)
-      h.writeUInt32BE(crc32c(h.subarray(0, 24)), 24)
-      iov.push(h, e.data)
-      locs.push({ logId: this.id, offset: at, length: e.data.byteLength })
-      at += RECORD_HEADER_BYTES + e.data.byteLength
+    try {
+      for (const e of entries) {
+        header.writeUInt32BE(e.data.byteLength, 0)
+        header.writeUInt32BE(crc32c(e.data as Buffer), 4)
+        writeU64(header, 8, e.ledgerId)
+        writeU64(header, 16, e.entryId)
+        header.writeUInt32BE(crc32c(header.subarray(0, 24)), 24)
+        locs.push({ logId: this.id, offset: this.size, length: e.data.byteLength })
+        if (this.fill + RECORD_HEADER_BYTES + e.data.byteLength <= STAGE_BYTES) {
+          // The common case, without a promise per record.
+          header.copy(this.stage, this.fill)
+          this.stage.set(e.data, this.fill + RECORD_HEADER_BYTES)
+          this.fill += RECORD_HEADER_BYTES + e.data.byteLength
+          continue
+        }
+        await this.put(header)
+        await this.put(e.data)
+      }
+    } catch (err) {
+      // Part of a record may be staged or written: this log takes no more records.
+      this.failure = err instanceof Error ? err : new Error(String(err))
+      throw err
     }
-    let position = this.size
-    for (let i = 0; i < iov.length; i += IOV_MAX) {
-      const part = iov.slice(i, i + IOV_MAX)
-      let want = 0
-      for (const b of part) want += b.byteLength
-      const { bytesWritten } = await this.fh.writev(part as NodeJS.ArrayBufferView[], position)
-      // Short writes do not happen on regular files short of an error; refuse to index a hole.
-      if (bytesWritten !== want) throw new Error(`short write to ${this.file}: ${bytesWritten} of ${want} bytes`)
-      position += want
-    }
-    this.size = at
     return locs
   }
 
-  sync(): Promise<void> {
-    return this.fh.datasync()
+  /** Copies `src` into the stage, writing the stage whenever it is full. */
+  private async put(src: Uint8Array): Promise<void> {
+    for (let from = 0; from < src.byteLength;) {
+      if (this.fill === STAGE_BYTES) await this.writeStage()
+      const n = Math.min(src.byteLength - from, STAGE_BYTES - this.fill)
+      this.stage.set(from === 0 && n === src.byteLength ? src : src.subarray(from, from + n), this.fill)
+      this.fill += n
+      from += n
+    }
   }
 
-  close(): Promise<void> {
-    return this.fh.close()
+  /** Writes the staged bytes, zero-padded to a block boundary; the next record starts there. */
+  private async writeStage(): Promise<void> {
+    if (this.fill === 0) return
+    const bytes = alignUp(this.fill)
+    this.stage.fill(0, this.fill, bytes)
+    const { bytesWritten } = await this.fh.write(this.stage, 0, bytes, this.stageStart)
+    // Short writes do not happen on regular files short of an error; refuse to index a hole.
+    if (bytesWritten !== bytes) throw new Error(`short write to ${this.file}: ${bytesWritten} of ${bytes} bytes`)
+    this.stageStart += bytes
+    this.fill = 0
+  }
+
+  /**
+   * Copies the staged bytes of [offset, offset + n) into `target` at `at` and returns how many
+   * bytes from `offset` on are written instead (to be read from the file): 0 when the range
+   * starts in the stage, n when it ends before it. Synchronous, so the stage cannot move meanwhile.
+   */
+  copyStaged(offset: number, n: number, target: Buffer, at: number): number {
+    const onDisk = Math.max(0, Math.min(n, this.stageStart - offset))
+    if (onDisk < n) this.stage.copy(target, at + onDisk, offset + onDisk - this.stageStart, offset + n - this.stageStart)
+    return onDisk
+  }
+
+  /** Everything appended before it is durable when this resolves. */
+  async sync(): Promise<void> {
+    if (this.failure !== null) throw this.failedError()
+    await this.writeStage()
+    await this.fh.datasync()
+  }
+
+  /** Writes what is staged (not synced: a sync() before makes it durable) and closes the file. */
+  async close(): Promise<void> {
+    try {
+      if (this.failure === null) await this.writeStage()
+    } finally {
+      await this.fh.close()
+    }
+  }
+
+  private failedError(): Error {
+    return new Error(`entry log ${this.file} failed (${this.failure?.message}); it takes no more records`, { cause: this.failure })
   }
 }
 
@@ -296,14 +365,33 @@ export class EntryLogs {
 
   /** Reads the record with read-ahead, listed in `pending` (synchronously) until the bytes are in. */
   private readRecord(loc: EntryLocation, need: number, ledgerId: number, entryId: number): Promise<Buffer> {
+    const writer = this.writing.get(loc.logId)
+    if (writer !== undefined && loc.offset + need > writer.writtenEnd) return this.readStaged(writer, loc, need, ledgerId, entryId)
     // Never past the written end of a log being written: bytes beyond may be half written.
-    const stable = this.writing.get(loc.logId)?.size ?? Infinity
+    const stable = writer?.writtenEnd ?? Infinity
     const want = Math.max(need, Math.min(need < READ_AHEAD_BYTES ? READ_AHEAD_BYTES : 0, stable - loc.offset))
     const p: PendingChunk = { logId: loc.logId, start: loc.offset, want, bytes: this.readAt(loc, need, want, ledgerId, entryId) }
     this.pending.add(p)
     const done = (): void => { this.pending.delete(p) }
     p.bytes.then(done, done)
     return p.bytes
+  }
+
+  /**
+   * A record of a log being written that is staged, in whole or in its last part: that part is
+   * copied out at once (before the stage can move on), the rest read from the file.
+   */
+  private async readStaged(writer: LogWriter, loc: EntryLocation, need: number, ledgerId: number, entryId: number): Promise<Buffer> {
+    if (loc.offset + need > writer.size) {
+      throw this.damaged(loc, ledgerId, entryId, `the log being written ends at byte ${writer.size}, before the end of the record at offset ${loc.offset} (${need} bytes)`)
+    }
+    const record = Buffer.allocUnsafe(need)
+    const onDisk = writer.copyStaged(loc.offset, need, record, 0)
+    if (onDisk > 0) {
+      const written = await this.readAt(loc, onDisk, onDisk, ledgerId, entryId)
+      written.copy(record, 0)
+    }
+    return record
   }
 
   private async readAt(loc: EntryLocation, need: number, want: number, ledgerId: number, entryId: number): Promise<Buffer> {

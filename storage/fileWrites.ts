@@ -8,6 +8,7 @@
 import { writevSync } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { assert } from '../machines/errors.ts'
+import { alignedBuffer } from './directIo.ts'
 
 /**
  * The zeros a zero-fill writes, one buffer written again and again (writev lists it once per
@@ -15,9 +16,9 @@ import { assert } from '../machines/errors.ts'
  * zero-fill cost a 4 MiB memset, its page faults and a copy from cold memory each time, and its
  * external memory drove V8 garbage collections: with 256 KiB entries the zero-fill took as much
  * CPU as writing the records (about 5 CPU-µs per KiB against under 1 with this buffer). Never
- * written to: only ever a source of writes.
+ * written to: only ever a source of writes. Page-aligned, so files opened O_DIRECT take it.
  */
-const ZEROS = Buffer.alloc(256 * 1024)
+const ZEROS = alignedBuffer(256 * 1024)
 
 /** Bytes of the shared zero buffer: a zero-fill lists it once per this many bytes. */
 export const ZERO_FILL_BUFFER_BYTES = ZEROS.length

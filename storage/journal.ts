@@ -2,22 +2,27 @@
 // record holding it is covered by an fdatasync, so everything here serves one promise: a resolved
 // `append` survives a crash, and replay gives back exactly the synced records, in order.
 //
-// On disk (journal format 3): segment files `journal-<12-digit segment>.log`. Each opens with a
-// 16-byte segment header `["QJNL"][u32 BE format version = 3][u32 0][u32 crc32c(bytes 0-11)]`,
+// On disk (journal format 4): segment files `journal-<12-digit segment>.log`. Each opens with a
+// 16-byte segment header `["QJNL"][u32 BE format version = 4][u32 0][u32 crc32c(bytes 0-11)]`,
 // then a run of records, each a 16-byte record header and its payload:
 //   [u32 payload length][u32 group offset][u32 crc32c(payload)][u32 crc32c(header bytes 0-11)][payload]
 // The group offset is the distance in bytes from the start of the group write the record was
 // part of to the record's start (0 for the first record of a group). Because the header has its
 // own checksum, a length is trusted before it is used, and every record says which write it came
-// from. Format 3 frames records exactly as format 2 did; it differs in what a payload holds (a
-// binary add record, actors/journalRecords.ts), so replay reads both, and a Quire that knows only
-// format 2 refuses a format 3 segment instead of skipping its adds as undecodable. Invariants:
+// from. A record whose length field has PADDING_FLAG set is padding (zeros), which replay skips:
+// format 4 writes whole 4 KiB blocks (O_DIRECT, storage/directIo.ts), so the segment header is
+// followed by padding to the end of its block and every group write ends with padding to a block
+// boundary. Format 3 is format 4 without padding; format 2 differs from 3 in what a payload holds
+// (a binary add record, actors/journalRecords.ts); replay reads all three, and a Quire that does
+// not know a segment's format refuses it instead of misreading it. Invariants:
 // - Records are only appended; a position is (segment, offset just past the record); a segment's
-//   first record starts at byte 16. A group write holds at most GROUP_BYTES_MAX bytes, so the
-//   group offset fits its u32. A scan for intact records (below) runs only on damage.
-// - One flush in flight at a time: one O_DSYNC writev (durable on return, like write + fdatasync)
-//   per group, of each record's header (framed once per group, in one reused buffer) and the
-//   record's parts as the caller gave them (never joined into a copy), into zero-filled space,
+//   first group starts at byte 4096, every group on a block boundary. A group write holds at
+//   most GROUP_BYTES_MAX bytes, so the group offset fits its u32. A scan for intact records
+//   (below) runs only on damage.
+// - One flush in flight at a time: per group, O_DSYNC writes (durable on return, like write +
+//   fdatasync) from one reused page-aligned staging buffer into which the group is framed in one
+//   pass (each record's header, its parts, the padding); one write unless the group is larger
+//   than the buffer. Into zero-filled space,
 //   or, for a group of GROW_GROUP_BYTES or more, past the end of the file (see preallocate);
 //   a group's promises resolve only after its sync, in append order, with strictly increasing
 //   positions. So when an intact record of one group is on disk, every earlier group's write had
@@ -43,18 +48,19 @@
 // Replay before `openJournal`: replay may truncate the newest segment, which must not be open.
 
 import { constants } from 'node:fs'
-import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises'
+import { mkdir, unlink, type FileHandle } from 'node:fs/promises'
 import { syncDir } from './syncDir.ts'
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
 import {
-  RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
-  isErrno, listSegments, segmentFileName, segmentHeader,
+  RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
+  isErrno, listSegments, paddingBytes, segmentFileName, writeHeaderBlock, writePadding,
 } from './journalFormat.ts'
 import type { Journal, JournalPosition } from './types.ts'
 import { ZERO_FILL_BUFFER_BYTES, writeZeros, writevFully, writevFullySync } from './fileWrites.ts'
+import { BLOCK_BYTES, alignUp, alignedBuffer, openDirect } from './directIo.ts'
 
 export {
   JOURNAL_FORMAT_VERSION, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, listSegments, segmentFileName,
@@ -65,6 +71,10 @@ export { replayJournal, type ReplayEnding } from './journalReplay.ts'
 const GROUP_BYTES_MAX = 256 * 1024 * 1024
 /** Zero-filled ahead of the records of the current segment. */
 const PREALLOCATE_BYTES = 4 * 1024 * 1024
+/** A group is copied into a staging buffer this large and written from it, in several writes when larger. */
+const STAGE_BYTES = 4 * 1024 * 1024
+/** Where a segment's first group goes: after the block holding the segment header and its padding. */
+const FIRST_GROUP_OFFSET = BLOCK_BYTES
 /**
  * A group this large is written past the end of the file when it runs past the zeros, and while
  * recent groups are this large the journal zero-fills nothing ahead (see preallocate).
@@ -160,9 +170,10 @@ export class FileJournal implements Journal {
   private failure: Error | null = null
   private closed = false
   private closing: Promise<void> | null = null
-  private offset = SEGMENT_HEADER_BYTES
+  /** Where the next group goes: always on a block boundary. */
+  private offset = FIRST_GROUP_OFFSET
   /** The end of the current segment's zero-filled or written bytes (header, records), and the zero-fill under way. */
-  private allocated = SEGMENT_HEADER_BYTES
+  private allocated = FIRST_GROUP_OFFSET
   private preallocating: Promise<void> | null = null
   /**
    * Bytes of recent groups: the last group's, or more while larger ones came just before (an
@@ -170,9 +181,10 @@ export class FileJournal implements Journal {
    */
   private groupBytesRecent = 0
   private synced: JournalPosition
-  /** The record headers of the group being written: reused, as each write is done when it returns. */
-  private headers = Buffer.alloc(RECORD_HEADER_BYTES * 64)
-  private iovecs: Uint8Array[] = []
+  /** A group's bytes are framed here and written from here (page-aligned, for O_DIRECT); reused, as each write is done when it returns. */
+  private readonly stage = alignedBuffer(STAGE_BYTES)
+  /** One record header or padding record, framed before it is staged. */
+  private readonly scratch = Buffer.alloc(RECORD_HEADER_BYTES + 2 * BLOCK_BYTES)
 
   constructor(
     readonly dir: string,
@@ -180,7 +192,7 @@ export class FileJournal implements Journal {
     private fh: FileHandle,
     private readonly options: Options,
   ) {
-    this.synced = { segment, offset: SEGMENT_HEADER_BYTES }
+    this.synced = { segment, offset: FIRST_GROUP_OFFSET }
   }
 
   get syncedPosition(): JournalPosition {
@@ -259,24 +271,21 @@ export class FileJournal implements Journal {
 
   private async flushGroup(): Promise<void> {
     const { group, bytes } = this.takeGroup()
+    // Padded to a block boundary, so the next group's write starts on one.
+    const padded = bytes + paddingBytes(alignUp(bytes) - bytes)
     let syncStartedAt = 0
     try {
       if (this.failure !== null) throw this.failedError()
       if (this.offset >= this.options.segmentBytesMax) await this.roll()
-      if (this.offset + bytes > this.allocated) await this.makeRoom(bytes)
+      if (this.offset + padded > this.allocated) await this.makeRoom(padded)
       await this.options.beforeSync?.({ segment: this.segment, records: group.length, bytes })
-      const iovecs = this.frameGroup(group)
       syncStartedAt = performance.now()
-      // The file is opened O_DSYNC: the write returns once the data is durable, as write +
-      // fdatasync would, in one call instead of two; over preallocated zeros (a small group) no size
-      // change has to be synced either. It is written synchronously on purpose: the bookie has nothing to
-      // acknowledge before it returns, and two thread-pool hand-offs cost more than the wait.
-      try {
-        writevFullySync(this.fh.fd, iovecs, this.offset, bytes)
-      } finally {
-        // Drop the references to the group's payloads; the array itself is reused.
-        iovecs.length = 0
-      }
+      // The file is opened O_DSYNC (and O_DIRECT): each write returns once the data is durable,
+      // as write + fdatasync would, in one call instead of two; over preallocated zeros (a small
+      // group) no size change has to be synced either. It is written synchronously on purpose:
+      // the bookie has nothing to acknowledge before it returns, and two thread-pool hand-offs
+      // cost more than the wait.
+      this.writeGroup(group, bytes, padded)
     } catch (err) {
       this.failure ??= err instanceof Error ? err : new Error(String(err))
       for (const w of group) w.reject(this.failure)
@@ -284,7 +293,7 @@ export class FileJournal implements Journal {
     }
     this.options.metrics.groupCommitted(group.length, bytes, performance.now() - syncStartedAt)
     let offset = this.offset
-    this.offset += bytes
+    this.offset += padded
     // Written past the zeros, the file now ends at the group's end.
     this.allocated = Math.max(this.allocated, this.offset)
     this.synced = { segment: this.segment, offset: this.offset }
@@ -337,7 +346,7 @@ export class FileJournal implements Journal {
     if (needed <= this.allocated) return
     const fh = this.fh
     const from = this.allocated
-    const end = Math.max(needed, from + ahead)
+    const end = alignUp(Math.max(needed, from + ahead))
     this.preallocating = writeZeros(fh, from, end - from)
     try {
       await this.preallocating
@@ -362,33 +371,51 @@ export class FileJournal implements Journal {
     const next = this.segment + 1
     this.fh = await createSegment(this.dir, next)
     this.segment = next
-    this.offset = SEGMENT_HEADER_BYTES
-    this.allocated = SEGMENT_HEADER_BYTES
+    this.offset = FIRST_GROUP_OFFSET
+    this.allocated = FIRST_GROUP_OFFSET
   }
 
   /**
-   * The one framing pass of a group: each record's header (length, group offset, payload and
-   * header checksums) into the reused header buffer, and the buffers of the group's write in
-   * order, each header followed by its record's parts.
+   * The one framing pass of a group, written as it goes: each record's header (length, group
+   * offset, payload and header checksums) and parts copied into the staging buffer, then the
+   * padding record up to the block boundary; the buffer is written whenever it is full, and at
+   * the end. `padded` bytes in all, from the current offset.
    */
-  private frameGroup(group: readonly Waiting[]): Uint8Array[] {
-    if (this.headers.length < RECORD_HEADER_BYTES * group.length) {
-      this.headers = Buffer.alloc(Math.max(RECORD_HEADER_BYTES * group.length, 2 * this.headers.length))
+  private writeGroup(group: readonly Waiting[], bytes: number, padded: number): void {
+    const stage = this.stage
+    const fd = this.fh.fd
+    let fill = 0
+    let position = this.offset
+    const put = (src: Uint8Array): void => {
+      for (let from = 0; from < src.byteLength;) {
+        if (fill === stage.length) {
+          writevFullySync(fd, [stage], position, fill)
+          position += fill
+          fill = 0
+        }
+        const n = Math.min(src.byteLength - from, stage.length - fill)
+        stage.set(from === 0 && n === src.byteLength ? src : src.subarray(from, from + n), fill)
+        fill += n
+        from += n
+      }
     }
-    const iovecs = this.iovecs
+    const header = this.scratch.subarray(0, RECORD_HEADER_BYTES)
     let groupOffset = 0
-    for (let i = 0; i < group.length; i++) {
-      const w = group[i]!
-      const header = this.headers.subarray(RECORD_HEADER_BYTES * i, RECORD_HEADER_BYTES * (i + 1))
+    for (const w of group) {
       header.writeUInt32BE(w.frameBytes - RECORD_HEADER_BYTES, 0)
       header.writeUInt32BE(groupOffset, 4)
       header.writeUInt32BE(w.crc, 8)
       header.writeUInt32BE(crc32c(header.subarray(0, 12)), 12)
-      iovecs.push(header)
-      for (const part of w.parts) if (part.byteLength > 0) iovecs.push(part)
+      put(header)
+      for (const part of w.parts) put(part)
       groupOffset += w.frameBytes
     }
-    return iovecs
+    if (padded > bytes) {
+      writePadding(this.scratch, 0, padded - bytes, groupOffset)
+      put(this.scratch.subarray(0, padded - bytes))
+    }
+    writevFullySync(fd, [stage.subarray(0, fill)], position, fill)
+    assert(position + fill === this.offset + padded, `a group of ${padded} bytes wrote ${position + fill - this.offset}`)
   }
 
   private failedError(): Error {
@@ -431,14 +458,17 @@ export class FileJournal implements Journal {
   }
 }
 
-/** A new segment holding only its header, which, like its directory entry, is durable before any record goes in it. */
+/** The first block of every segment (journalFormat.ts's writeHeaderBlock), page-aligned; never written to. */
+const HEADER_BLOCK = writeHeaderBlock(alignedBuffer(BLOCK_BYTES))
+
+/** A new segment holding only its header block, which, like its directory entry, is durable before any record goes in it. */
 async function createSegment(dir: string, segment: number): Promise<FileHandle> {
   // O_EXCL: never reuse a file another journal (or an earlier run) wrote. O_DSYNC: every write
-  // is durable when it returns (see flushGroup).
+  // is durable when it returns (see flushGroup). O_DIRECT where the file system has it.
   const file = join(dir, segmentFileName(segment))
-  const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC)
+  const { fh } = await openDirect(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC)
   try {
-    await writevFully(fh, [segmentHeader()], 0, SEGMENT_HEADER_BYTES)
+    await writevFully(fh, [HEADER_BLOCK], 0, BLOCK_BYTES)
     await syncDir(dir)
   } catch (err) {
     await fh.close()

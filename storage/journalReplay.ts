@@ -3,14 +3,15 @@
 // The rules are in storage/journal.ts's header. Replay before `openJournal`: replay may truncate
 // the newest segment, which must not be open.
 
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
 import {
-  JOURNAL_FORMATS_READ, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
-  listSegments, segmentFileName,
+  JOURNAL_FORMATS_READ, PADDING_FLAG, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+  listSegments, segmentFileName, writeHeaderBlock,
 } from './journalFormat.ts'
+import { BLOCK_BYTES } from './directIo.ts'
 import type { JournalPosition } from './types.ts'
 
 const READ_CHUNK_BYTES = 1024 * 1024
@@ -71,10 +72,19 @@ function checkNoGaps(dir: string, segments: readonly number[], from: JournalPosi
  */
 async function indexOfTailSegment(dir: string, segments: readonly number[]): Promise<number> {
   for (let i = segments.length - 1; i > 0; i--) {
-    const { size } = await stat(join(dir, segmentFileName(segments[i] ?? 0)))
-    if (size > SEGMENT_HEADER_BYTES) return i
+    if (await holdsRecords(join(dir, segmentFileName(segments[i] ?? 0)))) return i
   }
   return 0
+}
+
+const HEADER_BLOCK = writeHeaderBlock(Buffer.alloc(BLOCK_BYTES))
+
+/** More than a segment header, and more than format 4's header block (the header and its padding). */
+async function holdsRecords(file: string): Promise<boolean> {
+  const { size } = await stat(file)
+  if (size <= SEGMENT_HEADER_BYTES) return false
+  if (size !== BLOCK_BYTES) return true
+  return !(await readFile(file)).equals(HEADER_BLOCK)
 }
 
 /** `laterWithRecords`: a newer segment that holds records (its writes came after all of this one). */
@@ -107,7 +117,7 @@ async function* replaySegment(
       if (parsed.ok) {
         groupStart = offset - parsed.groupOffset
         offset = parsed.end
-        yield { record: Buffer.from(parsed.payload), position: { segment, offset } }
+        if (!parsed.padding) yield { record: Buffer.from(parsed.payload), position: { segment, offset } }
         continue
       }
       if (laterWithRecords !== null) {
@@ -130,35 +140,36 @@ async function* replaySegment(
   }
 }
 
-/** Throws CORRUPT_JOURNAL unless the segment opens with the header of a format replay reads (2 or 3). */
+/** Throws CORRUPT_JOURNAL unless the segment opens with the header of a format replay reads (2, 3 or 4). */
 async function checkSegmentHeader(reader: SegmentReader, file: string): Promise<void> {
   const header = await reader.bytes(0, SEGMENT_HEADER_BYTES)
   if (!header.subarray(0, 4).equals(SEGMENT_MAGIC)) {
-    throw corrupt(file, 0, 'no journal format 2 or 3 segment header: written by a Quire older than ' +
+    throw corrupt(file, 0, 'no journal format 2, 3 or 4 segment header: written by a Quire older than ' +
       'journal format 2 (stop that bookie cleanly with its own version first, or let autorecovery ' +
       're-replicate its ledgers and give it an empty data directory), or not a journal at all')
   }
   if (crc32c(header.subarray(0, 12)) !== header.readUInt32BE(12)) throw corrupt(file, 0, 'the segment header fails its crc32c')
   const version = header.readUInt32BE(4)
   if (!JOURNAL_FORMATS_READ.includes(version)) {
-    throw corrupt(file, 0, `journal format ${version} is not one this Quire reads (it reads formats ${JOURNAL_FORMATS_READ.join(' and ')})`)
+    throw corrupt(file, 0, `journal format ${version} is not one this Quire reads (it reads formats ${JOURNAL_FORMATS_READ.join(', ')})`)
   }
 }
 
 type Parsed =
-  | { ok: true; payload: Buffer; end: number; groupOffset: number }
+  | { ok: true; payload: Buffer; end: number; groupOffset: number; padding: boolean }
   | { ok: false; reason: string }
 
-/** Length and group offset of a record header at `at` of `buf` whose checksum holds; else null. */
-function intactHeader(buf: Buffer, at: number, fileOffset: number): { length: number; groupOffset: number } | null {
-  const length = buf.readUInt32BE(at)
+/** Length, group offset and padding flag of a record header at `at` of `buf` whose checksum holds; else null. */
+function intactHeader(buf: Buffer, at: number, fileOffset: number): { length: number; groupOffset: number; padding: boolean } | null {
+  const field = buf.readUInt32BE(at)
+  const length = (field & ~PADDING_FLAG) >>> 0
   // Cheap tests first: this runs at every byte of a scan. Zero is never a valid length (append
   // refuses empty records), so zero-filled space is passed over without computing a checksum.
   if (length === 0 || length > RECORD_BYTES_MAX) return null
   const groupOffset = buf.readUInt32BE(at + 4)
   if (groupOffset > fileOffset - SEGMENT_HEADER_BYTES) return null
   if (crc32c(buf.subarray(at, at + 12)) !== buf.readUInt32BE(at + 12)) return null
-  return { length, groupOffset }
+  return { length, groupOffset, padding: field !== length }
 }
 
 async function parseRecord(reader: SegmentReader, offset: number, prevGroupStart: number | null): Promise<Parsed> {
@@ -177,7 +188,7 @@ async function parseRecord(reader: SegmentReader, offset: number, prevGroupStart
   if (end > reader.size) return { ok: false, reason: `record of ${h.length} bytes runs past the end of the file` }
   const payload = await reader.bytes(offset + RECORD_HEADER_BYTES, h.length)
   if (crc32c(payload) !== header.readUInt32BE(8)) return { ok: false, reason: 'record payload fails its crc32c' }
-  return { ok: true, payload, end, groupOffset: h.groupOffset }
+  return { ok: true, payload, end, groupOffset: h.groupOffset, padding: h.padding }
 }
 
 /**
@@ -204,9 +215,10 @@ async function laterGroupAfter(reader: SegmentReader, damaged: number): Promise<
     const chunk = await reader.bytes(pos, Math.min(READ_CHUNK_BYTES, reader.size - pos))
     let next = pos + chunk.length - RECORD_HEADER_BYTES + 1
     for (let i = 0; i + RECORD_HEADER_BYTES <= chunk.length; i++) {
-      // A length field (at most RECORD_BYTES_MAX) starts with a small byte; most bytes of other
-      // data fail this at once. Zero-filled space is skipped a block at a time.
-      if (chunk[i]! > LENGTH_FIRST_BYTE_MAX) continue
+      // A length field (at most RECORD_BYTES_MAX, maybe with PADDING_FLAG) starts with a small
+      // byte; most bytes of other data fail this at once. Zero-filled space is skipped a block at
+      // a time.
+      if ((chunk[i]! & 0x7f) > LENGTH_FIRST_BYTE_MAX) continue
       if (chunk[i] === 0 && chunk[i + 1] === 0 && chunk[i + 2] === 0 && chunk[i + 3] === 0) {
         i = Math.max(i, nextNonZero(chunk, i + 4) - 4)
         continue

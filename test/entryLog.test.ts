@@ -6,7 +6,7 @@
 // SIGKILL while checkpoints run keeps every entry whose journal record was synced.
 
 import { execFileSync } from 'node:child_process'
-import { open, readdir, rm, truncate } from 'node:fs/promises'
+import { open, readFile, readdir, rm, truncate } from 'node:fs/promises'
 import path from 'node:path'
 import RocksDB from 'rocksdb-native'
 import { test } from 'uvu'
@@ -114,24 +114,55 @@ async function damagedCase(dir: string, harm: (file: string) => Promise<void>, e
   }
 }
 
+/** Where damagedCase's log ends its records (zeros up to a block boundary follow). */
+function recordsEnd(): number {
+  let at = LOG_HEADER_BYTES
+  for (let e = 0; e < 10; e++) at += RECORD_HEADER_BYTES + testEntry(5, e).length
+  return at
+}
+
+test('a log is written in whole blocks, zero-padded after its last record', () =>
+  withDir(async (dir) => {
+    const at = path.join(dir, 'entries')
+    const store = await openEntryStore(at)
+    await store.putEntries(Array.from({ length: 10 }, (_, e) => ({ ledgerId: 5, entryId: e, data: testEntry(5, e) })))
+    await store.close()
+    const bytes = await readFile(path.join(`${at}.logs`, 'entrylog-0000000001.log'))
+    assert.is(bytes.length % 4096, 0)
+    assert.ok(bytes.length >= recordsEnd() && bytes.length < recordsEnd() + 4096, `${bytes.length} bytes for records ending at ${recordsEnd()}`)
+    assert.ok(bytes.subarray(recordsEnd()).every((b) => b === 0), 'zeros after the last record')
+  }))
+
+test('records staged and not yet written, or written in part, read back whole before any sync', () =>
+  withDir(async (dir) => {
+    const store = await openEntryStore(path.join(dir, 'entries'))
+    try {
+      // 3.3 MiB of entries of uneven sizes: the staging buffer (1 MiB) fills several times, so
+      // records lie wholly staged, wholly written, and across the boundary between the two.
+      const sizes = Array.from({ length: 300 }, (_, e) => 1 + ((e * 7919) % 23_000))
+      const data = sizes.map((n, e) => Buffer.alloc(n, e % 251))
+      for (let e = 0; e < data.length; e += 10) {
+        await store.putEntries(data.slice(e, e + 10).map((d, i) => ({ ledgerId: 8, entryId: e + i, data: d })))
+        const got = await store.readEntries(Array.from({ length: e + 10 }, (_, i) => ({ ledgerId: 8, entryId: i })))
+        got.forEach((g, i) => assert.ok(g instanceof Buffer && g.equals(data[i]!), `entry ${i} after ${e + 10} put`))
+      }
+    } finally {
+      await store.close()
+    }
+  }))
+
 test('a record whose payload rotted answers damaged, naming the log file', () =>
   withDir((dir) => damagedCase(dir, async (file) => {
     const fh = await open(file, 'r+')
-    const { size } = await fh.stat()
     const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, size - 5)
+    await fh.read(b, 0, 1, recordsEnd() - 5)
     b[0] = b[0]! ^ 0x40
-    await fh.write(b, 0, 1, size - 5)
+    await fh.write(b, 0, 1, recordsEnd() - 5)
     await fh.close()
   }, /fails its checksum/)))
 
 test('an index entry pointing past the end of its log (cut short) answers damaged, naming the file', () =>
-  withDir((dir) => damagedCase(dir, async (file) => {
-    const fh = await open(file, 'r')
-    const { size } = await fh.stat()
-    await fh.close()
-    await truncate(file, size - 10)
-  }, /ends at byte/)))
+  withDir((dir) => damagedCase(dir, (file) => truncate(file, recordsEnd() - 10), /ends at byte/)))
 
 test('a missing log file answers damaged, naming the file', () =>
   withDir((dir) => damagedCase(dir, (file) => rm(file), /missing/)))

@@ -160,22 +160,23 @@ const s = suite('integrity check: start-up state')
 s('replay says how it ended: clean at the zero-filled end; damaged when the last record is rotted', async () => {
   await withDir(async (dir) => {
     const j = await openJournal(dir)
-    for (let i = 0; i < 5; i++) await j.append(Buffer.from(`record ${i}`))
+    const records = Array.from({ length: 5 }, (_, i) => Buffer.from(`record ${i}`))
+    let lastEnd = 0
+    for (const r of records) lastEnd = (await j.append(r)).offset
     await j.close()
     const ending: ReplayEnding = { damaged: null }
     let n = 0
     for await (const _ of replayJournal(dir, null, ending)) n++
     assert.is(n, 5)
     assert.is(ending.damaged, null)
-    // Rot one byte of the last record's payload.
+    // Rot one byte of the last record's payload. Its start: its position (the offset just past
+    // it) less its length; groups are padded to a block boundary, so not the previous record's end.
     const file = path.join(dir, (await readdir(dir)).filter((f) => f.endsWith('.log')).sort().at(-1)!)
     const buf = await readFile(file)
-    let off = SEGMENT_HEADER_BYTES
-    let last = off
-    while (off + RECORD_HEADER_BYTES <= buf.length && buf.readUInt32BE(off) !== 0) {
-      last = off
-      off += RECORD_HEADER_BYTES + buf.readUInt32BE(off)
-    }
+    const last = lastEnd - RECORD_HEADER_BYTES - records.at(-1)!.length
+    assert.ok(last > SEGMENT_HEADER_BYTES)
+    assert.is(buf.readUInt32BE(last), records.at(-1)!.length, 'the last record\'s header is where its position says')
+    assert.ok(buf.subarray(last + RECORD_HEADER_BYTES, lastEnd).equals(records.at(-1)!))
     const fh = await open(file, 'r+')
     await fh.write(Buffer.from([buf[last + RECORD_HEADER_BYTES]! ^ 0xff]), 0, 1, last + RECORD_HEADER_BYTES)
     await fh.close()

@@ -6,6 +6,7 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { constants as fsConstants } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import { join } from 'node:path'
@@ -15,6 +16,7 @@ import { isQuireError } from '../machines/errors.ts'
 import {
   RECORD_HEADER_BYTES as RH, SEGMENT_HEADER_BYTES as SH, listSegments, openJournal, replayJournal, segmentFileName,
 } from '../storage/journal.ts'
+import { PADDING_FLAG, paddingBytes } from '../storage/journalFormat.ts'
 import { MemoryJournal } from '../storage/memoryJournal.ts'
 import type { JournalPosition } from '../storage/types.ts'
 
@@ -74,8 +76,14 @@ async function writeJournal(dir: string, records: Buffer[], perGroup = records.l
   return positions
 }
 
+/** Where a segment's first record starts: after its header block (the header, then padding). */
+const FIRST = 4096
+
 /** Byte offset where record i starts (all in one segment). */
-const startOf = (positions: JournalPosition[], i: number): number => (i === 0 ? SH : positions[i - 1]!.offset)
+const startOf = (positions: JournalPosition[], records: Buffer[], i: number): number => positions[i]!.offset - RH - records[i]!.length
+
+/** Where the group after one ending at `end` starts: the next block boundary past its padding record. */
+const nextGroupAt = (end: number): number => end + paddingBytes(Math.ceil(end / 4096) * 4096 - end)
 
 async function patch(file: string, at: number, change: (b: Buffer) => void, n = 1): Promise<void> {
   const fh = await fs.open(file, 'r+')
@@ -102,15 +110,26 @@ test('group commit: concurrent appends resolve with increasing positions and few
       await new Promise((r) => setImmediate(r))
     }
     const positions = await Promise.all(promises)
-    let expected = SH
+    // Each record follows the one before it, or starts the next group at the next block boundary
+    // after the padding; as many group starts as group writes.
+    let end = FIRST
+    let groupStarts = 0
+    let framed = 0
     for (const [i, p] of positions.entries()) {
-      expected += RH + (records[i]?.length ?? 0)
-      assert.equal(p, { segment: 0, offset: expected })
+      const start = p.offset - RH - records[i]!.length
+      if (start !== end) {
+        assert.is(start, nextGroupAt(end), `record ${i} starts its group at the block boundary`)
+        groupStarts++
+      }
+      assert.is(p.segment, 0)
+      end = p.offset
+      framed += RH + records[i]!.length
     }
+    assert.is(groupStarts + 1, journal.stats.syncs)
     assert.equal(journal.stats.records, 3000)
-    assert.equal(journal.stats.bytes, expected - SH)
+    assert.equal(journal.stats.bytes, framed)
     assert.ok(journal.stats.syncs <= 30, `${journal.stats.syncs} syncs for 3000 records`)
-    assert.equal(journal.syncedPosition, { segment: 0, offset: expected })
+    assert.equal(journal.syncedPosition, { segment: 0, offset: nextGroupAt(end) })
     assert.is(journal.pendingBytes, 0)
     await journal.close()
   }))
@@ -140,7 +159,7 @@ test('reopen after close starts a new segment and replay spans both', () =>
     const p2 = await writeJournal(dir, second)
     assert.equal(await listSegments(dir), [0, 1])
     assert.is(p1.at(-1)?.segment, 0)
-    assert.equal(p2[0], { segment: 1, offset: SH + RH + (second[0]?.length ?? 0) })
+    assert.equal(p2[0], { segment: 1, offset: FIRST + RH + (second[0]?.length ?? 0) })
     const all = await collect(replayJournal(dir, null))
     assert.equal(
       all.map((x) => x.record),
@@ -155,10 +174,13 @@ test('a segment opens with its format header, synced before any record', () =>
     const journal = await openJournal(dir)
     const file = join(dir, segmentFileName(0))
     const header = await fs.readFile(file)
-    assert.is(header.length, SH)
+    // The header, then a padding record to the end of the block: format 4 writes whole blocks.
+    assert.is(header.length, FIRST)
     assert.is(header.subarray(0, 4).toString('latin1'), 'QJNL')
-    assert.is(header.readUInt32BE(4), 3)
-    assert.equal(journal.syncedPosition, { segment: 0, offset: SH })
+    assert.is(header.readUInt32BE(4), 4)
+    assert.is(header.readUInt32BE(SH), (PADDING_FLAG | (FIRST - SH - RH)) >>> 0, 'a padding record fills the block')
+    assert.ok(header.subarray(SH + RH).every((b) => b === 0))
+    assert.equal(journal.syncedPosition, { segment: 0, offset: FIRST })
     await journal.close()
     assert.is((await collect(replayJournal(dir, null))).length, 0)
   }))
@@ -170,7 +192,7 @@ test('a segment opens with its format header, synced before any record', () =>
 async function segmentOf(dir: string, n: number, perGroup: number) {
   const records = makeRecords(n)
   const positions = await writeJournal(dir, records, perGroup)
-  return { records, positions, file: join(dir, segmentFileName(0)), start: (i: number) => startOf(positions, i) }
+  return { records, positions, file: join(dir, segmentFileName(0)), start: (i: number) => startOf(positions, records, i) }
 }
 
 /** Replay refuses with CORRUPT_JOURNAL at `offset` of `file`, and leaves the file as it was. */
@@ -271,8 +293,9 @@ test('a crash image (journal never closed, preallocated zeros after the records)
     const all = await collect(replayJournal(join(dir, 'crash'), null))
     assert.is(all.length, 200)
     all.forEach((r, i) => assert.ok(r.record.equals(records[i]!)))
-    assert.is((await fs.stat(join(dir, 'crash', file))).size, used, 'replay cuts the zeros off')
-    assert.is((await fs.stat(join(dir, 'live', file))).size, used, 'close cuts the zeros off')
+    // The last group ends with its padding record, on a block boundary.
+    assert.is((await fs.stat(join(dir, 'crash', file))).size, nextGroupAt(used), 'replay cuts the zeros off')
+    assert.is((await fs.stat(join(dir, 'live', file))).size, nextGroupAt(used), 'close cuts the zeros off')
   }))
 
 test('zero-fills write from one shared buffer: no new buffer per fill, and the space ahead of the records reads as zeros', () =>
@@ -299,7 +322,7 @@ test('zero-fills write from one shared buffer: no new buffer per fill, and the s
     assert.is(large, 0, 'no buffer of a MiB or more allocated for zero-fills')
     const bytes = await fs.readFile(join(dir, segmentFileName(0)))
     assert.ok(bytes.length > last!.offset, 'preallocated past the last record')
-    assert.ok(bytes.subarray(last!.offset).every((b) => b === 0), 'the space ahead holds zeros')
+    assert.ok(bytes.subarray(nextGroupAt(last!.offset)).every((b) => b === 0), 'the space ahead holds zeros')
     await journal!.close()
     const all = await collect(replayJournal(dir, null))
     assert.is(all.length, 1536)
@@ -316,7 +339,7 @@ test('large groups grow the file instead of zero-filling ahead; a crash image re
     const positions: JournalPosition[] = []
     for (let i = 0; i < 40; i += 4) {
       positions.push(...await Promise.all(records.slice(i, i + 4).map((r) => journal.append(r))))
-      assert.is((await fs.stat(join(dir, 'live', file))).size, positions.at(-1)!.offset, 'the file ends at the last record: nothing zero-filled ahead')
+      assert.is((await fs.stat(join(dir, 'live', file))).size, nextGroupAt(positions.at(-1)!.offset), 'the file ends at the last group: nothing zero-filled ahead')
     }
     // What a crash leaves now: replay gives every record and the file stays as it is.
     await fs.mkdir(join(dir, 'crash'))
@@ -327,7 +350,7 @@ test('large groups grow the file instead of zero-filling ahead; a crash image re
     // again, and a large group after that overwrites the zeros. All of it replays.
     const small = makeRecords(12, 5)
     positions.push(await journal.append(small[0]!))
-    assert.is((await fs.stat(join(dir, 'live', file))).size, positions.at(-1)!.offset, 'no zero-fill for one small group among large ones')
+    assert.is((await fs.stat(join(dir, 'live', file))).size, nextGroupAt(positions.at(-1)!.offset), 'no zero-fill for one small group among large ones')
     for (const r of small.slice(1)) positions.push(await journal.append(r))
     assert.ok((await fs.stat(join(dir, 'live', file))).size > positions.at(-1)!.offset + records[40]!.length + RH, 'zero-filled ahead of small groups')
     await journal.append(records[40]!)
@@ -342,12 +365,13 @@ test('a zero-filled tail (file extended, data never written) is the torn tail', 
     const file = join(dir, segmentFileName(0))
     await fs.appendFile(file, Buffer.alloc(4096))
     assert.is((await collect(replayJournal(dir, null))).length, 5)
-    assert.is((await fs.stat(file)).size, positions[4]?.offset)
+    assert.is((await fs.stat(file)).size, nextGroupAt(positions[4]!.offset))
   }))
 
 test('a bad record at the end of an older segment is corruption, unless only empty segments follow', () =>
   withDir(async (dir) => {
-    const positions = await writeJournal(dir, makeRecords(5), 1)
+    const records = makeRecords(5)
+    const positions = await writeJournal(dir, records, 1)
     const file = join(dir, segmentFileName(0))
     await fs.truncate(file, (positions[4]?.offset ?? 0) - 3)
     // An open that crashed before its first write leaves a newer segment with no record: its
@@ -358,16 +382,17 @@ test('a bad record at the end of an older segment is corruption, unless only emp
     await fs.truncate(file, (positions[3]?.offset ?? 0) - 3)
     await writeJournal(dir, makeRecords(2))
     const details = await expectCorrupt(collect(replayJournal(dir, null)), /segment 3 after it holds records/)
-    assert.equal(details, { file, offset: positions[2]?.offset })
+    assert.equal(details, { file, offset: startOf(positions, records, 3) })
   }))
 
 test('damage in the middle of an older segment is CORRUPT_JOURNAL', () =>
   withDir(async (dir) => {
-    const positions = await writeJournal(dir, makeRecords(20))
+    const records = makeRecords(20)
+    const positions = await writeJournal(dir, records)
     await writeJournal(dir, makeRecords(3, 2))
     const file = join(dir, segmentFileName(0))
-    await flipByte(file, startOf(positions, 10) + RH + 1)
-    assert.equal(await expectCorrupt(collect(replayJournal(dir, null))), { file, offset: startOf(positions, 10) })
+    await flipByte(file, startOf(positions, records, 10) + RH + 1)
+    assert.equal(await expectCorrupt(collect(replayJournal(dir, null))), { file, offset: startOf(positions, records, 10) })
   }))
 
 test('a segment of an older journal format is refused, unless replay has nothing to read in it', () =>
@@ -380,10 +405,10 @@ test('a segment of an older journal format is refused, unless replay has nothing
     payload.copy(frame, 8)
     const file = join(dir, segmentFileName(0))
     await fs.writeFile(file, Buffer.concat([frame, frame]))
-    const details = await expectCorrupt(collect(replayJournal(dir, { segment: 0, offset: frame.length })), /no journal format 2 or 3 segment header: written by a Quire older than journal format 2/)
+    const details = await expectCorrupt(collect(replayJournal(dir, { segment: 0, offset: frame.length })), /no journal format 2, 3 or 4 segment header: written by a Quire older than journal format 2/)
     assert.equal(details, { file, offset: 0 })
     // A bookie stopped cleanly checkpointed to the end of its last segment: it starts, and its
-    // next segment is format 3.
+    // next segment is format 4.
     assert.is((await collect(replayJournal(dir, { segment: 0, offset: 2 * frame.length }))).length, 0)
     const positions = await writeJournal(dir, makeRecords(3))
     assert.is(positions[0]?.segment, 1)
@@ -399,10 +424,10 @@ test('a damaged segment header before records is CORRUPT_JOURNAL', () =>
     await flipByte(file, 9)
     // A format this code does not know, with a good checksum.
     await patch(file, 0, (b) => {
-      b.writeUInt32BE(4, 4)
+      b.writeUInt32BE(5, 4)
       b.writeUInt32BE(crc32c(b.subarray(0, 12)), 12)
     }, SH)
-    await expectCorrupt(collect(replayJournal(dir, null)), /journal format 4 is not one this Quire reads \(it reads formats 2 and 3\)/)
+    await expectCorrupt(collect(replayJournal(dir, null)), /journal format 5 is not one this Quire reads \(it reads formats 2, 3, 4\)/)
   }))
 
 test('segments roll at segmentBytesMax and trimBefore deletes older files, never the current one', () =>
@@ -446,7 +471,7 @@ test('by default an append waits for no timer: alone, it is written before any t
     // Written and synced in the same turn: with a wait of its own (the old 1 ms default) the
     // timer above, due first, would have run before the group was written.
     assert.not.ok(timerRan)
-    assert.equal(position, journal.syncedPosition)
+    assert.equal({ segment: position.segment, offset: nextGroupAt(position.offset) }, journal.syncedPosition)
     assert.is(journal.stats.syncs, 2)
     // Records of one turn still form one group.
     await Promise.all([journal.append(Buffer.from('a')), journal.append(Buffer.from('b')), journal.append(Buffer.from('c'))])
@@ -459,7 +484,7 @@ test('close flushes what is waiting; append after close rejects', () =>
     const journal = await openJournal(dir, { groupWaitMs: 1000 })
     const waiting = journal.append(Buffer.from('last words'))
     await journal.close()
-    assert.equal(await waiting, { segment: 0, offset: SH + RH + 10 })
+    assert.equal(await waiting, { segment: 0, offset: FIRST + RH + 10 })
     await journal.append(Buffer.from('too late')).then(
       () => assert.unreachable('append after close resolved'),
       (err: unknown) => assert.instance(err, Error),
@@ -500,8 +525,8 @@ test('beforeSync holds a group before its durable write: nothing resolves until 
     const second = journal.append(Buffer.from('next group')).then(() => { resolved++ })
     await new Promise((r) => setTimeout(r, 50))
     assert.is(resolved, 0, 'no append resolves while its sync is held')
-    assert.equal(journal.syncedPosition, { segment: 0, offset: SH })
-    assert.ok((await fs.readFile(join(dir, segmentFileName(0)))).subarray(SH).every((b) => b === 0), 'no record written yet')
+    assert.equal(journal.syncedPosition, { segment: 0, offset: FIRST })
+    assert.ok((await fs.readFile(join(dir, segmentFileName(0)))).subarray(FIRST).every((b) => b === 0), 'no record written yet')
     release()
     await Promise.all([first, second])
     assert.equal(groups, [3, 1])
@@ -540,22 +565,23 @@ async function format2Segment(dir: string) {
   await fs.copyFile(join(import.meta.dirname, 'fixtures', 'journal-format2-segment.bin'), file)
   const replayed = await collect(replayJournal(dir, null))
   const positions = replayed.map((x) => x.position)
-  return { file, records: replayed.map((x) => x.record), positions, start: (i: number) => startOf(positions, i) }
+  const records = replayed.map((x) => x.record)
+  return { file, records, positions, start: (i: number) => startOf(positions, records, i) }
 }
 
-test('a format 2 segment written by the previous encoder replays, and a format 3 segment after it', () =>
+test('a format 2 segment written by the previous encoder replays, and a format 4 segment after it', () =>
   withDir(async (dir) => {
     const old = await format2Segment(dir)
     assert.is((await fs.readFile(old.file)).readUInt32BE(4), 2)
     assert.is(old.records.length, 7)
     const journal = await openJournal(dir)
-    await journal.append([Buffer.from('format '), Buffer.from('3')])
+    await journal.append([Buffer.from('format '), Buffer.from('4')])
     await journal.close()
-    assert.is((await fs.readFile(join(dir, segmentFileName(1)))).readUInt32BE(4), 3)
+    assert.is((await fs.readFile(join(dir, segmentFileName(1)))).readUInt32BE(4), 4)
     const all = await collect(replayJournal(dir, null))
-    assert.equal(all.map((x) => x.record), [...old.records, Buffer.from('format 3')])
+    assert.equal(all.map((x) => x.record), [...old.records, Buffer.from('format 4')])
     // From the checkpoint a clean stop of the old version left, at the end of the format 2 segment.
-    assert.equal((await collect(replayJournal(dir, old.positions[6]!))).map((x) => x.record), [Buffer.from('format 3')])
+    assert.equal((await collect(replayJournal(dir, old.positions[6]!))).map((x) => x.record), [Buffer.from('format 4')])
   }))
 
 test('in a format 2 segment the damage rules hold: the torn last group is the end, damage before it CORRUPT_JOURNAL', () =>
@@ -575,7 +601,7 @@ test('in a format 2 segment the damage rules hold: the torn last group is the en
     j = await format2Segment(join(dir, 'header'))
     await flipByte(j.file, j.start(1) + 13)
     await expectCorruptAt(join(dir, 'header'), j.file, j.start(1), /record header fails its crc32c/)
-    // Damage at the end of the format 2 segment with a format 3 segment after it: corruption.
+    // Damage at the end of the format 2 segment with a format 4 segment after it: corruption.
     j = await format2Segment(join(dir, 'older'))
     const journal = await openJournal(join(dir, 'older'))
     await journal.append(Buffer.from('later'))
@@ -630,5 +656,19 @@ test('memory journal: torn tail is dropped at the end, corruption before it; aut
   await journal.append(Buffer.from('v'))
   await expectCorrupt(collect(journal.replay(null)))
 })
+
+test('segments are written O_DIRECT (past the page cache) where the file system allows, in whole blocks', () =>
+  withDir(async (dir) => {
+    const journal = await openJournal(dir)
+    const fd = (journal as unknown as { fh: FileHandle }).fh.fd
+    // /proc/self/fdinfo gives the open flags in octal; O_DIRECT is 040000 on x86-64 and arm64's 0200000.
+    const flags = parseInt(/flags:\s+(\d+)/.exec(await fs.readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8)
+    assert.ok((flags & fsConstants.O_DIRECT) !== 0, `open flags ${flags.toString(8)} lack O_DIRECT`)
+    const positions = await Promise.all(makeRecords(7).map((r) => journal.append(r)))
+    await journal.append(Buffer.from('x'))
+    await journal.close()
+    assert.is((await fs.stat(join(dir, segmentFileName(0)))).size % 4096, 0)
+    assert.is((await collect(replayJournal(dir, null))).length, positions.length + 1)
+  }))
 
 test.run()

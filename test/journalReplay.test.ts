@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert'
 import { BookieStorage } from '../actors/bookieStorage.ts'
 import { BINARY_ADD_TAG, decodeRecord, encodeRecord, encodeRecordParts, type JournalRecord } from '../actors/journalRecords.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
+import { PADDING_FLAG, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../storage/journalFormat.ts'
 
 const key = masterKeyOf('pw')
 /** A format 2 journal segment 0 as the encoder before format 3 wrote it. */
@@ -110,7 +111,7 @@ test('an add is a binary record of the entries as received; other records stay m
   }
 })
 
-test('a bookie upgraded in place replays the format 2 journal the previous encoder wrote, then journals format 3', async () => {
+test('a bookie upgraded in place replays the format 2 journal the previous encoder wrote, then journals format 4', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-replay-'))
   try {
     // The journal of a bookie killed while running the previous version (no checkpoint): ledger 5
@@ -131,15 +132,20 @@ test('a bookie upgraded in place replays the format 2 journal the previous encod
       assert.equal((await s.store.getLedgerState(6))?.fenced, true)
     }
     await expectOld(1)
-    // New records go to a format 3 segment, adds as binary records; killed again, it replays both.
+    // New records go to a format 4 segment, adds as binary records; killed again, it replays both.
     await s.append({ t: 'add', l: 5, e: [entry(5, 3), entry(5, 4)] })
     await s.append({ t: 'lac', l: 5, lac: 3 })
     await crash(s)
     const segments = (await readdir(path.join(dir, 'journal'))).sort()
     assert.equal(segments, ['journal-000000000001.log'], 'the checkpoint after replay dropped the format 2 segment')
     const segment = await readFile(path.join(dir, 'journal', segments[0]!))
-    assert.is(segment.readUInt32BE(4), 3)
-    assert.is(segment[32], BINARY_ADD_TAG, 'the first record is a binary add')
+    assert.is(segment.readUInt32BE(4), 4)
+    // The header's block is filled by a padding record; the first record starts at the next block.
+    const padding = segment.readUInt32BE(SEGMENT_HEADER_BYTES)
+    assert.ok((padding & PADDING_FLAG) !== 0, 'a padding record follows the segment header')
+    const first = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + ((padding & ~PADDING_FLAG) >>> 0)
+    assert.is(first, 4096)
+    assert.is(segment[first + RECORD_HEADER_BYTES], BINARY_ADD_TAG, 'the first record is a binary add')
     s = await BookieStorage.open(dir)
     assert.is(await s.replayAndOpen(), 2)
     await expectOld(3)

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../storage/journal.ts'
+import { PADDING_FLAG } from '../storage/journalFormat.ts'
 import { payloadFor, startCluster, type TestCluster } from './support/cluster.ts'
 
 const t = suite<{ c: TestCluster }>('restart')
@@ -23,16 +24,24 @@ async function lastJournalFile(dataDir: string): Promise<string> {
   throw new Error(`no journal data in ${dir}`)
 }
 
-/** End of the last record: segments are zero-filled ahead of their records. */
-async function usedBytes(file: string): Promise<number> {
+/**
+ * The records of a journal segment file (padding records skipped): where each starts and ends
+ * and where its group write starts, up to the zero-filled space past the last one or a record
+ * running past the end of the file.
+ */
+async function journalRecords(file: string): Promise<{ start: number; end: number; groupStart: number }[]> {
   const buf = await readFile(file)
+  const out: { start: number; end: number; groupStart: number }[] = []
   let off = SEGMENT_HEADER_BYTES
   while (off + RECORD_HEADER_BYTES <= buf.length) {
-    const len = buf.readUInt32BE(off)
-    if (len === 0 || off + RECORD_HEADER_BYTES + len > buf.length) break
-    off += RECORD_HEADER_BYTES + len
+    const field = buf.readUInt32BE(off)
+    if (field === 0) break
+    const end = off + RECORD_HEADER_BYTES + ((field & ~PADDING_FLAG) >>> 0)
+    if (end > buf.length) break
+    if ((field & PADDING_FLAG) === 0) out.push({ start: off, end, groupStart: off - buf.readUInt32BE(off + 4) })
+    off = end
   }
-  return off
+  return out
 }
 
 /** A ledger on every bookie (E = Qw = Qa = 3) with n acknowledged entries, then kill -9 all bookies. */
@@ -67,10 +76,10 @@ t('kill -9 every bookie after acks: after restart every acked entry reads back',
 t('a torn last journal record is ignored; the other replica still serves the entry', async ({ c }) => {
   const w = await writeThenKillAll(c, 50)
   const file = await lastJournalFile(c.bookie('bookie-1').data)
-  const used = await usedBytes(file)
-  assert.ok(used > 100)
+  const last = (await journalRecords(file)).at(-1)
+  assert.ok(last !== undefined && last.end - last.start > 100)
   const fh = await open(file, 'r+')
-  await fh.truncate(used - 7)
+  await fh.truncate(last.end - 7)
   await fh.close()
   for (let i = 1; i <= 3; i++) await c.startBookie(i)
   await w.close()
@@ -82,13 +91,16 @@ t('a torn last journal record is ignored; the other replica still serves the ent
 t('a corrupt record before the journal tail refuses start-up with CORRUPT_JOURNAL', async ({ c }) => {
   await writeThenKillAll(c, 40)
   const file = await lastJournalFile(c.bookie('bookie-2').data)
+  const records = await journalRecords(file)
+  assert.ok(records.at(-1)!.groupStart > records[0]!.start, 'records of a later group write follow the first')
+  // The group offset in the header of the segment's first record (past the padding that fills
+  // the header's block); intact records of later group writes follow it.
+  const at = records[0]!.start + 4
   const fh = await open(file, 'r+')
   const byte = Buffer.alloc(1)
-  // Byte 20: the group offset in the header of the segment's first record; intact records of
-  // later group writes follow it.
-  await fh.read(byte, 0, 1, 20)
+  await fh.read(byte, 0, 1, at)
   byte[0] = byte[0]! ^ 0xff
-  await fh.write(byte, 0, 1, 20)
+  await fh.write(byte, 0, 1, at)
   await fh.close()
   const refused = await c.startBookie(2).then(() => null, (err: Error) => err)
   assert.ok(refused, 'bookie-2 must refuse to start')

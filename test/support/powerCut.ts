@@ -8,8 +8,9 @@
 //   used. They are left alone.
 // - Journal (`<data>/journal`): every group is one O_DSYNC write, so everything up to the end of
 //   the last group is synced, and only the last group write can be torn. `torn` zero-fills the
-//   last group from a 512-byte sector boundary inside it (its start when there is none): the
-//   sectors of a write that did not reach the disk read back as the preallocated zeros. `rot`
+//   last group from a 512-byte sector boundary inside its records (its start when there is none)
+//   to its end (the padding record that ends it on a block boundary included): the sectors of a
+//   write that did not reach the disk read back as the preallocated zeros. `rot`
 //   flips a byte of the last record's payload, `length` a bit of the length field of a record of
 //   the last group: the damage storage/journal.ts cannot tell from a torn write (its header), the
 //   case that dropped acknowledged entries. `older` flips a bit of the length field of the last
@@ -22,6 +23,7 @@ import { open, readdir, stat, truncate } from 'node:fs/promises'
 import path from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, listSegments, segmentFileName } from '../../storage/journal.ts'
+import { PADDING_FLAG } from '../../storage/journalFormat.ts'
 import type { BookieProcess } from '../../cli/cluster.ts'
 
 export type JournalDamage = 'none' | 'torn' | 'rot' | 'length' | 'older'
@@ -30,7 +32,7 @@ export type JournalDamage = 'none' | 'torn' | 'rot' | 'length' | 'older'
 export interface PowerCut {
   wal: { file: string; from: number; to: number } | null
   damage: JournalDamage
-  /** The last group of the newest journal segment with records: bytes and record count. */
+  /** The last group of the newest journal segment with records: bytes (its padding included) and record count. */
   lastGroup: { file: string; start: number; end: number; records: number } | null
   /** What was damaged, in words. */
   did: string
@@ -59,18 +61,21 @@ export async function loseUnsyncedWal(dir: string, rng: () => number): Promise<P
   return { file, from: size, to }
 }
 
-interface RecordAt { start: number; end: number; groupStart: number }
+interface RecordAt { start: number; end: number; groupStart: number; padding: boolean }
 
-/** The intact records of a journal segment, in order, up to the first damage or zero-fill. */
+/**
+ * The intact records of a journal segment, padding records included (flagged), in order, up to
+ * the first damage or zero-fill.
+ */
 function recordsOf(buf: Buffer): RecordAt[] {
   const out: RecordAt[] = []
   let at = SEGMENT_HEADER_BYTES
   while (at + RECORD_HEADER_BYTES <= buf.length) {
-    const length = buf.readUInt32BE(at)
-    if (length === 0 || crc32c(buf.subarray(at, at + 12)) !== buf.readUInt32BE(at + 12)) break
-    const end = at + RECORD_HEADER_BYTES + length
+    const field = buf.readUInt32BE(at)
+    if (field === 0 || crc32c(buf.subarray(at, at + 12)) !== buf.readUInt32BE(at + 12)) break
+    const end = at + RECORD_HEADER_BYTES + ((field & ~PADDING_FLAG) >>> 0)
     if (end > buf.length || crc32c(buf.subarray(at + RECORD_HEADER_BYTES, end)) !== buf.readUInt32BE(at + 8)) break
-    out.push({ start: at, end, groupStart: at - buf.readUInt32BE(at + 4) })
+    out.push({ start: at, end, groupStart: at - buf.readUInt32BE(at + 4), padding: (field & PADDING_FLAG) !== 0 })
     at = end
   }
   return out
@@ -84,14 +89,17 @@ export async function damageLastGroup(dir: string, damage: JournalDamage, rng: (
     const fh = await open(file, 'r+')
     try {
       const buf = await fh.readFile()
-      const records = recordsOf(buf)
+      const all = recordsOf(buf)
+      const records = all.filter((r) => !r.padding)
       const last = records.at(-1)
       if (last === undefined) continue
       const group = records.filter((r) => r.start >= last.groupStart)
-      const lastGroup = { file, start: last.groupStart, end: last.end, records: group.length }
+      // The group write ends with the padding record after its last record (when it needed one).
+      const groupEnd = all.at(-1)!.end
+      const lastGroup = { file, start: last.groupStart, end: groupEnd, records: group.length }
       const before = records.filter((r) => r.end <= last.groupStart).at(-1)
       if (damage === 'older' && before === undefined) continue
-      const did = damage === 'older' ? await flipLengthBit(fh, buf, before!, rng) : await damageGroup(fh, buf, group, damage, rng)
+      const did = damage === 'older' ? await flipLengthBit(fh, buf, before!, rng) : await damageGroup(fh, buf, group, groupEnd, damage, rng)
       await fh.sync()
       return { lastGroup, did }
     } finally {
@@ -101,7 +109,9 @@ export async function damageLastGroup(dir: string, damage: JournalDamage, rng: (
   return { lastGroup: null, did: 'no journal record to damage' }
 }
 
-async function damageGroup(fh: Awaited<ReturnType<typeof open>>, buf: Buffer, group: RecordAt[], damage: JournalDamage, rng: () => number): Promise<string> {
+async function damageGroup(
+  fh: Awaited<ReturnType<typeof open>>, buf: Buffer, group: RecordAt[], groupEnd: number, damage: JournalDamage, rng: () => number,
+): Promise<string> {
   const first = group[0]!
   const last = group.at(-1)!
   const pick = <T>(xs: T[]): T => xs[Math.floor(rng() * xs.length)]!
@@ -113,8 +123,8 @@ async function damageGroup(fh: Awaited<ReturnType<typeof open>>, buf: Buffer, gr
       const boundaries: number[] = []
       for (let s = Math.ceil((first.start + 1) / SECTOR) * SECTOR; s < last.end; s += SECTOR) boundaries.push(s)
       const from = boundaries.length > 0 ? pick(boundaries) : first.start
-      await write(Buffer.alloc(last.end - from), from)
-      return `zero-filled bytes ${from}-${last.end} of a group of ${group.length} records at ${first.start}`
+      await write(Buffer.alloc(groupEnd - from), from)
+      return `zero-filled bytes ${from}-${groupEnd} of a group of ${group.length} records at ${first.start}`
     }
     case 'rot': {
       const at = last.start + RECORD_HEADER_BYTES + Math.floor(rng() * (last.end - last.start - RECORD_HEADER_BYTES))
