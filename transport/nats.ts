@@ -17,6 +17,7 @@
 
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
+import { installExactMessageBuffers } from './natsParser.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
 
@@ -65,6 +66,7 @@ export async function connectNats(
       timeoutMs,
     })
   }
+  installExactMessageBuffers()
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
