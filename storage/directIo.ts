@@ -30,7 +30,10 @@ export function isAligned(n: number): boolean {
 /**
  * A zero-filled Buffer of `bytes` (a multiple of BLOCK_BYTES) whose memory starts on a page
  * boundary, as O_DIRECT requires. Backed by a WebAssembly.Memory, which is allocated in whole
- * pages; freed when the Buffer is garbage.
+ * pages (JavaScript has no other way to an aligned address); freed when the Buffer is garbage.
+ * V8 reserves about 10 GiB of address space per memory (only `bytes` of it is ever touched), so a
+ * bookie's virtual size (VSZ) grows by that much per buffer it holds: the journal's, the current
+ * entry log's, a compaction's, and the shared zeros. Its resident memory does not.
  */
 export function alignedBuffer(bytes: number): Buffer {
   assert(bytes > 0 && isAligned(bytes), `an aligned buffer of ${bytes} bytes`)
