@@ -44,13 +44,18 @@ export function alignedBuffer(bytes: number): Buffer {
 /**
  * Opens `file` with `flags` plus O_DIRECT, or plain `flags` where the file system refuses
  * O_DIRECT (EINVAL). `direct` says which. Linux creates the file before it refuses O_DIRECT, so
- * the second open drops O_EXCL: the file it finds is the one the first open created.
+ * the second open drops O_EXCL: the file it finds is the one the first open created. `openFile`:
+ * fs.promises.open, or a test's stand-in for a file system without O_DIRECT.
  */
-export async function openDirect(file: string, flags: number): Promise<{ fh: FileHandle; direct: boolean }> {
+export async function openDirect(
+  file: string,
+  flags: number,
+  openFile: (file: string, flags: number) => Promise<FileHandle> = open,
+): Promise<{ fh: FileHandle; direct: boolean }> {
   try {
-    return { fh: await open(file, flags | constants.O_DIRECT), direct: true }
+    return { fh: await openFile(file, flags | constants.O_DIRECT), direct: true }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
   }
-  return { fh: await open(file, flags & ~constants.O_EXCL), direct: false }
+  return { fh: await openFile(file, flags & ~constants.O_EXCL), direct: false }
 }
