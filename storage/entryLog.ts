@@ -50,6 +50,9 @@ const STAGE_BYTES = 1024 * 1024
  * close(), padded with zeros to the block boundary, where the next record then starts. So a log
  * may hold a run of zeros after a record (up to BLOCK_BYTES - 1); records are found through the
  * index, never by walking the file. Bytes staged but not yet written are read from the buffer.
+ * Appends, syncs and close run one at a time, in call order: the entry store's checkpoint syncs
+ * while its adds go on, and a record staged while the stage is being written would otherwise be
+ * dropped when the stage moves on (test/entryLog.test.ts, "appends while a checkpoint syncs").
  */
 export class LogWriter {
   private readonly stage = alignedBuffer(STAGE_BYTES)
@@ -58,8 +61,17 @@ export class LogWriter {
   /** File offset of the stage's first byte: a block boundary; everything before it is written. */
   private stageStart = 0
   private failure: Error | null = null
+  /** The last append, sync or close called: the next one starts after it. */
+  private turn: Promise<unknown> = Promise.resolve()
 
   private constructor(readonly id: number, readonly file: string, private readonly fh: FileHandle) {}
+
+  /** Runs `fn` after every append, sync and close called before it. */
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(fn)
+    this.turn = run.catch(() => {})
+    return run
+  }
 
   static async create(dir: string, id: number): Promise<LogWriter> {
     const file = path.join(dir, logFileName(id))
@@ -86,7 +98,11 @@ export class LogWriter {
   }
 
   /** Appends the entries' records in one pass, copied into the stage (written as it fills). */
-  async append(entries: readonly StoredEntry[]): Promise<EntryLocation[]> {
+  append(entries: readonly StoredEntry[]): Promise<EntryLocation[]> {
+    return this.inTurn(() => this.appendNow(entries))
+  }
+
+  private async appendNow(entries: readonly StoredEntry[]): Promise<EntryLocation[]> {
     if (this.failure !== null) throw this.failedError()
     const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
     const locs: EntryLocation[] = []
@@ -151,19 +167,23 @@ export class LogWriter {
   }
 
   /** Everything appended before it is durable when this resolves. */
-  async sync(): Promise<void> {
-    if (this.failure !== null) throw this.failedError()
-    await this.writeStage()
-    await this.fh.datasync()
+  sync(): Promise<void> {
+    return this.inTurn(async () => {
+      if (this.failure !== null) throw this.failedError()
+      await this.writeStage()
+      await this.fh.datasync()
+    })
   }
 
   /** Writes what is staged (not synced: a sync() before makes it durable) and closes the file. */
-  async close(): Promise<void> {
-    try {
-      if (this.failure === null) await this.writeStage()
-    } finally {
-      await this.fh.close()
-    }
+  close(): Promise<void> {
+    return this.inTurn(async () => {
+      try {
+        if (this.failure === null) await this.writeStage()
+      } finally {
+        await this.fh.close()
+      }
+    })
   }
 
   private failedError(): Error {
@@ -420,16 +440,19 @@ export class EntryLogs {
         if (err.code === 'ENOENT') throw this.damaged(loc, ledgerId, entryId, 'the file is missing')
         throw err
       })
-      // Opened meanwhile by another read: use that one.
+      // Opened meanwhile by another read: use that one. Either way the reference is taken before
+      // anything can evict the handle (an eviction closes handles nobody holds: a new handle
+      // evicted at once while 32 others were in use went on to read a closed file).
       const other = this.readers.get(id)
       if (other) {
+        other.refs++
         await fh.close()
-        r = other
-      } else {
-        r = { fh, refs: 0, dropped: false }
-        this.readers.set(id, r)
-        this.evictReaders()
+        return other
       }
+      r = { fh, refs: 1, dropped: false }
+      this.readers.set(id, r)
+      this.evictReaders()
+      return r
     }
     r.refs++
     return r
