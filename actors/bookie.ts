@@ -25,7 +25,7 @@
 // from its message's arrival to its ack, a read's from arrival to answer.
 
 import os from 'node:os'
-import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import { bookieLedgerMachine } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
@@ -41,7 +41,7 @@ import { storedCopyIntact } from '../transport/entry.ts'
 import { requestProblem } from '../transport/validate.ts'
 import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
 import {
-  RC, bookieSubject, decode, encode,
+  RC, bookieSubject, decode, encode, writeSetSubscriptions,
   type BookieRequest, type WireMessage,
 } from '../transport/wire.ts'
 import { AddAcks } from './addAcks.ts'
@@ -108,7 +108,8 @@ export class Bookie {
   private storage: BookieStorage | null = null
   private nc: NatsConnection | null = null
   private metadata: MetadataStore | null = null
-  private sub: Subscription | null = null
+  /** The bookie's own subject, then its write sets' (transport/wire.ts writeSetSubscriptions). */
+  private subs: Subscription[] = []
   /** Frames that arrived before the lifecycle served (see subscribe); null once serving. */
   private held: Array<[Uint8Array, string | null]> | null = []
   private heartbeat: NodeJS.Timeout | null = null
@@ -296,7 +297,7 @@ export class Bookie {
     await this.gc.stop()
     if (this.heartbeat) clearInterval(this.heartbeat)
     if (this.checkpointTimer) clearInterval(this.checkpointTimer)
-    if (this.sub) await this.sub.drain()
+    await Promise.all(this.subs.map((sub) => sub.drain()))
     await this.quiesce()
     this.acks.flush()
     await this.metadata?.removeBookie(this.opts.bookieId).catch(() => {})
@@ -330,15 +331,17 @@ export class Bookie {
    * a timeout: unknown, never a negative).
    */
   private subscribe(): void {
-    this.sub = this.nc!.subscribe(bookieSubject(this.opts.bookieId), {
-      callback: (err, msg) => {
-        if (err) return
-        // nats.js gives '' for a message without a reply subject.
-        const replyTo = msg.reply || null
-        if (this.held === null) this.onFrame(msg.data, replyTo)
-        else if (this.held.length < HELD_FRAMES_MAX) this.held.push([msg.data, replyTo])
-      },
-    })
+    // One callback for every subject: nats.js calls it as messages arrive on the connection, so
+    // frames keep the order a client sent them in, whichever subject each took.
+    const callback = (err: Error | null, msg: Msg): void => {
+      if (err) return
+      // nats.js gives '' for a message without a reply subject.
+      const replyTo = msg.reply || null
+      if (this.held === null) this.onFrame(msg.data, replyTo)
+      else if (this.held.length < HELD_FRAMES_MAX) this.held.push([msg.data, replyTo])
+    }
+    const subjects = [bookieSubject(this.opts.bookieId), ...writeSetSubscriptions(this.opts.bookieId)]
+    this.subs = subjects.map((subject) => this.nc!.subscribe(subject, { callback }))
   }
 
   /** Resolves once the bookie serves requests; rejects with the start-up error. */
@@ -446,7 +449,7 @@ export class Bookie {
     await this.metadata!.putBookie({
       bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
-      maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
+      maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, writeSetSubjects: true,
       ...this.damagedLedgers(),
     })
   }

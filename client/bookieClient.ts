@@ -13,6 +13,9 @@
 // one per bookie per lingerMs. A busy single writer fills lingerEntries within a tick or two. The
 // bookie group-commits its journal anyway. Any other message to a bookie (read, LAC read,
 // explicit LAC) sends its held adds first: per bookie, frames keep the order they were asked for in.
+// A large add group (WRITE_SET_GROUP_BYTES_MIN) of a writer whose bookies all take adds on their
+// write sets' subjects goes at once, as its own message on its write set's subject, after what its
+// bookies had queued: the client writes a 256 KiB entry to the server once instead of once per bookie.
 // An add frame never exceeds the server's max_payload (nats.js throws on publish past it): a
 // batch is sent before an entry that would take it over, and `maxEntryBytes()` tells writers the
 // largest entry one frame can carry, so a larger one is refused at append (ENTRY_TOO_LARGE). A
@@ -35,7 +38,7 @@ import {
 import { HEADER_BYTES, headerEntryId, type DigestType } from '../transport/entry.ts'
 import { publishGathered } from '../transport/gatheredPublish.ts'
 import {
-  bookieSubject, decode, encode, readLacRequest, readRequest,
+  WRITE_SET_SUBJECT_BOOKIES_MAX, bookieSubject, decode, encode, readLacRequest, readRequest, writeSetSubject,
   type AddGroup, type BookieReply, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 
@@ -50,6 +53,12 @@ interface Waiter {
 
 /** A batch is sent early once it passes this many bytes. */
 const BATCH_BYTES_MAX = 1024 * 1024
+/**
+ * A write set's group of at least this many bytes goes once on the write set's subject (file
+ * header); a smaller one rides in each bookie's own message with the bookie's other groups, which
+ * keeps messages per entry low where many ledgers each add a little.
+ */
+export const WRITE_SET_GROUP_BYTES_MIN = 64 * 1024
 
 /** How adds wait while a bookie has adds in flight (see the file header). */
 export interface AddCoalescing {
@@ -107,8 +116,10 @@ export interface BookieTransport {
    * A writer's new entries of one ledger, each to the bookies of its write set: each entry is
    * encoded (transport/entry.ts, LAC `lac`) once, into the add group its write set shares. Absent
    * (a simulated network): the writer encodes each entry and calls queueAdd per bookie.
+   * `writeSetSubjects`: every bookie of the entries' write sets takes adds on its write set's
+   * subject, so a large group may go once for all of them.
    */
-  queueEntries?(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[]): void
+  queueEntries?(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[], writeSetSubjects?: boolean): void
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
   /**
@@ -252,7 +263,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.queued(bookieId, b)
   }
 
-  queueEntries(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[]): void {
+  queueEntries(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[], writeSetSubjects = false): void {
     // Entries by write set, in id order; a group never passes what one message may carry.
     const sets = new Map<string, WriteSetEntry[]>()
     for (const e of entries) {
@@ -271,9 +282,32 @@ export class BookieClient implements BookieTransport, TailTransport {
           payload += list[to++]!.payload.byteLength
         }
         const group = encodeAddGroup(ledgerId, masterKey, digestType, lac, list.slice(from, to))
-        for (const bookieId of list[from]!.bookies) this.queueGroup(bookieId, group, to - from, ledgerId, list[to - 1]!.entryId)
+        const bookies = list[from]!.bookies
+        if (writeSetSubjects && group.byteLength >= WRITE_SET_GROUP_BYTES_MIN && bookies.length > 1 && bookies.length <= WRITE_SET_SUBJECT_BOOKIES_MAX) {
+          this.publishToWriteSet(bookies, group, to - from, ledgerId, list[to - 1]!.entryId)
+        } else {
+          for (const bookieId of bookies) this.queueGroup(bookieId, group, to - from, ledgerId, list[to - 1]!.entryId)
+        }
         from = to
       }
+    }
+  }
+
+  /**
+   * A large group goes now, once, on its write set's subject (transport/wire.ts writeSetSubject):
+   * NATS hands it to each bookie, so the client writes it and the server reads it once, not once
+   * per bookie. What each bookie had queued goes first, so its frames keep their order.
+   */
+  private publishToWriteSet(bookies: readonly string[], group: Uint8Array, entries: number, ledgerId: number, lastEntryId: number): void {
+    for (const bookieId of bookies) this.flushBookie(bookieId)
+    const last = new Map([[ledgerId, lastEntryId]])
+    for (const bookieId of bookies) this.noteSent(bookieId, entries, last)
+    this.stats.addMessages++
+    this.stats.entriesSent += entries * bookies.length
+    try {
+      publishGathered(this.nc, writeSetSubject(bookies), [group], this.inbox)
+    } catch {
+      // As in flushBookie.
     }
   }
 
@@ -398,11 +432,23 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.out.delete(bookieId)
     this.stats.addMessages++
     this.stats.entriesSent += b.entries
+    this.noteSent(bookieId, b.entries, b.last)
+    try {
+      const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
+      publishGathered(this.nc, bookieSubject(bookieId), parts, this.inbox)
+    } catch {
+      // Never thrown into the caller's turn (it runs from a microtask): lost like a message to a
+      // dead server; the writer re-sends unacknowledged adds and fails the bookie at addTimeoutMs.
+    }
+  }
+
+  /** `entries` adds go to `bookieId` in one message, carrying ledgers up to `last`'s entry ids: in flight until answered. */
+  private noteSent(bookieId: string, entries: number, lastOf: ReadonlyMap<number, number>): void {
     const now = performance.now()
     const f = this.inFlight.get(bookieId)
-    if (f) f.entries += b.entries
-    else this.inFlight.set(bookieId, { entries: b.entries, since: now })
-    for (const [ledgerId, last] of b.last) {
+    if (f) f.entries += entries
+    else this.inFlight.set(bookieId, { entries, since: now })
+    for (const [ledgerId, last] of lastOf) {
       // Tracked only for a ledger with a writer: its unregistering forgets them (registerWriter),
       // so adds that go after the last writer left (held while it failed) leave nothing behind.
       if (!this.writers.has(ledgerId)) continue
@@ -411,13 +457,6 @@ export class BookieClient implements BookieTransport, TailTransport {
       const sent = perBookie.get(bookieId)
       if (sent) sent.push({ last, at: now })
       else perBookie.set(bookieId, [{ last, at: now }])
-    }
-    try {
-      const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
-      publishGathered(this.nc, bookieSubject(bookieId), parts, this.inbox)
-    } catch {
-      // Never thrown into the caller's turn (it runs from a microtask): lost like a message to a
-      // dead server; the writer re-sends unacknowledged adds and fails the bookie at addTimeoutMs.
     }
   }
 

@@ -7,7 +7,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
 import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
-import { ensembleMaxEntryBytes, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { ensembleMaxEntryBytes, ensembleTakesWriteSetSubjects, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } from '../transport/entry.ts'
 import { connectNats } from '../transport/nats.ts'
@@ -181,7 +181,7 @@ export class QuireClientImpl implements QuireClient {
       createdAt: this.clock.now(), passwordCheck: passwordCheckOf(masterKey),
     }
     const created = await this.metadata.createLedger(md)
-    return new WriteHandleImpl({ ...this.writeDeps(masterKey), bookiesMaxEntryBytes: ensembleMaxEntryBytes(bookies, ensemble) }, created.value, created.revision)
+    return new WriteHandleImpl({ ...this.writeDeps(masterKey), bookiesMaxEntryBytes: ensembleMaxEntryBytes(bookies, ensemble), writeSetSubjects: ensembleTakesWriteSetSubjects(bookies, ensemble) }, created.value, created.revision)
   }
 
   /** Open without recovery: never fences, never writes metadata; reads up to the LAC it learns. */

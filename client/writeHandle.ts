@@ -15,7 +15,7 @@ import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
 import { hasIndex } from '../machines/quorum.ts'
 import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
-import { ensembleMaxEntryBytes, pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { ensembleMaxEntryBytes, ensembleTakesWriteSetSubjects, pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { HEADER_BYTES, digestBytes, encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
@@ -57,6 +57,8 @@ export interface WriteDeps extends HandleDeps {
   maxEntryBytes: number
   /** The smallest entry limit (header and digest included) the ensemble's bookies publish. */
   bookiesMaxEntryBytes?: { bytes: number; bookieId: string } | undefined
+  /** Every bookie of the ensemble takes adds on write-set subjects (storage/metadataStore.ts BookieRecord). */
+  writeSetSubjects?: boolean
   /** Where the writer publishes its inspection; null: nowhere (the client's `inspect` option). */
   inspect: InspectSink | null
   metrics: ClientMetrics
@@ -88,11 +90,14 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private readonly sendEagerLac = (): void => this.eagerLacTurn()
   /** The ensemble's smallest published entry limit; updated by an ensemble change. */
   private bookiesMaxEntryBytes: { bytes: number; bookieId: string } | undefined
+  /** Whether the ensemble's bookies take adds on write-set subjects; updated by an ensemble change. */
+  private writeSetSubjects: boolean
 
   constructor(private readonly w: WriteDeps, metadata: LedgerMetadata, revision: number) {
     super(w, metadata)
     this.revision = revision
     this.bookiesMaxEntryBytes = w.bookiesMaxEntryBytes
+    this.writeSetSubjects = w.writeSetSubjects ?? false
     this.addWatch = w.addWatch ?? new Ticker(w.clock, addWatchInterval(w.addTimeoutMs))
     const seg = this.lastSegment()
     const machine = writerMachine.provide({
@@ -102,7 +107,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
           this.lacCarried = Math.max(this.lacCarried, p.lac)
           this.lacPersisted = Math.max(this.lacPersisted, p.lac)
           // Each entry encoded once, into the add group its write set shares (transport/addFrame.ts).
-          if (w.bookies.queueEntries) w.bookies.queueEntries(this.ledgerId, w.masterKey, this.md.digestType, p.lac, p.entries)
+          if (w.bookies.queueEntries) w.bookies.queueEntries(this.ledgerId, w.masterKey, this.md.digestType, p.lac, p.entries, this.writeSetSubjects)
           else {
             for (const { entryId, payload, ledgerLength, bookies } of p.entries) {
               const data = encodeEntry(this.md.digestType, w.masterKey, this.ledgerId, entryId, p.lac, ledgerLength, payload)
@@ -433,6 +438,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
           this.md = written.value
           this.revision = written.revision
           this.bookiesMaxEntryBytes = ensembleMaxEntryBytes(records, next)
+          this.writeSetSubjects = ensembleTakesWriteSetSubjects(records, next)
           this.lastProgressAt = this.w.clock.now()
           this.actor.send({ type: 'ensemble.changed', ensemble: next })
           return

@@ -55,6 +55,12 @@ export interface BookieRecord {
    * Absent in records of bookies from before it was published: unknown, no bound.
    */
   maxEntryBytes?: number
+  /**
+   * The bookie takes adds on the subjects of its write sets too (transport/wire.ts
+   * writeSetSubject), where a writer sends a large add group once for all the bookies of its write
+   * set. Absent in records of bookies from before: a writer sends to each bookie's own subject.
+   */
+  writeSetSubjects?: boolean
 }
 
 /** The smallest `maxEntryBytes` published by the given bookies; undefined when none publishes one. */
@@ -66,6 +72,10 @@ export function ensembleMaxEntryBytes(records: readonly BookieRecord[], ensemble
   }
   return best
 }
+
+/** Whether every bookie of `ensemble` says it takes adds on write-set subjects. */
+export const ensembleTakesWriteSetSubjects = (records: readonly BookieRecord[], ensemble: readonly string[]): boolean =>
+  ensemble.every((id) => records.some((r) => r.bookieId === id && r.writeSetSubjects === true))
 
 /** Bound on the damaged ledgers a bookie lists in its registration (the rest follow as these heal). */
 export const DAMAGED_LEDGERS_LISTED_MAX = 1000

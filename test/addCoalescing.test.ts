@@ -13,7 +13,7 @@ import os from 'node:os'
 import type { NatsConnection, Msg } from '@nats-io/transport-node'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { BookieClient, type AddCoalescing } from '../client/bookieClient.ts'
+import { BookieClient, WRITE_SET_GROUP_BYTES_MIN, type AddCoalescing } from '../client/bookieClient.ts'
 import { Bookie } from '../actors/bookie.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { decodeAddFrame, encodeAckFrame } from '../transport/addFrame.ts'
@@ -23,7 +23,7 @@ import { RC, decode } from '../transport/wire.ts'
 
 const key = masterKeyOf('coalesce')
 
-interface Sent { bookieId: string; entries: Array<[number, number]>; op: string }
+interface Sent { bookieId: string; subject: string; entries: Array<[number, number]>; op: string }
 
 /** A NatsConnection that records what the client publishes and lets the test deliver acks. */
 function scripted(): { nc: NatsConnection; sent: Sent[]; ack: (bookieId: string, ledgerId: number, ids: number[]) => void } {
@@ -33,8 +33,8 @@ function scripted(): { nc: NatsConnection; sent: Sent[]; ack: (bookieId: string,
     const bookieId = subject.split('.')[2]!
     const add = decodeAddFrame(data)
     if (add.ok) {
-      sent.push({ bookieId, op: 'add', entries: add.req.groups.flatMap((g) => g.entries.map((e): [number, number] => [g.ledgerId, Buffer.from(e).readUInt32BE(12)])) })
-    } else sent.push({ bookieId, op: (decode(data) as { op: string }).op, entries: [] })
+      sent.push({ bookieId, subject, op: 'add', entries: add.req.groups.flatMap((g) => g.entries.map((e): [number, number] => [g.ledgerId, Buffer.from(e).readUInt32BE(12)])) })
+    } else sent.push({ bookieId, subject, op: (decode(data) as { op: string }).op, entries: [] })
   }
   const nc = {
     info: { max_payload: 8 * 1024 * 1024 },
@@ -56,8 +56,8 @@ function scripted(): { nc: NatsConnection; sent: Sent[]; ack: (bookieId: string,
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
 const entry = (ledgerId: number, id: number, bytes = 16): Uint8Array => encodeEntry('crc32c', key, ledgerId, id, id - 1, 0, Buffer.alloc(bytes, id))
 /** One entry of ledger `ledgerId` to `bookies`, through the writer's path (queueEntries). */
-function append(client: BookieClient, ledgerId: number, id: number, bookies: string[], bytes = 16): void {
-  client.queueEntries(ledgerId, key, 'crc32c', id - 1, [{ entryId: id, ledgerLength: 0, payload: Buffer.alloc(bytes, id), bookies }])
+function append(client: BookieClient, ledgerId: number, id: number, bookies: string[], bytes = 16, writeSetSubjects = false): void {
+  client.queueEntries(ledgerId, key, 'crc32c', id - 1, [{ entryId: id, ledgerLength: 0, payload: Buffer.alloc(bytes, id), bookies }], writeSetSubjects)
 }
 
 const SLOW: Partial<AddCoalescing> = { lingerMs: 60_000 }
@@ -290,6 +290,42 @@ unit('any other message to a bookie sends its held adds first; an explicit flush
   await eager.close()
 })
 
+unit('a large group goes once on its write set\'s subject, after what its bookies had queued; then both are busy', async () => {
+  const { nc, sent, ack } = scripted()
+  const client = new BookieClient(nc, undefined, SLOW)
+  client.registerWriter(1, () => {})
+  append(client, 2, 0, ['a'], 16, true)
+  append(client, 1, 0, ['a', 'b'], WRITE_SET_GROUP_BYTES_MIN, true)
+  assert.equal(sent.map((m) => `${m.subject}:${m.entries.map(([l, e]) => `${l}/${e}`).join(',')}`), ['quire.bookie.a:2/0', 'quire.ws.a.b.add:1/0'],
+    'bookie a\'s queued add first, then the large entry once for both')
+  assert.is(client.stats.addMessages, 2)
+  assert.is(client.stats.entriesSent, 3)
+  // Both bookies have the large entry in flight: a small add to either is held.
+  append(client, 3, 0, ['b'])
+  await tick()
+  assert.is(sent.length, 2, 'held: b has the large entry in flight')
+  assert.is(client.addState('b', 1, 0), 'silent', 'the write-set message counts as sent to b')
+  ack('a', 1, [0])
+  ack('b', 1, [0])
+  ack('a', 2, [0])
+  // Each bookie answered what it was sent: an entry of the write-set message counts as sent to both.
+  assert.is(client.addState('a', 1, 0), 'lost', 'answered by a, so not pending there')
+  client.flush()
+  assert.equal(sent[2]!.subject, 'quire.bookie.b')
+  await client.close()
+})
+
+unit('below WRITE_SET_GROUP_BYTES_MIN, or with a bookie that does not take them, each bookie gets its own message', async () => {
+  const { nc, sent } = scripted()
+  const client = new BookieClient(nc, undefined, SLOW)
+  append(client, 1, 0, ['a', 'b'], WRITE_SET_GROUP_BYTES_MIN - 1024, true)
+  await tick()
+  append(client, 2, 0, ['a', 'b'], WRITE_SET_GROUP_BYTES_MIN, false)
+  client.flush()
+  assert.equal(sent.map((m) => m.subject), ['quire.bookie.a', 'quire.bookie.b', 'quire.bookie.a', 'quire.bookie.b'])
+  await client.close()
+})
+
 unit.run()
 
 // --- a real bookie --------------------------------------------------------------------------
@@ -327,6 +363,47 @@ real('200 ledgers written one entry per tick: every entry acknowledged, in fewer
   } finally {
     await nc?.close().catch(() => {})
     await bookie?.stop().catch(() => {})
+    await nats?.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+real('large entries on their write sets\' subjects: acknowledged by both bookies of each, and readable from each', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-writeset-'))
+  let nats: NatsServer | undefined
+  const bookies: Bookie[] = []
+  let nc: NatsConnection | undefined
+  try {
+    nats = await startNatsServer({ storeDir: path.join(dir, 'nats') })
+    for (const id of ['w1', 'w2', 'w3']) {
+      const b = new Bookie({ bookieId: id, dataDir: path.join(dir, id), nats: nats.url, heartbeatMs: 500, gcIntervalMs: 3_600_000 })
+      bookies.push(b)
+      await b.start()
+    }
+    nc = await connectNats(nats.url, { name: 'writeset-test' })
+    const client = new BookieClient(nc)
+    const acked = new Map<string, number[]>()
+    client.registerWriter(7, (bookieId, rc, ids) => { if (rc === RC.OK) acked.set(bookieId, [...(acked.get(bookieId) ?? []), ...ids]) })
+    // Striped as E3/Qw2: entry e to w[e % 3] and w[(e + 1) % 3].
+    const ids = ['w1', 'w2', 'w3']
+    const entries = Array.from({ length: 6 }, (_, e) => ({
+      entryId: e, ledgerLength: 0, payload: Buffer.alloc(WRITE_SET_GROUP_BYTES_MIN + 1000 * e, e + 1), bookies: [ids[e % 3]!, ids[(e + 1) % 3]!],
+    }))
+    client.queueEntries(7, key, 'crc32c', -1, entries, true)
+    assert.is(client.stats.addMessages, 3, 'one message per write set (its two entries in one group), not one per bookie')
+    const deadline = Date.now() + 30_000
+    while ([...acked.values()].reduce((n, a) => n + a.length, 0) < 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    for (const [i, id] of ids.entries()) {
+      const mine = entries.filter((e) => e.bookies.includes(id)).map((e) => e.entryId)
+      assert.equal(acked.get(id)?.sort(), mine, `${id} acknowledged its entries`)
+      const read = await client.read(id, 7, mine, 8 * 1024 * 1024, 10_000)
+      assert.is(read.rc, RC.OK, `read from ${id}`)
+      assert.equal(read.entries.map(([rc, data]) => [rc, (data?.byteLength ?? 0) > WRITE_SET_GROUP_BYTES_MIN]), mine.map(() => [RC.OK, true]), `bookie ${i + 1}`)
+    }
+    await client.close()
+  } finally {
+    await nc?.close().catch(() => {})
+    for (const b of bookies) await b.stop().catch(() => {})
     await nats?.stop()
     await rm(dir, { recursive: true, force: true })
   }

@@ -2,7 +2,10 @@
 // travel as binary frames instead (transport/addFrame.ts), which decode to AddRequest and AddAck.
 //
 // Subjects: each bookie listens on `quire.bookie.<bookieId>`; each client listens on its own
-// inbox and puts it in the NATS reply field. Adds are batched: one message carries many entries
+// inbox and puts it in the NATS reply field. A bookie also listens on the subjects of the write
+// sets that name it (`quire.ws.<bookieId>.<bookieId>...add`, the write set in order): a writer
+// publishes a large add group once there and NATS hands it to each bookie of the write set, where
+// a message per bookie would carry the group from the client to the server once per bookie. Adds are batched: one message carries many entries
 // (grouped by ledger) and a bookie answers with one `addAck` message per journal group commit per
 // client. Reads and LAC reads carry a `reqId` that the reply echoes.
 //
@@ -21,6 +24,16 @@ export const encode = (msg: WireMessage): Buffer => packr.pack(msg)
 export const decode = (buf: Uint8Array): WireMessage => packr.unpack(buf) as WireMessage
 
 export const bookieSubject = (bookieId: string): string => `quire.bookie.${bookieId}`
+/**
+ * Write sets of up to this many bookies have a subject (a bookie subscribes once per position it
+ * may hold in one); writers send the adds of larger ones to each bookie's own subject.
+ */
+export const WRITE_SET_SUBJECT_BOOKIES_MAX = 8
+/** The subject of a write set (bookie ids are single NATS tokens: letters, digits, - and _). */
+export const writeSetSubject = (bookies: readonly string[]): string => `quire.ws.${bookies.join('.')}.add`
+/** What a bookie subscribes to for the write sets naming it: one subject per position it may hold. */
+export const writeSetSubscriptions = (bookieId: string): string[] =>
+  Array.from({ length: WRITE_SET_SUBJECT_BOOKIES_MAX }, (_, i) => `quire.ws.${'*.'.repeat(i)}${bookieId}.>`)
 /** Actors publish inspection events (state changes) here, for the inspector. */
 export const inspectSubject = (kind: string, id: string): string => `quire.inspect.${kind}.${id}`
 
