@@ -1,10 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=128
 // The `quire` command. In the quire-server package it runs the compiled CLI (cli/main.js); in a
 // checkout, the TypeScript sources through tsx's loader. Before loading either, this file does what
 // must not depend on them: it refuses a Node.js older than package.json's `engines` with one line
 // (not a stack trace from a missing API or native module), answers `--version` without loading
 // the CLI, and ends the process quietly when the reader of stdout or stderr goes away
 // (`quire ... | head`), for every command.
+// The shebang gives every command's heap 128 MB of old generation before its first full
+// collection, for the roles' sake (cli/cluster.ts ROLE_NODE_FLAGS, docs/operations.md).
 // Only `node:` built-ins are imported statically: static imports run before any of this code.
 import { existsSync, readFileSync } from 'node:fs'
 

@@ -11,7 +11,7 @@ import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { QUIRE_BIN, REPO_ROOT, freePort } from '../cli/cluster.ts'
+import { QUIRE_BIN, REPO_ROOT, ROLE_NODE_FLAGS, freePort } from '../cli/cluster.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
 import { within } from './support/processes.ts'
 
@@ -123,6 +123,19 @@ b('--help | head -1 ends quietly', async () => {
 
 b('node --print-settings into a reader that has gone ends quietly', async () => {
   assertQuietAfterReaderLeft(await quireIntoHead(['node', '--print-settings'], 0))
+})
+
+b('run as a program, quire starts Node.js with the role processes\' flags (its shebang)', async () => {
+  const first = readFileSync(QUIRE_BIN, 'utf8').split('\n')[0]
+  assert.is(first, `#!/usr/bin/env -S node ${ROLE_NODE_FLAGS.join(' ')}`)
+  // Executed through the shebang, not `node quire.mjs`: env must split the line and Node accept the flags.
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(QUIRE_BIN, ['--version'], { cwd: REPO_ROOT, env: cleanEnv() }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) })
+    })
+  })
+  assert.is(r.code, 0, r.stderr)
+  assert.is(r.stdout, `${(JSON.parse(readFileSync(`${REPO_ROOT}/package.json`, 'utf8')) as { version: string }).version}\n`)
 })
 
 b.run()

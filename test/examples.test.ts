@@ -16,7 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { REPO_ROOT } from '../cli/cluster.ts'
+import { REPO_ROOT, ROLE_NODE_FLAGS } from '../cli/cluster.ts'
 import { cleanEnv } from './support/nodes.ts'
 import { installApp, packedTarballs } from './support/pack.ts'
 import { isRunning, waitFor, within } from './support/processes.ts'
@@ -95,7 +95,8 @@ async function setUp(ctx: Ctx): Promise<void> {
     const server = path.join(ctx.app, 'node_modules', 'quire-server')
     for (const b of cluster.bookies) {
       const argv = readFileSync(`/proc/${b.pid}/cmdline`, 'utf8').split('\0')
-      assert.equal(argv.slice(0, 3), [process.execPath, path.join(server, 'cli', 'quire.mjs'), 'node'], `${b.id}'s command line`)
+      const bin = 1 + ROLE_NODE_FLAGS.length
+      assert.equal(argv.slice(0, bin + 2), [process.execPath, ...ROLE_NODE_FLAGS, path.join(server, 'cli', 'quire.mjs'), 'node'], `${b.id}'s command line`)
       await waitFor(() => readFileSync(`/proc/${b.pid}/maps`, 'utf8').includes(path.join(ctx.app, 'node_modules', 'rocksdb-native')), 30_000,
         () => `${b.id} has not loaded ${ctx.app}/node_modules/rocksdb-native`)
     }
