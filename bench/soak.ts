@@ -8,7 +8,7 @@
 //     `samples` evenly spaced points. Flat means: RSS at the last point over RSS at the first
 //     point after the warm-up (`warmupFraction` of the entries: the JIT, RocksDB's memtables and
 //     block cache, the write cache and V8's heap limits settle in it) at most `rssBound`.
-//  2. close the ledgers, measure each bookie's data folder, delete every other ledger (the
+//  2. close the ledgers, wait for a checkpoint, measure each bookie's data folder, delete every other ledger (the
 //     client's deleteLedger: metadata first, bookies reclaim later), and wait until each bookie's
 //     garbage collection has deleted them all locally. The bookies run with a short GC interval
 //     and every compaction major (--gc-interval-ms, --major-compaction-interval-ms 0), so the GC
@@ -62,6 +62,12 @@ export interface SoakParams {
    */
   allowanceBytesPerEntry: number
   gcIntervalMs: number
+  /**
+   * The bookies' checkpoint interval (the product's default). The folders are measured before the
+   * deletion once this long (and a second) has passed since the last add: by then each bookie has
+   * checkpointed, so its entry logs hold every entry (not the journal and a staging buffer alone).
+   */
+  checkpointMs: number
   /** How long the bookies' GC may take to delete the deleted ledgers and compact. */
   gcTimeoutMs: number
 }
@@ -69,7 +75,7 @@ export interface SoakParams {
 export function soakParams(entries: number): SoakParams {
   return {
     entries, payloadBytes: 100, ledgers: 64, inFlight: 1024, samples: 20, warmupFraction: 0.1, rssBound: 1.25, diskBound: 1.2,
-    allowanceBytesPerEntry: HEADER_BYTES + digestBytes('crc32c') + RECORD_HEADER_BYTES + INDEX_BYTES_PER_ENTRY, gcIntervalMs: 2_000, gcTimeoutMs: 1_800_000,
+    allowanceBytesPerEntry: HEADER_BYTES + digestBytes('crc32c') + RECORD_HEADER_BYTES + INDEX_BYTES_PER_ENTRY, gcIntervalMs: 2_000, checkpointMs: 30_000, gcTimeoutMs: 1_800_000,
   }
 }
 
@@ -150,7 +156,7 @@ export async function runSoak(p: SoakParams, dir: string, cleanup: Cleanup, prog
   for (let i = 1; i <= BOOKIES; i++) {
     const b = startBookieProcess({
       id: `soak-bookie-${i}`, data: path.join(dir, `bookie-${i}`), nats: nats.url,
-      extraArgs: ['--gc-interval-ms', String(p.gcIntervalMs), '--major-compaction-interval-ms', '0'],
+      extraArgs: ['--gc-interval-ms', String(p.gcIntervalMs), '--major-compaction-interval-ms', '0', '--checkpoint-ms', String(p.checkpointMs)],
     })
     cleanup.push(() => b.stop())
     bookies.push({ ...b, gc: watchGc(b) })
@@ -197,6 +203,8 @@ export async function runSoak(p: SoakParams, dir: string, cleanup: Cleanup, prog
   const metadata = await Promise.all(writers.map((w) => client.getLedgerMetadata(w.ledgerId)))
   const ids = bookies.map((b) => b.id)
   const held = metadata.map((m) => entriesPerBookie(m, ids))
+  progress(`soak: waiting ${(p.checkpointMs / 1000 + 1).toFixed(0)} s for every bookie to checkpoint before measuring its folder...\n`)
+  await new Promise((r) => setTimeout(r, p.checkpointMs + 1000))
   const before = await Promise.all(bookies.map((b) => folderSize(b.data)))
   const doomed = writers.map((_, i) => i % 2 === 0)
   const gcStart = performance.now()
