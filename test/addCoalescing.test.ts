@@ -97,9 +97,9 @@ unit('with adds in flight, the adds of later ticks wait, answers or not, and go 
   assert.is(sent.length, 2)
   client.flush()
   assert.equal(sent[2]!.entries, [[300, 0]])
-  // Nothing in flight or held: the next add goes at once.
+  // Nothing in flight or held: the ledger's next add goes at once.
   ack('a', 300, [0])
-  append(client, 301, 0, ['a'])
+  append(client, 300, 1, ['a'])
   await tick()
   assert.is(sent.length, 4)
   assert.is(client.stats.addMessages, 4)
@@ -288,6 +288,38 @@ unit('any other message to a bookie sends its held adds first; an explicit flush
   }
   assert.is(off.sent.length, 3)
   await eager.close()
+})
+
+unit('an idle bookie holds the add of another ledger than its last add message within lingerMs, not the same ledger\'s', async () => {
+  const { nc, sent, ack } = scripted()
+  const lingerMs = 200
+  const client = new BookieClient(nc, undefined, { lingerMs })
+  append(client, 1, 0, ['a'])
+  await tick()
+  ack('a', 1, [0])
+  // The same writer, one add at a time: never held.
+  append(client, 1, 1, ['a'])
+  await tick()
+  assert.is(sent.length, 2)
+  ack('a', 1, [1])
+  // Another ledger right after: held though the bookie answered everything, and joined by a third.
+  const heldAt = performance.now()
+  append(client, 2, 0, ['a'])
+  await tick()
+  append(client, 3, 0, ['a'])
+  await tick()
+  assert.is(sent.length, 2, 'held: another writer shares the bookie')
+  while (sent.length === 2 && performance.now() - heldAt < 5_000) await new Promise((r) => setTimeout(r, 5))
+  assert.equal(sent[2]!.entries, [[2, 0], [3, 0]], 'both went together at lingerMs')
+  assert.ok(performance.now() - heldAt >= lingerMs - 5, `sent after ${performance.now() - heldAt} ms`)
+  ack('a', 2, [0])
+  ack('a', 3, [0])
+  // lingerMs after the last message: another ledger's add goes at once.
+  await new Promise((r) => setTimeout(r, lingerMs + 20))
+  append(client, 4, 0, ['a'])
+  await tick()
+  assert.is(sent.length, 4)
+  await client.close()
 })
 
 unit('a large group goes once on its write set\'s subject, after what its bookies had queued; then both are busy', async () => {
