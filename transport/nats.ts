@@ -18,6 +18,7 @@
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
 import { installExactMessageBuffers } from './natsParser.ts'
+import { installGatheredWrites } from './natsOutbound.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
 
@@ -67,6 +68,7 @@ export async function connectNats(
     })
   }
   installExactMessageBuffers()
+  installGatheredWrites()
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
