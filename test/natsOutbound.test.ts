@@ -10,12 +10,12 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
-import { DataBuffer, ProtocolHandler } from '@nats-io/nats-core/internal'
-import { GATHER_PART_BYTES_MIN, installGatheredWrites } from '../transport/natsOutbound.ts'
+import { DataBuffer, Parser } from '@nats-io/nats-core/internal'
+import { connect as connectStock } from '@nats-io/transport-node'
+import { GATHER_PART_BYTES_MIN, gatheredFlush } from '../transport/natsOutbound.ts'
 import { connectNats } from '../transport/nats.ts'
 import { startNatsServer } from '../cli/cluster.ts'
 
-installGatheredWrites()
 
 interface FakeHandler {
   connected: boolean
@@ -37,7 +37,7 @@ function fakeHandler(parts: readonly Uint8Array[]): { h: FakeHandler; sent: Arra
   return { h, sent, corks: () => corked }
 }
 
-const flush = (h: FakeHandler): void => (ProtocolHandler.prototype as unknown as { flushPending(this: FakeHandler): void }).flushPending.call(h)
+const flush = (h: FakeHandler): void => gatheredFlush.call(h as unknown as ThisParameterType<typeof gatheredFlush>)
 
 const sizes = fc.array(fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: GATHER_PART_BYTES_MIN - 2, max: 3 * GATHER_PART_BYTES_MIN })), { minLength: 1, maxLength: 12 })
 
@@ -69,6 +69,27 @@ test('not connected yet: nothing is written and the queue is kept, as nats-core 
   flush(h)
   assert.is(sent.length, 0)
   assert.is(h.outbound.size(), GATHER_PART_BYTES_MIN)
+})
+
+test('connectNats patches its own connections only: a connection made with nats.js directly keeps the shipped flush and parser', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-outbound-'))
+  const nats = await startNatsServer({ storeDir: path.join(dir, 'nats') })
+  const ours = await connectNats(nats.url, { name: 'outbound-ours' })
+  const stock = await connectStock({ servers: nats.url, name: 'outbound-stock' })
+  try {
+    type Handler = { flushPending: unknown; parser: Parser }
+    const mine = (ours as unknown as { protocol: Handler }).protocol
+    const theirs = (stock as unknown as { protocol: Handler }).protocol
+    assert.is(mine.flushPending, gatheredFlush)
+    assert.ok(Object.hasOwn(mine.parser, 'parse'), 'our parser is patched')
+    assert.is.not(theirs.flushPending, gatheredFlush)
+    assert.not.ok(Object.hasOwn(theirs.parser, 'parse'), 'theirs is nats-core\'s')
+  } finally {
+    await ours.close()
+    await stock.close()
+    await nats.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
 })
 
 test('over a real server: messages of every size arrive whole and in order', async () => {

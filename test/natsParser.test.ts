@@ -6,9 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { Kind, Parser, type ParserEvent } from '@nats-io/nats-core/internal'
-import { installExactMessageBuffers, unpatchedParse } from '../transport/natsParser.ts'
-
-installExactMessageBuffers()
+import { exactMessageBuffersFor, patchParser, unpatchedParse } from '../transport/natsParser.ts'
 
 interface Frame {
   headers: boolean
@@ -61,6 +59,7 @@ function parse(bytes: Buffer, reads: readonly number[], patched: boolean): Seen[
       })
     },
   } as unknown as ConstructorParameters<typeof Parser>[0])
+  if (patched) patchParser(parser)
   let at = 0
   for (let i = 0; at < bytes.length; i++) {
     // Each read its own buffer, as a socket hands them over.
@@ -104,6 +103,24 @@ test('a 256 KiB message in 64 KiB reads is gathered in one buffer of its size, n
   assert.ok(patched!.data.equals(payload) && shipped!.data.equals(payload))
   assert.is(patched!.backing, payload.length)
   assert.ok(shipped!.backing > payload.length, `the shipped parser's buffer: ${shipped!.backing} bytes`)
+})
+
+test('a connection\'s parser is patched, and so is the new one each reconnect makes', () => {
+  const dispatcher = { push() {} } as unknown as ConstructorParameters<typeof Parser>[0]
+  const handler = {
+    parser: new Parser(dispatcher),
+    resetOutbound(this: { parser: Parser }) { this.parser = new Parser(dispatcher) },
+  }
+  exactMessageBuffersFor({ protocol: handler } as unknown as Parameters<typeof exactMessageBuffersFor>[0])
+  assert.ok(Object.hasOwn(handler.parser, 'parse'))
+  const first = handler.parser
+  handler.resetOutbound()
+  assert.is.not(handler.parser, first)
+  assert.ok(Object.hasOwn(handler.parser, 'parse'), 'the reconnect\'s parser is patched too')
+  // Patching the connection again wraps nothing twice.
+  const reset = handler.resetOutbound
+  exactMessageBuffersFor({ protocol: handler } as unknown as Parameters<typeof exactMessageBuffersFor>[0])
+  assert.is(handler.resetOutbound, reset)
 })
 
 test.run()

@@ -17,8 +17,8 @@
 
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
-import { installExactMessageBuffers } from './natsParser.ts'
-import { installGatheredWrites } from './natsOutbound.ts'
+import { exactMessageBuffersFor } from './natsParser.ts'
+import { gatheredWritesFor } from './natsOutbound.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
 
@@ -67,8 +67,6 @@ export async function connectNats(
       timeoutMs,
     })
   }
-  installExactMessageBuffers()
-  installGatheredWrites()
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
@@ -76,6 +74,9 @@ export async function connectNats(
     if (remainingMs <= 0) break
     try {
       const nc = await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
+      // This connection's reads and writes of large messages (transport/natsParser.ts, natsOutbound.ts).
+      exactMessageBuffersFor(nc)
+      gatheredWritesFor(nc)
       if (opts.onReconnect) countReconnects(nc, opts.onReconnect)
       return nc
     } catch (err) {

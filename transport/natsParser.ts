@@ -7,10 +7,14 @@
 // external memory, set the pace of V8's full collections.
 // Here the parser, once it has started gathering such a message, gets a buffer of exactly the
 // message's size holding what it gathered so far; later reads are copied into it without growing.
+// Only Quire's own connections are patched (connectNats): other NATS connections of the process
+// (an application's own, a benchmark's peers) keep nats-core's parser. nats-core makes a new
+// parser at each (re)connect, so the connection's resetOutbound is wrapped to patch each new one.
 // Invariants: the parser's behaviour is otherwise unchanged (every message it dispatches has the
 // same bytes; test/natsParser.test.ts checks that against the unpatched parser over random socket
-// reads); installing twice is installing once.
+// reads); patching twice is patching once.
 
+import type { NatsConnection } from '@nats-io/transport-node'
 import { DenoBuffer, Parser, State } from '@nats-io/nats-core/internal'
 
 /** The parser's state that the patch reads and replaces (fields of nats-core's Parser). */
@@ -20,16 +24,36 @@ interface ParserGathering {
   ma: { size: number }
 }
 
-const originalParse = Parser.prototype.parse
-let installed = false
+/** What the patch reads of a connection's nats-core ProtocolHandler. */
+interface Handler {
+  parser?: Parser
+  resetOutbound?: () => void
+}
 
-/** Patches nats-core's Parser for every connection of this process (the client's and the roles'). */
-export function installExactMessageBuffers(): void {
-  if (installed) return
-  installed = true
-  Parser.prototype.parse = function parse(this: Parser, buf: Uint8Array): void {
+const originalParse = Parser.prototype.parse
+const PATCHED = Symbol('quire.exactMessageBuffers')
+
+/** `parser` gathers a message that spans reads in a buffer of its exact size. */
+export function patchParser(parser: Parser): void {
+  const p = parser as Parser & { [PATCHED]?: true }
+  if (p[PATCHED]) return
+  p[PATCHED] = true
+  p.parse = function parse(this: Parser, buf: Uint8Array): void {
     originalParse.call(this, buf)
     exactMessageBuffer(this as unknown as ParserGathering)
+  }
+}
+
+/** Patches the parser of `nc` and of every reconnect of it; a connection without one is left as it is. */
+export function exactMessageBuffersFor(nc: NatsConnection): void {
+  const h = (nc as { protocol?: Handler & { [PATCHED]?: true } }).protocol
+  if (!h || !(h.parser instanceof Parser) || typeof h.resetOutbound !== 'function' || h[PATCHED]) return
+  h[PATCHED] = true
+  patchParser(h.parser)
+  const reset = h.resetOutbound
+  h.resetOutbound = function resetOutbound(this: Handler): void {
+    reset.call(this)
+    if (this.parser instanceof Parser) patchParser(this.parser)
   }
 }
 
