@@ -5,11 +5,11 @@
 // Adds are coalesced per bookie as Kafka's producer batches (linger.ms, batch.size), except that
 // a bookie with nothing in flight and nothing held gets a tick's adds at once, so one add at a
 // time keeps its latency, unless they are of another ledger than its last add message, sent less
-// than lingerMs before (several writers share it: they coalesce). Otherwise new adds are held and go as one message once they reach
-// `lingerEntries` or `lingerBytes`, or `lingerMs` after the first of them was held. One timer
-// serves every bookie: when it fires, every bookie's held adds go, in one socket write (a bookie
-// whose adds were held later waits less than lingerMs, never more). An answer
-// does not send them early: with many ledgers each written now and then, answers come after
+// than lingerMs before (several writers share it: they coalesce; client/addTracking.ts). Otherwise
+// new adds are held and go as one message once they reach `lingerEntries` or `lingerBytes`, or
+// `lingerMs` after the first of them was held. One timer serves every bookie: when it fires,
+// every bookie's held adds go, in one socket write (a bookie whose adds were held later waits less
+// than lingerMs, never more). An answer does not send them early: with many ledgers each written now and then, answers come after
 // every few adds, and waiting out lingerMs is what turns one message per entry per bookie into
 // one per bookie per lingerMs. A busy single writer fills lingerEntries within a tick or two. The
 // bookie group-commits its journal anyway. Any other message to a bookie (read, LAC read,
@@ -30,6 +30,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createInbox } from '@nats-io/transport-node'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
+import { AddTracking, type AddState } from './addTracking.ts'
 import { QuireError } from '../machines/errors.ts'
 import { asReply } from '../transport/validate.ts'
 import {
@@ -42,6 +43,8 @@ import {
   WRITE_SET_SUBJECT_BOOKIES_MAX, bookieSubject, decode, encode, readLacRequest, readRequest, writeSetSubject,
   type AddGroup, type BookieReply, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
+
+export type { AddState } from './addTracking.ts'
 
 export type AckHandler = (bookieId: string, rc: number, entryIds: number[]) => void
 
@@ -77,12 +80,6 @@ export interface AddCoalescing {
  * never held.
  */
 export const DEFAULT_ADD_COALESCING: Readonly<AddCoalescing> = Object.freeze({ lingerMs: 8, lingerBytes: 64 * 1024, lingerEntries: 16 })
-/**
- * A bookie whose adds in flight have had no answer for this long counts as having none: a lost
- * answer (a message dropped, a bookie restarted) must not hold its later adds for good.
- */
-const IN_FLIGHT_STALE_MS = 1000
-
 /**
  * Upper bounds on the framing of an add frame, so that what is counted before a publish is never
  * less than what is sent. Adds travel as binary groups (transport/addFrame.ts: a group header plus
@@ -144,8 +141,6 @@ export interface BookieTransport {
   addState?(bookieId: string, ledgerId: number, entryId: number): AddState
 }
 
-export type AddState = 'lost' | 'behind' | 'silent'
-interface BookieAnswers { at: number; sentAt: number }
 
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
 export interface TailTransport {
@@ -170,9 +165,6 @@ interface Pending {
   last: Map<number, number>
 }
 
-/** Per bookie: entries sent and not yet answered, and when that last moved (sent from none, or answered). */
-interface InFlight { entries: number; since: number }
-
 export class BookieClient implements BookieTransport, TailTransport {
   readonly inbox: string
   private readonly sub: Subscription
@@ -182,19 +174,14 @@ export class BookieClient implements BookieTransport, TailTransport {
   /** Pending adds per bookie; `bytes` counts the frame they make, framing included (upper bound). */
   private readonly out = new Map<string, Pending>()
   private flushQueued = false
-  /** Adds sent to each bookie and not yet answered. */
-  private readonly inFlight = new Map<string, InFlight>()
+  /** Where each bookie's adds stand: in flight, unanswered per ledger, the last message. */
+  private readonly tracking = new AddTracking()
   /** Bookies holding adds, sent at the latest `lingerMs` after the first of them was held by one timer for all. */
   private readonly lingering = new Set<string>()
   private lingerTimer: NodeJS.Timeout | null = null
   private readonly coalescing: AddCoalescing
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
-  /** Per ledger, per bookie: the add messages unanswered that carried it, oldest first (highest entry id, send time). */
-  private readonly unanswered = new Map<number, Map<string, Array<{ last: number; at: number }>>>()
-  private readonly answersOf = new Map<string, BookieAnswers>()
-  /** Per bookie, the last add message sent to it: when, and its ledger (-1: several). */
-  private readonly lastAdds = new Map<string, { at: number; ledgerId: number }>()
   /** Add messages and entries sent; `heldMessages`: of those, the ones that went after holding adds. */
   readonly stats = { addMessages: 0, entriesSent: 0, heldMessages: 0 }
 
@@ -221,8 +208,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type !== 'reconnect') continue
-        // What was in flight on the old connection may never be answered.
-        this.inFlight.clear()
+        this.tracking.connectionLost()
         for (const h of [...this.reconnectHandlers]) h()
       }
     })()
@@ -241,7 +227,7 @@ export class BookieClient implements BookieTransport, TailTransport {
       set.delete(handler)
       if (set.size === 0 && this.writers.get(ledgerId) === set) {
         this.writers.delete(ledgerId)
-        this.unanswered.delete(ledgerId)
+        this.tracking.forgetLedger(ledgerId)
       }
     }
   }
@@ -306,7 +292,6 @@ export class BookieClient implements BookieTransport, TailTransport {
     const last = new Map([[ledgerId, lastEntryId]])
     for (const bookieId of bookies) this.noteSent(bookieId, entries, last)
     this.stats.addMessages++
-    this.stats.entriesSent += entries * bookies.length
     try {
       publishGathered(this.nc, writeSetSubject(bookies), [group], this.inbox)
     } catch {
@@ -356,35 +341,17 @@ export class BookieClient implements BookieTransport, TailTransport {
     for (const [bookieId, b] of [...this.out]) {
       if (this.lingering.has(bookieId)) {
         if (this.full(b)) this.flushBookie(bookieId)
-      } else if (!this.full(b) && (this.busy(bookieId, now) || this.sharedRecently(bookieId, b, now))) {
+      } else if (!this.full(b) && this.holds(bookieId, b, now)) {
         this.lingering.add(bookieId)
         this.lingerTimer ??= setTimeout(this.lingered, this.coalescing.lingerMs)
       } else this.flushBookie(bookieId)
     }
   }
 
-  /** Whether `bookieId` has adds in flight (an answer not heard of for IN_FLIGHT_STALE_MS counts as none). */
-  private busy(bookieId: string, now: number): boolean {
-    if (this.coalescing.lingerMs <= 0) return false
-    const f = this.inFlight.get(bookieId)
-    if (!f) return false
-    if (now - f.since < IN_FLIGHT_STALE_MS) return true
-    this.inFlight.delete(bookieId)
-    return false
-  }
-
-  /**
-   * Whether `b` holds adds of another ledger than the last add message to `bookieId`, sent less
-   * than lingerMs ago: several writers share the bookie, and their adds wait to go together even
-   * though it answered the last one already (with bookies answering in a millisecond or two,
-   * 1,000 ledgers written at 1,000 entries/s went nearly one message per entry). A single
-   * writer's one add at a time is never held.
-   */
-  private sharedRecently(bookieId: string, b: Pending, now: number): boolean {
-    const last = this.lastAdds.get(bookieId)
-    if (!last || this.coalescing.lingerMs <= 0 || now - last.at >= this.coalescing.lingerMs) return false
-    for (const ledgerId of b.last.keys()) if (ledgerId !== last.ledgerId) return true
-    return false
+  /** Whether `b`'s adds wait for more (file header): the bookie has adds in flight, or another writer's went to it just now. */
+  private holds(bookieId: string, b: Pending, now: number): boolean {
+    const lingerMs = this.coalescing.lingerMs
+    return lingerMs > 0 && (this.tracking.busy(bookieId, now) || this.tracking.sharedRecently(bookieId, b.last.keys(), now, lingerMs))
   }
 
   private full(b: Pending): boolean {
@@ -392,42 +359,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   addState(bookieId: string, ledgerId: number, entryId: number): AddState {
-    const heard = this.answersOf.get(bookieId)
-    const sent = this.unanswered.get(ledgerId)?.get(bookieId)?.find((m) => m.last >= entryId)
-    // No message that carried it is unanswered: a later answer of the ledger passed it by.
-    if (!sent) return 'lost'
-    if (heard && heard.sentAt > sent.at) return 'lost'
-    // Behind only while it keeps answering: answers that stopped may have stopped with our adds lost.
-    return heard && heard.at > sent.at && performance.now() - heard.at < IN_FLIGHT_STALE_MS ? 'behind' : 'silent'
-  }
-
-  /**
-   * `bookieId` answered adds of `ledgerId` up to the highest of `ids`: the messages that carried
-   * it up to there were answered (a bookie answers in the order it was sent to), so the latest of
-   * them says how recent an add the bookie has got to (see `addState`).
-   */
-  private heard(bookieId: string, ledgerId: number, ids: readonly number[]): void {
-    const now = performance.now()
-    const known = this.answersOf.get(bookieId)
-    if (known) known.at = now
-    else this.answersOf.set(bookieId, { at: now, sentAt: -Infinity })
-    const sent = this.unanswered.get(ledgerId)?.get(bookieId)
-    if (!sent || ids.length === 0) return
-    let high = ids[0]!
-    for (const id of ids) if (id > high) high = id
-    let answeredAt = -Infinity
-    while (sent.length > 0 && sent[0]!.last <= high) answeredAt = sent.shift()!.at
-    const a = this.answersOf.get(bookieId)!
-    if (answeredAt > a.sentAt) a.sentAt = answeredAt
-  }
-
-  /** `bookieId` answered `entries` adds (what it holds still waits: see the file header). */
-  private answered(bookieId: string, entries: number): void {
-    const f = this.inFlight.get(bookieId)
-    if (!f) return
-    f.entries -= entries
-    f.since = performance.now()
-    if (f.entries <= 0) this.inFlight.delete(bookieId)
+    return this.tracking.addState(bookieId, ledgerId, entryId)
   }
 
   /** lingerMs after the first held add: every bookie's held adds go now. */
@@ -448,7 +380,6 @@ export class BookieClient implements BookieTransport, TailTransport {
     if (!b) return
     this.out.delete(bookieId)
     this.stats.addMessages++
-    this.stats.entriesSent += b.entries
     this.noteSent(bookieId, b.entries, b.last)
     try {
       const parts = b.parts.map((p) => (p instanceof Uint8Array ? p : encodeAddGroupOf(p)))
@@ -459,23 +390,10 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
   }
 
-  /** `entries` adds go to `bookieId` in one message, carrying ledgers up to `last`'s entry ids: in flight until answered. */
+  /** `entries` adds went to `bookieId` in one message, carrying ledgers up to `lastOf`'s entry ids. */
   private noteSent(bookieId: string, entries: number, lastOf: ReadonlyMap<number, number>): void {
-    const now = performance.now()
-    this.lastAdds.set(bookieId, { at: now, ledgerId: lastOf.size === 1 ? lastOf.keys().next().value! : -1 })
-    const f = this.inFlight.get(bookieId)
-    if (f) f.entries += entries
-    else this.inFlight.set(bookieId, { entries, since: now })
-    for (const [ledgerId, last] of lastOf) {
-      // Tracked only for a ledger with a writer: its unregistering forgets them (registerWriter),
-      // so adds that go after the last writer left (held while it failed) leave nothing behind.
-      if (!this.writers.has(ledgerId)) continue
-      let perBookie = this.unanswered.get(ledgerId)
-      if (!perBookie) this.unanswered.set(ledgerId, (perBookie = new Map()))
-      const sent = perBookie.get(bookieId)
-      if (sent) sent.push({ last, at: now })
-      else perBookie.set(bookieId, [{ last, at: now }])
-    }
+    this.stats.entriesSent += entries
+    this.tracking.sent(bookieId, entries, lastOf, (ledgerId) => this.writers.has(ledgerId))
   }
 
   /** Read entries; with `fence`, the bookie fences the ledger (persisted) before it reads. */
@@ -567,11 +485,11 @@ export class BookieClient implements BookieTransport, TailTransport {
       let entries = 0
       for (const [ledgerId, rc, ids] of m.acks) {
         entries += ids.length
-        this.heard(m.bookieId, ledgerId, ids)
+        this.tracking.heard(m.bookieId, ledgerId, ids)
         const handlers = this.writers.get(ledgerId)
         if (handlers) for (const h of [...handlers]) h(m.bookieId, rc, ids)
       }
-      this.answered(m.bookieId, entries)
+      this.tracking.answered(m.bookieId, entries)
     } else {
       const w = this.waiters.get(m.reqId)
       if (!w || w.bookieId !== m.bookieId) return
