@@ -74,6 +74,3 @@ function writeGathered(transport: OutboundHandler['transport'], socket: Socket, 
     socket.uncork()
   }
 }
-
-/** The flush as nats-core ships it, for the test that compares the two. */
-export const unpatchedFlush = originalFlush
