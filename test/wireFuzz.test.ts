@@ -20,7 +20,7 @@ import { decodeAckFrame, encodeAckFrame, encodeAddGroupOf, isBinaryFrame } from 
 import type { AddGroup } from '../transport/wire.ts'
 import { connectNats } from '../transport/nats.ts'
 import { replyProblem } from '../transport/validate.ts'
-import { RC, bookieSubject, decode } from '../transport/wire.ts'
+import { RC, bookieSubject, decode, writeSetSubject } from '../transport/wire.ts'
 import { payloadFor, startCluster, type TestCluster } from './support/cluster.ts'
 
 const BOOKIE = 'bookie-1'
@@ -124,6 +124,20 @@ t('each malformed frame of issue 11 is answered BAD_REQUEST, and the bookie goes
   assert.is(c.bookie(BOOKIE).proc.exitCode, null, 'the bookie process is alive')
   const again = await ask(nc, pack({ op: 'readLac', reqId: 78, ledgerId: known }))
   assert.equal([again?.op, again?.rc, again?.reqId, again?.lastEntryId], ['lacResp', RC.OK, 78, 0], 'and still answers')
+})
+
+t('on a write-set subject naming the bookie, frames are checked as on its own: garbage is refused, a valid add acknowledged', async ({ c, nc }) => {
+  const subject = writeSetSubject(['no-such-bookie', BOOKIE])
+  const request = async (frame: Uint8Array): Promise<Record<string, unknown> | null> =>
+    nc.request(subject, frame, { timeout: 5000 }).then((m) => decode(m.data) as unknown as Record<string, unknown>, () => null)
+  const garbage = await request(Buffer.from([0xc1, 0xff, 0x00]))
+  assert.equal([garbage?.op, garbage?.rc], ['readResp', RC.BAD_REQUEST])
+  const bad = await request(pack({ op: 'add', groups: [group(FUZZ_LEDGER + 4, { digestType: 42 })] }))
+  assert.equal(bad?.acks, [[FUZZ_LEDGER + 4, RC.BAD_REQUEST, [0]]])
+  const known = FUZZ_LEDGER - 1
+  const ok = await request(pack({ op: 'add', groups: [group(known, { entries: [entryWithId(known, 1)] })] }))
+  assert.equal(ok?.acks, [[known, RC.OK, [1]]], 'a valid add is acknowledged')
+  assert.is(c.bookie(BOOKIE).proc.exitCode, null, 'the bookie process is alive')
 })
 
 // --- the fuzz loop -------------------------------------------------------------------------
