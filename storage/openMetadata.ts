@@ -130,15 +130,16 @@ const RETRY_DELAY_MAX_MS = 5000
  * meta leader yet, fresh buckets electing their leaders) or a bucket cannot take writes yet (see
  * assertBucketsServing), with a doubling pause, for at most `timeoutMs`; then TIMEOUT naming the
  * last failure. Every other error (INVALID_CONFIG, ...) is final at once.
+ * An attempt is cut at the deadline: a JetStream API request to a cluster without a quorum may go
+ * unanswered for the client's whole API timeout (5 s) instead of failing at once, and the node
+ * must give up when it was told to, not an API timeout later.
  */
 export async function openMetadataRetrying(nc: NatsConnection, opts: OpenMetadataOptions, retry: RetryOptions): Promise<MetadataStore> {
   const deadline = Date.now() + retry.timeoutMs
   let delayMs = RETRY_DELAY_MS
   for (let attempt = 1; ; attempt++) {
     try {
-      const store = await openMetadata(nc, opts)
-      await assertBucketsServing(nc)
-      return store
+      return retry.timeoutMs === 0 ? await openServing(nc, opts) : await beforeDeadline(openServing(nc, opts), deadline - Date.now())
     } catch (err) {
       if (!isQuireError(err, 'TIMEOUT')) throw err
       const left = deadline - Date.now()
@@ -153,6 +154,22 @@ export async function openMetadataRetrying(nc: NatsConnection, opts: OpenMetadat
       delayMs = Math.min(RETRY_DELAY_MAX_MS, delayMs * 2)
     }
   }
+}
+
+async function openServing(nc: NatsConnection, opts: OpenMetadataOptions): Promise<MetadataStore> {
+  const store = await openMetadata(nc, opts)
+  await assertBucketsServing(nc)
+  return store
+}
+
+/** `attempt`, or TIMEOUT once `ms` have passed (the attempt's own outcome is then dropped). */
+function beforeDeadline<T>(attempt: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const cut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QuireError('TIMEOUT', `metadata store did not answer within the ${ms} ms left`, { leftMs: ms })), Math.max(0, ms))
+  })
+  attempt.catch(() => {}) // cut at the deadline: its late failure is nobody's to handle
+  return Promise.race([attempt, cut]).finally(() => clearTimeout(timer))
 }
 
 /**

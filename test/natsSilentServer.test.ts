@@ -3,14 +3,19 @@
 // server of its list on its own. nats.js's default PING (every 2 min, 2 unanswered) kept it on the
 // silent server for minutes; transport/nats.ts PINGs every 2 s. Real nats-servers: the home one is
 // frozen with SIGSTOP (its socket stays open and it answers nothing), the other takes over.
+// And a JetStream API that takes requests but never answers (a cluster without a quorum can leave
+// a request unanswered for the client's whole 5 s API timeout): a starting node's metadata open
+// gives up at its own deadline, not an API timeout after it.
 
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { connectNats, type NatsConnection } from '../transport/nats.ts'
+import { openMetadataRetrying } from '../storage/openMetadata.ts'
+import { isQuireError } from '../machines/errors.ts'
 
 const t = suite('natsSilentServer')
 
@@ -42,6 +47,32 @@ t('a client leaves a server that stopped answering and carries on on the next on
     for (const s of servers) s.kill('SIGCONT')
     await nc?.close().catch(() => {})
     await Promise.all(servers.map((s) => s.stop()))
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+t('opening the metadata store against a JetStream API that never answers gives up at timeoutMs', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-silent-js-'))
+  let server: NatsServer | null = null
+  let nc: NatsConnection | null = null
+  try {
+    // No JetStream on this server: a subscriber that never replies takes the API's requests.
+    const config = path.join(dir, 'no-js.conf')
+    await writeFile(config, 'max_payload: 1MB\n')
+    server = await startNatsServer({ storeDir: path.join(dir, 's'), config })
+    nc = await connectNats([server.url], { name: 'silent-js-test' })
+    nc.subscribe('$JS.API.>', { callback: () => {} })
+    await nc.flush()
+    const timeoutMs = 1500
+    const t0 = Date.now()
+    const err = await openMetadataRetrying(nc, { metadataReplicas: 1 }, { timeoutMs }).then(() => null, (e: unknown) => e)
+    const tookMs = Date.now() - t0
+    assert.ok(isQuireError(err, 'TIMEOUT'), `expected TIMEOUT, got ${String(err)}`)
+    assert.match((err as Error).message, /did not answer within 1500 ms/)
+    assert.ok(tookMs >= timeoutMs && tookMs < timeoutMs + 1000, `gave up after ${tookMs} ms`)
+  } finally {
+    await nc?.close().catch(() => {})
+    await server?.stop()
     await rm(dir, { recursive: true, force: true })
   }
 })
