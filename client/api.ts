@@ -67,7 +67,11 @@ export interface WriteHandle extends ReadHandle {
   readonly state: string
   /** Highest entry id given to an append (sent or about to be), confirmed or not. */
   readonly lastAddPushed: number
-  /** Append one entry; resolves with its entryId once an ack quorum of its write set has it on disk. */
+  /**
+   * Append one entry; resolves with its entryId once an ack quorum of its write set has it on disk.
+   * `data` is not copied: it must not change until the promise settles (as a buffer given to a
+   * socket's write), since it is sent, and re-sent after an ensemble change, from that buffer.
+   */
   append(data: Uint8Array | string): Promise<number>
   /** Append every payload of an RxJS source; emits each as it is acknowledged, in order. */
   append$(source: ObservableInput<Uint8Array | string>, opts?: ProducerOptions): Observable<Appended>

@@ -34,7 +34,7 @@ import { AddTracking, type AddState } from './addTracking.ts'
 import { QuireError } from '../machines/errors.ts'
 import { asReply } from '../transport/validate.ts'
 import {
-  GROUP_ENTRY_BYTES, GROUP_HEADER_BYTES, addGroupBytes, decodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame,
+  GROUP_ENTRY_BYTES, GROUP_HEADER_BYTES, addGroupBytes, decodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame, type GroupParts,
   type GroupEntry,
 } from '../transport/addFrame.ts'
 import { HEADER_BYTES, headerEntryId, type DigestType } from '../transport/entry.ts'
@@ -287,23 +287,23 @@ export class BookieClient implements BookieTransport, TailTransport {
    * NATS hands it to each bookie, so the client writes it and the server reads it once, not once
    * per bookie. What each bookie had queued goes first, so its frames keep their order.
    */
-  private publishToWriteSet(bookies: readonly string[], group: Uint8Array, entries: number, ledgerId: number, lastEntryId: number): void {
+  private publishToWriteSet(bookies: readonly string[], group: GroupParts, entries: number, ledgerId: number, lastEntryId: number): void {
     for (const bookieId of bookies) this.flushBookie(bookieId)
     const last = new Map([[ledgerId, lastEntryId]])
     for (const bookieId of bookies) this.noteSent(bookieId, entries, last)
     this.stats.addMessages++
     try {
-      publishGathered(this.nc, writeSetSubject(bookies), [group], this.inbox)
+      publishGathered(this.nc, writeSetSubject(bookies), group.parts, this.inbox)
     } catch {
       // As in flushBookie.
     }
   }
 
-  /** An encoded add group for `bookieId`, the same buffer the other bookies of its write set get. */
-  private queueGroup(bookieId: string, group: Uint8Array, entries: number, ledgerId: number, lastEntryId: number): void {
+  /** An encoded add group for `bookieId`, the same buffers the other bookies of its write set get. */
+  private queueGroup(bookieId: string, group: GroupParts, entries: number, ledgerId: number, lastEntryId: number): void {
     const b = this.pendingFor(bookieId, group.byteLength)
     b.last.set(ledgerId, Math.max(b.last.get(ledgerId) ?? -1, lastEntryId))
-    b.parts.push(group)
+    b.parts.push(...group.parts)
     b.open = null
     b.bytes += group.byteLength
     b.entries += entries

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert'
 import { BookieClient } from '../client/bookieClient.ts'
 import {
   FRAME_VERSION, GROUP_HEADER_BYTES, decodeAckFrame, decodeAddFrame, encodeAckFrame, encodeAddGroup, encodeAddGroupOf, isBinaryFrame,
+  PAYLOAD_PART_BYTES_MIN,
 } from '../transport/addFrame.ts'
 import { DIGEST_TYPES, decodeEntry, encodeEntry, masterKeyOf } from '../transport/entry.ts'
 import { publishGathered, publishesGathered } from '../transport/gatheredPublish.ts'
@@ -22,11 +23,14 @@ const key = masterKeyOf('frames')
 const payload = (i: number): Buffer => Buffer.from(`entry-${i}-`.repeat(i + 1))
 const entries = (ids: number[]) => ids.map((id) => ({ entryId: id, ledgerLength: (id + 1) * 100, payload: payload(id) }))
 
+/** A group as one buffer: its parts side by side, what the bookie receives. */
+const group = (...args: Parameters<typeof encodeAddGroup>): Buffer => Buffer.concat(encodeAddGroup(...args).parts)
+
 const unit = suite('add frame codec')
 
 unit('groups of two ledgers decode to the AddRequest a msgpack frame gives, entries as views of the frame', () => {
   for (const type of DIGEST_TYPES) {
-    const frame = Buffer.concat([encodeAddGroup(7, key, type, 4, entries([5, 6, 7])), encodeAddGroupOf({ ledgerId: 2 ** 40, masterKey: key, digestType: type, recovery: true, entries: [encodeEntry(type, key, 2 ** 40, 0, -1, 3, Buffer.from('abc'))] })])
+    const frame = Buffer.concat([group(7, key, type, 4, entries([5, 6, 7])), encodeAddGroupOf({ ledgerId: 2 ** 40, masterKey: key, digestType: type, recovery: true, entries: [encodeEntry(type, key, 2 ** 40, 0, -1, 3, Buffer.from('abc'))] })])
     assert.ok(isBinaryFrame(frame))
     const r = decodeAddFrame(frame)
     if (!r.ok) throw new Error(r.reason)
@@ -45,8 +49,8 @@ unit('groups of two ledgers decode to the AddRequest a msgpack frame gives, entr
 unit('a ledger\'s groups of several write sets decode to one group, as a msgpack frame has it; another key stays apart', () => {
   const other = masterKeyOf('other')
   const frame = Buffer.concat([
-    encodeAddGroup(7, key, 'crc32c', -1, entries([0, 3])), encodeAddGroup(8, key, 'crc32c', -1, entries([0])),
-    encodeAddGroup(7, key, 'crc32c', -1, entries([2, 5])), encodeAddGroup(7, other, 'crc32c', -1, entries([6])),
+    group(7, key, 'crc32c', -1, entries([0, 3])), group(8, key, 'crc32c', -1, entries([0])),
+    group(7, key, 'crc32c', -1, entries([2, 5])), group(7, other, 'crc32c', -1, entries([6])),
   ])
   const r = decodeAddFrame(frame)
   if (!r.ok) throw new Error(r.reason)
@@ -56,7 +60,7 @@ unit('a ledger\'s groups of several write sets decode to one group, as a msgpack
 
 /** A valid frame, mutated by `f`; the reason it is refused. */
 function refused(f: (b: Buffer) => Buffer): { reason: string; readable: number } {
-  const good = encodeAddGroup(9, key, 'crc32c', -1, entries([0, 1]))
+  const good = group(9, key, 'crc32c', -1, entries([0, 1]))
   const r = decodeAddFrame(f(Buffer.from(good)))
   assert.not.ok(r.ok, 'refused')
   if (r.ok) throw new Error('accepted')
@@ -148,6 +152,26 @@ unit('a writer\'s entries are encoded once: every bookie of a write set is hande
   }
 })
 
+unit('a payload of PAYLOAD_PART_BYTES_MIN or more is its own part, the caller\'s buffer as it is; the bytes are those of a copied group', () => {
+  for (const type of DIGEST_TYPES) {
+    const big = Buffer.alloc(PAYLOAD_PART_BYTES_MIN, 7)
+    const bigger = Buffer.alloc(PAYLOAD_PART_BYTES_MIN * 4 + 3, 9)
+    const small = Buffer.from('small')
+    const list = [big, small, bigger, Buffer.alloc(PAYLOAD_PART_BYTES_MIN - 1, 5)].map((p, i) => ({ entryId: 20 + i, ledgerLength: 1000 * (i + 1), payload: p }))
+    const g = encodeAddGroup(12, key, type, 19, list)
+    assert.ok(g.parts.includes(big) && g.parts.includes(bigger), `${type}: large payloads not copied`)
+    assert.not.ok(g.parts.some((p) => p.buffer === small.buffer), `${type}: a small payload is copied into the group`)
+    assert.is(g.byteLength, g.parts.reduce((n, p) => n + p.byteLength, 0))
+    const copied = encodeAddGroupOf({
+      ledgerId: 12, masterKey: key, digestType: type, recovery: false,
+      entries: list.map((e) => encodeEntry(type, key, 12, e.entryId, 19, e.ledgerLength, e.payload)),
+    })
+    assert.ok(Buffer.concat(g.parts).equals(copied), `${type}: same bytes as the group with every payload copied in`)
+    const r = decodeAddFrame(Buffer.concat(g.parts))
+    assert.ok(r.ok && r.req.groups[0]!.entries.length === 4)
+  }
+})
+
 unit.run()
 
 // --- on the wire: nats-server and a bookie process -----------------------------------------
@@ -183,7 +207,7 @@ wire('the installed nats.js takes a gathered message as it is, and delivers it w
 wire('a bookie takes binary adds (binary acks), msgpack adds of older clients (msgpack acks), and refuses a bad binary frame', async ({ nc }) => {
   const subject = bookieSubject('bookie-1')
   const ledger = 2 ** 41
-  const bin = await answer(nc, (inbox) => nc.publish(subject, encodeAddGroup(ledger, key, 'crc32c', -1, entries([0, 1])), { reply: inbox }))
+  const bin = await answer(nc, (inbox) => nc.publish(subject, group(ledger, key, 'crc32c', -1, entries([0, 1])), { reply: inbox }))
   assert.ok(isBinaryFrame(bin), 'binary ack')
   assert.equal(decodeAckFrame(bin)?.acks, [[ledger, RC.OK, [0, 1]]])
 
@@ -193,7 +217,7 @@ wire('a bookie takes binary adds (binary acks), msgpack adds of older clients (m
   assert.not.ok(isBinaryFrame(msg), 'an older client gets msgpack acks')
   assert.equal((decode(msg) as { acks: unknown }).acks, [[ledger, RC.OK, [2]]])
 
-  const bad = encodeAddGroup(ledger, key, 'crc32c', -1, entries([3, 4]))
+  const bad = group(ledger, key, 'crc32c', -1, entries([3, 4]))
   const refusal = decode(await answer(nc, (inbox) => nc.publish(subject, bad.subarray(0, bad.length - 2), { reply: inbox }))) as { acks: unknown; error: string }
   assert.equal(refusal.acks, [[ledger, RC.BAD_REQUEST, [3]]], 'the readable entry is named')
   assert.match(refusal.error, /truncated/)

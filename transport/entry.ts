@@ -97,6 +97,20 @@ export function encodeEntryInto(
   out: Buffer, offset: number,
   type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, ledgerLength: number, payload: Uint8Array,
 ): number {
+  const at = encodeEntryHeadInto(out, offset, type, masterKey, ledgerId, entryId, lac, ledgerLength, payload)
+  out.set(payload, at)
+  return at + payload.byteLength
+}
+
+/**
+ * An entry's header and digest (of header and `payload`) into `out` at `offset`, without the
+ * payload: returns the offset where the payload belongs. For a frame that sends a large payload
+ * as its own part instead of copying it (transport/addFrame.ts encodeAddGroup).
+ */
+export function encodeEntryHeadInto(
+  out: Buffer, offset: number,
+  type: DigestType, masterKey: Uint8Array, ledgerId: number, entryId: number, lac: number, ledgerLength: number, payload: Uint8Array,
+): number {
   const dlen = digestBytes(type)
   writeU64(out, ledgerId, offset)
   writeU64(out, entryId, offset + 8)
@@ -107,8 +121,7 @@ export function encodeEntryInto(
   // crc32c written in place: no 4-byte Buffer per entry on the add path.
   if (type === 'crc32c') out.writeUInt32BE(crc32c(asBuffer(payload), crc32c(header)) >>> 0, offset + HEADER_BYTES)
   else computeDigest(type, masterKey, header, payload)?.copy(out, offset + HEADER_BYTES)
-  out.set(payload, offset + HEADER_BYTES + dlen)
-  return offset + HEADER_BYTES + dlen + payload.byteLength
+  return offset + HEADER_BYTES + dlen
 }
 
 /**
