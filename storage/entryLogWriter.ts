@@ -11,6 +11,7 @@ import path from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { writeU64, type EntryLocation } from './entryLogIndex.ts'
 import type { StoredEntry } from './types.ts'
+import { crc32cOf } from './crc32c.ts'
 import { alignUp, alignedBuffer, openDirect } from './directIo.ts'
 
 export const LOG_HEADER_BYTES = 16
@@ -91,7 +92,8 @@ export class LogWriter {
     try {
       for (const e of entries) {
         header.writeUInt32BE(e.data.byteLength, 0)
-        header.writeUInt32BE(crc32c(e.data as Buffer), 4)
+        // An entry the journal has just taken has its crc remembered (storage/crc32c.ts).
+        header.writeUInt32BE(crc32cOf(e.data), 4)
         writeU64(header, 8, e.ledgerId)
         writeU64(header, 16, e.entryId)
         header.writeUInt32BE(crc32c(header.subarray(0, 24)), 24)

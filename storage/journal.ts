@@ -53,6 +53,7 @@ import { syncDir } from './syncDir.ts'
 import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
+import { crc32cOfParts } from './crc32c.ts'
 import { QuireError, assert } from '../machines/errors.ts'
 import {
   RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
@@ -213,11 +214,9 @@ export class FileJournal implements Journal {
     if (this.failure !== null) throw this.failedError()
     const parts = record instanceof Uint8Array ? [record] : record
     let length = 0
-    let crc = 0
-    for (const part of parts) {
-      length += part.byteLength
-      crc = crc32c(part, crc)
-    }
+    for (const part of parts) length += part.byteLength
+    // A large entry's crc is computed once and remembered: its entry-log record reuses it.
+    const crc = crc32cOfParts(parts)
     if (!(length > 0 && length <= RECORD_BYTES_MAX)) assert(false, `journal record of ${length} bytes`)
     const frameBytes = RECORD_HEADER_BYTES + length
     return new Promise<JournalPosition>((resolve, reject) => {
