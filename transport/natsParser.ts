@@ -61,7 +61,8 @@ export function exactMessageBuffersFor(nc: NatsConnection): void {
 function exactMessageBuffer(p: ParserGathering): void {
   const gathered = p.msgBuf
   if (p.state !== State.MSG_PAYLOAD || gathered === undefined || gathered.capacity >= p.ma.size) return
-  const exact = new DenoBuffer(new ArrayBuffer(p.ma.size))
+  // Not zero-filled: every byte is written from the socket before the message is dispatched.
+  const exact = new DenoBuffer(Buffer.allocUnsafeSlow(p.ma.size).buffer)
   exact.reset()
   exact.write(gathered.bytes({ copy: false }))
   p.msgBuf = exact
