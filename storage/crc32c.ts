@@ -60,10 +60,10 @@ const remembered = new WeakMap<Uint8Array, number>()
 
 /** crc32c of `bytes`; of a large entry, computed once and remembered for the same object. */
 export function crc32cOf(bytes: Uint8Array): number {
-  if (bytes.byteLength < CRC_REMEMBER_BYTES_MIN) return crc32c(asBuffer(bytes)) >>> 0
+  if (bytes.byteLength < CRC_REMEMBER_BYTES_MIN) return crc32c(bytes) >>> 0
   let crc = remembered.get(bytes)
   if (crc === undefined) {
-    crc = crc32c(asBuffer(bytes)) >>> 0
+    crc = crc32c(bytes) >>> 0
     remembered.set(bytes, crc)
   }
   return crc
@@ -73,12 +73,10 @@ export function crc32cOf(bytes: Uint8Array): number {
 export function crc32cOfParts(parts: readonly Uint8Array[]): number {
   let crc = 0
   for (const part of parts) {
-    crc = part.byteLength < CRC_REMEMBER_BYTES_MIN ? crc32c(asBuffer(part), crc) >>> 0 : crc32cCombine(crc, crc32cOf(part), part.byteLength)
+    crc = part.byteLength < CRC_REMEMBER_BYTES_MIN ? crc32c(part, crc) >>> 0 : crc32cCombine(crc, crc32cOf(part), part.byteLength)
   }
   return crc
 }
-
-const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 /** The crc remembered for `bytes`, if any (for tests: what the journal left for the entry log). */
 export const rememberedCrc = (bytes: Uint8Array): number | undefined => remembered.get(bytes)

@@ -1,6 +1,7 @@
 // storage/crc32c.ts against @node-rs/crc32 over the same bytes joined: combining two crcs, the crc
 // of a record's parts however they are split, and a large entry's crc remembered by the journal
-// for the entry log (the same value a pass over its bytes gives).
+// for the entry log (the same value a pass over its bytes gives), and the journal record whose crc
+// was joined from it replaying whole.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -11,6 +12,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { CRC_REMEMBER_BYTES_MIN, crc32cCombine, crc32cOf, crc32cOfParts, rememberedCrc } from '../storage/crc32c.ts'
 import { openJournal } from '../storage/journal.ts'
+import { replayJournal } from '../storage/journalReplay.ts'
 
 const joined = (parts: Uint8Array[]): number => crc32c(Buffer.concat(parts)) >>> 0
 
@@ -50,6 +52,11 @@ test('the journal remembers the crc of a large entry it takes, the value its ent
     await journal.append([head, entry])
     assert.is(rememberedCrc(entry), joined([entry]))
     await journal.close()
+    // The record's crc, joined from the remembered one, is what replay checks the bytes against.
+    const replayed: Buffer[] = []
+    for await (const { record } of replayJournal(dir, null)) replayed.push(record)
+    assert.is(replayed.length, 1)
+    assert.ok(replayed[0]!.equals(Buffer.concat([head, entry])), 'the record replays whole')
   } finally {
     await rm(dir, { recursive: true, force: true })
   }

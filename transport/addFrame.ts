@@ -100,8 +100,9 @@ export function encodeAddGroup(
     payloadBytes += e.payload.byteLength
     if (e.payload.byteLength < PAYLOAD_PART_BYTES_MIN) copied += e.payload.byteLength
   }
-  const head = Buffer.allocUnsafe(addGroupBytes(digestType, masterKey.byteLength, entries.length, copied))
-  writeGroupHeader(head, ledgerId, masterKey, digestType, false, entries.length, addGroupBytes(digestType, masterKey.byteLength, entries.length, payloadBytes))
+  const byteLength = addGroupBytes(digestType, masterKey.byteLength, entries.length, payloadBytes)
+  const head = Buffer.allocUnsafe(byteLength - payloadBytes + copied)
+  writeGroupHeader(head, ledgerId, masterKey, digestType, false, entries.length, byteLength)
   const parts: Uint8Array[] = []
   let from = 0
   let o = GROUP_HEADER_BYTES + masterKey.byteLength
@@ -117,7 +118,7 @@ export function encodeAddGroup(
     }
   }
   if (o > from) parts.push(head.subarray(from, o))
-  return { parts, byteLength: head.byteLength + payloadBytes - copied }
+  return { parts, byteLength }
 }
 
 /** A group of entries already encoded (recovery adds, re-replication, re-sends): one copy each. */
