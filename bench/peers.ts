@@ -24,9 +24,9 @@ import type { Proc } from './cpu.ts'
 import type { Subject } from './measure.ts'
 import type { TailClients } from './tail.ts'
 
-export type PeerName = 'quire' | 'jetstreamR1' | 'jetstreamR3'
+export type PeerName = 'quire' | 'jetstreamR1' | 'jetstreamR3' | 'floor'
 
-export const PEER_LABELS: Record<PeerName, string> = { quire: 'quire', jetstreamR1: 'jetstream R1', jetstreamR3: 'jetstream R3' }
+export const PEER_LABELS: Record<PeerName, string> = { quire: 'quire', jetstreamR1: 'jetstream R1', jetstreamR3: 'jetstream R3', floor: 'protocol floor' }
 
 export interface Peer {
   name: PeerName
@@ -40,6 +40,8 @@ export interface Peer {
   openMany: (logs: number, payload: Uint8Array) => Promise<Subject>
   /** Resolves once the peer can take writes (every bookie registered and writable). */
   ready: () => Promise<void>
+  /** The cells (keys) it takes part in; every cell when absent. */
+  cells?: readonly string[]
 }
 
 /** Undo steps, run last pushed first (bench/run.ts's Teardown). */

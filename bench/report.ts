@@ -73,8 +73,11 @@ export interface CellResult {
   peers: PeerCell[]
   /** Peers whose run of this cell failed, with the error (the run goes on with the next). */
   failed: Array<{ peer: PeerName; error: string }>
-  /** Quire's CPU per entry over JetStream R1's and R3's (null when a peer is missing). */
-  cpuRatio: { overR1: number | null; overR3: number | null }
+  /**
+   * Quire's CPU per entry over JetStream R1's and R3's and over the protocol floor's, and the
+   * floor's over R1's and R3's (null when a peer is missing; the floor runs in 1 KiB x1 only).
+   */
+  cpuRatio: { overR1: number | null; overR3: number | null; overFloor: number | null; floorOverR1: number | null; floorOverR3: number | null }
   /** Each peer's CPU per entry in every round, in the order measured (one round unless --rounds). */
   roundsUsPerEntry: Partial<Record<PeerName, number[]>>
 }
@@ -174,12 +177,16 @@ export function cellResult(spec: CellSpec, rounds: PeerCell[], failed: CellResul
     peers.push(mine[Math.floor((mine.length - 1) / 2)]!)
   }
   const of = (name: PeerName): PeerCell | undefined => peers.find((p) => p.peer === name)
-  const quire = of('quire')
-  const over = (name: PeerName): number | null => {
-    const other = of(name)
-    return quire && other ? quire.cpu.usPerEntry / other.cpu.usPerEntry : null
+  const over = (name: PeerName, other: PeerName): number | null => {
+    const a = of(name)
+    const b = of(other)
+    return a && b ? a.cpu.usPerEntry / b.cpu.usPerEntry : null
   }
-  return { spec, peers, failed, cpuRatio: { overR1: over('jetstreamR1'), overR3: over('jetstreamR3') }, roundsUsPerEntry }
+  const cpuRatio = {
+    overR1: over('quire', 'jetstreamR1'), overR3: over('quire', 'jetstreamR3'), overFloor: over('quire', 'floor'),
+    floorOverR1: over('floor', 'jetstreamR1'), floorOverR3: over('floor', 'jetstreamR3'),
+  }
+  return { spec, peers, failed, cpuRatio, roundsUsPerEntry }
 }
 
 /** Issue 14's targets, for the cells this run has. */
@@ -208,6 +215,10 @@ export function ratiosOf(cells: CellResult[], fdatasync: Measurement, tail: Tail
   const singleQuire = single && quireOf(single)
   if (single?.cpuRatio.overR1 != null) out.push(ratio('cpuQuireOverR1_1KiB_x1', 'CPU/entry Quire / JetStream R1, 1 KiB x1', single.cpuRatio.overR1, { op: '<=', value: 4 }))
   if (single?.cpuRatio.overR3 != null) out.push(ratio('cpuQuireOverR3_1KiB_x1', 'CPU/entry Quire / JetStream R3, 1 KiB x1', single.cpuRatio.overR3, null))
+  if (single?.cpuRatio.floorOverR1 != null) {
+    out.push(ratio('cpuFloorOverR1_1KiB_x1', 'CPU/entry protocol floor / JetStream R1, 1 KiB x1', single.cpuRatio.floorOverR1, null))
+  }
+  if (single?.cpuRatio.overFloor != null) out.push(ratio('cpuQuireOverFloor_1KiB_x1', 'CPU/entry Quire / protocol floor, 1 KiB x1', single.cpuRatio.overFloor, null))
   if (singleQuire) {
     out.push(ratio('quireSingleP50OverFdatasyncP50', 'Quire 1 KiB x1 p50 / fdatasync p50', singleQuire.latencyMs.p50 / fdatasync.latencyMs.p50, { op: '<', value: 4 }))
   }
@@ -285,9 +296,9 @@ export function formatCells(cells: CellResult[]): string {
   const head = ['cell', 'peer', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'CPU µs/entry', 'client', 'nats', 'bookies', 'msgs/entry', '/R1', '/R3']
   const body = cells.flatMap((c) => c.peers.map((p, i) => [
     i === 0 ? cellLabel(c.spec) : '', PEER_LABELS[p.peer], p.opsPerSec.toFixed(0), p.mbPerSec.toFixed(2), p.latencyMs.p50.toFixed(3), p.latencyMs.p99.toFixed(3),
-    p.cpu.usPerEntry.toFixed(1), p.cpu.clientUsPerEntry.toFixed(1), p.cpu.natsUsPerEntry.toFixed(1), p.peer === 'quire' ? p.cpu.bookiesUsPerEntry.toFixed(1) : '',
+    p.cpu.usPerEntry.toFixed(1), p.cpu.clientUsPerEntry.toFixed(1), p.cpu.natsUsPerEntry.toFixed(1), hasBookies(p.peer) ? p.cpu.bookiesUsPerEntry.toFixed(1) : '',
     p.nats.msgsPerEntry.toFixed(2),
-    p.peer === 'quire' ? times(c.cpuRatio.overR1) : '', p.peer === 'quire' ? times(c.cpuRatio.overR3) : '',
+    ...(p.peer === 'quire' ? [times(c.cpuRatio.overR1), times(c.cpuRatio.overR3)] : p.peer === 'floor' ? [times(c.cpuRatio.floorOverR1), times(c.cpuRatio.floorOverR3)] : ['', '']),
   ]))
   const failures = cells.flatMap((c) => c.failed.map((f) => `${cellLabel(c.spec)}, ${PEER_LABELS[f.peer]}: FAILED: ${f.error.split('\n')[0]}`))
   const rounds = cells.filter((c) => Object.values(c.roundsUsPerEntry).some((r) => r.length > 1)).map((c) =>
@@ -296,8 +307,16 @@ export function formatCells(cells: CellResult[]): string {
     columns([head, ...body], 2),
     ...failures,
     ...(rounds.length > 0 ? ['CPU µs/entry in each round, in the order measured (the median round is shown above):', ...rounds] : []),
-    'CPU µs/entry = client + nats + bookies (each per entry); /R1, /R3: Quire\'s CPU per entry over JetStream R1\'s and R3\'s in the same cell',
+    'CPU µs/entry = client + nats + bookies (each per entry); /R1, /R3: Quire\'s (and the protocol floor\'s) CPU per entry over JetStream R1\'s and R3\'s in the same cell',
+    ...(cells.some((c) => c.peers.some((p) => p.peer === 'floor'))
+      ? ['protocol floor: each entry to 2 bookies that only write it (one synced 4 KiB write) and answer, over their own nats-server (bench/floor.ts)']
+      : []),
   ].join('\n')
+}
+
+/** Peers whose processes include bookies (Quire's, the floor's). */
+function hasBookies(peer: PeerName): boolean {
+  return peer === 'quire' || peer === 'floor'
 }
 
 export function formatFdatasync(p: BenchParams, m: Measurement, cells: CellResult[]): string {

@@ -14,6 +14,10 @@
 //   same machine within seconds of each other. Per peer and cell: entries/s, MB/s, p50/p99, CPU-µs
 //   per entry over the timed window (bench/cpu.ts; warm-up excluded) and NATS messages per entry
 //   (/varz in_msgs + out_msgs).
+// - Protocol floor (bench/floor.ts), in the 1 KiB x1 cell only: each entry to two bookies that do
+//   nothing but one synced 4 KiB write and an answer, over their own nats-server; Quire's message
+//   pattern and journal write with none of its work, so the CPU under which no bookie of this
+//   protocol goes on this machine. Quire's CPU per entry is shown over it, and so is its own over R1's.
 // - fdatasync: 4 KiB appended to a file and fdatasync'ed, one at a time, on the same disk: the
 //   floor under any acknowledged add; Quire's single-append p50 is shown over its p50.
 // - Tailing readers (bench/tail.ts): 1 KiB appends paced at 1,000 and 10,000 a second, each timed
@@ -36,6 +40,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { QuireError } from '../client/index.ts'
 import { clockTicksPerSecond, CpuWindow, type CpuSpent } from './cpu.ts'
 import { measure, type Measurement, type MeasureOptions, type MeasureWindow, type Subject } from './measure.ts'
+import { startFloor } from './floor.ts'
 import { BOOKIES, natsMessages, PEER_LABELS, QUORUM, startJetStreamR1, startJetStreamR3, startQuire, type Peer } from './peers.ts'
 import {
   cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatMemory, formatRatios, formatSoak, formatTail, peerCell, ratiosOf, soakRatios,
@@ -48,6 +53,8 @@ export type { BenchResult } from './report.ts'
 
 const SIZES = [100, 1024, 16 * 1024, 256 * 1024]
 const PIPELINED = 128
+/** The one-entry-at-a-time cell, the only one the protocol floor (bench/floor.ts) takes part in. */
+const SINGLE_CELL = cellKey(1024, 1)
 const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
 /**
  * Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many
@@ -120,12 +127,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     let peers: Peer[] = []
     let natsVersion = 'not started (--only soak)'
     if (!soakOnly) {
-      process.stderr.write('starting quire (nats-server, 3 bookies), jetstream R1 (nats-server) and jetstream R3 (3 nats-servers)...\n')
+      const floor = params.cells.some((c) => c.key === SINGLE_CELL)
+    process.stderr.write(`starting quire (nats-server, 3 bookies), jetstream R1 (nats-server), jetstream R3 (3 nats-servers)${floor ? ' and the protocol floor (nats-server, 2 bookies)' : ''}...\n`)
       quire = await startQuire(dir, teardown, TAIL.explicitLacIntervalMs)
       const r1 = await startJetStreamR1(dir, teardown)
       const r3 = await startJetStreamR3(dir, teardown)
       natsVersion = r1.version
       peers = [quire.peer, r1.peer, r3]
+      if (floor) peers.push(await startFloor(dir, teardown, [SINGLE_CELL]))
     }
     const machine = machineOf(dir, natsVersion)
     out.write(formatHeader(machine, params) + '\n\n')
@@ -272,7 +281,7 @@ async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promi
   const failed: CellResult['failed'] = []
   for (let round = 0; round < p.rounds; round++) {
     for (const peer of peers) {
-      if (failed.some((f) => f.peer === peer.name)) continue
+      if (failed.some((f) => f.peer === peer.name) || (peer.cells && !peer.cells.includes(spec.key))) continue
       try {
         rounds.push(await measurePeer(p, spec, peer, payload))
       } catch (err) {

@@ -12,7 +12,10 @@ import { mkdtemp, rm, truncate, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { clockTicksPerSecond, CpuWindow, parseProcStat, processCpuUs, sumSpent } from '../bench/cpu.ts'
-import { cellResult, formatCells, type BenchResult, type PeerCell } from '../bench/report.ts'
+import { cellResult, formatCells, ratiosOf, type BenchResult, type PeerCell } from '../bench/report.ts'
+import { FLOOR_BOOKIES, startFloor } from '../bench/floor.ts'
+import { natsMessages } from '../bench/peers.ts'
+import { readFile } from 'node:fs/promises'
 import { benchUsage, parseBenchArgs } from '../bench/run.ts'
 import type { PeerName } from '../bench/peers.ts'
 import { entriesPerBookie, folderSize, rssPeakRatio } from '../bench/soak.ts'
@@ -215,6 +218,59 @@ test('rounds: per peer the round with the median CPU per entry is shown, every r
   assert.match(formatCells([c]), /1 KiB x1: quire 900\.0, 1200\.0, 1000\.0; jetstream R1 100\.0, 300\.0, 200\.0; jetstream R3 500\.0, 400\.0/)
   // One round: no per-round lines.
   assert.not.match(formatCells([cellResult(spec, [round('quire', 900, 1)], [])]), /each round/)
+})
+
+test('the protocol floor: its ratios and its row (bookies, /R1, /R3) next to Quire\'s in the one cell it runs in', () => {
+  const spec = { key: '1024B_x1', payloadBytes: 1024, inFlight: 1, logs: 1, ratePerSec: null, warmupSeconds: 2 }
+  const round = (peer: PeerName, usPerEntry: number): PeerCell => ({
+    peer, ops: 1000, elapsedSeconds: 1, opsPerSec: 1000, mbPerSec: 1, inFlight: 1, latencyMs: { p50: 1, p99: 2, p999: 3, max: 4 },
+    cpu: { clientUs: 0, processUs: {}, totalUs: 0, usPerEntry, clientUsPerEntry: 0, natsUsPerEntry: 0, bookiesUsPerEntry: usPerEntry / 2 },
+    nats: { inMsgs: 0, outMsgs: 0, msgsPerEntry: 8 },
+  })
+  const c = cellResult(spec, [round('quire', 1200), round('jetstreamR1', 150), round('jetstreamR3', 600), round('floor', 480)], [])
+  assert.equal(c.cpuRatio, { overR1: 8, overR3: 2, overFloor: 2.5, floorOverR1: 3.2, floorOverR3: 0.8 })
+  const floorRow = formatCells([c]).split('\n').find((l) => l.includes('protocol floor') && l.includes('480.0'))
+  assert.ok(floorRow, formatCells([c]))
+  assert.match(floorRow!, /240\.0 +8\.00 +3\.20x +0\.80x$/)
+  const fdatasync = { inFlight: 1, ops: 1, elapsedSeconds: 1, opsPerSec: 1, mbPerSec: 0, latencyMs: { p50: 1, p99: 1, p999: 1, max: 1 } }
+  const ratios = ratiosOf([c], fdatasync, [])
+  assert.is(ratios.find((r) => r.key === 'cpuFloorOverR1_1KiB_x1')?.value, 3.2)
+  assert.is(ratios.find((r) => r.key === 'cpuQuireOverFloor_1KiB_x1')?.value, 2.5)
+  // Without the floor's round the cell says nothing of it.
+  const without = cellResult(spec, [round('quire', 1200), round('jetstreamR1', 150)], [])
+  assert.is(without.cpuRatio.overFloor, null)
+  assert.not.ok(ratiosOf([without], fdatasync, []).some((r) => r.key.includes('Floor')))
+})
+
+test('the protocol floor sends each entry to both its bookies, each writes it to its file and answers: 8 NATS messages an entry; an op whose bookie died fails', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-floor-'))
+  const steps: Array<() => Promise<unknown>> = []
+  try {
+    const floor = await startFloor(dir, { push: (s) => steps.push(s) }, ['1024B_x1'])
+    assert.equal(floor.cells, ['1024B_x1'])
+    assert.equal(floor.procs.map((p) => p.name), ['nats-server', ...Array.from({ length: FLOOR_BOOKIES }, (_, i) => `bookie-${i + 1}`)])
+    const payload = Buffer.alloc(1024, 0x5a)
+    const subject = await floor.open(payload)
+    const before = await natsMessages(floor.monitorPorts)
+    const OPS = 50
+    for (let i = 0; i < OPS; i++) await subject.op()
+    // Several in flight: each waits for its own two answers.
+    await Promise.all(Array.from({ length: 16 }, () => subject.op()))
+    const after = await natsMessages(floor.monitorPorts)
+    const msgs = after.inMsgs + after.outMsgs - before.inMsgs - before.outMsgs
+    assert.ok(msgs >= 8 * (OPS + 16) && msgs <= 8 * (OPS + 16) + 4, `${msgs} NATS messages for ${OPS + 16} entries`)
+    for (let i = 1; i <= FLOOR_BOOKIES; i++) {
+      const journal = await readFile(path.join(dir, `floor-journal-${i}`))
+      assert.equal(journal.subarray(0, 1024), payload, `bookie ${i} wrote the entry`)
+    }
+    process.kill(floor.procs[1]!.pid, 'SIGKILL')
+    // In flight when the bookie dies, or asked after: either way an error, never a wait forever.
+    const failed = await Promise.all([subject.op(), new Promise((r) => setTimeout(r, 500)).then(() => subject.op())].map((p) => p.then(() => null, (e: unknown) => e)))
+    for (const err of failed) assert.match(String(err), /floor bookie 1 exited/)
+  } finally {
+    for (const s of steps.reverse()) await s()
+    await rm(dir, { recursive: true, force: true })
+  }
 })
 
 test('--soak-entries must be a whole number of at least 1000', async () => {
