@@ -34,7 +34,10 @@ export interface BookieLedgerInput {
   /** Digest type named by the first add, to verify stored entries on read; null before. */
   digestType: string | null
   fenced: boolean
-  /** Highest LAC known from stored entries and explicit LACs; -1 when none. */
+  /**
+   * Highest LAC known: piggybacked on the adds accepted here (as they arrive, see `receivedLac`)
+   * and from explicit LACs; -1 when none.
+   */
   lac: number
   lastEntryId: number
 }
@@ -105,6 +108,18 @@ export function decideAdds(state: AddRulesState, adds: readonly BookieAdd[]): Ad
   return { next: { masterKey, digestType, fenced: state.fenced }, fixKey, accepted, refused }
 }
 
+/**
+ * The LAC the accepted adds carry, known as they arrive, before their record is synced: a LAC is
+ * the writer's word that every entry up to it has its ack quorum, whatever this bookie holds or
+ * syncs (as BookKeeper's bookie, which updates the LAC its long polls wait on when the entry is
+ * added, before the journal has it). A parked long poll is answered then, not one journal write
+ * later. Only accepted adds count: a refused one (another key) may carry anything. Never moves back.
+ */
+export function receivedLac(lac: number, adds: readonly BookieAdd[]): number {
+  for (const add of adds) for (const e of add.entries) if (e.lac > lac) lac = e.lac
+  return lac
+}
+
 /** The LAC and last entry known once the adds' record is on disk: each only moves forward. */
 export function syncedAdds(state: { lac: number; lastEntryId: number }, adds: readonly BookieAdd[]): { lac: number; lastEntryId: number } {
   let { lac, lastEntryId } = state
@@ -163,6 +178,8 @@ const acceptAdds = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
     enqueue.assign({ masterKey: d.fixKey.masterKey, digestType: d.fixKey.digestType })
     enqueue({ type: 'journal.masterKey', params: d.fixKey })
   }
+  const lac = receivedLac(context.lac, d.accepted)
+  if (lac > context.lac) enqueue.assign({ lac })
   if (d.accepted.length > 0) enqueue({ type: 'journal.add', params: { adds: d.accepted } })
 })
 

@@ -47,6 +47,20 @@ test('the same add again (a writer re-sending after a lost message) is journaled
   assert.is(resynced.snap.context.lac, 0)
 })
 
+test('the LAC an accepted add carries is known as it arrives, before its record is synced; a refused add\'s is not', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
+  const arrived = step(s0, addEvent())
+  assert.equal(types(arrived), ['journal.add'])
+  assert.is(arrived.snap.context.lac, 0, 'entry 1 carries LAC 0')
+  assert.is(arrived.snap.context.lastEntryId, -1, 'nothing is stored before the sync')
+  const refused = step(s0, addEvent({ masterKey: other, entries: [{ entryId: 7, lac: 6, data: Buffer.from('x') }] }))
+  assert.is(refused.snap.context.lac, -1)
+  // A later add with an older LAC (a re-send) never moves it back; the sync keeps it.
+  const older = step(arrived.snap, addEvent({ entries: [{ entryId: 0, lac: -1, data: Buffer.from('a') }] }))
+  assert.is(older.snap.context.lac, 0)
+  assert.is(step(arrived.snap, syncedEvent).snap.context.lac, 0)
+})
+
 test('another master key is UNAUTHORIZED and journals nothing', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, addEvent({ masterKey: other }))
