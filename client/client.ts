@@ -10,7 +10,7 @@ import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
 import { ensembleMaxEntryBytes, ensembleTakesWriteSetSubjects, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { masterKeyOf, passwordCheckOf, validateDigestType, type DigestType } from '../transport/entry.ts'
-import { connectNats } from '../transport/nats.ts'
+import { connectNats, type NatsAuth } from '../transport/nats.ts'
 import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
@@ -25,6 +25,12 @@ import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 export interface ClientOptions {
   /** NATS server URL(s), e.g. "nats://127.0.0.1:4222" or a comma-separated list. */
   servers: string | string[]
+  /**
+   * How to log in to NATS (user and password, token, nkey seed file, creds file) and the TLS to
+   * require (a private CA, a client certificate for mutual TLS). A server that refuses either is
+   * NATS_AUTH. None by default; a `tls://` URL requires TLS too.
+   */
+  auth?: NatsAuth
   connectTimeoutMs?: number
   /** An add that has no ack quorum after this long fails the writer with TIMEOUT. Default 10 s. */
   addTimeoutMs?: number
@@ -94,7 +100,7 @@ export function connect(opts: ClientOptions): Promise<QuireClient> {
 
 /** `connect`, typed as the class: for the server side, the CLI and tests that need its internals. */
 export async function connectClient(opts: ClientOptions): Promise<QuireClientImpl> {
-  const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs })
+  const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs, ...(opts.auth ? { auth: opts.auth } : {}) })
   try {
     const metadata = await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
     return new QuireClientImpl({ nc, bookies: new BookieClient(nc, opts.metrics), metadata, clock: realClock, random: Math.random }, opts)

@@ -11,16 +11,19 @@
 // unacknowledged adds (client/writeHandle.ts).
 // Invariants: the returned promise settles by `timeoutMs` (plus one timer tick); a connection that
 // completes after we gave up is closed, not leaked; every failure is a QuireError naming the URLs
-// (INVALID_CONFIG for a malformed URL, NATS_UNREACHABLE for no answer or an answer that is not NATS).
+// (INVALID_CONFIG for a malformed URL or bad credentials settings, NATS_AUTH for a server that
+// refused the login or the TLS handshake, NATS_UNREACHABLE for no answer or an answer that is not NATS).
 // Known nats.js 3.4 gap: if a peer accepts TCP but never sends INFO, the client abandons that
 // socket without destroying it, so it lingers until the peer closes it. The bound still holds.
 
-import { connect, errors, type NatsConnection } from '@nats-io/transport-node'
+import { connect, errors, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node'
 import { QuireError } from '../machines/errors.ts'
+import { authRefusal, natsAuthOptions, type NatsAuth } from './natsAuth.ts'
 import { exactMessageBuffersFor } from './natsParser.ts'
 import { gatheredWritesFor } from './natsOutbound.ts'
 
 export type { NatsConnection } from '@nats-io/transport-node'
+export type { NatsAuth, NatsTls } from './natsAuth.ts'
 
 const CONNECT_TIMEOUT_MS_DEFAULT = 5000
 /** Pause between initial connect attempts after a refusal (server still starting, say). */
@@ -49,6 +52,8 @@ export interface ConnectNatsOptions {
   timeoutMs?: number
   /** Called each time the connection comes back after losing its server (actors/metrics.ts counts it in a node). */
   onReconnect?: () => void
+  /** Credentials and TLS (transport/natsAuth.ts); none by default. */
+  auth?: NatsAuth
 }
 
 /** `servers` is a URL, a comma-separated list of URLs, or an array of either. */
@@ -67,13 +72,15 @@ export async function connectNats(
       timeoutMs,
     })
   }
+  // Files are read and the options checked before any dial: a missing creds file is no network error.
+  const authOptions = natsAuthOptions(opts.auth, urls)
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
     const remainingMs = deadline - Date.now()
     if (remainingMs <= 0) break
     try {
-      const nc = await withDeadline(attempt(urls, remainingMs, opts.name), remainingMs)
+      const nc = await withDeadline(attempt(urls, remainingMs, opts.name, authOptions), remainingMs)
       // This connection's reads and writes of large messages (transport/natsParser.ts, natsOutbound.ts).
       exactMessageBuffersFor(nc)
       gatheredWritesFor(nc)
@@ -81,6 +88,8 @@ export async function connectNats(
       return nc
     } catch (err) {
       // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
+      const refusal = authRefusal(urls, err, opts.auth)
+      if (refusal) throw refusal
       if (!isUnreachable(err)) throw refused(urls, err)
       lastError = err
     }
@@ -88,15 +97,19 @@ export async function connectNats(
     if (waitMs > 0) await sleep(waitMs)
   }
   const reason = lastError instanceof Error ? `: ${lastError.message}` : ''
+  // A server that verifies clients' certificates drops the handshake of one without: nats.js sees no answer.
+  const hint = opts.auth?.tls !== undefined && opts.auth.tls.certFile === undefined
+    ? ' (if the server verifies client certificates, give tls.certFile and tls.keyFile)' : ''
   throw new QuireError(
     'NATS_UNREACHABLE',
-    `cannot reach NATS at ${urls.join(', ')} within ${timeoutMs} ms${reason}`,
+    `cannot reach NATS at ${urls.join(', ')} within ${timeoutMs} ms${reason}${hint}`,
     { servers: urls, timeoutMs, cause: lastError },
   )
 }
 
-function attempt(urls: string[], timeoutMs: number, name: string | undefined): Promise<NatsConnection> {
+function attempt(urls: string[], timeoutMs: number, name: string | undefined, authOptions: Partial<ConnectionOptions>): Promise<NatsConnection> {
   return connect({
+    ...authOptions,
     servers: urls,
     ...(name === undefined ? {} : { name }),
     // Per-dial handshake timeout; withDeadline bounds the sum over several servers.

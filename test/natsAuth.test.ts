@@ -1,0 +1,198 @@
+// Connecting to a NATS that asks for a login or TLS (transport/natsAuth.ts through connectNats and
+// the client's connect): real nats-servers started with a user and password, a token, an nkey user,
+// server-side TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server
+// certificate for 127.0.0.1, a client certificate, and a CA of nobody's). Each method works with the
+// right secret; the wrong one, none, an untrusted certificate and TLS required on one side only are
+// NATS_AUTH naming the server, fast (no wait for the connect timeout), with no secret in the message;
+// bad settings and missing files are INVALID_CONFIG naming the file, before any dial.
+
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createUser } from '@nats-io/nkeys'
+import { REPO_ROOT, startNatsServer, type NatsServer } from '../cli/cluster.ts'
+import { connect } from '../client/index.ts'
+import { isQuireError, type ErrorCode } from '../machines/errors.ts'
+import { connectNats, type NatsAuth } from '../transport/nats.ts'
+import { describeNatsAuth, natsAuthOptions } from '../transport/natsAuth.ts'
+
+const PASSWORD = 's3cret-pw'
+const TOKEN = 'tok-8c1f'
+/** A refusal comes back at once; this bounds "fast" well under the connect timeout below. */
+const REFUSAL_MS_MAX = 3000
+const CONNECT_TIMEOUT_MS = 8000
+
+const test = suite('nats credentials and TLS')
+let dir = ''
+const servers: NatsServer[] = []
+const certs = { ca: '', serverCert: '', serverKey: '', clientCert: '', clientKey: '', otherCa: '' }
+let userSeedFile = ''
+let otherSeedFile = ''
+let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer
+
+function openssl(...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
+}
+
+/** A CA, a server certificate for 127.0.0.1 and localhost, a client certificate, and a second CA. */
+function makeCertificates(): void {
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=quire-test-ca')
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=nobodys-ca')
+  execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\n" > san.ext'], { cwd: dir })
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
+  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext')
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=quire-client')
+  openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '2')
+  const f = (name: string): string => path.join(dir, name)
+  Object.assign(certs, {
+    ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key'), otherCa: f('other-ca.pem'),
+  })
+}
+
+/** Quire's nats.conf with `extra` appended (an authorization or tls block). */
+async function config(name: string, extra: string): Promise<string> {
+  const file = path.join(dir, `${name}.conf`)
+  await writeFile(file, `${await readFile(path.join(REPO_ROOT, 'nats.conf'), 'utf8')}\n${extra}\n`)
+  return file
+}
+
+async function server(name: string, opts: { config?: string; args?: string[] }): Promise<NatsServer> {
+  const s = await startNatsServer({ storeDir: path.join(dir, `store-${name}`), ...opts })
+  servers.push(s)
+  return s
+}
+
+test.before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'quire-nats-auth-'))
+  makeCertificates()
+  const user = createUser()
+  userSeedFile = path.join(dir, 'user.nk')
+  await writeFile(userSeedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 })
+  otherSeedFile = path.join(dir, 'other.nk')
+  await writeFile(otherSeedFile, new TextDecoder().decode(createUser().getSeed()), { mode: 0o600 })
+  const tlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n}`
+  const mtlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n  ca_file: "${certs.ca}"\n  verify: true\n}`
+  ;[plain, userPass, token, nkey, tls, mtls] = await Promise.all([
+    server('plain', {}),
+    server('user', { args: ['--user', 'alice', '--pass', PASSWORD] }),
+    server('token', { args: ['--auth', TOKEN] }),
+    server('nkey', { config: await config('nkey', `authorization {\n  users: [ { nkey: "${user.getPublicKey()}" } ]\n}`) }),
+    server('tls', { config: await config('tls', tlsBlock) }),
+    server('mtls', { config: await config('mtls', mtlsBlock) }),
+  ])
+})
+
+test.after(async () => {
+  await Promise.all(servers.map((s) => s.stop()))
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+/** Connects, proves the connection with a round trip to the server, closes. */
+async function works(url: string, auth?: NatsAuth): Promise<void> {
+  const nc = await connectNats(url, { timeoutMs: CONNECT_TIMEOUT_MS, ...(auth ? { auth } : {}) })
+  try {
+    await nc.flush()
+    assert.ok(nc.info?.server_id, 'a server answered')
+  } finally {
+    await nc.close()
+  }
+}
+
+/** The connect's error, with how long it took. */
+async function failure(url: string, auth: NatsAuth | undefined, timeoutMs = CONNECT_TIMEOUT_MS): Promise<{ err: unknown; ms: number }> {
+  const started = Date.now()
+  try {
+    const nc = await connectNats(url, { timeoutMs, ...(auth ? { auth } : {}) })
+    await nc.close()
+  } catch (err) {
+    return { err, ms: Date.now() - started }
+  }
+  throw new Error(`connecting to ${url} with ${describeNatsAuth(auth)} succeeded`)
+}
+
+async function refused(url: string, auth: NatsAuth | undefined, code: ErrorCode, pattern: RegExp): Promise<string> {
+  const { err, ms } = await failure(url, auth)
+  assert.ok(isQuireError(err, code), `expected ${code}, got ${String(err)}`)
+  const message = (err as Error).message
+  assert.match(message, pattern)
+  assert.ok(ms < REFUSAL_MS_MAX, `${code} after ${ms} ms: a refusal must not wait for the connect timeout`)
+  for (const secret of [PASSWORD, TOKEN]) assert.not.ok(message.includes(secret), `a secret in the message: ${message}`)
+  return message
+}
+
+test('user and password: the right ones connect (client too); a wrong password or none is NATS_AUTH naming the server', async () => {
+  await works(userPass.url, { user: 'alice', pass: PASSWORD })
+  const message = await refused(userPass.url, { user: 'alice', pass: 'wrong' }, 'NATS_AUTH', /refused the login \(user alice, password \*\*\*\): Authorization Violation/)
+  assert.ok(message.includes(userPass.url), message)
+  await refused(userPass.url, undefined, 'NATS_AUTH', /refused the login \(no credentials\)/)
+  const client = await connect({ servers: userPass.url, auth: { user: 'alice', pass: PASSWORD }, connectTimeoutMs: CONNECT_TIMEOUT_MS })
+  await client.close()
+  const { err } = await connect({ servers: userPass.url, auth: { user: 'alice', pass: 'wrong' }, connectTimeoutMs: CONNECT_TIMEOUT_MS }).then(
+    async (c) => { await c.close(); return { err: null } }, (e: unknown) => ({ err: e }))
+  assert.ok(isQuireError(err, 'NATS_AUTH'), String(err))
+})
+
+test('a token: the right one connects; a wrong one is NATS_AUTH', async () => {
+  await works(token.url, { token: TOKEN })
+  await refused(token.url, { token: 'nope' }, 'NATS_AUTH', /refused the login \(token \*\*\*\)/)
+})
+
+test('an nkey seed file: the user\'s connects; another user\'s is NATS_AUTH; a missing or bad file is INVALID_CONFIG naming it', async () => {
+  await works(nkey.url, { nkeySeedFile: userSeedFile })
+  await refused(nkey.url, { nkeySeedFile: otherSeedFile }, 'NATS_AUTH', /refused the login \(nkey seed from .*other\.nk\)/)
+  const missing = path.join(dir, 'missing.nk')
+  await refused(nkey.url, { nkeySeedFile: missing }, 'INVALID_CONFIG', /cannot read the NATS nkey seed file .*missing\.nk \(ENOENT\)/)
+  const bad = path.join(dir, 'bad.nk')
+  await writeFile(bad, 'not a seed\n')
+  await refused(nkey.url, { nkeySeedFile: bad }, 'INVALID_CONFIG', /bad\.nk does not hold a user seed/)
+})
+
+test('server TLS: the CA file connects over nats:// and tls://; without it the certificate is untrusted: NATS_AUTH with a hint', async () => {
+  await works(tls.url, { tls: { caFile: certs.ca } })
+  await works(tls.url.replace('nats://', 'tls://'), { tls: { caFile: certs.ca } })
+  await refused(tls.url, undefined, 'NATS_AUTH', /TLS with nats-server at .* failed: .*\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\); .*needs tls\.caFile/)
+  await refused(tls.url, { tls: { caFile: certs.otherCa } }, 'NATS_AUTH', /TLS with nats-server at .* failed/)
+})
+
+test('TLS required by the client and not offered by the server: a TLS setting or a tls:// URL is NATS_AUTH, never plain text', async () => {
+  await refused(plain.url, { tls: { caFile: certs.ca } }, 'NATS_AUTH', /does not offer TLS, and this connection requires it/)
+  await refused(plain.url.replace('nats://', 'tls://'), undefined, 'NATS_AUTH', /does not offer TLS/)
+  await works(plain.url)
+})
+
+test('mutual TLS: the client certificate connects; without one the server drops the handshake: NATS_UNREACHABLE with a hint', async () => {
+  await works(mtls.url, { tls: { caFile: certs.ca, certFile: certs.clientCert, keyFile: certs.clientKey } })
+  const { err } = await failure(mtls.url, { tls: { caFile: certs.ca } }, 1500)
+  assert.ok(isQuireError(err, 'NATS_UNREACHABLE'), String(err))
+  assert.match((err as Error).message, /give tls\.certFile and tls\.keyFile/)
+})
+
+test('settings that cannot work are INVALID_CONFIG before any dial; descriptions name the method, never a secret', () => {
+  const invalid = (auth: NatsAuth, pattern: RegExp): void => {
+    try {
+      natsAuthOptions(auth, ['nats://127.0.0.1:4222'])
+    } catch (err) {
+      assert.ok(isQuireError(err, 'INVALID_CONFIG'), String(err))
+      assert.match((err as Error).message, pattern)
+      return
+    }
+    assert.unreachable(`accepted ${JSON.stringify(auth)}`)
+  }
+  invalid({ user: 'alice' }, /a user needs a password/)
+  invalid({ pass: PASSWORD }, /a user needs a password/)
+  invalid({ user: 'alice', pass: PASSWORD, token: TOKEN }, /one way to log in/)
+  invalid({ token: '' }, /token is empty/)
+  invalid({ tls: { certFile: '/x.pem' } }, /needs its key/)
+  invalid({ tls: { caFile: path.join(os.tmpdir(), 'no-such-ca.pem') } }, /cannot read the NATS TLS CA file .*no-such-ca\.pem/)
+  assert.is(describeNatsAuth({ user: 'alice', pass: PASSWORD }), 'user alice, password ***')
+  assert.is(describeNatsAuth({ token: TOKEN, tls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } }), 'token ***, TLS (CA /ca.pem) with client certificate /c.pem')
+  assert.is(describeNatsAuth(undefined), 'no credentials')
+  // No TLS unless asked for: a plain URL and no tls setting leave nats.js's default.
+  assert.is(natsAuthOptions(undefined, ['nats://127.0.0.1:4222']).tls, undefined)
+  assert.equal(natsAuthOptions(undefined, ['tls://127.0.0.1:4222']).tls, {})
+})
+
+test.run()
