@@ -36,7 +36,7 @@ import type { DamageEvent } from '../storage/entryStore.ts'
 import type { ReplayEnding } from '../storage/journal.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
-import { connectNats } from '../transport/nats.ts'
+import { connectNats, type NatsAuth } from '../transport/nats.ts'
 import { storedCopyIntact } from '../transport/entry.ts'
 import { requestProblem } from '../transport/validate.ts'
 import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
@@ -60,6 +60,8 @@ export interface BookieOptions {
   bookieId: string
   dataDir: string
   nats: string | string[]
+  /** The NATS login and TLS of its connection (transport/natsAuth.ts); none by default. */
+  natsAuth?: NatsAuth | undefined
   heartbeatMs?: number
   checkpointIntervalMs?: number
   maxEntryBytes?: number
@@ -269,7 +271,8 @@ export class Bookie {
 
   /** Lifecycle `metadata.register`: NATS, metadata, the first integrity check, subscribe, register. */
   private async connectAndRegister(): Promise<void> {
-    this.nc = await connectNats(this.opts.nats, { name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected })
+    const auth = this.opts.natsAuth
+    this.nc = await connectNats(this.opts.nats, { name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, ...(auth ? { auth } : {}) })
     this.metadata = await openMetadata(this.nc, this.opts.metadataReplicas ? { metadataReplicas: this.opts.metadataReplicas } : {})
     await this.disk.check()
     // Before the registration: no new ledger can be placed here yet and be taken for an old one.

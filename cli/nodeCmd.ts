@@ -12,7 +12,7 @@
 // - With httpPort set, an HTTP server (cli/httpServer.ts: /metrics, /heartbeat, the admin API)
 //   starts before the roles, so a port in use fails the node before a bookie registers; it
 //   stops after them.
-// - Light to load: only commander, node built-ins, machines/errors.ts and cli/settings.ts are
+// - Light to load: only commander, node built-ins, machines/errors.ts, cli/settings.ts and cli/natsSettings.ts are
 //   imported statically, so that `quire --help` and `quire node --help` (which declare this
 //   command's options from the settings table) load none of the roles, storage, NATS or pino;
 //   those are imported when a node starts.
@@ -27,8 +27,9 @@ import type { MetadataStore } from '../storage/metadataStore.ts'
 import type { NatsConnection } from '../transport/nats.ts'
 import type { BookieStateReport } from './adminApi.ts'
 import type { RunningHttpServer } from './httpServer.ts'
+import { natsAuthFromSettings } from './natsSettings.ts'
 import {
-  SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, renderSettingsTable, resolveSettings,
+  SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, redactSettings, renderSettingsTable, resolveSettings,
   type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
 } from './settings.ts'
 
@@ -111,6 +112,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     bookieId,
     dataDir,
     nats: s.nats,
+    natsAuth: natsAuthFromSettings(s),
     heartbeatMs: s.heartbeatMs,
     checkpointIntervalMs: s.checkpointMs,
     maxEntryBytes: s.maxEntryBytes,
@@ -178,7 +180,8 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     import('../actors/metrics.ts'), import('../storage/openMetadata.ts'), import('../storage/autorecoveryStore.ts'),
     import('../transport/nats.ts'), import('./httpServer.ts'),
   ])
-  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected })
+  const natsAuth = natsAuthFromSettings(settings)
+  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected, ...(natsAuth ? { auth: natsAuth } : {}) })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
   let http: RunningHttpServer | null = null
   const stopAll = async (): Promise<void> => {
@@ -224,14 +227,18 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
 
 const CONFIG_ENV = 'QUIRE_CONFIG'
 
-/** A setting's flag; its commander attribute name (`id`, `heartbeatMs`) is how parsed options name it. */
-function optionFor(name: SettingName): Option {
-  return new Option(SETTINGS[name].flag, flagHelp(name))
+/** A setting's flag (null for a secret, which has none); its commander attribute name (`id`, `heartbeatMs`) is how parsed options name it. */
+function optionFor(name: SettingName): Option | null {
+  const flag = SETTINGS[name].flag
+  return flag === undefined ? null : new Option(flag, flagHelp(name))
 }
 
 /** Add the setting flags (all but those in `omit`), --config and --print-settings to `cmd`. */
 export function addSettingOptions(cmd: Command, omit: readonly SettingName[] = []): Command {
-  for (const name of SETTING_NAMES) if (!omit.includes(name)) cmd.addOption(optionFor(name))
+  for (const name of SETTING_NAMES) {
+    const option = omit.includes(name) ? null : optionFor(name)
+    if (option) cmd.addOption(option)
+  }
   cmd.addOption(new Option('--config <file>', `JSON file of settings (env ${CONFIG_ENV}); flags and env override it`))
   cmd.addOption(new Option('--print-settings', 'print the table of settings (Markdown) and exit'))
   return cmd
@@ -241,7 +248,9 @@ export function addSettingOptions(cmd: Command, omit: readonly SettingName[] = [
 export async function settingsFromOptions(opts: Record<string, unknown>, env: Record<string, string | undefined> = process.env): Promise<ResolvedSettings> {
   const flags: Partial<Record<SettingName, string>> = {}
   for (const name of SETTING_NAMES) {
-    const v = opts[optionFor(name).attributeName()]
+    const option = optionFor(name)
+    if (option === null) continue
+    const v = opts[option.attributeName()]
     if (typeof v === 'string') flags[name] = v
     // A flag without a value (--inspect) is commander's `true`.
     else if (v === true) flags[name] = 'true'
@@ -262,7 +271,7 @@ export async function runNode(opts: Record<string, unknown>, forced: Partial<Rec
   const { pino } = await import('pino')
   const log = pino()
   const nodeLog = log.child({ role: 'node' })
-  nodeLog.info({ settings, sources }, 'starting')
+  nodeLog.info({ settings: redactSettings(settings), sources }, 'starting')
 
   let node: RunningNode | null = null
   let stopping = false
@@ -279,9 +288,10 @@ export async function runNode(opts: Record<string, unknown>, forced: Partial<Rec
     })
   }
   const starting = startNode(settings, log).then((n) => { node = n }, (err: unknown) => {
-    const code = err instanceof QuireError ? err.code : 'START_FAILED'
-    nodeLog.error({ code, err: String(err) }, 'start-up refused')
-    process.stderr.write(`error ${code}: ${err instanceof Error ? err.message : String(err)}\n`)
+    // An operating error prints its code; anything else (an OS error, a bug) prints as it is.
+    const code = err instanceof QuireError ? err.code : undefined
+    nodeLog.error({ ...(code ? { code } : {}), err: String(err) }, 'start-up refused')
+    process.stderr.write(`error${code ? ` ${code}` : ''}: ${err instanceof Error ? err.message : String(err)}\n`)
     process.exit(1)
   })
   // A signal during start-up waits for it to finish, then drains what started.

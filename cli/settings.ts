@@ -42,6 +42,16 @@ export interface NodeSettings {
   metadataReplicas: number
   metadataStartTimeoutMs: number
   inspect: boolean
+  natsUser: string | undefined
+  natsPassword: string | undefined
+  natsPasswordFile: string | undefined
+  natsToken: string | undefined
+  natsTokenFile: string | undefined
+  natsNkeySeedFile: string | undefined
+  natsCredsFile: string | undefined
+  natsTlsCaFile: string | undefined
+  natsTlsCertFile: string | undefined
+  natsTlsKeyFile: string | undefined
 }
 
 export type SettingName = keyof NodeSettings
@@ -56,14 +66,20 @@ type Kind =
   | { type: 'fraction' }
   | { type: 'host' }
   | { type: 'boolean' }
+  | { type: 'name' }
+  | { type: 'secret' }
 
 interface SettingSpec<T> {
   kind: Kind
   default: T
   env: string
-  flag: string
+  /** Absent for a secret: argv is visible to every user of the host (`ps`), so it comes from env or config only. */
+  flag?: string
   doc: string
 }
+
+/** Settings whose value is a secret: never a flag, never logged (see redactSettings). */
+export const SECRET_SETTINGS: readonly SettingName[] = ['natsPassword', 'natsToken']
 
 const int = (min: number): Kind => ({ type: 'integer', min })
 
@@ -96,6 +112,16 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   metadataReplicas: { kind: { type: 'integer', min: 0, max: 5 }, default: 0, env: 'QUIRE_METADATA_REPLICAS', flag: '--metadata-replicas <n>', doc: 'replicas of the metadata buckets (created so, or scaled up to it, never down); 0: min(3, servers in the NATS cluster)' },
   metadataStartTimeoutMs: { kind: int(0), default: 60_000, env: 'QUIRE_METADATA_START_TIMEOUT_MS', flag: '--metadata-start-timeout-ms <ms>', doc: 'how long a starting node retries opening the metadata buckets while the NATS cluster has no leader for them (servers starting, buckets electing); each retry is logged; 0: try once' },
   inspect: { kind: { type: 'boolean' }, default: false, env: 'QUIRE_INSPECT', flag: '--inspect', doc: 'publish the roles\' actors (bookie, its ledgers, auditor, replicator) on quire.inspect.> for `quire inspector`; off: nothing is published there (with many ledgers it is the largest share of a bookie\'s NATS messages)' },
+  natsUser: { kind: { type: 'name' }, default: undefined, env: 'QUIRE_NATS_USER', flag: '--nats-user <name>', doc: 'NATS user name, with natsPassword or natsPasswordFile' },
+  natsPassword: { kind: { type: 'secret' }, default: undefined, env: 'QUIRE_NATS_PASSWORD', doc: 'NATS password of natsUser (environment or config file only; or natsPasswordFile)' },
+  natsPasswordFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_PASSWORD_FILE', flag: '--nats-password-file <file>', doc: 'file holding the NATS password of natsUser (one line)' },
+  natsToken: { kind: { type: 'secret' }, default: undefined, env: 'QUIRE_NATS_TOKEN', doc: 'NATS token (environment or config file only; or natsTokenFile)' },
+  natsTokenFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TOKEN_FILE', flag: '--nats-token-file <file>', doc: 'file holding the NATS token (one line)' },
+  natsNkeySeedFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_NKEY_SEED_FILE', flag: '--nats-nkey-seed-file <file>', doc: 'file holding a NATS user nkey seed (SU...)' },
+  natsCredsFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_CREDS_FILE', flag: '--nats-creds-file <file>', doc: 'NATS .creds file (user JWT and nkey seed: decentralised auth)' },
+  natsTlsCaFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_CA_FILE', flag: '--nats-tls-ca-file <file>', doc: 'PEM file of the CA that signed the NATS servers\' certificates; any natsTls* setting requires TLS' },
+  natsTlsCertFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_CERT_FILE', flag: '--nats-tls-cert-file <file>', doc: 'PEM file of this node\'s client certificate, for NATS servers that verify clients (mutual TLS)' },
+  natsTlsKeyFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_KEY_FILE', flag: '--nats-tls-key-file <file>', doc: 'PEM file of the key of natsTlsCertFile' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]
@@ -104,7 +130,7 @@ export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]
 function origin(name: SettingName, source: SettingSource, configPath?: string): string {
   const spec = SETTINGS[name]
   switch (source) {
-    case 'flag': return `${spec.flag.split(' ')[0]}`
+    case 'flag': return `${(spec.flag ?? name).split(' ')[0]}`
     case 'env': return spec.env
     case 'config': return `"${name}" in ${configPath ?? 'the config file'}`
     case 'default': return `the default of ${name}`
@@ -112,7 +138,8 @@ function origin(name: SettingName, source: SettingSource, configPath?: string): 
 }
 
 function bad(name: SettingName, source: SettingSource, configPath: string | undefined, what: string, got: unknown): QuireError {
-  return new QuireError('INVALID_CONFIG', `${origin(name, source, configPath)} ${what}, got ${JSON.stringify(got)}`, { setting: name, source, value: got })
+  const shown = SECRET_SETTINGS.includes(name) ? `a ${typeof got}` : JSON.stringify(got)
+  return new QuireError('INVALID_CONFIG', `${origin(name, source, configPath)} ${what}, got ${shown}`, { setting: name, source, ...(SECRET_SETTINGS.includes(name) ? {} : { value: got }) })
 }
 
 /** A list from a comma-separated string (flag, env) or, in the config file, a JSON array of strings or a string. */
@@ -159,7 +186,7 @@ function parse(name: SettingName, raw: unknown, source: SettingSource, configPat
       return roles
     }
     case 'path': {
-      if (typeof raw !== 'string' || raw.trim() === '') return fail('must be a folder path')
+      if (typeof raw !== 'string' || raw.trim() === '') return fail('must be a path')
       // A relative path in the config file is relative to the file, so the file can move with its data.
       return source === 'config' && configPath !== undefined ? path.resolve(path.dirname(configPath), raw) : path.resolve(raw)
     }
@@ -170,6 +197,14 @@ function parse(name: SettingName, raw: unknown, source: SettingSource, configPat
     case 'host': {
       if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]+$/.test(raw.trim())) return fail('must be a host name or an IP address')
       return raw.trim()
+    }
+    case 'name': {
+      if (typeof raw !== 'string' || raw.trim() === '' || /\s/.test(raw.trim())) return fail('must be a name without spaces')
+      return raw.trim()
+    }
+    case 'secret': {
+      if (typeof raw !== 'string' || raw === '') return fail('must be a non-empty string')
+      return raw
     }
     case 'boolean': {
       // A JSON boolean in the config file; true/false/1/0 from a flag or env.
@@ -262,9 +297,16 @@ export function renderSettingsTable(): string {
   const rows = SETTING_NAMES.map((name) => {
     const s = SETTINGS[name]
     const type = s.kind.type === 'integer' ? `integer >= ${s.kind.min}` : s.kind.type
-    return `| \`${name}\` | ${type} | \`${showDefault(name)}\` | \`${s.env}\` | \`${s.flag}\` | ${s.doc} |`
+    return `| \`${name}\` | ${type} | \`${showDefault(name)}\` | \`${s.env}\` | ${s.flag === undefined ? '(none: a secret)' : `\`${s.flag}\``} | ${s.doc} |`
   })
   return ['| setting | type | default | env | flag | meaning |', '|---|---|---|---|---|---|', ...rows].join('\n')
+}
+
+/** The settings as they may be logged: every secret that is set shows as `***`. */
+export function redactSettings(settings: NodeSettings): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...settings }
+  for (const name of SECRET_SETTINGS) if (out[name] !== undefined) out[name] = '***'
+  return out
 }
 
 /** The text commander shows for a setting's flag. */

@@ -1,0 +1,54 @@
+// A node's NATS login and TLS from its settings (cli/settings.ts: natsUser, natsPassword or
+// natsPasswordFile, natsToken or natsTokenFile, natsNkeySeedFile, natsCredsFile, natsTls*), as the
+// NatsAuth every connection of the node presents (transport/natsAuth.ts).
+// Invariants: a secret comes from the environment, the config file or a file, never from argv
+// (the settings table gives secrets no flag); a password or token given both as a value and as a
+// file, or a file that cannot be read, is INVALID_CONFIG naming the settings, never the secret.
+
+import { readFileSync } from 'node:fs'
+import { QuireError } from '../machines/errors.ts'
+import type { NatsAuth } from '../transport/natsAuth.ts'
+import type { NodeSettings } from './settings.ts'
+
+export type NatsSettings = Pick<NodeSettings,
+  'natsUser' | 'natsPassword' | 'natsPasswordFile' | 'natsToken' | 'natsTokenFile' | 'natsNkeySeedFile' | 'natsCredsFile' |
+  'natsTlsCaFile' | 'natsTlsCertFile' | 'natsTlsKeyFile'>
+
+/** The NatsAuth the settings describe; undefined when they name no login and no TLS. */
+export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
+  const pass = secret(s.natsPassword, s.natsPasswordFile, 'natsPassword', 'natsPasswordFile')
+  const token = secret(s.natsToken, s.natsTokenFile, 'natsToken', 'natsTokenFile')
+  const auth: NatsAuth = {
+    ...(s.natsUser === undefined ? {} : { user: s.natsUser }),
+    ...(pass === undefined ? {} : { pass }),
+    ...(token === undefined ? {} : { token }),
+    ...(s.natsNkeySeedFile === undefined ? {} : { nkeySeedFile: s.natsNkeySeedFile }),
+    ...(s.natsCredsFile === undefined ? {} : { credsFile: s.natsCredsFile }),
+  }
+  if (s.natsTlsCaFile !== undefined || s.natsTlsCertFile !== undefined || s.natsTlsKeyFile !== undefined) {
+    auth.tls = {
+      ...(s.natsTlsCaFile === undefined ? {} : { caFile: s.natsTlsCaFile }),
+      ...(s.natsTlsCertFile === undefined ? {} : { certFile: s.natsTlsCertFile }),
+      ...(s.natsTlsKeyFile === undefined ? {} : { keyFile: s.natsTlsKeyFile }),
+    }
+  }
+  return Object.keys(auth).length === 0 ? undefined : auth
+}
+
+/** A secret given as a value or as a file (its first line), not both. */
+function secret(value: string | undefined, file: string | undefined, valueName: string, fileName: string): string | undefined {
+  if (value !== undefined && file !== undefined) {
+    throw new QuireError('INVALID_CONFIG', `give ${valueName} or ${fileName}, not both`, { settings: [valueName, fileName] })
+  }
+  if (file === undefined) return value
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err))
+    throw new QuireError('INVALID_CONFIG', `cannot read ${fileName} ${file} (${why})`, { setting: fileName, file })
+  }
+  const line = text.split(/\r?\n/)[0] ?? ''
+  if (line === '') throw new QuireError('INVALID_CONFIG', `${fileName} ${file} is empty`, { setting: fileName, file })
+  return line
+}

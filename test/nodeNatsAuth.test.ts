@@ -1,0 +1,88 @@
+// `quire node` on a NATS that asks for a login (cli/natsSettings.ts, real processes): a bookie node
+// given its user by flag and its password by QUIRE_NATS_PASSWORD registers and takes adds over its
+// own connection; an auditor node reads its password from --nats-password-file; the "starting" log
+// line shows the password as *** and no output of either node holds it; a wrong password ends the
+// node with `error NATS_AUTH: ...` (exit 1, no stack trace) long before the connect timeout.
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
+import { connect } from '../client/index.ts'
+import { cleanEnv, quire } from './support/nodes.ts'
+
+const PASSWORD = 'pw-3f9a-node'
+const test = suite('node on a NATS with a login')
+let dir = ''
+let nats: NatsServer | null = null
+const nodes: ManagedProcess[] = []
+
+test.before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'quire-node-auth-'))
+  nats = await startNatsServer({ storeDir: path.join(dir, 'nats'), args: ['--user', 'alice', '--pass', PASSWORD] })
+})
+
+test.after(async () => {
+  await Promise.all(nodes.map((n) => n.stop()))
+  await nats?.stop()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+async function logged(node: ManagedProcess, msg: string): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (!node.output().includes(`"msg":"${msg}"`)) {
+    if (node.proc.exitCode !== null) throw new Error(`node exited ${node.proc.exitCode}:\n${node.output()}`)
+    if (Date.now() > deadline) throw new Error(`no "${msg}" in 30 s:\n${node.output()}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+test('a bookie node logs in with the password from the environment, registers and takes adds; the password is never printed', async () => {
+  const node = startNodeProcess({
+    args: ['--nats', nats!.url, '--nats-user', 'alice', '--data', path.join(dir, 'b1'), '--id', 'authb1', '--heartbeat-ms', '200'],
+    env: cleanEnv({ QUIRE_NATS_PASSWORD: PASSWORD }),
+  })
+  nodes.push(node)
+  await logged(node, 'bookie ready')
+  const starting = JSON.parse(node.output().split('\n').find((l) => l.includes('"msg":"starting"'))!) as { settings: Record<string, unknown>; sources: Record<string, string> }
+  assert.is(starting.settings['natsPassword'], '***')
+  assert.is(starting.sources['natsPassword'], 'env')
+  assert.is(starting.settings['natsUser'], 'alice')
+  const client = await connect({ servers: nats!.url, auth: { user: 'alice', pass: PASSWORD } })
+  try {
+    const w = await client.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 })
+    assert.equal(w.metadata.segments[0]!.ensemble, ['authb1'])
+    await w.append(Buffer.from('over a login'))
+    await w.close()
+    const r = await client.openLedger(w.ledgerId)
+    assert.is(Buffer.from((await r.read(0, 0))[0]!.payload).toString(), 'over a login')
+  } finally {
+    await client.close()
+  }
+  assert.not.ok(node.output().includes(PASSWORD), 'the password is in the node\'s output')
+})
+
+test('an auditor node reads its password from --nats-password-file', async () => {
+  const file = path.join(dir, 'nats-password')
+  await writeFile(file, `${PASSWORD}\n`, { mode: 0o600 })
+  const node = startNodeProcess({ args: ['--roles', 'auditor', '--nats', nats!.url, '--nats-user', 'alice', '--nats-password-file', file], env: cleanEnv() })
+  nodes.push(node)
+  await logged(node, 'node ready')
+  assert.not.ok(node.output().includes(PASSWORD))
+})
+
+test('a wrong password: error NATS_AUTH naming the server, exit 1, no stack trace, at once', async () => {
+  const started = Date.now()
+  const r = await quire(['node', '--roles', 'auditor', '--nats', nats!.url, '--nats-user', 'alice'], cleanEnv({ QUIRE_NATS_PASSWORD: 'wrong' }))
+  const ms = Date.now() - started
+  assert.is(r.code, 1, r.stderr)
+  assert.match(r.stderr, new RegExp(`error NATS_AUTH: nats-server at ${nats!.url.replace(/[.]/g, '\\.')} refused the login \\(user alice, password \\*\\*\\*\\)`))
+  assert.not.match(r.stderr + r.stdout, /\n\s+at /)
+  assert.not.ok((r.stderr + r.stdout).includes('wrong'), 'the password is printed')
+  // The node's connect timeout is 5 s; a refusal ends it well before (process start included).
+  assert.ok(ms < 5000, `${ms} ms`)
+})
+
+test.run()
