@@ -22,7 +22,8 @@ import type { Command, Option } from 'commander'
 import type { FastifyInstance } from 'fastify'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import type { BookieRecord, LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
-import type { NatsConnection } from '../transport/nats.ts'
+import type { NatsAuth, NatsConnection } from '../transport/nats.ts'
+import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
 import { REPO_ROOT } from './cluster.ts'
 
 export const INSPECTOR_PORT_DEFAULT = 8420
@@ -36,6 +37,8 @@ const CLUSTER_READ_TIMEOUT_MS = 10_000
 
 export interface InspectorOptions {
   nats: string | string[]
+  /** The NATS login and TLS (transport/natsAuth.ts); none by default. */
+  natsAuth?: NatsAuth | undefined
   /** Undefined: INSPECTOR_PORT_DEFAULT, or a free port when that one is taken; 0: a free port. */
   port?: number
   host?: string
@@ -294,7 +297,7 @@ async function buildApp(hub: Hub, md: MetadataStore): Promise<FastifyInstance> {
 
 export async function startInspector(opts: InspectorOptions): Promise<Inspector> {
   const [{ connectNats }, { openMetadata }] = await Promise.all([import('../transport/nats.ts'), import('../storage/openMetadata.ts')])
-  const nc: NatsConnection = await connectNats(opts.nats, { name: 'quire-inspector' })
+  const nc: NatsConnection = await connectNats(opts.nats, { name: 'quire-inspector', ...(opts.natsAuth ? { auth: opts.natsAuth } : {}) })
   let hub: Hub | null = null
   let app: FastifyInstance | null = null
   try {
@@ -355,10 +358,10 @@ export function addInspectorCommand(program: Command, natsOption: () => Option):
     .addOption(natsOption())
     .option('--port <port>', `HTTP port (default ${INSPECTOR_PORT_DEFAULT})`)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (o: { nats: string; port?: string; host: string }) => {
+    .action(async (o: NatsCommandOptions & { port?: string; host: string }) => {
       const port = o.port === undefined ? INSPECTOR_PORT_DEFAULT : Number(o.port)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new QuireError('INVALID_CONFIG', `--port must be a port number, got ${o.port}`)
-      const inspector = await startInspector({ nats: o.nats, port, host: o.host })
+      const inspector = await startInspector({ nats: o.nats, natsAuth: natsTargetOf(o).auth, port, host: o.host })
       console.log(`inspector: ${inspector.url} (NATS ${o.nats}); Ctrl-C to stop`)
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)

@@ -13,7 +13,9 @@ import { Command, Option } from 'commander'
 import { QuireError } from '../machines/errors.ts'
 import { addBookieCommand } from './bookieCmd.ts'
 import { addInspectorCommand } from './inspectorCmd.ts'
+import { NATS_AUTH_FLAG_SETTINGS } from './natsSettings.ts'
 import { addNodeCommand } from './nodeCmd.ts'
+import { flagHelp, SETTINGS } from './settings.ts'
 import type { SandboxOptions } from './sandbox.ts'
 import { addShellCommands } from './shell.ts'
 
@@ -74,6 +76,21 @@ async function importBench(): Promise<typeof import('../bench/run.ts')> {
     process.exit(1)
   }
   return import('../bench/run.ts')
+}
+
+addNatsAuthFlags(program)
+
+/**
+ * Every command that connects (it has --nats) and does not already take the node's settings also
+ * takes the NATS login and TLS flags of the settings table, each with its variable; the secrets
+ * that have no flag come from QUIRE_NATS_PASSWORD and QUIRE_NATS_TOKEN (cli/natsSettings.ts).
+ */
+function addNatsAuthFlags(cmd: Command): void {
+  const has = (flag: string): boolean => cmd.options.some((o) => o.long === flag)
+  if (has('--nats') && !has('--nats-user')) {
+    for (const name of NATS_AUTH_FLAG_SETTINGS) cmd.addOption(new Option(SETTINGS[name].flag!, flagHelp(name)).env(SETTINGS[name].env))
+  }
+  for (const sub of cmd.commands) addNatsAuthFlags(sub)
 }
 
 try {

@@ -1,6 +1,8 @@
 // A node's NATS login and TLS from its settings (cli/settings.ts: natsUser, natsPassword or
 // natsPasswordFile, natsToken or natsTokenFile, natsNkeySeedFile, natsCredsFile, natsTls*), as the
-// NatsAuth every connection of the node presents (transport/natsAuth.ts).
+// NatsAuth every connection of the node presents (transport/natsAuth.ts); and the same for every
+// other command that connects (`quire shell ...`, `quire inspector`): the table's flags and
+// variables of those settings, and the server URLs with the login as one NatsTarget.
 // Invariants: a secret comes from the environment, the config file or a file, never from argv
 // (the settings table gives secrets no flag); a password or token given both as a value and as a
 // file, or a file that cannot be read, is INVALID_CONFIG naming the settings, never the secret.
@@ -8,7 +10,7 @@
 import { readFileSync } from 'node:fs'
 import { QuireError } from '../machines/errors.ts'
 import type { NatsAuth } from '../transport/natsAuth.ts'
-import type { NodeSettings } from './settings.ts'
+import { SETTINGS, type NodeSettings } from './settings.ts'
 
 export type NatsSettings = Pick<NodeSettings,
   'natsUser' | 'natsPassword' | 'natsPasswordFile' | 'natsToken' | 'natsTokenFile' | 'natsNkeySeedFile' | 'natsCredsFile' |
@@ -51,4 +53,37 @@ function secret(value: string | undefined, file: string | undefined, valueName: 
   const line = text.split(/\r?\n/)[0] ?? ''
   if (line === '') throw new QuireError('INVALID_CONFIG', `${fileName} ${file} is empty`, { setting: fileName, file })
   return line
+}
+
+/** The settings a command that connects takes as flags (each also from its QUIRE_... variable). */
+export const NATS_AUTH_FLAG_SETTINGS = [
+  'natsUser', 'natsPasswordFile', 'natsTokenFile', 'natsNkeySeedFile', 'natsCredsFile', 'natsTlsCaFile', 'natsTlsCertFile', 'natsTlsKeyFile',
+] as const
+
+/** A command's parsed options: `--nats` and the flags of NATS_AUTH_FLAG_SETTINGS (commander names them as the settings). */
+export type NatsCommandOptions = { nats: string } & Partial<Record<(typeof NATS_AUTH_FLAG_SETTINGS)[number], string>>
+
+/** Where a command connects: the servers, and how it logs in. */
+export interface NatsTarget {
+  servers: string | string[]
+  auth?: NatsAuth
+}
+
+/**
+ * A command's NATS target from its options and the environment: the secrets that have no flag
+ * (natsPassword, natsToken) come from their variables only.
+ */
+export function natsTargetOf(o: NatsCommandOptions, env: Record<string, string | undefined> = process.env): NatsTarget {
+  const fromEnv = (name: 'natsPassword' | 'natsToken'): string | undefined => env[SETTINGS[name].env] || undefined
+  const auth = natsAuthFromSettings({
+    natsUser: o.natsUser, natsPassword: fromEnv('natsPassword'), natsPasswordFile: o.natsPasswordFile,
+    natsToken: fromEnv('natsToken'), natsTokenFile: o.natsTokenFile, natsNkeySeedFile: o.natsNkeySeedFile, natsCredsFile: o.natsCredsFile,
+    natsTlsCaFile: o.natsTlsCaFile, natsTlsCertFile: o.natsTlsCertFile, natsTlsKeyFile: o.natsTlsKeyFile,
+  })
+  return { servers: o.nats, ...(auth ? { auth } : {}) }
+}
+
+/** A URL list (the older form of a target, still taken by the functions tests call) or a target, as a target. */
+export function asNatsTarget(t: string | string[] | NatsTarget): NatsTarget {
+  return typeof t === 'string' || Array.isArray(t) ? { servers: t } : t
 }

@@ -10,10 +10,12 @@
 import type { Command, Option } from 'commander'
 import type { QuireClientImpl as QuireClient } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
+import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
 
-async function withClient<T>(nats: string, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
+async function withClient<T>(o: NatsCommandOptions, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
   const { connectClient } = await import('../client/internal.ts')
-  const client = await connectClient({ servers: nats, name: 'quire-shell', ...opts })
+  const target = natsTargetOf(o)
+  const client = await connectClient({ ...target, name: 'quire-shell', ...opts })
   try {
     return await fn(client)
   } finally {
@@ -45,7 +47,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
   addCookieCommands(shell, natsOption)
   shell.command('listbookies').description('list registered bookies with their state and liveness').addOption(natsOption())
     .option('--readonly', 'only the read-only bookies (disk full)')
-    .action((o: { nats: string; readonly?: boolean }) => withClient(o.nats, async (c) => {
+    .action((o: { nats: string; readonly?: boolean }) => withClient(o, async (c) => {
       const { isBookieAlive } = await import('../storage/metadataStore.ts')
       const now = Date.now()
       const list = (await c.listBookies()).filter((b) => !o.readonly || b.state === 'readonly')
@@ -61,7 +63,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
 
   shell.command('listledgers').description('list ledger ids (with state and last entry when --meta)').addOption(natsOption())
     .option('--meta', 'also print each ledger\'s state, last entry id and length')
-    .action((o: { nats: string; meta?: boolean }) => withClient(o.nats, async (c) => {
+    .action((o: { nats: string; meta?: boolean }) => withClient(o, async (c) => {
       for await (const id of c.listLedgers()) {
         if (!o.meta) console.log(String(id))
         else {
@@ -72,7 +74,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     }))
 
   shell.command('ledgermetadata <ledgerId>').description('print a ledger\'s metadata (segments, state, quorums)').addOption(natsOption())
-    .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {
+    .action((id: string, o: { nats: string }) => withClient(o, async (c) => {
       const { value: md, revision } = await c.metadata.readLedger(ledgerIdArg(id))
       const { passwordCheck: _hidden, ...shown } = md
       console.log(JSON.stringify({ ...shown, revision }, null, 2))
@@ -83,7 +85,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     .option('--to <entryId>', 'last entry (default: the last confirmed)')
     .option('--password <password>', 'ledger password', '')
     .option('--hex', 'always print payloads as hex')
-    .action((id: string, o: { nats: string; from: string; to?: string; password: string; hex?: boolean }) => withClient(o.nats, async (c) => {
+    .action((id: string, o: { nats: string; from: string; to?: string; password: string; hex?: boolean }) => withClient(o, async (c) => {
       const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
       const from = intOpt('--from', o.from, 0)
       const to = intOpt('--to', o.to, h.lastAddConfirmed)
@@ -103,7 +105,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     .option('--from <entryId>', 'first entry', '0')
     .option('--password <password>', 'ledger password', '')
     .option('--hex', 'always print payloads as hex')
-    .action((id: string, o: { nats: string; from: string; password: string; hex?: boolean }) => withClient(o.nats, async (c) => {
+    .action((id: string, o: { nats: string; from: string; password: string; hex?: boolean }) => withClient(o, async (c) => {
       const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
       for await (const e of h.entries({ from: intOpt('--from', o.from, 0) })) {
         const text = !o.hex && printable(e.payload) ? JSON.stringify(e.payload.toString('utf8')) : e.payload.toString('hex')
@@ -113,7 +115,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     }, { inspect: true })) // the reader shows in the inspector (quire.inspect.reader.*)
 
   shell.command('deleteledger <ledgerId>').description('delete a ledger from the metadata').addOption(natsOption())
-    .action((id: string, o: { nats: string }) => withClient(o.nats, async (c) => {
+    .action((id: string, o: { nats: string }) => withClient(o, async (c) => {
       await c.deleteLedger(ledgerIdArg(id))
       console.log(`ledger ${id} deleted`)
     }))
@@ -126,8 +128,8 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     .option('--grace-ms <ms>', 'bookie: how long open ledgers are left to their writers before being fenced', '0')
     .option('--timeout-s <s>', 'bookie: give up after this long', '3600')
     .action((id: string, o: { nats: string; password: string; bookie?: boolean; graceMs: string; timeoutS: string }) => o.bookie || !/^\d+$/.test(id)
-      ? import('./shellAutorecovery.ts').then((m) => m.rereplicateBookie(o.nats, id, m.rereplicateOptions(o, false)))
-      : withClient(o.nats, async (c) => {
+      ? import('./shellAutorecovery.ts').then((m) => m.rereplicateBookie(natsTargetOf(o), id, m.rereplicateOptions(o, false)))
+      : withClient(o, async (c) => {
       const before = (await c.metadata.readLedger(ledgerIdArg(id))).value
       const h = await c.openLedger(ledgerIdArg(id), { password: o.password, recovery: true })
       const md = h.metadata
@@ -142,7 +144,7 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
     .option('--entries <n>', 'entries to write', '1000')
     .option('--size <bytes>', 'payload size', '1024')
     .option('--in-flight <n>', 'appends in flight', '100')
-    .action((o: Record<string, string> & { nats: string }) => withClient(o.nats, async (c) => {
+    .action((o: Record<string, string> & { nats: string }) => withClient(o, async (c) => {
       const n = intOpt('--entries', o.entries, 1000, 1)
       const size = intOpt('--size', o.size, 1024, 0)
       const window = intOpt('--in-flight', o['inFlight'], 100, 1)
@@ -245,6 +247,6 @@ function addAutorecoveryCommands(shell: Command, natsOption: () => Option): void
     .option('--timeout-s <s>', 'give up after this long', '3600')
     .action(async (bookieId: string, o: { nats: string; password?: string[]; graceMs: string; timeoutS: string }) => {
       const { rereplicateBookie, rereplicateOptions } = await import('./shellAutorecovery.ts')
-      await rereplicateBookie(o.nats, bookieId, rereplicateOptions(o, true))
+      await rereplicateBookie(natsTargetOf(o), bookieId, rereplicateOptions(o, true))
     })
 }

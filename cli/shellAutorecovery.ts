@@ -23,11 +23,13 @@ import {
 } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
+import { asNatsTarget, natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
 
 interface Parts { nc: NatsConnection; metadata: MetadataStore; store: AutorecoveryStore }
 
-async function withParts<T>(nats: string, fn: (p: Parts) => Promise<T>): Promise<T> {
-  const nc = await connectNats(nats, { name: 'quire-shell' })
+async function withParts<T>(nats: string | NatsTarget, fn: (p: Parts) => Promise<T>): Promise<T> {
+  const { servers, auth } = asNatsTarget(nats)
+  const nc = await connectNats(servers, { name: 'quire-shell', ...(auth ? { auth } : {}) })
   try {
     const metadata = await openMetadata(nc)
     return await fn({ nc, metadata, store: new AutorecoveryStore(metadata.clusterKv) })
@@ -82,7 +84,7 @@ export interface RereplicateOptions {
 }
 
 /** `recover <bookieId>` and `decommissionbookie <bookieId>`. */
-export async function rereplicateBookie(nats: string, bookieId: string, opts: RereplicateOptions): Promise<void> {
+export async function rereplicateBookie(nats: string | NatsTarget, bookieId: string, opts: RereplicateOptions): Promise<void> {
   await withParts(nats, async ({ nc, metadata, store }) => {
     const started = Date.now()
     const rec = await stoppedBookie(metadata, bookieId)
@@ -223,7 +225,7 @@ export function rereplicateOptions(o: { password?: string | string[]; graceMs?: 
 
 // The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-export const runListUnderReplicated = (o: { nats: string }): Promise<void> => withParts(o.nats, async ({ store }) => {
+export const runListUnderReplicated = (o: NatsCommandOptions): Promise<void> => withParts(natsTargetOf(o), async ({ store }) => {
   const marks = await store.listMarks()
   const now = Date.now()
   for (const { value: m } of marks) {
@@ -235,7 +237,7 @@ export const runListUnderReplicated = (o: { nats: string }): Promise<void> => wi
   if (marks.length === 0) console.log('no under-replicated ledgers')
 })
 
-export const runWhoIsAuditor = (o: { nats: string }): Promise<void> => withParts(o.nats, async ({ store }) => {
+export const runWhoIsAuditor = (o: NatsCommandOptions): Promise<void> => withParts(natsTargetOf(o), async ({ store }) => {
   const lease = await store.readLease(AUDITOR_KEY)
   const now = Date.now()
   if (!lease) console.log('no auditor: none holds the lease')
@@ -243,7 +245,7 @@ export const runWhoIsAuditor = (o: { nats: string }): Promise<void> => withParts
   else console.log(`no auditor: ${lease.value.holder}'s lease expired ${ago(now - lease.value.expiresAt)} ago`)
 })
 
-export const runTriggerAudit = (o: { nats: string; timeoutMs: string }): Promise<void> => withParts(o.nats, async ({ nc }) => {
+export const runTriggerAudit = (o: NatsCommandOptions & { timeoutMs: string }): Promise<void> => withParts(natsTargetOf(o), async ({ nc }) => {
   const timeout = intOpt('--timeout-ms', o.timeoutMs, 1)
   let reply: { ok: boolean; reason?: string } & Partial<AuditSummary>
   try {
@@ -266,7 +268,7 @@ export const runTriggerAudit = (o: { nats: string; timeoutMs: string }): Promise
     (reply.unreadable ? `, ${reply.unreadable} unreadable (checked next time)` : ''))
 })
 
-export const runAutorecovery = (o: { nats: string; enable?: boolean; disable?: boolean }): Promise<void> => withParts(o.nats, async ({ store }) => {
+export const runAutorecovery = (o: NatsCommandOptions & { enable?: boolean; disable?: boolean }): Promise<void> => withParts(natsTargetOf(o), async ({ store }) => {
   if (o.enable && o.disable) throw new QuireError('INVALID_CONFIG', 'give --enable or --disable, not both')
   if (o.enable || o.disable) await store.setEnabled(o.enable === true, shellId())
   const flag = await store.readFlag()

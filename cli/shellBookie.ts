@@ -19,6 +19,7 @@ import { BookieClient, QuireClientImpl as QuireClient, connectNats, isBookieAliv
 import { QuireError } from '../machines/errors.ts'
 import { replayJournal } from '../storage/journal.ts'
 import { readEntryHeader } from '../transport/entry.ts'
+import { asNatsTarget, natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
 
 function intOpt(name: string, v: string, min: number): number {
   const n = Number(v)
@@ -40,8 +41,9 @@ function pinnedTo(metadata: MetadataStore, bookieId: string): MetadataStore {
 const payloadOf = (ledgerId: number, i: number): Buffer => Buffer.from(`bookiesanity ledger ${ledgerId} entry ${i}`)
 
 /** Write `entries` entries to a new ledger on exactly `bookieId`, read them back, delete it. */
-export async function bookieSanity(nats: string, bookieId: string, opts: { entries: number; timeoutMs: number }): Promise<{ ledgerId: number; ms: number }> {
-  const nc = await connectNats(nats, { name: 'quire-shell-bookiesanity' })
+export async function bookieSanity(nats: string | NatsTarget, bookieId: string, opts: { entries: number; timeoutMs: number }): Promise<{ ledgerId: number; ms: number }> {
+  const { servers, auth } = asNatsTarget(nats)
+  const nc = await connectNats(servers, { name: 'quire-shell-bookiesanity', ...(auth ? { auth } : {}) })
   const metadata = await openMetadata(nc).catch(async (err: unknown) => {
     await nc.close().catch(() => {})
     throw err
@@ -131,10 +133,11 @@ export function formatJournalLine(l: JournalLine): string {
 }
 
 /** Ask a running bookie for an integrity check now; its result. */
-export async function bookieIntegrityCheck(nats: string, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
+export async function bookieIntegrityCheck(nats: string | NatsTarget, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
   // The id becomes a subject token: a wildcard or a dot must not reach NATS.
   assertBookieId(bookieId)
-  const nc = await connectNats(nats, { name: 'quire-shell-bookieintegritycheck' })
+  const { servers, auth } = asNatsTarget(nats)
+  const nc = await connectNats(servers, { name: 'quire-shell-bookieintegritycheck', ...(auth ? { auth } : {}) })
   try {
     const msg = await nc.request(integrityCheckSubject(bookieId), new Uint8Array(0), { timeout: timeoutMs })
     return JSON.parse(Buffer.from(msg.data).toString('utf8')) as IntegrityResult
@@ -159,14 +162,14 @@ export function formatIntegrityResult(bookieId: string, r: IntegrityResult): str
 
 // The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-export async function runBookieIntegrityCheck(bookieId: string, o: { nats: string; timeoutMs: string }): Promise<void> {
-  const r = await bookieIntegrityCheck(o.nats, bookieId, intOpt('--timeout-ms', o.timeoutMs, 1))
+export async function runBookieIntegrityCheck(bookieId: string, o: NatsCommandOptions & { timeoutMs: string }): Promise<void> {
+  const r = await bookieIntegrityCheck(natsTargetOf(o), bookieId, intOpt('--timeout-ms', o.timeoutMs, 1))
   console.log(formatIntegrityResult(bookieId, r))
   if (r.result === 'failed') process.exitCode = 1
 }
 
-export async function runBookieSanity(bookieId: string, o: { nats: string; entries: string; timeoutMs: string }): Promise<void> {
-  const r = await bookieSanity(o.nats, bookieId, { entries: intOpt('--entries', o.entries, 1), timeoutMs: intOpt('--timeout-ms', o.timeoutMs, 1) })
+export async function runBookieSanity(bookieId: string, o: NatsCommandOptions & { entries: string; timeoutMs: string }): Promise<void> {
+  const r = await bookieSanity(natsTargetOf(o), bookieId, { entries: intOpt('--entries', o.entries, 1), timeoutMs: intOpt('--timeout-ms', o.timeoutMs, 1) })
   console.log(`bookie ${bookieId}: ok (ledger ${r.ledgerId}: ${o.entries} entries written, read back and deleted in ${Math.round(r.ms)} ms)`)
 }
 

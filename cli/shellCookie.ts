@@ -20,9 +20,11 @@ import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive, type BookieRecord, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
+import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
 
-async function withMetadata<T>(nats: string, fn: (m: MetadataStore) => Promise<T>): Promise<T> {
-  const nc = await connectNats(nats, { name: 'quire-shell' })
+async function withMetadata<T>(o: NatsCommandOptions, fn: (m: MetadataStore) => Promise<T>): Promise<T> {
+  const { servers, auth } = natsTargetOf(o)
+  const nc = await connectNats(servers, { name: 'quire-shell', ...(auth ? { auth } : {}) })
   try {
     return await fn(await openMetadata(nc))
   } finally {
@@ -125,14 +127,14 @@ async function bookieInfo(m: MetadataStore, bookieId: string, countLedgers: bool
 
 // The commands' actions; cli/shell.ts declares the commands and imports this file when one runs.
 
-export const runUpdateCookie = (o: { nats: string; bookie: string; data: string; force?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+export const runUpdateCookie = (o: { nats: string; bookie: string; data: string; force?: boolean }): Promise<void> => withMetadata(o, async (m) => {
   console.log(await updateCookie(m, o.bookie, path.resolve(o.data), o.force === true))
 })
 
-export const runBookieFormat = (o: { nats: string; data: string; bookie?: string; force?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+export const runBookieFormat = (o: { nats: string; data: string; bookie?: string; force?: boolean }): Promise<void> => withMetadata(o, async (m) => {
   console.log(await bookieFormat(m, path.resolve(o.data), o.bookie, o.force === true))
 })
 
-export const runBookieInfo = (id: string, o: { nats: string; ledgers?: boolean }): Promise<void> => withMetadata(o.nats, async (m) => {
+export const runBookieInfo = (id: string, o: { nats: string; ledgers?: boolean }): Promise<void> => withMetadata(o, async (m) => {
   for (const line of await bookieInfo(m, id, o.ledgers === true)) console.log(line)
 })

@@ -73,6 +73,36 @@ test('an auditor node reads its password from --nats-password-file', async () =>
   assert.not.ok(node.output().includes(PASSWORD))
 })
 
+test('quire shell logs in with the same flags and variables: the user by flag or QUIRE_NATS_USER, the password by QUIRE_NATS_PASSWORD or --nats-password-file', async () => {
+  const byEnv = await quire(['shell', 'listbookies', '--nats', nats!.url, '--nats-user', 'alice'], cleanEnv({ QUIRE_NATS_PASSWORD: PASSWORD }))
+  assert.is(byEnv.code, 0, byEnv.stderr)
+  assert.match(byEnv.stdout, /^authb1\twritable\talive/m)
+  const file = path.join(dir, 'shell-password')
+  await writeFile(file, PASSWORD, { mode: 0o600 })
+  const byFile = await quire(['shell', 'listbookies', '--nats', nats!.url, '--nats-password-file', file], cleanEnv({ QUIRE_NATS_USER: 'alice' }))
+  assert.is(byFile.code, 0, byFile.stderr)
+  assert.match(byFile.stdout, /^authb1\t/m)
+  const none = await quire(['shell', 'whoisauditor', '--nats', nats!.url], cleanEnv())
+  assert.is(none.code, 1)
+  assert.match(none.stderr, /^error NATS_AUTH: nats-server at .* refused the login \(no credentials\)/m)
+  assert.not.match(none.stderr, /\n\s+at /)
+})
+
+test('the inspector logs in too', async () => {
+  const { startInspector } = await import('../cli/inspectorCmd.ts')
+  const inspector = await startInspector({ nats: nats!.url, natsAuth: { user: 'alice', pass: PASSWORD }, port: 0, host: '127.0.0.1' })
+  try {
+    // Read from the metadata store over the inspector's connection.
+    const res = await fetch(new URL('api/v1/bookie/list_bookies', inspector.url))
+    assert.is(res.status, 200)
+    assert.match(JSON.stringify(await res.json()), /authb1/)
+  } finally {
+    await inspector.close()
+  }
+  const refused = await startInspector({ nats: nats!.url, port: 0 }).then(async (i) => { await i.close(); return null }, (e: unknown) => e)
+  assert.match(String(refused), /NATS_AUTH|refused the login/)
+})
+
 test('a wrong password: error NATS_AUTH naming the server, exit 1, no stack trace, at once', async () => {
   const started = Date.now()
   const r = await quire(['node', '--roles', 'auditor', '--nats', nats!.url, '--nats-user', 'alice'], cleanEnv({ QUIRE_NATS_PASSWORD: 'wrong' }))
