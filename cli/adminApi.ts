@@ -6,13 +6,16 @@
 // Invariants:
 // - Every answer of the API is JSON; an error is `{statusCode, error, code, message}` where
 //   `code` is the QuireError code (NO_SUCH_LEDGER 404, NO_SUCH_BOOKIE 404, INVALID_CONFIG 400
-//   for a bad query parameter, TIMEOUT / NATS_UNREACHABLE 503, anything else 500).
+//   for a bad query parameter, UNAUTHORIZED 401, TIMEOUT / NATS_UNREACHABLE 503, anything else 500).
+// - With a token (the node's httpToken), every request (the API, /metrics, /heartbeat) must carry
+//   `Authorization: Bearer <token>`, compared in constant time; without it, 401 UNAUTHORIZED.
 // - Query parameters are checked strictly: an unknown value is a 400, never a silent default.
 // - Every request is bounded (requestTimeoutMs): a store read that does not end (a KV key listing
 //   under a stream of updates can run on) is answered 503 TIMEOUT instead of holding the request.
 // - Read-only: no route changes the cluster. Ledger metadata goes out without its password check
 //   value (a hash of the master key), which is of no use to an operator and of some to a guesser.
 
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Registry } from 'prom-client'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
@@ -57,6 +60,7 @@ export interface BookieView extends BookieRecord {
 
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   INVALID_CONFIG: 400,
+  UNAUTHORIZED: 401,
   NO_SUCH_LEDGER: 404,
   NO_SUCH_BOOKIE: 404,
   TIMEOUT: 503,
@@ -64,7 +68,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable',
 }
 
 export function statusFor(code: ErrorCode): number {
@@ -145,6 +149,19 @@ async function bounded<T>(what: string, ms: number, work: () => Promise<T>): Pro
 }
 
 /** The JSON admin routes under /api/v1, and a JSON error handler for the app. */
+/** Every request of `app` needs `Authorization: Bearer <token>` (else 401 UNAUTHORIZED, naming the header, never the token). */
+export function requireBearerToken(app: FastifyInstance, token: string): void {
+  if (token === '') throw new QuireError('INVALID_CONFIG', 'an HTTP token must not be empty')
+  const expected = createHash('sha256').update(token).digest()
+  app.addHook('onRequest', async (req, reply) => {
+    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
+    // Hashes of equal length, so the comparison takes as long whatever was sent.
+    if (m && timingSafeEqual(createHash('sha256').update(m[1]!).digest(), expected)) return
+    reply.header('www-authenticate', 'Bearer')
+    return sendError(reply, 401, 'UNAUTHORIZED', m ? 'the bearer token is not this node\'s httpToken' : 'this node needs Authorization: Bearer <httpToken>')
+  })
+}
+
 export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   const now = deps.now ?? Date.now
   const timeoutMs = deps.requestTimeoutMs ?? 10_000

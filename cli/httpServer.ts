@@ -3,13 +3,14 @@
 // - It turns on Node's default process metrics in the process's registry (actors/metrics.ts).
 // - `extend` lets other parts of the node add routes to the same app before it listens.
 // - `close()` stops listening and ends open keep-alive connections; calling it twice is harmless.
-// A port that cannot be bound (in use, not allowed) is INVALID_CONFIG naming it.
+// A port that cannot be bound (in use, not allowed) is INVALID_CONFIG naming it. With a token,
+// every route answers only requests that carry it (cli/adminApi.ts requireBearerToken).
 // No request logging: a scraper every few seconds would drown the node's log.
 
 import { fastify, type FastifyInstance } from 'fastify'
 import { QuireError } from '../machines/errors.ts'
 import { enableDefaultMetrics, registry } from '../actors/metrics.ts'
-import { registerAdminApi, registerMetrics, type AdminDeps } from './adminApi.ts'
+import { registerAdminApi, registerMetrics, requireBearerToken, type AdminDeps } from './adminApi.ts'
 
 export interface HttpServerOptions extends AdminDeps {
   /** 0: any free port (the returned url names it). */
@@ -17,6 +18,8 @@ export interface HttpServerOptions extends AdminDeps {
   host: string
   /** More routes on the same app, added before it listens. */
   extend?: (app: FastifyInstance) => void | Promise<void>
+  /** The node's httpToken: every request must carry it as a bearer token (cli/adminApi.ts). */
+  token?: string | undefined
 }
 
 export interface RunningHttpServer {
@@ -30,6 +33,8 @@ export interface RunningHttpServer {
 /** The app without listening: what startHttpServer serves, and what inject() tests drive. */
 export async function buildHttpApp(opts: Omit<HttpServerOptions, 'port' | 'host'>): Promise<FastifyInstance> {
   const app = fastify({ logger: false, forceCloseConnections: true })
+  // Before the routes: the check covers every one of them.
+  if (opts.token !== undefined) requireBearerToken(app, opts.token)
   registerMetrics(app, registry)
   registerAdminApi(app, opts)
   await opts.extend?.(app)

@@ -18,8 +18,8 @@ export type NatsSettings = Pick<NodeSettings,
 
 /** The NatsAuth the settings describe; undefined when they name no login and no TLS. */
 export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
-  const pass = secret(s.natsPassword, s.natsPasswordFile, 'natsPassword', 'natsPasswordFile')
-  const token = secret(s.natsToken, s.natsTokenFile, 'natsToken', 'natsTokenFile')
+  const pass = settingSecret(s.natsPassword, s.natsPasswordFile, 'natsPassword', 'natsPasswordFile')
+  const token = settingSecret(s.natsToken, s.natsTokenFile, 'natsToken', 'natsTokenFile')
   const auth: NatsAuth = {
     ...(s.natsUser === undefined ? {} : { user: s.natsUser }),
     ...(pass === undefined ? {} : { pass }),
@@ -37,8 +37,8 @@ export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
   return Object.keys(auth).length === 0 ? undefined : auth
 }
 
-/** A secret given as a value or as a file (its first line), not both. */
-function secret(value: string | undefined, file: string | undefined, valueName: string, fileName: string): string | undefined {
+/** A secret setting given as a value or as a file (its first line), not both; undefined when neither. */
+export function settingSecret(value: string | undefined, file: string | undefined, valueName: string, fileName: string): string | undefined {
   if (value !== undefined && file !== undefined) {
     throw new QuireError('INVALID_CONFIG', `give ${valueName} or ${fileName}, not both`, { settings: [valueName, fileName] })
   }

@@ -27,7 +27,7 @@ import type { MetadataStore } from '../storage/metadataStore.ts'
 import type { NatsConnection } from '../transport/nats.ts'
 import type { BookieStateReport } from './adminApi.ts'
 import type { RunningHttpServer } from './httpServer.ts'
-import { natsAuthFromSettings } from './natsSettings.ts'
+import { natsAuthFromSettings, settingSecret } from './natsSettings.ts'
 import {
   SETTINGS, SETTING_NAMES, flagHelp, loadConfigFile, redactSettings, renderSettingsTable, resolveSettings,
   type NodeSettings, type ResolvedSettings, type RoleName, type SettingName,
@@ -208,6 +208,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
         metadata,
         autorecovery: new AutorecoveryStore(metadata.clusterKv),
         bookie: () => running.find((r) => r.handle.bookieState)?.handle.bookieState?.() ?? null,
+        token: settingSecret(settings.httpToken, settings.httpTokenFile, 'httpToken', 'httpTokenFile'),
       })
       nodeLog.info({ url: http.url }, 'http server ready')
     }

@@ -39,6 +39,8 @@ export interface NodeSettings {
   claimLeaseMs: number
   httpPort: number
   httpHost: string
+  httpToken: string | undefined
+  httpTokenFile: string | undefined
   metadataReplicas: number
   metadataStartTimeoutMs: number
   inspect: boolean
@@ -79,7 +81,7 @@ interface SettingSpec<T> {
 }
 
 /** Settings whose value is a secret: never a flag, never logged (see redactSettings). */
-export const SECRET_SETTINGS: readonly SettingName[] = ['natsPassword', 'natsToken']
+export const SECRET_SETTINGS: readonly SettingName[] = ['natsPassword', 'natsToken', 'httpToken']
 
 const int = (min: number): Kind => ({ type: 'integer', min })
 
@@ -109,6 +111,8 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   claimLeaseMs: { kind: int(100), default: 30_000, env: 'QUIRE_CLAIM_LEASE_MS', flag: '--claim-lease-ms <ms>', doc: 'lease of a replicator\'s claim on an under-replicated ledger' },
   httpPort: { kind: { type: 'integer', min: 0, max: 65535 }, default: 0, env: 'QUIRE_HTTP_PORT', flag: '--http-port <port>', doc: 'port of the HTTP server (/metrics, /heartbeat, the admin API); 0: no HTTP server' },
   httpHost: { kind: { type: 'host' }, default: '127.0.0.1', env: 'QUIRE_HTTP_HOST', flag: '--http-host <host>', doc: 'address the HTTP server listens on (0.0.0.0: every interface)' },
+  httpToken: { kind: { type: 'secret' }, default: undefined, env: 'QUIRE_HTTP_TOKEN', doc: 'bearer token every request to the HTTP server must carry (Authorization: Bearer ...), /metrics and /heartbeat included; unset: none needed (environment or config file only; or httpTokenFile)' },
+  httpTokenFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_HTTP_TOKEN_FILE', flag: '--http-token-file <file>', doc: 'file whose first line is the httpToken' },
   metadataReplicas: { kind: { type: 'integer', min: 0, max: 5 }, default: 0, env: 'QUIRE_METADATA_REPLICAS', flag: '--metadata-replicas <n>', doc: 'replicas of the metadata buckets (created so, or scaled up to it, never down); 0: min(3, servers in the NATS cluster)' },
   metadataStartTimeoutMs: { kind: int(0), default: 60_000, env: 'QUIRE_METADATA_START_TIMEOUT_MS', flag: '--metadata-start-timeout-ms <ms>', doc: 'how long a starting node retries opening the metadata buckets while the NATS cluster has no leader for them (servers starting, buckets electing); each retry is logged; 0: try once' },
   inspect: { kind: { type: 'boolean' }, default: false, env: 'QUIRE_INSPECT', flag: '--inspect', doc: 'publish the roles\' actors (bookie, its ledgers, auditor, replicator) on quire.inspect.> for `quire inspector`; off: nothing is published there (with many ledgers it is the largest share of a bookie\'s NATS messages)' },

@@ -11,6 +11,7 @@ import type { Command, Option } from 'commander'
 import type { QuireClientImpl as QuireClient } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
+import { ledgerPassword, type PasswordOptions } from './shellPasswords.ts'
 
 async function withClient<T>(o: NatsCommandOptions, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
   const { connectClient } = await import('../client/internal.ts')
@@ -83,10 +84,11 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
   shell.command('readledger <ledgerId>').description('print entries of a ledger').addOption(natsOption())
     .option('--from <entryId>', 'first entry', '0')
     .option('--to <entryId>', 'last entry (default: the last confirmed)')
-    .option('--password <password>', 'ledger password', '')
+    .option('--password <password>', 'ledger password (visible in ps: prefer --password-file or QUIRE_PASSWORD)')
+    .option('--password-file <file>', 'file whose first line is the ledger password')
     .option('--hex', 'always print payloads as hex')
-    .action((id: string, o: { nats: string; from: string; to?: string; password: string; hex?: boolean }) => withClient(o, async (c) => {
-      const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
+    .action((id: string, o: NatsCommandOptions & PasswordOptions & { from: string; to?: string; hex?: boolean }) => withClient(o, async (c) => {
+      const h = await c.openLedger(ledgerIdArg(id), { password: ledgerPassword(o) })
       const from = intOpt('--from', o.from, 0)
       const to = intOpt('--to', o.to, h.lastAddConfirmed)
       if (to < from) {
@@ -103,10 +105,11 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
 
   shell.command('tail <ledgerId>').description('follow a ledger and print entries as they arrive, until it is closed').addOption(natsOption())
     .option('--from <entryId>', 'first entry', '0')
-    .option('--password <password>', 'ledger password', '')
+    .option('--password <password>', 'ledger password (visible in ps: prefer --password-file or QUIRE_PASSWORD)')
+    .option('--password-file <file>', 'file whose first line is the ledger password')
     .option('--hex', 'always print payloads as hex')
-    .action((id: string, o: { nats: string; from: string; password: string; hex?: boolean }) => withClient(o, async (c) => {
-      const h = await c.openLedger(ledgerIdArg(id), { password: o.password })
+    .action((id: string, o: NatsCommandOptions & PasswordOptions & { from: string; hex?: boolean }) => withClient(o, async (c) => {
+      const h = await c.openLedger(ledgerIdArg(id), { password: ledgerPassword(o) })
       for await (const e of h.entries({ from: intOpt('--from', o.from, 0) })) {
         const text = !o.hex && printable(e.payload) ? JSON.stringify(e.payload.toString('utf8')) : e.payload.toString('hex')
         console.log(`${e.entryId}\t${e.payload.byteLength}B\t${text}`)
@@ -123,15 +126,16 @@ export function addShellCommands(shell: Command, natsOption: () => Option): void
   shell.command('recover <ledgerIdOrBookieId>')
     .description('a ledger id: fence the ledger, find its last entry, and close it there (open with recovery); a bookie id: re-replicate everything that stopped bookie held')
     .addOption(natsOption())
-    .option('--password <password>', 'ledger password', '')
+    .option('--password <password>', 'ledger password (visible in ps: prefer --password-file or QUIRE_PASSWORD)')
+    .option('--password-file <file>', 'file whose first line is the ledger password')
     .option('--bookie', 'the argument is a bookie id (for bookie ids made of digits only)')
     .option('--grace-ms <ms>', 'bookie: how long open ledgers are left to their writers before being fenced', '0')
     .option('--timeout-s <s>', 'bookie: give up after this long', '3600')
-    .action((id: string, o: { nats: string; password: string; bookie?: boolean; graceMs: string; timeoutS: string }) => o.bookie || !/^\d+$/.test(id)
+    .action((id: string, o: NatsCommandOptions & PasswordOptions & { bookie?: boolean; graceMs: string; timeoutS: string }) => o.bookie || !/^\d+$/.test(id)
       ? import('./shellAutorecovery.ts').then((m) => m.rereplicateBookie(natsTargetOf(o), id, m.rereplicateOptions(o, false)))
       : withClient(o, async (c) => {
       const before = (await c.metadata.readLedger(ledgerIdArg(id))).value
-      const h = await c.openLedger(ledgerIdArg(id), { password: o.password, recovery: true })
+      const h = await c.openLedger(ledgerIdArg(id), { password: ledgerPassword(o), recovery: true })
       const md = h.metadata
       const what = before.state === 'CLOSED' ? 'was already closed' : 'recovered'
       console.log(`ledger ${id} ${what}: CLOSED at entry ${md.lastEntryId}, length ${md.length}, ${md.segments.length} segment(s)`)
@@ -242,10 +246,11 @@ function addAutorecoveryCommands(shell: Command, natsOption: () => Option): void
     .action(async (o: { nats: string; enable?: boolean; disable?: boolean }) => (await import('./shellAutorecovery.ts')).runAutorecovery(o))
 
   shell.command('decommissionbookie <bookieId>').description('re-replicate every ledger of a stopped bookie, then remove its registration').addOption(natsOption())
-    .option('--password <password...>', 'ledger password(s) to try (default: the empty password)')
+    .option('--password <password...>', 'ledger password(s) to try (default: the empty password; visible in ps: prefer --password-file or QUIRE_PASSWORD)')
+    .option('--password-file <file>', 'file of ledger passwords to try, one per line')
     .option('--grace-ms <ms>', 'how long open ledgers are left to their writers before being fenced', '0')
     .option('--timeout-s <s>', 'give up after this long', '3600')
-    .action(async (bookieId: string, o: { nats: string; password?: string[]; graceMs: string; timeoutS: string }) => {
+    .action(async (bookieId: string, o: NatsCommandOptions & PasswordOptions & { graceMs: string; timeoutS: string }) => {
       const { rereplicateBookie, rereplicateOptions } = await import('./shellAutorecovery.ts')
       await rereplicateBookie(natsTargetOf(o), bookieId, rereplicateOptions(o, true))
     })

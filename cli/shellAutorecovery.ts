@@ -24,6 +24,7 @@ import {
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
 import { asNatsTarget, natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
+import { ledgerPasswords, type PasswordOptions } from './shellPasswords.ts'
 
 interface Parts { nc: NatsConnection; metadata: MetadataStore; store: AutorecoveryStore }
 
@@ -214,8 +215,8 @@ async function assertReplaceable(metadata: MetadataStore, bookieId: string, ledg
 }
 
 /** Options shared by `recover <bookieId>` (cli/shell.ts) and `decommissionbookie`. */
-export function rereplicateOptions(o: { password?: string | string[]; graceMs?: string; timeoutS?: string }, decommission: boolean): RereplicateOptions {
-  const passwords = o.password === undefined ? [''] : Array.isArray(o.password) ? o.password : [o.password]
+export function rereplicateOptions(o: PasswordOptions & { graceMs?: string; timeoutS?: string }, decommission: boolean): RereplicateOptions {
+  const passwords = ledgerPasswords(o)
   return {
     passwords, decommission,
     graceMs: intOpt('--grace-ms', o.graceMs ?? '0', 0),

@@ -6,7 +6,7 @@
 export const ERROR_CODES = {
   INVALID_CONFIG: 'A setting is out of range (quorum sizes, ids, sizes, options).',
   NOT_ENOUGH_BOOKIES: 'Fewer writable, live bookies than the ensemble (or a replacement) needs.',
-  UNAUTHORIZED: 'The password does not match the ledger, or a bookie rejected the master key.',
+  UNAUTHORIZED: 'The password does not match the ledger, or a bookie rejected the master key; over HTTP, a request without the node\'s httpToken.',
   NO_SUCH_LEDGER: 'No ledger with that id exists in the metadata store.',
   NO_SUCH_ENTRY: 'The entry does not exist on any bookie that should hold it, or is past the LAC.',
   ENTRY_TOO_LARGE: 'The payload is larger than the largest entry the writer can send: the smallest of the client\'s maxEntryBytes (default 5 MiB), the NATS server\'s max_payload and the ledger\'s bookies\' limit, less framing.',

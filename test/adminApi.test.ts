@@ -32,7 +32,7 @@ const bookie = (id: string, extra: Partial<BookieRecord> = {}): BookieRecord => 
   bookieId: id, state: 'writable', heartbeatAt: NOW - 100, heartbeatMs: 1000, startedAt: 1, host: 'h', pid: 42, ...extra,
 })
 
-async function world(extra: Partial<AdminDeps> = {}): Promise<World> {
+async function world(extra: Partial<AdminDeps> & { token?: string } = {}): Promise<World> {
   const ledgersKv = new MemoryKv()
   const cluster = new MemoryKv()
   const metadata = new MetadataStore(ledgersKv, new MemoryKv(), cluster)
@@ -253,6 +253,32 @@ test('startHttpServer listens on a loopback port; a port in use is INVALID_CONFI
     s.once('error', () => resolve(true))
   })
   assert.ok(refused, 'the port is closed after close()')
+})
+
+test('with an httpToken every route needs it as a bearer token: 401 UNAUTHORIZED without it or with another, never echoing either', async () => {
+  const TOKEN = 'tok-5e21-admin'
+  const w = await world({ token: TOKEN })
+  await w.metadata.putBookie(bookie('b1'))
+  for (const url of ['/api/v1/bookie/list_bookies', '/metrics', '/heartbeat']) {
+    const none = await get(w.app, url)
+    assertError(none, 401, 'UNAUTHORIZED')
+    assert.match((none.body as { message: string }).message, /needs Authorization: Bearer <httpToken>/)
+    const wrong = await w.app.inject({ method: 'GET', url, headers: { authorization: 'Bearer tok-nope' } })
+    assert.is(wrong.statusCode, 401, url)
+    assert.is(wrong.headers['www-authenticate'], 'Bearer')
+    assert.not.ok(wrong.body.includes('tok-nope') || wrong.body.includes(TOKEN), wrong.body)
+    const basic = await w.app.inject({ method: 'GET', url, headers: { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` } })
+    assert.is(basic.statusCode, 401, 'only a bearer token counts')
+    const right = await w.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${TOKEN}` } })
+    assert.is(right.statusCode, 200, `${url}: ${right.body}`)
+  }
+  const listed = await w.app.inject({ method: 'GET', url: '/api/v1/bookie/list_bookies', headers: { authorization: `bearer ${TOKEN}` } })
+  assert.match(listed.body, /"b1"/)
+  await w.app.close()
+  // No token: nothing needed, as before.
+  const open = await world()
+  assert.is((await get(open.app, '/heartbeat')).status, 200)
+  await open.app.close()
 })
 
 test.run()

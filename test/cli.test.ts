@@ -8,7 +8,9 @@
 // into a reader that goes away (`| head`) ending quietly.
 
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { QUIRE_BIN, REPO_ROOT, ROLE_NODE_FLAGS, freePort } from '../cli/cluster.ts'
@@ -23,10 +25,10 @@ function cleanEnv(): NodeJS.ProcessEnv {
 interface Run { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }
 
 /** Runs `quire ...args` to completion (killed after timeoutMs) and returns what it printed. */
-function quire(args: string[], timeoutMs = 60_000, nodeArgs: string[] = []): Promise<Run> {
+function quire(args: string[], timeoutMs = 60_000, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<Run> {
   const started = Date.now()
   return new Promise((resolve) => {
-    execFile(process.execPath, [...nodeArgs, QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+    execFile(process.execPath, [...nodeArgs, QUIRE_BIN, ...args], { cwd: REPO_ROOT, env: { ...cleanEnv(), ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const e = err as (NodeJS.ErrnoException & { code?: number | string; signal?: string | null }) | null
         resolve({
@@ -239,6 +241,23 @@ t('readledger with a wrong password is UNAUTHORIZED', async ({ c }) => {
   const right = await quire(['shell', 'readledger', id, '--password', 's3cret', '--nats', c.nats.url])
   assertOk(right)
   assert.equal(lines(right.stdout), ['0\t3B\t"one"', '1\t3B\t"two"'], show(right))
+  // The password kept out of argv: from a file (its first line) or from QUIRE_PASSWORD.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'quire-cli-password-'))
+  try {
+    const file = path.join(dir, 'password')
+    writeFileSync(file, 's3cret\n')
+    const fromFile = await quire(['shell', 'readledger', id, '--password-file', file, '--nats', c.nats.url])
+    assertOk(fromFile)
+    assert.equal(lines(fromFile.stdout), ['0\t3B\t"one"', '1\t3B\t"two"'], show(fromFile))
+    const fromEnv = await quire(['shell', 'readledger', id, '--nats', c.nats.url], 60_000, [], { QUIRE_PASSWORD: 's3cret' })
+    assertOk(fromEnv)
+    assertTypedError(await quire(['shell', 'readledger', id, '--nats', c.nats.url], 60_000, [], { QUIRE_PASSWORD: 'wrong' }), 'UNAUTHORIZED')
+    const both = await quire(['shell', 'readledger', id, '--password', 's3cret', '--password-file', file, '--nats', c.nats.url])
+    assertTypedError(both, 'INVALID_CONFIG')
+    assert.match(both.stderr, /give --password or --password-file, not both/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 t('quire bookie refuses to start without --data', async () => {

@@ -1,15 +1,17 @@
 // `quire node` on a NATS that asks for a login (cli/natsSettings.ts, real processes): a bookie node
 // given its user by flag and its password by QUIRE_NATS_PASSWORD registers and takes adds over its
-// own connection; an auditor node reads its password from --nats-password-file; the "starting" log
-// line shows the password as *** and no output of either node holds it; a wrong password ends the
-// node with `error NATS_AUTH: ...` (exit 1, no stack trace) long before the connect timeout.
+// own connection; an auditor node reads its password from --nats-password-file and its HTTP server
+// asks for the httpToken from QUIRE_HTTP_TOKEN; `quire shell` and the inspector log in with the same
+// flags and variables; the "starting" log line shows the password as *** and no output of either
+// node holds a secret; a wrong password ends the node with `error NATS_AUTH: ...` (exit 1, no stack
+// trace) long before the connect timeout.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
+import { freePort, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
 import { connect } from '../client/index.ts'
 import { cleanEnv, quire } from './support/nodes.ts'
 
@@ -64,13 +66,24 @@ test('a bookie node logs in with the password from the environment, registers an
   assert.not.ok(node.output().includes(PASSWORD), 'the password is in the node\'s output')
 })
 
-test('an auditor node reads its password from --nats-password-file', async () => {
+test('an auditor node reads its password from --nats-password-file; its HTTP server asks for the httpToken', async () => {
   const file = path.join(dir, 'nats-password')
   await writeFile(file, `${PASSWORD}\n`, { mode: 0o600 })
-  const node = startNodeProcess({ args: ['--roles', 'auditor', '--nats', nats!.url, '--nats-user', 'alice', '--nats-password-file', file], env: cleanEnv() })
+  const HTTP_TOKEN = 'http-tok-91c2'
+  const port = await freePort()
+  const node = startNodeProcess({
+    args: ['--roles', 'auditor', '--nats', nats!.url, '--nats-user', 'alice', '--nats-password-file', file, '--http-port', String(port)],
+    env: cleanEnv({ QUIRE_HTTP_TOKEN: HTTP_TOKEN }),
+  })
   nodes.push(node)
   await logged(node, 'node ready')
   assert.not.ok(node.output().includes(PASSWORD))
+  assert.not.ok(node.output().includes(HTTP_TOKEN))
+  const url = `http://127.0.0.1:${port}/heartbeat`
+  const refused = await fetch(url)
+  assert.is(refused.status, 401)
+  assert.is(((await refused.json()) as { code: string }).code, 'UNAUTHORIZED')
+  assert.is((await fetch(url, { headers: { authorization: `Bearer ${HTTP_TOKEN}` } })).status, 200)
 })
 
 test('quire shell logs in with the same flags and variables: the user by flag or QUIRE_NATS_USER, the password by QUIRE_NATS_PASSWORD or --nats-password-file', async () => {
