@@ -1,6 +1,7 @@
 // Connecting to a NATS that asks for a login or TLS (transport/natsAuth.ts through connectNats and
 // the client's connect): real nats-servers started with a user and password, a token, an nkey user,
-// server-side TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server
+// an operator with an account and a user (a .creds file, made here with @nats-io/jwt), server-side
+// TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server
 // certificate for 127.0.0.1, a client certificate, and a CA of nobody's). Each method works with the
 // right secret; the wrong one, none, an untrusted certificate and TLS required on one side only are
 // NATS_AUTH naming the server, fast (no wait for the connect timeout), with no secret in the message;
@@ -12,7 +13,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createUser } from '@nats-io/nkeys'
+import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from '@nats-io/jwt'
+import { createAccount, createOperator, createUser } from '@nats-io/nkeys'
 import { REPO_ROOT, startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { connect } from '../client/index.ts'
 import { isQuireError, type ErrorCode } from '../machines/errors.ts'
@@ -31,7 +33,20 @@ const servers: NatsServer[] = []
 const certs = { ca: '', serverCert: '', serverKey: '', clientCert: '', clientKey: '', otherCa: '' }
 let userSeedFile = ''
 let otherSeedFile = ''
-let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer
+let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer, operator: NatsServer
+const creds = { user: '', otherOperatorsUser: '' }
+
+/** Decentralised auth: an operator, an account it signs and a user of that account, as `nsc` would make them. */
+async function operatorMode(): Promise<{ config: string; userCreds: Uint8Array }> {
+  const op = createOperator()
+  const account = createAccount()
+  const user = createUser()
+  const unlimited = { conn: -1, leaf: -1, subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true }
+  const accountJwt = await encodeAccount('quire-test', account, { limits: unlimited }, { signer: op })
+  const userJwt = await encodeUser('quire-test-user', user, account, { subs: -1, data: -1, payload: -1 })
+  const config = `operator: ${await encodeOperator('quire-test-operator', op)}\nresolver: MEMORY\nresolver_preload: {\n  ${account.getPublicKey()}: ${accountJwt}\n}\n`
+  return { config, userCreds: fmtCreds(userJwt, user) }
+}
 
 function openssl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
@@ -73,15 +88,24 @@ test.before(async () => {
   await writeFile(userSeedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 })
   otherSeedFile = path.join(dir, 'other.nk')
   await writeFile(otherSeedFile, new TextDecoder().decode(createUser().getSeed()), { mode: 0o600 })
+  const trusted = await operatorMode()
+  const stranger = await operatorMode()
+  creds.user = path.join(dir, 'user.creds')
+  await writeFile(creds.user, trusted.userCreds, { mode: 0o600 })
+  creds.otherOperatorsUser = path.join(dir, 'other.creds')
+  await writeFile(creds.otherOperatorsUser, stranger.userCreds, { mode: 0o600 })
+  const operatorConfig = path.join(dir, 'operator.conf')
+  await writeFile(operatorConfig, trusted.config)
   const tlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n}`
   const mtlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n  ca_file: "${certs.ca}"\n  verify: true\n}`
-  ;[plain, userPass, token, nkey, tls, mtls] = await Promise.all([
+  ;[plain, userPass, token, nkey, tls, mtls, operator] = await Promise.all([
     server('plain', {}),
     server('user', { args: ['--user', 'alice', '--pass', PASSWORD] }),
     server('token', { args: ['--auth', TOKEN] }),
     server('nkey', { config: await config('nkey', `authorization {\n  users: [ { nkey: "${user.getPublicKey()}" } ]\n}`) }),
     server('tls', { config: await config('tls', tlsBlock) }),
     server('mtls', { config: await config('mtls', mtlsBlock) }),
+    server('operator', { config: operatorConfig }),
   ])
 })
 
@@ -148,6 +172,15 @@ test('an nkey seed file: the user\'s connects; another user\'s is NATS_AUTH; a m
   const bad = path.join(dir, 'bad.nk')
   await writeFile(bad, 'not a seed\n')
   await refused(nkey.url, { nkeySeedFile: bad }, 'INVALID_CONFIG', /bad\.nk does not hold a user seed/)
+})
+
+test('a .creds file (decentralised auth): its user connects; a user of another operator is NATS_AUTH; a file that is no creds is INVALID_CONFIG', async () => {
+  await works(operator.url, { credsFile: creds.user })
+  await refused(operator.url, { credsFile: creds.otherOperatorsUser }, 'NATS_AUTH', /refused the login \(creds from .*other\.creds\)/)
+  await refused(operator.url, undefined, 'NATS_AUTH', /refused the login \(no credentials\)/)
+  const notCreds = path.join(dir, 'not.creds')
+  await writeFile(notCreds, 'just text\n')
+  await refused(operator.url, { credsFile: notCreds }, 'INVALID_CONFIG', /not\.creds does not hold a user JWT and an nkey seed/)
 })
 
 test('server TLS: the CA file connects over nats:// and tls://; without it the certificate is untrusted: NATS_AUTH with a hint', async () => {
