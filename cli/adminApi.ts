@@ -149,17 +149,46 @@ async function bounded<T>(what: string, ms: number, work: () => Promise<T>): Pro
 }
 
 /** The JSON admin routes under /api/v1, and a JSON error handler for the app. */
-/** Every request of `app` needs `Authorization: Bearer <token>` (else 401 UNAUTHORIZED, naming the header, never the token). */
-export function requireBearerToken(app: FastifyInstance, token: string): void {
+/** A constant-time check of a candidate against `token` (hashes of equal length, so it takes as long whatever was sent). */
+export function tokenCheck(token: string): (candidate: string) => boolean {
   if (token === '') throw new QuireError('INVALID_CONFIG', 'an HTTP token must not be empty')
   const expected = createHash('sha256').update(token).digest()
+  return (candidate) => timingSafeEqual(createHash('sha256').update(candidate).digest(), expected)
+}
+
+export interface BearerOptions {
+  /** Paths (without the query) served to anyone: the inspector's page files and its login. */
+  open?: (path: string) => boolean
+  /** A cookie that may carry the token instead of the header (the inspector's page, after its login). */
+  cookie?: string
+}
+
+/** Every request of `app` needs `Authorization: Bearer <token>` (else 401 UNAUTHORIZED, naming the header, never the token). */
+export function requireBearerToken(app: FastifyInstance, token: string, opts: BearerOptions = {}): void {
+  const matches = tokenCheck(token)
   app.addHook('onRequest', async (req, reply) => {
+    if (opts.open?.(req.url.split('?')[0]!)) return
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
-    // Hashes of equal length, so the comparison takes as long whatever was sent.
-    if (m && timingSafeEqual(createHash('sha256').update(m[1]!).digest(), expected)) return
+    if (m && matches(m[1]!)) return
+    const fromCookie = opts.cookie === undefined ? undefined : cookieValue(req.headers.cookie, opts.cookie)
+    if (fromCookie !== undefined && matches(fromCookie)) return
     reply.header('www-authenticate', 'Bearer')
     return sendError(reply, 401, 'UNAUTHORIZED', m ? 'the bearer token is not this node\'s httpToken' : 'this node needs Authorization: Bearer <httpToken>')
   })
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=')
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim())
+      } catch {
+        return undefined
+      }
+    }
+  }
+  return undefined
 }
 
 export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {

@@ -23,7 +23,7 @@ import type { FastifyInstance } from 'fastify'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import type { BookieRecord, LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
 import type { NatsAuth, NatsConnection } from '../transport/nats.ts'
-import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
+import { natsTargetOf, settingSecret, type NatsCommandOptions } from './natsSettings.ts'
 import { REPO_ROOT } from './cluster.ts'
 
 export const INSPECTOR_PORT_DEFAULT = 8420
@@ -44,7 +44,15 @@ export interface InspectorOptions {
   host?: string
   /** How often the ledger and bookie views are re-read while a page is open. Default 1000 ms. */
   clusterPollMs?: number
+  /**
+   * A token the page's data (the API, /events) asks for: a bearer header, or the cookie the page's
+   * login sets (POST /login with the token). The page files themselves hold no data and load without it.
+   */
+  token?: string | undefined
 }
+
+/** The cookie the page's login sets: HttpOnly, so no script reads it back; SameSite=Strict. */
+export const INSPECTOR_COOKIE = 'quire_inspector_token'
 
 export interface BookieRow extends BookieRecord {
   alive: boolean
@@ -269,13 +277,25 @@ class Hub {
 }
 
 /** The page, the definitions, the actors, the admin API and /events on one fastify app. */
-async function buildApp(hub: Hub, md: MetadataStore): Promise<FastifyInstance> {
+async function buildApp(hub: Hub, md: MetadataStore, token: string | undefined): Promise<FastifyInstance> {
   const files = new Map<string, Buffer>()
   for (const name of new Set(Object.values(STATIC))) files.set(name, await readFile(path.join(REPO_ROOT, 'inspector', name)))
-  const [{ default: Fastify }, { allDefinitions }, { AutorecoveryStore }, { registerAdminApi }] = await Promise.all([
+  const [{ default: Fastify }, { allDefinitions }, { AutorecoveryStore }, { registerAdminApi, requireBearerToken, tokenCheck }] = await Promise.all([
     import('fastify'), import('../machines/definitions.ts'), import('../storage/autorecoveryStore.ts'), import('./adminApi.ts'),
   ])
   const app = Fastify({ logger: false, forceCloseConnections: true })
+  if (token !== undefined) {
+    // Before the routes, so it covers them all: the page files and the login are open, the data is not.
+    requireBearerToken(app, token, { open: (p) => p in STATIC || p === '/login', cookie: INSPECTOR_COOKIE })
+    const matches = tokenCheck(token)
+    app.post('/login', async (req, reply) => {
+      const given = (req.body as { token?: unknown } | null)?.token
+      if (typeof given !== 'string' || !matches(given)) {
+        return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', code: 'UNAUTHORIZED', message: 'not the inspector\'s token' })
+      }
+      return reply.code(204).header('set-cookie', `${INSPECTOR_COOKIE}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/`).send()
+    })
+  }
   app.addHook('onSend', async (_req, reply) => {
     // The page loads nothing from anywhere else.
     reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
@@ -304,7 +324,7 @@ export async function startInspector(opts: InspectorOptions): Promise<Inspector>
     const md = await openMetadata(nc)
     const h = (hub = new Hub(md, opts.clusterPollMs ?? 1000))
     const sub = nc.subscribe('quire.inspect.>', { callback: (err, msg) => { if (!err) h.onMessage(msg.data) } })
-    app = await buildApp(h, md)
+    app = await buildApp(h, md, opts.token)
     const host = opts.host ?? '127.0.0.1'
     const port = await listen(app, host, opts.port)
     const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
@@ -358,10 +378,12 @@ export function addInspectorCommand(program: Command, natsOption: () => Option):
     .addOption(natsOption())
     .option('--port <port>', `HTTP port (default ${INSPECTOR_PORT_DEFAULT})`)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (o: NatsCommandOptions & { port?: string; host: string }) => {
+    .option('--http-token-file <file>', 'file whose first line is the token the page asks for (or QUIRE_HTTP_TOKEN); unset: none')
+    .action(async (o: NatsCommandOptions & { port?: string; host: string; httpTokenFile?: string }) => {
       const port = o.port === undefined ? INSPECTOR_PORT_DEFAULT : Number(o.port)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new QuireError('INVALID_CONFIG', `--port must be a port number, got ${o.port}`)
-      const inspector = await startInspector({ nats: o.nats, natsAuth: natsTargetOf(o).auth, port, host: o.host })
+      const token = settingSecret(process.env['QUIRE_HTTP_TOKEN'] || undefined, o.httpTokenFile, 'QUIRE_HTTP_TOKEN', '--http-token-file')
+      const inspector = await startInspector({ nats: o.nats, natsAuth: natsTargetOf(o).auth, port, host: o.host, token })
       console.log(`inspector: ${inspector.url} (NATS ${o.nats}); Ctrl-C to stop`)
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)

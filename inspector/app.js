@@ -286,10 +286,42 @@ document.addEventListener('click', (e) => {
   }
 })
 
-fetch('api/machines').then((r) => r.json()).then((defs) => {
-  for (const d of defs) ui.defs.set(d.kind, d)
-  schedule()
+// An inspector started with a token answers the page's data only after its login, which sets
+// an HttpOnly cookie (the page never holds the token itself); until then it shows the form.
+fetch('api/machines').then((r) => {
+  if (r.status === 401) return showLogin()
+  return r.json().then((defs) => {
+    for (const d of defs) ui.defs.set(d.kind, d)
+    schedule()
+    connect()
+  })
 })
-connect()
+
+function showLogin() {
+  const form = document.createElement('form')
+  form.id = 'login'
+  const label = document.createElement('label')
+  label.textContent = 'This inspector asks for its token: '
+  const input = document.createElement('input')
+  input.type = 'password'
+  input.name = 'token'
+  input.autocomplete = 'current-password'
+  label.append(input)
+  const button = document.createElement('button')
+  button.type = 'submit'
+  button.textContent = 'Open'
+  const note = document.createElement('span')
+  note.className = 'bad'
+  form.append(label, button, note)
+  form.addEventListener('submit', (e) => {
+    e.preventDefault()
+    fetch('login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: input.value }) }).then((r) => {
+      if (r.status === 204) location.reload()
+      else note.textContent = ' not the token'
+    })
+  })
+  document.body.prepend(form)
+  input.focus()
+}
 // Liveness changes with time alone (a silent actor sends nothing): re-render every second.
 setInterval(schedule, 1000)

@@ -391,4 +391,32 @@ test('a page that stops reading gets the latest message per actor, never a growi
   page.close()
 })
 
+test('with a token the page files load for anyone; the API and /events need the token (bearer or the login\'s cookie)', async () => {
+  const TOKEN = 'insp-tok-0d3a'
+  const guarded = await startInspector({ nats: nats!.url, port: 0, clusterPollMs: 200, token: TOKEN })
+  try {
+    const at = (p: string): string => new URL(p, guarded.url).toString()
+    for (const f of ['', 'app.js', 'style.css']) assert.is((await fetch(at(f))).status, 200, f)
+    for (const p of ['api/machines', 'api/v1/bookie/list_bookies', 'events']) {
+      const r = await fetch(at(p))
+      assert.is(r.status, 401, p)
+      assert.is(((await r.json()) as { code: string }).code, 'UNAUTHORIZED')
+    }
+    assert.is((await fetch(at('api/machines'), { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200)
+    const login = (token: unknown): Promise<Response> => fetch(at('login'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) })
+    const wrong = await login('nope')
+    assert.is(wrong.status, 401)
+    assert.is(wrong.headers.get('set-cookie'), null)
+    assert.is((await login(42)).status, 401)
+    const right = await login(TOKEN)
+    assert.is(right.status, 204)
+    const cookie = right.headers.get('set-cookie')!
+    assert.match(cookie, /^quire_inspector_token=.*; HttpOnly; SameSite=Strict; Path=\/$/)
+    assert.is((await fetch(at('api/machines'), { headers: { cookie: cookie.split(';')[0]! } })).status, 200)
+    assert.is((await fetch(at('api/machines'), { headers: { cookie: 'quire_inspector_token=nope' } })).status, 401)
+  } finally {
+    await guarded.close()
+  }
+})
+
 test.run()

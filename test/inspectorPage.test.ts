@@ -135,4 +135,31 @@ test('the page shows bookies and a writer live, a killed bookie dead, and the en
   await page.close()
 })
 
+test('an inspector with a token: the page asks for it, refuses another, and shows the cluster after the right one', async () => {
+  assert.ok(cluster && browser, 'the test before started the cluster and the browser')
+  const TOKEN = 'page-tok-4b7e'
+  const guarded = await startInspector({ nats: cluster.nats.url, port: 0, host: '127.0.0.1', clusterPollMs: 500, token: TOKEN })
+  const page = await browser.newPage()
+  try {
+    const pageErrors: string[] = []
+    page.on('pageerror', (e) => pageErrors.push(String(e)))
+    await page.goto(guarded.url)
+    await page.waitForSelector('#login input[type=password]', { timeout: 20_000 })
+    assert.is(await page.locator('#status').getAttribute('class'), 'bad', 'no data before the login')
+    await page.fill('#login input', 'not-it')
+    await page.click('#login button')
+    await page.waitForFunction(() => document.querySelector('#login .bad')?.textContent?.includes('not the token'), undefined, { timeout: 10_000 })
+    await page.fill('#login input', TOKEN)
+    await page.click('#login button')
+    await page.waitForSelector('#status.ok', { timeout: 20_000 })
+    assert.is(await page.locator('#login').count(), 0, 'the form is gone once in')
+    // The cookie is HttpOnly: the page's scripts never see the token.
+    assert.is(await page.evaluate(() => document.cookie), '')
+    assert.equal(pageErrors, [], 'no script errors')
+  } finally {
+    await page.close()
+    await guarded.close()
+  }
+})
+
 test.run()
