@@ -10,14 +10,29 @@
 //   before it are decided first, later ones after it: actors/bookieAdds.ts), and a fencing read
 //   is answered only once its fence record is synced (the actor's `read.fenced`);
 // - long polls are parked, bounded, and answered when the LAC passes what the reader knew
-//   (actors/longPolls.ts).
+//   (actors/longPolls.ts);
+// - a ledger with a password (a master key other than the empty password's) gives its entries
+//   only to a read that carries that master key: any other read is UNAUTHORIZED, and a long poll
+//   without it gets the LAC but not the entry. A ledger without a password asks for nothing.
+//   (BookKeeper checks the password on the client only; the master key travels with each add
+//   already, and now with each read of a ledger that has one.)
 
 import type { BookieStorage } from './bookieStorage.ts'
 import type { LedgerActor } from './bookieAdds.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
 import { bookieMetrics } from './metrics.ts'
-import { storedCopyIntact } from '../transport/entry.ts'
+import { sameKey } from '../machines/bookieLedger.ts'
+import { masterKeyOf, storedCopyIntact } from '../transport/entry.ts'
 import { RC, type ReadLacRequest, type ReadRequest, type WireMessage } from '../transport/wire.ts'
+
+/** The master key of the empty password: a ledger with it has no password, and its reads need no proof. */
+const NO_PASSWORD_KEY = masterKeyOf('')
+
+/** Whether a read carrying `given` may see the entries of a ledger whose master key is `stored` (null: none yet). */
+export function mayRead(stored: Uint8Array | null | undefined, given: Uint8Array | undefined): boolean {
+  if (stored === null || stored === undefined || sameKey(stored, NO_PASSWORD_KEY)) return true
+  return given !== undefined && sameKey(stored, given)
+}
 
 /** What the read path needs of its bookie. */
 export interface ReadHost {
@@ -88,6 +103,10 @@ export class BookieReads {
       const got = await this.host.storage().getEntries(req.ledgerId, req.entryIds)
       const actor = got.some((d) => d !== null) ? await this.host.ledger(req.ledgerId, false) : null
       const state = actor?.getSnapshot().context
+      if (!mayRead(state?.masterKey, req.masterKey)) {
+        reply(RC.UNAUTHORIZED, [])
+        return
+      }
       const limbo = this.host.storage().inLimbo(req.ledgerId)
       const out: Array<[number, Uint8Array | null]> = []
       let bytes = 0
@@ -137,7 +156,8 @@ export class BookieReads {
       if (fence) a.send({ type: 'fence', replyTo, reqId: req.reqId, masterKey: req.masterKey!, kind: 'lac' })
       else if (req.previousLac !== undefined) {
         const c = a.getSnapshot().context
-        const poll: ParkedPoll = { replyTo, reqId: req.reqId, withEntry: req.withEntry === true }
+        // The entry a poll may bring is read data: only with the key of a ledger that has one.
+        const poll: ParkedPoll = { replyTo, reqId: req.reqId, withEntry: req.withEntry === true && mayRead(c.masterKey, req.masterKey) }
         if (c.lac > req.previousLac) void this.answerPoll(req.ledgerId, poll, c.lac, c.lastEntryId)
         else this.polls.park(req.ledgerId, poll, req.previousLac, Math.min(req.timeoutMs ?? 10_000, 60_000), () => {
           const now = a.getSnapshot().context

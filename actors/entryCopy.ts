@@ -20,7 +20,7 @@ const READ_REPLY_BYTES = 4 * 1024 * 1024
 
 /** Of `ids`, those `bookieId` does not hold intact (an unknown answer counts as lacking: re-adding is harmless). */
 export async function lackingEntries(io: CopyIo, bookieId: string, md: LedgerMetadata, ids: number[], masterKey: Buffer): Promise<number[]> {
-  const r = await io.bookies.read(bookieId, md.ledgerId, ids, READ_REPLY_BYTES, io.readTimeoutMs).catch(() => null)
+  const r = await io.bookies.read(bookieId, md.ledgerId, ids, READ_REPLY_BYTES, io.readTimeoutMs, undefined, masterKey).catch(() => null)
   if (!r || r.rc !== RC.OK) return ids
   const present = new Set<number>()
   r.entries.forEach(([rc, data], k) => {
@@ -65,7 +65,7 @@ export async function readFromReplicas(
     if (byBookie.size === 0) return out
     await Promise.all([...byBookie].map(async ([b, list]) => {
       const next = (id: number): void => { attempt.set(id, attempt.get(id)! + 1) }
-      const r = await io.bookies.read(b, md.ledgerId, list, READ_REPLY_BYTES, io.readTimeoutMs).catch(() => null)
+      const r = await io.bookies.read(b, md.ledgerId, list, READ_REPLY_BYTES, io.readTimeoutMs, undefined, masterKey).catch(() => null)
       if (!r || r.rc !== RC.OK) return list.forEach(next)
       r.entries.forEach(([rc, data], k) => {
         const id = list[k]!

@@ -118,7 +118,8 @@ export interface BookieTransport {
    * subject, so a large group may go once for all of them.
    */
   queueEntries?(ledgerId: number, masterKey: Uint8Array, digestType: DigestType, lac: number, entries: readonly WriteSetEntry[], writeSetSubjects?: boolean): void
-  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse>
+  /** `masterKey`: the proof a ledger with a password asks for (PROTOCOL.md reads; a fencing read carries its own). */
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): Promise<ReadResponse>
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse>
   /**
    * Largest encoded entry (header and digest included) one add frame can carry: the NATS server's
@@ -145,7 +146,7 @@ export interface BookieTransport {
 /** Tailing: long-poll LAC reads, and the writer's explicit LAC. */
 export interface TailTransport {
   /** With `signal`: aborting it drops the waiter here and unparks the request at the bookie (rejects with TIMEOUT). */
-  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal): Promise<ReadLacResponse>
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal, masterKey?: Uint8Array): Promise<ReadLacResponse>
   /** Explicit LAC; `persist: false` for the eager in-memory hint (see transport/wire.ts). */
   writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void
   /** Many ledgers' explicit LACs in one frame (at most LIMITS.lacsPerFrame items; no answer asked). */
@@ -397,13 +398,13 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   /** Read entries; with `fence`, the bookie fences the ledger (persisted) before it reads. */
-  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): Promise<ReadResponse> {
     const reqId = this.nextReqId++
     // A reply past the server's max_payload could not be sent: the read would time out.
     const maxPayload = this.nc.info?.max_payload
     const fits = maxPayload === undefined ? maxBytes : maxPayload - READ_REPLY_FRAME_BYTES - READ_REPLY_ENTRY_BYTES * entryIds.length
     const replyBytes = Math.max(1, Math.min(maxBytes, fits))
-    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, replyBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
+    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, replyBytes, fence, masterKey), reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {
@@ -412,9 +413,10 @@ export class BookieClient implements BookieTransport, TailTransport {
   }
 
   /** Parked at the bookie until its LAC passes `previousLac` or `pollMs` passes. */
-  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal): Promise<ReadLacResponse> {
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal, masterKey?: Uint8Array): Promise<ReadLacResponse> {
     const reqId = this.nextReqId++
-    const msg: WireMessage = { op: 'readLac', reqId, ledgerId, previousLac, timeoutMs: pollMs, withEntry }
+    // The entry a poll may bring is read data: a ledger with a password gives it only with the key.
+    const msg: WireMessage = { op: 'readLac', reqId, ledgerId, previousLac, timeoutMs: pollMs, withEntry, ...(withEntry && masterKey ? { masterKey } : {}) }
     if (signal?.aborted) return Promise.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
     const answer = this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
     if (!signal) return answer

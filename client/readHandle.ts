@@ -244,7 +244,7 @@ export class ReadHandleImpl implements ReadHandle {
     if (signal?.aborted) polls.abort()
     try {
       const { late } = await this.askEach(targets,
-        (b) => longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry, polls.signal),
+        (b) => longPoll.call(this.deps.bookies, b, this.ledgerId, previousLac, pollMs, this.deps.readTimeoutMs, withEntry, polls.signal, this.deps.masterKey),
         (_, r) => {
           answered = true
           if (r.rc !== RC.OK || r.lac <= previousLac) return false
@@ -358,7 +358,7 @@ export class ReadHandleImpl implements ReadHandle {
           if (r === 'timeout' && !reads[id - first]!.done && !settled) metrics.waitedOnTimeout?.()
           step(id, { type: 'reply', reply: r })
         }
-        this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs).then((resp) => {
+        this.deps.bookies.read(bookie, this.ledgerId, ids, READ_REPLY_BYTES, this.deps.readTimeoutMs, undefined, this.deps.masterKey).then((resp) => {
           this.health.answered(bookie, !speculated)
           this.learnLac(resp.lac)
           if (resp.rc !== RC.OK) {

@@ -76,7 +76,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
             // Recovery reads fence too, so a bookie that missed the fencing LAC read is fenced now.
             // Every replica of the write set at once: none is waited on while the others answer,
             // and each answer is evidence from its own bookie only (a timeout is unknown).
-            deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, p.fence ? { masterKey: deps.masterKey } : undefined).then(
+            deps.bookies.read(b, ledgerId, [p.entryId], 8 * 1024 * 1024, deps.readTimeoutMs, p.fence ? { masterKey: deps.masterKey } : undefined, deps.masterKey).then(
               (r) => {
                 deps.slowBookies?.answered(b)
                 send(classifyRead(md, deps.masterKey, ledgerId, p.entryId, b, r.rc, r.entries[0]))

@@ -66,9 +66,9 @@ export class SimTransport implements BookieTransport {
     if (b) this.world.send(bookieId, () => b.receive(msg, this.node))
   }
 
-  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadResponse> {
+  read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): Promise<ReadResponse> {
     const reqId = this.nextReqId++
-    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, maxBytes, fence), reqId, timeoutMs) as Promise<ReadResponse>
+    return this.request(bookieId, readRequest(reqId, ledgerId, entryIds, maxBytes, fence, masterKey), reqId, timeoutMs) as Promise<ReadResponse>
   }
 
   readLac(bookieId: string, ledgerId: number, timeoutMs: number, fence?: { masterKey: Uint8Array }): Promise<ReadLacResponse> {

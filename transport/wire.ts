@@ -100,6 +100,10 @@ export interface ReadRequest {
   maxBytes: number
   /** Recovery reads fence the ledger before they read; a master key is required then. */
   fence?: boolean
+  /**
+   * The ledger's master key: required to fence, and to read a ledger that has a password (the
+   * bookie answers UNAUTHORIZED without it or with another); a ledger without one needs none.
+   */
   masterKey?: Uint8Array
 }
 
@@ -207,11 +211,13 @@ export type BookieReply = AddAck | ReadResponse | ReadLacResponse
 export type WireMessage = AddRequest | AddAck | ReadRequest | ReadResponse | ReadLacRequest | ReadLacResponse | WriteLacRequest
   | WriteLacsRequest | WriteLacsResponse | CancelPollRequest
 
-/** A read; with `fence`, the bookie fences the ledger (persisted) before it reads. */
-export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }): ReadRequest {
-  return fence
-    ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
-    : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
+/**
+ * A read; with `fence`, the bookie fences the ledger (persisted) before it reads. `masterKey`: the
+ * proof a ledger with a password asks for (a fencing read carries its fence's key anyway).
+ */
+export function readRequest(reqId: number, ledgerId: number, entryIds: number[], maxBytes: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): ReadRequest {
+  if (fence) return { op: 'read', reqId, ledgerId, entryIds, maxBytes, fence: true, masterKey: fence.masterKey }
+  return masterKey ? { op: 'read', reqId, ledgerId, entryIds, maxBytes, masterKey } : { op: 'read', reqId, ledgerId, entryIds, maxBytes }
 }
 
 /** A LAC read; with `fence`, a fencing LAC read (recovery). */
