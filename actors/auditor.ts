@@ -29,11 +29,15 @@ import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, isBookieAlive, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { RC } from '../transport/wire.ts'
+import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
 import { watchActor } from '../transport/inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
+
+/** The metadata's password check of a ledger without a password: its entries are read with no key. */
+const NO_PASSWORD_CHECK = passwordCheckOf(masterKeyOf(''))
 
 /** Where `quire shell triggeraudit` asks the auditor for an audit now. */
 export const TRIGGER_AUDIT_SUBJECT = 'quire.autorecovery.audit'
@@ -478,6 +482,8 @@ class Auditor {
         return null
       }
       if (lac.rc === RC.NO_SUCH_LEDGER || lac.lastEntryId < e.last) return b
+      // Bookies give the entries of a ledger with a password only with its master key, which the auditor does not have.
+      if (md.passwordCheck !== NO_PASSWORD_CHECK) return null
       const sample = [...e.sample].sort((x, y) => x - y).slice(0, this.scanSampleEntries)
       const r = await bookies.read(b, md.ledgerId, sample, SCAN_READ_BYTES, this.readTimeoutMs).catch(() => null)
       if (r === null) {
