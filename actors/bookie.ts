@@ -51,6 +51,7 @@ import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieSt
 import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
+import { serveMasterKeys } from './masterKeys.ts'
 import { watchActor } from '../transport/inspect.ts'
 import { LacRecords } from './lacRecords.ts'
 import { BookieReads } from './bookieReads.ts'
@@ -345,6 +346,13 @@ export class Bookie {
     }
     const subjects = [bookieSubject(this.opts.bookieId), ...writeSetSubscriptions(this.opts.bookieId)]
     this.subs = subjects.map((subject) => this.nc!.subscribe(subject, { callback }))
+    // Replication workers' own subject (actors/masterKeys.ts), answered from the ledger's stored state.
+    this.subs.push(serveMasterKeys(this.nc!, this.opts.bookieId, {
+      ledgerKey: async (ledgerId) => {
+        const c = (await this.ledger(ledgerId, false))?.getSnapshot().context
+        return c?.masterKey && c.digestType ? { masterKey: c.masterKey, digestType: c.digestType } : null
+      },
+    }))
   }
 
   /** Resolves once the bookie serves requests; rejects with the start-up error. */

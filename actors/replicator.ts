@@ -11,8 +11,10 @@
 //
 // Master keys: a bookie accepts adds only with the ledger's master key, and the metadata keeps
 // only a check value of it. A worker is given candidate passwords (`passwords`, default [''], as
-// BookKeeper's bookieRecoveryPasswd) and uses the one whose check value matches; a ledger none
-// matches is left marked and reported (UNAUTHORIZED).
+// BookKeeper's bookieRecoveryPasswd) and uses the one whose check value matches; for a ledger none
+// matches, it asks the ledger's live bookies for the key on their admin subject (actors/masterKeys.ts,
+// a subject NATS permissions keep to this role) and uses it if it matches the check value. A
+// ledger whose key it cannot get that way either is left marked and reported (UNAUTHORIZED).
 //
 // `crash()` stops the worker where it is, without releasing its claim (a killed process).
 
@@ -35,8 +37,12 @@ import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
 import { addEntries, lackingEntries, readFromReplicas, type CopyIo } from './entryCopy.ts'
+import { fetchMasterKey } from './masterKeys.ts'
 import { watchActor } from '../transport/inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
+
+/** Master keys a worker keeps, fetched from bookies (one per ledger it re-replicated lately). */
+const FETCHED_KEYS_MAX = 1000
 
 export interface ReplicatorHooks {
   /** A claim was won (`previousHolder` set when it was taken over from another worker). */
@@ -142,6 +148,8 @@ class ReplicationWorker {
   private readonly marginMs: number
   private readonly graceMs: number
   private readonly passwords: Array<string | Uint8Array>
+  /** Master keys bookies gave for ledgers no candidate password opens (bounded, oldest out). */
+  private readonly fetchedKeys = new Map<number, Buffer>()
   private readonly io: CopyIo
   private readonly batchEntries: number
   private readonly random: () => number
@@ -348,7 +356,7 @@ class ReplicationWorker {
   private async recover(gen: number, ledgerId: number): Promise<ReplicatorEvent> {
     this.check(gen, ledgerId)
     const md = this.current?.md ?? (await this.p.metadata.readLedger(ledgerId)).value
-    const masterKey = this.masterKeyFor(md)
+    const masterKey = await this.masterKeyFor(md)
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
       bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
@@ -360,12 +368,32 @@ class ReplicationWorker {
     return { type: 'recovered' }
   }
 
-  private masterKeyFor(md: LedgerMetadata): Buffer {
+  /**
+   * The ledger's master key: from a candidate password whose check value matches, else asked of
+   * the ledger's live bookies (actors/masterKeys.ts; kept per ledger once found) and taken only if
+   * it matches the check value too.
+   */
+  private async masterKeyFor(md: LedgerMetadata): Promise<Buffer> {
     for (const p of this.passwords) {
       const key = masterKeyOf(p)
       if (passwordCheckOf(key) === md.passwordCheck) return key
     }
-    throw new QuireError('UNAUTHORIZED', `ledger ${md.ledgerId}: none of the replicator's ${this.passwords.length} password(s) matches it, so its bookies would refuse the copies`, {
+    const known = this.fetchedKeys.get(md.ledgerId)
+    if (known) return known
+    const nc = this.p.nc
+    if (nc) {
+      const registered = await this.p.metadata.listBookies()
+      const now = this.p.now()
+      const alive = new Set(registered.filter((b) => isBookieAlive(b, now)).map((b) => b.bookieId))
+      const holders = [...new Set(md.segments.flatMap((s) => s.ensemble))].filter((b) => alive.has(b))
+      const key = await fetchMasterKey(nc, md.ledgerId, md.passwordCheck, holders, this.io.readTimeoutMs)
+      if (key) {
+        if (this.fetchedKeys.size >= FETCHED_KEYS_MAX) this.fetchedKeys.delete(this.fetchedKeys.keys().next().value!)
+        this.fetchedKeys.set(md.ledgerId, key)
+        return key
+      }
+    }
+    throw new QuireError('UNAUTHORIZED', `ledger ${md.ledgerId}: none of the replicator's ${this.passwords.length} password(s) matches it, and no live bookie of it gave its master key`, {
       ledgerId: md.ledgerId,
     })
   }
@@ -390,7 +418,7 @@ class ReplicationWorker {
     } else if (!alive.has(target)) {
       return { type: 'copied', replacement: null }
     }
-    const masterKey = this.masterKeyFor(md)
+    const masterKey = await this.masterKeyFor(md)
     const { ensembleSize: e, writeQuorum: qw } = md
     const total = countHeld(job.firstEntryId, job.lastEntryId, job.position, e, qw)
     let copied = 0

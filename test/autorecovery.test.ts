@@ -159,6 +159,45 @@ t('kill -9 a bookie for good: every ledger is re-replicated without it, open one
   }
 })
 
+t('ledgers with a password, closed and open, are re-replicated with no password configured: the worker gets their master key from a surviving bookie', async ({ c }) => {
+  await restartDead(c)
+  const client = await c.client()
+  const PASSWORD = 'auto-pw-61d0'
+  const ledgers: Written[] = []
+  for (let i = 0; i < 6; i++) {
+    const w = await client.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, password: PASSWORD })
+    const n = 20 + i * 5
+    await Promise.all(Array.from({ length: n }, (_, k) => w.append(payloadFor(w.ledgerId * 1000 + k))))
+    if (i > 0) await w.close()
+    ledgers.push({ ledgerId: w.ledgerId, entries: n, writer: w })
+  }
+  await new Promise((r) => setTimeout(r, 300)) // the open one's explicit LAC
+  const victim = await busiest(client, ledgers)
+  const affected = await referencing(client, ledgers, victim)
+  assert.ok(affected.length > 0)
+  const roles: Array<AuditorHandle | ReplicatorHandle> = []
+  try {
+    roles.push(await startAuditor({ ...settings, nats: c.nats.url, nodeId: 'auditor-pw', log: logTo('auditor-pw') }))
+    // No `passwords`: only the empty password, which none of these ledgers has.
+    const worker = await startReplicator({ ...settings, nats: c.nats.url, nodeId: 'worker-pw', log: logTo('worker-pw') })
+    roles.push(worker)
+    c.bookie(victim).kill('SIGKILL')
+    await until(`no password ledger uses ${victim} and no mark is left`, async () =>
+      (await referencing(client, ledgers, victim)).length === 0 && (await marks(c)) === 0, 45_000)
+    assert.ok(worker.stats.ledgersDone >= affected.length, `${worker.stats.ledgersDone} ledger(s) done, ${affected.length} affected`)
+    const reader = await c.client({ readTimeoutMs: 3000 })
+    for (const l of ledgers) {
+      const h = await reader.openLedger(l.ledgerId, { password: PASSWORD })
+      assert.not.ok(h.metadata.segments.some((seg) => seg.ensemble.includes(victim)), `ledger ${l.ledgerId} left ${victim}`)
+      const got = await h.read(0, l.entries - 1)
+      got.forEach((e, k) => assert.ok(e.payload.equals(payloadFor(l.ledgerId * 1000 + k)), `ledger ${l.ledgerId} entry ${k}`))
+    }
+  } finally {
+    for (const r of roles) await r.stop()
+    await ledgers[0]!.writer.close().catch(() => {})
+  }
+})
+
 t('a worker killed mid-copy leaves its claim to expire; another takes it over and finishes', async ({ c }) => {
   await restartDead(c)
   const client = await c.client()
