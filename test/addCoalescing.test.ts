@@ -428,7 +428,8 @@ real('large entries on their write sets\' subjects: acknowledged by both bookies
     for (const [i, id] of ids.entries()) {
       const mine = entries.filter((e) => e.bookies.includes(id)).map((e) => e.entryId)
       assert.equal(acked.get(id)?.sort(), mine, `${id} acknowledged its entries`)
-      const read = await client.read(id, 7, mine, 8 * 1024 * 1024, 10_000)
+      // The ledger's key is not the empty password's: a read carries it.
+      const read = await client.read(id, 7, mine, 8 * 1024 * 1024, 10_000, undefined, key)
       assert.is(read.rc, RC.OK, `read from ${id}`)
       assert.equal(read.entries.map(([rc, data]) => [rc, (data?.byteLength ?? 0) > WRITE_SET_GROUP_BYTES_MIN]), mine.map(() => [RC.OK, true]), `bookie ${i + 1}`)
     }

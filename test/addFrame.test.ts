@@ -227,7 +227,7 @@ wire('a bookie takes binary adds (binary acks), msgpack adds of older clients (m
   assert.equal([unknown.op, unknown.acks], ['addAck', []])
   assert.match(unknown.error, /unknown version 9/)
 
-  const read = decode(await answer(nc, (inbox) => nc.publish(subject, old.pack({ op: 'read', reqId: 1, ledgerId: ledger, entryIds: [0, 1, 2, 3], maxBytes: 1 << 20 }), { reply: inbox }))) as { entries: Array<[number, Uint8Array | null]> }
+  const read = decode(await answer(nc, (inbox) => nc.publish(subject, old.pack({ op: 'read', reqId: 1, ledgerId: ledger, entryIds: [0, 1, 2, 3], maxBytes: 1 << 20, masterKey: key }), { reply: inbox }))) as { entries: Array<[number, Uint8Array | null]> }
   assert.equal(read.entries.map(([rc]) => rc), [RC.OK, RC.OK, RC.OK, RC.NO_SUCH_ENTRY], 'both formats stored; the refused frame nothing')
   read.entries.slice(0, 3).forEach(([, e], i) => assert.ok(decodeEntry('crc32c', key, e!, { ledgerId: ledger, entryId: i }).payload.equals(payload(i))))
 })

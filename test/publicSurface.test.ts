@@ -20,7 +20,7 @@ const RUNTIME_EXPORTS = ['ERROR_CODES', 'MAX_ENTRY_BYTES_DEFAULT', 'QuireError',
 
 const TYPE_EXPORTS = [
   'Appended', 'BookieRecord', 'ClientMetrics', 'ClientOptions', 'CreateLedgerOptions', 'DigestType', 'ErrorCode',
-  'LedgerEntry', 'LedgerMetadata', 'OpenLedgerOptions', 'ProducerOptions', 'QuireClient', 'ReadHandle', 'Segment',
+  'LedgerEntry', 'LedgerMetadata', 'NatsAuth', 'NatsTls', 'OpenLedgerOptions', 'ProducerOptions', 'QuireClient', 'ReadHandle', 'Segment',
   'TailOptions', 'WriteHandle',
 ]
 

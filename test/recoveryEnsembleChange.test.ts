@@ -88,7 +88,7 @@ async function assertFullyReplicated(c: TestCluster, md: LedgerMetadata): Promis
     for (let id = range.first; id <= range.last; id++) {
       for (const b of writeSetIndices(id, md.ensembleSize, md.writeQuorum).map((k) => seg.ensemble[k]!)) {
         assert.ok(live.has(b), `entry ${id} is on ${b}, which is live`)
-        const r = await bookies.read(b, md.ledgerId, [id], 1 << 20, 5000)
+        const r = await bookies.read(b, md.ledgerId, [id], 1 << 20, 5000, undefined, key)
         const [rc, data] = r.entries[0] ?? [r.rc, null]
         assert.is(rc, RC.OK, `entry ${id} on ${b}`)
         const { payload } = decodeEntry(md.digestType, key, data!, { ledgerId: md.ledgerId, entryId: id })
@@ -136,7 +136,7 @@ t('open with recovery: the write-back of the in-flight entry replaces the lost b
   const seg = md.segments[1]!
   const bookies = new BookieClient(client.nc!)
   for (const b of writeSetIndices(f.entryId, 3, 2).map((k) => seg.ensemble[k]!)) {
-    const r = await bookies.read(b, f.ledgerId, [f.entryId], 1 << 20, 5000)
+    const r = await bookies.read(b, f.ledgerId, [f.entryId], 1 << 20, 5000, undefined, masterKeyOf('pw'))
     assert.is(r.entries[0]?.[0], RC.OK, `entry ${f.entryId} on ${b}`)
   }
   assert.ok(tookMs < 30_000, `recovery took ${tookMs} ms`)

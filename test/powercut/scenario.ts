@@ -22,6 +22,7 @@ import { placedEntryChunks } from '../../machines/integrityCheck.ts'
 import { writeSetIndices } from '../../machines/quorum.ts'
 import { AutorecoveryStore } from '../../storage/autorecoveryStore.ts'
 import { connectNats } from '../../transport/nats.ts'
+import { masterKeyOf } from '../../transport/entry.ts'
 import { RC, rcName } from '../../transport/wire.ts'
 import { sleep, type TestCluster } from '../support/cluster.ts'
 import { waitFor } from '../support/processes.ts'
@@ -245,6 +246,9 @@ async function untilServing(url: string, bookieId: string, ledgerId: number): Pr
   }
 }
 
+/** The master key of the appender's ledgers (password 'pw', test/support/appender.ts). */
+const APPENDER_KEY = masterKeyOf('pw')
+
 /** The bookie's answer (a response code) for each of `ids`, read directly from it, without fencing. */
 export async function askBookie(url: string, bookieId: string, ledgerId: number, ids: number[]): Promise<Map<number, number>> {
   const nc = await connectNats(url)
@@ -253,7 +257,8 @@ export async function askBookie(url: string, bookieId: string, ledgerId: number,
   try {
     let rest = [...ids]
     while (rest.length > 0) {
-      const resp = await bookies.read(bookieId, ledgerId, rest.slice(0, 256), 4 * 1024 * 1024, 15_000)
+      // The appender's ledgers have a password: a read carries its master key.
+      const resp = await bookies.read(bookieId, ledgerId, rest.slice(0, 256), 4 * 1024 * 1024, 15_000, undefined, APPENDER_KEY)
       // An answer covers a prefix of the ids; a whole-request code with no entries is every id's.
       if (resp.entries.length === 0) {
         for (const id of rest.slice(0, 256)) out.set(id, resp.rc)
