@@ -273,7 +273,11 @@ export class Bookie {
   /** Lifecycle `metadata.register`: NATS, metadata, the first integrity check, subscribe, register. */
   private async connectAndRegister(): Promise<void> {
     const auth = this.opts.natsAuth
-    this.nc = await connectNats(this.opts.nats, { name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, ...(auth ? { auth } : {}) })
+    this.nc = await connectNats(this.opts.nats, {
+      name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, ...(auth ? { auth } : {}),
+      // The bookie goes on serving: what was refused is dropped by the server, and logged here.
+      onPermissionError: (r) => this.log('NATS refused this bookie: permission violation', { operation: r.operation, subject: r.subject }),
+    })
     this.metadata = await openMetadata(this.nc, this.opts.metadataReplicas ? { metadataReplicas: this.opts.metadataReplicas } : {})
     await this.disk.check()
     // Before the registration: no new ledger can be placed here yet and be taken for an old one.

@@ -181,7 +181,10 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     import('../transport/nats.ts'), import('./httpServer.ts'),
   ])
   const natsAuth = natsAuthFromSettings(settings)
-  const nc = await connectNats(settings.nats, { name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected, ...(natsAuth ? { auth: natsAuth } : {}) })
+  const nc = await connectNats(settings.nats, {
+    name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected, ...(natsAuth ? { auth: natsAuth } : {}),
+    onPermissionError: (r) => nodeLog.warn({ operation: r.operation, subject: r.subject }, 'NATS refused this node: permission violation'),
+  })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
   let http: RunningHttpServer | null = null
   const stopAll = async (): Promise<void> => {

@@ -6,12 +6,12 @@
 // node holds a secret; a wrong password ends the node with `error NATS_AUTH: ...` (exit 1, no stack
 // trace) long before the connect timeout.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { freePort, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
+import { freePort, REPO_ROOT, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
 import { connect } from '../client/index.ts'
 import { cleanEnv, quire } from './support/nodes.ts'
 
@@ -114,6 +114,38 @@ test('the inspector logs in too', async () => {
   }
   const refused = await startInspector({ nats: nats!.url, port: 0 }).then(async (i) => { await i.close(); return null }, (e: unknown) => e)
   assert.match(String(refused), /NATS_AUTH|refused the login/)
+})
+
+test('a bookie whose NATS user may not publish inspection events logs each refusal with its subject and goes on serving', async () => {
+  const conf = path.join(dir, 'limited.conf')
+  const users = `authorization {\n  users: [\n    { user: full, password: "full-pw" },\n` +
+    `    { user: limited, password: "${PASSWORD}", permissions: { publish: { deny: ["quire.inspect.>"] } } }\n  ]\n}\n`
+  await writeFile(conf, `${await readFile(path.join(REPO_ROOT, 'nats.conf'), 'utf8')}\n${users}`)
+  const limitedNats = await startNatsServer({ storeDir: path.join(dir, 'nats-limited'), config: conf })
+  try {
+    const node = startNodeProcess({
+      args: ['--nats', limitedNats.url, '--nats-user', 'limited', '--data', path.join(dir, 'b-limited'), '--id', 'limitedb1', '--heartbeat-ms', '200', '--inspect'],
+      env: cleanEnv({ QUIRE_NATS_PASSWORD: PASSWORD }),
+    })
+    nodes.push(node)
+    await logged(node, 'bookie ready')
+    const client = await connect({ servers: limitedNats.url, auth: { user: 'full', pass: 'full-pw' } })
+    try {
+      const w = await client.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 })
+      for (let i = 0; i < 5; i++) await w.append(`entry ${i}`)
+      await w.close()
+      const r = await client.openLedger(w.ledgerId)
+      assert.equal((await r.read(0, 4)).map((e) => e.payload.toString()), Array.from({ length: 5 }, (_, i) => `entry ${i}`))
+    } finally {
+      await client.close()
+    }
+    await logged(node, 'NATS refused this bookie: permission violation')
+    const refusal = node.output().split('\n').find((l) => l.includes('permission violation'))!
+    assert.match(refusal, /"operation":"publish","subject":"quire\.inspect\./)
+    assert.is(node.proc.exitCode, null, 'the bookie is still running')
+  } finally {
+    await limitedNats.stop()
+  }
 })
 
 test('a wrong password: error NATS_AUTH naming the server, exit 1, no stack trace, at once', async () => {

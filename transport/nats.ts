@@ -54,6 +54,18 @@ export interface ConnectNatsOptions {
   onReconnect?: () => void
   /** Credentials and TLS (transport/natsAuth.ts); none by default. */
   auth?: NatsAuth
+  /**
+   * Called when the server refuses a publish or a subscription of this connection (its user's
+   * permissions): nats.js reports it on the connection, which stays open, and the message or the
+   * subscription is simply dropped. A node logs it with the subject.
+   */
+  onPermissionError?: (refusal: PermissionRefusal) => void
+}
+
+/** What the server refused: the operation and the subject. */
+export interface PermissionRefusal {
+  operation: 'publish' | 'subscription'
+  subject: string
 }
 
 /** `servers` is a URL, a comma-separated list of URLs, or an array of either. */
@@ -84,7 +96,7 @@ export async function connectNats(
       // This connection's reads and writes of large messages (transport/natsParser.ts, natsOutbound.ts).
       exactMessageBuffersFor(nc)
       gatheredWritesFor(nc)
-      if (opts.onReconnect) countReconnects(nc, opts.onReconnect)
+      if (opts.onReconnect || opts.onPermissionError) watchStatus(nc, opts)
       return nc
     } catch (err) {
       // Only "nobody answered" is retried; auth or protocol errors will not heal by waiting.
@@ -153,9 +165,14 @@ function withDeadline(p: Promise<NatsConnection>, ms: number): Promise<NatsConne
 }
 
 /** The status iterator ends when the connection closes. */
-function countReconnects(nc: NatsConnection, onReconnect: () => void): void {
+function watchStatus(nc: NatsConnection, opts: ConnectNatsOptions): void {
   void (async () => {
-    for await (const s of nc.status()) if (s.type === 'reconnect') onReconnect()
+    for await (const s of nc.status()) {
+      if (s.type === 'reconnect') opts.onReconnect?.()
+      else if (s.type === 'error' && s.error instanceof errors.PermissionViolationError) {
+        opts.onPermissionError?.({ operation: s.error.operation, subject: s.error.subject })
+      }
+    }
   })().catch(() => {})
 }
 
