@@ -14,7 +14,7 @@ import { SETTINGS, type NodeSettings } from './settings.ts'
 
 export type NatsSettings = Pick<NodeSettings,
   'natsUser' | 'natsPassword' | 'natsPasswordFile' | 'natsToken' | 'natsTokenFile' | 'natsNkeySeedFile' | 'natsCredsFile' |
-  'natsTlsCaFile' | 'natsTlsCertFile' | 'natsTlsKeyFile'>
+  'natsTlsCaFile' | 'natsTlsCertFile' | 'natsTlsKeyFile' | 'natsInboxPrefix'>
 
 /** The NatsAuth the settings describe; undefined when they name no login and no TLS. */
 export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
@@ -26,6 +26,7 @@ export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
     ...(token === undefined ? {} : { token }),
     ...(s.natsNkeySeedFile === undefined ? {} : { nkeySeedFile: s.natsNkeySeedFile }),
     ...(s.natsCredsFile === undefined ? {} : { credsFile: s.natsCredsFile }),
+    ...(s.natsInboxPrefix === undefined ? {} : { inboxPrefix: s.natsInboxPrefix }),
   }
   if (s.natsTlsCaFile !== undefined || s.natsTlsCertFile !== undefined || s.natsTlsKeyFile !== undefined) {
     auth.tls = {
@@ -58,6 +59,7 @@ export function settingSecret(value: string | undefined, file: string | undefine
 /** The settings a command that connects takes as flags (each also from its QUIRE_... variable). */
 export const NATS_AUTH_FLAG_SETTINGS = [
   'natsUser', 'natsPasswordFile', 'natsTokenFile', 'natsNkeySeedFile', 'natsCredsFile', 'natsTlsCaFile', 'natsTlsCertFile', 'natsTlsKeyFile',
+  'natsInboxPrefix',
 ] as const
 
 /** A command's parsed options: `--nats` and the flags of NATS_AUTH_FLAG_SETTINGS (commander names them as the settings). */
@@ -78,7 +80,7 @@ export function natsTargetOf(o: NatsCommandOptions, env: Record<string, string |
   const auth = natsAuthFromSettings({
     natsUser: o.natsUser, natsPassword: fromEnv('natsPassword'), natsPasswordFile: o.natsPasswordFile,
     natsToken: fromEnv('natsToken'), natsTokenFile: o.natsTokenFile, natsNkeySeedFile: o.natsNkeySeedFile, natsCredsFile: o.natsCredsFile,
-    natsTlsCaFile: o.natsTlsCaFile, natsTlsCertFile: o.natsTlsCertFile, natsTlsKeyFile: o.natsTlsKeyFile,
+    natsTlsCaFile: o.natsTlsCaFile, natsTlsCertFile: o.natsTlsCertFile, natsTlsKeyFile: o.natsTlsKeyFile, natsInboxPrefix: o.natsInboxPrefix,
   })
   return { servers: o.nats, ...(auth ? { auth } : {}) }
 }

@@ -54,6 +54,7 @@ export interface NodeSettings {
   natsTlsCaFile: string | undefined
   natsTlsCertFile: string | undefined
   natsTlsKeyFile: string | undefined
+  natsInboxPrefix: string | undefined
 }
 
 export type SettingName = keyof NodeSettings
@@ -126,6 +127,7 @@ export const SETTINGS: { readonly [K in SettingName]: SettingSpec<NodeSettings[K
   natsTlsCaFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_CA_FILE', flag: '--nats-tls-ca-file <file>', doc: 'PEM file of the CA that signed the NATS servers\' certificates; any natsTls* setting requires TLS' },
   natsTlsCertFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_CERT_FILE', flag: '--nats-tls-cert-file <file>', doc: 'PEM file of this node\'s client certificate, for NATS servers that verify clients (mutual TLS)' },
   natsTlsKeyFile: { kind: { type: 'path' }, default: undefined, env: 'QUIRE_NATS_TLS_KEY_FILE', flag: '--nats-tls-key-file <file>', doc: 'PEM file of the key of natsTlsCertFile' },
+  natsInboxPrefix: { kind: { type: 'name' }, default: undefined, env: 'QUIRE_NATS_INBOX_PREFIX', flag: '--nats-inbox-prefix <prefix>', doc: 'prefix of this process\'s NATS reply subjects (default _INBOX), for a NATS user allowed to subscribe under its own prefix only' },
 }
 
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[]

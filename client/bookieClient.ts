@@ -192,7 +192,8 @@ export class BookieClient implements BookieTransport, TailTransport {
     coalescing: Partial<AddCoalescing> = {},
   ) {
     this.coalescing = { ...DEFAULT_ADD_COALESCING, ...coalescing }
-    this.inbox = createInbox()
+    // Under the connection's inbox prefix (transport/natsAuth.ts inboxPrefix), where its NATS user may subscribe.
+    this.inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix)
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
         if (err) return

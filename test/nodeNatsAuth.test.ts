@@ -119,7 +119,8 @@ test('the inspector logs in too', async () => {
 test('a bookie whose NATS user may not publish inspection events logs each refusal with its subject and goes on serving', async () => {
   const conf = path.join(dir, 'limited.conf')
   const users = `authorization {\n  users: [\n    { user: full, password: "full-pw" },\n` +
-    `    { user: limited, password: "${PASSWORD}", permissions: { publish: { deny: ["quire.inspect.>"] } } }\n  ]\n}\n`
+    `    { user: limited, password: "${PASSWORD}", permissions: { publish: { deny: ["quire.inspect.>"] } } },\n` +
+    `    { user: alice, password: "alice-pw", permissions: { subscribe: { allow: ["_INBOX_alice.>"] } } }\n  ]\n}\n`
   await writeFile(conf, `${await readFile(path.join(REPO_ROOT, 'nats.conf'), 'utf8')}\n${users}`)
   const limitedNats = await startNatsServer({ storeDir: path.join(dir, 'nats-limited'), config: conf })
   try {
@@ -139,6 +140,22 @@ test('a bookie whose NATS user may not publish inspection events logs each refus
     } finally {
       await client.close()
     }
+    // A client whose NATS user may subscribe under its own inbox prefix only: every reply path
+    // (JetStream and KV, the bookies' answers) uses the prefix it is given.
+    const alice = await connect({ servers: limitedNats.url, auth: { user: 'alice', pass: 'alice-pw', inboxPrefix: '_INBOX_alice' } })
+    try {
+      const w = await alice.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 })
+      await w.append('via my own inbox')
+      await w.close()
+      const r = await alice.openLedger(w.ledgerId)
+      assert.equal((await r.read(0, 0)).map((e) => e.payload.toString()), ['via my own inbox'])
+    } finally {
+      await alice.close()
+    }
+    // Without the prefix, its subscriptions to the shared _INBOX are refused: it cannot even open the metadata.
+    const refused = await connect({ servers: limitedNats.url, auth: { user: 'alice', pass: 'alice-pw' }, connectTimeoutMs: 3000 })
+      .then(async (c) => { await c.close(); return null }, (e: unknown) => e)
+    assert.ok(refused !== null, 'a client without its prefix is refused its replies')
     await logged(node, 'NATS refused this bookie: permission violation')
     const refusal = node.output().split('\n').find((l) => l.includes('permission violation'))!
     assert.match(refusal, /"operation":"publish","subject":"quire\.inspect\./)

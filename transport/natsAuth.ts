@@ -35,6 +35,13 @@ export interface NatsAuth {
   credsFile?: string
   /** Require TLS; with the files for a private CA and a client certificate. */
   tls?: NatsTls
+  /**
+   * The prefix of this process's reply subjects (nats.js's default is `_INBOX`): a NATS user may
+   * then be allowed to subscribe under its own prefix only (`_INBOX_alice.>`), so that it cannot
+   * read other processes' replies. Every reply path of the process uses it: requests, JetStream and
+   * KV, and the bookies' answers.
+   */
+  inboxPrefix?: string
 }
 
 /** nats.js connection options for `auth` over `urls`: the login, and TLS when required. */
@@ -48,6 +55,12 @@ export function natsAuthOptions(auth: NatsAuth | undefined, urls: readonly strin
     throw new QuireError('INVALID_CONFIG', 'NATS: a user needs a password and a password a user')
   }
   const out: Partial<ConnectionOptions> = {}
+  if (a.inboxPrefix !== undefined) {
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(a.inboxPrefix)) {
+      throw new QuireError('INVALID_CONFIG', `NATS inbox prefix ${JSON.stringify(a.inboxPrefix)}: subject tokens of letters, digits, _ and - joined by dots`)
+    }
+    out.inboxPrefix = a.inboxPrefix
+  }
   if (a.user !== undefined) Object.assign(out, { user: a.user, pass: a.pass })
   if (a.token !== undefined) {
     if (a.token === '') throw new QuireError('INVALID_CONFIG', 'NATS: the token is empty')
