@@ -28,7 +28,7 @@
 // the count of adds in flight that coalescing looks at.
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
-import { createInbox } from '@nats-io/transport-node'
+import { createInbox, errors } from '@nats-io/transport-node'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 import { AddTracking, type AddState } from './addTracking.ts'
 import { QuireError } from '../machines/errors.ts'
@@ -194,6 +194,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     this.coalescing = { ...DEFAULT_ADD_COALESCING, ...coalescing }
     // Under the connection's inbox prefix (transport/natsAuth.ts inboxPrefix), where its NATS user may subscribe.
     this.inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix)
+    this.watchRefusals()
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
         if (err) return
@@ -500,6 +501,30 @@ export class BookieClient implements BookieTransport, TailTransport {
       clearTimeout(w.timer)
       w.resolve(m)
     }
+  }
+
+  /**
+   * NATS refuses a publish or a subscription when this client's user may not (its permissions):
+   * the server drops it and says so on the connection. A request to a bookie whose subject is
+   * refused then fails at once with NATS_AUTH instead of waiting out its timeout, and so does
+   * every request when the reply inbox itself is refused.
+   */
+  private watchRefusals(): void {
+    const status = (this.nc as { status?: NatsConnection['status'] }).status
+    if (typeof status !== 'function') return
+    void (async () => {
+      for await (const s of status.call(this.nc)) {
+        if (s.type !== 'error' || !(s.error instanceof errors.PermissionViolationError)) continue
+        const { operation, subject } = s.error
+        const all = operation === 'subscription' && subject === this.inbox
+        for (const [id, w] of this.waiters) {
+          if (!all && (operation !== 'publish' || subject !== bookieSubject(w.bookieId))) continue
+          clearTimeout(w.timer)
+          this.waiters.delete(id)
+          w.reject(new QuireError('NATS_AUTH', `NATS refused this client's ${operation} ${all ? 'of its reply inbox' : `to ${subject}`} (its user's permissions)`, { bookieId: w.bookieId, subject }))
+        }
+      }
+    })().catch(() => {})
   }
 
   async close(): Promise<void> {

@@ -318,6 +318,7 @@ export class ReadHandleImpl implements ReadHandle {
     return new Promise((resolve, reject) => {
       let left = n
       let settled = false
+      let refusedBy: QuireError | null = null
       const toSend = new Map<string, number[]>()
       const queue = (bookie: string, id: number): void => {
         let ids = toSend.get(bookie)
@@ -333,7 +334,9 @@ export class ReadHandleImpl implements ReadHandle {
         if (next.step.kind === 'ask') queue(bookieAt(id, next.step.position), id)
         else if (next.step.kind === 'fail') {
           settled = true
-          reject(this.readFailure(id, next.step.code))
+          // No replica answered, and NATS refused some of the asks (this client's permissions): say so.
+          const code = next.step.code
+          reject(refusedBy && (code === 'BOOKIE_UNAVAILABLE' || code === 'TIMEOUT') ? refusedBy : this.readFailure(id, code))
         } else if (next.step.kind === 'done' && result[i] !== null && --left === 0) {
           settled = true
           resolve(result as LedgerEntry[])
@@ -376,6 +379,7 @@ export class ReadHandleImpl implements ReadHandle {
           // A reply stops short of `maxBytes`: the rest are asked of the same bookie again.
           for (const id of ids.slice(resp.entries.length)) if (!reads[id - first]!.done) queue(bookie, id)
         }, (err) => {
+          if (isQuireError(err, 'NATS_AUTH')) refusedBy = err
           const timedOut = isQuireError(err, 'TIMEOUT')
           this.health.timedOut(bookie)
           for (const id of ids) reply(id, timedOut ? 'timeout' : 'error')

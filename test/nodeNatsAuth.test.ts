@@ -120,7 +120,8 @@ test('a bookie whose NATS user may not publish inspection events logs each refus
   const conf = path.join(dir, 'limited.conf')
   const users = `authorization {\n  users: [\n    { user: full, password: "full-pw" },\n` +
     `    { user: limited, password: "${PASSWORD}", permissions: { publish: { deny: ["quire.inspect.>"] } } },\n` +
-    `    { user: alice, password: "alice-pw", permissions: { subscribe: { allow: ["_INBOX_alice.>"] } } }\n  ]\n}\n`
+    `    { user: alice, password: "alice-pw", permissions: { subscribe: { allow: ["_INBOX_alice.>"] } } },\n` +
+    `    { user: mallory, password: "mallory-pw", permissions: { publish: { deny: ["quire.bookie.>"] } } }\n  ]\n}\n`
   await writeFile(conf, `${await readFile(path.join(REPO_ROOT, 'nats.conf'), 'utf8')}\n${users}`)
   const limitedNats = await startNatsServer({ storeDir: path.join(dir, 'nats-limited'), config: conf })
   try {
@@ -151,6 +152,20 @@ test('a bookie whose NATS user may not publish inspection events logs each refus
       assert.equal((await r.read(0, 0)).map((e) => e.payload.toString()), ['via my own inbox'])
     } finally {
       await alice.close()
+    }
+    // A client whose user may not publish to bookies: its read of a closed ledger fails at once with
+    // NATS_AUTH naming the refused subject, instead of waiting out readTimeoutMs on every replica.
+    const mallory = await connect({ servers: limitedNats.url, auth: { user: 'mallory', pass: 'mallory-pw' }, readTimeoutMs: 20_000 })
+    try {
+      const ledgerId = (await mallory.listLedgers()[Symbol.asyncIterator]().next()).value as number
+      const h = await mallory.openLedger(ledgerId)
+      const started = Date.now()
+      const err = await h.read(0, 0).then(() => null, (e: unknown) => e)
+      assert.match(String(err), /NATS_AUTH|refused this client's publish to quire\.bookie\.limitedb1/)
+      assert.is((err as { code?: string }).code, 'NATS_AUTH')
+      assert.ok(Date.now() - started < 10_000, `refused after ${Date.now() - started} ms`)
+    } finally {
+      await mallory.close()
     }
     // Without the prefix, its subscriptions to the shared _INBOX are refused: it cannot even open the metadata.
     const refused = await connect({ servers: limitedNats.url, auth: { user: 'alice', pass: 'alice-pw' }, connectTimeoutMs: 3000 })
