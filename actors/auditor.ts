@@ -29,7 +29,7 @@ import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, isBookieAlive, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { RC } from '../transport/wire.ts'
-import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
+import { NO_PASSWORD_KEY, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
@@ -37,7 +37,7 @@ import { watchActor } from '../transport/inspect.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
 /** The metadata's password check of a ledger without a password: its entries are read with no key. */
-const NO_PASSWORD_CHECK = passwordCheckOf(masterKeyOf(''))
+const NO_PASSWORD_CHECK = passwordCheckOf(NO_PASSWORD_KEY)
 
 /** Where `quire shell triggeraudit` asks the auditor for an audit now. */
 export const TRIGGER_AUDIT_SUBJECT = 'quire.autorecovery.audit'

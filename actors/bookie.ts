@@ -272,9 +272,8 @@ export class Bookie {
 
   /** Lifecycle `metadata.register`: NATS, metadata, the first integrity check, subscribe, register. */
   private async connectAndRegister(): Promise<void> {
-    const auth = this.opts.natsAuth
     this.nc = await connectNats(this.opts.nats, {
-      name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, ...(auth ? { auth } : {}),
+      name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, auth: this.opts.natsAuth,
       // The bookie goes on serving: what was refused is dropped by the server, and logged here.
       onPermissionError: (r) => this.log('NATS refused this bookie: permission violation', { operation: r.operation, subject: r.subject }),
     })

@@ -22,11 +22,8 @@ import type { LedgerActor } from './bookieAdds.ts'
 import { LongPolls, type ParkedPoll } from './longPolls.ts'
 import { bookieMetrics } from './metrics.ts'
 import { sameKey } from '../machines/bookieLedger.ts'
-import { masterKeyOf, storedCopyIntact } from '../transport/entry.ts'
+import { NO_PASSWORD_KEY, storedCopyIntact } from '../transport/entry.ts'
 import { RC, type ReadLacRequest, type ReadRequest, type WireMessage } from '../transport/wire.ts'
-
-/** The master key of the empty password: a ledger with it has no password, and its reads need no proof. */
-const NO_PASSWORD_KEY = masterKeyOf('')
 
 /** Whether a read carrying `given` may see the entries of a ledger whose master key is `stored` (null: none yet). */
 export function mayRead(stored: Uint8Array | null | undefined, given: Uint8Array | undefined): boolean {

@@ -75,7 +75,7 @@ export function statusFor(code: ErrorCode): number {
   return HTTP_STATUS[code] ?? 500
 }
 
-function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+export function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).type('application/json; charset=utf-8')
     .send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', code, message })
 }

@@ -24,6 +24,7 @@ import { QuireError, isQuireError } from '../machines/errors.ts'
 import type { BookieRecord, LedgerMetadata, MetadataStore } from '../storage/metadataStore.ts'
 import type { NatsAuth, NatsConnection } from '../transport/nats.ts'
 import { natsTargetOf, settingSecret, type NatsCommandOptions } from './natsSettings.ts'
+import { SETTINGS } from './settings.ts'
 import { REPO_ROOT } from './cluster.ts'
 
 export const INSPECTOR_PORT_DEFAULT = 8420
@@ -280,7 +281,7 @@ class Hub {
 async function buildApp(hub: Hub, md: MetadataStore, token: string | undefined): Promise<FastifyInstance> {
   const files = new Map<string, Buffer>()
   for (const name of new Set(Object.values(STATIC))) files.set(name, await readFile(path.join(REPO_ROOT, 'inspector', name)))
-  const [{ default: Fastify }, { allDefinitions }, { AutorecoveryStore }, { registerAdminApi, requireBearerToken, tokenCheck }] = await Promise.all([
+  const [{ default: Fastify }, { allDefinitions }, { AutorecoveryStore }, { registerAdminApi, requireBearerToken, sendError, tokenCheck }] = await Promise.all([
     import('fastify'), import('../machines/definitions.ts'), import('../storage/autorecoveryStore.ts'), import('./adminApi.ts'),
   ])
   const app = Fastify({ logger: false, forceCloseConnections: true })
@@ -291,7 +292,7 @@ async function buildApp(hub: Hub, md: MetadataStore, token: string | undefined):
     app.post('/login', async (req, reply) => {
       const given = (req.body as { token?: unknown } | null)?.token
       if (typeof given !== 'string' || !matches(given)) {
-        return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', code: 'UNAUTHORIZED', message: 'not the inspector\'s token' })
+        return sendError(reply, 401, 'UNAUTHORIZED', 'not the inspector\'s token')
       }
       return reply.code(204).header('set-cookie', `${INSPECTOR_COOKIE}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/`).send()
     })
@@ -317,7 +318,7 @@ async function buildApp(hub: Hub, md: MetadataStore, token: string | undefined):
 
 export async function startInspector(opts: InspectorOptions): Promise<Inspector> {
   const [{ connectNats }, { openMetadata }] = await Promise.all([import('../transport/nats.ts'), import('../storage/openMetadata.ts')])
-  const nc: NatsConnection = await connectNats(opts.nats, { name: 'quire-inspector', ...(opts.natsAuth ? { auth: opts.natsAuth } : {}) })
+  const nc: NatsConnection = await connectNats(opts.nats, { name: 'quire-inspector', auth: opts.natsAuth })
   let hub: Hub | null = null
   let app: FastifyInstance | null = null
   try {
@@ -382,7 +383,8 @@ export function addInspectorCommand(program: Command, natsOption: () => Option):
     .action(async (o: NatsCommandOptions & { port?: string; host: string; httpTokenFile?: string }) => {
       const port = o.port === undefined ? INSPECTOR_PORT_DEFAULT : Number(o.port)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new QuireError('INVALID_CONFIG', `--port must be a port number, got ${o.port}`)
-      const token = settingSecret(process.env['QUIRE_HTTP_TOKEN'] || undefined, o.httpTokenFile, 'QUIRE_HTTP_TOKEN', '--http-token-file')
+      const env = SETTINGS.httpToken.env
+      const token = settingSecret(process.env[env] || undefined, o.httpTokenFile, env, '--http-token-file')
       const inspector = await startInspector({ nats: o.nats, natsAuth: natsTargetOf(o).auth, port, host: o.host, token })
       console.log(`inspector: ${inspector.url} (NATS ${o.nats}); Ctrl-C to stop`)
       await new Promise<void>((resolve) => {

@@ -7,17 +7,16 @@
 // (the settings table gives secrets no flag); a password or token given both as a value and as a
 // file, or a file that cannot be read, is INVALID_CONFIG naming the settings, never the secret.
 
-import { readFileSync } from 'node:fs'
 import { QuireError } from '../machines/errors.ts'
 import type { NatsAuth } from '../transport/natsAuth.ts'
-import { SETTINGS, type NodeSettings } from './settings.ts'
+import { SETTINGS, readSettingFile, type NodeSettings } from './settings.ts'
 
 export type NatsSettings = Pick<NodeSettings,
   'natsUser' | 'natsPassword' | 'natsPasswordFile' | 'natsToken' | 'natsTokenFile' | 'natsNkeySeedFile' | 'natsCredsFile' |
   'natsTlsCaFile' | 'natsTlsCertFile' | 'natsTlsKeyFile' | 'natsInboxPrefix'>
 
 /** The NatsAuth the settings describe; undefined when they name no login and no TLS. */
-export function natsAuthFromSettings(s: NatsSettings): NatsAuth | undefined {
+export function natsAuthFromSettings(s: Partial<NatsSettings>): NatsAuth | undefined {
   const pass = settingSecret(s.natsPassword, s.natsPasswordFile, 'natsPassword', 'natsPasswordFile')
   const token = settingSecret(s.natsToken, s.natsTokenFile, 'natsToken', 'natsTokenFile')
   const auth: NatsAuth = {
@@ -44,14 +43,7 @@ export function settingSecret(value: string | undefined, file: string | undefine
     throw new QuireError('INVALID_CONFIG', `give ${valueName} or ${fileName}, not both`, { settings: [valueName, fileName] })
   }
   if (file === undefined) return value
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err))
-    throw new QuireError('INVALID_CONFIG', `cannot read ${fileName} ${file} (${why})`, { setting: fileName, file })
-  }
-  const line = text.split(/\r?\n/)[0] ?? ''
+  const line = readSettingFile(file, fileName).split(/\r?\n/)[0] ?? ''
   if (line === '') throw new QuireError('INVALID_CONFIG', `${fileName} ${file} is empty`, { setting: fileName, file })
   return line
 }
@@ -68,7 +60,7 @@ export type NatsCommandOptions = { nats: string } & Partial<Record<(typeof NATS_
 /** Where a command connects: the servers, and how it logs in. */
 export interface NatsTarget {
   servers: string | string[]
-  auth?: NatsAuth
+  auth: NatsAuth | undefined
 }
 
 /**
@@ -77,15 +69,7 @@ export interface NatsTarget {
  */
 export function natsTargetOf(o: NatsCommandOptions, env: Record<string, string | undefined> = process.env): NatsTarget {
   const fromEnv = (name: 'natsPassword' | 'natsToken'): string | undefined => env[SETTINGS[name].env] || undefined
-  const auth = natsAuthFromSettings({
-    natsUser: o.natsUser, natsPassword: fromEnv('natsPassword'), natsPasswordFile: o.natsPasswordFile,
-    natsToken: fromEnv('natsToken'), natsTokenFile: o.natsTokenFile, natsNkeySeedFile: o.natsNkeySeedFile, natsCredsFile: o.natsCredsFile,
-    natsTlsCaFile: o.natsTlsCaFile, natsTlsCertFile: o.natsTlsCertFile, natsTlsKeyFile: o.natsTlsKeyFile, natsInboxPrefix: o.natsInboxPrefix,
-  })
-  return { servers: o.nats, ...(auth ? { auth } : {}) }
-}
-
-/** A URL list (the older form of a target, still taken by the functions tests call) or a target, as a target. */
-export function asNatsTarget(t: string | string[] | NatsTarget): NatsTarget {
-  return typeof t === 'string' || Array.isArray(t) ? { servers: t } : t
+  const flags: Partial<NatsSettings> = o
+  const auth = natsAuthFromSettings({ ...flags, natsPassword: fromEnv('natsPassword'), natsToken: fromEnv('natsToken') })
+  return { servers: o.nats, auth }
 }

@@ -24,7 +24,7 @@ import type { Logger } from 'pino'
 import type { Bookie } from '../actors/bookie.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
-import type { NatsConnection } from '../transport/nats.ts'
+import type { NatsAuth, NatsConnection } from '../transport/nats.ts'
 import type { BookieStateReport } from './adminApi.ts'
 import type { RunningHttpServer } from './httpServer.ts'
 import { natsAuthFromSettings, settingSecret } from './natsSettings.ts'
@@ -35,6 +35,8 @@ import {
 
 export interface RoleContext {
   settings: NodeSettings
+  /** The NATS login of the node's connections (read once from the settings' files). */
+  natsAuth: NatsAuth | undefined
   nc: NatsConnection
   metadata: MetadataStore
   /** The process's logger with this role's `role` field. */
@@ -112,7 +114,7 @@ async function startBookieRole(ctx: RoleContext): Promise<RunningRole> {
     bookieId,
     dataDir,
     nats: s.nats,
-    natsAuth: natsAuthFromSettings(s),
+    natsAuth: ctx.natsAuth,
     heartbeatMs: s.heartbeatMs,
     checkpointIntervalMs: s.checkpointMs,
     maxEntryBytes: s.maxEntryBytes,
@@ -182,7 +184,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
   ])
   const natsAuth = natsAuthFromSettings(settings)
   const nc = await connectNats(settings.nats, {
-    name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected, ...(natsAuth ? { auth: natsAuth } : {}),
+    name: `quire-node-${settings.roles.join('-')}`, onReconnect: natsMetrics.reconnected, auth: natsAuth,
     onPermissionError: (r) => nodeLog.warn({ operation: r.operation, subject: r.subject }, 'NATS refused this node: permission violation'),
   })
   const running: Array<{ role: RoleName; handle: RunningRole }> = []
@@ -217,7 +219,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     }
     for (const role of settings.roles) {
       const entry = ROLES[role]
-      running.push({ role, handle: await entry.start({ settings, nc, metadata, log: log.child({ role }) }) })
+      running.push({ role, handle: await entry.start({ settings, natsAuth, nc, metadata, log: log.child({ role }) }) })
     }
   } catch (err) {
     await stopAll().catch(() => {})

@@ -6,6 +6,7 @@
 // the wrong type or out of range is QuireError INVALID_CONFIG naming the setting and where the
 // value came from. An empty environment variable counts as unset.
 
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { QuireError } from '../machines/errors.ts'
@@ -269,6 +270,20 @@ export function resolveSettings(inputs: SettingInputs): ResolvedSettings {
       { diskUsageLwmThreshold: s.diskUsageLwmThreshold, diskUsageThreshold: s.diskUsageThreshold })
   }
   return { settings: s, sources }
+}
+
+/**
+ * The text of a file a setting or flag names (a password, a token): INVALID_CONFIG naming `what`
+ * and the file, with the system's reason (ENOENT, EACCES), never what the file holds. (The client's
+ * own files are read in transport/natsAuth.ts, which the command line's help must not load.)
+ */
+export function readSettingFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err))
+    throw new QuireError('INVALID_CONFIG', `cannot read ${what} ${file} (${why})`, { file })
+  }
 }
 
 /** Read a JSON config file: an object whose keys are setting names. */

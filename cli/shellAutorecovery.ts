@@ -23,14 +23,13 @@ import {
 } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
-import { asNatsTarget, natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
+import { natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
 import { ledgerPasswords, type PasswordOptions } from './shellPasswords.ts'
 
 interface Parts { nc: NatsConnection; metadata: MetadataStore; store: AutorecoveryStore }
 
-async function withParts<T>(nats: string | NatsTarget, fn: (p: Parts) => Promise<T>): Promise<T> {
-  const { servers, auth } = asNatsTarget(nats)
-  const nc = await connectNats(servers, { name: 'quire-shell', ...(auth ? { auth } : {}) })
+async function withParts<T>({ servers, auth }: NatsTarget, fn: (p: Parts) => Promise<T>): Promise<T> {
+  const nc = await connectNats(servers, { name: 'quire-shell', auth })
   try {
     const metadata = await openMetadata(nc)
     return await fn({ nc, metadata, store: new AutorecoveryStore(metadata.clusterKv) })
@@ -85,7 +84,7 @@ export interface RereplicateOptions {
 }
 
 /** `recover <bookieId>` and `decommissionbookie <bookieId>`. */
-export async function rereplicateBookie(nats: string | NatsTarget, bookieId: string, opts: RereplicateOptions): Promise<void> {
+export async function rereplicateBookie(nats: NatsTarget, bookieId: string, opts: RereplicateOptions): Promise<void> {
   await withParts(nats, async ({ nc, metadata, store }) => {
     const started = Date.now()
     const rec = await stoppedBookie(metadata, bookieId)

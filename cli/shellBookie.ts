@@ -19,7 +19,7 @@ import { BookieClient, QuireClientImpl as QuireClient, connectNats, isBookieAliv
 import { QuireError } from '../machines/errors.ts'
 import { replayJournal } from '../storage/journal.ts'
 import { readEntryHeader } from '../transport/entry.ts'
-import { asNatsTarget, natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
+import { natsTargetOf, type NatsCommandOptions, type NatsTarget } from './natsSettings.ts'
 
 function intOpt(name: string, v: string, min: number): number {
   const n = Number(v)
@@ -41,9 +41,8 @@ function pinnedTo(metadata: MetadataStore, bookieId: string): MetadataStore {
 const payloadOf = (ledgerId: number, i: number): Buffer => Buffer.from(`bookiesanity ledger ${ledgerId} entry ${i}`)
 
 /** Write `entries` entries to a new ledger on exactly `bookieId`, read them back, delete it. */
-export async function bookieSanity(nats: string | NatsTarget, bookieId: string, opts: { entries: number; timeoutMs: number }): Promise<{ ledgerId: number; ms: number }> {
-  const { servers, auth } = asNatsTarget(nats)
-  const nc = await connectNats(servers, { name: 'quire-shell-bookiesanity', ...(auth ? { auth } : {}) })
+export async function bookieSanity({ servers, auth }: NatsTarget, bookieId: string, opts: { entries: number; timeoutMs: number }): Promise<{ ledgerId: number; ms: number }> {
+  const nc = await connectNats(servers, { name: 'quire-shell-bookiesanity', auth })
   const metadata = await openMetadata(nc).catch(async (err: unknown) => {
     await nc.close().catch(() => {})
     throw err
@@ -133,11 +132,10 @@ export function formatJournalLine(l: JournalLine): string {
 }
 
 /** Ask a running bookie for an integrity check now; its result. */
-export async function bookieIntegrityCheck(nats: string | NatsTarget, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
+export async function bookieIntegrityCheck({ servers, auth }: NatsTarget, bookieId: string, timeoutMs: number): Promise<IntegrityResult> {
   // The id becomes a subject token: a wildcard or a dot must not reach NATS.
   assertBookieId(bookieId)
-  const { servers, auth } = asNatsTarget(nats)
-  const nc = await connectNats(servers, { name: 'quire-shell-bookieintegritycheck', ...(auth ? { auth } : {}) })
+  const nc = await connectNats(servers, { name: 'quire-shell-bookieintegritycheck', auth })
   try {
     const msg = await nc.request(integrityCheckSubject(bookieId), new Uint8Array(0), { timeout: timeoutMs })
     return JSON.parse(Buffer.from(msg.data).toString('utf8')) as IntegrityResult

@@ -24,7 +24,7 @@ import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
 
 async function withMetadata<T>(o: NatsCommandOptions, fn: (m: MetadataStore) => Promise<T>): Promise<T> {
   const { servers, auth } = natsTargetOf(o)
-  const nc = await connectNats(servers, { name: 'quire-shell', ...(auth ? { auth } : {}) })
+  const nc = await connectNats(servers, { name: 'quire-shell', auth })
   try {
     return await fn(await openMetadata(nc))
   } finally {

@@ -4,8 +4,8 @@
 // Invariants: --password and --password-file together are INVALID_CONFIG; a file that cannot be
 // read is INVALID_CONFIG naming it, never showing what it holds; a password never reaches a message.
 
-import { readFileSync } from 'node:fs'
 import { QuireError } from '../machines/errors.ts'
+import { readSettingFile } from './settings.ts'
 
 export const PASSWORD_ENV = 'QUIRE_PASSWORD'
 
@@ -21,14 +21,7 @@ export function ledgerPasswords(o: PasswordOptions, env: Record<string, string |
   }
   if (o.password !== undefined) return Array.isArray(o.password) ? o.password : [o.password]
   if (o.passwordFile !== undefined) {
-    let text: string
-    try {
-      text = readFileSync(o.passwordFile, 'utf8')
-    } catch (err) {
-      const why = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err))
-      throw new QuireError('INVALID_CONFIG', `cannot read --password-file ${o.passwordFile} (${why})`, { file: o.passwordFile })
-    }
-    const lines = text.split(/\r?\n/)
+    const lines = readSettingFile(o.passwordFile, '--password-file').split(/\r?\n/)
     if (lines[lines.length - 1] === '') lines.pop()
     if (lines.length === 0) throw new QuireError('INVALID_CONFIG', `--password-file ${o.passwordFile} holds no password`, { file: o.passwordFile })
     return lines

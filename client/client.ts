@@ -100,7 +100,7 @@ export function connect(opts: ClientOptions): Promise<QuireClient> {
 
 /** `connect`, typed as the class: for the server side, the CLI and tests that need its internals. */
 export async function connectClient(opts: ClientOptions): Promise<QuireClientImpl> {
-  const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs, ...(opts.auth ? { auth: opts.auth } : {}) })
+  const nc = await connectNats(opts.servers, { name: opts.name ?? 'quire-client', timeoutMs: opts.connectTimeoutMs, auth: opts.auth })
   try {
     const metadata = await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {})
     return new QuireClientImpl({ nc, bookies: new BookieClient(nc, opts.metrics), metadata, clock: realClock, random: Math.random }, opts)

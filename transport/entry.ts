@@ -35,6 +35,9 @@ export function masterKeyOf(password: string | Uint8Array): Buffer {
   return createHash('sha256').update('quire/master-key/').update(password).digest()
 }
 
+/** The master key of the empty password: a ledger with it has no password (bookies then ask reads for no key). */
+export const NO_PASSWORD_KEY = masterKeyOf('')
+
 /** Stored in the ledger metadata to check a password without keeping it or the master key. */
 export function passwordCheckOf(masterKey: Uint8Array): string {
   return createHash('sha256').update('quire/password-check/').update(masterKey).digest('base64')

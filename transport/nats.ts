@@ -53,7 +53,7 @@ export interface ConnectNatsOptions {
   /** Called each time the connection comes back after losing its server (actors/metrics.ts counts it in a node). */
   onReconnect?: () => void
   /** Credentials and TLS (transport/natsAuth.ts); none by default. */
-  auth?: NatsAuth
+  auth?: NatsAuth | undefined
   /**
    * Called when the server refuses a publish or a subscription of this connection (its user's
    * permissions): nats.js reports it on the connection, which stays open, and the message or the

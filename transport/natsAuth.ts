@@ -9,8 +9,8 @@
 // `tls://` URL or a `tls` setting requires TLS (nats.js itself would go on in plain text with a
 // `tls://` URL to a server without TLS).
 
-import { readFileSync } from 'node:fs'
 import { credsAuthenticator, errors, nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node'
+import { readFileSync } from 'node:fs'
 import { QuireError } from '../machines/errors.ts'
 
 export interface NatsTls {
