@@ -145,15 +145,17 @@ export interface NatsServer extends ManagedProcess {
 
 /**
  * `config`: the configuration file, default the project's nats.conf (cli/natsCluster.ts passes a
- * generated one per server); `args`: more nats-server flags after the shared ones.
+ * generated one per server); `args`: more nats-server flags after the shared ones; `env`, when
+ * given, is the server's whole environment (nats-secure.conf takes its secrets from there).
  */
-export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; config?: string; args?: string[] }): Promise<NatsServer> {
+export async function startNatsServer(opts: { port?: number; storeDir: string; echo?: boolean; config?: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<NatsServer> {
   const port = opts.port ?? (await freePort())
   mkdirSync(opts.storeDir, { recursive: true })
   const natsServer = onPath('nats-server')
   if (!natsServer) throw new Error('cannot start nats-server (not on PATH); install it with: apt-get install -y nats-server')
   const proc = spawnChild(natsServer, ['-c', opts.config ?? path.join(REPO_ROOT, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', opts.storeDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: opts.env ?? process.env,
   })
   const m = manage(proc, opts.echo ?? false)
   const spawnError = new Promise<never>((_, reject) => proc.once('error', (e) => reject(new Error(

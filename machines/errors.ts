@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   FENCED: 'The ledger was fenced by a recovery: this writer can get no more entries acknowledged.',
   TIMEOUT: 'A bookie or the metadata store did not answer in time.',
   NATS_UNREACHABLE: 'No NATS server answered at the given URL within the connect timeout, or what answered there is not a NATS server (or refused the connection).',
-  NATS_AUTH: 'A NATS server refused this process: its login (user and password, token, nkey, creds), or the TLS handshake (an untrusted or expired certificate, TLS required on one side and not offered on the other); the message names the server and what was refused.',
+  NATS_AUTH: 'A NATS server refused this process: its login (user and password, token, nkey, creds), or the TLS handshake (an untrusted or expired certificate, TLS required on one side and not offered on the other), or a publish or subscription its user\'s permissions do not allow; the message names the server or the subject, and what was refused.',
   CORRUPT_JOURNAL: 'The journal is damaged before its torn end (a later write follows the damage), a segment is missing, or a segment is of an older format; the bookie refuses to start.',
   CORRUPT_ENTRY: 'A stored entry fails its digest on every replica that returned it.',
   ENTRY_LOG_DAMAGED: 'An entry log file the bookie\'s index points into is missing, ends before the indexed record, or holds a record that fails its checksum (the message names the file); reads of those entries answer damaged (never "no such entry") until a new copy is written.',

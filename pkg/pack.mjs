@@ -255,6 +255,7 @@ function stageServer(out, dir, graph, client, server, rootPkg) {
   }
   cpSync(path.join(ROOT, 'cli', 'quire.mjs'), path.join(dir, 'cli', 'quire.mjs'))
   cpSync(path.join(ROOT, 'nats.conf'), path.join(dir, 'nats.conf'))
+  cpSync(path.join(ROOT, 'nats-secure.conf'), path.join(dir, 'nats-secure.conf'))
   cpSync(path.join(ROOT, 'inspector'), path.join(dir, 'inspector'), { recursive: true })
   copyCommon(dir, 'quire-server.README.md')
   const manifest = {

@@ -15,6 +15,8 @@
 //   responders" are QuireError TIMEOUT: the stream has no leader for now (a NATS cluster electing
 //   one). For a write the outcome is unknown (the server may have applied it), so callers re-read;
 //   they never treat it as "absent".
+// - a request the NATS user's permissions do not allow (nothing was written) is NATS_AUTH naming
+//   the subject.
 // - any other refusal of the server (JetStream API error), a closed or draining connection, and
 //   other NATS errors are METADATA_ERROR carrying the server's message and code; at open, a server
 //   without JetStream is INVALID_CONFIG. Programmer errors (assertions, TypeErrors) still crash.
@@ -278,6 +280,15 @@ export function mapKvError(err: unknown, what: string, details: Record<string, u
       return new QuireError('TIMEOUT', `metadata store cannot serve ${what} now (${err.message}, JetStream error ${err.code}); outcome unknown`, api)
     }
     return new QuireError('METADATA_ERROR', `metadata store refused ${what}: ${err.message} (JetStream error ${err.code})`, api)
+  }
+  // A request is refused as a RequestError caused by the violation. Nothing was written: the
+  // server dropped the message (docs/security.md).
+  const refusal = err instanceof errors.RequestError ? err.cause : err
+  if (refusal instanceof errors.PermissionViolationError) {
+    const hint = where === 'open' ? ' (a user that may not make the metadata buckets needs them made first: start a bookie, or use an admin user)' : ''
+    return new QuireError('NATS_AUTH', `NATS refused ${what}: this process's NATS user may not ${refusal.operation === 'publish' ? 'publish' : 'subscribe'} to ${refusal.subject}${hint}`, {
+      ...info, subject: refusal.subject, operation: refusal.operation,
+    })
   }
   if (err instanceof errors.ClosedConnectionError || err instanceof errors.DrainingConnectionError) {
     return new QuireError('METADATA_ERROR', `cannot ${what}: the NATS connection is ${err instanceof errors.ClosedConnectionError ? 'closed' : 'draining'}`, info)

@@ -7,7 +7,6 @@
 // NATS_AUTH naming the server, fast (no wait for the connect timeout), with no secret in the message;
 // bad settings and missing files are INVALID_CONFIG naming the file, before any dial.
 
-import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -20,6 +19,7 @@ import { connect } from '../client/index.ts'
 import { isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { connectNats, type NatsAuth } from '../transport/nats.ts'
 import { describeNatsAuth, natsAuthOptions } from '../transport/natsAuth.ts'
+import { makeCertificates, type Certificates } from './support/certificates.ts'
 
 const PASSWORD = 's3cret-pw'
 const TOKEN = 'tok-8c1f'
@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT_MS = 8000
 const test = suite('nats credentials and TLS')
 let dir = ''
 const servers: NatsServer[] = []
-const certs = { ca: '', serverCert: '', serverKey: '', clientCert: '', clientKey: '', otherCa: '' }
+let certs: Certificates
 let userSeedFile = ''
 let otherSeedFile = ''
 let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer, operator: NatsServer
@@ -48,25 +48,6 @@ async function operatorMode(): Promise<{ config: string; userCreds: Uint8Array }
   return { config, userCreds: fmtCreds(userJwt, user) }
 }
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
-}
-
-/** A CA, a server certificate for 127.0.0.1 and localhost, a client certificate, and a second CA. */
-function makeCertificates(): void {
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=quire-test-ca')
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=nobodys-ca')
-  execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\n" > san.ext'], { cwd: dir })
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext')
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=quire-client')
-  openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '2')
-  const f = (name: string): string => path.join(dir, name)
-  Object.assign(certs, {
-    ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key'), otherCa: f('other-ca.pem'),
-  })
-}
-
 /** Quire's nats.conf with `extra` appended (an authorization or tls block). */
 async function config(name: string, extra: string): Promise<string> {
   const file = path.join(dir, `${name}.conf`)
@@ -82,7 +63,7 @@ async function server(name: string, opts: { config?: string; args?: string[] }):
 
 test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'quire-nats-auth-'))
-  makeCertificates()
+  certs = makeCertificates(dir)
   const user = createUser()
   userSeedFile = path.join(dir, 'user.nk')
   await writeFile(userSeedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 })

@@ -181,7 +181,7 @@ pkg('a server app: quire --version and --help run the compiled CLI', async () =>
   await installApp(app, [tarballs.client, tarballs.server])
   const bin = path.join(app, 'node_modules', 'quire-server', 'cli', 'quire.mjs')
   const server = path.join(app, 'node_modules', 'quire-server')
-  for (const f of ['cli/main.js', 'nats.conf', 'inspector/index.html', 'README.md', 'LICENSE', 'CHANGELOG.md']) assert.ok(existsSync(path.join(server, f)), `quire-server/${f} missing`)
+  for (const f of ['cli/main.js', 'nats.conf', 'nats-secure.conf', 'inspector/index.html', 'README.md', 'LICENSE', 'CHANGELOG.md']) assert.ok(existsSync(path.join(server, f)), `quire-server/${f} missing`)
   for (const f of ['test', 'sim', 'bench', 'client', 'cli/main.ts']) assert.not.ok(existsSync(path.join(server, f)), `quire-server/${f} shipped`)
   assert.not.ok(existsSync(path.join(app, 'node_modules', 'tsx')), 'tsx installed for quire-server')
   assert.is(ok(await run('npx', ['quire', '--version'], app), 'npx quire --version').stdout.trim(), VERSION)
