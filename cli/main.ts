@@ -42,6 +42,7 @@ program
   .option('--seconds <n>', 'stop after this many seconds (default: until Ctrl-C)')
   .option('--inspector-port <port>', 'port of the inspector page (default 8420, or a free one)')
   .option('--no-inspector', 'do not serve the inspector page')
+  .option('--secure', 'run on nats-secure.conf: TLS with a CA of its own and one NATS user per role (certificates and passwords under <data>/secrets)')
   .action(async (opts: SandboxOptions) => (await import('./sandbox.ts')).runSandbox(opts))
 
 addInspectorCommand(program, natsOption)

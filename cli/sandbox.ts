@@ -1,6 +1,9 @@
 // `quire sandbox`: a local cluster on this machine: a nats-server with JetStream (from nats.conf)
 // and N `quire node` processes (bookie, auditor, replicator), described in <data>/cluster.json.
-// With --demo it appends to a ledger and prints a line a second.
+// With --demo it appends to a ledger and prints a line a second. With --secure it runs on
+// nats-secure.conf (TLS, one NATS user per role: cli/sandboxSecure.ts): the bookies as `bookie`, one
+// more node with the auditor and a replication worker as `autorecovery`, the demo writer as `app`,
+// the inspector as `inspector`.
 // Invariants: cluster.json exists only once every bookie is registered (written atomically; a
 // stale one from an earlier run is removed first). Ctrl-C / SIGTERM stops the workload, closes
 // the demo ledger (so it ends CLOSED with every acknowledged entry), then stops the processes
@@ -13,8 +16,9 @@ import * as hdr from 'hdr-histogram-js'
 import { connect, type QuireClient, type WriteHandle } from '../client/index.ts'
 import { QuireError } from '../machines/errors.ts'
 import { isBookieAlive } from '../storage/metadataStore.ts'
-import { startBookieProcess, startNatsServer, type BookieProcess, type NatsServer } from './cluster.ts'
+import { REPO_ROOT, startBookieProcess, startNatsServer, startNodeProcess, type BookieProcess, type ManagedProcess, type NatsServer } from './cluster.ts'
 import { startInspector, type Inspector } from './inspectorCmd.ts'
+import { makeSandboxSecrets, secureAuth, secureFlags, secureServerEnv, type SandboxSecrets } from './sandboxSecure.ts'
 
 export interface SandboxOptions {
   bookies: string
@@ -27,6 +31,7 @@ export interface SandboxOptions {
   /** commander's `--no-inspector` sets this false. */
   inspector?: boolean
   inspectorPort?: string
+  secure?: boolean
 }
 
 export async function waitForBookies(client: QuireClient, count: number, timeoutMs: number): Promise<void> {
@@ -81,38 +86,60 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
   // A description left by an earlier run in the same folder would announce a cluster that is not there.
   await rm(clusterJson, { force: true })
   const bookies: BookieProcess[] = []
+  let autorecovery: ManagedProcess | null = null
   let nats: NatsServer | null = null
   const stop = stopOnSignals(() => {
     for (const b of bookies) b.kill('SIGKILL')
+    autorecovery?.kill('SIGKILL')
     nats?.kill('SIGKILL')
     process.exit(1)
   })
+  const secrets = opts.secure ? await makeSandboxSecrets(dataDir) : null
   nats = await startNatsServer({
     port: opts.natsPort ? Number(opts.natsPort) : undefined, storeDir: path.join(dataDir, 'nats'),
+    ...(secrets ? { config: path.join(REPO_ROOT, 'nats-secure.conf'), env: secureServerEnv(secrets) } : {}),
   })
+  // tls://: every process insists on TLS, as it would against a remote server.
+  const natsUrl = secrets ? nats.url.replace(/^nats:/, 'tls:') : nats.url
+  const inspect = opts.inspector !== false ? ['--inspect'] : []
   let client: QuireClient | null = null
   let inspector: Inspector | null = null
   try {
     for (let i = 1; i <= n; i++) {
-      // Every node also runs the auditor (one is elected) and a replication worker, as on a real host.
-      bookies.push(startBookieProcess({ id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: nats.url, roles: 'bookie,auditor,replicator', extraArgs: opts.inspector !== false ? ['--inspect'] : [] }))
+      // Every node also runs the auditor (one is elected) and a replication worker, as on a real
+      // host; on the secure configuration those roles have their own NATS user, so their own node.
+      bookies.push(startBookieProcess({
+        id: `bookie-${i}`, data: path.join(dataDir, `bookie-${i}`), nats: natsUrl,
+        roles: secrets ? 'bookie' : 'bookie,auditor,replicator', extraArgs: [...inspect, ...(secrets ? secureFlags(secrets, 'bookie') : [])],
+      }))
+    }
+    if (secrets) {
+      // Only bookies (and operators) may make the metadata buckets: the other roles wait for them.
+      const first = await unlessStopped(stop, bookieReady(bookies[0]!, 30_000))
+      if (first === STOPPED) return
+      autorecovery = startNodeProcess({ args: ['--roles', 'auditor,replicator', '--nats', natsUrl, ...inspect, ...secureFlags(secrets, 'autorecovery')] })
     }
     // The sandbox's own writer shows in the inspector beside the bookies.
-    client = await connect({ servers: nats.url, name: 'quire-sandbox', inspect: opts.inspector !== false })
+    client = await connect({ servers: natsUrl, name: 'quire-sandbox', inspect: opts.inspector !== false, ...(secrets ? { auth: secureAuth(secrets, 'app') } : {}) })
     const registered = await unlessStopped(stop, waitForBookies(client, n, 30_000).catch((err) => {
       throw new Error(`${String(err)}\n${bookies.map((b) => `--- ${b.id}\n${b.output()}`).join('\n')}`)
     }))
     if (registered === STOPPED) return
     if (opts.inspector !== false) {
-      inspector = await startInspector({ nats: nats.url, port: opts.inspectorPort ? Number(opts.inspectorPort) : undefined })
+      inspector = await startInspector({
+        nats: natsUrl, port: opts.inspectorPort ? Number(opts.inspectorPort) : undefined, natsAuth: secrets ? secureAuth(secrets, 'inspector') : undefined,
+      })
     }
     // Written only now, when every bookie is registered: a tool that waits for this file may use the cluster at once.
-    const cluster = { natsUrl: nats.url, natsPid: nats.pid, bookies: bookies.map((b) => ({ id: b.id, pid: b.pid, data: b.data })) }
+    const cluster = {
+      natsUrl, natsPid: nats.pid, bookies: bookies.map((b) => ({ id: b.id, pid: b.pid, data: b.data })),
+      ...(secrets ? { secure: { caFile: secrets.certificate.ca, passwordFiles: secrets.passwordFiles, autorecoveryPid: autorecovery?.pid } } : {}),
+    }
     await writeFile(`${clusterJson}.tmp`, JSON.stringify(cluster, null, 2) + '\n')
     await rename(`${clusterJson}.tmp`, clusterJson)
-    console.log(`sandbox ready: nats ${nats.url}, ${n} bookies, data ${dataDir}`)
+    console.log(`sandbox ready: nats ${natsUrl}, ${n} bookies${secrets ? ' (TLS, one NATS user per role)' : ''}, data ${dataDir}`)
     console.log(`cluster description: ${clusterJson}`)
-    console.log(`try: npx quire shell listbookies --nats ${nats.url}`)
+    console.log(`try: npx quire shell listbookies --nats ${natsUrl}${secrets ? ` ${adminFlags(secrets)}` : ''}`)
     if (inspector) console.log(`inspector: ${inspector.url}`)
     const until = opts.seconds ? Date.now() + Number(opts.seconds) * 1000 : Infinity
     if (opts.demo) await demo(client, stop, { ensemble: Math.min(n, 3), size: Number(opts.entrySize), inFlight: Number(opts.inFlight), until })
@@ -120,9 +147,25 @@ export async function runSandbox(opts: SandboxOptions): Promise<void> {
   } finally {
     await client?.close().catch(() => {})
     await inspector?.close().catch(() => {})
-    await Promise.all(bookies.map((b) => b.stop()))
+    await Promise.all([...bookies, ...(autorecovery ? [autorecovery] : [])].map((b) => b.stop()))
     await nats.stop()
   }
+}
+
+/** Resolves once `b` logs that it is ready (it has opened, or made, the metadata buckets). */
+async function bookieReady(b: BookieProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!b.output().includes('"msg":"bookie ready"')) {
+    if (b.proc.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`bookie ${b.id} ${b.proc.exitCode !== null ? `exited ${b.proc.exitCode}` : `not ready within ${timeoutMs} ms`}:\n${b.output()}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/** The shell's login as the operator, for the hint the sandbox prints. */
+function adminFlags(s: SandboxSecrets): string {
+  return secureFlags(s, 'admin').join(' ')
 }
 
 /** Without --demo: wait for a signal or --seconds. */

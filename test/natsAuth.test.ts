@@ -63,7 +63,7 @@ async function server(name: string, opts: { config?: string; args?: string[] }):
 
 test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'quire-nats-auth-'))
-  certs = makeCertificates(dir)
+  certs = await makeCertificates(dir)
   const user = createUser()
   userSeedFile = path.join(dir, 'user.nk')
   await writeFile(userSeedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 })

@@ -7,9 +7,12 @@
 // - the demo ledger ends CLOSED with lastEntryId >= every LAC the demo printed: read from the
 //   sandbox's own nats store after it stopped (a nats-server started on that folder), not from
 //   what the sandbox says.
+// - with --secure it runs on nats-secure.conf: a tls:// URL, the passwords in files of mode 0600
+//   and never printed, the shell command it prints works as the operator's user, a login-less one is
+//   NATS_AUTH, and the demo and the stop work as without it.
 
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { suite } from 'uvu'
@@ -17,10 +20,13 @@ import * as assert from 'uvu/assert'
 import { startNatsServer, startNodeProcess, type ManagedProcess } from '../cli/cluster.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
 import { connectNats } from '../transport/nats.ts'
-import { cleanEnv } from './support/nodes.ts'
+import { cleanEnv, quire, show } from './support/nodes.ts'
 import { isRunning, waitFor } from './support/processes.ts'
 
-interface ClusterJson { natsUrl: string; natsPid: number; bookies: Array<{ id: string; pid: number; data: string }> }
+interface ClusterJson {
+  natsUrl: string; natsPid: number; bookies: Array<{ id: string; pid: number; data: string }>
+  secure?: { caFile: string; passwordFiles: Record<string, string>; autorecoveryPid: number }
+}
 
 const DEMO_LINE = /entries\/s .* MB\/s .* add p50 .* p99 .* LAC (-?\d+)$/
 
@@ -122,6 +128,39 @@ s('sandbox --demo: cluster.json once ready; SIGTERM closes the demo ledger with 
 s('sandbox --demo: Ctrl-C (SIGINT to its process group) closes the demo ledger and stops everything, exit 0', async (ctx) => {
   // The sandbox leads its own process group (cli/cluster.ts), as a shell's foreground job does.
   await demoStopsCleanly(ctx, (p) => process.kill(-p.pid, 'SIGINT'))
+})
+
+s('sandbox --secure --demo: TLS and one NATS user per role; the printed shell command works, a login-less one is refused; SIGTERM stops everything', async (ctx) => {
+  const p = startNodeProcess({ command: 'sandbox', args: ['--secure', '--bookies', '2', '--data', ctx.dir, '--demo', '--entry-size', '256', '--no-inspector'], env: cleanEnv() })
+  ctx.proc = p
+  const output = (): string => p.output()
+  const file = path.join(ctx.dir, 'cluster.json')
+  await waitFor(() => { assert.is(p.proc.exitCode, null, output()); return existsSync(file) }, 120_000, () => `no cluster.json\n${output()}`, 10)
+  const cluster = JSON.parse(await readFile(file, 'utf8')) as ClusterJson
+  ctx.pids = [cluster.natsPid, ...cluster.bookies.map((b) => b.pid), cluster.secure!.autorecoveryPid]
+  assert.match(cluster.natsUrl, /^tls:\/\/127\.0\.0\.1:\d+$/)
+  const passwords: string[] = []
+  for (const [role, f] of Object.entries(cluster.secure!.passwordFiles)) {
+    assert.is((await stat(f)).mode & 0o777, 0o600, `${role}'s password file`)
+    passwords.push((await readFile(f, 'utf8')).trim())
+  }
+  assert.is(passwords.length, 5)
+  // The hint, run as printed: the operator's login, from its password file.
+  const hint = /^try: npx quire (shell listbookies .*)$/m.exec(output())
+  assert.ok(hint, output())
+  const asAdmin = await quire(hint[1]!.split(' '))
+  assert.is(asAdmin.code, 0, show(asAdmin))
+  for (const b of cluster.bookies) assert.match(asAdmin.stdout, new RegExp(`^${b.id}\twritable\talive`, 'm'))
+  const noLogin = await quire(['shell', 'listbookies', '--nats', cluster.natsUrl, '--nats-tls-ca-file', cluster.secure!.caFile])
+  assert.is(noLogin.code, 1, show(noLogin))
+  assert.match(noLogin.stderr, /^error NATS_AUTH: /m)
+  await waitFor(() => DEMO_LINE.test(output().split('\n').filter((l) => DEMO_LINE.test(l)).at(-1) ?? '') && / LAC [1-9]/.test(output()), 120_000, () => `no demo line with entries\n${output()}`)
+  p.kill('SIGTERM')
+  await waitFor(() => p.proc.exitCode !== null || p.proc.signalCode !== null, 90_000, () => `sandbox still running after the signal\n${output()}`)
+  assert.is(p.proc.exitCode, 0, output())
+  assert.match(output(), /demo: ledger \d+ closed: state CLOSED/)
+  for (const pid of ctx.pids) assert.not.ok(isRunning(pid), `pid ${pid} still running after the sandbox stopped`)
+  for (const pw of passwords) assert.not.ok(output().includes(pw), 'a password is printed')
 })
 
 s.run()

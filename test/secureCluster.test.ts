@@ -1,5 +1,6 @@
 // Quire on the shipped production NATS configuration (nats-secure.conf): a real nats-server with TLS
-// on certificates made here with openssl and one user per role, each allowed only its subjects;
+// on certificates made with openssl and one user per role, each allowed only its subjects (the
+// secrets made as `quire sandbox --secure` makes them: cli/sandboxSecure.ts);
 // four bookie nodes, an autorecovery node (auditor and replicator), an application's client, the
 // inspector and an operator's shell, each logging in as its role with its own inbox prefix.
 // Only bookies (and operators) may make the metadata buckets. Every role does its work with no
@@ -10,7 +11,6 @@
 // for good is re-replicated by the autorecovery role with no password configured anywhere. The
 // server's log holds exactly the refusals the attacks provoked.
 
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -19,17 +19,14 @@ import * as assert from 'uvu/assert'
 import { errors } from '@nats-io/transport-node'
 import { REPO_ROOT, startNatsServer, startNodeProcess, type ManagedProcess, type NatsServer } from '../cli/cluster.ts'
 import { startInspector } from '../cli/inspectorCmd.ts'
+import { makeSandboxSecrets, secureAuth, secureFlags, secureServerEnv, type SandboxSecrets, type SecureRole } from '../cli/sandboxSecure.ts'
 import { fetchMasterKey, masterKeySubject } from '../actors/masterKeys.ts'
 import { connect, type QuireClient } from '../client/index.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
-import { connectNats, type NatsAuth, type NatsConnection } from '../transport/nats.ts'
-import { makeCertificates, type Certificates } from './support/certificates.ts'
+import { connectNats, type NatsConnection } from '../transport/nats.ts'
 import { cleanEnv, quire, show } from './support/nodes.ts'
 
-type Role = 'bookie' | 'autorecovery' | 'app' | 'inspector' | 'admin'
-const ROLES: readonly Role[] = ['bookie', 'autorecovery', 'app', 'inspector', 'admin']
-const PASSWORDS = Object.fromEntries(ROLES.map((r) => [r, randomBytes(12).toString('hex')])) as Record<Role, string>
 const LEDGER_PASSWORD = 'secure-pw-5e1c'
 const BOOKIES = ['sb1', 'sb2', 'sb3', 'sb4']
 /** The refusal the first test provokes: an application making the metadata buckets. */
@@ -37,7 +34,7 @@ const BUCKET_CREATE = /^app publish \$JS\.API\.STREAM\.CREATE\.KV_quire_/
 
 const test = suite('a cluster on nats-secure.conf')
 let dir = ''
-let certs: Certificates
+let secrets: SandboxSecrets
 let nats: NatsServer
 let serverLog = ''
 const nodes = new Map<string, ManagedProcess>()
@@ -45,9 +42,9 @@ let app: QuireClient
 /** Ledgers with a password written by the application: id and entry count. */
 const written: Array<{ ledgerId: number; entries: number }> = []
 
-const auth = (role: Role): NatsAuth => ({ user: role, pass: PASSWORDS[role], inboxPrefix: `_INBOX.${role}`, tls: { caFile: certs.ca } })
-const nodeArgs = (role: Role): string[] => ['--nats', nats.url, '--nats-user', role, '--nats-inbox-prefix', `_INBOX.${role}`, '--nats-tls-ca-file', certs.ca]
-const nodeEnv = (role: Role): NodeJS.ProcessEnv => cleanEnv({ QUIRE_NATS_PASSWORD: PASSWORDS[role] })
+const auth = (role: SecureRole) => secureAuth(secrets, role)
+/** A process logs in as `role`, its password from the role's file. */
+const nodeArgs = (role: SecureRole): string[] => ['--nats', nats.url, ...secureFlags(secrets, role)]
 
 async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms
@@ -57,8 +54,8 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
   }
 }
 
-function startNode(name: string, role: Role, args: string[]): ManagedProcess {
-  const node = startNodeProcess({ args: [...nodeArgs(role), ...args], env: nodeEnv(role) })
+function startNode(name: string, role: SecureRole, args: string[]): ManagedProcess {
+  const node = startNodeProcess({ args: [...nodeArgs(role), ...args], env: cleanEnv() })
   nodes.set(name, node)
   return node
 }
@@ -78,19 +75,13 @@ async function violations(): Promise<string[]> {
 
 test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'quire-secure-'))
-  certs = makeCertificates(dir)
+  secrets = await makeSandboxSecrets(dir)
   serverLog = path.join(dir, 'nats-server.log')
   nats = await startNatsServer({
     storeDir: path.join(dir, 'nats'),
     config: path.join(REPO_ROOT, 'nats-secure.conf'),
     args: ['-l', serverLog],
-    env: {
-      ...cleanEnv(),
-      QUIRE_NATS_TLS_CERT: certs.serverCert,
-      QUIRE_NATS_TLS_KEY: certs.serverKey,
-      // Quoted: the server parses a variable's value as a configuration value (hex digits would be a number).
-      ...Object.fromEntries(ROLES.map((r) => [`QUIRE_NATS_${r.toUpperCase()}_PASSWORD`, `"${PASSWORDS[r]}"`])),
-    },
+    env: secureServerEnv(secrets),
   })
 })
 
@@ -149,10 +140,10 @@ test('every role does its work under its own user: bookies, autorecovery, an app
   } finally {
     await inspector.close()
   }
-  const shell = await quire(['shell', 'listbookies', ...nodeArgs('admin')], nodeEnv('admin'))
+  const shell = await quire(['shell', 'listbookies', ...nodeArgs('admin')])
   assert.is(shell.code, 0, show(shell))
   for (const id of BOOKIES) assert.match(shell.stdout, new RegExp(`^${id}\\twritable\\talive`, 'm'))
-  const audit = await quire(['shell', 'triggeraudit', ...nodeArgs('admin')], nodeEnv('admin'))
+  const audit = await quire(['shell', 'triggeraudit', ...nodeArgs('admin')])
   assert.is(audit.code, 0, show(audit))
   assert.match(audit.stdout, /^audit by .*: \d+ ledger\(s\) checked/m)
   await new Promise((r) => setTimeout(r, 500)) // the server writes its log as it goes
@@ -160,7 +151,7 @@ test('every role does its work under its own user: bookies, autorecovery, an app
 })
 
 /** A connection of `role` whose permission refusals are collected. */
-async function attacker(role: Role): Promise<{ nc: NatsConnection; refused: string[] }> {
+async function attacker(role: SecureRole): Promise<{ nc: NatsConnection; refused: string[] }> {
   const nc = await connectNats(nats.url, { auth: auth(role) })
   const refused: string[] = []
   void (async () => {
@@ -183,7 +174,7 @@ async function subscriptionRefusal(nc: NatsConnection, subject: string): Promise
 
 test('an application\'s user is refused every attack by NATS, with a typed error or a closed subscription; the cluster keeps serving', async () => {
   // Registering as a bookie: a node started with the application's login cannot keep a cookie or register.
-  const evil = await quire(['node', ...nodeArgs('app'), '--id', 'evil', '--data', path.join(dir, 'evil')], nodeEnv('app'))
+  const evil = await quire(['node', ...nodeArgs('app'), '--id', 'evil', '--data', path.join(dir, 'evil')])
   assert.is(evil.code, 1, show(evil))
   assert.match(evil.stderr, /^error NATS_AUTH: .*may not publish to \$KV\.quire_cluster\.cookies\.evil/m)
   const { nc, refused } = await attacker('app')
