@@ -2,8 +2,9 @@
 // the client's connect): real nats-servers started with a user and password, a token, an nkey user,
 // an operator with an account and a user (a .creds file, made here with @nats-io/jwt), server-side
 // TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server
-// certificate for 127.0.0.1, a client certificate, and a CA of nobody's). Each method works with the
-// right secret; the wrong one, none, an untrusted certificate and TLS required on one side only are
+// certificate for 127.0.0.1, a client certificate, an expired server certificate, and a CA of
+// nobody's). Each method works with the
+// right secret; the wrong one, none, an untrusted or expired certificate and TLS required on one side only are
 // NATS_AUTH naming the server, fast (no wait for the connect timeout), with no secret in the message;
 // bad settings and missing files are INVALID_CONFIG naming the file, before any dial.
 
@@ -33,7 +34,7 @@ const servers: NatsServer[] = []
 let certs: Certificates
 let userSeedFile = ''
 let otherSeedFile = ''
-let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer, operator: NatsServer
+let plain: NatsServer, userPass: NatsServer, token: NatsServer, nkey: NatsServer, tls: NatsServer, mtls: NatsServer, operator: NatsServer, expired: NatsServer
 const creds = { user: '', otherOperatorsUser: '' }
 
 /** Decentralised auth: an operator, an account it signs and a user of that account, as `nsc` would make them. */
@@ -79,7 +80,8 @@ test.before(async () => {
   await writeFile(operatorConfig, trusted.config)
   const tlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n}`
   const mtlsBlock = `tls {\n  cert_file: "${certs.serverCert}"\n  key_file: "${certs.serverKey}"\n  ca_file: "${certs.ca}"\n  verify: true\n}`
-  ;[plain, userPass, token, nkey, tls, mtls, operator] = await Promise.all([
+  const expiredBlock = `tls {\n  cert_file: "${certs.expiredServerCert}"\n  key_file: "${certs.expiredServerKey}"\n}`
+  ;[plain, userPass, token, nkey, tls, mtls, operator, expired] = await Promise.all([
     server('plain', {}),
     server('user', { args: ['--user', 'alice', '--pass', PASSWORD] }),
     server('token', { args: ['--auth', TOKEN] }),
@@ -87,6 +89,7 @@ test.before(async () => {
     server('tls', { config: await config('tls', tlsBlock) }),
     server('mtls', { config: await config('mtls', mtlsBlock) }),
     server('operator', { config: operatorConfig }),
+    server('expired', { config: await config('expired', expiredBlock) }),
   ])
 })
 
@@ -164,11 +167,13 @@ test('a .creds file (decentralised auth): its user connects; a user of another o
   await refused(operator.url, { credsFile: notCreds }, 'INVALID_CONFIG', /not\.creds does not hold a user JWT and an nkey seed/)
 })
 
-test('server TLS: the CA file connects over nats:// and tls://; without it the certificate is untrusted: NATS_AUTH with a hint', async () => {
+test('server TLS: the CA file connects over nats:// and tls://; without it the certificate is untrusted, and an expired one is refused: NATS_AUTH', async () => {
   await works(tls.url, { tls: { caFile: certs.ca } })
   await works(tls.url.replace('nats://', 'tls://'), { tls: { caFile: certs.ca } })
   await refused(tls.url, undefined, 'NATS_AUTH', /TLS with nats-server at .* failed: .*\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\); .*needs tls\.caFile/)
   await refused(tls.url, { tls: { caFile: certs.otherCa } }, 'NATS_AUTH', /TLS with nats-server at .* failed/)
+  // A certificate of the trusted CA that has expired.
+  await refused(expired.url, { tls: { caFile: certs.ca } }, 'NATS_AUTH', /TLS with nats-server at .* failed: certificate has expired \(CERT_HAS_EXPIRED\)/)
 })
 
 test('TLS required by the client and not offered by the server: a TLS setting or a tls:// URL is NATS_AUTH, never plain text', async () => {
