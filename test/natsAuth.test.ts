@@ -1,12 +1,12 @@
 // Connecting to a NATS that asks for a login or TLS (transport/natsAuth.ts through connectNats and
 // the client's connect): real nats-servers started with a user and password, a token, an nkey user,
 // an operator with an account and a user (a .creds file, made here with @nats-io/jwt), server-side
-// TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server
-// certificate for 127.0.0.1, a client certificate, an expired server certificate, and a CA of
-// nobody's). Each method works with the
-// right secret; the wrong one, none, an untrusted or expired certificate and TLS required on one side only are
-// NATS_AUTH naming the server, fast (no wait for the connect timeout), with no secret in the message;
-// bad settings and missing files are INVALID_CONFIG naming the file, before any dial.
+// TLS and mutual TLS, with certificates this test makes with openssl (a CA, a server certificate for
+// 127.0.0.1, a client certificate, an expired server certificate, and a CA of nobody's). Each
+// method works with the right secret; the wrong one, none, an untrusted or expired certificate and
+// TLS required on one side only are NATS_AUTH naming the server, fast (no wait for the connect
+// timeout), with no secret in the message; bad settings and missing files are INVALID_CONFIG
+// naming the file, before any dial.
 
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import os from 'node:os'
