@@ -40,7 +40,7 @@ import {
 import { HEADER_BYTES, headerEntryId, type DigestType } from '../transport/entry.ts'
 import { publishGathered } from '../transport/gatheredPublish.ts'
 import {
-  WRITE_SET_SUBJECT_BOOKIES_MAX, bookieSubject, decode, encode, readLacRequest, readRequest, writeSetSubject,
+  WRITE_SET_SUBJECT_BOOKIES_MAX, bookieSubject, bookiesOfSubject, decode, encode, readLacRequest, readRequest, writeSetSubject,
   type AddGroup, type BookieReply, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 
@@ -140,6 +140,12 @@ export interface BookieTransport {
    * network): not known, every stalled add is sent again.
    */
   addState?(bookieId: string, ledgerId: number, entryId: number): AddState
+  /**
+   * Calls `handler` each time NATS refuses this client's publish of adds to `bookieId` (its user's
+   * permissions): the adds were dropped, and no answer will come. Returns the unregister function.
+   * Absent (a simulated network): never.
+   */
+  onRefused?(handler: (bookieId: string, subject: string) => void): () => void
 }
 
 
@@ -183,6 +189,7 @@ export class BookieClient implements BookieTransport, TailTransport {
   private readonly coalescing: AddCoalescing
   private nextReqId = 1
   private readonly reconnectHandlers = new Set<() => void>()
+  private readonly refusalHandlers = new Set<(bookieId: string, subject: string) => void>()
   /** Add messages and entries sent; `heldMessages`: of those, the ones that went after holding adds. */
   readonly stats = { addMessages: 0, entriesSent: 0, heldMessages: 0 }
 
@@ -220,6 +227,11 @@ export class BookieClient implements BookieTransport, TailTransport {
   onReconnect(handler: () => void): () => void {
     this.reconnectHandlers.add(handler)
     return () => { this.reconnectHandlers.delete(handler) }
+  }
+
+  onRefused(handler: (bookieId: string, subject: string) => void): () => void {
+    this.refusalHandlers.add(handler)
+    return () => { this.refusalHandlers.delete(handler) }
   }
 
   registerWriter(ledgerId: number, handler: AckHandler): () => void {
@@ -507,7 +519,7 @@ export class BookieClient implements BookieTransport, TailTransport {
    * NATS refuses a publish or a subscription when this client's user may not (its permissions):
    * the server drops it and says so on the connection. A request to a bookie whose subject is
    * refused then fails at once with NATS_AUTH instead of waiting out its timeout, and so does
-   * every request when the reply inbox itself is refused.
+   * every request when the reply inbox itself is refused; writers are told of refused adds.
    */
   private watchRefusals(): void {
     const status = (this.nc as { status?: NatsConnection['status'] }).status
@@ -523,6 +535,7 @@ export class BookieClient implements BookieTransport, TailTransport {
           this.waiters.delete(id)
           w.reject(new QuireError('NATS_AUTH', `NATS refused this client's ${operation} ${all ? 'of its reply inbox' : `to ${subject}`} (its user's permissions)`, { bookieId: w.bookieId, subject }))
         }
+        if (operation === 'publish') for (const b of bookiesOfSubject(subject)) for (const h of this.refusalHandlers) h(b, subject)
       }
     })().catch(() => {})
   }
@@ -536,5 +549,6 @@ export class BookieClient implements BookieTransport, TailTransport {
     }
     this.sub.unsubscribe()
     this.reconnectHandlers.clear()
+    this.refusalHandlers.clear()
   }
 }

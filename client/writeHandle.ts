@@ -76,6 +76,8 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private lastResendAt = 0
   /** Re-sends since the writer last made progress: from the third on, each waits twice as long as the one before. */
   private resends = 0
+  /** Bookies whose adds NATS refused to carry, with the refused subject. */
+  private readonly refusedSubjects = new Map<string, string>()
   private readonly addWatch: Ticker
   private readonly pollTimeouts = (): boolean => this.checkTimeouts()
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
@@ -175,7 +177,9 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     const unregisterAcks = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
     // Adds or acks in flight on a NATS server that died are lost: re-send once reconnected.
     const unwatchReconnect = w.bookies.onReconnect?.(() => this.resendUnacked()) ?? (() => {})
-    this.unregister = () => { unregisterAcks(); unwatchReconnect(); unwatch() }
+    // Adds NATS refused to carry (this client's user may not publish there) get no answer: fail the bookie now.
+    const unwatchRefusals = w.bookies.onRefused?.((bookieId, subject) => this.onRefused(bookieId, subject)) ?? (() => {})
+    this.unregister = () => { unregisterAcks(); unwatchReconnect(); unwatchRefusals(); unwatch() }
   }
 
   /** State of the writer machine (open, closing, closed, fenced, failed, ...). */
@@ -330,6 +334,12 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     }
   }
 
+  private onRefused(bookieId: string, subject: string): void {
+    if (!this.actor.getSnapshot().context.ensemble.includes(bookieId)) return
+    this.refusedSubjects.set(bookieId, subject)
+    this.actor.send({ type: 'bookie.failed', bookieId, code: 'NATS_AUTH', reason: `NATS refused this client's publish to ${subject} (its user's permissions)` })
+  }
+
   /** Watched by the client's add tick while adds are pending (not a timer per entry, nor per writer). */
   private armTimer(): void {
     this.addWatch.watch(this.pollTimeouts)
@@ -448,7 +458,12 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
       }
       throw new QuireError('METADATA_CONFLICT', `could not change the ensemble of ledger ${this.ledgerId}: too many concurrent metadata updates`)
     } catch (err) {
-      const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `changing the ensemble of ledger ${this.ledgerId}: ${String(err)}`)
+      let q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `changing the ensemble of ledger ${this.ledgerId}: ${String(err)}`)
+      // No bookie left that this client may reach: say why, rather than only that none is left.
+      const refused = failed.map((b) => this.refusedSubjects.get(b)).find((s) => s !== undefined)
+      if (q.code === 'NOT_ENOUGH_BOOKIES' && refused !== undefined) {
+        q = new QuireError('NATS_AUTH', `NATS refused this client's publish to ${refused} (its user's permissions), and no other bookie could replace it: ${q.message}`)
+      }
       this.actor.send({ type: 'ensemble.failed', code: q.code, message: q.message })
     }
   }

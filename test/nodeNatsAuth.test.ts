@@ -4,7 +4,9 @@
 // asks for the httpToken from QUIRE_HTTP_TOKEN; `quire shell` and the inspector log in with the same
 // flags and variables; the "starting" log line shows the password as *** and no output of either
 // node holds a secret; a wrong password ends the node with `error NATS_AUTH: ...` (exit 1, no stack
-// trace) long before the connect timeout.
+// trace) long before the connect timeout. On a server with per-user permissions, refusals are
+// logged and typed: a client that may not publish to bookies gets NATS_AUTH at once for its reads
+// and its appends.
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -121,7 +123,7 @@ test('a bookie whose NATS user may not publish inspection events logs each refus
   const users = `authorization {\n  users: [\n    { user: full, password: "full-pw" },\n` +
     `    { user: limited, password: "${PASSWORD}", permissions: { publish: { deny: ["quire.inspect.>"] } } },\n` +
     `    { user: alice, password: "alice-pw", permissions: { subscribe: { allow: ["_INBOX_alice.>"] } } },\n` +
-    `    { user: mallory, password: "mallory-pw", permissions: { publish: { deny: ["quire.bookie.>"] } } }\n  ]\n}\n`
+    `    { user: mallory, password: "mallory-pw", permissions: { publish: { deny: ["quire.bookie.>", "quire.ws.>"] } } }\n  ]\n}\n`
   await writeFile(conf, `${await readFile(path.join(REPO_ROOT, 'nats.conf'), 'utf8')}\n${users}`)
   const limitedNats = await startNatsServer({ storeDir: path.join(dir, 'nats-limited'), config: conf })
   try {
@@ -164,6 +166,14 @@ test('a bookie whose NATS user may not publish inspection events logs each refus
       assert.match(String(err), /NATS_AUTH|refused this client's publish to quire\.bookie\.limitedb1/)
       assert.is((err as { code?: string }).code, 'NATS_AUTH')
       assert.ok(Date.now() - started < 10_000, `refused after ${Date.now() - started} ms`)
+      // Its adds are refused too: the writer fails the bookie at once, and with no other bookie
+      // it may reach, the append is NATS_AUTH naming the subject, not NOT_ENOUGH_BOOKIES after addTimeoutMs.
+      const w = await mallory.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 })
+      const appendStarted = Date.now()
+      const appendErr = await w.append('never acknowledged').then(() => null, (e: unknown) => e)
+      assert.is((appendErr as { code?: string }).code, 'NATS_AUTH', String(appendErr))
+      assert.match(String(appendErr), /NATS refused this client's publish to quire\.bookie\.limitedb1/)
+      assert.ok(Date.now() - appendStarted < 5000, `append refused after ${Date.now() - appendStarted} ms (addTimeoutMs is 10 s)`)
     } finally {
       await mallory.close()
     }

@@ -31,6 +31,13 @@ export const bookieSubject = (bookieId: string): string => `quire.bookie.${booki
 export const WRITE_SET_SUBJECT_BOOKIES_MAX = 8
 /** The subject of a write set (bookie ids are single NATS tokens: letters, digits, - and _). */
 export const writeSetSubject = (bookies: readonly string[]): string => `quire.ws.${bookies.join('.')}.add`
+/** The bookies an add subject addresses: its bookie, or the bookies of its write set; none for another subject. */
+export function bookiesOfSubject(subject: string): string[] {
+  const t = subject.split('.')
+  if (t.length === 3 && t[0] === 'quire' && t[1] === 'bookie') return [t[2]!]
+  if (t.length >= 4 && t[0] === 'quire' && t[1] === 'ws' && t.at(-1) === 'add') return t.slice(2, -1)
+  return []
+}
 /** What a bookie subscribes to for the write sets naming it: one subject per position it may hold. */
 export const writeSetSubscriptions = (bookieId: string): string[] =>
   Array.from({ length: WRITE_SET_SUBJECT_BOOKIES_MAX }, (_, i) => `quire.ws.${'*.'.repeat(i)}${bookieId}.>`)
