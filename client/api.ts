@@ -11,6 +11,11 @@ import type { CreateLedgerOptions, OpenLedgerOptions } from './client.ts'
 import type { Appended, ProducerOptions } from './producer.ts'
 import type { LedgerEntry } from './readHandle.ts'
 import type { TailOptions } from './tail.ts'
+import type { LogPosition } from '../machines/logPosition.ts'
+import type { LogMetadata } from '../machines/logRules.ts'
+import type { CreateLogOptions, ReaderOptions } from './logs.ts'
+import type { LogRecord } from './logReader.ts'
+import type { AppendOptions, LogWriterOptions } from './logWriter.ts'
 
 /** A connection to a Quire cluster (from `connect`). Close it when done. */
 export interface QuireClient {
@@ -29,8 +34,61 @@ export interface QuireClient {
   listLedgers(): AsyncIterable<number>
   /** Registered bookies (live or not: see each record's heartbeat). */
   listBookies(): Promise<BookieRecord[]>
+  /** Named logs: logs made of ledgers, with positions, one fenced writer, readers and cursors. */
+  readonly logs: LogNamespace
   /** Flush and close this client's NATS connection; its handles can do nothing more. */
   close(): Promise<void>
+}
+
+/** Where named logs are created, opened, listed and deleted (`client.logs`). */
+export interface LogNamespace {
+  /** LOG_EXISTS when the name is taken; INVALID_LOG_NAME outside the alphabet. */
+  createLog(name: string, opts?: CreateLogOptions): Promise<Log>
+  /** NO_SUCH_LOG when there is none. */
+  openLog(name: string): Promise<Log>
+  /** The log's record, then its segments' ledgers and its cursors. */
+  deleteLog(name: string): Promise<void>
+  logExists(name: string): Promise<boolean>
+  /** Names starting with `prefix`, ascending. */
+  listLogs(prefix?: string): AsyncIterable<string>
+}
+
+/** One named log. */
+export interface Log {
+  readonly name: string
+  /** Its metadata as stored now: options, writer epoch, segments. */
+  info(): Promise<LogMetadata>
+  /** Take the log for writing: an earlier writer is fenced (FENCED), a racing one loses (LOG_WRITER_CONFLICT). */
+  writer(opts?: LogWriterOptions): Promise<LogWriter>
+  /** A reader from a position, 'earliest' or 'latest', or from where a subscriber last committed. */
+  reader(opts?: ReaderOptions): LogReader
+  listSubscribers(): Promise<string[]>
+  deleteSubscriber(subscriber: string): Promise<void>
+  /** Remove whole segments that end before `position`; returns their numbers. Never a record at or after it. */
+  truncate(position: LogPosition | string): Promise<number[]>
+}
+
+/** The one writer of a log. */
+export interface LogWriter {
+  readonly name: string
+  /** This writer's epoch: a later writer's is higher, and fences this one. */
+  readonly epoch: number
+  /** Resolves with the record's position once it is acknowledged; in order. */
+  append(data: Uint8Array | string, opts?: AppendOptions): Promise<LogPosition>
+  /** Seal the log after every record appended so far: readers end there, no writer may append again. */
+  markEndOfStream(): Promise<void>
+  /** Finish what was appended and close the segment; the log stays open for a next writer. */
+  close(): Promise<void>
+}
+
+/** Reads a log's records once each, in order, across segments, following the writer. */
+export interface LogReader {
+  /** Every record from the start on; ends after the last record of a sealed log. */
+  records(): AsyncGenerator<LogRecord>
+  /** `records()` as an RxJS Observable. */
+  tail$(): Observable<LogRecord>
+  /** Record `position` as processed by this reader's subscriber (never moves back). */
+  commit(position: LogPosition): Promise<void>
 }
 
 /** Reads a ledger's entries and its last add confirmed (LAC). */

@@ -20,6 +20,8 @@ import { Ticker } from './ticker.ts'
 import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
 import { recoverLedger } from './recovery.ts'
+import { LogNamespaceImpl } from './logs.ts'
+import { LogStore } from '../storage/logStore.ts'
 import { NO_CLIENT_METRICS, type ClientMetrics } from './telemetry.ts'
 
 export interface ClientOptions {
@@ -168,6 +170,14 @@ export class QuireClientImpl implements QuireClient {
     this.metrics = opts.metrics ?? NO_CLIENT_METRICS
     this.lacs = new LacBatcher(parts.bookies, parts.clock, this.explicitLacIntervalMs)
     this.addWatch = new Ticker(parts.clock, addWatchInterval(this.addTimeoutMs))
+  }
+
+  private logNamespace: LogNamespaceImpl | null = null
+
+  /** Named logs over this client's ledgers (client/logs.ts); their metadata is in the logs bucket. */
+  get logs(): LogNamespaceImpl {
+    this.logNamespace ??= new LogNamespaceImpl({ ledgers: this, store: new LogStore(this.metadata.logsKv), clock: this.clock })
+    return this.logNamespace
   }
 
   async createLedger(opts: CreateLedgerOptions = {}): Promise<WriteHandleImpl> {

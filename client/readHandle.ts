@@ -23,7 +23,7 @@ import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import { SlowBookies } from './slowBookies.ts'
 import { HEALTHY, entryRead, stepRead, type EntryRead, type ReadEvent, type ReadFailure, type Reply } from '../machines/speculativeRead.ts'
 import { realClock, type Clock } from '../transport/clock.ts'
-import { rxjs } from './rx.ts'
+import { observableOf } from './rx.ts'
 import { tailEntries, type TailOptions } from './tail.ts'
 import type { ReadHandle } from './api.ts'
 
@@ -420,26 +420,7 @@ export class ReadHandleImpl implements ReadHandle {
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */
   tail$(opts: TailOptions = {}): Observable<LedgerEntry> {
-    return new (rxjs().Observable)<LedgerEntry>((subscriber) => {
-      const it = this.entries(opts)
-      let stopped = false
-      void (async () => {
-        try {
-          for (;;) {
-            const r = await it.next()
-            if (stopped) return
-            if (r.done) return subscriber.complete()
-            subscriber.next(r.value)
-          }
-        } catch (err) {
-          if (!stopped) subscriber.error(err)
-        }
-      })()
-      return () => {
-        stopped = true
-        void it.return?.()
-      }
-    })
+    return observableOf(() => this.entries(opts))
   }
 
   /** Release the handle (a read handle holds no resources besides the client's). */

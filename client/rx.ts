@@ -15,6 +15,30 @@ export function rxjs(): typeof Rx {
   return loaded
 }
 
+/** An async iterator's values as an Observable: one iterator per subscription; unsubscribing returns it. */
+export function observableOf<T>(make: () => AsyncIterator<T>): Rx.Observable<T> {
+  return new (rxjs().Observable)<T>((subscriber) => {
+    const it = make()
+    let stopped = false
+    void (async () => {
+      try {
+        for (;;) {
+          const r = await it.next()
+          if (stopped) return
+          if (r.done) return subscriber.complete()
+          subscriber.next(r.value)
+        }
+      } catch (err) {
+        if (!stopped) subscriber.error(err)
+      }
+    })()
+    return () => {
+      stopped = true
+      void it.return?.()
+    }
+  })
+}
+
 /** `load('rxjs')`, with PEER_DEPENDENCY_MISSING when the application has not installed it. */
 export function loadRxjs(load: (id: string) => unknown): typeof Rx {
   try {

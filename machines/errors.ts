@@ -29,6 +29,15 @@ export const ERROR_CODES = {
   COOKIE_MISMATCH: 'A bookie\'s data folder and its cookie in the metadata store disagree (wiped or swapped disk, other cluster); it refuses to start.',
   UNSUPPORTED_NODE: 'The Node.js running Quire is older than the package supports (engines.node: Node.js 20 or newer); the client refuses to load.',
   SERVER_ONLY: 'The module imported from the quire client package is a server part (bookies, node roles, the CLI, the admin API, the inspector): those are in the quire-server package.',
+  NO_SUCH_LOG: 'No log of that name exists (never created, or deleted).',
+  LOG_EXISTS: 'A log of that name exists already.',
+  INVALID_LOG_NAME: 'A log or subscriber name outside the alphabet (letters, digits, _ and -; a log name in parts joined by /) or too long.',
+  INVALID_POSITION: 'A log position that does not parse (`<segmentSeq>:<entryId>:<slot>`) or is not three non-negative integers.',
+  INVALID_TXID: 'A log record\'s transaction id is not above the last one of the log.',
+  RECORD_TOO_LARGE: 'A log record is larger than the writer\'s recordBytesMax.',
+  LOG_WRITER_CONFLICT: 'Another writer took the log while this one was taking it: one writer at a time, and this one lost.',
+  END_OF_STREAM: 'The log is sealed (its writer marked the end of the stream): no more records.',
+  TRUNCATED: 'The log no longer holds records before this position (truncated or removed by retention); the error names the first available position.',
   PEER_DEPENDENCY_MISSING: 'An API was called whose optional peer dependency the application has not installed (tail$ and append$ need rxjs 7).',
 } as const
 

@@ -103,7 +103,14 @@ export class MetadataStore {
     private readonly ledgers: VersionedKv,
     private readonly bookies: VersionedKv,
     private readonly cluster: VersionedKv,
+    private readonly logs: VersionedKv | null = null,
   ) {}
+
+  /** The named logs bucket (storage/logStore.ts); INVALID_CONFIG when this store was opened without one. */
+  get logsKv(): VersionedKv {
+    if (this.logs === null) throw new QuireError('INVALID_CONFIG', 'this metadata store has no logs bucket', {})
+    return this.logs
+  }
 
   /** The cluster-wide records bucket (id counter, instance id, bookie cookies) for the modules that own those records. */
   get clusterKv(): VersionedKv {

@@ -1,5 +1,5 @@
-// Opens Quire's metadata buckets in JetStream KV: ledgers, bookies, and cluster-wide records
-// (the ledger id counter). Buckets are created on first use by whichever process comes first.
+// Opens Quire's metadata buckets in JetStream KV: ledgers, bookies, cluster-wide records (the
+// ledger id counter) and named logs. Buckets are created on first use by whichever process comes first.
 //
 // Replicas: on a NATS cluster the buckets are replicated streams, so that losing a server loses
 // neither metadata nor the ability to change it. NATS 2.9 acknowledges a write once a quorum of
@@ -19,7 +19,7 @@ import { QuireError, isQuireError } from '../machines/errors.ts'
 import { mapKvError, openKv } from './kv.ts'
 import { MetadataStore } from './metadataStore.ts'
 
-export const BUCKETS = { ledgers: 'quire_ledgers', bookies: 'quire_bookies', cluster: 'quire_cluster' } as const
+export const BUCKETS = { ledgers: 'quire_ledgers', bookies: 'quire_bookies', cluster: 'quire_cluster', logs: 'quire_logs' } as const
 
 /** Most replicas JetStream allows for a stream. */
 const REPLICAS_MAX = 5
@@ -41,12 +41,12 @@ export async function openMetadata(nc: NatsConnection, opts: OpenMetadataOptions
   const open = (bucket: string) => openKv(nc, bucket, { history: 1, replicas }).catch((err: unknown) => {
     throw replicasError(err, bucket, replicas, 'create')
   })
-  const [ledgers, bookies, cluster] = await Promise.all([open(BUCKETS.ledgers), open(BUCKETS.bookies), open(BUCKETS.cluster)])
+  const [ledgers, bookies, cluster, logs] = await Promise.all([open(BUCKETS.ledgers), open(BUCKETS.bookies), open(BUCKETS.cluster), open(BUCKETS.logs)])
   if (replicas > 1) {
     const jsm = await jetstreamManager(nc).catch((err: unknown) => { throw mapKvError(err, 'open the JetStream API', {}, 'open') })
     await Promise.all(Object.values(BUCKETS).map((b) => ensureReplicas(jsm, b, replicas)))
   }
-  return new MetadataStore(ledgers, bookies, cluster)
+  return new MetadataStore(ledgers, bookies, cluster, logs)
 }
 
 /** Servers in the cluster of the connected server, from its INFO; 1 when it is not clustered. */

@@ -16,11 +16,12 @@ import * as internalApi from '../client/internal.ts'
 import { connect, isQuireError, type QuireClient, type ReadHandle, type WriteHandle } from '../client/index.ts'
 import { startCluster, type TestCluster } from './support/cluster.ts'
 
-const RUNTIME_EXPORTS = ['ERROR_CODES', 'MAX_ENTRY_BYTES_DEFAULT', 'QuireError', 'connect', 'isQuireError']
+const RUNTIME_EXPORTS = ['ERROR_CODES', 'MAX_ENTRY_BYTES_DEFAULT', 'QuireError', 'comparePositions', 'connect', 'formatPosition', 'isQuireError', 'parsePosition']
 
 const TYPE_EXPORTS = [
-  'Appended', 'BookieRecord', 'ClientMetrics', 'ClientOptions', 'CreateLedgerOptions', 'DigestType', 'ErrorCode',
-  'LedgerEntry', 'LedgerMetadata', 'NatsAuth', 'NatsTls', 'OpenLedgerOptions', 'ProducerOptions', 'QuireClient', 'ReadHandle', 'Segment',
+  'Appended', 'AppendOptions', 'BookieRecord', 'ClientMetrics', 'ClientOptions', 'CreateLedgerOptions', 'CreateLogOptions', 'DigestType', 'ErrorCode',
+  'LedgerEntry', 'LedgerMetadata', 'Log', 'LogMetadata', 'LogNamespace', 'LogOptions', 'LogPosition', 'LogReader', 'LogRecord', 'LogSegment',
+  'LogWriter', 'LogWriterOptions', 'NatsAuth', 'NatsTls', 'OpenLedgerOptions', 'ProducerOptions', 'QuireClient', 'ReadHandle', 'ReaderOptions', 'Segment',
   'TailOptions', 'WriteHandle',
 ]
 

@@ -1,0 +1,201 @@
+// Named logs over ledgers (the DistributedLog API): the namespace a client opens logs in, and the
+// handle of one log (its writer, readers, cursors, truncation). Log metadata lives in the
+// quire_logs bucket (storage/logStore.ts); each segment is a ledger made with the log's options.
+// Deleting a log deletes its segments' ledgers after its record, so a crash between the two
+// leaves ledgers for the bookies' garbage collection, never a log naming deleted ledgers.
+
+import { QuireError } from '../machines/errors.ts'
+import { checkLogName, checkPosition, checkSubscriber, parsePosition, type LogPosition } from '../machines/logPosition.ts'
+import { segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions } from '../machines/logRules.ts'
+import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
+import type { LogStore, Versioned } from '../storage/logStore.ts'
+import { KvConflict } from '../storage/types.ts'
+import type { Clock } from '../transport/clock.ts'
+import { readLog, type LogRecord, type ReadFrom } from './logReader.ts'
+import { LogWriterImpl, type LogLedgers, type LogWriterOptions } from './logWriter.ts'
+import { observableOf } from './rx.ts'
+import type { Observable } from 'rxjs'
+import type { Log, LogNamespace, LogReader } from './api.ts'
+
+export const LOG_OPTIONS_DEFAULT: Readonly<Omit<LogOptions, 'ensembleSize' | 'writeQuorum' | 'ackQuorum'>> = Object.freeze({
+  digestType: 'crc32c',
+  segmentBytesMax: 256 * 1024 * 1024,
+  segmentAgeMs: 0,
+  segmentRecordsMax: 0,
+  retentionMs: 0,
+  retentionBytes: 0,
+})
+
+export type CreateLogOptions = Partial<LogOptions>
+
+export interface ReaderOptions {
+  /** A position (object or `seg:entry:slot`), 'earliest' (default) or 'latest'. */
+  from?: LogPosition | string | 'earliest' | 'latest'
+  /** Start after the position this subscriber last committed (else at `from`). */
+  subscriber?: string
+}
+
+interface LogParts {
+  ledgers: LogLedgers
+  store: LogStore
+  clock: Clock
+}
+
+export class LogNamespaceImpl implements LogNamespace {
+  constructor(private readonly p: LogParts) {}
+
+  async createLog(name: string, opts: CreateLogOptions = {}): Promise<LogHandleImpl> {
+    checkLogName(name)
+    const options = logOptions(opts)
+    await this.p.store.create({ name, options, createdAt: this.p.clock.now(), epoch: 0, sealed: false, nextSegmentSeq: 1, segments: [] })
+    return new LogHandleImpl(this.p, name)
+  }
+
+  /** NO_SUCH_LOG when there is none. */
+  async openLog(name: string): Promise<LogHandleImpl> {
+    await this.p.store.read(name)
+    return new LogHandleImpl(this.p, name)
+  }
+
+  logExists(name: string): Promise<boolean> {
+    return this.p.store.exists(name)
+  }
+
+  listLogs(prefix = ''): AsyncIterable<string> {
+    return this.p.store.list(prefix)
+  }
+
+  /**
+   * Delete the log's record, then its segments' ledgers and its cursors. A writer holding it gets
+   * NO_SUCH_LOG at its next metadata change (a roll or close); readers end with NO_SUCH_LOG.
+   */
+  async deleteLog(name: string): Promise<void> {
+    const { value } = await this.p.store.read(name)
+    const subscribers = await this.p.store.listSubscribers(name)
+    await this.p.store.delete(name)
+    for (const s of value.segments) if (s.state !== 'truncated') await this.p.ledgers.deleteLedger(s.ledgerId).catch(() => {})
+    for (const s of subscribers) await this.p.store.deleteCursor(name, s)
+  }
+}
+
+export class LogHandleImpl implements Log {
+  constructor(private readonly p: LogParts, readonly name: string) {}
+
+  async info(): Promise<LogMetadata> {
+    return (await this.p.store.read(this.name)).value
+  }
+
+  /** Take the log for writing (fencing any earlier writer). */
+  writer(opts: LogWriterOptions = {}): Promise<LogWriterImpl> {
+    return LogWriterImpl.take(this.p, this.name, opts)
+  }
+
+  reader(opts: ReaderOptions = {}): LogReaderImpl {
+    if (opts.subscriber !== undefined) checkSubscriber(opts.subscriber)
+    return new LogReaderImpl(this, opts)
+  }
+
+  /** Records from a start on, once each, in order, until the log is sealed. */
+  async *records(opts: ReaderOptions = {}): AsyncGenerator<LogRecord> {
+    let from: ReadFrom = toReadFrom(opts.from ?? 'earliest')
+    if (opts.subscriber !== undefined) {
+      const c = await this.p.store.readCursor(this.name, opts.subscriber)
+      if (c) from = { ...c.value.position, slot: c.value.position.slot + 1 }
+    }
+    yield* readLog(this.p, this.name, from)
+  }
+
+  /** Record `position` as the last one `subscriber` has processed (compare-and-swap, never backwards). */
+  async commit(subscriber: string, position: LogPosition): Promise<void> {
+    checkSubscriber(subscriber)
+    const pos = checkPosition(position)
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const cur = await this.p.store.readCursor(this.name, subscriber)
+      if (cur && comparePos(cur.value.position, pos) >= 0) return
+      try {
+        await this.p.store.writeCursor(this.name, subscriber, { position: pos, updatedAt: this.p.clock.now() }, cur?.revision ?? null)
+        return
+      } catch (err) {
+        if (!(err instanceof KvConflict)) throw err
+      }
+    }
+    throw new QuireError('METADATA_CONFLICT', `could not commit the cursor of ${subscriber} on log ${this.name}`, { log: this.name, subscriber })
+  }
+
+  listSubscribers(): Promise<string[]> {
+    return this.p.store.listSubscribers(this.name)
+  }
+
+  deleteSubscriber(subscriber: string): Promise<void> {
+    return this.p.store.deleteCursor(this.name, subscriber)
+  }
+
+  /**
+   * Remove the whole segments that end before `position` (their ledgers deleted); never a record
+   * at or after it. Returns the segment numbers removed.
+   */
+  async truncate(position: LogPosition | string): Promise<number[]> {
+    const pos = typeof position === 'string' ? parsePosition(position) : checkPosition(position)
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const cur: Versioned<LogMetadata> = await this.p.store.read(this.name)
+      const removed = segmentsToTruncate(cur.value, pos)
+      if (removed.length === 0) return []
+      try {
+        await this.p.store.write(withTruncated(cur.value, removed.map((s) => s.segmentSeq)), cur.revision)
+      } catch (err) {
+        if (err instanceof KvConflict) continue
+        throw err
+      }
+      for (const s of removed) await this.p.ledgers.deleteLedger(s.ledgerId).catch(() => {})
+      return removed.map((s) => s.segmentSeq)
+    }
+    throw new QuireError('METADATA_CONFLICT', `could not truncate log ${this.name}: too many concurrent metadata updates`, { log: this.name })
+  }
+}
+
+export class LogReaderImpl implements LogReader {
+  constructor(private readonly log: LogHandleImpl, private readonly opts: ReaderOptions) {}
+
+  records(): AsyncGenerator<LogRecord> {
+    return this.log.records(this.opts)
+  }
+
+  tail$(): Observable<LogRecord> {
+    return observableOf(() => this.records())
+  }
+
+  commit(position: LogPosition): Promise<void> {
+    if (this.opts.subscriber === undefined) return Promise.reject(new QuireError('INVALID_CONFIG', 'commit needs a reader opened with a subscriber', {}))
+    return this.log.commit(this.opts.subscriber, position)
+  }
+}
+
+function comparePos(a: LogPosition, b: LogPosition): number {
+  return a.segmentSeq - b.segmentSeq || a.entryId - b.entryId || a.slot - b.slot
+}
+
+function toReadFrom(from: LogPosition | string): ReadFrom {
+  if (from === 'earliest' || from === 'latest') return from
+  return typeof from === 'string' ? parsePosition(from) : checkPosition(from)
+}
+
+const NON_NEGATIVE = ['segmentBytesMax', 'segmentAgeMs', 'segmentRecordsMax', 'retentionMs', 'retentionBytes'] as const
+
+function logOptions(o: CreateLogOptions): LogOptions {
+  const quorum = validateQuorum({
+    ensembleSize: o.ensembleSize ?? DEFAULT_QUORUM.ensembleSize,
+    writeQuorum: o.writeQuorum ?? DEFAULT_QUORUM.writeQuorum,
+    ackQuorum: o.ackQuorum ?? DEFAULT_QUORUM.ackQuorum,
+  })
+  const out: LogOptions = { ...LOG_OPTIONS_DEFAULT, ...quorum }
+  for (const k of NON_NEGATIVE) {
+    const v = o[k] ?? LOG_OPTIONS_DEFAULT[k]
+    if (!Number.isSafeInteger(v) || v < 0) throw new QuireError('INVALID_CONFIG', `log option ${k} must be a non-negative integer, got ${String(v)}`, { [k]: String(v) })
+    out[k] = v
+  }
+  if (o.digestType !== undefined) {
+    if (!['crc32c', 'hmac-sha256', 'none'].includes(o.digestType)) throw new QuireError('INVALID_CONFIG', `unknown digestType ${String(o.digestType)}`, {})
+    out.digestType = o.digestType
+  }
+  return out
+}
