@@ -23,7 +23,8 @@ export interface LogRecord {
   payload: Uint8Array
 }
 
-export type ReadFrom = LogPosition | 'earliest' | 'latest'
+/** `{ txId }`: the first record with that txId or a later one; `{ timeMs }`: the first written at or after that time. */
+export type ReadFrom = LogPosition | 'earliest' | 'latest' | { txId: number } | { timeMs: number }
 
 export interface LogReaderDeps {
   ledgers: LogLedgers
@@ -92,6 +93,8 @@ async function* readSegment(deps: LogReaderDeps, seg: LogSegment, pos: LogPositi
 /** Where a reader starts: a position as given; 'earliest', the first record held; 'latest', past the last acknowledged one. */
 async function startOf(deps: LogReaderDeps, md: LogMetadata, from: ReadFrom): Promise<LogPosition> {
   if (from === 'earliest') return firstAvailable(md)
+  if (typeof from === 'object' && 'txId' in from) return seek(deps, md, from.txId, txIdOf, (s) => s.lastTxId)
+  if (typeof from === 'object' && 'timeMs' in from) return seek(deps, md, from.timeMs, (r) => r.timeMs, (s) => (s.closedAt > 0 ? s.closedAt : -1))
   if (from !== 'latest') return from
   const last = md.segments.at(-1)
   if (!last || last.state === 'truncated') return { segmentSeq: md.nextSegmentSeq, entryId: 0, slot: 0 }
@@ -103,6 +106,46 @@ async function startOf(deps: LogReaderDeps, md: LogMetadata, from: ReadFrom): Pr
     await h.closeHandle().catch(() => {})
   }
 }
+
+/**
+ * The position of the first record whose key (txId or time, both increasing along the log) is at
+ * least `target`: the first segment that may hold it (a closed one whose last key is below it does
+ * not), then a binary search over its entries. Past every record: where the next one will go. A
+ * target inside truncated segments is TRUNCATED.
+ */
+async function seek(deps: LogReaderDeps, md: LogMetadata, target: number, key: (r: { txId: number; timeMs: number }) => number, lastKey: (s: LogSegment) => number): Promise<LogPosition> {
+  const marker = md.segments.find((s) => s.state === 'truncated')
+  if (marker && lastKey(marker) >= target) {
+    const first = firstAvailable(md)
+    throw new QuireError('TRUNCATED', `log ${md.name} no longer holds records before ${first.segmentSeq}:0:0, where ${key === txIdOf ? 'txId' : 'time'} ${target} lies`, { log: md.name, firstAvailable: first })
+  }
+  for (const seg of md.segments) {
+    if (seg.state === 'truncated') continue
+    if (seg.state === 'closed' && (seg.lastEntryId < 0 || lastKey(seg) < target)) continue
+    const h = await deps.ledgers.openLedger(seg.ledgerId)
+    try {
+      const last = seg.state === 'closed' ? seg.lastEntryId : await h.readLac()
+      const recordsOf = async (e: number) => unpackLogEntry((await h.read(e, e))[0]!.payload, `log segment ${seg.segmentSeq} entry ${e} (ledger ${seg.ledgerId})`).records
+      let lo = 0
+      let hi = last + 1 // first entry whose last record's key reaches the target; last + 1: none
+      while (lo < hi) {
+        const mid = Math.floor((lo + hi) / 2)
+        if (key((await recordsOf(mid)).at(-1)!) >= target) hi = mid
+        else lo = mid + 1
+      }
+      if (lo <= last) {
+        const slot = (await recordsOf(lo)).findIndex((r) => key(r) >= target)
+        return { segmentSeq: seg.segmentSeq, entryId: lo, slot }
+      }
+      if (seg.state === 'open') return { segmentSeq: seg.segmentSeq, entryId: last + 1, slot: 0 }
+    } finally {
+      await h.closeHandle().catch(() => {})
+    }
+  }
+  return { segmentSeq: md.nextSegmentSeq, entryId: 0, slot: 0 }
+}
+
+const txIdOf = (r: { txId: number }): number => r.txId
 
 function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

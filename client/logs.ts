@@ -29,8 +29,11 @@ export const LOG_OPTIONS_DEFAULT: Readonly<Omit<LogOptions, 'ensembleSize' | 'wr
 export type CreateLogOptions = Partial<LogOptions>
 
 export interface ReaderOptions {
-  /** A position (object or `seg:entry:slot`), 'earliest' (default) or 'latest'. */
-  from?: LogPosition | string | 'earliest' | 'latest'
+  /**
+   * A position (object or `seg:entry:slot`), 'earliest' (default), 'latest', `{ txId }` (the first
+   * record with that txId or a later one) or `{ timeMs }` (the first written at or after it).
+   */
+  from?: LogPosition | string | 'earliest' | 'latest' | { txId: number } | { timeMs: number }
   /** Start after the position this subscriber last committed (else at `from`). */
   subscriber?: string
 }
@@ -174,9 +177,18 @@ function comparePos(a: LogPosition, b: LogPosition): number {
   return a.segmentSeq - b.segmentSeq || a.entryId - b.entryId || a.slot - b.slot
 }
 
-function toReadFrom(from: LogPosition | string): ReadFrom {
+function toReadFrom(from: NonNullable<ReaderOptions['from']>): ReadFrom {
   if (from === 'earliest' || from === 'latest') return from
-  return typeof from === 'string' ? parsePosition(from) : checkPosition(from)
+  if (typeof from === 'string') return parsePosition(from)
+  const o = from as { txId?: unknown; timeMs?: unknown }
+  for (const k of ['txId', 'timeMs'] as const) {
+    if (k in o) {
+      const v = o[k]
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new QuireError('INVALID_POSITION', `a reader's from.${k} is a non-negative integer, got ${String(v)}`, {})
+      return k === 'txId' ? { txId: v } : { timeMs: v }
+    }
+  }
+  return checkPosition(from)
 }
 
 const NON_NEGATIVE = ['segmentBytesMax', 'segmentAgeMs', 'segmentRecordsMax', 'retentionMs', 'retentionBytes'] as const

@@ -175,4 +175,32 @@ test('cursors: a subscriber resumes after what it committed; subscribers are lis
   await w.close()
 })
 
+test('readers from a txId or a time start at the first record at or after it, in any segment; below a truncation they get TRUNCATED', async ({ client }) => {
+  const log = await client.logs.createLog('seek', { ...QUORUM, segmentRecordsMax: 30 })
+  const w = await log.writer()
+  const times: number[] = []
+  for (let b = 0; b < 5; b++) {
+    times.push(Date.now())
+    await Promise.all(Array.from({ length: 20 }, (_, i) => w.append(`${b}.${i}`, { txId: 1000 + b * 100 + i * 2 })))
+    await new Promise((r) => setTimeout(r, 30))
+  }
+  const first = async (from: NonNullable<Parameters<Log['reader']>[0]>['from']): Promise<string> => text((await take(log.reader({ from }).records(), 1))[0]!)
+  assert.is(await first({ txId: 0 }), '0.0')
+  assert.is(await first({ txId: 1000 }), '0.0')
+  assert.is(await first({ txId: 1001 }), '0.1', 'txIds step by 2: the next one')
+  assert.is(await first({ txId: 1310 }), '3.5')
+  assert.is(await first({ txId: 1438 }), '4.19')
+  assert.is(await first({ timeMs: times[2]! }), '2.0')
+  assert.is(await first({ timeMs: times[4]! }), '4.0')
+  const past = take(log.reader({ from: { txId: 5000 } }).records(), 1)
+  await w.append('next', { txId: 6000 })
+  assert.equal((await past).map(text), ['next'])
+  const md = await log.info()
+  await log.truncate({ segmentSeq: md.segments[2]!.segmentSeq, entryId: 0, slot: 0 })
+  const err = await take(log.reader({ from: { txId: 1001 } }).records(), 1).then(() => null, (e: unknown) => e)
+  assert.is((err as { code?: string }).code, 'TRUNCATED', String(err))
+  assert.is(await refusal(take(log.reader({ from: { txId: -1 } }).records(), 1)), 'INVALID_POSITION')
+  await w.close()
+})
+
 test.run()
