@@ -7,7 +7,7 @@
 // log before its ledger is closed); an open one at its ledger's close, when a new writer recovered
 // it; the reader then waits for the log to name the next segment.
 
-import { QuireError } from '../machines/errors.ts'
+import { QuireError, isQuireError } from '../machines/errors.ts'
 import { comparePositions, type LogPosition } from '../machines/logPosition.ts'
 import { firstAvailable, type LogMetadata, type LogSegment } from '../machines/logRules.ts'
 import type { LogStore } from '../storage/logStore.ts'
@@ -51,9 +51,17 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
       continue
     }
     if (seg.segmentSeq > pos.segmentSeq) pos = { segmentSeq: seg.segmentSeq, entryId: 0, slot: 0 }
-    for await (const r of readSegment(deps, seg, pos, signal)) {
-      yield r
-      pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
+    try {
+      for await (const r of readSegment(deps, seg, pos, signal)) {
+        yield r
+        pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
+      }
+    } catch (err) {
+      // Its ledger is gone: the log was deleted (NO_SUCH_LOG from the read) or truncated past the reader.
+      if (!isQuireError(err, 'NO_SUCH_LEDGER')) throw err
+      const still = (await readOrEnd(deps.store, name)).segments.find((s) => s.segmentSeq === seg.segmentSeq)
+      if (still && still.state !== 'truncated') throw err
+      continue
     }
     // The segment ended (closed in the log, or its ledger closed by a new writer): the next one.
     const now = (await readOrEnd(deps.store, name)).segments.find((s) => s.segmentSeq === seg.segmentSeq)

@@ -230,10 +230,19 @@ export class LogWriterImpl implements LogWriter {
         assert(entryId === expected, `log ${this.name}: entry ${entryId} of ledger ${handle.ledgerId} where ${expected} was due`)
         batch.forEach((p, slot) => p.resolve({ segmentSeq: segment.segmentSeq, entryId, slot }))
       } catch (err) {
-        this.fail(isQuireError(err, 'FENCED') ? new QuireError('FENCED', `log ${this.name}: segment ${segment.segmentSeq} (ledger ${handle.ledgerId}) was fenced by a newer writer`, { log: this.name }) : err)
+        this.fail(isQuireError(err, 'FENCED') ? await this.fencedBy(segment.segmentSeq, handle.ledgerId) : err)
         for (const p of batch) p.reject(this.failure)
       }
     })
+  }
+
+  /** Why this writer's ledger was fenced: a newer writer (FENCED), or the log was deleted (NO_SUCH_LOG). */
+  private async fencedBy(segmentSeq: number, ledgerId: number): Promise<QuireError> {
+    if (this.failure) return this.failure
+    const exists = await this.deps.store.exists(this.name).catch(() => true)
+    return exists
+      ? new QuireError('FENCED', `log ${this.name}: segment ${segmentSeq} (ledger ${ledgerId}) was fenced by a newer writer`, { log: this.name })
+      : new QuireError('NO_SUCH_LOG', `log ${this.name} was deleted while this writer held it`, { log: this.name })
   }
 
   /** Every queued and later append fails with `err`. */

@@ -6,7 +6,7 @@
 
 import { QuireError } from '../machines/errors.ts'
 import { checkLogName, checkPosition, checkSubscriber, parsePosition, type LogPosition } from '../machines/logPosition.ts'
-import { segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions } from '../machines/logRules.ts'
+import { segmentsToRecover, segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions } from '../machines/logRules.ts'
 import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
 import type { LogStore, Versioned } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
@@ -69,11 +69,16 @@ export class LogNamespaceImpl implements LogNamespace {
   }
 
   /**
-   * Delete the log's record, then its segments' ledgers and its cursors. A writer holding it gets
-   * NO_SUCH_LOG at its next metadata change (a roll or close); readers end with NO_SUCH_LOG.
+   * Delete a log: first fence its writer (recover the ledgers it may still write: its appends fail
+   * from then on, with NO_SUCH_LOG), then delete the log's record, its segments' ledgers and its
+   * cursors. Readers end with NO_SUCH_LOG.
    */
   async deleteLog(name: string): Promise<void> {
     const { value } = await this.p.store.read(name)
+    for (const s of segmentsToRecover(value)) {
+      const lmd = await this.p.ledgers.getLedgerMetadata(s.ledgerId).catch(() => null)
+      if (lmd && lmd.state !== 'CLOSED') await (await this.p.ledgers.openLedger(s.ledgerId, { recovery: true })).closeHandle()
+    }
     const subscribers = await this.p.store.listSubscribers(name)
     await this.p.store.delete(name)
     for (const s of value.segments) if (s.state !== 'truncated') await this.p.ledgers.deleteLedger(s.ledgerId).catch(() => {})

@@ -203,4 +203,18 @@ test('readers from a txId or a time start at the first record at or after it, in
   await w.close()
 })
 
+test('deleting a log while a writer holds it: the writer is fenced first (NO_SUCH_LOG), a tailing reader ends with NO_SUCH_LOG, the ledgers go', async ({ client }) => {
+  const log = await client.logs.createLog('doomed', QUORUM)
+  const w = await log.writer()
+  for (let i = 0; i < 10; i++) await w.append(`d${i}`)
+  const tail = take(log.reader().records(), 1000).then(() => null, (e: unknown) => e)
+  await new Promise((r) => setTimeout(r, 300))
+  const ledgers = (await log.info()).segments.map((s) => s.ledgerId)
+  await client.logs.deleteLog('doomed')
+  assert.is(await refusal(w.append('after the delete')), 'NO_SUCH_LOG')
+  assert.is(((await tail) as { code?: string } | null)?.code, 'NO_SUCH_LOG')
+  for (const id of ledgers) assert.is(await refusal(client.getLedgerMetadata(id)), 'NO_SUCH_LEDGER')
+  assert.is(await refusal(client.logs.openLog('doomed')), 'NO_SUCH_LOG')
+})
+
 test.run()
