@@ -37,6 +37,10 @@ export interface LogReaderDeps {
 export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom, signal?: AbortSignal): AsyncGenerator<LogRecord> {
   let md = (await deps.store.read(name)).value
   let pos = await startOf(deps, md, from)
+  // A start by txId or time found past the LAC the bookies knew may land before records that were
+  // acknowledged meanwhile: those below the target are skipped, up to the first that reaches it.
+  let below: ((r: LogRecord) => boolean) | null = typeof from === 'object' && 'txId' in from ? (r) => r.txId < from.txId
+    : typeof from === 'object' && 'timeMs' in from ? (r) => r.timeMs < from.timeMs : null
   const pollMs = deps.pollMs ?? 200
   while (!signal?.aborted) {
     md = await readOrEnd(deps.store, name)
@@ -53,6 +57,11 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
     if (seg.segmentSeq > pos.segmentSeq) pos = { segmentSeq: seg.segmentSeq, entryId: 0, slot: 0 }
     try {
       for await (const r of readSegment(deps, seg, pos, signal)) {
+        if (below?.(r)) {
+          pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
+          continue
+        }
+        below = null
         yield r
         pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
       }

@@ -192,6 +192,7 @@ test('readers from a txId or a time start at the first record at or after it, in
   assert.is(await first({ txId: 1438 }), '4.19')
   assert.is(await first({ timeMs: times[2]! }), '2.0')
   assert.is(await first({ timeMs: times[4]! }), '4.0')
+  // At once, before the idle writer tells the bookies its last LAC: records below the txId are skipped.
   const past = take(log.reader({ from: { txId: 5000 } }).records(), 1)
   await w.append('next', { txId: 6000 })
   assert.equal((await past).map(text), ['next'])
