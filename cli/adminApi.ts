@@ -20,6 +20,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Registry } from 'prom-client'
 import { QuireError, type ErrorCode } from '../machines/errors.ts'
 import type { AutorecoveryStore, UnderReplicatedMark } from '../storage/autorecoveryStore.ts'
+import { LogStore } from '../storage/logStore.ts'
 import { isBookieAlive, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 
 /** This node's bookie, as /api/v1/bookie/state shows it. */
@@ -42,7 +43,7 @@ export interface BookieStateReport {
 }
 
 export interface AdminDeps {
-  metadata: Pick<MetadataStore, 'listBookies' | 'listLedgers' | 'readLedger'>
+  metadata: Pick<MetadataStore, 'listBookies' | 'listLedgers' | 'readLedger' | 'logsKv'>
   autorecovery: Pick<AutorecoveryStore, 'listMarks'>
   /** This node's bookie; absent, null or returning null when the node runs no bookie (yet). */
   bookie?: (() => BookieStateReport | null) | null
@@ -63,6 +64,8 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   UNAUTHORIZED: 401,
   NO_SUCH_LEDGER: 404,
   NO_SUCH_BOOKIE: 404,
+  NO_SUCH_LOG: 404,
+  INVALID_LOG_NAME: 400,
   TIMEOUT: 503,
   NATS_UNREACHABLE: 503,
 }
@@ -240,6 +243,21 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   app.get('/api/v1/ledger/metadata', async (req) => {
     const id = ledgerIdParam(queryOf(req))
     return metadataView((await bounded(`reading ledger ${id}`, timeoutMs, () => deps.metadata.readLedger(id))).value)
+  })
+
+  app.get('/api/v1/log/list', async (req) => {
+    const prefix = param(queryOf(req), 'prefix') ?? ''
+    return bounded('listing the logs', timeoutMs, async () => {
+      const logs: string[] = []
+      for await (const name of new LogStore(deps.metadata.logsKv).list(prefix)) logs.push(name)
+      return { logs }
+    })
+  })
+
+  app.get('/api/v1/log/info', async (req) => {
+    const name = param(queryOf(req), 'name')
+    if (name === undefined) throw new QuireError('INVALID_CONFIG', 'give the log\'s name: ?name=<log>')
+    return bounded(`reading log ${name}`, timeoutMs, () => new LogStore(deps.metadata.logsKv).describe(name))
   })
 
   app.get('/api/v1/autorecovery/list_under_replicated_ledger', async (req) => {

@@ -18,6 +18,7 @@ import { addNodeCommand } from './nodeCmd.ts'
 import { flagHelp, SETTINGS } from './settings.ts'
 import type { SandboxOptions } from './sandbox.ts'
 import { addShellCommands } from './shell.ts'
+import { addLogCommands } from './logCmd.ts'
 
 const program = new Command()
 program.name('quire').description('Quire: a replicated ledger store on NATS').showHelpAfterError()
@@ -48,6 +49,7 @@ program
 addInspectorCommand(program, natsOption)
 
 addShellCommands(program.command('shell').description('admin commands (in the spirit of BookKeeper\'s shell)'), natsOption)
+addLogCommands(program.command('log').description('named logs: create, list, info, append, tail, truncate, delete, subscribers'), natsOption)
 
 program
   .command('bench')

@@ -13,7 +13,7 @@ import { QuireError } from '../machines/errors.ts'
 import { natsTargetOf, type NatsCommandOptions } from './natsSettings.ts'
 import { ledgerPassword, type PasswordOptions } from './shellPasswords.ts'
 
-async function withClient<T>(o: NatsCommandOptions, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
+export async function withClient<T>(o: NatsCommandOptions, fn: (c: QuireClient) => Promise<T>, opts: { inspect?: boolean } = {}): Promise<T> {
   const { connectClient } = await import('../client/internal.ts')
   const target = natsTargetOf(o)
   const client = await connectClient({ ...target, name: 'quire-shell', ...opts })
@@ -39,7 +39,7 @@ function intOpt(name: string, v: string | undefined, dflt: number, min = 0): num
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US')
 
-function printable(buf: Buffer): boolean {
+export function printable(buf: Buffer): boolean {
   for (const b of buf) if (b < 0x09 || (b > 0x0d && b < 0x20) || b === 0x7f) return false
   return buf.toString('utf8').includes('\uFFFD') === false
 }

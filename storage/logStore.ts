@@ -112,6 +112,17 @@ export class LogStore {
     await this.kv.delete(`${cursorPrefix(checkLogName(name))}${checkSubscriber(subscriber)}`)
   }
 
+  /** The log's metadata with its subscribers' cursors (for the CLI, the admin API and the inspector). */
+  async describe(name: string): Promise<LogMetadata & { revision: number; subscribers: Array<{ subscriber: string } & CursorRecord> }> {
+    const { value, revision } = await this.read(name)
+    const subscribers: Array<{ subscriber: string } & CursorRecord> = []
+    for (const s of await this.listSubscribers(name)) {
+      const c = await this.readCursor(name, s)
+      if (c) subscribers.push({ subscriber: s, ...c.value })
+    }
+    return { ...value, revision, subscribers }
+  }
+
   /** Subscribers of the log, ascending (not those of logs whose names extend this one). */
   async listSubscribers(name: string): Promise<string[]> {
     const prefix = cursorPrefix(checkLogName(name))

@@ -10,6 +10,7 @@ import { registry } from '../actors/metrics.ts'
 import { type AdminDeps, type BookieStateReport } from '../cli/adminApi.ts'
 import { buildHttpApp, startHttpServer } from '../cli/httpServer.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
+import { LogStore } from '../storage/logStore.ts'
 import { MemoryKv } from '../storage/memoryKv.ts'
 import { MetadataStore, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
 
@@ -35,7 +36,7 @@ const bookie = (id: string, extra: Partial<BookieRecord> = {}): BookieRecord => 
 async function world(extra: Partial<AdminDeps> & { token?: string } = {}): Promise<World> {
   const ledgersKv = new MemoryKv()
   const cluster = new MemoryKv()
-  const metadata = new MetadataStore(ledgersKv, new MemoryKv(), cluster)
+  const metadata = new MetadataStore(ledgersKv, new MemoryKv(), cluster, new MemoryKv())
   const autorecovery = new AutorecoveryStore(cluster, () => NOW)
   const app = await buildHttpApp({ metadata, autorecovery, now: () => NOW, ...extra })
   return { metadata, ledgersKv, autorecovery, app }
@@ -210,6 +211,7 @@ test('a store read that never ends is answered 503 TIMEOUT within requestTimeout
     listBookies: () => never,
     readLedger: () => never,
     async *listLedgers() { yield 1; await never },
+    logsKv: new MemoryKv(),
   }
   const app = await buildHttpApp({ metadata: stuck, autorecovery: { listMarks: () => never }, requestTimeoutMs: 50 })
   for (const url of ['/api/v1/bookie/list_bookies', '/api/v1/ledger/list', '/api/v1/ledger/metadata?ledger_id=1', '/api/v1/autorecovery/list_under_replicated_ledger']) {
@@ -279,6 +281,27 @@ test('with an httpToken every route needs it as a bearer token: 401 UNAUTHORIZED
   const open = await world()
   assert.is((await get(open.app, '/heartbeat')).status, 200)
   await open.app.close()
+})
+
+test('logs: /api/v1/log/list by prefix and /api/v1/log/info with its subscribers; an unknown log is 404 NO_SUCH_LOG, a bad name 400', async () => {
+  const w = await world()
+  const logs = new LogStore(w.metadata.logsKv)
+  const options = { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c' as const, segmentBytesMax: 0, segmentAgeMs: 0, segmentRecordsMax: 0, retentionMs: 0, retentionBytes: 0 }
+  for (const name of ['orders/eu', 'orders/us', 'audit']) await logs.create({ name, options, createdAt: 1, epoch: 0, sealed: false, nextSegmentSeq: 1, segments: [] })
+  await logs.writeCursor('orders/eu', 'billing', { position: { segmentSeq: 1, entryId: 2, slot: 3 }, updatedAt: 5 }, null)
+  assert.equal((await get(w.app, '/api/v1/log/list')).body, { logs: ['audit', 'orders/eu', 'orders/us'] })
+  assert.equal((await get(w.app, '/api/v1/log/list?prefix=orders/')).body, { logs: ['orders/eu', 'orders/us'] })
+  const info = await get(w.app, '/api/v1/log/info?name=orders/eu')
+  assert.is(info.status, 200, info.text)
+  assert.is((info.body as { name: string }).name, 'orders/eu')
+  assert.equal((info.body as { subscribers: unknown }).subscribers, [{ subscriber: 'billing', position: { segmentSeq: 1, entryId: 2, slot: 3 }, updatedAt: 5 }])
+  const missing = await get(w.app, '/api/v1/log/info?name=nope')
+  assert.is(missing.status, 404)
+  assert.is((missing.body as { code: string }).code, 'NO_SUCH_LOG')
+  const bad = await get(w.app, '/api/v1/log/info?name=a%20b')
+  assert.is(bad.status, 400)
+  assert.is((bad.body as { code: string }).code, 'INVALID_LOG_NAME')
+  await w.app.close()
 })
 
 test.run()

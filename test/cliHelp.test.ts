@@ -105,7 +105,7 @@ const help = suite('cli-help')
 help('quire --help lists every command and --version, and loads nothing a command needs to run', async () => {
   const r = await quire(['--help'])
   assertLight(r, REPO_ROOT, 'main.ts')
-  assert.equal(commandsOf(r.stdout).sort(), ['bench', 'bookie', 'help', 'inspector', 'node', 'sandbox', 'shell'], r.stdout)
+  assert.equal(commandsOf(r.stdout).sort(), ['bench', 'bookie', 'help', 'inspector', 'log', 'node', 'sandbox', 'shell'], r.stdout)
   for (const f of ['--version', '--help']) assert.ok(flagsOf(r.stdout).includes(f), `${f} missing\n${r.stdout}`)
 })
 
@@ -113,6 +113,15 @@ help('quire shell --help lists every shell command and loads nothing a command n
   const r = await quire(['shell', '--help'])
   assertLight(r, REPO_ROOT, 'main.ts')
   assert.equal(commandsOf(r.stdout).sort(), [...SHELL_COMMANDS, 'help'].sort(), r.stdout)
+})
+
+help('quire log --help lists every log command and loads nothing a command needs to run', async () => {
+  const r = await quire(['log', '--help'])
+  assertLight(r, REPO_ROOT, 'main.ts')
+  assert.equal(commandsOf(r.stdout).sort(), ['append', 'create', 'delete', 'help', 'info', 'list', 'subscribers', 'tail', 'truncate'], r.stdout)
+  const tail = await quire(['log', 'tail', '--help'])
+  assertLight(tail, REPO_ROOT, 'main.ts')
+  for (const f of ['--from', '--txid', '--subscriber', '--nats', '--nats-user']) assert.ok(flagsOf(tail.stdout).includes(f), `${f} missing\n${tail.stdout}`)
 })
 
 help('quire node --help lists a flag for every setting, --config and --print-settings, and loads nothing a node needs to run', async () => {
