@@ -2,7 +2,7 @@
 // following the open segment with the ledger's long polls, ending only when the log is sealed
 // (after its last record) or deleted (NO_SUCH_LOG). A start before the first record the log
 // still holds is TRUNCATED, naming the first available position, never a silent skip.
-// Memory: one ledger entry's records at a time (the ledger tail reads ahead by its own bound).
+// Memory: at most two batches of READ_BATCH_ENTRIES entries (the ledger tail's read-ahead).
 // Segment ends: a closed segment ends at the last entry the log gives it (a roll closes it in the
 // log before its ledger is closed); an open one at its ledger's close, when a new writer recovered
 // it; the reader then waits for the log to name the next segment.
@@ -14,6 +14,9 @@ import type { LogStore } from '../storage/logStore.ts'
 import type { Clock } from '../transport/clock.ts'
 import { unpackLogEntry } from '../transport/logEntry.ts'
 import type { LogLedgers } from './logWriter.ts'
+
+/** Entries per read of a segment: a reader holds at most two batches, each entry at most the writer's entryBytesMax. */
+const READ_BATCH_ENTRIES = 32
 
 export interface LogRecord {
   position: LogPosition
@@ -93,7 +96,7 @@ async function* readSegment(deps: LogReaderDeps, seg: LogSegment, pos: LogPositi
   if (pos.entryId > end) return
   const h = await deps.ledgers.openLedger(seg.ledgerId)
   try {
-    for await (const e of h.entries({ from: pos.entryId })) {
+    for await (const e of h.entries({ from: pos.entryId, batch: READ_BATCH_ENTRIES })) {
       if (signal?.aborted) return
       const { records } = unpackLogEntry(e.payload, `log segment ${seg.segmentSeq} entry ${e.entryId} (ledger ${seg.ledgerId})`)
       for (let slot = e.entryId === pos.entryId ? pos.slot : 0; slot < records.length; slot++) {
