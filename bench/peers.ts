@@ -13,6 +13,7 @@
 // stream with N subjects for JetStream (how a JetStream user keeps many logs: a stream per log
 // would be N raft groups on R3).
 
+import { randomUUID } from 'node:crypto'
 import path from 'node:path'
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import { connect as connectNats, type NatsConnection } from '@nats-io/transport-node'
@@ -38,6 +39,8 @@ export interface Peer {
   open: (payload: Uint8Array) => Promise<Subject>
   /** `logs` fresh logs, written round-robin with `payload`. */
   openMany: (logs: number, payload: Uint8Array) => Promise<Subject>
+  /** A fresh named log whose records are `payload` (Quire: client.logs; absent: `open`, one message a record). */
+  openRecords?: (payload: Uint8Array) => Promise<Subject>
   /** Resolves once the peer can take writes (every bookie registered and writable). */
   ready: () => Promise<void>
   /** The cells (keys) it takes part in; every cell when absent. */
@@ -89,6 +92,11 @@ export async function startQuire(dir: string, cleanup: Cleanup, explicitLacInter
     name: 'quire', procs, monitorPorts: [monitorPort], ready,
     open: async (payload) => {
       const w = await client.createLedger(QUORUM)
+      return { op: () => w.append(payload), close: () => w.close() }
+    },
+    openRecords: async (payload) => {
+      const log = await client.logs.createLog(`bench-${randomUUID()}`, QUORUM)
+      const w = await log.writer()
       return { op: () => w.append(payload), close: () => w.close() }
     },
     openMany: async (logs, payload) => {

@@ -33,6 +33,8 @@ export interface CellSpec {
   logs: number
   ratePerSec: number | null
   warmupSeconds: number
+  /** Named log records (Quire packs them into entries) against one JetStream R1 message each. */
+  records?: boolean
 }
 
 export interface BenchParams {
@@ -147,7 +149,8 @@ export interface BenchResult {
   errors: string[]
 }
 
-export function cellKey(payloadBytes: number, inFlight: number, logs = 1): string {
+export function cellKey(payloadBytes: number, inFlight: number, logs = 1, records = false): string {
+  if (records) return `records_${payloadBytes}B_x${inFlight}`
   return logs > 1 ? `logs${logs}_${payloadBytes}B` : `${payloadBytes}B_x${inFlight}`
 }
 
@@ -229,6 +232,14 @@ export function ratiosOf(cells: CellResult[], fdatasync: Measurement, tail: Tail
     out.push(ratio(`quireNatsMsgsPerEntry_${c.spec.key}`, `${label}: NATS messages per entry`, q.nats.msgsPerEntry, { op: '<', value: 2 }))
     out.push(ratio(`quireP99Ms_${c.spec.key}`, `${label}: p99 ms`, q.latencyMs.p99, { op: '<', value: 100 }))
   }
+  for (const c of cells) {
+    const q = c.spec.records ? quireOf(c) : undefined
+    const r1 = q && r1Of(c)
+    if (!q || !r1) continue
+    out.push(ratio(`logRecordsPerSecOverR1_${c.spec.key}`, `log records/s Quire / JetStream R1 messages/s, ${size(c.spec.payloadBytes)} x${c.spec.inFlight}`, q.opsPerSec / r1.opsPerSec, { op: '>=', value: 2 }))
+    out.push(ratio(`logP99OverR1P99_${c.spec.key}`, `log record p99 Quire / JetStream R1 p99, ${size(c.spec.payloadBytes)} x${c.spec.inFlight}`, q.latencyMs.p99 / r1.latencyMs.p99, { op: '<=', value: 2 }))
+    if (c.cpuRatio.overR1 !== null) out.push(ratio(`logCpuOverR1_${c.spec.key}`, `CPU/record Quire / JetStream R1, ${size(c.spec.payloadBytes)} x${c.spec.inFlight}`, c.cpuRatio.overR1, null))
+  }
   for (const t of tail) {
     out.push(ratio(`tailP99OverAddP99At${t.ratePerSec}`, `Quire tail p99 / add p99 at ${t.ratePerSec}/s`, t.tail.latencyMs.p99 / t.add.latencyMs.p99, { op: '<=', value: 2 }))
   }
@@ -289,6 +300,7 @@ export function formatIdle(i: IdleCpu): string {
 }
 
 export function cellLabel(s: CellSpec): string {
+  if (s.records) return `log records ${size(s.payloadBytes)} x${s.inFlight}`
   return s.logs > 1 ? `${s.logs} logs ${size(s.payloadBytes)} @${s.ratePerSec ?? 'max'}/s` : `${size(s.payloadBytes)} x${s.inFlight}`
 }
 

@@ -56,6 +56,8 @@ const PIPELINED = 128
 /** The one-entry-at-a-time cell, the only one the protocol floor (bench/floor.ts) takes part in. */
 const SINGLE_CELL = cellKey(1024, 1)
 const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
+/** Named log records: 100 B, as many in flight as a writer packs into its entries. */
+const RECORDS = { payloadBytes: 100, inFlight: 4096 }
 /**
  * Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many
  * logs, three entries per log: with E3/Qw2 a bookie first hears of a ledger with its entry 0, 1
@@ -197,7 +199,11 @@ function paramsOf(opts: BenchOptions): BenchParams {
     key: cellKey(MANY.payloadBytes, MANY.logs, MANY.logs), payloadBytes: MANY.payloadBytes, inFlight: MANY.logs, logs: MANY.logs,
     ratePerSec: MANY.ratePerSec, warmupSeconds: WARMUP_SECONDS.many,
   }
-  const all = [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many]
+  const records: CellSpec = {
+    key: cellKey(RECORDS.payloadBytes, RECORDS.inFlight, 1, true), payloadBytes: RECORDS.payloadBytes, inFlight: RECORDS.inFlight, logs: 1,
+    ratePerSec: null, warmupSeconds: WARMUP_SECONDS.default, records: true,
+  }
+  const all = [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many, records]
   const only = opts.only === undefined ? null : new Set(opts.only)
   if (only) {
     const known = [...all.map((c) => c.key), 'tail', 'memory', 'soak']
@@ -282,6 +288,7 @@ async function measureCell(p: BenchParams, spec: CellSpec, peers: Peer[]): Promi
   for (let round = 0; round < p.rounds; round++) {
     for (const peer of peers) {
       if (failed.some((f) => f.peer === peer.name) || (peer.cells && !peer.cells.includes(spec.key))) continue
+      if (spec.records && peer.name !== 'quire' && peer.name !== 'jetstreamR1') continue
       try {
         rounds.push(await measurePeer(p, spec, peer, payload))
       } catch (err) {
@@ -313,7 +320,7 @@ async function measurePeer(p: BenchParams, spec: CellSpec, peer: Peer, payload: 
   }
   const m = await run(p, `${PEER_LABELS[peer.name]} ${cellLabel(spec)}`,
     { inFlight: spec.inFlight, bytesPerOp: spec.payloadBytes, warmupSeconds: spec.warmupSeconds, ...(spec.ratePerSec === null ? {} : { ratePerSec: spec.ratePerSec }) },
-    () => (spec.logs > 1 ? peer.openMany(spec.logs, payload) : peer.open(payload)), window)
+    () => (spec.records ? (peer.openRecords ?? peer.open)(payload) : spec.logs > 1 ? peer.openMany(spec.logs, payload) : peer.open(payload)), window)
   return peerCell(peer.name, m, spent!, { inMsgs: after.inMsgs - before.inMsgs, outMsgs: after.outMsgs - before.outMsgs })
 }
 
