@@ -11,7 +11,8 @@
 //   a replica lacking entries marks the ledger `damaged` for that bookie;
 // - at each check, the ledgers a live bookie lists in its registration as holding damaged copies
 //   (`damagedLedgers`: bit rot in its entry store, found by the bookie itself) are marked
-//   `damaged` for it too, so their copies are re-added in place.
+//   `damaged` for it too, so their copies are re-added in place;
+// - at the end of each audit, named logs' retention (actors/logRetention.ts).
 // Invariants: no mark is written unless this node holds a valid lease (checked before each
 // write) and autorecovery is enabled; a timeout or an error from a bookie is never read as a
 // missing entry (PROTOCOL.md "Response classes").
@@ -27,13 +28,15 @@ import { QuireError, isQuireError } from '../machines/errors.ts'
 import { countHeld, holdsEntry, segmentRange } from '../machines/replicator.ts'
 import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, isBookieAlive, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
-import { KvConflict } from '../storage/types.ts'
+import { LogStore } from '../storage/logStore.ts'
+import { KvConflict, type VersionedKv } from '../storage/types.ts'
 import { RC } from '../transport/wire.ts'
 import { NO_PASSWORD_KEY, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
 } from './autorecoveryParts.ts'
 import { watchActor } from '../transport/inspect.ts'
+import { applyRetention } from './logRetention.ts'
 import { autorecoveryMetrics } from './metrics.ts'
 
 /** The metadata's password check of a ledger without a password: its entries are read with no key. */
@@ -84,6 +87,8 @@ export interface AuditSummary {
   damaged: number
   /** Closed ledgers whose replicas were scanned. */
   scanned: number
+  /** Named logs' segments truncated by their retention (actors/logRetention.ts). */
+  truncated: number
 }
 
 type AuditorActor = ActorRefFrom<typeof auditorMachine>
@@ -411,7 +416,7 @@ class Auditor {
     // Scanning starts after the ledger the last audit scanned last, so every ledger gets its turn.
     const start = ids.findIndex((id) => id > this.scanCursor)
     const order = start < 0 ? ids : [...ids.slice(start), ...ids.slice(0, start)]
-    const summary: AuditSummary = { auditor: this.nodeId, checked: 0, marked: 0, damaged: 0, scanned: 0, unreadable: 0 }
+    const summary: AuditSummary = { auditor: this.nodeId, checked: 0, marked: 0, damaged: 0, scanned: 0, unreadable: 0, truncated: 0 }
     let failuresInARow = 0
     for (const id of order) {
       if (!this.leading()) throw new NotLeader(this.nodeId)
@@ -441,7 +446,21 @@ class Auditor {
         }
       }
     }
+    summary.truncated = await this.retention()
     return { summary, unregistered: [...unregistered].sort() }
+  }
+
+  /** Named logs' retention, by this elected auditor; none without a logs bucket (unit tests' stores). */
+  private async retention(): Promise<number> {
+    let kv: VersionedKv
+    try {
+      kv = this.p.metadata.logsKv
+    } catch {
+      return 0
+    }
+    const done = await applyRetention(new LogStore(kv), (id) => this.p.metadata.deleteLedger(id), this.p.now, () => this.leading())
+    for (const r of done) this.log('log segments truncated by retention', { log: r.log, segments: r.segments })
+    return done.reduce((n, r) => n + r.segments.length, 0)
   }
 
   /** The live bookies, re-listed every few seconds of a long audit. */

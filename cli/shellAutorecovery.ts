@@ -265,7 +265,8 @@ export const runTriggerAudit = (o: NatsCommandOptions & { timeoutMs: string }): 
   }
   console.log(`audit by ${reply.auditor}: ${reply.checked} ledger(s) checked, ${reply.marked} marked under-replicated, ` +
     `${reply.scanned} scanned for missing entries, ${reply.damaged} with missing entries` +
-    (reply.unreadable ? `, ${reply.unreadable} unreadable (checked next time)` : ''))
+    (reply.unreadable ? `, ${reply.unreadable} unreadable (checked next time)` : '') +
+    (reply.truncated ? `, ${reply.truncated} log segment(s) truncated by retention` : ''))
 })
 
 export const runAutorecovery = (o: NatsCommandOptions & { enable?: boolean; disable?: boolean }): Promise<void> => withParts(natsTargetOf(o), async ({ store }) => {

@@ -6,7 +6,7 @@
 
 import { QuireError } from '../machines/errors.ts'
 import { checkLogName, checkPosition, checkSubscriber, parsePosition, type LogPosition } from '../machines/logPosition.ts'
-import { segmentsToRecover, segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions } from '../machines/logRules.ts'
+import { segmentsToRecover, segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions, type LogSegment } from '../machines/logRules.ts'
 import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
 import type { LogStore, Versioned } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
@@ -144,21 +144,31 @@ export class LogHandleImpl implements Log {
    */
   async truncate(position: LogPosition | string): Promise<number[]> {
     const pos = typeof position === 'string' ? parsePosition(position) : checkPosition(position)
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const cur: Versioned<LogMetadata> = await this.p.store.read(this.name)
-      const removed = segmentsToTruncate(cur.value, pos)
-      if (removed.length === 0) return []
-      try {
-        await this.p.store.write(withTruncated(cur.value, removed.map((s) => s.segmentSeq)), cur.revision)
-      } catch (err) {
-        if (err instanceof KvConflict) continue
-        throw err
-      }
-      for (const s of removed) await this.p.ledgers.deleteLedger(s.ledgerId).catch(() => {})
-      return removed.map((s) => s.segmentSeq)
-    }
-    throw new QuireError('METADATA_CONFLICT', `could not truncate log ${this.name}: too many concurrent metadata updates`, { log: this.name })
+    return truncateLog(this.p.store, (id) => this.p.ledgers.deleteLedger(id), this.name, (md) => segmentsToTruncate(md, pos))
   }
+}
+
+/**
+ * Truncate the segments `pick` chooses from the log as it is now, by compare-and-swap (re-read and
+ * chosen again on a conflict, so two truncations, or a truncation and retention, never remove a
+ * segment twice or one the other kept), then delete their ledgers. Returns the segment numbers.
+ */
+export async function truncateLog(store: LogStore, deleteLedger: (ledgerId: number) => Promise<void>, name: string, pick: (md: LogMetadata) => LogSegment[]): Promise<number[]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const cur: Versioned<LogMetadata> = await store.read(name)
+    const removed = pick(cur.value)
+    if (removed.length === 0) return []
+    try {
+      await store.write(withTruncated(cur.value, removed.map((s) => s.segmentSeq)), cur.revision)
+    } catch (err) {
+      if (err instanceof KvConflict) continue
+      throw err
+    }
+    // A ledger already gone (a crash between the swap and here, last time) is no loss.
+    for (const s of removed) await deleteLedger(s.ledgerId).catch(() => {})
+    return removed.map((s) => s.segmentSeq)
+  }
+  throw new QuireError('METADATA_CONFLICT', `could not truncate log ${name}: too many concurrent metadata updates`, { log: name })
 }
 
 export class LogReaderImpl implements LogReader {

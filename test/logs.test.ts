@@ -218,4 +218,28 @@ test('deleting a log while a writer holds it: the writer is fenced first (NO_SUC
   assert.is(await refusal(client.logs.openLog('doomed')), 'NO_SUCH_LOG')
 })
 
+test('retention runs without an operator: the elected auditor truncates the segments a log\'s retentionBytes no longer keeps, once', async ({ client, c }) => {
+  const log = await client.logs.createLog('retained', { ...QUORUM, segmentRecordsMax: 10, retentionBytes: 1 })
+  const w = await log.writer()
+  for (let b = 0; b < 4; b++) await Promise.all(Array.from({ length: 10 }, (_, i) => w.append(`${b}.${i}`)))
+  const { startAuditor } = await import('../actors/auditor.ts')
+  const auditors = await Promise.all(['ret-a', 'ret-b'].map((nodeId) => startAuditor({ nats: c.nats.url, nodeId, auditIntervalMs: 200, auditorLeaseMs: 1000, log: () => {} })))
+  try {
+    const deadline = Date.now() + 20_000
+    let md = await log.info()
+    while (md.segments.filter((s) => s.state === 'closed').length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100))
+      md = await log.info()
+    }
+    // Every closed segment went (the log holds more than 1 byte while any does); the open one stays.
+    assert.equal(md.segments.map((s) => s.state), ['truncated', 'open'])
+    assert.is(md.segments[0]!.segmentSeq, 4, 'segments 1 to 4 truncated, 4 kept as the marker')
+    await w.append('after')
+    assert.equal((await take(log.reader().records(), 1)).map((r) => `${r.position.segmentSeq} ${text(r)}`), ['5 after'])
+  } finally {
+    for (const a of auditors) await a.stop()
+  }
+  await w.close()
+})
+
 test.run()
