@@ -1,4 +1,6 @@
-// The writer of a named log (PROTOCOL.md "Logs on top of ledgers"): one at a time per log.
+// The writer of a named log (PROTOCOL.md "Logs on top of ledgers"): one at a time per log. Its
+// metadata lifecycle is machines/logWriter.ts; this binds its effects to the log store and the
+// client's ledgers, and keeps the records: packing, entries, promises, when to roll.
 // Taking the log: bump the log's writer epoch by compare-and-swap (two writers racing: the one
 // whose swap lands wins, the other gets LOG_WRITER_CONFLICT), recover the segments a previous
 // writer may have left open (ledger recovery fences it: none of its records is acknowledged
@@ -15,11 +17,10 @@
 
 import { QuireError, assert, isQuireError } from '../machines/errors.ts'
 import type { LogPosition } from '../machines/logPosition.ts'
-import {
-  claimed, lastTxIdOf, rollDue, segmentsToRecover, withSegmentAdded, withSegmentClosed, writerRefusal,
-  type LogMetadata, type LogSegment, type SegmentEnd,
-} from '../machines/logRules.ts'
-import type { LogStore, Versioned } from '../storage/logStore.ts'
+import { lastTxIdOf, rollDue, type LogMetadata, type LogSegment, type SegmentEnd } from '../machines/logRules.ts'
+import { logWriterMachine, type LogWriterEvent } from '../machines/logWriter.ts'
+import { createActor, type Actor } from 'xstate'
+import type { LogStore } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import type { Clock, TimerHandle } from '../transport/clock.ts'
 import { LOG_ENTRY_HEADER_BYTES, packLogEntry, packedRecordBytes, unpackLogEntry, type LogRecordIn } from '../transport/logEntry.ts'
@@ -68,81 +69,89 @@ interface Current {
   stats: { bytes: number; records: number; entries: number; createdAt: number; firstTxId: number; lastTxId: number }
 }
 
-/** Compare-and-swap attempts before METADATA_CONFLICT. */
-const CAS_ATTEMPTS = 50
+interface Settle { resolve: () => void; reject: (e: unknown) => void }
 
 export class LogWriterImpl implements LogWriter {
-  private md: Versioned<LogMetadata>
-  private current: Current
+  private readonly actor: Actor<ReturnType<typeof logWriterMachine>>
+  /** Ledgers the machine had made, until the log takes them (or they are deleted). */
+  private readonly made = new Map<number, WriteHandle>()
+  private current: Current | null = null
   private queued: Pending[] = []
   private flushQueued = false
-  /**
-   * The next segment's ledger, made as soon as a segment starts, so that a roll finds it ready and
-   * records wait only for the compare-and-swap that switches segments.
-   */
-  private spare: Promise<WriteHandle> | null = null
-  private rolling: Promise<void> | null = null
+  /** Records wait while the machine switches segments (one compare-and-swap). */
+  private rolling = false
   /** Settles after the last entry handed to a ledger is acknowledged (or failed): keeps positions in order. */
   private acked: Promise<void> = Promise.resolve()
   private failure: QuireError | null = null
   private closed = false
-  private lastTxId: number
+  private lastTxId = -1
   private ageTimer: TimerHandle | null = null
+  private taking: Settle | null = null
+  private finishing: Settle | null = null
   private readonly recordBytesMax: number
   private readonly entryBytesMax: number
   private readonly entryRecordsMax: number
 
-  private constructor(private readonly deps: LogDeps, md: Versioned<LogMetadata>, current: Current, readonly epoch: number, opts: LogWriterOptions) {
-    this.md = md
-    this.current = current
-    this.lastTxId = Math.max(lastTxIdOf(md.value), -1)
+  private constructor(private readonly deps: LogDeps, readonly name: string, opts: LogWriterOptions) {
     this.recordBytesMax = opts.recordBytesMax ?? 1024 * 1024
     this.entryBytesMax = opts.entryBytesMax ?? 1024 * 1024
     this.entryRecordsMax = opts.entryRecordsMax ?? 10_000
-    this.armAgeTimer()
-    this.prepareSpare()
+    const send = (e: LogWriterEvent): void => { this.actor.send(e) }
+    const failed = (err: unknown): void => { send(errorEvent(err)) }
+    const machine = logWriterMachine({ name, nowMs: () => deps.clock.now() }).provide({
+      actions: {
+        readLog: (_, p) => { deps.store.read(p.name).then((v) => send({ type: 'log.read', md: v.value, revision: v.revision }), failed) },
+        writeLog: (_, p) => {
+          deps.store.write(p.md, p.revision).then((v) => send({ type: 'log.written', md: v.value, revision: v.revision }),
+            (err: unknown) => (err instanceof KvConflict ? send({ type: 'log.conflict' }) : failed(err)))
+        },
+        recoverSegment: (_, p) => {
+          recoveredEnd(deps.ledgers, p.segment).then((end) => send({ type: 'segment.recovered', segmentSeq: p.segment.segmentSeq, end }), failed)
+        },
+        createLedger: (_, p) => {
+          const md = this.actor.getSnapshot().context.md!
+          deps.ledgers.createLedger(ledgerOptions(md, p.segmentSeq, p.epoch)).then((h) => {
+            if (this.actor.getSnapshot().status !== 'active') return void dropLedger(deps.ledgers, h)
+            this.made.set(h.ledgerId, h)
+            send({ type: 'ledger.created', ledgerId: h.ledgerId })
+          }, failed)
+        },
+        deleteLedger: (_, p) => {
+          const h = this.made.get(p.ledgerId)
+          this.made.delete(p.ledgerId)
+          if (h) void dropLedger(deps.ledgers, h)
+        },
+        opened: (_, p) => {
+          this.lastTxId = lastTxIdOf(p.md)
+          this.enter(p.segment)
+          this.taking?.resolve()
+        },
+        switched: (_, p) => {
+          const prev = this.current!
+          this.enter(p.segment)
+          this.rolling = false
+          // The old segment's ledger is closed once its adds are in; the log already ends it at its last entry.
+          void this.acked.then(() => prev.handle.close()).catch(() => {})
+          this.scheduleFlush()
+        },
+        finished: () => { this.finishing?.resolve() },
+        fail: (_, p) => { this.fail(new QuireError(p.code, `log ${name}: ${p.message}`, { log: name })) },
+      },
+    })
+    this.actor = createActor(machine)
   }
 
-  get name(): string { return this.md.value.name }
+  get epoch(): number { return this.actor.getSnapshot().context.epoch }
 
   /** Take the log `name`: fence and close what an earlier writer left, start a new segment. */
   static async take(deps: LogDeps, name: string, opts: LogWriterOptions = {}): Promise<LogWriterImpl> {
-    const { store } = deps
-    let cur = await store.read(name)
-    let mine: Versioned<LogMetadata> | null = null
-    for (let attempt = 0; mine === null; attempt++) {
-      const next = claimed(cur.value)
-      try {
-        mine = await store.write(next, cur.revision)
-      } catch (err) {
-        if (!(err instanceof KvConflict) || attempt >= CAS_ATTEMPTS) throw err
-        const seen = cur.value.epoch
-        cur = await store.read(name)
-        if (cur.value.epoch !== seen) {
-          throw new QuireError('LOG_WRITER_CONFLICT', `another writer took log ${name} while this one was taking it (epoch ${cur.value.epoch})`, { log: name, epoch: cur.value.epoch })
-        }
-      }
-    }
-    const epoch = mine.value.epoch
-    const ends = new Map<number, SegmentEnd>()
-    for (const seg of segmentsToRecover(mine.value)) {
-      const end = await recoveredEnd(deps.ledgers, seg)
-      if (end) ends.set(seg.segmentSeq, end)
-    }
-    const handle = await deps.ledgers.createLedger(ledgerOptions(mine.value, mine.value.nextSegmentSeq, epoch))
-    try {
-      const md = await casLoop(store, mine, epoch, (m) => {
-        let next = m
-        for (const [seq, end] of ends) next = withSegmentClosed(next, seq, end, deps.clock.now())
-        return withSegmentAdded(next, handle.ledgerId, epoch, deps.clock.now())
-      })
-      const segment = md.value.segments.at(-1)!
-      return new LogWriterImpl(deps, md, { segment, handle, stats: freshStats(segment.createdAt) }, epoch, opts)
-    } catch (err) {
-      await handle.close().catch(() => {})
-      await deps.ledgers.deleteLedger(handle.ledgerId).catch(() => {})
-      throw err
-    }
+    const w = new LogWriterImpl(deps, name, opts)
+    await new Promise<void>((resolve, reject) => {
+      w.taking = { resolve, reject }
+      w.actor.start()
+    })
+    w.taking = null
+    return w
   }
 
   /** Resolves with the record's position once its entry is acknowledged. */
@@ -167,12 +176,20 @@ export class LogWriterImpl implements LogWriter {
 
   /** Every record acknowledged so far, then no more: seal the log (readers end after its last record). */
   async markEndOfStream(): Promise<void> {
-    await this.finish(true)
+    await this.finish('seal')
   }
 
   /** Wait for what was appended, close the segment; the next writer starts a new one. */
   async close(): Promise<void> {
-    await this.finish(false)
+    await this.finish('close')
+  }
+
+  private enter(segment: LogSegment): void {
+    const handle = this.made.get(segment.ledgerId)
+    assert(handle !== undefined, `log ${this.name}: segment ${segment.segmentSeq} is on ledger ${segment.ledgerId}, which this writer did not make`)
+    this.made.delete(segment.ledgerId)
+    this.current = { segment, handle, stats: freshStats(segment.createdAt) }
+    this.armAgeTimer()
   }
 
   private refusal(): QuireError | null {
@@ -192,19 +209,18 @@ export class LogWriterImpl implements LogWriter {
 
   /** Pack what is queued into entries of the current segment; roll when a policy says so. */
   private flush(): void {
-    while (this.queued.length > 0 && !this.rolling && !this.failure) {
-      const batch = this.takeBatch()
-      this.send(batch)
-      if (rollDue(this.md.value.options, this.current.stats, this.deps.clock.now())) this.roll()
+    while (this.queued.length > 0 && !this.rolling && !this.failure && this.current) {
+      this.send(this.takeBatch(this.current))
+      if (rollDue(this.actor.getSnapshot().context.md!.options, this.current.stats, this.deps.clock.now())) this.roll()
     }
   }
 
-  private takeBatch(): Pending[] {
+  private takeBatch(cur: Current): Pending[] {
     let bytes = LOG_ENTRY_HEADER_BYTES
     let n = 0
     // A segment bounded by records rolls at exactly that many: an entry does not cross the bound.
-    const countMax = this.md.value.options.segmentRecordsMax
-    const room = countMax > 0 ? Math.max(1, countMax - this.current.stats.records) : Number.POSITIVE_INFINITY
+    const countMax = this.actor.getSnapshot().context.md!.options.segmentRecordsMax
+    const room = countMax > 0 ? Math.max(1, countMax - cur.stats.records) : Number.POSITIVE_INFINITY
     while (n < this.queued.length && n < this.entryRecordsMax && n < room) {
       const add = packedRecordBytes(this.queued[n]!.record.payload.length)
       if (n > 0 && bytes + add > this.entryBytesMax) break
@@ -215,7 +231,7 @@ export class LogWriterImpl implements LogWriter {
   }
 
   private send(batch: Pending[]): void {
-    const { segment, handle, stats } = this.current
+    const { segment, handle, stats } = this.current!
     const entry = packLogEntry({ recordsBefore: stats.records, records: batch.map((p) => p.record) })
     stats.records += batch.length
     stats.bytes += entry.length
@@ -230,7 +246,14 @@ export class LogWriterImpl implements LogWriter {
         assert(entryId === expected, `log ${this.name}: entry ${entryId} of ledger ${handle.ledgerId} where ${expected} was due`)
         batch.forEach((p, slot) => p.resolve({ segmentSeq: segment.segmentSeq, entryId, slot }))
       } catch (err) {
-        this.fail(isQuireError(err, 'FENCED') ? await this.fencedBy(segment.segmentSeq, handle.ledgerId) : err)
+        if (isQuireError(err, 'FENCED')) {
+          const why = await this.fencedBy(segment.segmentSeq, handle.ledgerId)
+          this.fail(why)
+          this.actor.send({ type: 'error', code: why.code, message: why.message })
+        } else {
+          this.fail(err)
+          if (isQuireError(err)) this.actor.send({ type: 'error', code: err.code, message: err.message })
+        }
         for (const p of batch) p.reject(this.failure)
       }
     })
@@ -245,94 +268,50 @@ export class LogWriterImpl implements LogWriter {
       : new QuireError('NO_SUCH_LOG', `log ${this.name} was deleted while this writer held it`, { log: this.name })
   }
 
-  /** Every queued and later append fails with `err`. */
+  /** Every queued and later append fails with `err`, and whoever waits on the take or the finish. */
   private fail(err: unknown): void {
     if (this.failure) return
     this.failure = err instanceof QuireError ? err : new QuireError('TIMEOUT', `log ${this.name}: ${String(err)}`, { log: this.name })
     for (const p of this.queued.splice(0)) p.reject(this.failure)
     this.disarmAgeTimer()
-    void this.dropSpare()
+    this.taking?.reject(this.failure)
+    this.finishing?.reject(this.failure)
   }
 
-  /** The next segment's ledger, made now if none is being made; a failure to make it shows at the roll. */
-  private prepareSpare(): void {
-    if (this.spare || this.failure || this.closed) return
-    this.spare = this.deps.ledgers.createLedger(ledgerOptions(this.md.value, this.md.value.nextSegmentSeq, this.epoch))
-    this.spare.catch(() => {})
-  }
-
-  /** Switch to the next segment; records wait until the switch is done. */
+  /** Stop handing records to the current segment and have the machine switch to the next. */
   private roll(): void {
-    if (this.rolling || this.failure) return
-    this.prepareSpare()
-    const spare = this.spare!
-    this.spare = null
-    this.rolling = spare.then((handle) => this.switchTo(handle)).catch((err: unknown) => this.fail(err)).finally(() => {
-      this.rolling = null
-      if (!this.failure) {
-        this.prepareSpare()
-        this.scheduleFlush()
-      }
-    })
+    if (this.rolling || this.failure || !this.current) return
+    this.rolling = true
+    this.actor.send({ type: 'roll', end: endOf(this.current) })
   }
 
-  /** One compare-and-swap: the current segment closed at its last entry handed over, `handle`'s added. */
-  private async switchTo(handle: WriteHandle): Promise<void> {
-    const prev = this.current
-    try {
-      const md = await casLoop(this.deps.store, this.md, this.epoch, (m) =>
-        withSegmentAdded(withSegmentClosed(m, prev.segment.segmentSeq, endOf(prev), this.deps.clock.now()), handle.ledgerId, this.epoch, this.deps.clock.now()))
-      this.md = md
-      const segment = md.value.segments.at(-1)!
-      this.current = { segment, handle, stats: freshStats(segment.createdAt) }
-      this.armAgeTimer()
-    } catch (err) {
-      await handle.close().catch(() => {})
-      await this.deps.ledgers.deleteLedger(handle.ledgerId).catch(() => {})
-      throw err
-    }
-    // The old segment's ledger is closed once its adds are in; the log already ends it at its last entry.
-    void this.acked.then(() => prev.handle.close()).catch(() => {})
-  }
-
-  private async finish(seal: boolean): Promise<void> {
+  private async finish(mode: 'close' | 'seal'): Promise<void> {
     const refused = this.refusal()
     if (refused) throw refused
     this.closed = true
     this.disarmAgeTimer()
     while (this.rolling || this.queued.length > 0 || this.flushQueued) {
-      if (this.rolling) await this.rolling
-      else this.flush()
-      await new Promise<void>((r) => this.deps.clock.defer(r))
+      if (this.failure) throw this.failure
+      if (!this.rolling) this.flush()
+      await new Promise<void>((r) => this.deps.clock.setTimeout(r, this.rolling ? 1 : 0))
     }
     await this.acked
-    await this.dropSpare()
     if (this.failure) throw this.failure
-    const cur = this.current
+    const cur = this.current!
     await cur.handle.close()
-    this.md = await casLoop(this.deps.store, this.md, this.epoch, (m) => {
-      const next = withSegmentClosed(m, cur.segment.segmentSeq, endOf(cur), this.deps.clock.now())
-      return seal ? { ...next, sealed: true } : next
+    await new Promise<void>((resolve, reject) => {
+      this.finishing = { resolve, reject }
+      this.actor.send({ type: 'finish', mode, end: endOf(cur) })
     })
-  }
-
-  /** The spare ledger, unused at the end: deleted (it holds no entry). */
-  private async dropSpare(): Promise<void> {
-    const spare = this.spare
-    this.spare = null
-    const handle = await spare?.catch(() => null)
-    if (!handle) return
-    await handle.close().catch(() => {})
-    await this.deps.ledgers.deleteLedger(handle.ledgerId).catch(() => {})
   }
 
   private armAgeTimer(): void {
     this.disarmAgeTimer()
-    const ageMs = this.md.value.options.segmentAgeMs
+    const ageMs = this.actor.getSnapshot().context.md?.options.segmentAgeMs ?? 0
     if (ageMs <= 0) return
     this.ageTimer = this.deps.clock.setTimeout(() => {
       this.ageTimer = null
-      if (!this.failure && !this.closed && this.current.stats.records > 0) this.roll()
+      if (!this.failure && !this.closed && this.current && this.current.stats.records > 0) this.roll()
       else this.armAgeTimer()
     }, ageMs)
   }
@@ -341,6 +320,20 @@ export class LogWriterImpl implements LogWriter {
     if (this.ageTimer !== null) this.deps.clock.clearTimeout(this.ageTimer)
     this.ageTimer = null
   }
+}
+
+/** An effect's failure as the machine's event; a programmer error (not a QuireError) crashes. */
+function errorEvent(err: unknown): LogWriterEvent {
+  if (!isQuireError(err)) {
+    setImmediate(() => { throw err })
+    return { type: 'error', code: 'TIMEOUT', message: `unexpected: ${String(err)}` }
+  }
+  return { type: 'error', code: err.code, message: err.message }
+}
+
+async function dropLedger(ledgers: LogLedgers, h: WriteHandle): Promise<void> {
+  await h.close().catch(() => {})
+  await ledgers.deleteLedger(h.ledgerId).catch(() => {})
 }
 
 function freshStats(createdAt: number): Current['stats'] {
@@ -358,25 +351,6 @@ function ledgerOptions(md: LogMetadata, segmentSeq: number, epoch: number): Crea
     ensembleSize: o.ensembleSize, writeQuorum: o.writeQuorum, ackQuorum: o.ackQuorum, digestType: o.digestType,
     customMetadata: { log: md.name, segment: String(segmentSeq), epoch: String(epoch) },
   }
-}
-
-/**
- * Apply `change` to the log at `from` by compare-and-swap, re-reading on conflicts; FENCED (or
- * END_OF_STREAM) when the log was taken by a newer writer meanwhile, without writing.
- */
-async function casLoop(store: LogStore, from: Versioned<LogMetadata>, epoch: number, change: (m: LogMetadata) => LogMetadata): Promise<Versioned<LogMetadata>> {
-  let cur = from
-  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-    const refused = writerRefusal(cur.value, epoch)
-    if (refused) throw refused
-    try {
-      return await store.write(change(cur.value), cur.revision)
-    } catch (err) {
-      if (!(err instanceof KvConflict)) throw err
-      cur = await store.read(cur.value.name)
-    }
-  }
-  throw new QuireError('METADATA_CONFLICT', `could not change log ${from.value.name}: too many concurrent metadata updates`, { log: from.value.name })
 }
 
 /**

@@ -159,7 +159,10 @@ export function logWriterMachine(input: LogWriterInput) {
       },
       recovering: {
         always: { guard: 'nothingToRecover', target: 'creating' },
-        entry: { type: 'recoverSegment', params: ({ context }) => ({ segment: context.toRecover[0]! }) },
+        entry: enqueueActions(({ context, enqueue }) => {
+          const segment = context.toRecover[0]
+          if (segment) enqueue({ type: 'recoverSegment', params: { segment } })
+        }),
         on: {
           'segment.recovered': {
             target: 'recovering',

@@ -149,8 +149,9 @@ test('finishing: sealed or closed by one swap at the given end; the unused spare
 test('an effect that failed ends the writer with its error; a ledger whose write outcome is unknown is not deleted', () => {
   let [snap] = initialTransition(machine)
   snap = step(snap, { type: 'log.read', md: log([]), revision: 1 }).snap
-  snap = step(snap, { type: 'log.written', md: log([], { epoch: 2 }), revision: 2 }).snap
-  snap = step(snap, { type: 'ledger.created', ledgerId: 900 }).snap
+  const claimed = step(snap, { type: 'log.written', md: log([], { epoch: 2 }), revision: 2 })
+  assert.equal(types(claimed.actions), ['createLedger'], 'nothing to recover: straight to the first segment\'s ledger')
+  snap = step(claimed.snap, { type: 'ledger.created', ledgerId: 900 }).snap
   assert.is(snap.value, 'adding')
   const e = step(snap, { type: 'error', code: 'TIMEOUT', message: 'metadata store did not answer; outcome unknown' })
   assert.is(e.snap.value, 'failed')
