@@ -3,13 +3,15 @@
 // (after its last record) or deleted (NO_SUCH_LOG). A start before the first record the log
 // still holds is TRUNCATED, naming the first available position, never a silent skip.
 // Memory: at most two batches of READ_BATCH_ENTRIES entries (the ledger tail's read-ahead).
-// Segment ends: a closed segment ends at the last entry the log gives it (a roll closes it in the
-// log before its ledger is closed); an open one at its ledger's close, when a new writer recovered
-// it; the reader then waits for the log to name the next segment.
+// Which segment to read next, to where, and when to wait, end or fail is machines/logReader.ts;
+// this performs its effects (log reads, segment reads through the ledger tail, waits) and answers
+// each with an event. Starting points by txId or time are found here (a binary search).
 
-import { QuireError, isQuireError } from '../machines/errors.ts'
-import { comparePositions, type LogPosition } from '../machines/logPosition.ts'
+import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
+import type { LogPosition } from '../machines/logPosition.ts'
 import { firstAvailable, type LogMetadata, type LogSegment } from '../machines/logRules.ts'
+import { logReaderMachine, type LogReaderEvent } from '../machines/logReader.ts'
+import { initialTransition, transition } from 'xstate'
 import type { LogStore } from '../storage/logStore.ts'
 import type { Clock } from '../transport/clock.ts'
 import { unpackLogEntry } from '../transport/logEntry.ts'
@@ -38,51 +40,45 @@ export interface LogReaderDeps {
 }
 
 export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom, signal?: AbortSignal): AsyncGenerator<LogRecord> {
-  let md = (await deps.store.read(name)).value
-  let pos = await startOf(deps, md, from)
+  const md = (await deps.store.read(name)).value
+  const start = await startOf(deps, md, from)
   // A start by txId or time found past the LAC the bookies knew may land before records that were
   // acknowledged meanwhile: those below the target are skipped, up to the first that reaches it.
   let below: ((r: LogRecord) => boolean) | null = typeof from === 'object' && 'txId' in from ? (r) => r.txId < from.txId
     : typeof from === 'object' && 'timeMs' in from ? (r) => r.timeMs < from.timeMs : null
-  const pollMs = deps.pollMs ?? 200
+  // The machine (machines/logReader.ts) decides; this performs its effects and answers each.
+  const machine = logReaderMachine({ name, from: start, pollMs: deps.pollMs ?? 200 })
+  let [snap, actions] = initialTransition(machine)
   while (!signal?.aborted) {
-    md = await readOrEnd(deps.store, name)
-    const first = firstAvailable(md)
-    if (comparePositions(pos, first) < 0) {
-      throw new QuireError('TRUNCATED', `log ${name} no longer holds records before ${first.segmentSeq}:0:0 (the reader is at ${pos.segmentSeq}:${pos.entryId}:${pos.slot})`, { log: name, firstAvailable: first })
-    }
-    const seg = md.segments.find((s) => s.state !== 'truncated' && s.segmentSeq >= pos.segmentSeq)
-    if (!seg) {
-      if (md.sealed) return
-      await sleep(deps.clock, pollMs, signal)
-      continue
-    }
-    if (seg.segmentSeq > pos.segmentSeq) pos = { segmentSeq: seg.segmentSeq, entryId: 0, slot: 0 }
-    try {
-      for await (const r of readSegment(deps, seg, pos, signal)) {
-        if (below?.(r)) {
-          pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
-          continue
+    let event: LogReaderEvent | null = null
+    for (const a of actions as Array<{ type: string; params?: unknown }>) {
+      if (a.type === 'readLog') event = { type: 'log.read', md: await readOrEnd(deps.store, name) }
+      else if (a.type === 'wait') {
+        await sleep(deps.clock, (a.params as { ms: number }).ms, signal)
+        event = { type: 'waited' }
+      } else if (a.type === 'end') return
+      else if (a.type === 'fail') {
+        const e = a.params as { code: ErrorCode; message: string }
+        throw new QuireError(e.code, e.message, { log: name })
+      } else if (a.type === 'readSegment') {
+        const { segment, from: at } = a.params as { segment: LogSegment; from: LogPosition }
+        let pos = at
+        try {
+          for await (const r of readSegment(deps, segment, pos, signal)) {
+            pos = { segmentSeq: segment.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
+            if (below?.(r)) continue
+            below = null
+            yield r
+          }
+          event = { type: 'segment.ended', pos }
+        } catch (err) {
+          if (!isQuireError(err, 'NO_SUCH_LEDGER')) throw err
+          event = { type: 'segment.missing', pos }
         }
-        below = null
-        yield r
-        pos = { segmentSeq: seg.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
       }
-    } catch (err) {
-      // Its ledger is gone: the log was deleted (NO_SUCH_LOG from the read) or truncated past the reader.
-      if (!isQuireError(err, 'NO_SUCH_LEDGER')) throw err
-      const still = (await readOrEnd(deps.store, name)).segments.find((s) => s.segmentSeq === seg.segmentSeq)
-      if (still && still.state !== 'truncated') throw err
-      continue
     }
-    // The segment ended (closed in the log, or its ledger closed by a new writer): the next one.
-    const now = (await readOrEnd(deps.store, name)).segments.find((s) => s.segmentSeq === seg.segmentSeq)
-    if (now && now.state === 'open') {
-      // Its ledger was closed by recovery before the log says so: wait for the writer that recovered it.
-      await sleep(deps.clock, pollMs, signal)
-      continue
-    }
-    pos = { segmentSeq: seg.segmentSeq + 1, entryId: 0, slot: 0 }
+    if (event === null) throw new Error(`assertion failed: log reader of ${name} in ${JSON.stringify(snap.value)} has nothing to do`)
+    ;[snap, actions] = transition(machine, snap, event)
   }
 }
 
