@@ -15,12 +15,11 @@
 // answering "unknown", is what Qa >= 2 tolerates (Qa = 1, or two bookies of a write set in limbo,
 // leave recovery unable to rule an entry out until an operator acts). Every other stop is clean.
 
-import { QuireClientImpl as QuireClient, MetadataStore, masterKeyOf, recoverLedger, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
+import { masterKeyOf, recoverLedger, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
 import { SimBookie } from './bookie.ts'
-import { SimKv } from './kv.ts'
-import { SimTransport } from './transport.ts'
+import { HEARTBEAT_MS, runUntil, simCluster, type SimCluster } from './cluster.ts'
 import { World } from './world.ts'
 
 export interface SimOptions {
@@ -54,31 +53,15 @@ interface Ledger {
   recoveredAt: Array<{ time: number; lastEntryId: number }>
 }
 
-const HEARTBEAT_MS = 50
-
 export async function simulate(opts: SimOptions): Promise<SimResult> {
   const world = new World(opts.seed)
   const violations: string[] = []
   const note: string[] = []
 
   // --- the cluster ---------------------------------------------------------------------------
-  const nBookies = world.int(3, 6)
-  const bookies = new Map<string, SimBookie>()
-  const clients = new Map<string, SimTransport>()
-  const reply = (to: string, msg: Parameters<SimTransport['deliver']>[0]): void => {
-    const bookieNode = 'bookieId' in msg ? msg.bookieId : ''
-    if (world.down.has(bookieNode)) return
-    world.send(to, () => clients.get(to)?.deliver(msg))
-  }
-  const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world))
-  for (let i = 1; i <= nBookies; i++) bookies.set(`b${i}`, new SimBookie(`b${i}`, world, reply, { limbo: opts.limbo ?? true, metadata }))
-  const heartbeat = (b: SimBookie): void => {
-    if (b.alive) {
-      void metadata.putBookie({ bookieId: b.id, state: 'writable', heartbeatAt: world.now(), heartbeatMs: HEARTBEAT_MS, startedAt: 0, host: 'sim', pid: 0 })
-    }
-    world.setTimeout(() => heartbeat(b), HEARTBEAT_MS)
-  }
-  for (const b of bookies.values()) heartbeat(b)
+  const cluster = simCluster(world, { limbo: opts.limbo ?? true })
+  const { bookies, metadata } = cluster
+  const nBookies = bookies.size
 
   world.faults = {
     dropRate: world.pick([0, 0, 0.005, 0.02]),
@@ -90,14 +73,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   }
   const addTimeoutMs = world.int(15, 60)
   const readTimeoutMs = world.int(10, 40)
-  let nextNode = 0
-  const newClient = (): { client: QuireClient; transport: SimTransport } => {
-    const node = `c${++nextNode}`
-    const transport = new SimTransport(node, world, bookies)
-    clients.set(node, transport)
-    const client = new QuireClient({ nc: null, bookies: transport, metadata, clock: world, random: world.random }, { addTimeoutMs, readTimeoutMs })
-    return { client, transport }
-  }
+  const newClient = (): ReturnType<SimCluster['newClient']> => cluster.newClient({ addTimeoutMs, readTimeoutMs })
   const recoverer = (password: string) => {
     const { transport } = newClient()
     const deps: RecoveryDeps = {
@@ -319,15 +295,6 @@ function describeReplicas(bookies: Map<string, SimBookie>, ledgerId: number, ent
     const limbo = b.unchecked || b.limbo.has(ledgerId) ? ',limbo' : ''
     return `${b.id}${b.alive ? '' : '(down)'}:${data ? `${data.byteLength}B` : b.lost.has(`${ledgerId}:${entryId}`) ? 'lost' : '-'}${limbo}${st?.fenced ? ',fenced' : ''}${st?.digestType ? `,${st.digestType}` : ''}`
   }).join(' ')
-}
-
-/** Drive the world until `p` settles (bounded). */
-async function runUntil<T>(world: World, p: Promise<T>): Promise<T> {
-  let done = false
-  p.then(() => { done = true }, () => { done = true })
-  for (let i = 0; i < 200 && !done; i++) await world.run(world.now() + 25)
-  if (!done) throw new Error('simulation: operation did not finish')
-  return p
 }
 
 function check(
