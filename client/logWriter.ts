@@ -86,6 +86,8 @@ export class LogWriterImpl implements LogWriter {
   private closed = false
   private lastTxId = -1
   private ageTimer: TimerHandle | null = null
+  /** Closes of rolled segments' ledgers, by segment, until they succeed (a failed one stays). */
+  private readonly closing = new Map<number, Promise<void>>()
   private taking: Settle | null = null
   private finishing: Settle | null = null
   private readonly recordBytesMax: number
@@ -98,7 +100,8 @@ export class LogWriterImpl implements LogWriter {
     this.entryRecordsMax = opts.entryRecordsMax ?? 10_000
     const send = (e: LogWriterEvent): void => { this.actor.send(e) }
     const failed = (err: unknown): void => { send(errorEvent(err)) }
-    const machine = logWriterMachine({ name, nowMs: () => deps.clock.now() }).provide({
+    // Whole milliseconds: the log's record keeps integers (a simulated clock has fractions).
+    const machine = logWriterMachine({ name, nowMs: () => Math.floor(deps.clock.now()) }).provide({
       actions: {
         readLog: (_, p) => { deps.store.read(p.name).then((v) => send({ type: 'log.read', md: v.value, revision: v.revision }), failed) },
         writeLog: (_, p) => {
@@ -131,7 +134,10 @@ export class LogWriterImpl implements LogWriter {
           this.enter(p.segment)
           this.rolling = false
           // The old segment's ledger is closed once its adds are in; the log already ends it at its last entry.
-          void this.acked.then(() => prev.handle.close()).catch(() => {})
+          const seq = prev.segment.segmentSeq
+          const closing = this.acked.then(() => prev.handle.close())
+          this.closing.set(seq, closing)
+          closing.then(() => { this.closing.delete(seq) }, () => {})
           this.scheduleFlush()
         },
         finished: () => { this.finishing?.resolve() },
@@ -169,7 +175,7 @@ export class LogWriterImpl implements LogWriter {
     }
     this.lastTxId = txId
     return new Promise<LogPosition>((resolve, reject) => {
-      this.queued.push({ record: { txId, timeMs: this.deps.clock.now(), payload }, resolve, reject })
+      this.queued.push({ record: { txId, timeMs: Math.floor(this.deps.clock.now()), payload }, resolve, reject })
       this.scheduleFlush()
     })
   }
@@ -282,7 +288,7 @@ export class LogWriterImpl implements LogWriter {
   private roll(): void {
     if (this.rolling || this.failure || !this.current) return
     this.rolling = true
-    this.actor.send({ type: 'roll', end: endOf(this.current) })
+    this.actor.send({ type: 'roll', end: endOf(this.current), closedThrough: this.closedThrough(this.current.segment.segmentSeq - 1) })
   }
 
   private async finish(mode: 'close' | 'seal'): Promise<void> {
@@ -299,10 +305,16 @@ export class LogWriterImpl implements LogWriter {
     if (this.failure) throw this.failure
     const cur = this.current!
     await cur.handle.close()
+    await Promise.allSettled([...this.closing.values()])
     await new Promise<void>((resolve, reject) => {
       this.finishing = { resolve, reject }
-      this.actor.send({ type: 'finish', mode, end: endOf(cur) })
+      this.actor.send({ type: 'finish', mode, end: endOf(cur), closedThrough: this.closedThrough(cur.segment.segmentSeq) })
     })
+  }
+
+  /** Every segment up to the returned one has its ledger closed: `upTo`, or below the first close still pending. */
+  private closedThrough(upTo: number): number {
+    return Math.min(upTo, ...[...this.closing.keys()].map((s) => s - 1))
   }
 
   private armAgeTimer(): void {

@@ -50,7 +50,7 @@ export class LogNamespaceImpl implements LogNamespace {
   async createLog(name: string, opts: CreateLogOptions = {}): Promise<LogHandleImpl> {
     checkLogName(name)
     const options = logOptions(opts)
-    await this.p.store.create({ name, options, createdAt: this.p.clock.now(), epoch: 0, sealed: false, nextSegmentSeq: 1, segments: [] })
+    await this.p.store.create({ name, options, createdAt: Math.floor(this.p.clock.now()), epoch: 0, sealed: false, nextSegmentSeq: 1, ledgersClosedThrough: 0, segments: [] })
     return new LogHandleImpl(this.p, name)
   }
 
@@ -121,7 +121,7 @@ export class LogHandleImpl implements Log {
       const cur = await this.p.store.readCursor(this.name, subscriber)
       if (cur && comparePos(cur.value.position, pos) >= 0) return
       try {
-        await this.p.store.writeCursor(this.name, subscriber, { position: pos, updatedAt: this.p.clock.now() }, cur?.revision ?? null)
+        await this.p.store.writeCursor(this.name, subscriber, { position: pos, updatedAt: Math.floor(this.p.clock.now()) }, cur?.revision ?? null)
         return
       } catch (err) {
         if (!(err instanceof KvConflict)) throw err

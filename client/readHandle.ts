@@ -415,7 +415,11 @@ export class ReadHandleImpl implements ReadHandle {
    * the next batch only when the consumer has taken the previous one.
    */
   entries(opts: TailOptions = {}): AsyncIterableIterator<LedgerEntry> {
-    return tailEntries(this, opts, this.deps.inspect ?? null, this.deps.metrics ?? NO_CLIENT_METRICS, (fn) => this.watchLac(fn))
+    // A simulated clock runs the tail's retry delays too; the real one's timers do not keep the
+    // process alive (realClock unrefs them), so a tail keeps xstate's own there.
+    const clock = this.deps.clock
+    const simulated = clock && clock !== realClock && clock.setTimeout && clock.clearTimeout ? { setTimeout: clock.setTimeout.bind(clock), clearTimeout: clock.clearTimeout.bind(clock) } : undefined
+    return tailEntries(this, opts, this.deps.inspect ?? null, this.deps.metrics ?? NO_CLIENT_METRICS, (fn) => this.watchLac(fn), simulated)
   }
 
   /** `entries()` as an RxJS Observable; unsubscribing stops the tail. */

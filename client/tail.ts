@@ -10,6 +10,7 @@
 import { createActor } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import type { ClientMetrics } from './telemetry.ts'
+import type { Clock } from '../transport/clock.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
 import type { LedgerEntry } from './readHandle.ts'
@@ -40,7 +41,11 @@ let tailsStarted = 0
 /** Subscribes to the LACs read replies bring (ReadHandleImpl); returns the unsubscribe. */
 export type WatchLac = (fn: (lac: number) => void) => () => void
 
-export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null, metrics: ClientMetrics, watchLac?: WatchLac): AsyncIterableIterator<LedgerEntry> {
+/**
+ * `clock`: where the tail machine's retry delays run (the simulator's virtual time); default real
+ * timers.
+ */
+export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: InspectSink | null, metrics: ClientMetrics, watchLac?: WatchLac, clock?: Pick<Clock, 'setTimeout' | 'clearTimeout'>): AsyncIterableIterator<LedgerEntry> {
   const buffer: LedgerEntry[] = []
   let waiting: { resolve: (r: IteratorResult<LedgerEntry>) => void; reject: (e: unknown) => void } | null = null
   let failure: unknown = null
@@ -107,6 +112,7 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
     },
   })
   const actor = createActor(logic, {
+    ...(clock ? { clock } : {}),
     input: {
       from: opts.from ?? 0, batch, lac: handle.lastAddConfirmed,
       closed: md.state === 'CLOSED', lastEntryId: md.lastEntryId,

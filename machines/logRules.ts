@@ -56,6 +56,12 @@ export interface LogMetadata {
   /** No more records: the writer marked the end of the stream. */
   sealed: boolean
   nextSegmentSeq: number
+  /**
+   * Every segment up to this one has its ledger closed. A roll closes a segment in the log before
+   * its ledger (so that records wait for one swap only); the writer records here how far its
+   * ledgers' closes have got, and a new writer recovers the segments after it.
+   */
+  ledgersClosedThrough: number
   segments: LogSegment[]
 }
 
@@ -73,13 +79,17 @@ export function claimed(md: LogMetadata): LogMetadata {
 }
 
 /**
- * Segments whose ledger a writer may have left open: the open one, and the one closed before it
- * (a roll closes a segment in the log before its ledger is closed). A new writer recovers those
- * whose ledger is not CLOSED, and fixes their ends from what recovery found.
+ * Segments whose ledger a writer may have left open: the open one, and those closed by a roll
+ * after `ledgersClosedThrough` (their ledgers' closes may not have happened). A new writer
+ * recovers those whose ledger is not CLOSED, and fixes their ends from what recovery found.
  */
 export function segmentsToRecover(md: LogMetadata): LogSegment[] {
-  const live = md.segments.filter((s) => s.state !== 'truncated')
-  return live.slice(-2).filter((s, i, a) => s.state === 'open' || i === a.length - 1 || a[i + 1]!.state === 'open')
+  return md.segments.filter((s) => s.state === 'open' || (s.state === 'closed' && s.segmentSeq > md.ledgersClosedThrough))
+}
+
+/** The log with every closed segment's ledger known closed up to `segmentSeq` (never moves back). */
+export function withLedgersClosedThrough(md: LogMetadata, segmentSeq: number): LogMetadata {
+  return segmentSeq > md.ledgersClosedThrough ? { ...md, ledgersClosedThrough: segmentSeq } : md
 }
 
 export interface SegmentEnd {

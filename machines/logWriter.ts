@@ -20,7 +20,7 @@
 import { assign, enqueueActions, setup } from 'xstate'
 import type { ErrorCode } from './errors.ts'
 import {
-  claimed, segmentsToRecover, withSegmentAdded, withSegmentClosed, writerRefusal,
+  claimed, segmentsToRecover, withLedgersClosedThrough, withSegmentAdded, withSegmentClosed, writerRefusal,
   type LogMetadata, type LogSegment, type SegmentEnd,
 } from './logRules.ts'
 
@@ -41,8 +41,9 @@ export interface LogWriterContext {
   ends: ReadonlyArray<readonly [number, SegmentEnd]>
   /** The next segment's ledger, once made (taking: the first segment; open: the spare). */
   ledgerId: number | null
-  /** The current segment's end, given with a roll or the finish. */
+  /** The current segment's end, and how far ledgers are closed, given with a roll or the finish. */
   closingEnd: SegmentEnd | null
+  closedThrough: number
   finish: 'close' | 'seal' | null
   conflicts: number
   error: LogWriterError | null
@@ -54,10 +55,13 @@ export type LogWriterEvent =
   | { type: 'log.conflict' }
   | { type: 'segment.recovered'; segmentSeq: number; end: SegmentEnd | null }
   | { type: 'ledger.created'; ledgerId: number }
-  /** The binding stopped handing records to the current segment: it ends at `end`. */
-  | { type: 'roll'; end: SegmentEnd }
-  /** Every record is acknowledged and the current segment's ledger closed at `end`. */
-  | { type: 'finish'; mode: 'close' | 'seal'; end: SegmentEnd }
+  /**
+   * The binding stopped handing records to the current segment: it ends at `end`; the ledgers of
+   * segments up to `closedThrough` are closed.
+   */
+  | { type: 'roll'; end: SegmentEnd; closedThrough: number }
+  /** Every record is acknowledged and the ledgers closed, the current one at `end`. */
+  | { type: 'finish'; mode: 'close' | 'seal'; end: SegmentEnd; closedThrough: number }
   /** An effect failed, or a ledger of this writer was fenced. */
   | { type: 'error'; code: ErrorCode; message: string }
 
@@ -67,7 +71,9 @@ export interface LogWriterInput { name: string; nowMs: () => number }
 function taken(c: LogWriterContext, md: LogMetadata, nowMs: number): LogMetadata {
   let next = md
   for (const [seq, end] of c.ends) next = withSegmentClosed(next, seq, end, nowMs)
-  return withSegmentAdded(next, c.ledgerId!, c.epoch, nowMs)
+  // Every closed segment's ledger is closed now: the recovered ones by their recovery.
+  const lastClosed = next.segments.reduce((n, s) => (s.state === 'closed' ? Math.max(n, s.segmentSeq) : n), 0)
+  return withSegmentAdded(withLedgersClosedThrough(next, lastClosed), c.ledgerId!, c.epoch, nowMs)
 }
 
 function current(md: LogMetadata): LogSegment {
@@ -84,7 +90,7 @@ export function logWriterMachine(input: LogWriterInput) {
     if (state === 'claim') return claimed(md)
     if (state === 'take') return taken(c, md, now())
     const seq = current(md).segmentSeq
-    const closed = withSegmentClosed(md, seq, c.closingEnd!, now())
+    const closed = withLedgersClosedThrough(withSegmentClosed(md, seq, c.closingEnd!, now()), c.closedThrough)
     if (state === 'roll') return withSegmentAdded(closed, c.ledgerId!, c.epoch, now())
     return c.finish === 'seal' ? { ...closed, sealed: true } : closed
   }
@@ -116,7 +122,7 @@ export function logWriterMachine(input: LogWriterInput) {
     id: 'logWriter',
     context: {
       name: input.name, epoch: 0, seenEpoch: -1, md: null, revision: 0, toRecover: [], ends: [], ledgerId: null,
-      closingEnd: null, finish: null, conflicts: 0, error: null,
+      closingEnd: null, closedThrough: 0, finish: null, conflicts: 0, error: null,
     },
     on: {
       // An effect's outcome may be unknown (a metadata timeout): the ledger made for this writer may be
@@ -212,16 +218,16 @@ export function logWriterMachine(input: LogWriterInput) {
         on: {
           'ledger.created': { actions: assign({ ledgerId: ({ event }) => event.ledgerId }) },
           roll: [
-            { guard: 'hasSpare', target: 'switching', actions: assign({ closingEnd: ({ event }) => event.end }) },
-            { target: 'awaitingSpare', actions: assign({ closingEnd: ({ event }) => event.end }) },
+            { guard: 'hasSpare', target: 'switching', actions: assign(({ event }) => ({ closingEnd: event.end, closedThrough: event.closedThrough })) },
+            { target: 'awaitingSpare', actions: assign(({ event }) => ({ closingEnd: event.end, closedThrough: event.closedThrough })) },
           ],
-          finish: { target: 'finishing', actions: assign(({ event }) => ({ finish: event.mode, closingEnd: event.end })) },
+          finish: { target: 'finishing', actions: assign(({ event }) => ({ finish: event.mode, closingEnd: event.end, closedThrough: event.closedThrough })) },
         },
       },
       awaitingSpare: {
         on: {
           'ledger.created': { target: 'switching', actions: assign({ ledgerId: ({ event }) => event.ledgerId }) },
-          finish: { target: 'finishing', actions: assign(({ event }) => ({ finish: event.mode, closingEnd: event.end })) },
+          finish: { target: 'finishing', actions: assign(({ event }) => ({ finish: event.mode, closingEnd: event.end, closedThrough: event.closedThrough })) },
         },
       },
       switching: {

@@ -9,13 +9,17 @@
 // - no-limbo: bookies answer "no such entry" after an unclean stop, as before limbo existed. A
 //   bookie whose power cut tore the journal record of an acked entry then denies having it, and
 //   where Qw - Qa + 1 = 1 that one denial lets recovery close the ledger below the entry.
+// - log-no-fence (log runs, --logs): a new log writer takes over without fencing what the old one
+//   left open (an open without recovery): the old writer's acknowledged records past the end it
+//   finds are never read.
 
 import { assign } from 'xstate'
 import type { RecoveryDeps } from '../client/internal.ts'
 import type { ReadEntryParams, RecoveryContext } from '../machines/recovery.ts'
 import type { SimOptions } from './simulate.ts'
+import type { LogSimOptions } from './simulateLogs.ts'
 
-export type Variant = Pick<SimOptions, 'recoveryLogic' | 'limbo'>
+export type Variant = Pick<SimOptions, 'recoveryLogic' | 'limbo'> & Pick<LogSimOptions, 'fence'>
 
 export const VARIANTS = {
   'lac-fence-only': {
@@ -30,6 +34,7 @@ export const VARIANTS = {
     })) as NonNullable<RecoveryDeps['logic']>,
   },
   'no-limbo': { limbo: false },
+  'log-no-fence': { fence: false },
 } satisfies Record<string, Variant>
 
 export type VariantName = keyof typeof VARIANTS

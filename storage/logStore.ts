@@ -46,7 +46,7 @@ function isSegment(s: unknown): s is LogMetadata['segments'][number] {
 function isLog(v: unknown): v is LogMetadata {
   const o = v as Record<string, unknown> | null
   return o !== null && typeof o === 'object' && typeof o['name'] === 'string' && typeof o['options'] === 'object' && o['options'] !== null &&
-    isInt(o['createdAt']) && isInt(o['epoch']) && typeof o['sealed'] === 'boolean' && isInt(o['nextSegmentSeq']) &&
+    isInt(o['createdAt']) && isInt(o['epoch']) && typeof o['sealed'] === 'boolean' && isInt(o['nextSegmentSeq']) && isInt(o['ledgersClosedThrough']) &&
     Array.isArray(o['segments']) && o['segments'].every(isSegment)
 }
 

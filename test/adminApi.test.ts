@@ -287,7 +287,7 @@ test('logs: /api/v1/log/list by prefix and /api/v1/log/info with its subscribers
   const w = await world()
   const logs = new LogStore(w.metadata.logsKv)
   const options = { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c' as const, segmentBytesMax: 0, segmentAgeMs: 0, segmentRecordsMax: 0, retentionMs: 0, retentionBytes: 0 }
-  for (const name of ['orders/eu', 'orders/us', 'audit']) await logs.create({ name, options, createdAt: 1, epoch: 0, sealed: false, nextSegmentSeq: 1, segments: [] })
+  for (const name of ['orders/eu', 'orders/us', 'audit']) await logs.create({ name, options, createdAt: 1, epoch: 0, sealed: false, nextSegmentSeq: 1, ledgersClosedThrough: 0, segments: [] })
   await logs.writeCursor('orders/eu', 'billing', { position: { segmentSeq: 1, entryId: 2, slot: 3 }, updatedAt: 5 }, null)
   assert.equal((await get(w.app, '/api/v1/log/list')).body, { logs: ['audit', 'orders/eu', 'orders/us'] })
   assert.equal((await get(w.app, '/api/v1/log/list?prefix=orders/')).body, { logs: ['orders/eu', 'orders/us'] })

@@ -19,7 +19,7 @@ function seg(segmentSeq: number, state: LogSegment['state'], lastEntryId = -1): 
 }
 function log(segments: LogSegment[], extra: Partial<LogMetadata> = {}): LogMetadata {
   return {
-    name: 'l', createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segments.length + 1, segments,
+    name: 'l', createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segments.length + 1, ledgersClosedThrough: 0, segments,
     options: { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c', segmentBytesMax: 0, segmentAgeMs: 0, segmentRecordsMax: 0, retentionMs: 0, retentionBytes: 0 },
     ...extra,
   }

@@ -69,7 +69,7 @@ function log(segments: Array<Partial<LogSegment> & { state: LogSegment['state'] 
     segmentSeq: i + 1, ledgerId: 100 + i, epoch: 1, firstTxId: -1, lastTxId: -1, lastEntryId: -1, recordCount: 0, bytes: 0,
     createdAt: 0, closedAt: s.state === 'open' ? 0 : 1, ...s,
   }))
-  return { name: 'l', options: OPTIONS, createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segs.length + 1, segments: segs, ...extra }
+  return { name: 'l', options: OPTIONS, createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segs.length + 1, ledgersClosedThrough: 0, segments: segs, ...extra }
 }
 
 test('claiming bumps the epoch; a writer of another epoch is FENCED, of a sealed log END_OF_STREAM; a segment is added only after the last is closed', () => {
@@ -84,8 +84,9 @@ test('claiming bumps the epoch; a writer of another epoch is FENCED, of a sealed
   const added = withSegmentAdded(closed, 7, 2, 10)
   assert.equal(added.segments.map((s) => [s.segmentSeq, s.state, s.ledgerId]), [[1, 'closed', 100], [2, 'closed', 101], [3, 'open', 7]])
   assert.is(added.nextSegmentSeq, 4)
-  assert.equal(segmentsToRecover(md).map((s) => s.segmentSeq), [1, 2], 'the open segment, and the one a roll closed before its ledger')
-  assert.equal(segmentsToRecover(log([{ state: 'closed' }, { state: 'closed' }])).map((s) => s.segmentSeq), [2])
+  assert.equal(segmentsToRecover(md).map((s) => s.segmentSeq), [1, 2], 'the open segment, and those a roll closed before their ledgers')
+  assert.equal(segmentsToRecover(log([{ state: 'closed' }, { state: 'closed' }, { state: 'open' }], { ledgersClosedThrough: 1 })).map((s) => s.segmentSeq), [2, 3])
+  assert.equal(segmentsToRecover(log([{ state: 'truncated' }, { state: 'closed' }], { ledgersClosedThrough: 2 })).map((s) => s.segmentSeq), [])
 })
 
 test('rolling: by size, count and age, never an empty segment', () => {

@@ -28,7 +28,7 @@ function seg(segmentSeq: number, state: LogSegment['state'], ledgerId = 100 + se
 
 function log(segments: LogSegment[], extra: Partial<LogMetadata> = {}): LogMetadata {
   return {
-    name: 'l', createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segments.length + 1, segments,
+    name: 'l', createdAt: 0, epoch: 1, sealed: false, nextSegmentSeq: segments.length + 1, ledgersClosedThrough: 0, segments,
     options: { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, digestType: 'crc32c', segmentBytesMax: 0, segmentAgeMs: 0, segmentRecordsMax: 0, retentionMs: 0, retentionBytes: 0 },
     ...extra,
   }
@@ -71,6 +71,7 @@ test('taking a log: read, claim the next epoch, recover the open segment, make a
   const written = param<{ md: LogMetadata; revision: number }>(c.actions, 'writeLog')
   assert.equal(written.md.segments.map((s) => [s.segmentSeq, s.state, s.ledgerId]), [[1, 'closed', 101], [2, 'closed', 102], [3, 'open', 900]])
   assert.is(written.md.segments[1]!.recordCount, 10, 'closed at what recovery found')
+  assert.is(written.md.ledgersClosedThrough, 2, 'every closed segment\'s ledger is closed after the take')
   assert.is(written.revision, 8)
   const o = step(c.snap, { type: 'log.written', md: written.md, revision: 9 })
   assert.is(o.snap.value, 'open')
@@ -104,15 +105,16 @@ test('a sealed log cannot be taken: END_OF_STREAM', () => {
 test('rolling: with the spare ready, one swap closes the segment at the given end and adds the spare; without it, it waits for the spare', () => {
   let snap = opened(log([seg(1, 'closed')]))
   snap = step(snap, { type: 'ledger.created', ledgerId: 901 }).snap
-  const r = step(snap, { type: 'roll', end: END })
+  const r = step(snap, { type: 'roll', end: END, closedThrough: 1 })
   assert.is(r.snap.value, 'switching')
   const md = param<{ md: LogMetadata }>(r.actions, 'writeLog').md
   assert.equal(md.segments.slice(-2).map((s) => [s.segmentSeq, s.state, s.ledgerId, s.recordCount]), [[2, 'closed', 900, 10], [3, 'open', 901, 0]])
+  assert.is(md.ledgersClosedThrough, 1, 'segment 2\'s ledger is not closed yet')
   const o = step(r.snap, { type: 'log.written', md, revision: 10 })
   assert.is(o.snap.value, 'open')
   assert.equal(types(o.actions), ['switched', 'createLedger'])
   assert.is(param<{ segment: LogSegment }>(o.actions, 'switched').segment.ledgerId, 901)
-  const wait = step(o.snap, { type: 'roll', end: END })
+  const wait = step(o.snap, { type: 'roll', end: END, closedThrough: 1 })
   assert.is(wait.snap.value, 'awaitingSpare')
   assert.equal(types(wait.actions), [])
   assert.is(step(wait.snap, { type: 'ledger.created', ledgerId: 902 }).snap.value, 'switching')
@@ -121,7 +123,7 @@ test('rolling: with the spare ready, one swap closes the segment at the given en
 test('a newer writer took the log during a roll: FENCED, and the spare the log never took is deleted', () => {
   let snap = opened(log([seg(1, 'closed')]))
   snap = step(snap, { type: 'ledger.created', ledgerId: 901 }).snap
-  snap = step(snap, { type: 'roll', end: END }).snap
+  snap = step(snap, { type: 'roll', end: END, closedThrough: 1 }).snap
   const c = step(snap, { type: 'log.conflict' })
   assert.is(c.snap.value, 'switchReread')
   const f = step(c.snap, { type: 'log.read', md: log([seg(1, 'closed')], { epoch: 9 }), revision: 11 })
@@ -134,15 +136,16 @@ test('a newer writer took the log during a roll: FENCED, and the spare the log n
 test('finishing: sealed or closed by one swap at the given end; the unused spare is deleted', () => {
   let snap = opened(log([seg(1, 'closed')]))
   snap = step(snap, { type: 'ledger.created', ledgerId: 901 }).snap
-  const f = step(snap, { type: 'finish', mode: 'seal', end: END })
+  const f = step(snap, { type: 'finish', mode: 'seal', end: END, closedThrough: 2 })
   assert.is(f.snap.value, 'finishing')
   const md = param<{ md: LogMetadata }>(f.actions, 'writeLog').md
   assert.is(md.sealed, true)
+  assert.is(md.ledgersClosedThrough, 2)
   assert.equal(md.segments.map((s) => s.state), ['closed', 'closed'])
   const done = step(f.snap, { type: 'log.written', md, revision: 12 })
   assert.is(done.snap.value, 'sealed')
   assert.equal(types(done.actions), ['deleteLedger', 'finished'])
-  const closing = step(opened(log([])), { type: 'finish', mode: 'close', end: END })
+  const closing = step(opened(log([])), { type: 'finish', mode: 'close', end: END, closedThrough: 0 })
   assert.is(param<{ md: LogMetadata }>(closing.actions, 'writeLog').md.sealed, false)
 })
 

@@ -1,8 +1,9 @@
 // The deterministic simulator (sim/) in CI: a fixed batch of seeds holds every checker with the
 // protocol as written; a seed replays exactly; each known-broken rule (sim/variants.ts: the public
 // TLA+ model's two recovery defects, and bookies without limbo after a power cut) is caught within
-// a bounded number of seeds, which the same seeds pass with the rule in place; and the storage
-// doubles lose what a power cut loses.
+// a bounded number of seeds, which the same seeds pass with the rule in place; named logs get the
+// same (a fixed batch of log runs clean, one replayed exactly, a new writer that does not fence
+// caught); and the storage doubles lose what a power cut loses.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -12,6 +13,7 @@ import { MemoryJournal } from '../storage/memoryJournal.ts'
 import { runSeeds } from '../sim/run.ts'
 import type { VariantName } from '../sim/variants.ts'
 import { simulate } from '../sim/simulate.ts'
+import { simulateLog } from '../sim/simulateLogs.ts'
 
 test('300 mixed seeds and 200 race seeds: no violation', async () => {
   const mixed = await runSeeds({ from: 1, count: 300, mode: 'mixed', quiet: true })
@@ -31,10 +33,10 @@ test('a seed replays exactly', async () => {
 })
 
 /** The variant fails some seed within `count` (the first is enough), and that seed passes without it. */
-async function caught(variant: VariantName, mode: 'race' | 'mixed', count: number, why: string): Promise<void> {
-  const broken = await runSeeds({ from: 1, count, mode, variant, quiet: true, firstFailure: true })
+async function caught(variant: VariantName, mode: 'race' | 'mixed', count: number, why: string, logs = false): Promise<void> {
+  const broken = await runSeeds({ from: 1, count, mode, variant, quiet: true, firstFailure: true, logs })
   assert.ok(broken.failed.length > 0, why)
-  const fixed = await runSeeds({ from: broken.failed[0]!, count: 1, mode, quiet: true })
+  const fixed = await runSeeds({ from: broken.failed[0]!, count: 1, mode, quiet: true, logs })
   assert.equal(fixed.failed, [], `seed ${broken.failed[0]} passes with the rule in place`)
 }
 
@@ -46,6 +48,17 @@ test('defect 2 (recovery starting below the last segment) is found within 300 mi
 
 test('bookies without limbo (no such entry after a power cut that tore an acked record) are caught within 150 mixed seeds', () =>
   caught('no-limbo', 'mixed', 150, 'a bookie denying an entry it acked must let recovery close below it somewhere'))
+
+test('named logs: 300 seeds with hand-overs racing rolls, crashed writers, a stopped bookie and truncation: no violation; a seed replays exactly', async () => {
+  const logs = await runSeeds({ from: 1, count: 300, quiet: true, logs: true })
+  assert.equal(logs.failed, [], `failing seeds: ${logs.failed.join(', ')} (replay: npm run sim -- --logs --seed S)`)
+  const a = await simulateLog({ seed: 11 })
+  const b = await simulateLog({ seed: 11 })
+  assert.equal([a.summary, a.events, a.violations], [b.summary, b.events, b.violations])
+})
+
+test('a new log writer that does not fence what it takes over is caught within 50 log seeds', () =>
+  caught('log-no-fence', 'mixed', 50, 'an unfenced old writer must get records acknowledged that are never read somewhere', true))
 
 test('power cut in the storage doubles: the store keeps only what was flushed, the journal only what was synced, a torn tail ends replay', async () => {
   const store = new MemoryEntryStore()
