@@ -13,6 +13,7 @@ import type { CpuSpent } from './cpu.ts'
 import type { LatencyMs, Measurement } from './measure.ts'
 import { PEER_LABELS, type PeerName } from './peers.ts'
 import type { SoakParams, SoakResult } from './soak.ts'
+import type { LogReadParams, LogReadResult } from './logRead.ts'
 
 export interface Machine {
   cpus: number
@@ -54,6 +55,8 @@ export interface BenchParams {
   memory: { entries: number; payloadBytes: number; inFlight: number; sampleEvery: number; pollMs: number } | null
   /** The soak (bench/soak.ts); null unless --soak or --only soak. */
   soak: SoakParams | null
+  /** A reader catching up on a named log (bench/logRead.ts); null when skipped (--quick, --only without logread). */
+  logRead: LogReadParams | null
 }
 
 export interface CellCpu extends CpuSpent {
@@ -143,6 +146,8 @@ export interface BenchResult {
   fdatasync: Measurement
   tail: TailResult[]
   memory: MemoryResult | null
+  /** A reader catching up on a named log (bench/logRead.ts); null when skipped. */
+  logRead: LogReadResult | null
   soak: SoakResult | null
   ratios: Ratio[]
   /** Sections that failed (the tailing reader's, the memory check), with their error. */
@@ -361,6 +366,19 @@ export function formatMemory(m: MemoryResult): string {
     columns([head, ...body]),
     `RSS growth ${m.rssGrowthMiB >= 0 ? '+' : ''}${m.rssGrowthMiB.toFixed(1)} MiB over ${m.entries} entries; ` +
       `${m.entriesPerSec.toFixed(0)} entries/s written and read; ${m.gcBeforeSamples ? 'GC before each sample' : 'no GC before samples (run node with --expose-gc)'}`,
+  ].join('\n')
+}
+
+export function formatLogRead(r: LogReadResult): string {
+  const head = ['log catch-up reader', 'records read', 'RSS MiB', 'heap used MiB']
+  const body = r.samples.map((s, i) => [
+    i === 0 ? 'reader started' : i === r.samples.length - 1 ? 'end' : '', String(s.records), s.rssMiB.toFixed(1), s.heapUsedMiB.toFixed(1),
+  ])
+  return [
+    columns([head, ...body]),
+    `${r.records} records of a named log (${r.segments} segment(s)): written at ${r.recordsPerSecWritten.toFixed(0)} records/s, ` +
+      `read from the start at ${r.recordsPerSecRead.toFixed(0)} records/s; reader RSS growth ${r.rssGrowthMiB >= 0 ? '+' : ''}${r.rssGrowthMiB.toFixed(1)} MiB; ` +
+      `${r.gcBeforeSamples ? 'GC before each sample' : 'no GC before samples (run node with --expose-gc)'}`,
   ].join('\n')
 }
 

@@ -43,9 +43,10 @@ import { measure, type Measurement, type MeasureOptions, type MeasureWindow, typ
 import { startFloor } from './floor.ts'
 import { BOOKIES, natsMessages, PEER_LABELS, QUORUM, startJetStreamR1, startJetStreamR3, startQuire, type Peer } from './peers.ts'
 import {
-  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatMemory, formatRatios, formatSoak, formatTail, peerCell, ratiosOf, soakRatios,
+  cellKey, cellLabel, cellResult, formatCells, formatFdatasync, formatHeader, formatIdle, formatLogRead, formatMemory, formatRatios, formatSoak, formatTail, peerCell, ratiosOf, soakRatios,
   type BenchParams, type BenchResult, type CellResult, type CellSpec, type IdleCpu, type Machine, type MemoryResult, type PeerCell, type TailResult,
 } from './report.ts'
+import { logCatchUp } from './logRead.ts'
 import { runSoak, SOAK_ENTRIES_DEFAULT, soakParams } from './soak.ts'
 import { openTailed, tailMemory, TailStats, type TailClients } from './tail.ts'
 
@@ -58,6 +59,8 @@ const SINGLE_CELL = cellKey(1024, 1)
 const MANY = { logs: 1_000, ratePerSec: 1_000, payloadBytes: 1024 }
 /** Named log records: 100 B, as many in flight as a writer packs into its entries. */
 const RECORDS = { payloadBytes: 100, inFlight: 4096 }
+/** A reader catching up on a named log of a million 100-byte records (bench/logRead.ts). */
+const LOG_READ = { records: 1_000_000, payloadBytes: 100, inFlight: 8192, sampleEvery: 200_000 }
 /**
  * Warm-up before each cell's timed window; long enough for a 256 KiB x128 round and, with many
  * logs, three entries per log: with E3/Qw2 a bookie first hears of a ledger with its entry 0, 1
@@ -124,7 +127,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-bench-'))
     teardown.push(() => rm(dir, { recursive: true, force: true }))
     // --only soak: the soak starts its own servers and bookies; the peers would only sit idle.
-    const soakOnly = params.soak !== null && params.cells.length === 0 && params.tail.ratesPerSec.length === 0 && params.memory === null
+    const soakOnly = params.soak !== null && params.cells.length === 0 && params.tail.ratesPerSec.length === 0 && params.memory === null && params.logRead === null
     let quire: Awaited<ReturnType<typeof startQuire>> | null = null
     let peers: Peer[] = []
     let natsVersion = 'not started (--only soak)'
@@ -163,15 +166,19 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     }
     const tail = quire ? await section('tail latency', () => measureTail(params, quire.tailClients), []) : []
     const memory = quire ? await section('reader memory', () => measureMemory(params, quire.tailClients), null) : null
+    const logRead = quire && params.logRead ? await section('log catch-up', () => {
+      process.stderr.write(`log catch-up: writing ${params.logRead!.records} records of ${params.logRead!.payloadBytes} B to a named log, then reading them back...\n`)
+      return logCatchUp(quire.tailClients.writer, quire.tailClients.reader, QUORUM, params.logRead!, (line) => process.stderr.write(line))
+    }, null) : null
     const soak = params.soak === null ? null : await section('soak', async () => {
       process.stderr.write(`soak: writing ${params.soak!.entries} entries of ${params.soak!.payloadBytes} B to 3 bookies of their own...\n`)
       return runSoak(params.soak!, path.join(dir, 'soak'), teardown, (line) => process.stderr.write(line))
     }, null)
     const ratios = [...ratiosOf(cells, fdatasync, tail), ...(soak ? soakRatios(soak) : [])]
-    const result: BenchResult = { machine, params, idle, cells, fdatasync, tail, memory, soak, ratios, errors }
+    const result: BenchResult = { machine, params, idle, cells, fdatasync, tail, memory, logRead, soak, ratios, errors }
     out.write([
       formatFdatasync(params, fdatasync, cells), ...(tail.length > 0 ? [formatTail(params, tail)] : []),
-      ...(memory ? [formatMemory(memory)] : []), ...(soak ? [formatSoak(soak)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
+      ...(memory ? [formatMemory(memory)] : []), ...(logRead ? [formatLogRead(logRead)] : []), ...(soak ? [formatSoak(soak)] : []), formatRatios(ratios), ...errors.map((e) => `FAILED: ${e.split('\n')[0]}`),
     ].join('\n\n') + '\n')
     if (opts.json) process.stdout.write(JSON.stringify(result) + '\n')
     return result
@@ -206,7 +213,7 @@ function paramsOf(opts: BenchOptions): BenchParams {
   const all = [...SIZES.map((b) => cell(b, PIPELINED)), cell(1024, 1), many, records]
   const only = opts.only === undefined ? null : new Set(opts.only)
   if (only) {
-    const known = [...all.map((c) => c.key), 'tail', 'memory', 'soak']
+    const known = [...all.map((c) => c.key), 'tail', 'memory', 'logread', 'soak']
     const unknown = [...only].filter((k) => !known.includes(k))
     if (unknown.length > 0 || only.size === 0) {
       throw new QuireError('INVALID_CONFIG', `--only takes a comma-separated list of ${known.join(', ')}; got ${opts.only!.join(',')}`)
@@ -234,6 +241,7 @@ function paramsOf(opts: BenchOptions): BenchParams {
     memory: (only ? !only.has('memory') : quick) ? null
       : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
     soak: opts.soak === true || only?.has('soak') === true ? soakParams(soakEntries) : null,
+    logRead: (only ? !only.has('logread') : quick) ? null : LOG_READ,
   }
 }
 
@@ -396,7 +404,7 @@ const BENCH_FLAGS = {
   seconds: { type: 'string', default: '3', help: 'seconds per measurement' },
   'tail-entries': { type: 'string', default: String(TAIL_ENTRIES_DEFAULT), help: 'entries for the tailing reader memory check' },
   quick: { type: 'boolean', default: false, help: 'the 1 KiB cells only, and no tailing reader memory check' },
-  only: { type: 'string', help: 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory, soak' },
+  only: { type: 'string', help: 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, records_100B_x4096, ...), tail, memory, logread, soak' },
   soak: { type: 'boolean', default: false, help: 'also run the soak (tens of minutes at the default size)' },
   'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT), help: 'entries the soak writes' },
   'warmup-seconds': { type: 'string', default: String(RUN_WARMUP_SECONDS_DEFAULT), help: 'seconds each peer serves at 128 and at 1 in flight before the first measurement' },

@@ -58,7 +58,7 @@ program
   .option('--seconds <n>', 'seconds per measurement', '3')
   .option('--tail-entries <n>', 'entries for the tailing reader memory check', '200000')
   .option('--quick', 'the 1 KiB cells only, and no tailing reader memory check')
-  .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, ...), tail, memory, soak')
+  .option('--only <parts>', 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, records_100B_x4096, ...), tail, memory, logread, soak')
   .option('--soak', 'also run the soak: bookie RSS over many entries, disk use after deleting half the ledgers (tens of minutes at the default size)')
   .option('--soak-entries <n>', 'entries the soak writes', '10000000')
   .option('--warmup-seconds <n>', 'seconds each peer serves at 128 and at 1 in flight before the first measurement', '5')
