@@ -31,6 +31,7 @@ export const INSPECTOR_PORT_DEFAULT = 8420
 export const ACTORS_MAX = 5000
 export const MESSAGE_BYTES_MAX = 16 * 1024
 export const LEDGERS_MAX = 100
+export const LOGS_MAX = 50
 const FINISHED_KEPT_MS = 60_000
 const SILENT_KEPT_MS = 10 * 60_000
 const PING_MS = 15_000
@@ -73,11 +74,22 @@ export interface LedgerRow {
   createdAt: number
 }
 
+/** A named log as the page shows it: its segments on a timeline, its writer epoch, its subscribers. */
+export interface LogRow {
+  name: string
+  epoch: number
+  sealed: boolean
+  segments: Array<{ segmentSeq: number; ledgerId: number; state: string; recordCount: number; bytes: number; createdAt: number; closedAt: number }>
+  subscribers: Array<{ subscriber: string; position: string }>
+}
+
 export interface ClusterView {
   now: number
   bookies: BookieRow[]
   ledgers: LedgerRow[]
   ledgersTotal: number
+  logs: LogRow[]
+  logsTotal: number
 }
 
 export interface PageStats {
@@ -178,10 +190,35 @@ export async function readLedgers(md: MetadataStore, max = LEDGERS_MAX): Promise
   return { ledgers, total: ids.length }
 }
 
+/** The first `max` named logs by name, each with its segments and subscribers, and how many there are. */
+export async function readLogs(md: MetadataStore, max = LOGS_MAX): Promise<{ logs: LogRow[]; total: number }> {
+  const { LogStore } = await import('../storage/logStore.ts')
+  const { formatPosition } = await import('../machines/logPosition.ts')
+  let kv
+  try {
+    kv = md.logsKv
+  } catch {
+    return { logs: [], total: 0 } // a store opened without the logs bucket
+  }
+  const store = new LogStore(kv)
+  const names: string[] = []
+  for await (const n of store.list()) names.push(n)
+  const described = await Promise.all(names.slice(0, max).map((n) => store.describe(n).catch((err: unknown) => {
+    if (isQuireError(err, 'NO_SUCH_LOG')) return null // deleted meanwhile
+    throw err
+  })))
+  const logs = described.filter((d): d is NonNullable<typeof d> => d !== null).map((d) => ({
+    name: d.name, epoch: d.epoch, sealed: d.sealed,
+    segments: d.segments.map((s) => ({ segmentSeq: s.segmentSeq, ledgerId: s.ledgerId, state: s.state, recordCount: s.recordCount, bytes: s.bytes, createdAt: s.createdAt, closedAt: s.closedAt })),
+    subscribers: d.subscribers.map((s) => ({ subscriber: s.subscriber, position: formatPosition(s.position) })),
+  }))
+  return { logs, total: names.length }
+}
+
 export async function readClusterView(md: MetadataStore): Promise<ClusterView> {
   const now = Date.now()
-  const [bookies, { ledgers, total }] = await Promise.all([readBookies(md, now), readLedgers(md)])
-  return { now, bookies, ledgers, ledgersTotal: total }
+  const [bookies, { ledgers, total }, logs] = await Promise.all([readBookies(md, now), readLedgers(md), readLogs(md)])
+  return { now, bookies, ledgers, ledgersTotal: total, logs: logs.logs, logsTotal: logs.total }
 }
 
 const STATIC: Record<string, string> = {

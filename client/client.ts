@@ -176,7 +176,7 @@ export class QuireClientImpl implements QuireClient {
 
   /** Named logs over this client's ledgers (client/logs.ts); their metadata is in the logs bucket. */
   get logs(): LogNamespaceImpl {
-    this.logNamespace ??= new LogNamespaceImpl({ ledgers: this, store: new LogStore(this.metadata.logsKv), clock: this.clock })
+    this.logNamespace ??= new LogNamespaceImpl({ ledgers: this, store: new LogStore(this.metadata.logsKv), clock: this.clock, inspect: this.inspect })
     return this.logNamespace
   }
 

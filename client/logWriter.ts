@@ -23,6 +23,7 @@ import { createActor, type Actor } from 'xstate'
 import type { LogStore } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import type { Clock, TimerHandle } from '../transport/clock.ts'
+import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import { LOG_ENTRY_HEADER_BYTES, packLogEntry, packedRecordBytes, unpackLogEntry, type LogRecordIn } from '../transport/logEntry.ts'
 import type { LogWriter, ReadHandle, WriteHandle } from './api.ts'
 import type { CreateLedgerOptions, OpenLedgerOptions } from './client.ts'
@@ -40,6 +41,8 @@ export interface LogDeps {
   ledgers: LogLedgers
   store: LogStore
   clock: Clock
+  /** Publish the writer's machine on `quire.inspect.log-writer.<log>` for the inspector; none by default. */
+  inspect?: InspectSink | null
 }
 
 export interface LogWriterOptions {
@@ -70,6 +73,9 @@ interface Current {
 }
 
 interface Settle { resolve: () => void; reject: (e: unknown) => void }
+
+/** Writers started in this process, for a unique inspection id. */
+let writersStarted = 0
 
 export class LogWriterImpl implements LogWriter {
   private readonly actor: Actor<ReturnType<typeof logWriterMachine>>
@@ -145,6 +151,9 @@ export class LogWriterImpl implements LogWriter {
       },
     })
     this.actor = createActor(machine)
+    // Log names may hold `/`: the inspection id takes them as `.`-free tokens.
+    const unwatch = watchActor(this.actor, deps.inspect ?? null, 'log-writer', `${name.replace(/[/.]/g, '_')}_${++writersStarted}`)
+    this.actor.subscribe({ complete: () => unwatch() })
   }
 
   get epoch(): number { return this.actor.getSnapshot().context.epoch }

@@ -11,6 +11,7 @@ import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
 import type { LogStore, Versioned } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import type { Clock } from '../transport/clock.ts'
+import type { InspectSink } from '../transport/inspect.ts'
 import { readLog, type LogRecord, type ReadFrom } from './logReader.ts'
 import { LogWriterImpl, type LogLedgers, type LogWriterOptions } from './logWriter.ts'
 import { observableOf } from './rx.ts'
@@ -42,6 +43,7 @@ interface LogParts {
   ledgers: LogLedgers
   store: LogStore
   clock: Clock
+  inspect?: InspectSink | null
 }
 
 export class LogNamespaceImpl implements LogNamespace {

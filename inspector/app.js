@@ -127,6 +127,7 @@ function render() {
   renderDetail()
   renderBookies()
   renderLedgers()
+  renderLogs()
 }
 
 function renderHeader() {
@@ -246,6 +247,20 @@ function renderBookies() {
       + `<td class="${mode === 'readonly' || damaged || ig ? 'warn' : ''}">${esc(mode)}${damage}${limbo}</td>`
       + `<td>${disk}</td><td>${b.rec ? `${ago(b.rec.heartbeatAgoMs)} ago` : '–'}</td></tr>`
   }).join('') || '<tr><td colspan="6" class="muted">no bookies</td></tr>'
+}
+
+function renderLogs() {
+  const logs = ui.cluster?.logs ?? []
+  $('logs-note').textContent = ui.cluster && ui.cluster.logsTotal > logs.length ? `the first ${logs.length} of ${ui.cluster.logsTotal}` : ''
+  $('logs').innerHTML = logs.map((l) => {
+    // A timeline: one block per segment, its width by records (at least a sliver), open ones marked.
+    const most = Math.max(1, ...l.segments.map((s) => s.recordCount))
+    const segs = l.segments.map((s) => `<span class="lseg st-${esc(s.state)}" style="min-width:${(0.6 + 3 * s.recordCount / most).toFixed(2)}em" title="segment ${s.segmentSeq}: ledger ${s.ledgerId}, ${s.state}, ${s.recordCount} records, ${s.bytes} bytes">${s.segmentSeq}<sub>${s.ledgerId}</sub> ${s.state === 'open' ? '…' : s.recordCount}</span>`).join('')
+    const subs = l.subscribers.map((s) => `<span class="chip">${esc(s.subscriber)} ${esc(s.position)}</span>`).join(' ')
+    return `<tr data-log="${esc(l.name)}" data-segments="${l.segments.length}" data-sealed="${l.sealed}">`
+      + `<td class="id">${esc(l.name)}${l.sealed ? ' <span class="badge st-CLOSED">sealed</span>' : ''}</td><td>${l.epoch}</td>`
+      + `<td class="wrap">${segs || '<span class="muted">none yet</span>'}</td><td class="wrap">${subs || '<span class="muted">none</span>'}</td></tr>`
+  }).join('') || '<tr><td colspan="4" class="muted">no logs</td></tr>'
 }
 
 function renderLedgers() {

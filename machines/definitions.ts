@@ -13,6 +13,9 @@ import { recoveryMachine } from './recovery.ts'
 import { replicatorMachine } from './replicator.ts'
 import { tailMachine } from './tailReader.ts'
 import { writerMachine } from './writer.ts'
+import { logReaderMachine } from './logReader.ts'
+import { logWriterMachine } from './logWriter.ts'
+import { POSITION_MIN } from './logPosition.ts'
 
 export interface TransitionDefinition {
   event: string
@@ -51,6 +54,9 @@ export const MACHINES_BY_KIND: Readonly<Record<string, AnyStateMachine>> = {
   recovery: recoveryMachine,
   auditor: auditorMachine,
   replicator: replicatorMachine,
+  // The log machines are made per log; their shape does not depend on it.
+  'log-writer': logWriterMachine({ name: '', nowMs: () => 0 }),
+  'log-reader': logReaderMachine({ name: '', from: POSITION_MIN, pollMs: 0 }),
 }
 
 /** The shape of xstate's StateNode this file reads (its public properties). */

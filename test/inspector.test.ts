@@ -53,13 +53,15 @@ const state = (kind: string, id: string): StateDefinition => {
 }
 
 test('definitions hold every machine, with its real states', () => {
-  assert.equal(defs.map((d) => d.kind).sort(), ['auditor', 'bookie', 'bookie-ledger', 'reader', 'recovery', 'replicator', 'writer'])
+  assert.equal(defs.map((d) => d.kind).sort(), ['auditor', 'bookie', 'bookie-ledger', 'log-reader', 'log-writer', 'reader', 'recovery', 'replicator', 'writer'])
   assert.equal(keys('writer'), ['open', 'changingEnsemble', 'closing', 'closingMetadata', 'closed', 'fenced', 'failed'])
   assert.is(def('writer').root.initial, 'writer.open')
   assert.equal(keys('bookie'), ['starting', 'replaying', 'registering', 'writable', 'readonly', 'draining', 'stopped', 'failed'])
   assert.equal(keys('reader'), ['deciding', 'asking', 'reading', 'caughtUp', 'checking', 'backoff', 'closed', 'failed'])
   assert.equal(keys('recovery'), ['fencing', 'reading', 'writingBack', 'changingEnsemble', 'closing', 'done', 'failed'])
   assert.equal(keys('bookie-ledger'), ['routing', 'open', 'fenced'])
+  assert.equal(keys('log-writer'), ['claiming', 'claimWriting', 'recovering', 'creating', 'adding', 'addingReread', 'open', 'awaitingSpare', 'switching', 'switchReread', 'finishing', 'finishReread', 'closed', 'sealed', 'failed'])
+  assert.equal(keys('log-reader'), ['locating', 'deciding', 'waiting', 'ended', 'failed'])
   assert.is(state('bookie', 'bookie.stopped').type, 'final')
   assert.ok(keys('replicator').includes('copying'))
   // Nesting: the auditor's leader is a parallel state with regions of their own.

@@ -2,7 +2,8 @@
 // processes), the inspector server, and a writer appending in this process (inspected through its
 // client's NATS connection), and a reader tailing it. The page shows the bookies and the writer with its state chart; after
 // `kill -9` of a bookie of the writer's ensemble it marks that bookie dead, and shows the ensemble
-// change: the writer's ensemble without the bookie and the ledger with a second segment.
+// change: the writer's ensemble without the bookie and the ledger with a second segment; then a
+// named log's segments and a subscriber's cursor.
 // A screenshot is saved in a temporary folder (its path is printed); with QUIRE_UPDATE_DOCS=1 it
 // is also copied to docs/inspector.png, the picture in docs/operations.md.
 
@@ -113,6 +114,20 @@ test('the page shows bookies and a writer live, a killed bookie dead, and the en
   console.log(`writer states seen by the page: ${history.join(' → ')}`)
   assert.ok(loop.acked() > ackedBefore, 'appends went on')
   assert.is(loop.error(), null)
+
+  // A named log: its segments on a timeline (rolled every 5 records) and a subscriber's cursor.
+  const log = await client.logs.createLog('page/log', { ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, segmentRecordsMax: 5 })
+  const lw = await log.writer()
+  const positions = []
+  for (let i = 0; i < 12; i++) positions.push(await lw.append(`record ${i}`))
+  const reader = log.reader({ subscriber: 'billing' })
+  await reader.commit(positions[6]!)
+  await page.waitForSelector('#logs tr[data-log="page/log"][data-segments="3"]', { timeout: 20_000 })
+  await page.waitForSelector('#actors h3[data-kind="log-writer"]', { timeout: 20_000 }) // its writer's machine, among the actors
+  // The cursor may land in the view after the segments (the view is read every 500 ms).
+  await page.waitForFunction(() => document.querySelector('#logs tr[data-log="page/log"] .chip')?.textContent === 'billing 2:1:0', null, { timeout: 20_000 })
+  assert.equal(await page.$$eval('#logs tr[data-log="page/log"] .lseg', (ss) => ss.map((s) => s.className)), ['lseg st-closed', 'lseg st-closed', 'lseg st-open'])
+  await lw.close()
 
   const outDir = await mkdtemp(path.join(os.tmpdir(), 'quire-inspector-page-'))
   const shot = path.join(outDir, 'inspector.png')
