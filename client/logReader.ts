@@ -8,7 +8,7 @@
 // each with an event. Starting points by txId or time are found here (a binary search).
 
 import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
-import type { LogPosition } from '../machines/logPosition.ts'
+import { formatPosition, type LogPosition } from '../machines/logPosition.ts'
 import { firstAvailable, type LogMetadata, type LogSegment } from '../machines/logRules.ts'
 import { logReaderMachine, type LogReaderEvent } from '../machines/logReader.ts'
 import { initialTransition, transition } from 'xstate'
@@ -111,7 +111,7 @@ async function startOf(deps: LogReaderDeps, md: LogMetadata, from: ReadFrom): Pr
   if (from === 'earliest') return firstAvailable(md)
   if (typeof from === 'object' && 'txId' in from) return seek(deps, md, from.txId, txIdOf, (s) => s.lastTxId)
   if (typeof from === 'object' && 'timeMs' in from) return seek(deps, md, from.timeMs, (r) => r.timeMs, (s) => (s.closedAt > 0 ? s.closedAt : -1))
-  if (from !== 'latest') return from
+  if (from !== 'latest') return checkedStart(md, from)
   const last = md.segments.at(-1)
   if (!last || last.state === 'truncated') return { segmentSeq: md.nextSegmentSeq, entryId: 0, slot: 0 }
   if (last.state === 'closed') return { segmentSeq: last.segmentSeq + 1, entryId: 0, slot: 0 }
@@ -121,6 +121,20 @@ async function startOf(deps: LogReaderDeps, md: LogMetadata, from: ReadFrom): Pr
   } finally {
     await h.closeHandle().catch(() => {})
   }
+}
+
+/**
+ * A position given by the caller, or INVALID_POSITION when it lies past the end: in a segment the
+ * log has not begun (beyond the next one), or past the end of a closed segment.
+ */
+function checkedStart(md: LogMetadata, pos: LogPosition): LogPosition {
+  const past = (why: string): never => {
+    throw new QuireError('INVALID_POSITION', `log ${md.name} has no position ${formatPosition(pos)}: ${why}`, { log: md.name, position: formatPosition(pos) })
+  }
+  if (pos.segmentSeq > md.nextSegmentSeq) past(`its next segment is ${md.nextSegmentSeq}`)
+  const seg = md.segments.find((s) => s.segmentSeq === pos.segmentSeq)
+  if (seg?.state === 'closed' && pos.entryId > seg.lastEntryId + 1) past(`segment ${seg.segmentSeq} ends at entry ${seg.lastEntryId}`)
+  return pos
 }
 
 /**

@@ -201,6 +201,8 @@ test('readers from a txId or a time start at the first record at or after it, in
   const err = await take(log.reader({ from: { txId: 1001 } }).records(), 1).then(() => null, (e: unknown) => e)
   assert.is((err as { code?: string }).code, 'TRUNCATED', String(err))
   assert.is(await refusal(take(log.reader({ from: { txId: -1 } }).records(), 1)), 'INVALID_POSITION')
+  assert.is(await refusal(take(log.reader({ from: { segmentSeq: 99, entryId: 0, slot: 0 } }).records(), 1)), 'INVALID_POSITION', 'a segment past the end')
+  assert.is(await refusal(take(log.reader({ from: '3:99:0' }).records(), 1)), 'INVALID_POSITION', 'past the end of a closed segment')
   await w.close()
 })
 
@@ -240,6 +242,40 @@ test('retention runs without an operator: the elected auditor truncates the segm
     for (const a of auditors) await a.stop()
   }
   await w.close()
+})
+
+test('segments roll by size and by age too; a reader behind a truncation gets TRUNCATED, naming the first available position', async ({ client }) => {
+  const bySize = await client.logs.createLog('by-size', { ...QUORUM, segmentBytesMax: 2000 })
+  const ws = await bySize.writer()
+  for (let b = 0; b < 6; b++) await Promise.all(Array.from({ length: 5 }, () => ws.append(new Uint8Array(100))))
+  await ws.close()
+  const sized = (await bySize.info()).segments.filter((s) => s.recordCount > 0)
+  assert.ok(sized.length >= 2, `${sized.length} segments`)
+  for (const s of sized.slice(0, -1)) assert.ok(s.bytes >= 2000 && s.bytes < 2000 + 5 * 120 + 16, `segment ${s.segmentSeq} rolled at ${s.bytes} bytes`)
+  assert.is(sized.reduce((n, s) => n + s.recordCount, 0), 30)
+
+  const byAge = await client.logs.createLog('by-age', { ...QUORUM, segmentAgeMs: 200 })
+  const wa = await byAge.writer()
+  await wa.append('first')
+  await new Promise((r) => setTimeout(r, 500))
+  await wa.append('second')
+  await wa.close()
+  const aged = (await byAge.info()).segments.filter((s) => s.recordCount > 0)
+  assert.equal(aged.map((s) => s.recordCount), [1, 1], 'the first segment rolled by age before the second record')
+
+  const behind = await filled(client, 'behind', 4)
+  const reader = behind.log.reader().records()
+  assert.equal((await reader.next()).value?.position.segmentSeq, 1)
+  await behind.log.truncate('3:0:0')
+  let err: unknown = null
+  try {
+    for (let i = 0; i < 100; i++) await reader.next()
+  } catch (e) {
+    err = e
+  }
+  assert.is((err as { code?: string } | null)?.code, 'TRUNCATED', String(err))
+  assert.match(String(err), /before 3:0:0/)
+  await behind.w.close()
 })
 
 test.run()
