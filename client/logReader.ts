@@ -52,7 +52,7 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
   while (!signal?.aborted) {
     let event: LogReaderEvent | null = null
     for (const a of actions as Array<{ type: string; params?: unknown }>) {
-      if (a.type === 'readLog') event = { type: 'log.read', md: await readOrEnd(deps.store, name) }
+      if (a.type === 'readLog') event = { type: 'log.read', md: (await deps.store.read(name)).value }
       else if (a.type === 'wait') {
         await sleep(deps.clock, (a.params as { ms: number }).ms, signal)
         event = { type: 'waited' }
@@ -61,10 +61,10 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
         const e = a.params as { code: ErrorCode; message: string }
         throw new QuireError(e.code, e.message, { log: name })
       } else if (a.type === 'readSegment') {
-        const { segment, from: at } = a.params as { segment: LogSegment; from: LogPosition }
+        const { segment, from: at, end } = a.params as { segment: LogSegment; from: LogPosition; end: number }
         let pos = at
         try {
-          for await (const r of readSegment(deps, segment, pos, signal)) {
+          for await (const r of readSegment(deps, segment, pos, end, signal)) {
             pos = { segmentSeq: segment.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
             if (below?.(r)) continue
             below = null
@@ -82,13 +82,8 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
   }
 }
 
-async function readOrEnd(store: LogStore, name: string): Promise<LogMetadata> {
-  return (await store.read(name)).value
-}
-
-/** The records of `seg` from `pos` to its end (a closed segment's last entry, or its ledger's close). */
-async function* readSegment(deps: LogReaderDeps, seg: LogSegment, pos: LogPosition, signal?: AbortSignal): AsyncGenerator<LogRecord> {
-  const end = seg.state === 'closed' ? seg.lastEntryId : Number.POSITIVE_INFINITY
+/** The records of `seg` from `pos` to entry `end` (machines/logReader.ts segmentEnd), or to its ledger's close. */
+async function* readSegment(deps: LogReaderDeps, seg: LogSegment, pos: LogPosition, end: number, signal?: AbortSignal): AsyncGenerator<LogRecord> {
   if (pos.entryId > end) return
   const h = await deps.ledgers.openLedger(seg.ledgerId)
   try {

@@ -5,7 +5,7 @@
 // leaves ledgers for the bookies' garbage collection, never a log naming deleted ledgers.
 
 import { QuireError } from '../machines/errors.ts'
-import { checkLogName, checkPosition, checkSubscriber, parsePosition, type LogPosition } from '../machines/logPosition.ts'
+import { checkLogName, checkPosition, comparePositions, checkSubscriber, parsePosition, type LogPosition } from '../machines/logPosition.ts'
 import { segmentsToRecover, segmentsToTruncate, withTruncated, type LogMetadata, type LogOptions, type LogSegment } from '../machines/logRules.ts'
 import { DEFAULT_QUORUM, validateQuorum } from '../machines/quorum.ts'
 import type { LogStore, Versioned } from '../storage/logStore.ts'
@@ -121,7 +121,7 @@ export class LogHandleImpl implements Log {
     const pos = checkPosition(position)
     for (let attempt = 0; attempt < 50; attempt++) {
       const cur = await this.p.store.readCursor(this.name, subscriber)
-      if (cur && comparePos(cur.value.position, pos) >= 0) return
+      if (cur && comparePositions(cur.value.position, pos) >= 0) return
       try {
         await this.p.store.writeCursor(this.name, subscriber, { position: pos, updatedAt: Math.floor(this.p.clock.now()) }, cur?.revision ?? null)
         return
@@ -188,10 +188,6 @@ export class LogReaderImpl implements LogReader {
     if (this.opts.subscriber === undefined) return Promise.reject(new QuireError('INVALID_CONFIG', 'commit needs a reader opened with a subscriber', {}))
     return this.log.commit(this.opts.subscriber, position)
   }
-}
-
-function comparePos(a: LogPosition, b: LogPosition): number {
-  return a.segmentSeq - b.segmentSeq || a.entryId - b.entryId || a.slot - b.slot
 }
 
 function toReadFrom(from: NonNullable<ReaderOptions['from']>): ReadFrom {

@@ -112,7 +112,6 @@ export function logWriterMachine(input: LogWriterInput) {
     },
     guards: {
       sealed: ({ event }) => event.type === 'log.read' && event.md.sealed,
-      epochMoved: ({ context, event }) => event.type === 'log.read' && event.md.epoch !== context.seenEpoch,
       refused: ({ context, event }) => event.type === 'log.read' && writerRefusal(event.md, context.epoch) !== null,
       nothingToRecover: ({ context }) => context.toRecover.length === 0,
       tooManyConflicts: ({ context }) => tooMany(context),
