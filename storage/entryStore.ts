@@ -95,6 +95,8 @@ export class RocksEntryStore implements EntryStore {
   private lastError: string | null = null
   /** Told of damage found and of repairs (the bookie logs and reports it). */
   onDamage: (e: DamageEvent) => void = () => {}
+  /** Test hook: a repair's copy is in place and reads go to it; the repair has not resolved yet. */
+  onRepairSwapped: (() => Promise<void>) | null = null
 
   /** Index mutations, one at a time (see the header). */
   private indexing: Promise<unknown> = Promise.resolve()
@@ -503,13 +505,25 @@ export class RocksEntryStore implements EntryStore {
         this.entries = this.db.columnFamily('entries')
         this.ledgers = this.db.columnFamily('ledgers')
         this.meta = this.db.columnFamily('meta')
+        // In force before any read reaches the copy, which lacks the entries it names (they would
+        // read as absent). Those found by reads after the copy's list was taken are kept, and stored.
+        const foundMeanwhile = this.damaged.list()
+        this.damaged.load(null)
+        for (const [l, e] of r.damaged) this.damaged.add(l, [e])
+        let more = false
+        for (const [l, e] of foundMeanwhile) more = this.damaged.add(l, [e]).length > 0 || more
+        if (more) {
+          const batch = this.meta.write({ autoDestroy: true, capacity: 1 })
+          batch.tryPut(Buffer.from(DAMAGED_KEY, 'utf8'), this.damaged.encode())
+          await batch.flush()
+        }
       })()
       try {
         await this.swapping
       } finally {
         this.swapping = null
       }
-      await this.loadDamaged()
+      await this.onRepairSwapped?.()
       this.repairs++
       this.onDamage({ kind: 'repaired', damaged: r.damaged.length, copied: r.copied, ranges: r.ranges, ms: Math.round(performance.now() - started) })
     } catch (err) {
