@@ -80,7 +80,8 @@ export interface LogRow {
   epoch: number
   sealed: boolean
   segments: Array<{ segmentSeq: number; ledgerId: number; state: string; recordCount: number; bytes: number; createdAt: number; closedAt: number }>
-  subscribers: Array<{ subscriber: string; position: string }>
+  /** Each subscriber's committed position and how far it is behind (machines/logRules.ts subscriberLag). */
+  subscribers: Array<{ subscriber: string; position: string; behind: { segments: number; records: number; open: boolean } }>
 }
 
 export interface ClusterView {
@@ -194,6 +195,7 @@ export async function readLedgers(md: MetadataStore, max = LEDGERS_MAX): Promise
 export async function readLogs(md: MetadataStore, max = LOGS_MAX): Promise<{ logs: LogRow[]; total: number }> {
   const { LogStore } = await import('../storage/logStore.ts')
   const { formatPosition } = await import('../machines/logPosition.ts')
+  const { subscriberLag } = await import('../machines/logRules.ts')
   let kv
   try {
     kv = md.logsKv
@@ -210,7 +212,7 @@ export async function readLogs(md: MetadataStore, max = LOGS_MAX): Promise<{ log
   const logs = described.filter((d): d is NonNullable<typeof d> => d !== null).map((d) => ({
     name: d.name, epoch: d.epoch, sealed: d.sealed,
     segments: d.segments.map((s) => ({ segmentSeq: s.segmentSeq, ledgerId: s.ledgerId, state: s.state, recordCount: s.recordCount, bytes: s.bytes, createdAt: s.createdAt, closedAt: s.closedAt })),
-    subscribers: d.subscribers.map((s) => ({ subscriber: s.subscriber, position: formatPosition(s.position) })),
+    subscribers: d.subscribers.map((s) => ({ subscriber: s.subscriber, position: formatPosition(s.position), behind: subscriberLag(d, s.position) })),
   }))
   return { logs, total: names.length }
 }

@@ -10,10 +10,11 @@
 import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { formatPosition, type LogPosition } from '../machines/logPosition.ts'
 import { firstAvailable, type LogMetadata, type LogSegment } from '../machines/logRules.ts'
-import { logReaderMachine, type LogReaderEvent } from '../machines/logReader.ts'
+import { logReaderMachine, type LogReaderContext, type LogReaderEvent } from '../machines/logReader.ts'
 import { initialTransition, transition } from 'xstate'
 import type { LogStore } from '../storage/logStore.ts'
 import type { Clock } from '../transport/clock.ts'
+import { steppedActor, watchActor, type InspectSink } from '../transport/inspect.ts'
 import { unpackLogEntry } from '../transport/logEntry.ts'
 import type { LogLedgers } from './logWriter.ts'
 
@@ -37,9 +38,15 @@ export interface LogReaderDeps {
   clock: Clock
   /** How often a reader waiting for the next segment looks at the log again. Default 200 ms. */
   pollMs?: number
+  /** Publish each reader's machine on `quire.inspect.log-reader.<log>_<n>` for the inspector; none by default. */
+  inspect?: InspectSink | null
 }
 
-export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom, signal?: AbortSignal): AsyncGenerator<LogRecord> {
+let readersStarted = 0
+
+/** `subscriber`: whose cursor the start came from (shown by the inspector). */
+export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom, opts: { signal?: AbortSignal; subscriber?: string } = {}): AsyncGenerator<LogRecord> {
+  const { signal, subscriber } = opts
   const md = (await deps.store.read(name)).value
   const start = await startOf(deps, md, from)
   // A start by txId or time found past the LAC the bookies knew may land before records that were
@@ -49,36 +56,60 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
   // The machine (machines/logReader.ts) decides; this performs its effects and answers each.
   const machine = logReaderMachine({ name, from: start, pollMs: deps.pollMs ?? 200 })
   let [snap, actions] = initialTransition(machine)
-  while (!signal?.aborted) {
-    let event: LogReaderEvent | null = null
-    for (const a of actions as Array<{ type: string; params?: unknown }>) {
-      if (a.type === 'readLog') event = { type: 'log.read', md: (await deps.store.read(name)).value }
-      else if (a.type === 'wait') {
-        await sleep(deps.clock, (a.params as { ms: number }).ms, signal)
-        event = { type: 'waited' }
-      } else if (a.type === 'end') return
-      else if (a.type === 'fail') {
-        const e = a.params as { code: ErrorCode; message: string }
-        throw new QuireError(e.code, e.message, { log: name })
-      } else if (a.type === 'readSegment') {
-        const { segment, from: at, end } = a.params as { segment: LogSegment; from: LogPosition; end: number }
-        let pos = at
-        try {
-          for await (const r of readSegment(deps, segment, pos, end, signal)) {
-            pos = { segmentSeq: segment.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
-            if (below?.(r)) continue
-            below = null
-            yield r
+  // Seen by the inspector: the machine's steps, and the records delivered (read at each publish).
+  let delivered = 0
+  let last: LogRecord | null = null
+  let next: LogPosition | null = null
+  const view = steppedActor(snap)
+  const unwatch = watchActor(view, deps.inspect ?? null, 'log-reader', `${name.replace(/[/.]/g, '_')}_${++readersStarted}`, {
+    summarise: (ctx) => {
+      const c = ctx as LogReaderContext
+      return {
+        log: name, subscriber: subscriber ?? null, at: formatPosition(next ?? c.pos), segment: c.segment?.segmentSeq ?? null,
+        delivered, lastTxId: last?.txId ?? null, lastPosition: last ? formatPosition(last.position) : null, error: c.error,
+      }
+    },
+  })
+  try {
+    while (!signal?.aborted) {
+      let event: LogReaderEvent | null = null
+      for (const a of actions as Array<{ type: string; params?: unknown }>) {
+        if (a.type === 'readLog') event = { type: 'log.read', md: (await deps.store.read(name)).value }
+        else if (a.type === 'wait') {
+          await sleep(deps.clock, (a.params as { ms: number }).ms, signal)
+          event = { type: 'waited' }
+        } else if (a.type === 'end') return
+        else if (a.type === 'fail') {
+          const e = a.params as { code: ErrorCode; message: string }
+          throw new QuireError(e.code, e.message, { log: name })
+        } else if (a.type === 'readSegment') {
+          const { segment, from: at, end } = a.params as { segment: LogSegment; from: LogPosition; end: number }
+          let pos = at
+          try {
+            for await (const r of readSegment(deps, segment, pos, end, signal)) {
+              pos = { segmentSeq: segment.segmentSeq, entryId: r.position.entryId, slot: r.position.slot + 1 }
+              next = pos
+              if (below?.(r)) continue
+              below = null
+              delivered++
+              last = r
+              yield r
+            }
+            event = { type: 'segment.ended', pos }
+          } catch (err) {
+            if (!isQuireError(err, 'NO_SUCH_LEDGER')) throw err
+            event = { type: 'segment.missing', pos }
           }
-          event = { type: 'segment.ended', pos }
-        } catch (err) {
-          if (!isQuireError(err, 'NO_SUCH_LEDGER')) throw err
-          event = { type: 'segment.missing', pos }
         }
       }
+      if (event === null) throw new Error(`assertion failed: log reader of ${name} in ${JSON.stringify(snap.value)} has nothing to do`)
+      ;[snap, actions] = transition(machine, snap, event)
+      next = null
+      view.step(snap, event)
     }
-    if (event === null) throw new Error(`assertion failed: log reader of ${name} in ${JSON.stringify(snap.value)} has nothing to do`)
-    ;[snap, actions] = transition(machine, snap, event)
+  } finally {
+    unwatch()
+    view.done()
   }
 }
 

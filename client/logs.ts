@@ -112,7 +112,7 @@ export class LogHandleImpl implements Log {
       const c = await this.p.store.readCursor(this.name, opts.subscriber)
       if (c) from = { ...c.value.position, slot: c.value.position.slot + 1 }
     }
-    yield* readLog(this.p, this.name, from)
+    yield* readLog(this.p, this.name, from, { subscriber: opts.subscriber })
   }
 
   /** Record `position` as the last one `subscriber` has processed (compare-and-swap, never backwards). */

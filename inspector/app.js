@@ -256,11 +256,27 @@ function renderLogs() {
     // A timeline: one block per segment, its width by records (at least a sliver), open ones marked.
     const most = Math.max(1, ...l.segments.map((s) => s.recordCount))
     const segs = l.segments.map((s) => `<span class="lseg st-${esc(s.state)}" style="min-width:${(0.6 + 3 * s.recordCount / most).toFixed(2)}em" title="segment ${s.segmentSeq}: ledger ${s.ledgerId}, ${s.state}, ${s.recordCount} records, ${s.bytes} bytes">${s.segmentSeq}<sub>${s.ledgerId}</sub> ${s.state === 'open' ? '…' : s.recordCount}</span>`).join('')
-    const subs = l.subscribers.map((s) => `<span class="chip">${esc(s.subscriber)} ${esc(s.position)}</span>`).join(' ')
+    // Lag: the segments after the cursor's own; the records of the closed ones among them (the
+    // cursor's own segment and the open one add more: machines/logRules.ts subscriberLag).
+    const subs = l.subscribers.map((s) => {
+      const b = s.behind
+      const lag = b.segments === 0 ? 'in the last segment' : `${b.segments} segment${b.segments === 1 ? '' : 's'} behind, ${b.records}${b.open ? '+' : ''} records`
+      return `<span class="chip">${esc(s.subscriber)} ${esc(s.position)}</span>`
+        + `<span class="lag muted" data-subscriber="${esc(s.subscriber)}" data-behind-segments="${b.segments}" data-behind-records="${b.records}"> ${esc(lag)}</span>`
+    }).join('<br>')
+    // Its writer and readers: the log-writer and log-reader actors of this log (clients with inspect).
+    const mine = (kind) => [...ui.actors.entries()].filter(([, a]) => a.msg.kind === kind && heard(a) === 'live' && (a.msg.context.log ?? a.msg.context.name) === l.name)
+    const writers = mine('log-writer').map(([key, a]) => `<span class="chip writer" data-key="${esc(key)}">writer ${esc(stateText(a.msg.state))}</span>`)
+    const readers = mine('log-reader').map(([key, a]) => {
+      const c = a.msg.context
+      return `<span class="chip reader" data-key="${esc(key)}" data-subscriber="${esc(c.subscriber ?? '')}">reader${c.subscriber ? ` ${esc(c.subscriber)}` : ''} at ${esc(c.at ?? '?')}, ${c.delivered ?? 0} read</span>`
+    })
+    const who = [...writers, ...readers].join(' ')
     return `<tr data-log="${esc(l.name)}" data-segments="${l.segments.length}" data-sealed="${l.sealed}">`
       + `<td class="id">${esc(l.name)}${l.sealed ? ' <span class="badge st-CLOSED">sealed</span>' : ''}</td><td>${l.epoch}</td>`
-      + `<td class="wrap">${segs || '<span class="muted">none yet</span>'}</td><td class="wrap">${subs || '<span class="muted">none</span>'}</td></tr>`
-  }).join('') || '<tr><td colspan="4" class="muted">no logs</td></tr>'
+      + `<td class="wrap">${segs || '<span class="muted">none yet</span>'}</td><td class="wrap">${subs || '<span class="muted">none</span>'}</td>`
+      + `<td class="wrap">${who || '<span class="muted">none seen</span>'}</td></tr>`
+  }).join('') || '<tr><td colspan="5" class="muted">no logs</td></tr>'
 }
 
 function renderLedgers() {

@@ -185,3 +185,26 @@ export function retentionDue(md: LogMetadata, nowMs: number): LogSegment[] {
   }
   return out
 }
+
+/** How far a committed position is behind the log's end (machines/logRules.ts subscriberLag). */
+export interface SubscriberLag {
+  /** Segments after the position's own, the open one included: none when it is in the last one. */
+  segments: number
+  /**
+   * Records of the closed segments among them: a lower bound of the records behind (the rest of
+   * the position's own segment and the open segment's records are not in the metadata).
+   */
+  records: number
+  /** The open segment is among those after the position. */
+  open: boolean
+}
+
+/** The lag of a subscriber whose last committed record is at `committed`. */
+export function subscriberLag(md: LogMetadata, committed: LogPosition): SubscriberLag {
+  const after = md.segments.filter((s) => s.state !== 'truncated' && s.segmentSeq > committed.segmentSeq)
+  return {
+    segments: after.length,
+    records: after.reduce((n, s) => n + (s.state === 'closed' ? s.recordCount : 0), 0),
+    open: after.some((s) => s.state === 'open'),
+  }
+}

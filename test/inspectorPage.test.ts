@@ -127,7 +127,17 @@ test('the page shows bookies and a writer live, a killed bookie dead, and the en
   // The cursor may land in the view after the segments (the view is read every 500 ms).
   await page.waitForFunction(() => document.querySelector('#logs tr[data-log="page/log"] .chip')?.textContent === 'billing 2:1:0', null, { timeout: 20_000 })
   assert.equal(await page.$$eval('#logs tr[data-log="page/log"] .lseg', (ss) => ss.map((s) => s.className)), ['lseg st-closed', 'lseg st-closed', 'lseg st-open'])
-  await lw.close()
+  // Its lag: segment 3 (open) is after the cursor's segment 2.
+  assert.equal(await page.$eval('#logs tr[data-log="page/log"] .lag[data-subscriber="billing"]', (e) => [e.getAttribute('data-behind-segments'), e.getAttribute('data-behind-records')]), ['1', '0'])
+  // A reader of the subscriber, reading on from its cursor (2:1:0): records 7 to 11, then it
+  // waits at the open segment's end. It is on the log's row, with how far it has read.
+  const got: string[] = []
+  const reading = (async () => { for await (const r of reader.records()) got.push(Buffer.from(r.payload).toString()) })().catch((err: unknown) => err)
+  await page.waitForFunction(() => /reader billing at 3:1:1, 5 read/.test(document.querySelector('#logs tr[data-log="page/log"] .reader[data-subscriber="billing"]')?.textContent ?? ''), null, { timeout: 20_000 })
+  assert.equal(got, ['record 7', 'record 8', 'record 9', 'record 10', 'record 11'])
+  assert.ok(await page.$('#logs tr[data-log="page/log"] .chip.writer'), 'the log\'s writer is on its row')
+  await lw.markEndOfStream()
+  assert.is(await reading, undefined, 'the reader ends at the end of the stream')
 
   const outDir = await mkdtemp(path.join(os.tmpdir(), 'quire-inspector-page-'))
   const shot = path.join(outDir, 'inspector.png')

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert'
 import { isQuireError } from '../machines/errors.ts'
 import { checkLogName, comparePositions, formatPosition, parsePosition, type LogPosition } from '../machines/logPosition.ts'
 import {
-  claimed, firstAvailable, retentionDue, rollDue, segmentsToRecover, segmentsToTruncate, withSegmentAdded, withSegmentClosed,
+  claimed, firstAvailable, retentionDue, rollDue, segmentsToRecover, segmentsToTruncate, subscriberLag, withSegmentAdded, withSegmentClosed,
   withTruncated, writerRefusal, type LogMetadata, type LogOptions, type LogSegment,
 } from '../machines/logRules.ts'
 import { LogStore } from '../storage/logStore.ts'
@@ -133,6 +133,16 @@ test('retention removes a prefix of closed segments: each older than retentionMs
     assert.equal(due, expected)
     assert.ok(!md.segments.some((s) => s.state === 'open' && due.includes(s.segmentSeq)), 'never the open segment')
   }))
+})
+
+test('a subscriber\'s lag: the segments after its own and the records of the closed ones among them', () => {
+  // 1 truncated, 2 and 3 closed (5 and 7 records), 4 open.
+  const md = log([{ state: 'truncated', recordCount: 3 }, { state: 'closed', recordCount: 5 }, { state: 'closed', recordCount: 7 }, { state: 'open' }])
+  assert.equal(subscriberLag(md, { segmentSeq: 2, entryId: 1, slot: 0 }), { segments: 2, records: 7, open: true })
+  assert.equal(subscriberLag(md, { segmentSeq: 1, entryId: 0, slot: 0 }), { segments: 3, records: 12, open: true }, 'a truncated segment is not counted')
+  assert.equal(subscriberLag(md, { segmentSeq: 4, entryId: 9, slot: 2 }), { segments: 0, records: 0, open: false })
+  const sealed = log([{ state: 'closed', recordCount: 5 }, { state: 'closed', recordCount: 7 }], { sealed: true })
+  assert.equal(subscriberLag(sealed, { segmentSeq: 1, entryId: 3, slot: 0 }), { segments: 1, records: 7, open: false })
 })
 
 test('the log store: create once (LOG_EXISTS), read (NO_SUCH_LOG), compare-and-swap, list by prefix, cursors per log', async () => {

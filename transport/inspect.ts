@@ -200,6 +200,42 @@ export function watchActor<A extends AnyActorRef>(
   }
 }
 
+/** A machine stepped with xstate's transition() (no actor), made watchable by watchActor. */
+export interface SteppedActor<S extends Snap> {
+  /** The machine's next snapshot, reached by `event`. */
+  step(snapshot: S, event: EventObject): void
+  /** The stepping is over (the machine ended, or its owner stopped it). */
+  done(): void
+}
+
+/**
+ * An actor-shaped view of a machine whose owner steps it with transition() (a log reader,
+ * client/logReader.ts): watchActor sees each step as the actor's event and new snapshot.
+ */
+export function steppedActor<S extends Snap>(initial: S): SteppedActor<S> & AnyActorRef {
+  let snap = initial
+  const observers = new Set<{ next?: (s: S) => void; complete?: () => void }>()
+  const ref = {
+    getSnapshot: () => snap,
+    subscribe(o: { next?: (s: S) => void; complete?: () => void }) {
+      observers.add(o)
+      return { unsubscribe: () => { observers.delete(o) } }
+    },
+    // Where watchActor notes event types (it wraps this); the step has already been taken.
+    send(_e: EventObject): void {},
+    step(next: S, event: EventObject): void {
+      ref.send(event)
+      snap = next
+      for (const o of [...observers]) o.next?.(snap)
+    },
+    done(): void {
+      for (const o of [...observers]) o.complete?.()
+      observers.clear()
+    },
+  }
+  return ref as unknown as SteppedActor<S> & AnyActorRef
+}
+
 const HOST = os.hostname()
 
 /**
@@ -313,6 +349,14 @@ export const SUMMARIES: Record<string, Summariser<Ctx>> = {
     return {
       holder: c.holder, expiresAt: c.expiresAt, enabled: c.enabled, lastAuditAt: c.lastAuditAt, auditRequested: c.auditRequested,
       bookiesKnown: Object.keys(known).length, lost: lost.map(([b, t]) => ({ bookie: b, since: t.lostSince, marked: t.marked })),
+    }
+  },
+  'log-writer': (c) => {
+    const segs = ((c.md as { segments?: Array<{ segmentSeq: number; state: string; ledgerId: number }> } | null)?.segments ?? [])
+    const open = segs.find((s) => s.state === 'open')
+    return {
+      name: c.name, epoch: c.epoch, openSegment: open?.segmentSeq ?? null, openLedger: open?.ledgerId ?? null, segments: segs.length,
+      spareLedger: c.ledgerId, toRecover: len(c.toRecover), finish: c.finish, conflicts: c.conflicts, error: c.error,
     }
   },
   replicator: (c) => ({
