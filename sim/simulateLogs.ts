@@ -3,7 +3,8 @@
 // simulated cluster (sim/cluster.ts), with seeded faults: a lossy, duplicating, delaying network;
 // segments rolling every few records; a second writer taking the log at a random moment while the
 // first appends (racing its rolls), the first writer sometimes crashed just before; a bookie
-// stopped and restarted (a clean stop: Qa may be 1); a truncation at a random acknowledged
+// stopped, crashed or cut from power (its last journal record torn only when Qa >= 2), then
+// restarted; a truncation at a random acknowledged
 // position; then the log sealed and read by two readers. Checkers, for the promises:
 // - every acknowledged record not before the truncation point is read at its position, with its
 //   payload and txId (an acknowledged record stays readable until truncated);
@@ -43,6 +44,7 @@ export async function simulateLog(opts: LogSimOptions): Promise<SimResult> {
   const writeQuorum = world.int(1, ensembleSize)
   const ackQuorum = world.int(1, writeQuorum)
   const segmentRecordsMax = world.int(3, 20)
+  let down: string | null = null
   await world.run(3 * 50)
 
   const a = cluster.newClient(timeouts)
@@ -74,10 +76,22 @@ export async function simulateLog(opts: LogSimOptions): Promise<SimResult> {
   }
   pumpA(0)
 
-  // A bookie stopped cleanly for a while, in some runs.
-  if (world.chance(0.3)) {
+  // A bookie taken down for a while, in some runs: a clean stop, a crash (kill -9: what was not
+  // synced is lost, never acked) or a power cut (its store loses what was not flushed; the journal
+  // replays it), then restarted, in limbo after an unclean stop; a power cut may also tear its last
+  // synced journal record, which loses acked copies (another bookie holds each). Unclean only with
+  // Qa >= 2: a bookie in limbo answers "unknown", and with Qa = 1 recovery then cannot rule an
+  // entry out and fails, as documented (docs/protocol-notes.md, limbo: liveness, never safety).
+  if (world.chance(0.4)) {
     const victim = world.pick([...cluster.bookies.values()])
-    world.setTimeout(() => { victim.stop(); world.setTimeout(() => victim.restart(), world.between(20, 120)) }, world.between(5, 60))
+    const how = ackQuorum >= 2 ? world.pick(['stop', 'crash', 'power', 'torn'] as const) : 'stop'
+    down = how
+    world.setTimeout(() => {
+      if (how === 'stop') victim.stop()
+      else if (how === 'crash') victim.crash()
+      else victim.powerCut(how === 'torn')
+      world.setTimeout(() => victim.restart(), world.between(20, 120))
+    }, world.between(5, 60))
   }
 
   // The hand-over, at a random moment; the old writer crashed just before it in some runs.
@@ -158,7 +172,7 @@ export async function simulateLog(opts: LogSimOptions): Promise<SimResult> {
   check({ acked, first, second, cut, violations })
   const summary = `seed ${opts.seed}: ${nBookies} bookies, E${ensembleSize}/${writeQuorum}/${ackQuorum}, roll every ${segmentRecordsMax}; ` +
     `${acked.filter((x) => x.writer === 'a').length} + ${acked.filter((x) => x.writer === 'b').length} acked${a.transport.dead ? ' (a crashed)' : ''}` +
-    `${cut ? `, truncated at ${formatPosition(cut)}` : ''}; read ${first.length}`
+    `${cut ? `, truncated at ${formatPosition(cut)}` : ''}${down ? `, a bookie down (${down})` : ''}; read ${first.length}`
   return { seed: opts.seed, violations, summary, events: world.events }
 }
 

@@ -49,7 +49,7 @@ test('defect 2 (recovery starting below the last segment) is found within 300 mi
 test('bookies without limbo (no such entry after a power cut that tore an acked record) are caught within 150 mixed seeds', () =>
   caught('no-limbo', 'mixed', 150, 'a bookie denying an entry it acked must let recovery close below it somewhere'))
 
-test('named logs: 300 seeds with hand-overs racing rolls, crashed writers, a stopped bookie and truncation: no violation; a seed replays exactly', async () => {
+test('named logs: 300 seeds with hand-overs racing rolls, crashed writers, a bookie stopped, crashed or cut from power, and truncation: no violation; a seed replays exactly', async () => {
   const logs = await runSeeds({ from: 1, count: 300, quiet: true, logs: true })
   assert.equal(logs.failed, [], `failing seeds: ${logs.failed.join(', ')} (replay: npm run sim -- --logs --seed S)`)
   const a = await simulateLog({ seed: 11 })
