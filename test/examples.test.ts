@@ -5,7 +5,8 @@
 // quire/internal/*), and plain .mjs examples importing 'quire' pointed at that sandbox's NATS.
 // kv-wal is killed with SIGKILL mid-way twice and must come back with every acknowledged change;
 // the tail consumer, in another process, must print exactly the entries the producer had
-// acknowledged, in order; the admin script lists, prints, deletes, and refuses an unknown ledger
+// acknowledged, in order; the events consumer of a named log resumes after its last commit (kill -9
+// included) and ends when the log is sealed; the admin script lists, prints, deletes, and refuses an unknown ledger
 // with exit code 1. Last, SIGTERM stops the installed sandbox with exit 0 and every process it
 // started. Whatever fails, the after hook kills the sandbox and its children and removes the folders.
 
@@ -239,6 +240,35 @@ t('tail: a consumer in another process prints every entry the producer acknowled
   assert.equal(acked.map((l) => Number(l.split(' ')[0])), [...Array(40).keys()], 'entry ids 0..39 in order')
   assert.equal(consumer.lines, acked)
   assert.match(consumer.stderr(), `ledger ${ctx.tailLedger} is closed; 40 entries`)
+})
+
+t('events: a billing consumer of a named log resumes after its last commit, kill -9 included; it ends when the log is sealed', async (ctx) => {
+  const first = await run(ctx, 'events/publish.mjs', ['60'])
+  assert.is(first.code, 0, first.stderr)
+  const acked = first.stdout.split('\n').filter((l) => l.startsWith('acked ')).map((l) => l.slice('acked '.length))
+  assert.is(acked.length, 60)
+  // Many events per entry: the 60 appends went out in one tick.
+  assert.ok(new Set(acked.map((l) => l.split(' ')[0]!.split(':').slice(0, 2).join(':'))).size < 60, 'events packed into entries')
+  const one = await run(ctx, 'events/billing.mjs', ['25'])
+  assert.is(one.code, 0, one.stderr)
+  assert.equal(one.stdout.split('\n'), acked.slice(0, 25))
+  // Killed while it handles events: what it printed after its last commit may come again, nothing is skipped.
+  const killed = start(ctx, 'events/billing.mjs', [])
+  await waitFor(() => killed.lines.length >= 5 || killed.proc.exitCode !== null, 30_000, () => `billing: ${killed.stderr()}`)
+  killed.proc.kill('SIGKILL')
+  await exitOf(killed)
+  const printed = killed.lines.length
+  assert.equal(killed.lines, acked.slice(25, 25 + printed), 'the second run resumed after the first one\'s last commit')
+  const more = await run(ctx, 'events/publish.mjs', ['10', '--seal'])
+  assert.is(more.code, 0, more.stderr)
+  const all = [...acked, ...more.stdout.split('\n').filter((l) => l.startsWith('acked ')).map((l) => l.slice('acked '.length))]
+  const last = await run(ctx, 'events/billing.mjs', [])
+  assert.is(last.code, 0, last.stderr)
+  const lines = last.stdout.split('\n')
+  const from = all.indexOf(lines[0]!)
+  assert.ok(from >= 25 && from <= 25 + printed, `the run after the kill starts at event ${from}: after the last commit, at most where the killed run stopped (${25 + printed})`)
+  assert.equal(lines, all.slice(from), 'then every event to the end, in order')
+  assert.match(last.stderr, 'the log is sealed')
 })
 
 t('admin: list, metadata, delete, bookies; an unknown ledger is a clear error with exit code 1', async (ctx) => {
