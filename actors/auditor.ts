@@ -30,7 +30,7 @@ import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, isBookieAlive, type BookieRecord, type LedgerMetadata } from '../storage/metadataStore.ts'
 import { LogStore } from '../storage/logStore.ts'
 import { KvConflict, type VersionedKv } from '../storage/types.ts'
-import { RC } from '../transport/wire.ts'
+import { RC, entryAnswer, type EntryAnswer } from '../machines/responses.ts'
 import { NO_PASSWORD_KEY, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
@@ -509,7 +509,9 @@ class Auditor {
         unresponsive.add(b)
         return null
       }
-      const lacking = r.rc === RC.NO_SUCH_LEDGER || (r.rc === RC.OK && r.entries.some(([rc]) => rc === RC.NO_SUCH_ENTRY || rc === RC.CORRUPT))
+      // Lacking: the bookie says it has no copy, or holds one it cannot serve (explicit answers only).
+      const lacks = (a: EntryAnswer): boolean => a === 'absent' || a === 'corrupt'
+      const lacking = lacks(entryAnswer(r.rc, undefined)) || r.entries.some((a) => lacks(entryAnswer(r.rc, a)))
       return lacking ? b : null
     }))
     return verdicts.filter((b): b is string => b !== null).sort()

@@ -20,13 +20,14 @@
 // instead of refusing to start.
 
 import { Packr } from 'msgpackr'
+import type { DigestType } from '../machines/responses.ts'
 import { entryProblem, isDigestType, isId, isLac, isMasterKey } from '../transport/validate.ts'
 
 const packr = new Packr({ useRecords: false })
 
 export type JournalRecord =
   | { t: 'add'; l: number; e: Uint8Array[] }
-  | { t: 'key'; l: number; k: Uint8Array; d?: string }
+  | { t: 'key'; l: number; k: Uint8Array; d?: DigestType }
   | { t: 'fence'; l: number }
   | { t: 'lac'; l: number; lac: number }
   /** Explicit LACs of many ledgers: [ledgerId, lac, ledgerId, lac, ...]. */

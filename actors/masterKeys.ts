@@ -9,7 +9,7 @@
 // malformed request is answered BAD_REQUEST and the bookie goes on serving.
 
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
-import { passwordCheckOf } from '../transport/entry.ts'
+import { passwordCheckOf, type DigestType } from '../transport/entry.ts'
 
 /** Where a replication worker asks bookie `bookieId` for a ledger's master key. */
 export const masterKeySubject = (bookieId: string): string => `quire.bookieadmin.${bookieId}.masterkey`
@@ -17,12 +17,12 @@ export const masterKeySubject = (bookieId: string): string => `quire.bookieadmin
 /** The bookie's side: what it holds of a ledger. */
 export interface MasterKeyDeps {
   /** The ledger's master key and digest type as this bookie stored them; null when it knows nothing of it. */
-  ledgerKey(ledgerId: number): Promise<{ masterKey: Uint8Array; digestType: string } | null>
+  ledgerKey(ledgerId: number): Promise<{ masterKey: Uint8Array; digestType: DigestType } | null>
 }
 
 interface MasterKeyAnswer {
   masterKey?: string
-  digestType?: string
+  digestType?: DigestType
   error?: 'NO_SUCH_LEDGER' | 'BAD_REQUEST' | 'ERROR'
 }
 

@@ -109,7 +109,7 @@ export const LACS_ITEM_BYTES = 128
 /** What writers, readers and recoveries need of the bookies (NATS here; simulated in sim/). */
 export interface BookieTransport {
   registerWriter(ledgerId: number, handler: AckHandler): () => void
-  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: DigestType, recovery: boolean, entry: Uint8Array): void
   /**
    * A writer's new entries of one ledger, each to the bookies of its write set: each entry is
    * encoded (transport/entry.ts, LAC `lac`) once, into the add group its write set shares. Absent
@@ -252,7 +252,7 @@ export class BookieClient implements BookieTransport, TailTransport {
     return maxPayload === undefined ? undefined : maxPayload - ADD_FRAME_OVERHEAD_BYTES
   }
 
-  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: DigestType, recovery: boolean, entry: Uint8Array): void {
     const key = `${ledgerId}:${recovery ? 1 : 0}`
     const b = this.pendingFor(bookieId, GROUP_ENTRY_BYTES + entry.byteLength + GROUP_HEADER_BYTES + masterKey.byteLength)
     const joins = b.open?.key === key

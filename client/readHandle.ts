@@ -17,7 +17,7 @@ import { QuireError, isQuireError } from '../machines/errors.ts'
 import { NO_INDICES, indexBit, isFenceCovered, writeSetIndices } from '../machines/quorum.ts'
 import type { LedgerMetadata, MetadataStore, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
-import { RC } from '../transport/wire.ts'
+import { RC, entryAnswer, type EntryAnswer } from '../machines/responses.ts'
 import type { Observable } from 'rxjs'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
 import { SlowBookies } from './slowBookies.ts'
@@ -365,16 +365,17 @@ export class ReadHandleImpl implements ReadHandle {
           this.health.answered(bookie, !speculated)
           this.learnLac(resp.lac)
           if (resp.rc !== RC.OK) {
-            for (const id of ids) reply(id, resp.rc === RC.NO_SUCH_LEDGER ? 'missing' : 'error')
+            for (const id of ids) reply(id, replyOf(entryAnswer(resp.rc, undefined)))
             return
           }
-          resp.entries.forEach(([rc, data], k) => {
+          resp.entries.forEach((answer, k) => {
             const id = ids[k]!
-            if (rc === RC.OK && data) {
-              const entry = reads[id - first]!.done ? null : this.entryFrom(id, data)
+            const a = entryAnswer(resp.rc, answer)
+            if (a === 'ok') {
+              const entry = reads[id - first]!.done ? null : this.entryFrom(id, answer[1]!)
               if (entry) result[id - first] = entry
               reply(id, entry || reads[id - first]!.done ? 'ok' : 'corrupt')
-            } else reply(id, rc === RC.NO_SUCH_ENTRY || rc === RC.NO_SUCH_LEDGER ? 'missing' : rc === RC.CORRUPT ? 'corrupt' : 'error')
+            } else reply(id, replyOf(a))
           })
           // A reply stops short of `maxBytes`: the rest are asked of the same bookie again.
           for (const id of ids.slice(resp.entries.length)) if (!reads[id - first]!.done) queue(bookie, id)
@@ -429,4 +430,9 @@ export class ReadHandleImpl implements ReadHandle {
 
   /** Release the handle (a read handle holds no resources besides the client's). */
   async closeHandle(): Promise<void> {}
+}
+
+/** A reply's answer for one entry, as the read's machine takes it (machines/speculativeRead.ts); 'ok' before its digest is checked. */
+function replyOf(a: EntryAnswer): Reply {
+  return a === 'absent' ? 'missing' : a === 'corrupt' ? 'corrupt' : a === 'ok' ? 'ok' : 'error'
 }

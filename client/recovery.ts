@@ -16,7 +16,7 @@ import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { decodeEntry } from '../transport/entry.ts'
-import { RC } from '../transport/wire.ts'
+import { RC, entryAnswer } from '../machines/responses.ts'
 import type { BookieTransport } from './bookieClient.ts'
 import type { Clock, Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
@@ -159,11 +159,10 @@ function classifyRead(
 ): RecoveryEvent {
   // Only explicit negatives are evidence of absence; IN_LIMBO (a bookie that may have lost what
   // it acknowledged, docs/protocol-notes.md), CORRUPT and errors are unknown.
-  if (rc === RC.NO_SUCH_LEDGER) return { type: 'read.missing', entryId, bookieId }
-  if (rc !== RC.OK || !answer) return { type: 'read.unknown', entryId, bookieId }
-  const [erc, data] = answer
-  if (erc === RC.NO_SUCH_ENTRY) return { type: 'read.missing', entryId, bookieId }
-  if (erc !== RC.OK || !data) return { type: 'read.unknown', entryId, bookieId }
+  const a = entryAnswer(rc, answer)
+  if (a === 'absent') return { type: 'read.missing', entryId, bookieId }
+  if (a !== 'ok') return { type: 'read.unknown', entryId, bookieId }
+  const data = answer![1]!
   try {
     const { header } = decodeEntry(md.digestType, masterKey, data, { ledgerId, entryId })
     return { type: 'read.found', entryId, bookieId, data, ledgerLength: header.ledgerLength }

@@ -18,8 +18,7 @@
 //   record is synced, and the journal is FIFO, so every add accepted before it is on disk first.
 
 import { setup } from 'xstate'
-
-export const LEDGER_RC = { OK: 0, FENCED: 3, UNAUTHORIZED: 4 } as const
+import { RC, type DigestType } from './responses.ts'
 
 export interface BookieEntry {
   readonly entryId: number
@@ -32,7 +31,7 @@ export interface BookieLedgerInput {
   ledgerId: number
   masterKey: Uint8Array | null
   /** Digest type named by the first add, to verify stored entries on read; null before. */
-  digestType: string | null
+  digestType: DigestType | null
   fenced: boolean
   /**
    * Highest LAC known: piggybacked on the adds accepted here (as they arrive, see `receivedLac`)
@@ -55,7 +54,7 @@ export interface FenceWaiter { replyTo: string; reqId: number; kind: 'lac' | 're
 export interface BookieAdd {
   readonly replyTo: string
   readonly masterKey: Uint8Array
-  readonly digestType: string
+  readonly digestType: DigestType
   readonly recovery: boolean
   readonly entries: readonly BookieEntry[]
 }
@@ -63,7 +62,7 @@ export interface BookieAdd {
 /** What of a ledger's state the add rules read and change. */
 export interface AddRulesState {
   readonly masterKey: Uint8Array | null
-  readonly digestType: string | null
+  readonly digestType: DigestType | null
   readonly fenced: boolean
 }
 
@@ -74,7 +73,7 @@ export interface AddsDecision {
   /** The state after the batch: the first accepted add fixes the master key and digest type. */
   next: AddRulesState
   /** To journal before the entries: the key this batch fixed; null when it was known. */
-  fixKey: { masterKey: Uint8Array; digestType: string } | null
+  fixKey: { masterKey: Uint8Array; digestType: DigestType } | null
   /** To journal (one record, in arrival order) and acknowledge once it is synced. */
   accepted: BookieAdd[]
   /** To answer now, in arrival order. */
@@ -93,9 +92,9 @@ export function decideAdds(state: AddRulesState, adds: readonly BookieAdd[]): Ad
   const refused: RefusedAdd[] = []
   for (const add of adds) {
     if (masterKey !== null && !sameKey(masterKey, add.masterKey)) {
-      refused.push({ replyTo: add.replyTo, rc: LEDGER_RC.UNAUTHORIZED, entryIds: add.entries.map((e) => e.entryId) })
+      refused.push({ replyTo: add.replyTo, rc: RC.UNAUTHORIZED, entryIds: add.entries.map((e) => e.entryId) })
     } else if (state.fenced && !add.recovery) {
-      refused.push({ replyTo: add.replyTo, rc: LEDGER_RC.FENCED, entryIds: add.entries.map((e) => e.entryId) })
+      refused.push({ replyTo: add.replyTo, rc: RC.FENCED, entryIds: add.entries.map((e) => e.entryId) })
     } else {
       if (masterKey === null || digestType === null) {
         masterKey = add.masterKey
@@ -160,7 +159,7 @@ const ledgerSetup = setup({
   actions: {
     /** One journal record holding every entry of `adds`, in order. */
     'journal.add': (_, _p: { adds: readonly BookieAdd[] }) => {},
-    'journal.masterKey': (_, _p: { masterKey: Uint8Array; digestType: string }) => {},
+    'journal.masterKey': (_, _p: { masterKey: Uint8Array; digestType: DigestType }) => {},
     'journal.fence': () => {},
     'store.put': (_, _p: { entries: readonly BookieEntry[] }) => {},
     'reply.add': (_, _p: ReplyAddParams) => {},
@@ -189,19 +188,19 @@ const recordSynced = ledgerSetup.enqueueActions(({ context, event, enqueue }) =>
   if (next.lac !== context.lac || next.lastEntryId !== context.lastEntryId) enqueue.assign(next)
   enqueue({ type: 'store.put', params: { entries: event.adds.flatMap((a) => a.entries) } })
   for (const a of event.adds) {
-    enqueue({ type: 'reply.add', params: { replyTo: a.replyTo, rc: LEDGER_RC.OK, entryIds: a.entries.map((e) => e.entryId) } })
+    enqueue({ type: 'reply.add', params: { replyTo: a.replyTo, rc: RC.OK, entryIds: a.entries.map((e) => e.entryId) } })
   }
 })
 
 const answerLac = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
   if (event.type !== 'readLac') return
-  enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: LEDGER_RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
+  enqueue({ type: 'reply.lac', params: { replyTo: event.replyTo, reqId: event.reqId, rc: RC.OK, lac: context.lac, lastEntryId: context.lastEntryId } })
 })
 
 /** Answer a fence request once the fence is on disk: the LAC, or leave to go on with the read. */
 function fenceAnswer(context: BookieLedgerContext, w: FenceWaiter, rc: number) {
   return w.kind === 'lac'
-    ? { type: 'reply.lac' as const, params: { replyTo: w.replyTo, reqId: w.reqId, rc, lac: rc === LEDGER_RC.OK ? context.lac : -1, lastEntryId: rc === LEDGER_RC.OK ? context.lastEntryId : -1 } }
+    ? { type: 'reply.lac' as const, params: { replyTo: w.replyTo, reqId: w.reqId, rc, lac: rc === RC.OK ? context.lac : -1, lastEntryId: rc === RC.OK ? context.lastEntryId : -1 } }
     : { type: 'read.fenced' as const, params: { replyTo: w.replyTo, reqId: w.reqId, rc } }
 }
 
@@ -209,11 +208,11 @@ const requestFence = ledgerSetup.enqueueActions(({ context, event, enqueue }) =>
   if (event.type !== 'fence') return
   const waiter = { replyTo: event.replyTo, reqId: event.reqId, kind: event.kind }
   if (context.masterKey !== null && !sameKey(context.masterKey, event.masterKey)) {
-    enqueue(fenceAnswer(context, waiter, LEDGER_RC.UNAUTHORIZED))
+    enqueue(fenceAnswer(context, waiter, RC.UNAUTHORIZED))
     return
   }
   if (context.fenceSynced) {
-    enqueue(fenceAnswer(context, waiter, LEDGER_RC.OK))
+    enqueue(fenceAnswer(context, waiter, RC.OK))
     return
   }
   const first = !context.fenced
@@ -222,7 +221,7 @@ const requestFence = ledgerSetup.enqueueActions(({ context, event, enqueue }) =>
 })
 
 const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => {
-  for (const w of context.fenceWaiters) enqueue(fenceAnswer(context, w, LEDGER_RC.OK))
+  for (const w of context.fenceWaiters) enqueue(fenceAnswer(context, w, RC.OK))
   enqueue.assign({ fenceSynced: true, fenceWaiters: [] })
 })
 

@@ -46,7 +46,7 @@ type LedgerActor = ActorRefFrom<typeof bookieLedgerMachine>
 
 interface Durable {
   entries: Map<number, Map<number, Uint8Array>>
-  states: Map<number, { masterKey: Uint8Array | null; digestType: string | null; fenced: boolean }>
+  states: Map<number, { masterKey: Uint8Array | null; digestType: DigestType | null; fenced: boolean }>
 }
 
 /** Replies go back through the world to the client node named `replyTo`. */

@@ -5,6 +5,7 @@
 
 import type { AckHandler, BookieTransport } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
+import type { DigestType } from '../machines/responses.ts'
 import { readLacRequest, readRequest, type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage } from '../transport/wire.ts'
 import type { SimBookie } from './bookie.ts'
 import type { World } from './world.ts'
@@ -40,7 +41,7 @@ export class SimTransport implements BookieTransport {
     return () => { set.delete(handler) }
   }
 
-  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: string, recovery: boolean, entry: Uint8Array): void {
+  queueAdd(bookieId: string, ledgerId: number, masterKey: Uint8Array, digestType: DigestType, recovery: boolean, entry: Uint8Array): void {
     if (this.dead) return
     let groups = this.out.get(bookieId)
     if (!groups) this.out.set(bookieId, (groups = []))

@@ -12,6 +12,7 @@
 
 import { Packr } from 'msgpackr'
 import { assert } from '../machines/errors.ts'
+import { DIGEST_TYPES, type DigestType } from '../machines/responses.ts'
 import type { StoredLedgerState } from './types.ts'
 
 export const ID_END = 2 ** 53
@@ -133,6 +134,7 @@ export function decodeState(ledgerId: number, value: Buffer): StoredLedgerState 
     `ledger ${ledgerId} explicitLac`)
   // A plain copy: msgpackr hands back a view into `value`, and callers compare and keep keys.
   const masterKey = r.masterKey === null ? null : Uint8Array.from(r.masterKey)
-  const digestType = typeof r.digestType === 'string' ? r.digestType : null
+  assert(r.digestType === undefined || r.digestType === null || DIGEST_TYPES.includes(r.digestType as DigestType), `ledger ${ledgerId} digestType`)
+  const digestType = (r.digestType ?? null) as DigestType | null
   return { masterKey, digestType, fenced: r.fenced, explicitLac: r.explicitLac }
 }

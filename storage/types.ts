@@ -2,6 +2,8 @@
 // (journal files with fdatasync, RocksDB, JetStream KV) and an in-memory one with the same
 // semantics for unit tests and the deterministic simulator.
 
+import type { DigestType } from '../machines/responses.ts'
+
 /**
  * Journal framing (formats 2 and 3, storage/journal.ts): each segment file opens with a header
  * of this size, and each record has a header of this size (length, group offset, payload and
@@ -43,7 +45,7 @@ export interface StoredLedgerState {
   /** Master key (one-way hash of the password); null before the first add. */
   masterKey: Uint8Array | null
   /** The ledger's digest type as the first add named it (to verify stored entries); null before. */
-  digestType: string | null
+  digestType: DigestType | null
   fenced: boolean
   /** Explicit LAC a writer sent; -1 when none. */
   explicitLac: number

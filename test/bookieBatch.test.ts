@@ -15,7 +15,7 @@ import { Bookie } from '../actors/bookie.ts'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { BookieClient } from '../client/bookieClient.ts'
 import {
-  LEDGER_RC, bookieLedgerMachine, decideAdds, syncedAdds,
+  bookieLedgerMachine, decideAdds, syncedAdds,
   type BookieAdd, type BookieLedgerEvent, type BookieLedgerInput,
 } from '../machines/bookieLedger.ts'
 import { encodeEntry, masterKeyOf } from '../transport/entry.ts'
@@ -37,18 +37,18 @@ test('decideAdds: the first add fixes the key; a later add of the same batch wit
   const d = decideAdds(fresh, [addOf('a', [0, 1]), addOf('b', [2], { masterKey: keys[1]! }), addOf('c', [3])])
   assert.equal(d.fixKey, { masterKey: keys[0]!, digestType: 'crc32c' })
   assert.equal(d.accepted.map((a) => a.replyTo), ['a', 'c'])
-  assert.equal(d.refused, [{ replyTo: 'b', rc: LEDGER_RC.UNAUTHORIZED, entryIds: [2] }])
+  assert.equal(d.refused, [{ replyTo: 'b', rc: RC.UNAUTHORIZED, entryIds: [2] }])
   assert.equal(d.next, { masterKey: keys[0]!, digestType: 'crc32c', fenced: false })
 })
 
 test('decideAdds: a fenced ledger takes the recovery adds of a batch and refuses the others FENCED', () => {
-  const state = { masterKey: keys[0]!, digestType: 'crc32c', fenced: true }
+  const state = { masterKey: keys[0]!, digestType: 'crc32c' as const, fenced: true }
   const d = decideAdds(state, [addOf('w', [5]), addOf('r', [5], { recovery: true }), addOf('x', [6], { recovery: true, masterKey: keys[1]! })])
   assert.is(d.fixKey, null)
   assert.equal(d.accepted.map((a) => a.replyTo), ['r'])
   assert.equal(d.refused, [
-    { replyTo: 'w', rc: LEDGER_RC.FENCED, entryIds: [5] },
-    { replyTo: 'x', rc: LEDGER_RC.UNAUTHORIZED, entryIds: [6] },
+    { replyTo: 'w', rc: RC.FENCED, entryIds: [5] },
+    { replyTo: 'x', rc: RC.UNAUTHORIZED, entryIds: [6] },
   ])
   assert.equal(d.next, state)
 })
@@ -70,14 +70,14 @@ test('one adds event: refusals answered at once, the key journaled first, every 
   const batch = [addOf('a', [0, 1]), addOf('b', [2], { masterKey: keys[1]! }), addOf('c', [2, 3])]
   const r = step(s0, { type: 'adds', adds: batch })
   assert.equal(r.actions.map((a) => a.type), ['reply.add', 'journal.masterKey', 'journal.add'])
-  assert.equal(r.actions[0]!.params, { replyTo: 'b', rc: LEDGER_RC.UNAUTHORIZED, entryIds: [2] })
+  assert.equal(r.actions[0]!.params, { replyTo: 'b', rc: RC.UNAUTHORIZED, entryIds: [2] })
   const journaled = r.actions[2]!.params.adds as BookieAdd[]
   assert.equal(journaled.map((a) => a.replyTo), ['a', 'c'])
-  assert.not.ok(r.actions.some((a) => a.type === 'reply.add' && a.params.rc === LEDGER_RC.OK), 'nothing acknowledged before the sync')
+  assert.not.ok(r.actions.some((a) => a.type === 'reply.add' && a.params.rc === RC.OK), 'nothing acknowledged before the sync')
   const synced = step(r.snap, { type: 'journal.synced', adds: journaled })
   assert.equal(synced.actions.map((a) => a.type), ['store.put', 'reply.add', 'reply.add'])
   assert.equal((synced.actions[0]!.params.entries as Array<{ entryId: number }>).map((e) => e.entryId), [0, 1, 2, 3])
-  assert.equal(synced.actions.slice(1).map((a) => [a.params.replyTo, a.params.rc, a.params.entryIds]), [['a', LEDGER_RC.OK, [0, 1]], ['c', LEDGER_RC.OK, [2, 3]]])
+  assert.equal(synced.actions.slice(1).map((a) => [a.params.replyTo, a.params.rc, a.params.entryIds]), [['a', RC.OK, [0, 1]], ['c', RC.OK, [2, 3]]])
   assert.is(synced.snap.context.lac, 2)
   assert.is(synced.snap.context.lastEntryId, 3)
 })
@@ -122,7 +122,7 @@ function run(start: BookieLedgerInput, ops: readonly Op[], batched: boolean): Ou
     const r = step(snap, e)
     snap = r.snap
     for (const a of r.actions) {
-      if (a.type === 'reply.add' && a.params.rc !== LEDGER_RC.OK) out.decisions.set(a.params.replyTo as string, a.params.rc as number)
+      if (a.type === 'reply.add' && a.params.rc !== RC.OK) out.decisions.set(a.params.replyTo as string, a.params.rc as number)
       else if (a.type === 'reply.add') out.acked.push(a.params.replyTo as string)
       else if (a.type === 'journal.masterKey') out.keyRecords++
       else if (a.type === 'journal.add') {
@@ -172,8 +172,8 @@ function reference(start: BookieLedgerInput, ops: readonly Op[]): Map<string, 'j
   ops.forEach((op, i) => {
     if (op.kind === 'fence' && (key === null || key === `k${op.key}`)) fenced = true
     if (op.kind !== 'add') return
-    if (key !== null && key !== `k${op.key}`) out.set(`c${i}`, LEDGER_RC.UNAUTHORIZED)
-    else if (fenced && !op.recovery) out.set(`c${i}`, LEDGER_RC.FENCED)
+    if (key !== null && key !== `k${op.key}`) out.set(`c${i}`, RC.UNAUTHORIZED)
+    else if (fenced && !op.recovery) out.set(`c${i}`, RC.FENCED)
     else {
       key ??= `k${op.key}`
       out.set(`c${i}`, 'journal')

@@ -4,7 +4,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { initialTransition, transition } from 'xstate'
-import { LEDGER_RC, bookieLedgerMachine, type BookieLedgerEvent } from '../machines/bookieLedger.ts'
+import { bookieLedgerMachine, type BookieLedgerEvent } from '../machines/bookieLedger.ts'
+import { RC } from '../machines/responses.ts'
 
 type Snap = ReturnType<typeof initialTransition<typeof bookieLedgerMachine>>[0]
 const key = Buffer.from('k1')
@@ -12,7 +13,7 @@ const other = Buffer.from('k2')
 const fresh = { ledgerId: 9, masterKey: null, digestType: null, fenced: false, lac: -1, lastEntryId: -1 }
 const entries = [{ entryId: 0, lac: -1, data: Buffer.from('a') }, { entryId: 1, lac: 0, data: Buffer.from('b') }]
 /** One add request, as a batch of one (test/bookieBatch.test.ts steps larger batches). */
-const one = { replyTo: 'c', masterKey: key, digestType: 'crc32c', recovery: false, entries }
+const one = { replyTo: 'c', masterKey: key, digestType: 'crc32c' as const, recovery: false, entries }
 const addEvent = (over: Partial<typeof one> = {}): BookieLedgerEvent => ({ type: 'adds', adds: [{ ...one, ...over }] })
 const syncedEvent: BookieLedgerEvent = { type: 'journal.synced', adds: [one] }
 
@@ -29,7 +30,7 @@ test('an add is journaled first and acknowledged only on journal.synced', () => 
   assert.not.ok(types(r1).includes('reply.add'))
   const r2 = step(r1.snap, syncedEvent)
   assert.equal(types(r2), ['store.put', 'reply.add'])
-  assert.equal(r2.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
+  assert.equal(r2.actions[1]!.params, { replyTo: 'c', rc: RC.OK, entryIds: [0, 1] })
   assert.is(r2.snap.context.lac, 0)
   assert.is(r2.snap.context.lastEntryId, 1)
 })
@@ -42,7 +43,7 @@ test('the same add again (a writer re-sending after a lost message) is journaled
   assert.equal(types(again), ['journal.add'])
   const resynced = step(again.snap, syncedEvent)
   assert.equal(resynced.actions.map((a) => a.type), ['store.put', 'reply.add'])
-  assert.equal(resynced.actions[1]!.params, { replyTo: 'c', rc: LEDGER_RC.OK, entryIds: [0, 1] })
+  assert.equal(resynced.actions[1]!.params, { replyTo: 'c', rc: RC.OK, entryIds: [0, 1] })
   assert.is(resynced.snap.context.lastEntryId, 1)
   assert.is(resynced.snap.context.lac, 0)
 })
@@ -65,7 +66,7 @@ test('another master key is UNAUTHORIZED and journals nothing', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, addEvent({ masterKey: other }))
   assert.equal(types(r), ['reply.add'])
-  assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
+  assert.is(r.actions[0]!.params.rc, RC.UNAUTHORIZED)
 })
 
 test('fence: persisted before it is answered; then normal adds get FENCED, recovery adds are accepted', () => {
@@ -79,7 +80,7 @@ test('fence: persisted before it is answered; then normal adds get FENCED, recov
   assert.equal(synced.actions.map((a) => [a.type, a.params.reqId, a.params.lac]), [['reply.lac', 1, 4], ['reply.lac', 2, 4]])
   const add = step(synced.snap, addEvent())
   assert.equal(types(add), ['reply.add'])
-  assert.is(add.actions[0]!.params.rc, LEDGER_RC.FENCED)
+  assert.is(add.actions[0]!.params.rc, RC.FENCED)
   const rec = step(synced.snap, addEvent({ recovery: true }))
   assert.equal(types(rec), ['journal.add'])
 })
@@ -102,7 +103,7 @@ test('a fence with the wrong master key is refused and does not fence', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other, kind: 'lac' })
   assert.is(r.snap.value, 'open')
-  assert.is(r.actions[0]!.params.rc, LEDGER_RC.UNAUTHORIZED)
+  assert.is(r.actions[0]!.params.rc, RC.UNAUTHORIZED)
 })
 
 test('a ledger restored fenced starts fenced and answers fences at once', () => {
@@ -117,9 +118,9 @@ test('a fencing read waits for the fence record, then goes ahead; a wrong key is
   const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 7, masterKey: key, kind: 'read' })
   assert.equal(types(f), ['journal.fence'])
   const done = step(f.snap, { type: 'journal.fenceSynced' })
-  assert.equal(done.actions.map((a) => [a.type, a.params.reqId, a.params.rc]), [['read.fenced', 7, LEDGER_RC.OK]])
+  assert.equal(done.actions.map((a) => [a.type, a.params.reqId, a.params.rc]), [['read.fenced', 7, RC.OK]])
   const bad = step(done.snap, { type: 'fence', replyTo: 'r', reqId: 8, masterKey: other, kind: 'read' })
-  assert.equal(bad.actions.map((a) => [a.type, a.params.rc]), [['read.fenced', LEDGER_RC.UNAUTHORIZED]])
+  assert.equal(bad.actions.map((a) => [a.type, a.params.rc]), [['read.fenced', RC.UNAUTHORIZED]])
 })
 
 test.run()

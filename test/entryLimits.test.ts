@@ -72,7 +72,7 @@ const rejection = (p: Promise<unknown>): Promise<unknown> => within(60_000, 'app
 
 t('the framing bounds hold for the largest frames the wire accepts', () => {
   const masterKey = Buffer.alloc(64, 1)
-  const group = (ledgerId: number, entries: Buffer[]) => ({ ledgerId, masterKey, digestType: 'hmac-sha256', recovery: true, entries })
+  const group = (ledgerId: number, entries: Buffer[]) => ({ ledgerId, masterKey, digestType: 'hmac-sha256' as const, recovery: true, entries })
   const one = encode({ op: 'add', groups: [group(Number.MAX_SAFE_INTEGER, [Buffer.alloc(70_000)])] })
   assert.ok(one.byteLength <= 70_000 + ADD_FRAME_OVERHEAD_BYTES, `${one.byteLength}`)
   const groups = Array.from({ length: 5 }, (_, i) => group(Number.MAX_SAFE_INTEGER - i, Array.from({ length: 7 }, () => Buffer.alloc(70_000))))

@@ -11,9 +11,9 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32c } from '@node-rs/crc32'
 import { QuireError, assert } from '../machines/errors.ts'
+import { DIGEST_TYPES, type DigestType } from '../machines/responses.ts'
 
-export type DigestType = 'crc32c' | 'hmac-sha256' | 'none'
-export const DIGEST_TYPES: readonly DigestType[] = ['crc32c', 'hmac-sha256', 'none']
+export { DIGEST_TYPES, type DigestType }
 
 export const HEADER_BYTES = 36
 const MAX_ID = Number.MAX_SAFE_INTEGER

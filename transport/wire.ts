@@ -17,6 +17,7 @@
 // "no such entry" (docs/protocol-notes.md).
 
 import { Packr } from 'msgpackr'
+import type { DigestType } from '../machines/responses.ts'
 
 const packr = new Packr({ useRecords: false, int64AsType: 'number' } as ConstructorParameters<typeof Packr>[0])
 
@@ -44,39 +45,15 @@ export const writeSetSubscriptions = (bookieId: string): string[] =>
 /** Actors publish inspection events (state changes) here, for the inspector. */
 export const inspectSubject = (kind: string, id: string): string => `quire.inspect.${kind}.${id}`
 
-export const RC = {
-  OK: 0,
-  NO_SUCH_ENTRY: 1,
-  NO_SUCH_LEDGER: 2,
-  FENCED: 3,
-  UNAUTHORIZED: 4,
-  READ_ONLY: 5,
-  CORRUPT: 6,
-  TOO_LARGE: 7,
-  STOPPING: 8,
-  ERROR: 9,
-  /** The frame failed its schema (transport/validate.ts); nothing of it was acted on. */
-  BAD_REQUEST: 10,
-  /**
-   * Unknown, never absent: the bookie does not hold the entry (or knows nothing of the ledger) but
-   * cannot vouch that it never had it, because it stopped uncleanly or came back on a wiped disk
-   * and its integrity check has not cleared the ledger yet (actors/integrityCheck.ts). Per entry
-   * for a ledger in limbo; as the whole reply instead of NO_SUCH_LEDGER while the bookie is
-   * unchecked. Readers and recovery count it as unknown (PROTOCOL.md "Response classes").
-   */
-  IN_LIMBO: 11,
-} as const
-export type ResponseCode = (typeof RC)[keyof typeof RC]
-
-export const rcName = (rc: number): string =>
-  (Object.keys(RC) as (keyof typeof RC)[]).find((k) => RC[k] === rc) ?? `RC_${rc}`
+// Response codes and their classes are defined once, in machines/responses.ts.
+export { RC, rcName, type ResponseCode } from '../machines/responses.ts'
 
 /** Entries of one ledger inside an add message. */
 export interface AddGroup {
   ledgerId: number
   masterKey: Uint8Array
   /** The ledger's digest type: the bookie keeps it to verify what it later reads back. */
-  digestType: string
+  digestType: DigestType
   /** Recovery adds are accepted by fenced bookies. */
   recovery: boolean
   /** Encoded entries (transport/entry.ts). */
