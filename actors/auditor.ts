@@ -24,6 +24,7 @@ import { createActor, type ActorRefFrom } from 'xstate'
 import {
   auditorMachine, auditorPhase, defaultSkewMarginMs, leaseValid, type AuditParams, type Lease, type MarkLostParams,
 } from '../machines/auditor.ts'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import { countHeld, holdsEntry, segmentRange } from '../machines/replicator.ts'
 import { AUDITOR_KEY } from '../storage/autorecoveryStore.ts'
@@ -141,7 +142,7 @@ class Auditor {
   constructor(private readonly p: AutorecoveryParts, private readonly nodeId: string, opts: AuditorOptions) {
     this.log = toLogFn(opts.log)
     this.inspect = opts.inspect ?? false
-    this.leaseMs = opts.auditorLeaseMs ?? 10_000
+    this.leaseMs = opts.auditorLeaseMs ?? ROLE_DEFAULTS.auditorLeaseMs
     this.marginMs = opts.clockSkewMarginMs ?? defaultSkewMarginMs(this.leaseMs)
     this.scanLedgersPerAudit = opts.scanLedgersPerAudit ?? 200
     this.scanSampleEntries = opts.scanSampleEntries ?? 8
@@ -165,8 +166,8 @@ class Auditor {
       input: {
         nodeId, leaseMs: this.leaseMs, clockSkewMarginMs: this.marginMs,
         checkIntervalMs: opts.checkIntervalMs ?? 1000,
-        auditIntervalMs: opts.auditIntervalMs ?? 60_000,
-        lostBookieRecoveryDelayMs: opts.lostBookieRecoveryDelayMs ?? 30_000,
+        auditIntervalMs: opts.auditIntervalMs ?? ROLE_DEFAULTS.auditIntervalMs,
+        lostBookieRecoveryDelayMs: opts.lostBookieRecoveryDelayMs ?? ROLE_DEFAULTS.lostBookieRecoveryDelayMs,
       },
     })
   }

@@ -27,6 +27,7 @@
 import os from 'node:os'
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { bookieLedgerMachine } from '../machines/bookieLedger.ts'
 import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
@@ -103,7 +104,7 @@ type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
 /** Frames held while the bookie is subscribed but not yet serving (start-up). */
 const HELD_FRAMES_MAX = 10_000
 
-const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024 + 1024
+const DEFAULT_MAX_ENTRY_BYTES = ROLE_DEFAULTS.maxEntryBytes
 /** Between two looks at the metadata of the ledgers with damaged entries (see pruneDamage). */
 const DAMAGE_PRUNE_MS = 5000
 
@@ -181,7 +182,7 @@ export class Bookie {
       localLedgers: () => this.storage!.listLedgers(),
       metadataLedgers: () => this.metadata!.listLedgers(),
       deleteLocal: (ids, ranges) => this.deleteLocalLedgers(ids, ranges),
-    }, { gcIntervalMs: opts.gcIntervalMs ?? 60_000, log: this.log })
+    }, { gcIntervalMs: opts.gcIntervalMs ?? ROLE_DEFAULTS.gcIntervalMs, log: this.log })
     this.integrity = new IntegrityCheck({
       bookieId: opts.bookieId,
       limbo: () => this.storage?.limbo ?? { unchecked: false, ledgers: [] },
@@ -289,11 +290,11 @@ export class Bookie {
     this.integrity.start(this.nc)
     this.disk.start()
     this.gc.start()
-    const beat = this.opts.heartbeatMs ?? 1000
+    const beat = this.opts.heartbeatMs ?? ROLE_DEFAULTS.heartbeatMs
     this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => this.log('heartbeat failed', { error: String(e) })) }, beat)
     this.checkpointTimer = setInterval(() => {
       this.storage?.checkpoint().catch((e) => this.log('checkpoint failed', { error: String(e) }))
-    }, this.opts.checkpointIntervalMs ?? 30_000)
+    }, this.opts.checkpointIntervalMs ?? ROLE_DEFAULTS.checkpointMs)
     this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
   }
 
@@ -461,7 +462,7 @@ export class Bookie {
     // Not awaited: a heartbeat must not wait for metadata reads; the next one carries the result.
     if ((this.storage?.store.damage.entries ?? 0) > 0) void this.pruneDamage()
     await this.metadata!.putBookie({
-      bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? 1000,
+      bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? ROLE_DEFAULTS.heartbeatMs,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
       maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, writeSetSubjects: true,
       ...this.damagedLedgers(),
@@ -647,8 +648,8 @@ export class Bookie {
 
   /** Minor compaction, or major once majorCompactionIntervalMs has passed (storage/entryLogCompaction.ts). */
   private async compactEntryLogs(): Promise<void> {
-    const major = performance.now() - this.lastMajorCompaction >= (this.opts.majorCompactionIntervalMs ?? 86_400_000)
-    const threshold = major ? this.opts.majorCompactionThreshold ?? 0.8 : this.opts.minorCompactionThreshold ?? 0.2
+    const major = performance.now() - this.lastMajorCompaction >= (this.opts.majorCompactionIntervalMs ?? ROLE_DEFAULTS.majorCompactionIntervalMs)
+    const threshold = major ? this.opts.majorCompactionThreshold ?? ROLE_DEFAULTS.majorCompactionThreshold : this.opts.minorCompactionThreshold ?? ROLE_DEFAULTS.minorCompactionThreshold
     const r = await this.storage!.store.compactEntryLogs(threshold)
     if (major) this.lastMajorCompaction = performance.now()
     if (r.compacted + r.emptied + r.skipped > 0) this.log('entry logs compacted', { major, threshold, ...r })

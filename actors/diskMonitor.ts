@@ -12,6 +12,7 @@
 import type { Dirent } from 'node:fs'
 import { readdir, stat, statfs } from 'node:fs/promises'
 import path from 'node:path'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { QuireError } from '../machines/errors.ts'
 
 export interface DiskOptions {
@@ -26,10 +27,10 @@ export interface DiskOptions {
 }
 
 export const DISK_DEFAULTS = {
-  diskCheckIntervalMs: 10_000,
-  diskQuotaBytes: 0,
-  diskUsageThreshold: 0.95,
-  diskUsageLwmThreshold: 0.9,
+  diskCheckIntervalMs: ROLE_DEFAULTS.diskCheckIntervalMs,
+  diskQuotaBytes: ROLE_DEFAULTS.diskQuotaBytes,
+  diskUsageThreshold: ROLE_DEFAULTS.diskUsageThreshold,
+  diskUsageLwmThreshold: ROLE_DEFAULTS.diskUsageLwmThreshold,
 } as const
 
 export function diskOptions(o: DiskOptions): Required<DiskOptions> {

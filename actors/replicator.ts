@@ -22,6 +22,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import type { BookieTransport } from '../client/bookieClient.ts'
 import { recoverLedger } from '../client/recovery.ts'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { defaultSkewMarginMs, leaseValid, type Lease } from '../machines/auditor.ts'
 import { QuireError, isQuireError } from '../machines/errors.ts'
 import {
@@ -175,9 +176,9 @@ class ReplicationWorker {
     private readonly opts: ReplicatorOptions,
   ) {
     this.log = toLogFn(opts.log)
-    this.leaseMs = opts.claimLeaseMs ?? 30_000
+    this.leaseMs = opts.claimLeaseMs ?? ROLE_DEFAULTS.claimLeaseMs
     this.marginMs = opts.clockSkewMarginMs ?? defaultSkewMarginMs(this.leaseMs)
-    this.graceMs = opts.replicationGraceMs ?? 10_000
+    this.graceMs = opts.replicationGraceMs ?? ROLE_DEFAULTS.replicationGraceMs
     this.passwords = opts.passwords ?? ['']
     this.io = { bookies, readTimeoutMs: opts.readTimeoutMs ?? 5000, addTimeoutMs: opts.addTimeoutMs ?? 10_000 }
     this.batchEntries = opts.copyBatchEntries ?? 100

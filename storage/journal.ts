@@ -54,6 +54,7 @@ import { dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { crc32c } from '@node-rs/crc32'
 import { crc32cOfParts } from './crc32c.ts'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { QuireError, assert } from '../machines/errors.ts'
 import {
   RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
@@ -133,8 +134,8 @@ type Options = Required<Omit<JournalOptions, 'beforeSync'>> & Pick<JournalOption
 
 function journalOptions(opts: JournalOptions): Options {
   const options = {
-    groupWaitMs: opts.groupWaitMs ?? 0,
-    groupBytesMax: opts.groupBytesMax ?? 512 * 1024,
+    groupWaitMs: opts.groupWaitMs ?? ROLE_DEFAULTS.journalGroupWaitMs,
+    groupBytesMax: opts.groupBytesMax ?? ROLE_DEFAULTS.journalGroupBytes,
     segmentBytesMax: opts.segmentBytesMax ?? 64 * 1024 * 1024,
   }
   const ok =

@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert'
 import { REPO_ROOT } from '../cli/cluster.ts'
 import { checkRoles } from '../cli/nodeCmd.ts'
 import { SETTINGS, SETTING_NAMES, loadConfigFile, renderSettingsTable, resolveSettings, type SettingInputs } from '../cli/settings.ts'
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { isQuireError } from '../machines/errors.ts'
 
 function invalid(inputs: SettingInputs): string {
@@ -37,6 +38,14 @@ test('defaults: every setting from the table, sourced from the default', () => {
   }
   for (const [k, v] of Object.entries(expected)) assert.is(settings[k as keyof typeof settings], v, k)
   for (const n of SETTING_NAMES) assert.is(sources[n], 'default', n)
+})
+
+test('the roles\' defaults are the table\'s: each one in machines/defaults.ts is a setting with that default', () => {
+  for (const [name, value] of Object.entries(ROLE_DEFAULTS)) {
+    assert.ok(name in SETTINGS, `${name} is a setting`)
+    assert.is(SETTINGS[name as keyof typeof SETTINGS].default, value, name)
+  }
+  assert.is(resolveSettings({ env: {} }).settings.heartbeatMs, ROLE_DEFAULTS.heartbeatMs)
 })
 
 test('precedence: flag > env > config file > default, per setting', () => {
