@@ -15,7 +15,7 @@
 // Fencing: a ledger fenced under this writer, or a log whose epoch moved on, fails every pending
 // and later append with FENCED.
 
-import { QuireError, assert, isQuireError } from '../machines/errors.ts'
+import { QuireError, asOperatingError, assert, isQuireError } from '../machines/errors.ts'
 import type { LogPosition } from '../machines/logPosition.ts'
 import { lastTxIdOf, rollDue, type LogMetadata, type LogSegment, type SegmentEnd } from '../machines/logRules.ts'
 import { logWriterMachine, type LogWriterEvent } from '../machines/logWriter.ts'
@@ -286,7 +286,7 @@ export class LogWriterImpl implements LogWriter {
   /** Every queued and later append fails with `err`, and whoever waits on the take or the finish. */
   private fail(err: unknown): void {
     if (this.failure) return
-    this.failure = err instanceof QuireError ? err : new QuireError('TIMEOUT', `log ${this.name}: ${String(err)}`, { log: this.name })
+    this.failure = asOperatingError(err, 'METADATA_ERROR', `log ${this.name}`, { log: this.name })
     for (const p of this.queued.splice(0)) p.reject(this.failure)
     this.disarmAgeTimer()
     this.taking?.reject(this.failure)

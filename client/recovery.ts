@@ -10,7 +10,7 @@
 
 import { createActor, type AnyActorLogic } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
-import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
+import { QuireError, asOperatingError, isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { recoveryMachine, segmentsAfterRecovery, type RecoveryChangeParams, type RecoveryEnsembleChange, type RecoveryEvent } from '../machines/recovery.ts'
 import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore, type Versioned } from '../storage/metadataStore.ts'
@@ -111,7 +111,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
           replaceFailed(deps, p).then(
             (ensemble) => send({ type: 'ensemble.changed', ensemble }),
             (err) => {
-              const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `listing the bookies: ${String(err)}`)
+              const q = asOperatingError(err, 'METADATA_ERROR', 'listing the bookies')
               send({ type: 'ensemble.failed', code: q.code, message: q.message })
             },
           )
@@ -123,7 +123,7 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
               send({ type: 'metadata.closed' })
             },
             (err) => {
-              const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', String(err))
+              const q = asOperatingError(err, 'METADATA_ERROR', `closing recovered ledger ${ledgerId}`)
               send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
             },
           )

@@ -11,7 +11,7 @@
 // that got no ack quorum within addTimeoutMs fails the writer with TIMEOUT.
 
 import { createActor, type ActorRefFrom } from 'xstate'
-import { QuireError, type ErrorCode } from '../machines/errors.ts'
+import { QuireError, asOperatingError, type ErrorCode } from '../machines/errors.ts'
 import { writerMachine } from '../machines/writer.ts'
 import { hasIndex } from '../machines/quorum.ts'
 import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
@@ -458,7 +458,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
       }
       throw new QuireError('METADATA_CONFLICT', `could not change the ensemble of ledger ${this.ledgerId}: too many concurrent metadata updates`)
     } catch (err) {
-      let q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `changing the ensemble of ledger ${this.ledgerId}: ${String(err)}`)
+      let q = asOperatingError(err, 'METADATA_ERROR', `changing the ensemble of ledger ${this.ledgerId}`)
       // No bookie left that this client may reach: say why, rather than only that none is left.
       const refused = failed.map((b) => this.refusedSubjects.get(b)).find((s) => s !== undefined)
       if (q.code === 'NOT_ENOUGH_BOOKIES' && refused !== undefined) {
@@ -487,7 +487,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
       }
       throw new QuireError('METADATA_CONFLICT', `could not close ledger ${this.ledgerId}: too many concurrent metadata updates`)
     } catch (err) {
-      const q = err instanceof QuireError ? err : new QuireError('TIMEOUT', `closing ledger ${this.ledgerId}: ${String(err)}`)
+      const q = asOperatingError(err, 'METADATA_ERROR', `closing ledger ${this.ledgerId}`)
       this.actor.send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
     }
   }

@@ -60,7 +60,33 @@ export function isQuireError(err: unknown, code?: ErrorCode): err is QuireError 
   return err instanceof QuireError && (code === undefined || err.code === code)
 }
 
+/** A failed assertion: a bug, never an operating error. */
+export class AssertionError extends Error {
+  constructor(message: string) {
+    super(`assertion failed: ${message}`)
+    this.name = 'AssertionError'
+  }
+}
+
 /** Programmer errors: always on, in production too. */
 export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`)
+  if (!condition) throw new AssertionError(message)
+}
+
+/** A bug: a failed assertion, or JavaScript's TypeError, RangeError, ReferenceError or SyntaxError. */
+export function isProgrammerError(err: unknown): boolean {
+  return err instanceof AssertionError || err instanceof TypeError || err instanceof RangeError ||
+    err instanceof ReferenceError || err instanceof SyntaxError
+}
+
+/**
+ * `err` as an operating error for a caller that reports failures as codes: a QuireError as it is,
+ * any other failure as `code` with `what` and its message. A bug is thrown again, never reported
+ * as an operating error (a TypeError read as TIMEOUT hides it): where nobody awaits the throw, the
+ * unhandled rejection stops the process, loudly.
+ */
+export function asOperatingError(err: unknown, code: ErrorCode, what: string, info: Record<string, unknown> = {}): QuireError {
+  if (err instanceof QuireError) return err
+  if (isProgrammerError(err)) throw err
+  return new QuireError(code, `${what}: ${err instanceof Error ? err.message : String(err)}`, info)
 }
