@@ -15,7 +15,7 @@
 // Fencing: a ledger fenced under this writer, or a log whose epoch moved on, fails every pending
 // and later append with FENCED.
 
-import { QuireError, asOperatingError, assert, isQuireError } from '../machines/errors.ts'
+import { QuireError, asOperatingError, assert, isProgrammerError, isQuireError } from '../machines/errors.ts'
 import type { LogPosition } from '../machines/logPosition.ts'
 import { lastTxIdOf, rollDue, type LogMetadata, type LogSegment, type SegmentEnd } from '../machines/logRules.ts'
 import { logWriterMachine, type LogWriterEvent } from '../machines/logWriter.ts'
@@ -343,13 +343,14 @@ export class LogWriterImpl implements LogWriter {
   }
 }
 
-/** An effect's failure as the machine's event; a programmer error (not a QuireError) crashes. */
+/** An effect's failure as the machine's event; a programmer error crashes (thrown on the next turn). */
 function errorEvent(err: unknown): LogWriterEvent {
-  if (!isQuireError(err)) {
+  if (isProgrammerError(err)) {
     setImmediate(() => { throw err })
-    return { type: 'error', code: 'TIMEOUT', message: `unexpected: ${String(err)}` }
+    return { type: 'error', code: 'METADATA_ERROR', message: `a bug stopped the log writer: ${String(err)}` }
   }
-  return { type: 'error', code: err.code, message: err.message }
+  const q = asOperatingError(err, 'METADATA_ERROR', 'the log writer')
+  return { type: 'error', code: q.code, message: q.message }
 }
 
 async function dropLedger(ledgers: LogLedgers, h: WriteHandle): Promise<void> {

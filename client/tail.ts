@@ -11,7 +11,7 @@ import { createActor } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import type { ClientMetrics } from './telemetry.ts'
 import type { Clock } from '../transport/clock.ts'
-import { QuireError, isQuireError } from '../machines/errors.ts'
+import { QuireError, isProgrammerError, isQuireError } from '../machines/errors.ts'
 import { tailMachine, type TailEvent } from '../machines/tailReader.ts'
 import type { LedgerEntry } from './readHandle.ts'
 import type { ReadHandle } from './api.ts'
@@ -30,6 +30,8 @@ export interface TailOptions {
 
 /** Errors a later try may not meet (a dead bookie, NATS reconnecting) are retried; the rest end the tail. */
 function classify(err: unknown): TailEvent {
+  // A bug is never retried as if transient: thrown again, its unhandled rejection stops the process.
+  if (isProgrammerError(err)) throw err
   const code = isQuireError(err) ? err.code : 'TIMEOUT'
   const transient = code === 'TIMEOUT' || code === 'BOOKIE_UNAVAILABLE' || code === 'NATS_UNREACHABLE' || !isQuireError(err)
   return { type: transient ? 'transient' : 'failed', code, message: err instanceof Error ? err.message : String(err) }
@@ -100,7 +102,10 @@ export function tailEntries(handle: ReadHandle, opts: TailOptions, inspect: Insp
             actor.send({ type: 'lac', lac, delivered: take ? 1 : 0 })
             if (take) pump()
           },
-          () => actor.send({ type: 'poll.timeout' }),
+          (err: unknown) => {
+            if (isProgrammerError(err)) throw err
+            actor.send({ type: 'poll.timeout' })
+          },
         )
       },
       refreshMetadata: () => {
