@@ -4,12 +4,17 @@
 // - a failure of the metadata store that is no QuireError (a closed connection, say) fails its
 //   appends with METADATA_ERROR naming it, not TIMEOUT;
 // - a bug (a TypeError thrown while it picks the replacement) does not fail them at all: the
-//   TypeError escapes as an unhandled rejection, which stops a process, loudly.
+//   TypeError escapes as an unhandled rejection, which stops a process, loudly;
+// - and a ledger tail whose read meets a bug lets it escape the same way, instead of retrying it
+//   forever as if it were a transient failure.
 // Also: assert() throws an AssertionError, which isProgrammerError knows.
 
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { AssertionError, assert as check, asOperatingError, isProgrammerError, isQuireError, QuireError } from '../machines/errors.ts'
+import type { ReadHandle } from '../client/api.ts'
+import { tailEntries } from '../client/tail.ts'
+import { NO_CLIENT_METRICS } from '../client/telemetry.ts'
 import { runUntil, simCluster } from '../sim/cluster.ts'
 import { World } from '../sim/world.ts'
 
@@ -53,6 +58,33 @@ test('a TypeError in the ensemble change escapes as an unhandled rejection; the 
     assert.equal(escaped, [bug], 'the TypeError itself escaped')
     assert.not.ok(isQuireError(settled), `the append was not failed with an operating error (${String(settled)})`)
   } finally {
+    process.off('unhandledRejection', onUnhandled)
+  }
+})
+
+test('a bug in a tail\'s read escapes as an unhandled rejection; it is not retried as transient', async () => {
+  const escaped: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { escaped.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  const bug = new TypeError('cannot read properties of undefined (reading \'payload\')')
+  let reads = 0
+  const handle = {
+    ledgerId: 9, lastAddConfirmed: 4, isClosed: true,
+    metadata: { ledgerId: 9, state: 'CLOSED', lastEntryId: 4, length: 5, segments: [] },
+    read: async () => { reads++; throw bug },
+    refreshMetadata: async () => handle.metadata,
+    readLacAndEntry: async () => ({ lac: 4, entry: null }),
+    longPollLac: async () => 4,
+  } as unknown as ReadHandle
+  const it = tailEntries(handle, { from: 0, pollMs: 50 }, null, NO_CLIENT_METRICS)
+  const next = it.next().then(() => 'a value', (e: unknown) => e)
+  try {
+    for (let i = 0; i < 100 && escaped.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    assert.equal(escaped, [bug], 'the TypeError itself escaped')
+    assert.is(reads, 1, 'read once, not retried')
+  } finally {
+    await it.return?.(undefined)
+    await Promise.race([next, new Promise((r) => setTimeout(r, 100))])
     process.off('unhandledRejection', onUnhandled)
   }
 })
