@@ -47,7 +47,7 @@ import {
   type BenchParams, type BenchResult, type CellResult, type CellSpec, type IdleCpu, type Machine, type MemoryResult, type PeerCell, type TailResult,
 } from './report.ts'
 import { logCatchUp } from './logRead.ts'
-import { runSoak, SOAK_ENTRIES_DEFAULT, soakParams } from './soak.ts'
+import { runSoak, SOAK_CHECKPOINT_MS_DEFAULT, SOAK_ENTRIES_DEFAULT, soakParams } from './soak.ts'
 import { openTailed, tailMemory, TailStats, type TailClients } from './tail.ts'
 
 export type { BenchResult } from './report.ts'
@@ -104,6 +104,8 @@ export interface BenchOptions {
   soak?: boolean
   /** Entries the soak writes (default 10,000,000). */
   soakEntries?: number
+  /** The soak's bookies' checkpoint interval (default 30,000, the product's); the folders are measured once it has passed. */
+  soakCheckpointMs?: number
   /** Seconds each peer serves at 128 and at 1 in flight before the first cell (default 5; 0: none). */
   warmupSeconds?: number
   /**
@@ -230,6 +232,10 @@ function paramsOf(opts: BenchOptions): BenchParams {
     throw new QuireError('INVALID_CONFIG', `--rounds must be a whole number from 1 to ${ROUNDS_MAX}, got ${opts.rounds}`)
   }
   const soakEntries = opts.soakEntries ?? SOAK_ENTRIES_DEFAULT
+  const soakCheckpointMs = opts.soakCheckpointMs ?? SOAK_CHECKPOINT_MS_DEFAULT
+  if (!Number.isSafeInteger(soakCheckpointMs) || soakCheckpointMs < 100) {
+    throw new QuireError('INVALID_CONFIG', `--soak-checkpoint-ms must be an integer of at least 100, got ${opts.soakCheckpointMs}`)
+  }
   if (!Number.isSafeInteger(soakEntries) || soakEntries < 1000) {
     throw new QuireError('INVALID_CONFIG', `--soak-entries must be an integer of at least 1000, got ${opts.soakEntries}`)
   }
@@ -240,7 +246,7 @@ function paramsOf(opts: BenchOptions): BenchParams {
     // Five samples after the start, also when testing with a few entries.
     memory: (only ? !only.has('memory') : quick) ? null
       : { ...memory, entries: tailEntries, sampleEvery: Math.min(sampleEveryMax, Math.ceil(tailEntries / 5)) },
-    soak: opts.soak === true || only?.has('soak') === true ? soakParams(soakEntries) : null,
+    soak: opts.soak === true || only?.has('soak') === true ? soakParams(soakEntries, soakCheckpointMs) : null,
     logRead: (only ? !only.has('logread') : quick) ? null : LOG_READ,
   }
 }
@@ -407,6 +413,7 @@ const BENCH_FLAGS = {
   only: { type: 'string', help: 'only these comma-separated parts: cell keys (1024B_x1, logs1000_1024B, records_100B_x4096, ...), tail, memory, logread, soak' },
   soak: { type: 'boolean', default: false, help: 'also run the soak (tens of minutes at the default size)' },
   'soak-entries': { type: 'string', default: String(SOAK_ENTRIES_DEFAULT), help: 'entries the soak writes' },
+  'soak-checkpoint-ms': { type: 'string', default: String(SOAK_CHECKPOINT_MS_DEFAULT), help: 'the soak bookies\' checkpoint interval (the product\'s default); its folders are measured once it has passed' },
   'warmup-seconds': { type: 'string', default: String(RUN_WARMUP_SECONDS_DEFAULT), help: 'seconds each peer serves at 128 and at 1 in flight before the first measurement' },
   rounds: { type: 'string', default: '1', help: 'rounds of each cell, the peers taking turns; each peer\'s median round (by CPU per entry) is shown' },
   help: { type: 'boolean', default: false, help: 'print these options and exit' },
@@ -442,7 +449,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | 'help' {
   const str = (name: string): string => String(values[name])
   return {
     json: values['json'] === true, seconds: Number(str('seconds')), tailEntries: Number(str('tail-entries')), quick: values['quick'] === true,
-    soak: values['soak'] === true, soakEntries: Number(str('soak-entries')), warmupSeconds: Number(str('warmup-seconds')),
+    soak: values['soak'] === true, soakEntries: Number(str('soak-entries')), soakCheckpointMs: Number(str('soak-checkpoint-ms')), warmupSeconds: Number(str('warmup-seconds')),
     rounds: Number(str('rounds')),
     ...(values['only'] === undefined ? {} : { only: str('only').split(',') }),
   }

@@ -22,6 +22,7 @@
 //
 // Everything is stopped and removed by the caller's cleanup, also on error.
 
+import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -35,6 +36,8 @@ import type { Cleanup } from './peers.ts'
 import { QUORUM } from './peers.ts'
 
 export const SOAK_ENTRIES_DEFAULT = 10_000_000
+/** The product's checkpoint interval (machines/defaults.ts). */
+export const SOAK_CHECKPOINT_MS_DEFAULT: number = ROLE_DEFAULTS.checkpointMs
 
 /** Readings of the data folders after the GC, until two agree (see after the GC wait). */
 const SETTLE_MS = 2_000
@@ -63,7 +66,7 @@ export interface SoakParams {
   allowanceBytesPerEntry: number
   gcIntervalMs: number
   /**
-   * The bookies' checkpoint interval (the product's default). The folders are measured before the
+   * The bookies' checkpoint interval (the product's default, unless --soak-checkpoint-ms). The folders are measured before the
    * deletion once this long (and a second) has passed since the last add: by then each bookie has
    * checkpointed, so its entry logs hold every entry (not the journal and a staging buffer alone).
    */
@@ -72,10 +75,10 @@ export interface SoakParams {
   gcTimeoutMs: number
 }
 
-export function soakParams(entries: number): SoakParams {
+export function soakParams(entries: number, checkpointMs = SOAK_CHECKPOINT_MS_DEFAULT): SoakParams {
   return {
     entries, payloadBytes: 100, ledgers: 64, inFlight: 1024, samples: 20, warmupFraction: 0.1, rssBound: 1.25, diskBound: 1.2,
-    allowanceBytesPerEntry: HEADER_BYTES + digestBytes('crc32c') + RECORD_HEADER_BYTES + INDEX_BYTES_PER_ENTRY, gcIntervalMs: 2_000, checkpointMs: 30_000, gcTimeoutMs: 1_800_000,
+    allowanceBytesPerEntry: HEADER_BYTES + digestBytes('crc32c') + RECORD_HEADER_BYTES + INDEX_BYTES_PER_ENTRY, gcIntervalMs: 2_000, checkpointMs, gcTimeoutMs: 1_800_000,
   }
 }
 
