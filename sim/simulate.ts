@@ -7,7 +7,9 @@
 // - a fenced writer gets nothing acknowledged past the recovered lastEntryId;
 // - AllCommittedEntriesReachAckQuorum: every entry up to lastEntryId is on at least Qa bookies
 //   of its write set;
-// - NoOutOfOrderEntries: a writer's appends resolve in entryId order.
+// - NoOutOfOrderEntries: a writer's appends resolve in entryId order;
+// - progress: every append of a writer still alive settles (acknowledged, or failed with a typed
+//   error) within PROGRESS_BOUND_MS of simulated time after the faults heal.
 //
 // Bookie stops: within a run at most one bookie stops uncleanly (kill -9, or a power cut that
 // loses the store's unflushed writes and sometimes tears the last journal record, taking acked
@@ -21,6 +23,9 @@ import { writeSetIndices } from '../machines/quorum.ts'
 import { SimBookie } from './bookie.ts'
 import { HEARTBEAT_MS, runUntil, simCluster, type SimCluster } from './cluster.ts'
 import { World } from './world.ts'
+
+/** Simulated ms after the faults heal within which every append of a live writer settles. */
+const PROGRESS_BOUND_MS = 3000
 
 export interface SimOptions {
   seed: number
@@ -118,6 +123,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const uncleanAllowed = created.every((c) => c.a >= 2) && (powerRun || world.chance(race ? 0.25 : 0.8))
   let unclean: string | null = null
   const rotted = new Set<string>()
+  /** Each writer, for the progress checker: its appends not yet settled, and whether its process is gone. */
+  const liveWriters: Array<{ ledgerId: number; dead: () => boolean; outstanding: () => number }> = []
   const powerCut = (b: SimBookie, tear: boolean): void => {
     // A torn tail loses its entries' copies here: never a second copy of one (bit rot, an earlier tear).
     const tail = b.tailEntries()
@@ -156,13 +163,17 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
             if (r.time <= t && id > r.lastEntryId) violations.push(`L${ledger.ledgerId}: fenced writer got entry ${id} acked at ${t.toFixed(2)} after recovery closed at ${r.lastEntryId}`)
           }
           world.setTimeout(pump, race ? 0 : world.between(0, 2))
-        }, () => { outstanding-- })
+        }, (err: unknown) => {
+          outstanding--
+          if (!isQuireError(err)) violations.push(`L${ledger.ledgerId}: an append failed with no typed error: ${String(err)}`)
+        })
       }
       if (sent >= total && outstanding === 0 && !transport.dead) {
         if (aimed?.handle === handle) cutAtLastAck()
         else if (world.chance(0.5)) void handle.close().catch(() => {})
       }
     }
+    liveWriters.push({ ledgerId: ledger.ledgerId, dead: () => transport.dead, outstanding: () => outstanding })
     const cutAtLastAck = (): void => {
       const last = ledger.ackOrder.at(-1)
       const seg = handle.metadata.segments.at(-1)!
@@ -248,6 +259,14 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   for (const n of names) world.unhang(n)
   world.faults = { ...world.faults, dropRate: 0, duplicateRate: 0, stallRate: 0 }
   await world.run(end + 300)
+  // Progress: every append of a writer still alive has settled (acknowledged, or failed with a
+  // typed error) within PROGRESS_BOUND_MS of the faults healing (a writer may need several add
+  // timeouts and ensemble changes to get there).
+  const unsettled = (): typeof liveWriters => liveWriters.filter((w) => !w.dead() && w.outstanding() > 0)
+  if (unsettled().length > 0) await world.run(end + PROGRESS_BOUND_MS)
+  for (const w of unsettled()) {
+    violations.push(`L${w.ledgerId}: ${w.outstanding()} append(s) of a live writer neither acknowledged nor failed ${PROGRESS_BOUND_MS} ms after the faults healed`)
+  }
   const finals = new Map<number, LedgerMetadata>()
   for (const l of ledgers) {
     for (let attempt = 0; attempt < 8 && !finals.has(l.ledgerId); attempt++) {
