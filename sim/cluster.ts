@@ -25,7 +25,7 @@ export function simCluster(world: World, opts: { limbo: boolean }): SimCluster {
   const reply = (to: string, msg: Parameters<SimTransport['deliver']>[0]): void => {
     const bookieNode = 'bookieId' in msg ? msg.bookieId : ''
     if (world.down.has(bookieNode)) return
-    world.send(to, () => clients.get(to)?.deliver(msg))
+    world.send(to, () => clients.get(to)?.deliver(msg), bookieNode || undefined)
   }
   const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world), new SimKv(world))
   for (let i = 1; i <= nBookies; i++) bookies.set(`b${i}`, new SimBookie(`b${i}`, world, reply, { limbo: opts.limbo, metadata }))

@@ -238,6 +238,16 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       if (holders.length > 0 && world.pick(holders).rot(l.ledgerId, id)) rotted.add(`${l.ledgerId}:${id}`)
     }, world.between(20, horizon))
   }
+  // A partition between one writer and one bookie of its ensemble, each still reaching every other
+  // node: the writer must replace the bookie it cannot reach (or fail with a typed error), while
+  // recoverers and readers still reach it.
+  if (world.chance(0.3)) {
+    const c = world.pick(created)
+    const b = world.pick(c.handle.metadata.segments[0]!.ensemble)
+    const at = world.between(0, horizon)
+    world.setTimeout(() => world.cut(c.transport.node, b), at)
+    world.setTimeout(() => world.heal(c.transport.node, b), at + world.between(10, 150))
+  }
   // Readers during the run: open without recovery, read up to the LAC they learn.
   const observed: Array<{ ledgerId: number; entryId: number; payload: Buffer; at: number }> = []
   const readOnce = async (l: Ledger): Promise<void> => {
@@ -257,6 +267,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // --- heal, settle, close everything with recovery, read everything -------------------------
   for (const b of bookies.values()) if (!b.alive) b.restart()
   for (const n of names) world.unhang(n)
+  world.healAll()
   world.faults = { ...world.faults, dropRate: 0, duplicateRate: 0, stallRate: 0 }
   await world.run(end + 300)
   // Progress: every append of a writer still alive has settled (acknowledged, or failed with a

@@ -64,7 +64,7 @@ export class SimTransport implements BookieTransport {
   private toBookie(bookieId: string, msg: WireMessage): void {
     if (this.dead) return
     const b = this.bookies.get(bookieId)
-    if (b) this.world.send(bookieId, () => b.receive(msg, this.node))
+    if (b) this.world.send(bookieId, () => b.receive(msg, this.node), this.node)
   }
 
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): Promise<ReadResponse> {

@@ -1,5 +1,6 @@
 // The simulated world: a seeded random generator, a virtual clock driven by one event queue, and
-// a network between named nodes that delays, drops, duplicates and reorders messages. Nothing
+// a network between named nodes that delays, drops, duplicates and reorders messages, hangs a node
+// (its messages held until it is unhung) and cuts two nodes apart (each still reaching the rest). Nothing
 // here reads the real clock or Math.random, so a run is a function of its seed: a failing seed
 // replays exactly. The run loop lets promise chains settle after every event (microtasks only,
 // no real timers or IO), which keeps the real client code deterministic too.
@@ -52,6 +53,8 @@ export class World implements Clock {
   faults: NetworkFaults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.05, maxDelayMs: 1, stallRate: 0, stallMaxMs: 0 }
   /** Nodes that receive nothing (crashed) or hold what they receive (hung). */
   readonly down = new Set<string>()
+  /** Node pairs cut apart (cut/heal), as `a|b` with a < b. */
+  private readonly cuts = new Set<string>()
   readonly hung = new Map<string, Array<() => void>>()
   events = 0
 
@@ -97,19 +100,41 @@ export class World implements Clock {
   }
 
   // --- network -------------------------------------------------------------------------------
-  /** Deliver `deliver` at node `to` after a random delay, unless dropped or the node is down. */
-  send(to: string, deliver: () => void): void {
+  /**
+   * Deliver `deliver` at node `to` after a random delay, unless dropped, the node is down, or
+   * `from` and `to` are cut apart (at sending or at arrival).
+   */
+  send(to: string, deliver: () => void, from?: string): void {
     const f = this.faults
     if (this.chance(f.dropRate)) return
+    if (from !== undefined && this.isCut(from, to)) return
     const copies = this.chance(f.duplicateRate) ? 2 : 1
     for (let i = 0; i < copies; i++) {
       const stall = this.chance(f.stallRate) ? this.between(0, f.stallMaxMs) : 0
-      this.setTimeout(() => this.arrive(to, deliver), this.between(f.minDelayMs, f.maxDelayMs) + stall)
+      this.setTimeout(() => this.arrive(to, deliver, from), this.between(f.minDelayMs, f.maxDelayMs) + stall)
     }
   }
 
-  private arrive(to: string, deliver: () => void): void {
+  /** A partition between two nodes only (each still reaches every other node): both ways, until healed. */
+  cut(a: string, b: string): void {
+    this.cuts.add(pairKey(a, b))
+  }
+
+  heal(a: string, b: string): void {
+    this.cuts.delete(pairKey(a, b))
+  }
+
+  healAll(): void {
+    this.cuts.clear()
+  }
+
+  isCut(a: string, b: string): boolean {
+    return this.cuts.has(pairKey(a, b))
+  }
+
+  private arrive(to: string, deliver: () => void, from?: string): void {
     if (this.down.has(to)) return
+    if (from !== undefined && this.isCut(from, to)) return
     const held = this.hung.get(to)
     if (held) held.push(deliver)
     else deliver()
@@ -159,3 +184,5 @@ export class World implements Clock {
 export function settle(): Promise<void> {
   return new Promise((r) => setImmediate(r))
 }
+
+const pairKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`)
