@@ -4,8 +4,8 @@
 // segments rolling every few records; a second writer taking the log at a random moment while the
 // first appends (racing its rolls), the first writer sometimes crashed just before; a bookie
 // stopped, crashed or cut from power (its last journal record torn only when Qa >= 2), then
-// restarted; a truncation at a random acknowledged
-// position; then the log sealed and read by two readers. Checkers, for the promises:
+// restarted; the first writer cut apart from one bookie for a while; a truncation at a random
+// acknowledged position; then the log sealed and read by two readers. Checkers, for the promises:
 // - every acknowledged record not before the truncation point is read at its position, with its
 //   payload and txId (an acknowledged record stays readable until truncated);
 // - both readers read one sequence, in position order, txIds increasing;
@@ -92,6 +92,12 @@ export async function simulateLog(opts: LogSimOptions): Promise<SimResult> {
       else victim.powerCut(how === 'torn')
       world.setTimeout(() => victim.restart(), world.between(20, 120))
     }, world.between(5, 60))
+  }
+
+  // The first writer cut apart from one bookie for a while (each still reaches every other node).
+  if (world.chance(0.3)) {
+    const cutFrom = world.pick([...cluster.bookies.keys()])
+    world.setTimeout(() => { world.cut(a.transport.node, cutFrom); world.setTimeout(() => world.heal(a.transport.node, cutFrom), world.between(10, 100)) }, world.between(5, 60))
   }
 
   // The hand-over, at a random moment; the old writer crashed just before it in some runs.
