@@ -7,14 +7,14 @@
 // this performs its effects (log reads, segment reads through the ledger tail, waits) and answers
 // each with an event. Starting points by txId or time are found here (a binary search).
 
-import { QuireError, isQuireError, type ErrorCode } from '../machines/errors.ts'
+import { QuireError, assert, isQuireError, type ErrorCode } from '../machines/errors.ts'
 import { formatPosition, type LogPosition } from '../machines/logPosition.ts'
 import { firstAvailable, type LogMetadata, type LogSegment } from '../machines/logRules.ts'
 import { logReaderMachine, type LogReaderContext, type LogReaderEvent } from '../machines/logReader.ts'
 import { initialTransition, transition } from 'xstate'
 import type { LogStore } from '../storage/logStore.ts'
 import type { Clock } from '../transport/clock.ts'
-import { steppedActor, watchActor, type InspectSink } from '../transport/inspect.ts'
+import { logActorId, steppedActor, watchActor, type InspectSink } from '../transport/inspect.ts'
 import { unpackLogEntry } from '../transport/logEntry.ts'
 import type { LogLedgers } from './logWriter.ts'
 
@@ -61,7 +61,7 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
   let last: LogRecord | null = null
   let next: LogPosition | null = null
   const view = steppedActor(snap)
-  const unwatch = watchActor(view, deps.inspect ?? null, 'log-reader', `${name.replace(/[/.]/g, '_')}_${++readersStarted}`, {
+  const unwatch = watchActor(view, deps.inspect ?? null, 'log-reader', logActorId(name, ++readersStarted), {
     summarise: (ctx) => {
       const c = ctx as LogReaderContext
       return {
@@ -102,7 +102,7 @@ export async function* readLog(deps: LogReaderDeps, name: string, from: ReadFrom
           }
         }
       }
-      if (event === null) throw new Error(`assertion failed: log reader of ${name} in ${JSON.stringify(snap.value)} has nothing to do`)
+      assert(event !== null, `log reader of ${name} in ${JSON.stringify(snap.value)} has nothing to do`)
       ;[snap, actions] = transition(machine, snap, event)
       next = null
       view.step(snap, event)

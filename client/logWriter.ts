@@ -23,7 +23,7 @@ import { createActor, type Actor } from 'xstate'
 import type { LogStore } from '../storage/logStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import type { Clock, TimerHandle } from '../transport/clock.ts'
-import { watchActor, type InspectSink } from '../transport/inspect.ts'
+import { logActorId, watchActor, type InspectSink } from '../transport/inspect.ts'
 import { LOG_ENTRY_HEADER_BYTES, packLogEntry, packedRecordBytes, unpackLogEntry, type LogRecordIn } from '../transport/logEntry.ts'
 import type { LogWriter, ReadHandle, WriteHandle } from './api.ts'
 import type { CreateLedgerOptions, OpenLedgerOptions } from './client.ts'
@@ -152,7 +152,7 @@ export class LogWriterImpl implements LogWriter {
     })
     this.actor = createActor(machine)
     // Log names may hold `/`: the inspection id takes them as `.`-free tokens.
-    const unwatch = watchActor(this.actor, deps.inspect ?? null, 'log-writer', `${name.replace(/[/.]/g, '_')}_${++writersStarted}`)
+    const unwatch = watchActor(this.actor, deps.inspect ?? null, 'log-writer', logActorId(name, ++writersStarted))
     this.actor.subscribe({ complete: () => unwatch() })
   }
 

@@ -365,7 +365,8 @@ export class ReadHandleImpl implements ReadHandle {
           this.health.answered(bookie, !speculated)
           this.learnLac(resp.lac)
           if (resp.rc !== RC.OK) {
-            for (const id of ids) reply(id, replyOf(entryAnswer(resp.rc, undefined)))
+            const all = replyOf(entryAnswer(resp.rc, undefined))
+            for (const id of ids) reply(id, all)
             return
           }
           resp.entries.forEach((answer, k) => {

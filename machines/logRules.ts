@@ -9,7 +9,7 @@
 // - truncation removes only whole segments that end before the position, never the open one.
 // Pure: no IO, no clock (times are given).
 
-import { QuireError } from './errors.ts'
+import { QuireError, assert } from './errors.ts'
 import { comparePositions, type LogPosition } from './logPosition.ts'
 import type { QuorumConfig } from './quorum.ts'
 
@@ -111,7 +111,7 @@ export function withSegmentClosed(md: LogMetadata, segmentSeq: number, end: Segm
 /** A new open segment on `ledgerId`, by `epoch`. The previous one must be closed. */
 export function withSegmentAdded(md: LogMetadata, ledgerId: number, epoch: number, nowMs: number): LogMetadata {
   const last = md.segments.at(-1)
-  if (last?.state === 'open') throw new Error(`assertion failed: log ${md.name} segment ${last.segmentSeq} is still open`)
+  assert(last?.state !== 'open', `log ${md.name} segment ${last?.segmentSeq} is still open`)
   const seg: LogSegment = {
     segmentSeq: md.nextSegmentSeq, ledgerId, state: 'open', epoch, firstTxId: -1, lastTxId: -1, lastEntryId: -1,
     recordCount: 0, bytes: 0, createdAt: nowMs, closedAt: 0,

@@ -18,7 +18,7 @@
 // - a bounded number of conflicts in a row (CAS_ATTEMPTS), then METADATA_CONFLICT.
 
 import { assign, enqueueActions, setup } from 'xstate'
-import type { ErrorCode } from './errors.ts'
+import { assert, type ErrorCode } from './errors.ts'
 import {
   claimed, segmentsToRecover, withLedgersClosedThrough, withSegmentAdded, withSegmentClosed, writerRefusal,
   type LogMetadata, type LogSegment, type SegmentEnd,
@@ -78,7 +78,7 @@ function taken(c: LogWriterContext, md: LogMetadata, nowMs: number): LogMetadata
 
 function current(md: LogMetadata): LogSegment {
   const s = md.segments.at(-1)
-  if (!s || s.state !== 'open') throw new Error(`assertion failed: log ${md.name} has no open segment`)
+  assert(s !== undefined && s.state === 'open', `log ${md.name} has no open segment`)
   return s
 }
 

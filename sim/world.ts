@@ -1,7 +1,7 @@
 // The simulated world: a seeded random generator, a virtual clock driven by one event queue, and
 // a network between named nodes that delays, drops, duplicates and reorders messages, hangs a node
-// (its messages held until it is unhung) and cuts two nodes apart (each still reaching the rest). Nothing
-// here reads the real clock or Math.random, so a run is a function of its seed: a failing seed
+// (its messages held until it is unhung) and cuts two nodes apart (each still reaching the rest).
+// Nothing here reads the real clock or Math.random, so a run is a function of its seed: a failing seed
 // replays exactly. The run loop lets promise chains settle after every event (microtasks only,
 // no real timers or IO), which keeps the real client code deterministic too.
 

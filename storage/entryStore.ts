@@ -479,12 +479,14 @@ export class RocksEntryStore implements EntryStore {
   }
 
   private async saveDamaged(): Promise<void> {
-    const value = this.damaged.encode()
-    await this.write(async () => {
-      const batch = this.meta.write({ autoDestroy: true, capacity: 1 })
-      batch.tryPut(Buffer.from(DAMAGED_KEY, 'utf8'), value)
-      await batch.flush()
-    })
+    await this.write(() => this.putDamaged())
+  }
+
+  /** Store the damaged list as it is now (saveDamaged; a repair's swap, which a write would wait for). */
+  private async putDamaged(): Promise<void> {
+    const batch = this.meta.write({ autoDestroy: true, capacity: 1 })
+    batch.tryPut(Buffer.from(DAMAGED_KEY, 'utf8'), this.damaged.encode())
+    await batch.flush()
   }
 
   /**
@@ -512,11 +514,7 @@ export class RocksEntryStore implements EntryStore {
         for (const [l, e] of r.damaged) this.damaged.add(l, [e])
         let more = false
         for (const [l, e] of foundMeanwhile) more = this.damaged.add(l, [e]).length > 0 || more
-        if (more) {
-          const batch = this.meta.write({ autoDestroy: true, capacity: 1 })
-          batch.tryPut(Buffer.from(DAMAGED_KEY, 'utf8'), this.damaged.encode())
-          await batch.flush()
-        }
+        if (more) await this.putDamaged()
       })()
       try {
         await this.swapping

@@ -200,6 +200,9 @@ export function watchActor<A extends AnyActorRef>(
   }
 }
 
+/** The inspection id of a log's `n`th writer or reader in this process (a log name's `/` and `.` would split the subject). */
+export const logActorId = (log: string, n: number): string => `${log.replace(/[/.]/g, '_')}_${n}`
+
 /** A machine stepped with xstate's transition() (no actor), made watchable by watchActor. */
 export interface SteppedActor<S extends Snap> {
   /** The machine's next snapshot, reached by `event`. */
