@@ -14,6 +14,7 @@
 // found again by ledger id, so queueing and flushing build no keys and copy no id lists.
 
 import { encodeAckFrame } from '../transport/addFrame.ts'
+import { realClock, type Clock } from '../transport/clock.ts'
 import type { AddAck, WireMessage } from '../transport/wire.ts'
 import { bookieMetrics } from './metrics.ts'
 
@@ -36,6 +37,7 @@ export class AddAcks {
     private readonly bookieId: string,
     private readonly publish: (subject: string, msg: WireMessage) => void,
     private readonly publishBytes?: (subject: string, frame: Uint8Array) => void,
+    private readonly clock: Clock = realClock,
   ) {
     this.bookieIdBytes = Buffer.from(bookieId)
   }
@@ -64,7 +66,7 @@ export class AddAcks {
     }
     if (!this.queued) {
       this.queued = true
-      setImmediate(() => this.flush())
+      this.clock.defer(() => this.flush())
     }
   }
 

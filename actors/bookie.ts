@@ -1,5 +1,8 @@
-// A bookie process: binds the lifecycle machine and one bookieLedger machine per ledger to NATS,
-// the journal, RocksDB and the metadata store.
+// A bookie process: binds the lifecycle machine and one bookieLedger machine per ledger to its
+// parts (BookieParts): a disk (journal and entry store), a network, the metadata store and a clock.
+// The node command builds it over the real ones (a data folder's journal files and RocksDB, NATS,
+// JetStream KV, the system clock); the simulator builds the same bookie over its memory disk,
+// network and virtual clock. Nothing here reads the time or sets a timer except through the clock.
 //
 // Request handling (subject quire.bookie.<id>): every frame is first checked against its type's
 // schema (transport/validate.ts); one that fails is answered BAD_REQUEST (actors/badFrames.ts)
@@ -25,7 +28,6 @@
 // from its message's arrival to its ack, a read's from arrival to answer.
 
 import os from 'node:os'
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { createActor, type ActorRefFrom } from 'xstate'
 import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { bookieLedgerMachine } from '../machines/bookieLedger.ts'
@@ -33,11 +35,14 @@ import { bookieLifecycleMachine } from '../machines/bookieLifecycle.ts'
 import { placedOn } from '../machines/damage.ts'
 import { explicitLacRefusal } from '../machines/explicitLac.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
+import { fileDisk, type BookieDisk } from '../storage/bookieDisk.ts'
 import type { DamageEvent } from '../storage/entryStore.ts'
 import type { ReplayEnding } from '../storage/journal.ts'
 import { DAMAGED_LEDGERS_LISTED_MAX, type MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
+import { every, realClock, type Clock, type TimerHandle } from '../transport/clock.ts'
 import { connectNats, type NatsAuth } from '../transport/nats.ts'
+import { natsNetwork, type Network, type NetworkSubscription } from '../transport/network.ts'
 import { storedCopyIntact } from '../transport/entry.ts'
 import { requestProblem } from '../transport/validate.ts'
 import { decodeAddFrame, isBinaryFrame } from '../transport/addFrame.ts'
@@ -48,7 +53,7 @@ import {
 import { AddAcks } from './addAcks.ts'
 import { BookieAdds, type LedgerActor } from './bookieAdds.ts'
 import { BadFrames } from './badFrames.ts'
-import { BookieStorage, hasCleanStopMarker, removeCleanStopMarker, type BookieStorageOptions } from './bookieStorage.ts'
+import { BookieStorage, type BookieStorageOptions } from './bookieStorage.ts'
 import { DiskMonitor, isDiskFullError } from './diskMonitor.ts'
 import { GarbageCollector } from './gc.ts'
 import { IntegrityCheck } from './integrityCheck.ts'
@@ -56,7 +61,19 @@ import { serveMasterKeys } from './masterKeys.ts'
 import { watchActor } from '../transport/inspect.ts'
 import { LacRecords } from './lacRecords.ts'
 import { BookieReads } from './bookieReads.ts'
-import { bookieMetrics, natsMetrics } from './metrics.ts'
+import { bookieMetrics, journalMetrics, natsMetrics } from './metrics.ts'
+
+/**
+ * What a bookie is built over. The node command passes the real ones (realBookieParts: the data
+ * folder's journal and RocksDB, NATS and JetStream KV, the system clock); the simulator passes its
+ * memory disk, network, metadata store and virtual clock, and runs this same bookie.
+ */
+export interface BookieParts {
+  disk: BookieDisk
+  /** The network and the metadata store over it, once the storage is open and replayed. */
+  connect(): Promise<{ network: Network; metadata: MetadataStore }>
+  clock: Clock
+}
 
 export interface BookieOptions {
   bookieId: string
@@ -97,6 +114,29 @@ export interface BookieOptions {
    * snapshots and beacons would outnumber the adds).
    */
   inspect?: boolean
+  /** What it runs over; default realBookieParts(options). */
+  parts?: BookieParts
+}
+
+/** The product's parts: `dataDir` on disk, the NATS servers `nats`, the system clock. */
+export function realBookieParts(opts: BookieOptions, log: (msg: string, fields?: Record<string, unknown>) => void): BookieParts {
+  return {
+    disk: fileDisk(opts.dataDir, journalMetrics),
+    clock: realClock,
+    connect: async () => {
+      const nc = await connectNats(opts.nats, {
+        name: `quire-bookie-${opts.bookieId}`, onReconnect: natsMetrics.reconnected, auth: opts.natsAuth,
+        // The bookie goes on serving: what was refused is dropped by the server, and logged here.
+        onPermissionError: (r) => log('NATS refused this bookie: permission violation', { operation: r.operation, subject: r.subject }),
+      })
+      try {
+        return { network: natsNetwork(nc), metadata: await openMetadata(nc, opts.metadataReplicas ? { metadataReplicas: opts.metadataReplicas } : {}) }
+      } catch (err) {
+        await nc.close().catch(() => {})
+        throw err
+      }
+    },
+  }
 }
 
 type Lifecycle = ActorRefFrom<typeof bookieLifecycleMachine>
@@ -110,20 +150,22 @@ const DAMAGE_PRUNE_MS = 5000
 
 export class Bookie {
   private storage: BookieStorage | null = null
-  private nc: NatsConnection | null = null
+  private network: Network | null = null
   private metadata: MetadataStore | null = null
+  private readonly parts: BookieParts
+  private readonly clock: Clock
   /** The bookie's own subject, then its write sets' (transport/wire.ts writeSetSubscriptions). */
-  private subs: Subscription[] = []
+  private subs: NetworkSubscription[] = []
   /** Frames that arrived before the lifecycle served (see subscribe); null once serving. */
   private held: Array<[Uint8Array, string | null]> | null = []
-  private heartbeat: NodeJS.Timeout | null = null
-  private checkpointTimer: NodeJS.Timeout | null = null
+  /** Stop the heartbeat and checkpoint timers. */
+  private stopTimers: Array<() => void> = []
   private readonly ledgers = new Map<number, Promise<LedgerActor | null>>()
   private readonly acks: AddAcks
   /** Frames that fail their schema: answered BAD_REQUEST, counted, logged once per interval. */
   readonly badFrames: BadFrames
   private readonly lifecycle: Lifecycle
-  private readonly startedAt = Date.now()
+  private readonly startedAt: number
   private started: { resolve: () => void; reject: (e: unknown) => void } | null = null
   private stopped: (() => void) | null = null
   private pruning = false
@@ -145,7 +187,12 @@ export class Bookie {
 
   constructor(readonly opts: BookieOptions) {
     this.log = opts.log ?? (() => {})
-    this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame))
+    this.parts = opts.parts ?? realBookieParts(opts, this.log)
+    this.clock = this.parts.clock
+    this.startedAt = this.clock.now()
+    this.lastMajorCompaction = this.clock.now()
+    const clock = this.clock
+    this.acks = new AddAcks(opts.bookieId, (subject, msg) => this.publish(subject, msg), (subject, frame) => this.publishBytes(subject, frame), clock)
     this.adds = new BookieAdds({
       maxEntryBytes: opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES,
       acks: this.acks,
@@ -162,9 +209,10 @@ export class Bookie {
       ledger: (ledgerId, create) => this.ledger(ledgerId, create),
       closeBatch: (ledgerId) => this.adds.closeBatch(ledgerId),
       publish: (subject, msg) => this.publish(subject, msg),
+      clock,
     })
-    this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), this.log)
-    this.disk = new DiskMonitor(opts.dataDir, opts, {
+    this.badFrames = new BadFrames(opts.bookieId, (subject, msg) => this.publish(subject, msg), this.log, undefined, () => clock.now())
+    this.disk = new DiskMonitor((quotaBytes) => this.parts.disk.usage(quotaBytes), opts, {
       onFull: () => {
         this.lifecycle.send({ type: 'disk.full' })
         if (this.metadata) this.gc.trigger().catch(() => {})
@@ -177,12 +225,13 @@ export class Bookie {
       },
       onOk: () => this.lifecycle.send({ type: 'disk.ok' }),
       log: this.log,
+      clock,
     })
     this.gc = new GarbageCollector({
       localLedgers: () => this.storage!.listLedgers(),
       metadataLedgers: () => this.metadata!.listLedgers(),
       deleteLocal: (ids, ranges) => this.deleteLocalLedgers(ids, ranges),
-    }, { gcIntervalMs: opts.gcIntervalMs ?? ROLE_DEFAULTS.gcIntervalMs, log: this.log })
+    }, { gcIntervalMs: opts.gcIntervalMs ?? ROLE_DEFAULTS.gcIntervalMs, log: this.log, clock })
     this.integrity = new IntegrityCheck({
       bookieId: opts.bookieId,
       limbo: () => this.storage?.limbo ?? { unchecked: false, ledgers: [] },
@@ -192,7 +241,7 @@ export class Bookie {
       readLedger: (id) => this.metadata!.readLedger(id).then((r) => r.value),
       markLacking: async (id) => { await new AutorecoveryStore(this.metadata!.clusterKv).mark(id, { damaged: [opts.bookieId] }, opts.bookieId) },
       log: this.log,
-    }, opts.integrityRecheckMs ?? 30_000)
+    }, opts.integrityRecheckMs ?? 30_000, clock)
     const fail = (err: unknown): void => {
       this.lifecycle.send({ type: 'failed', error: err instanceof Error ? err.message : String(err) })
       this.started?.reject(err)
@@ -208,7 +257,7 @@ export class Bookie {
           const held = this.held
           this.held = null
           for (const [data, replyTo] of held ?? []) this.onFrame(data, replyTo)
-          this.nc!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
+          this.network!.flush().then(() => { this.started?.resolve(); this.started = null }, fail)
         },
         'registration.update': (_, p) => { void this.register(p.state).catch(() => {}) },
         'drain.start': () => step(() => this.drain()),
@@ -217,7 +266,7 @@ export class Bookie {
     })
     this.lifecycle = createActor(machine, { input: { bookieId: opts.bookieId } })
     // The NATS connection comes up during start-up; publish lifecycle changes once it exists.
-    watchActor(this.lifecycle, opts.inspect ? { publish: (s, d) => this.nc?.publish(s, d) } : null, 'bookie', opts.bookieId, {
+    watchActor(this.lifecycle, opts.inspect ? { publish: (s, d) => this.network?.publish(s, d) } : null, 'bookie', opts.bookieId, {
       // Mostly state outside the lifecycle's context; the inspection beacon refreshes it.
       summarise: (ctx) => ({
         mode: this.disk.full ? 'readonly' : 'writable',
@@ -233,7 +282,7 @@ export class Bookie {
 
   /** Lifecycle `storage.open`: RocksDB and the entry logs (migrating an older data folder). */
   private async openStorage(): Promise<void> {
-    this.storage = await BookieStorage.open(this.opts.dataDir)
+    this.storage = await BookieStorage.open(this.parts.disk, this.clock)
     this.storage.store.onDamage = (e) => this.onStoreDamage(e)
     const migrated = this.storage.store.migrated
     if (migrated) this.log('entry store migrated: payloads moved from RocksDB to entry logs', { ...migrated })
@@ -243,7 +292,7 @@ export class Bookie {
   /** Lifecycle `journal.replay`: replay since the checkpoint, then limbo as the stop left it. */
   private async replayJournal(): Promise<void> {
     // The first few skipped records one by one; the count of all of them after the replay.
-    const cleanStop = await hasCleanStopMarker(this.opts.dataDir)
+    const cleanStop = await this.parts.disk.hasCleanStopMarker()
     const ending: ReplayEnding = { damaged: null }
     const replay = (): Promise<number> => this.storage!.replayAndOpen(this.opts.journal, (reason, position) => {
       if (this.storage!.skippedRecords <= 20) this.log('journal record skipped: fails validation (written unchecked by an older version)', { reason, position })
@@ -263,7 +312,7 @@ export class Bookie {
     this.log('journal replayed', { records, skipped: this.storage!.skippedRecords, cleanStop, damagedTail: ending.damaged })
     // Limbo is persisted before the marker goes: a crash in between is unclean either way.
     await this.storage!.startLimbo(cleanStop && ending.damaged === null)
-    await removeCleanStopMarker(this.opts.dataDir)
+    await this.parts.disk.removeCleanStopMarker()
     const limbo = this.storage!.limbo
     if (limbo.unchecked || limbo.ledgers.length > 0) {
       this.log('bookie cannot vouch for its ledgers (unclean stop, damaged journal tail or new disk): in limbo until the integrity check', { cleanStop, ledgers: limbo.ledgers.length, unchecked: limbo.unchecked })
@@ -273,28 +322,27 @@ export class Bookie {
 
   /** Lifecycle `metadata.register`: NATS, metadata, the first integrity check, subscribe, register. */
   private async connectAndRegister(): Promise<void> {
-    this.nc = await connectNats(this.opts.nats, {
-      name: `quire-bookie-${this.opts.bookieId}`, onReconnect: natsMetrics.reconnected, auth: this.opts.natsAuth,
-      // The bookie goes on serving: what was refused is dropped by the server, and logged here.
-      onPermissionError: (r) => this.log('NATS refused this bookie: permission violation', { operation: r.operation, subject: r.subject }),
-    })
-    this.metadata = await openMetadata(this.nc, this.opts.metadataReplicas ? { metadataReplicas: this.opts.metadataReplicas } : {})
+    const { network, metadata } = await this.parts.connect()
+    this.network = network
+    this.metadata = metadata
     await this.disk.check()
     // Before the registration: no new ledger can be placed here yet and be taken for an old one.
     await this.firstIntegrityCheck()
     // Subscribed (and the SUB at the server) before the registration makes this bookie
     // visible: a request sent as soon as a client sees it is held, never dropped.
     this.subscribe()
-    await this.nc.flush()
+    await network.flush()
     await this.register(this.disk.full ? 'readonly' : 'writable')
-    this.integrity.start(this.nc)
+    this.integrity.start(network)
     this.disk.start()
     this.gc.start()
     const beat = this.opts.heartbeatMs ?? ROLE_DEFAULTS.heartbeatMs
-    this.heartbeat = setInterval(() => { this.register(this.currentState()).catch((e) => this.log('heartbeat failed', { error: String(e) })) }, beat)
-    this.checkpointTimer = setInterval(() => {
-      this.storage?.checkpoint().catch((e) => this.log('checkpoint failed', { error: String(e) }))
-    }, this.opts.checkpointIntervalMs ?? ROLE_DEFAULTS.checkpointMs)
+    this.stopTimers.push(
+      every(this.clock, beat, () => { this.register(this.currentState()).catch((e) => this.log('heartbeat failed', { error: String(e) })) }),
+      every(this.clock, this.opts.checkpointIntervalMs ?? ROLE_DEFAULTS.checkpointMs, () => {
+        this.storage?.checkpoint().catch((e) => this.log('checkpoint failed', { error: String(e) }))
+      }),
+    )
     this.lifecycle.send({ type: 'registered', readOnly: this.disk.full })
   }
 
@@ -303,8 +351,7 @@ export class Bookie {
     await this.integrity.stop()
     this.disk.stop()
     await this.gc.stop()
-    if (this.heartbeat) clearInterval(this.heartbeat)
-    if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+    this.clearTimers()
     await Promise.all(this.subs.map((sub) => sub.drain()))
     await this.quiesce()
     this.acks.flush()
@@ -318,15 +365,19 @@ export class Bookie {
     this.disk.stop()
     await this.gc.stop()
     this.reads.polls.answerAll()
-    if (this.heartbeat) clearInterval(this.heartbeat)
-    if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+    this.clearTimers()
     for (const p of this.ledgers.values()) (await p.catch(() => null))?.stop()
     await this.storage?.close().catch((e) => this.log('storage close failed', { error: String(e) }))
-    if (this.nc) {
-      await this.nc.flush().catch(() => {})
-      await this.nc.close().catch(() => {})
+    if (this.network) {
+      await this.network.flush().catch(() => {})
+      await this.network.close().catch(() => {})
     }
     this.stopped?.()
+  }
+
+  private clearTimers(): void {
+    for (const stop of this.stopTimers) stop()
+    this.stopTimers = []
   }
 
   get state(): string {
@@ -339,19 +390,17 @@ export class Bookie {
    * a timeout: unknown, never a negative).
    */
   private subscribe(): void {
-    // One callback for every subject: nats.js calls it as messages arrive on the connection, so
-    // frames keep the order a client sent them in, whichever subject each took.
-    const callback = (err: Error | null, msg: Msg): void => {
-      if (err) return
-      // nats.js gives '' for a message without a reply subject.
-      const replyTo = msg.reply || null
-      if (this.held === null) this.onFrame(msg.data, replyTo)
-      else if (this.held.length < HELD_FRAMES_MAX) this.held.push([msg.data, replyTo])
+    // One callback for every subject: the network calls it as messages arrive, so frames keep
+    // the order a client sent them in, whichever subject each took.
+    const onMessage = (data: Uint8Array, replyTo: string | null): void => {
+      if (this.held === null) this.onFrame(data, replyTo)
+      else if (this.held.length < HELD_FRAMES_MAX) this.held.push([data, replyTo])
     }
+    const network = this.network!
     const subjects = [bookieSubject(this.opts.bookieId), ...writeSetSubscriptions(this.opts.bookieId)]
-    this.subs = subjects.map((subject) => this.nc!.subscribe(subject, { callback }))
+    this.subs = subjects.map((subject) => network.subscribe(subject, onMessage))
     // Replication workers' own subject (actors/masterKeys.ts), answered from the ledger's stored state.
-    this.subs.push(serveMasterKeys(this.nc!, this.opts.bookieId, {
+    this.subs.push(serveMasterKeys(network, this.opts.bookieId, {
       ledgerKey: async (ledgerId) => {
         const c = (await this.ledger(ledgerId, false))?.getSnapshot().context
         return c?.masterKey && c.digestType ? { masterKey: c.masterKey, digestType: c.digestType } : null
@@ -396,11 +445,11 @@ export class Bookie {
   private async firstIntegrityCheck(): Promise<void> {
     if (!this.storage!.limbo.unchecked && this.storage!.limbo.ledgers.length === 0) return
     const bound = this.opts.integrityStartMs ?? 30_000
-    let timer: NodeJS.Timeout | undefined
+    let timer: TimerHandle | undefined
     await Promise.race([
       this.integrity.run('start-up'),
-      new Promise((r) => { timer = setTimeout(r, bound) }),
-    ]).finally(() => clearTimeout(timer))
+      new Promise((r) => { timer = this.clock.setTimeout(() => r(undefined), bound) }),
+    ]).finally(() => { if (timer !== undefined) this.clock.clearTimeout(timer) })
   }
 
   /** Per id: whether an intact copy is held here (write cache or RocksDB, digest verified). */
@@ -432,9 +481,9 @@ export class Bookie {
    */
   private async pruneDamage(): Promise<void> {
     const store = this.storage?.store
-    if (!store || !this.metadata || this.pruning || Date.now() - this.prunedAt < DAMAGE_PRUNE_MS) return
+    if (!store || !this.metadata || this.pruning || this.clock.now() - this.prunedAt < DAMAGE_PRUNE_MS) return
     this.pruning = true
-    this.prunedAt = Date.now()
+    this.prunedAt = this.clock.now()
     try {
       for (const ledgerId of store.damage.ledgers) {
         const md = await this.metadata.readLedger(ledgerId).then((r) => r.value, () => null)
@@ -462,7 +511,7 @@ export class Bookie {
     // Not awaited: a heartbeat must not wait for metadata reads; the next one carries the result.
     if ((this.storage?.store.damage.entries ?? 0) > 0) void this.pruneDamage()
     await this.metadata!.putBookie({
-      bookieId: this.opts.bookieId, state, heartbeatAt: Date.now(), heartbeatMs: this.opts.heartbeatMs ?? ROLE_DEFAULTS.heartbeatMs,
+      bookieId: this.opts.bookieId, state, heartbeatAt: this.clock.now(), heartbeatMs: this.opts.heartbeatMs ?? ROLE_DEFAULTS.heartbeatMs,
       startedAt: this.startedAt, host: os.hostname(), pid: process.pid,
       maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, writeSetSubjects: true,
       ...this.damagedLedgers(),
@@ -470,7 +519,7 @@ export class Bookie {
   }
 
   private async quiesce(): Promise<void> {
-    while (this.adds.inflight > 0) await new Promise((r) => setTimeout(r, 5))
+    while (this.adds.inflight > 0) await new Promise((r) => { this.clock.setTimeout(() => r(undefined), 5) })
     await this.storage?.quiesce()
   }
 
@@ -613,7 +662,7 @@ export class Bookie {
         fenced: s.state?.fenced ?? false, lac: s.lac, lastEntryId: s.lastEntryId,
       },
     })
-    watchActor(actor, this.opts.inspect ? this.nc : null, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
+    watchActor(actor, this.opts.inspect ? this.network : null, 'bookie-ledger', `${this.opts.bookieId}.${ledgerId}`)
     let lastLac = s.lac
     actor.subscribe((snap) => {
       if (snap.context.lac > lastLac) {
@@ -644,14 +693,14 @@ export class Bookie {
     await this.compactEntryLogs()
   }
 
-  private lastMajorCompaction = performance.now()
+  private lastMajorCompaction: number
 
   /** Minor compaction, or major once majorCompactionIntervalMs has passed (storage/entryLogCompaction.ts). */
   private async compactEntryLogs(): Promise<void> {
-    const major = performance.now() - this.lastMajorCompaction >= (this.opts.majorCompactionIntervalMs ?? ROLE_DEFAULTS.majorCompactionIntervalMs)
+    const major = this.clock.now() - this.lastMajorCompaction >= (this.opts.majorCompactionIntervalMs ?? ROLE_DEFAULTS.majorCompactionIntervalMs)
     const threshold = major ? this.opts.majorCompactionThreshold ?? ROLE_DEFAULTS.majorCompactionThreshold : this.opts.minorCompactionThreshold ?? ROLE_DEFAULTS.minorCompactionThreshold
     const r = await this.storage!.store.compactEntryLogs(threshold)
-    if (major) this.lastMajorCompaction = performance.now()
+    if (major) this.lastMajorCompaction = this.clock.now()
     if (r.compacted + r.emptied + r.skipped > 0) this.log('entry logs compacted', { major, threshold, ...r })
   }
 
@@ -669,10 +718,7 @@ export class Bookie {
   }
 
   private publishBytes(subject: string, frame: Uint8Array): void {
-    try {
-      this.nc?.publish(subject, frame)
-    } catch {
-      // Connection closing: the client times out and treats it as unknown.
-    }
+    // Never throws: a closing connection loses the frame, which the client sees as a timeout (unknown).
+    this.network?.publish(subject, frame)
   }
 }

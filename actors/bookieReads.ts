@@ -23,6 +23,7 @@ import { LongPolls, type ParkedPoll } from './longPolls.ts'
 import { bookieMetrics } from './metrics.ts'
 import { sameKey } from '../machines/bookieLedger.ts'
 import { NO_PASSWORD_KEY, storedCopyIntact } from '../transport/entry.ts'
+import type { Clock } from '../transport/clock.ts'
 import { RC, type ReadLacRequest, type ReadRequest, type WireMessage } from '../transport/wire.ts'
 
 /** Whether a read carrying `given` may see the entries of a ledger whose master key is `stored` (null: none yet). */
@@ -41,17 +42,19 @@ export interface ReadHost {
   /** A request takes the ledger's place in line now: later adds of the ledger go behind it. */
   closeBatch(ledgerId: number): void
   publish(subject: string, msg: WireMessage): void
+  /** The long polls' timers. */
+  readonly clock: Clock
 }
 
 export class BookieReads {
   /** Parked long-poll LAC reads (bounded). */
-  readonly polls = new LongPolls(
-    (ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) },
-  )
+  readonly polls: LongPolls
   /** Fencing reads waiting for their fence to sync, by `${replyTo}#${reqId}`. */
   private readonly fencedReads = new Map<string, ReadRequest>()
 
-  constructor(private readonly host: ReadHost) {}
+  constructor(private readonly host: ReadHost) {
+    this.polls = new LongPolls((ledgerId, p, lac, lastEntryId) => { void this.answerPoll(ledgerId, p, lac, lastEntryId) }, undefined, host.clock)
+  }
 
   async onRead(req: ReadRequest, replyTo: string): Promise<void> {
     this.host.stats.reads++

@@ -23,17 +23,16 @@
 // takes ledgers out of it, so a second crash before the check keeps it. The clean-stop marker is
 // written only after a close that checkpointed everything, and removed (synced) on start.
 
-import { open, rm } from 'node:fs/promises'
-
-import path from 'node:path'
-import { openEntryStore, type RocksEntryStore } from '../storage/entryStore.ts'
-import { listSegments, openJournal, replayJournal, segmentFileName, type FileJournal, type JournalOptions, type ReplayEnding } from '../storage/journal.ts'
+import { fileDisk, type BookieDisk, type BookieEntryStore, type BookieJournal } from '../storage/bookieDisk.ts'
+import type { JournalOptions, ReplayEnding } from '../storage/journal.ts'
 import type { JournalPosition, StoredEntry, StoredLedgerState } from '../storage/types.ts'
 import { readEntryHeader, trustedLac } from '../transport/entry.ts'
-import { syncDir } from '../storage/syncDir.ts'
+import { realClock, type Clock, type TimerHandle } from '../transport/clock.ts'
 import { decodeRecord, encodeRecordParts, recordProblem, type JournalRecord } from './journalRecords.ts'
 import { isDiskFullError } from './diskMonitor.ts'
 import { bookieMetrics, journalMetrics } from './metrics.ts'
+
+export { CLEAN_STOP_FILE, hasCleanStopMarker, removeCleanStopMarker } from '../storage/bookieDisk.ts'
 
 const CHECKPOINT_KEY = 'checkpoint'
 /**
@@ -47,35 +46,10 @@ const CHECKPOINT_KEY = 'checkpoint'
 export const PUT_DELAY_MS = 50
 export const PUT_BATCH_BYTES = 1024 * 1024
 const LIMBO_KEY = 'limbo'
-/** In the data folder while the bookie is stopped cleanly (written by close, removed on start). */
-export const CLEAN_STOP_FILE = 'clean-stop'
-
 /** The ledgers the bookie cannot vouch for; `unchecked`: also every ledger it does not know. */
 export interface LimboState {
   unchecked: boolean
   ledgers: number[]
-}
-
-export async function hasCleanStopMarker(dataDir: string): Promise<boolean> {
-  return open(path.join(dataDir, CLEAN_STOP_FILE), 'r').then(async (fh) => { await fh.close(); return true }, () => false)
-}
-
-/** Written only after everything is synced and checkpointed: the next start needs no limbo. */
-async function writeCleanStopMarker(dataDir: string): Promise<void> {
-  const fh = await open(path.join(dataDir, CLEAN_STOP_FILE), 'w')
-  try {
-    await fh.writeFile(`${new Date().toISOString()}\n`)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await syncDir(dataDir)
-}
-
-/** Removed (and the removal synced) before the bookie serves: a crash from here on is unclean. */
-export async function removeCleanStopMarker(dataDir: string): Promise<void> {
-  await rm(path.join(dataDir, CLEAN_STOP_FILE), { force: true })
-  await syncDir(dataDir)
 }
 
 /** The journal's options (group commit, segment size, and the `beforeSync` test hook). */
@@ -100,7 +74,7 @@ export class BookieStorage {
   private puts: StoredEntry[] = []
   private putBytes = 0
   /** The pending flush of `puts`: a timer (PUT_DELAY_MS) or, past PUT_BATCH_BYTES, an immediate. */
-  private putTimer: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate } | null = null
+  private putTimer: { kind: 'timeout'; handle: TimerHandle } | { kind: 'immediate' } | null = null
   /** Batches sent to the entry store since open (tests count them). */
   readonly putStats = { batches: 0, entries: 0 }
   private writes: Promise<void> = Promise.resolve()
@@ -130,19 +104,24 @@ export class BookieStorage {
   private replayedEntries: StoredEntry[] = []
 
   private constructor(
-    readonly dir: string,
+    readonly disk: BookieDisk,
     /** Replaced when a read-only start turns writable (reopenWritable). */
-    public store: RocksEntryStore,
-    private journal: FileJournal | null,
+    public store: BookieEntryStore,
+    private journal: BookieJournal | null,
+    private readonly clock: Clock,
   ) {}
 
-  /** A full disk (RocksDB's open writes: a flush of its WAL, a new MANIFEST) opens it read-only. */
-  static async open(dir: string): Promise<BookieStorage> {
+  /**
+   * Over a data folder (the product's disk, storage/bookieDisk.ts fileDisk) or any BookieDisk. A
+   * full disk (RocksDB's open writes: a flush of its WAL, a new MANIFEST) opens it read-only.
+   */
+  static async open(where: string | BookieDisk, clock: Clock = realClock): Promise<BookieStorage> {
+    const disk = typeof where === 'string' ? fileDisk(where, journalMetrics) : where
     try {
-      return new BookieStorage(dir, await openEntryStore(path.join(dir, 'entries')), null)
+      return new BookieStorage(disk, await disk.openStore({ readOnly: false }), null, clock)
     } catch (err) {
       if (!isDiskFullError(err)) throw err
-      const storage = new BookieStorage(dir, await openEntryStore(path.join(dir, 'entries'), { readOnly: true }), null)
+      const storage = new BookieStorage(disk, await disk.openStore({ readOnly: true }), null, clock)
       storage.readOnlyCause = err as Error
       return storage
     }
@@ -162,7 +141,7 @@ export class BookieStorage {
     this.journal = null
     const onDamage = this.store.onDamage
     await this.store.close().catch(() => {})
-    this.store = await openEntryStore(path.join(this.dir, 'entries'), { readOnly: true })
+    this.store = await this.disk.openStore({ readOnly: true })
     this.store.onDamage = onDamage
     this.readOnlyCause = cause
     // Rebuilt from the journal by the replay that follows.
@@ -181,7 +160,7 @@ export class BookieStorage {
   async reopenWritable(): Promise<void> {
     if (this.readOnlyCause === null) return
     const readOnly = this.store
-    const store = await openEntryStore(path.join(this.dir, 'entries'))
+    const store = await this.disk.openStore({ readOnly: false })
     store.onDamage = readOnly.onDamage
     this.store = store
     this.readOnlyCause = null
@@ -212,7 +191,6 @@ export class BookieStorage {
   async replayAndOpen(
     opts: BookieStorageOptions = {}, onSkipped?: (reason: string, position: JournalPosition) => void, ending?: ReplayEnding,
   ): Promise<number> {
-    const jdir = path.join(this.dir, 'journal')
     const cp = await this.store.getMeta(CHECKPOINT_KEY)
     const from = cp ? (JSON.parse(cp.toString('utf8')) as JournalPosition) : null
     const states = new Map<number, StoredLedgerState>()
@@ -226,7 +204,7 @@ export class BookieStorage {
     }
     let batch: StoredEntry[] = []
     let count = 0
-    for await (const { record, position } of replayJournal(jdir, from, ending)) {
+    for await (const { record, position } of this.disk.replayJournal(from, ending)) {
       // A record that fails validation came from an older version that journaled frames unchecked
       // (an add with entry id 2^60, a LAC of 1e300, ...): applying it would fail RocksDB's
       // assertions on every start. It was never acknowledged as valid data: skip it, and say so.
@@ -275,7 +253,7 @@ export class BookieStorage {
       return count
     }
     for (const [l, s] of states) await this.store.putLedgerState(l, s)
-    this.journal = await openJournal(jdir, { metrics: journalMetrics, ...opts })
+    this.journal = await this.disk.openJournal(opts)
     // Everything replayed is in RocksDB now: checkpoint so the old segments can go.
     await this.checkpoint()
     return count
@@ -338,7 +316,7 @@ export class BookieStorage {
     return { ...j.stats, pendingBytes: j.pendingBytes }
   }
 
-  private requireJournal(): FileJournal {
+  private requireJournal(): BookieJournal {
     if (this.readOnlyCause !== null) {
       throw new Error(`storage is read-only: the disk was full at start-up (${this.readOnlyCause.message})`, { cause: this.readOnlyCause })
     }
@@ -358,7 +336,7 @@ export class BookieStorage {
   append(r: JournalRecord): Promise<void> {
     // One reaction per record on the add path (no async function's own promise and await).
     if (this.rotating) return this.rotating.then(() => this.append(r))
-    let j: FileJournal
+    let j: BookieJournal
     let parts: Uint8Array[]
     try {
       j = this.requireJournal()
@@ -393,11 +371,12 @@ export class BookieStorage {
     if (this.putBytes >= PUT_BATCH_BYTES) {
       if (this.putTimer?.kind === 'immediate') return
       this.cancelPutTimer()
-      this.putTimer = { kind: 'immediate', handle: setImmediate(() => this.flushPuts()) }
+      const immediate = { kind: 'immediate' } as const
+      this.putTimer = immediate
+      this.clock.defer(() => { if (this.putTimer === immediate) this.flushPuts() })
     } else if (this.putTimer === null && this.puts.length > 0) {
-      const handle = setTimeout(() => this.flushPuts(), this.journalOptions.putDelayMs ?? PUT_DELAY_MS)
-      // Pending puts never keep a process alive: close() checkpoints them.
-      handle.unref()
+      // Pending puts never keep a process alive (the real clock's timers are unref'd): close() checkpoints them.
+      const handle = this.clock.setTimeout(() => this.flushPuts(), this.journalOptions.putDelayMs ?? PUT_DELAY_MS)
       this.putTimer = { kind: 'timeout', handle }
     }
   }
@@ -405,8 +384,7 @@ export class BookieStorage {
   private cancelPutTimer(): void {
     const t = this.putTimer
     if (t === null) return
-    if (t.kind === 'timeout') clearTimeout(t.handle)
-    else clearImmediate(t.handle)
+    if (t.kind === 'timeout') this.clock.clearTimeout(t.handle)
     this.putTimer = null
   }
 
@@ -514,19 +492,8 @@ export class BookieStorage {
     // write must be cut off too), and a failed journal's synced position no longer moves.
     const failed = this.journalError !== null
     const synced = old.syncedPosition
-    if (failed) {
-      for (const segment of await listSegments(old.dir)) {
-        if (segment < synced.segment) continue
-        const fh = await open(path.join(old.dir, segmentFileName(segment)), 'r+')
-        try {
-          await fh.truncate(segment === synced.segment ? synced.offset : 0)
-          await fh.sync()
-        } finally {
-          await fh.close()
-        }
-      }
-    }
-    this.journal = await openJournal(old.dir, { metrics: journalMetrics, ...this.journalOptions })
+    if (failed) await this.disk.cutJournalBack(synced)
+    this.journal = await this.disk.openJournal(this.journalOptions)
     this.journalError = null
   }
 
@@ -584,7 +551,7 @@ export class BookieStorage {
     const j = this.requireJournal()
     const pos = j.syncedPosition
     // Let sync callbacks for records up to `pos` queue their puts, then write them.
-    await new Promise((r) => setImmediate(r))
+    await new Promise<void>((r) => { this.clock.defer(r) })
     this.flushPuts()
     if (this.checkpointStates.size > 0) {
       const states = this.checkpointStates
@@ -629,6 +596,6 @@ export class BookieStorage {
       this.journal = null
     }
     await this.store.close()
-    if (clean) await writeCleanStopMarker(this.dir)
+    if (clean) await this.disk.writeCleanStopMarker()
   }
 }

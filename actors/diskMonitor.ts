@@ -9,11 +9,12 @@
 // the low-water mark, and only if `prepareOk` (which reopens a failed journal) succeeds: a bookie is
 // never left writable over a journal that cannot take records, nor read-only for good.
 
-import type { Dirent } from 'node:fs'
-import { readdir, stat, statfs } from 'node:fs/promises'
-import path from 'node:path'
+import { measureDiskUsage, type DiskUsage } from '../storage/bookieDisk.ts'
+import { every, realClock, type Clock } from '../transport/clock.ts'
 import { ROLE_DEFAULTS } from '../machines/defaults.ts'
 import { QuireError } from '../machines/errors.ts'
+
+export { directoryBytes, measureDiskUsage, type DiskUsage } from '../storage/bookieDisk.ts'
 
 export interface DiskOptions {
   /** Default 10000. */
@@ -67,42 +68,6 @@ export function isDiskFullError(err: unknown): boolean {
   return false
 }
 
-/** Apparent size of the files under `dir` (files may vanish meanwhile: RocksDB, journal trims). */
-export async function directoryBytes(dir: string): Promise<number> {
-  let entries: Dirent[]
-  try {
-    entries = await readdir(dir, { withFileTypes: true })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
-    throw err
-  }
-  let total = 0
-  for (const e of entries) {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) total += await directoryBytes(p)
-    else if (e.isFile()) total += await stat(p).then((s) => s.size, () => 0)
-  }
-  return total
-}
-
-export interface DiskUsage {
-  usage: number
-  usedBytes: number
-  totalBytes: number
-}
-
-export async function measureDiskUsage(dataDir: string, quotaBytes: number): Promise<DiskUsage> {
-  if (quotaBytes > 0) {
-    const usedBytes = await directoryBytes(dataDir)
-    return { usage: usedBytes / quotaBytes, usedBytes, totalBytes: quotaBytes }
-  }
-  const s = await statfs(dataDir)
-  // Like df: what the filesystem reserves for root is neither used nor available to us.
-  const used = (s.blocks - s.bfree) * s.bsize
-  const total = used + s.bavail * s.bsize
-  return { usage: total > 0 ? used / total : 0, usedBytes: used, totalBytes: total }
-}
-
 export interface DiskMonitorHooks {
   /** The disk became full: turn read-only (and collect garbage). */
   onFull(reason: string, usage: DiskUsage | null): void
@@ -111,18 +76,25 @@ export interface DiskMonitorHooks {
   /** Ready: turn writable. */
   onOk(usage: DiskUsage): void
   log?: (msg: string, fields?: Record<string, unknown>) => void
+  /** The checks' timer; default the real clock. */
+  clock?: Clock
 }
 
+/** Where the usage comes from: a data folder (the filesystem, or the bytes under it), or a disk's own measure. */
+export type UsageSource = string | ((quotaBytes: number) => Promise<DiskUsage>)
+
 export class DiskMonitor {
-  private timer: NodeJS.Timeout | null = null
+  private stopTimer: (() => void) | null = null
+  private readonly measure: (quotaBytes: number) => Promise<DiskUsage>
   private checking: Promise<void> | null = null
   private isFull = false
   readonly options: Required<DiskOptions>
   /** The last measure, for logs and tests. */
   last: DiskUsage | null = null
 
-  constructor(private readonly dataDir: string, opts: DiskOptions, private readonly hooks: DiskMonitorHooks) {
+  constructor(source: UsageSource, opts: DiskOptions, private readonly hooks: DiskMonitorHooks) {
     this.options = diskOptions(opts)
+    this.measure = typeof source === 'string' ? (quota) => measureDiskUsage(source, quota) : source
   }
 
   get full(): boolean {
@@ -130,14 +102,13 @@ export class DiskMonitor {
   }
 
   start(): void {
-    if (this.timer !== null) return
-    this.timer = setInterval(() => { void this.check() }, this.options.diskCheckIntervalMs)
-    this.timer.unref()
+    if (this.stopTimer !== null) return
+    this.stopTimer = every(this.hooks.clock ?? realClock, this.options.diskCheckIntervalMs, () => { void this.check() })
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer)
-    this.timer = null
+    this.stopTimer?.()
+    this.stopTimer = null
   }
 
   /** Measure once and act on it; checks never overlap. Never rejects. */
@@ -161,7 +132,7 @@ export class DiskMonitor {
     const log = this.hooks.log ?? (() => {})
     let u: DiskUsage
     try {
-      u = await measureDiskUsage(this.dataDir, this.options.diskQuotaBytes)
+      u = await this.measure(this.options.diskQuotaBytes)
     } catch (err) {
       log('disk check failed', { error: err instanceof Error ? err.message : String(err) })
       return

@@ -19,6 +19,7 @@
 // nothing, even if the listing ends later) rather than wedge every later run behind it.
 
 import { QuireError } from '../machines/errors.ts'
+import { every, keepAliveClock, realClock, type Clock, type TimerHandle } from '../transport/clock.ts'
 
 export interface GcDeps {
   /** Ledger ids stored on this bookie (entries or state), ascending. */
@@ -61,17 +62,18 @@ async function listAll(ids: AsyncIterable<number>): Promise<Set<number>> {
 }
 
 /** One garbage collection run (see the header for why local ids are listed first). */
-export async function collectGarbage(deps: GcDeps, opts: { listTimeoutMs?: number } = {}): Promise<GcResult> {
+export async function collectGarbage(deps: GcDeps, opts: { listTimeoutMs?: number; clock?: Clock } = {}): Promise<GcResult> {
   const local = await deps.localLedgers()
   if (local.length === 0) return { local: 0, deleted: [] }
   const listTimeoutMs = opts.listTimeoutMs ?? 30_000
-  let timer: NodeJS.Timeout | undefined
+  const clock = opts.clock ?? keepAliveClock
+  let timer: TimerHandle | undefined
   const known = await Promise.race([
     listAll(deps.metadataLedgers()),
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new QuireError('TIMEOUT', `listing the ledgers in the metadata store took over ${listTimeoutMs} ms`)), listTimeoutMs)
+      timer = clock.setTimeout(() => reject(new QuireError('TIMEOUT', `listing the ledgers in the metadata store took over ${listTimeoutMs} ms`)), listTimeoutMs)
     }),
-  ]).finally(() => clearTimeout(timer))
+  ]).finally(() => { if (timer !== undefined) clock.clearTimeout(timer) })
   const deleted = local.filter((id) => !known.has(id))
   if (deleted.length > 0) await deps.deleteLocal(deleted, compactionRanges(local, new Set(deleted)))
   return { local: local.length, deleted }
@@ -83,11 +85,13 @@ export interface GarbageCollectorOptions {
   /** A run whose metadata listing takes longer is abandoned. Default 30000. */
   listTimeoutMs?: number
   log?: (msg: string, fields?: Record<string, unknown>) => void
+  /** Default the real clock. */
+  clock?: Clock
 }
 
 /** Periodic runs of collectGarbage, one at a time, plus runs on demand (entering read-only). */
 export class GarbageCollector {
-  private timer: NodeJS.Timeout | null = null
+  private stopTimer: (() => void) | null = null
   private running: Promise<GcResult> | null = null
   private again: Promise<GcResult> | null = null
   private stopped = false
@@ -96,9 +100,8 @@ export class GarbageCollector {
   constructor(private readonly deps: GcDeps, private readonly opts: GarbageCollectorOptions) {}
 
   start(): void {
-    if (this.opts.gcIntervalMs <= 0 || this.timer !== null) return
-    this.timer = setInterval(() => { this.trigger().catch(() => {}) }, this.opts.gcIntervalMs)
-    this.timer.unref()
+    if (this.opts.gcIntervalMs <= 0 || this.stopTimer !== null) return
+    this.stopTimer = every(this.opts.clock ?? realClock, this.opts.gcIntervalMs, () => { this.trigger().catch(() => {}) })
   }
 
   /** Run now, or right after the run under way (its listing may predate the caller's reason). */
@@ -115,8 +118,8 @@ export class GarbageCollector {
   /** No more runs; waits for the one under way. */
   async stop(): Promise<void> {
     this.stopped = true
-    if (this.timer !== null) clearInterval(this.timer)
-    this.timer = null
+    this.stopTimer?.()
+    this.stopTimer = null
     await this.running?.catch(() => {})
     await this.again?.catch(() => {})
   }
@@ -124,7 +127,7 @@ export class GarbageCollector {
   private async run(): Promise<GcResult> {
     const log = this.opts.log ?? (() => {})
     try {
-      const r = await collectGarbage(this.deps, { listTimeoutMs: this.opts.listTimeoutMs })
+      const r = await collectGarbage(this.deps, { listTimeoutMs: this.opts.listTimeoutMs, clock: this.opts.clock })
       this.stats.runs++
       this.stats.deleted += r.deleted.length
       if (r.deleted.length > 0) log('gc deleted ledgers', { ledgers: r.deleted, local: r.local })

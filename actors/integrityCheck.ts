@@ -13,7 +13,8 @@
 // - A ledger whose metadata cannot be read stays in limbo (never released on a guess).
 // Each run is logged, counted (quire_bookie_integrity_checks_total{result}) and kept as `last`.
 
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
+import { realClock, type Clock, type TimerHandle } from '../transport/clock.ts'
+import type { Network, NetworkSubscription } from '../transport/network.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { checkResult, limboVerdict, placedEntryChunks } from '../machines/integrityCheck.ts'
 import type { LedgerMetadata } from '../storage/metadataStore.ts'
@@ -60,11 +61,11 @@ export interface IntegrityResult {
 export class IntegrityCheck {
   last: IntegrityResult | null = null
   private running: Promise<IntegrityResult> | null = null
-  private timer: NodeJS.Timeout | null = null
-  private sub: Subscription | null = null
+  private timer: TimerHandle | null = null
+  private sub: NetworkSubscription | null = null
   private stopped = false
 
-  constructor(private readonly deps: IntegrityCheckDeps, private readonly recheckMs: number) {}
+  constructor(private readonly deps: IntegrityCheckDeps, private readonly recheckMs: number, private readonly clock: Clock = realClock) {}
 
   get inLimbo(): number {
     return this.deps.limbo().ledgers.length
@@ -80,19 +81,17 @@ export class IntegrityCheck {
   }
 
   /** Re-check while anything is in limbo; answer requests on the admin subject. */
-  start(nc: NatsConnection | null): void {
+  start(network: Network | null): void {
     this.stopped = false
-    if (nc) {
-      this.sub = nc.subscribe(integrityCheckSubject(this.deps.bookieId), {
-        callback: (err, msg) => { if (!err) void this.answer(msg) },
-      })
+    if (network) {
+      this.sub = network.subscribe(integrityCheckSubject(this.deps.bookieId), (_data, replyTo) => { void this.answer(network, replyTo) })
     }
     this.schedule()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
+    if (this.timer) this.clock.clearTimeout(this.timer)
     this.timer = null
     this.sub?.unsubscribe()
     this.sub = null
@@ -103,24 +102,20 @@ export class IntegrityCheck {
     if (this.stopped || this.timer || this.running) return
     const l = this.deps.limbo()
     if (l.ledgers.length === 0 && !l.unchecked) return
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = null
       void this.run('re-check')
     }, this.recheckMs)
-    this.timer.unref()
   }
 
-  private async answer(msg: Msg): Promise<void> {
+  private async answer(network: Network, replyTo: string | null): Promise<void> {
     const r = await this.run('requested')
-    try {
-      msg.respond(Buffer.from(JSON.stringify({ bookieId: this.deps.bookieId, ...r })))
-    } catch {
-      // The asker gave up.
-    }
+    // Without a reply subject the asker only wanted the run; publish never throws (a gone asker is fine).
+    if (replyTo !== null) network.publish(replyTo, Buffer.from(JSON.stringify({ bookieId: this.deps.bookieId, ...r })))
   }
 
   private async check(reason: string): Promise<IntegrityResult> {
-    const started = Date.now()
+    const started = this.clock.now()
     const before = this.deps.limbo()
     const r: IntegrityResult = { result: 'failed', limbo: before.ledgers.length, unchecked: before.unchecked, released: 0, marked: 0, lackingEntries: 0, unreadable: 0, ms: 0, at: started }
     try {
@@ -147,7 +142,7 @@ export class IntegrityCheck {
     } catch (err) {
       r.error = err instanceof Error ? err.message : String(err)
     }
-    r.ms = Date.now() - started
+    r.ms = this.clock.now() - started
     this.last = r
     bookieMetrics.integrityChecked(r.result)
     this.deps.log(`integrity check (${reason}): ${r.result}`, { ...r })

@@ -4,6 +4,7 @@
 // bookie knows (the reader simply polls again). One timer per parked request, nothing per entry.
 // The quire_bookie_long_polls_parked gauge moves with every park and unpark.
 
+import { realClock, type Clock, type TimerHandle } from '../transport/clock.ts'
 import { bookieMetrics } from './metrics.ts'
 
 export interface ParkedPoll {
@@ -15,7 +16,7 @@ export interface ParkedPoll {
 interface Parked extends ParkedPoll {
   ledgerId: number
   previousLac: number
-  timer: NodeJS.Timeout
+  timer: TimerHandle
   current: () => { lac: number; lastEntryId: number }
 }
 
@@ -34,6 +35,7 @@ export class LongPolls {
   constructor(
     private readonly answer: (ledgerId: number, p: ParkedPoll, lac: number, lastEntryId: number) => void,
     private readonly maxParked = MAX_PARKED_DEFAULT,
+    private readonly clock: Clock = realClock,
   ) {}
 
   get size(): number {
@@ -47,8 +49,7 @@ export class LongPolls {
     }
     const key = `${p.replyTo}#${p.reqId}`
     if (this.cancelledEarly.delete(key)) return
-    const timer = setTimeout(() => this.release(key), Math.max(0, timeoutMs))
-    timer.unref()
+    const timer = this.clock.setTimeout(() => this.release(key), Math.max(0, timeoutMs))
     this.parked.set(key, { ...p, ledgerId, previousLac, timer, current })
     bookieMetrics.pollParked()
   }
@@ -57,7 +58,7 @@ export class LongPolls {
   wake(ledgerId: number, lac: number, lastEntryId: number): void {
     for (const [key, p] of this.parked) {
       if (p.ledgerId !== ledgerId || lac <= p.previousLac) continue
-      clearTimeout(p.timer)
+      this.clock.clearTimeout(p.timer)
       this.parked.delete(key)
       bookieMetrics.pollUnparked()
       this.answer(ledgerId, p, lac, lastEntryId)
@@ -73,7 +74,7 @@ export class LongPolls {
       if (this.cancelledEarly.size > CANCELLED_EARLY_MAX) this.cancelledEarly.delete(this.cancelledEarly.values().next().value!)
       return false
     }
-    clearTimeout(p.timer)
+    this.clock.clearTimeout(p.timer)
     this.parked.delete(key)
     bookieMetrics.pollUnparked()
     return true
@@ -87,7 +88,7 @@ export class LongPolls {
   private release(key: string): void {
     const p = this.parked.get(key)
     if (!p) return
-    clearTimeout(p.timer)
+    this.clock.clearTimeout(p.timer)
     this.parked.delete(key)
     bookieMetrics.pollUnparked()
     const { lac, lastEntryId } = p.current()

@@ -8,7 +8,8 @@
 // so a bookie (or anyone answering as one) cannot make a worker write with a wrong key; a
 // malformed request is answered BAD_REQUEST and the bookie goes on serving.
 
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { Network, NetworkSubscription } from '../transport/network.ts'
 import { passwordCheckOf, type DigestType } from '../transport/entry.ts'
 
 /** Where a replication worker asks bookie `bookieId` for a ledger's master key. */
@@ -27,13 +28,13 @@ interface MasterKeyAnswer {
 }
 
 /** Answers master-key requests on the bookie's admin subject until stopped. */
-export function serveMasterKeys(nc: NatsConnection, bookieId: string, deps: MasterKeyDeps): Subscription {
-  return nc.subscribe(masterKeySubject(bookieId), { callback: (err, msg) => { if (!err) void answer(msg, deps) } })
+export function serveMasterKeys(network: Network, bookieId: string, deps: MasterKeyDeps): NetworkSubscription {
+  return network.subscribe(masterKeySubject(bookieId), (data, replyTo) => { if (replyTo !== null) void answer(network, data, replyTo, deps) })
 }
 
-async function answer(msg: Msg, deps: MasterKeyDeps): Promise<void> {
+async function answer(network: Network, data: Uint8Array, replyTo: string, deps: MasterKeyDeps): Promise<void> {
   let reply: MasterKeyAnswer
-  const ledgerId = requestedLedger(msg.data)
+  const ledgerId = requestedLedger(data)
   if (ledgerId === null) reply = { error: 'BAD_REQUEST' }
   else {
     try {
@@ -43,11 +44,8 @@ async function answer(msg: Msg, deps: MasterKeyDeps): Promise<void> {
       reply = { error: 'ERROR' }
     }
   }
-  try {
-    msg.respond(Buffer.from(JSON.stringify(reply)))
-  } catch {
-    // The asker gave up, or there is no reply subject.
-  }
+  // Never throws: an asker that gave up simply gets nothing.
+  network.publish(replyTo, Buffer.from(JSON.stringify(reply)))
 }
 
 /** `{"ledgerId": n}` with n a non-negative safe integer, else null. */

@@ -13,6 +13,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { startNatsServer, type NatsServer } from '../cli/cluster.ts'
 import { fetchMasterKey, masterKeySubject, serveMasterKeys } from '../actors/masterKeys.ts'
 import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
+import { natsNetwork } from '../transport/network.ts'
 
 test('a worker takes only a key that matches the check value; unknown ledgers, bad requests and silent bookies give none', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-master-keys-'))
@@ -24,8 +25,9 @@ test('a worker takes only a key that matches the check value; unknown ledgers, b
     const key = masterKeyOf('pw')
     const check = passwordCheckOf(key)
     const asked: number[] = []
-    serveMasterKeys(nc, 'liar', { ledgerKey: async () => ({ masterKey: masterKeyOf('not-it'), digestType: 'crc32c' }) })
-    serveMasterKeys(nc, 'holder', { ledgerKey: async (id) => { asked.push(id); return id === 7 ? { masterKey: key, digestType: 'crc32c' } : null } })
+    const network = natsNetwork(nc)
+    serveMasterKeys(network, 'liar', { ledgerKey: async () => ({ masterKey: masterKeyOf('not-it'), digestType: 'crc32c' }) })
+    serveMasterKeys(network, 'holder', { ledgerKey: async (id) => { asked.push(id); return id === 7 ? { masterKey: key, digestType: 'crc32c' } : null } })
     await nc.flush()
     // The liar is asked first and not believed; the holder's key matches.
     assert.equal(await fetchMasterKey(nc, 7, check, ['liar', 'silent', 'holder'], 500), key)

@@ -23,4 +23,26 @@ export const realClock: Clock = {
   defer: (fn) => { setImmediate(fn) },
 }
 
+/** The real clock with timers that keep the process alive (a wait a caller is blocked on, with nothing else pending). */
+export const keepAliveClock: Clock = {
+  ...realClock,
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+}
+
 export type Random = () => number
+
+/** Call `fn` every `ms` on `clock` (setInterval's shape on any clock) until the returned stop is called. */
+export function every(clock: Clock, ms: number, fn: () => void): () => void {
+  let stopped = false
+  let handle: TimerHandle
+  const tick = (): void => {
+    if (stopped) return
+    handle = clock.setTimeout(tick, ms)
+    fn()
+  }
+  handle = clock.setTimeout(tick, ms)
+  return () => {
+    stopped = true
+    clock.clearTimeout(handle)
+  }
+}
