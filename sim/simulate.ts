@@ -1,5 +1,6 @@
-// One deterministic simulation run: the real client (writers, readers, recoverers) and simulated
-// bookies over the simulated network, KV and clock, with seeded faults; then checkers for the
+// One deterministic simulation run: the real client (writers, readers, recoverers) and the real
+// bookies (sim/bookieNode.ts) over the simulated network, disks, KV and clock, with seeded faults;
+// then checkers for the
 // promises of PROTOCOL.md, in the words of the public TLA+ model of BookKeeper's protocol:
 // - AllAckedEntriesAreReadable / NoDivergenceBetweenClientAndMetaData: every append that resolved
 //   is at or below the ledger's final lastEntryId and reads back with its payload;
@@ -20,7 +21,7 @@
 import { masterKeyOf, recoverLedger, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
-import { SimBookie } from './bookie.ts'
+import type { SimBookieNode } from './bookieNode.ts'
 import { HEARTBEAT_MS, runUntil, simCluster, type SimCluster } from './cluster.ts'
 import { World } from './world.ts'
 
@@ -125,14 +126,14 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const rotted = new Set<string>()
   /** Each writer, for the progress checker: its appends not yet settled, and whether its process is gone. */
   const liveWriters: Array<{ ledgerId: number; dead: () => boolean; outstanding: () => number }> = []
-  const powerCut = (b: SimBookie, tear: boolean): void => {
+  const powerCut = (b: SimBookieNode, tear: boolean): void => {
     // A torn tail loses its entries' copies here: never a second copy of one (bit rot, an earlier tear).
     const tail = b.tailEntries()
     const torn = tear && tail !== null && tail.entryIds.every((id) => !rotted.has(`${tail.ledgerId}:${id}`))
     if (torn) for (const id of tail.entryIds) rotted.add(`${tail.ledgerId}:${id}`)
     b.powerCut(torn)
   }
-  const takeDown = (b: SimBookie): void => {
+  const takeDown = (b: SimBookieNode): void => {
     if (!uncleanAllowed || aimed || (unclean !== null && unclean !== b.id)) return b.stop()
     unclean = b.id
     if (world.chance(0.4)) b.crash()
@@ -234,7 +235,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       const id = world.pick(ids)
       if (rotted.has(`${l.ledgerId}:${id}`)) return
       // Rot one copy only: an acked entry is promised readable while fewer than Qa copies are lost.
-      const holders = [...bookies.values()].filter((b) => b.durable.entries.get(l.ledgerId)?.has(id))
+      const holders = [...bookies.values()].filter((b) => b.disk.store.holds(l.ledgerId, id))
       if (holders.length > 0 && world.pick(holders).rot(l.ledgerId, id)) rotted.add(`${l.ledgerId}:${id}`)
     }, world.between(20, horizon))
   }
@@ -318,20 +319,16 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 }
 
 /** What each bookie holds of one entry, for a failing seed's report. */
-function describeReplicas(bookies: Map<string, SimBookie>, ledgerId: number, entryId: number): string {
-  return [...bookies.values()].map((b) => {
-    const data = b.durable.entries.get(ledgerId)?.get(entryId)
-    const st = b.durable.states.get(ledgerId)
-    const limbo = b.unchecked || b.limbo.has(ledgerId) ? ',limbo' : ''
-    return `${b.id}${b.alive ? '' : '(down)'}:${data ? `${data.byteLength}B` : b.lost.has(`${ledgerId}:${entryId}`) ? 'lost' : '-'}${limbo}${st?.fenced ? ',fenced' : ''}${st?.digestType ? `,${st.digestType}` : ''}`
-  }).join(' ')
+function describeReplicas(bookies: Map<string, SimBookieNode>, ledgerId: number, entryId: number): string {
+  return [...bookies.values()].map((b) => b.describe(ledgerId, entryId)).join(' ')
 }
 
 function check(
   ledgers: Ledger[], finals: Map<number, LedgerMetadata>,
   observed: Array<{ ledgerId: number; entryId: number; payload: Buffer }>,
-  bookies: Map<string, SimBookie>, violations: string[],
+  bookies: Map<string, SimBookieNode>, violations: string[],
 ): void {
+  const copies = new Map([...bookies].map(([id, b]) => [id, b.copies()]))
   const finalRead = new Map<string, Buffer>()
   for (const o of observed) {
     const md = finals.get(o.ledgerId)
@@ -356,8 +353,9 @@ function check(
       for (const s of md.segments) if (s.firstEntryId <= id) seg = s
       // A copy an unclean stop destroyed had reached its bookie: it counts.
       const holders = writeSetIndices(id, md.ensembleSize, md.writeQuorum).filter((i) => {
-        const b = bookies.get(seg.ensemble[i]!)
-        return b?.durable.entries.get(l.ledgerId)?.has(id) || b?.lost.has(`${l.ledgerId}:${id}`)
+        const b = seg.ensemble[i]!
+        const k = `${l.ledgerId}:${id}`
+        return copies.get(b)?.has(k) || bookies.get(b)?.lost.has(k)
       }).length
       if (holders < md.ackQuorum) violations.push(`L${l.ledgerId}: entry ${id} is on ${holders} bookies of its write set, fewer than Qa=${md.ackQuorum}`)
     }

@@ -1,13 +1,17 @@
-// What a simulated client uses to talk to simulated bookies: the same BookieTransport interface
-// the real client has over NATS (client/bookieClient.ts), carried by the world's faulty network.
-// Adds queued in one tick go out as one message per bookie; replies are routed by request id or,
+// What a simulated client uses to talk to the bookies: the same BookieTransport interface the real
+// client has over NATS (client/bookieClient.ts), carried by the simulated network (sim/network.ts)
+// as the same msgpack frames the bookies take over NATS. Adds queued in one tick go out as one
+// message per bookie; replies come back to the client's inbox and are routed by request id or,
 // for acks, to the writers of the ledger. A dead client sends and receives nothing.
 
 import type { AckHandler, BookieTransport } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { DigestType } from '../machines/responses.ts'
-import { readLacRequest, readRequest, type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage } from '../transport/wire.ts'
-import type { SimBookie } from './bookie.ts'
+import {
+  bookieSubject, decode, encode, readLacRequest, readRequest,
+  type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage,
+} from '../transport/wire.ts'
+import type { SimEndpoint, SimNetwork } from './network.ts'
 import type { World } from './world.ts'
 
 export class SimTransport implements BookieTransport {
@@ -16,13 +20,20 @@ export class SimTransport implements BookieTransport {
   private out = new Map<string, AddGroup[]>()
   private flushQueued = false
   private nextReqId = 1
+  private readonly endpoint: SimEndpoint
+  private readonly inbox: string
   dead = false
 
-  constructor(readonly node: string, private readonly world: World, private readonly bookies: Map<string, SimBookie>) {}
+  constructor(readonly node: string, private readonly world: World, net: SimNetwork) {
+    this.endpoint = net.endpoint(node)
+    this.inbox = `_INBOX.${node}`
+    this.endpoint.subscribe(this.inbox, (data) => this.deliver(data))
+  }
 
-  /** A message for this client arrived (routed by the world). */
-  deliver(m: WireMessage): void {
+  /** A frame for this client arrived. */
+  private deliver(data: Uint8Array): void {
     if (this.dead) return
+    const m = decode(data) as WireMessage
     if (m.op === 'addAck') {
       for (const [ledgerId, rc, ids] of m.acks) for (const h of [...(this.writers.get(ledgerId) ?? [])]) h(m.bookieId, rc, ids)
     } else if (m.op === 'readResp' || m.op === 'lacResp') {
@@ -63,8 +74,7 @@ export class SimTransport implements BookieTransport {
 
   private toBookie(bookieId: string, msg: WireMessage): void {
     if (this.dead) return
-    const b = this.bookies.get(bookieId)
-    if (b) this.world.send(bookieId, () => b.receive(msg, this.node), this.node)
+    this.endpoint.request(bookieSubject(bookieId), encode(msg), this.inbox)
   }
 
   read(bookieId: string, ledgerId: number, entryIds: number[], maxBytes: number, timeoutMs: number, fence?: { masterKey: Uint8Array }, masterKey?: Uint8Array): Promise<ReadResponse> {

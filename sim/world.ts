@@ -166,6 +166,8 @@ export class World implements Clock {
 
   /** Run events until `until` (virtual ms) or until nothing is left; settle promises after each. */
   async run(until: number, maxEvents = 2_000_000): Promise<void> {
+    // What was started before the call (a process's start-up, a pure promise chain) goes first.
+    await settle()
     while (this.queue.length > 0 && this.events < maxEvents) {
       const s = this.queue[0]!
       if (s.at > until) break

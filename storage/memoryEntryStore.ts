@@ -14,7 +14,10 @@
 //   was lost. A process crash loses nothing here (the OS still has RocksDB's WAL): do nothing.
 
 import { assert } from '../machines/errors.ts'
-import type { EntryRef, EntryStore, StoredEntry, StoredLedgerState } from './types.ts'
+import type { BookieEntryStore } from './bookieDisk.ts'
+import type { CompactionResult } from './entryLogCompaction.ts'
+import type { DamageEvent, StoreDamage } from './entryStore.ts'
+import type { EntryRef, StoredEntry, StoredLedgerState } from './types.ts'
 
 const ID_END = 2 ** 53
 
@@ -45,13 +48,22 @@ function snapshot(entries: Map<number, LedgerEntries>, states: Map<number, Store
   }
 }
 
-export class MemoryEntryStore implements EntryStore {
+export class MemoryEntryStore implements BookieEntryStore {
   private entries = new Map<number, LedgerEntries>()
   private states = new Map<number, StoredLedgerState>()
   private meta = new Map<string, Buffer>()
   /** What survives a power cut: the state at the last flush(). Entry bytes are shared (bit rot hits the disk). */
   private flushed = snapshot(new Map(), new Map(), new Map())
   private closed = false
+  /** No copy here is ever unreadable (bit rot reads back as other bytes, which digests catch), so no damage to report. */
+  readonly damage: StoreDamage = { entries: 0, ledgers: [], repairs: 0, lastError: null }
+  onDamage: (e: DamageEvent) => void = () => {}
+  readonly migrated = null
+
+  /** Open again after close() (a process start on the same disk). */
+  reopen(): void {
+    this.closed = false
+  }
 
   async putEntries(entries: readonly StoredEntry[]): Promise<void> {
     this.assertOpen()
@@ -80,6 +92,29 @@ export class MemoryEntryStore implements EntryStore {
       const data = this.entries.get(r.ledgerId)?.byId.get(r.entryId)
       return data === undefined ? null : Buffer.from(data)
     })
+  }
+
+  /** As getEntries: a copy here is never 'damaged' (see `damage`). */
+  readEntries(refs: readonly EntryRef[]): Promise<(Buffer | null | 'damaged')[]> {
+    return this.getEntries(refs)
+  }
+
+  damagedOf(_ledgerId: number): number[] {
+    return []
+  }
+
+  async forgetDamaged(_ledgerId: number, _entryIds: readonly number[]): Promise<void> {
+    this.assertOpen()
+  }
+
+  /** Nothing to compact: entries are not packed into logs. */
+  async compactEntryLogs(_threshold: number): Promise<CompactionResult> {
+    this.assertOpen()
+    return { compacted: 0, emptied: 0, skipped: 0, entriesMoved: 0, bytesFreed: 0, liveEntriesHeldMax: 0 }
+  }
+
+  async putLedgerStates(states: ReadonlyMap<number, StoredLedgerState>): Promise<void> {
+    for (const [ledgerId, state] of states) await this.putLedgerState(ledgerId, state)
   }
 
   async lastEntryId(ledgerId: number): Promise<number> {
@@ -152,6 +187,26 @@ export class MemoryEntryStore implements EntryStore {
 
   async close(): Promise<void> {
     this.closed = true
+  }
+
+  /** Inspection for a simulator's checkers (no side effect): whether a copy of the entry is stored, rotted or not. */
+  holds(ledgerId: number, entryId: number): boolean {
+    return this.entries.get(ledgerId)?.byId.has(entryId) ?? false
+  }
+
+  /** Inspection: every stored copy's ledger and entry id. */
+  *storedEntries(): Iterable<[number, number]> {
+    for (const [ledgerId, l] of this.entries) for (const entryId of l.byId.keys()) yield [ledgerId, entryId]
+  }
+
+  /** Inspection: the stored state of a ledger, or null. */
+  stateOf(ledgerId: number): StoredLedgerState | null {
+    return this.states.get(ledgerId) ?? null
+  }
+
+  /** Inspection: a meta value, or null. */
+  metaOf(key: string): Buffer | null {
+    return this.meta.get(key) ?? null
   }
 
   /**

@@ -14,6 +14,7 @@
 // positions look like real ones.
 
 import { QuireError, assert } from '../machines/errors.ts'
+import type { ReplayEnding } from './journalReplay.ts'
 import { JOURNAL_RECORD_HEADER_BYTES as HEADER_BYTES, JOURNAL_SEGMENT_HEADER_BYTES as START, type Journal, type JournalPosition } from './types.ts'
 
 interface Stored {
@@ -89,10 +90,20 @@ export class MemoryJournal implements Journal {
     const lost = this.unsynced
     this.unsynced = []
     for (const u of lost) u.reject(new Error('journal crashed before this record was synced'))
+    this.reopen()
+  }
+
+  /** Open for appends in a new segment (a process start after close() or a crash). */
+  reopen(): void {
     this.segment += 1
     this.offset = START
     this.synced = { segment: this.segment, offset: START }
     this.closed = false
+  }
+
+  /** Every synced record still on disk and not torn, oldest first (for a simulator's checkers: no side effect). */
+  syncedRecords(): Buffer[] {
+    return this.disk.filter((s) => !s.torn).map((s) => s.record)
   }
 
   /** The last synced record still on disk (what `tearTail()` would damage), or null. */
@@ -108,13 +119,14 @@ export class MemoryJournal implements Journal {
   }
 
   /** Synced records past `from` (all when null), in order, with the position just past each. */
-  async *replay(from: JournalPosition | null): AsyncGenerator<{ record: Buffer; position: JournalPosition }> {
+  async *replay(from: JournalPosition | null, ending?: ReplayEnding): AsyncGenerator<{ record: Buffer; position: JournalPosition }> {
     for (let i = 0; i < this.disk.length; i++) {
       const stored = this.disk[i]
       if (stored === undefined || (from !== null && !isAfter(stored.position, from))) continue
       if (stored.torn) {
         if (i === this.disk.length - 1) {
           this.disk.pop() // the real replay truncates a torn tail
+          if (ending) ending.damaged = { file: `memory:${stored.position.segment}`, offset: stored.position.offset, reason: 'torn record at the tail' }
           return
         }
         const { segment, offset } = stored.position

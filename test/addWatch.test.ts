@@ -1,7 +1,7 @@
 // The writers' add tick (client/ticker.ts, client/writeHandle.ts checkTimeouts): one timer per
 // client for every writer's add timeouts and re-sends, polling only writers with adds pending, and
-// re-sends that back off. Counted on the simulator's virtual clock (sim/world.ts) with simulated
-// bookies, so the counts do not depend on how loaded the machine is: timers the client arms
+// re-sends that back off. Counted on the simulator's virtual clock (sim/world.ts) with the bookies
+// run by the simulator (sim/bookieNode.ts), so the counts do not depend on how loaded the machine is: timers the client arms
 // while its writers are idle (none) and while 50 writers wait on hung bookies (one per tick, not
 // one per writer per tick), and how often a stalled add is re-sent to a bookie that does not
 // answer (1, 2, 4, 8, 16 s after it stalled, not every second).
@@ -11,8 +11,9 @@ import * as assert from 'uvu/assert'
 import { MetadataStore, QuireClientImpl } from '../client/internal.ts'
 import type { AddState } from '../client/bookieClient.ts'
 import type { Clock } from '../transport/clock.ts'
-import { SimBookie } from '../sim/bookie.ts'
+import { SimBookieNode } from '../sim/bookieNode.ts'
 import { SimKv } from '../sim/kv.ts'
+import { SimNetwork } from '../sim/network.ts'
 import { SimTransport } from '../sim/transport.ts'
 import { World } from '../sim/world.ts'
 
@@ -32,17 +33,11 @@ interface Sim {
 async function sim(addTimeoutMs: number): Promise<Sim> {
   const world = new World(7)
   world.faults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.05, maxDelayMs: 0.5, stallRate: 0, stallMaxMs: 0 }
-  const metadata = new MetadataStore(new SimKv(world), new SimKv(world), new SimKv(world))
-  const bookies = new Map<string, SimBookie>()
-  let transport: SimTransport | null = null
-  const reply = (_to: string, msg: Parameters<SimTransport['deliver']>[0]): void => world.send('c1', () => transport?.deliver(msg))
-  for (const id of BOOKIES) bookies.set(id, new SimBookie(id, world, reply, { limbo: false, metadata }))
-  const beat = (b: SimBookie): void => {
-    void metadata.putBookie({ bookieId: b.id, state: 'writable', heartbeatAt: world.now(), heartbeatMs: HEARTBEAT_MS, startedAt: 0, host: 'sim', pid: 0 })
-    world.setTimeout(() => beat(b), HEARTBEAT_MS)
-  }
-  for (const b of bookies.values()) beat(b)
-  transport = new SimTransport('c1', world, bookies)
+  const buckets = [new SimKv(world), new SimKv(world), new SimKv(world), new SimKv(world)] as const
+  const metadata = new MetadataStore(...buckets)
+  const network = new SimNetwork(world)
+  for (const id of BOOKIES) new SimBookieNode(id, world, network, { limbo: true, heartbeatMs: HEARTBEAT_MS, buckets }).restart()
+  const transport = new SimTransport('c1', world, network)
   let timers = 0
   const clock: Clock = {
     now: () => world.now(),
