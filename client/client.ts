@@ -15,7 +15,7 @@ import { BookieClient, type BookieTransport } from './bookieClient.ts'
 import { realClock, type Clock, type Random } from '../transport/clock.ts'
 import { ReadHandleImpl } from './readHandle.ts'
 import { SlowBookies } from './slowBookies.ts'
-import { WriteHandleImpl, addWatchInterval } from './writeHandle.ts'
+import { WriteHandleImpl, addWatchInterval, type WriteDeps } from './writeHandle.ts'
 import { Ticker } from './ticker.ts'
 import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
@@ -127,6 +127,8 @@ export interface ClientParts {
   metadata: MetadataStore
   clock: Clock
   random: Random
+  /** The simulator's known-broken writer rules (WriteDeps.writerLogic); never set by the product. */
+  writerLogic?: WriteDeps['writerLogic']
 }
 
 export class QuireClientImpl implements QuireClient {
@@ -149,9 +151,11 @@ export class QuireClientImpl implements QuireClient {
   readonly lacs: LacBatcher
   /** One tick for every writer's add timeouts and re-sends, polling those with adds pending. */
   private readonly addWatch: Ticker
+  private readonly writerLogic: WriteDeps['writerLogic']
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
     this.nc = parts.nc
+    this.writerLogic = parts.writerLogic
     this.metadata = parts.metadata
     this.bookies = parts.bookies
     this.clock = parts.clock
@@ -253,6 +257,7 @@ export class QuireClientImpl implements QuireClient {
       ...this.readDeps(), masterKey, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, random: this.random,
       explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs, addWatch: this.addWatch,
+      writerLogic: this.writerLogic,
     }
   }
 }

@@ -62,6 +62,8 @@ export interface WriteDeps extends HandleDeps {
   /** Where the writer publishes its inspection; null: nowhere (the client's `inspect` option). */
   inspect: InspectSink | null
   metrics: ClientMetrics
+  /** Replace a rule of the writer machine (machine.provide), for the simulator's known-broken variants; the product never does. */
+  writerLogic?: ((m: typeof writerMachine) => typeof writerMachine) | undefined
 }
 
 export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
@@ -153,7 +155,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
         },
       },
     })
-    this.actor = createActor(machine, {
+    this.actor = createActor(w.writerLogic ? w.writerLogic(machine) : machine, {
       input: {
         ledgerId: metadata.ledgerId,
         quorum: metadata,

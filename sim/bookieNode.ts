@@ -13,8 +13,10 @@
 //   them in the store. The next start is unclean: limbo until the integrity check;
 // - rot(): flips a byte of one stored copy (bit rot);
 // - hang / unhang, partitions: the world's (sim/world.ts), by the bookie's node name.
-// `limbo: false` is the known-broken variant (sim/variants.ts): the process is told every stop was
-// clean and no journal tail was torn, so it never goes into limbo and answers "no such entry".
+// Two known-broken variants (sim/variants.ts) change what the process is handed, never the bookie:
+// `limbo: false`: it is told every stop was clean and no journal tail was torn, so it never goes
+// into limbo and answers "no such entry"; `ackBeforeSync`: its journal's appends resolve at once,
+// before the sync, so it acknowledges adds a crash can still take.
 
 import { Bookie } from '../actors/bookie.ts'
 import { decodeRecord } from '../actors/journalRecords.ts'
@@ -30,6 +32,8 @@ export interface SimBookieOptions {
   /** Limbo after an unclean stop (the product's rule); false only in the known-broken variant. */
   limbo: boolean
   heartbeatMs: number
+  /** The known-broken variant whose bookie acknowledges before its journal sync. */
+  ackBeforeSync?: boolean
   /** The metadata buckets (ledgers, bookies, cluster, logs), shared by every process. */
   buckets: readonly [SimKv, SimKv, SimKv, SimKv]
 }
@@ -177,10 +181,31 @@ export class SimBookieNode {
     this.proc = null
   }
 
-  /** The disk as the process sees it; in the no-limbo variant, every stop looks clean. */
+  /** The disk as the process sees it, changed only by the known-broken variants (see the header). */
   private diskFor(disk: BookieDisk): BookieDisk {
-    if (this.opts.limbo) return disk
-    return { ...disk, hasCleanStopMarker: async () => true, replayJournal: (from) => disk.replayJournal(from) }
+    let out = disk
+    if (!this.opts.limbo) out = { ...out, hasCleanStopMarker: async () => true, replayJournal: (from) => disk.replayJournal(from) }
+    if (this.opts.ackBeforeSync) {
+      out = {
+        ...out,
+        openJournal: async (o) => {
+          const j = await disk.openJournal(o)
+          return {
+            append: (record) => {
+              const synced = j.append(record)
+              synced.catch(() => {})
+              return Promise.resolve(j.syncedPosition)
+            },
+            get syncedPosition() { return j.syncedPosition },
+            get pendingBytes() { return j.pendingBytes },
+            get stats() { return j.stats },
+            trimBefore: (p) => j.trimBefore(p),
+            close: () => j.close(),
+          }
+        },
+      }
+    }
+    return out
   }
 
   private remember(msg: string, fields?: Record<string, unknown>): void {

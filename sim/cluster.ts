@@ -4,7 +4,7 @@
 // randomness, faults). Network faults are the run's to set (world.faults); bookie stops and
 // restarts are too.
 
-import { QuireClientImpl as QuireClient, MetadataStore } from '../client/internal.ts'
+import { QuireClientImpl as QuireClient, MetadataStore, type ClientParts } from '../client/internal.ts'
 import { SimBookieNode } from './bookieNode.ts'
 import { SimKv } from './kv.ts'
 import { SimNetwork } from './network.ts'
@@ -21,14 +21,14 @@ export interface SimCluster {
   newClient(timeouts: { addTimeoutMs: number; readTimeoutMs: number }): { client: QuireClient; transport: SimTransport }
 }
 
-export function simCluster(world: World, opts: { limbo: boolean }): SimCluster {
+export function simCluster(world: World, opts: { limbo: boolean; ackBeforeSync?: boolean; writerLogic?: ClientParts['writerLogic'] }): SimCluster {
   const nBookies = world.int(3, 6)
   const network = new SimNetwork(world)
   const buckets = [new SimKv(world), new SimKv(world), new SimKv(world), new SimKv(world)] as const
   const metadata = new MetadataStore(...buckets)
   const bookies = new Map<string, SimBookieNode>()
   for (let i = 1; i <= nBookies; i++) {
-    const b = new SimBookieNode(`b${i}`, world, network, { limbo: opts.limbo, heartbeatMs: HEARTBEAT_MS, buckets })
+    const b = new SimBookieNode(`b${i}`, world, network, { limbo: opts.limbo, ackBeforeSync: opts.ackBeforeSync, heartbeatMs: HEARTBEAT_MS, buckets })
     bookies.set(b.id, b)
     b.restart()
   }
@@ -38,7 +38,7 @@ export function simCluster(world: World, opts: { limbo: boolean }): SimCluster {
     newClient: ({ addTimeoutMs, readTimeoutMs }) => {
       const node = `c${++nextNode}`
       const transport = new SimTransport(node, world, network)
-      const client = new QuireClient({ nc: null, bookies: transport, metadata, clock: world, random: world.random }, { addTimeoutMs, readTimeoutMs })
+      const client = new QuireClient({ nc: null, bookies: transport, metadata, clock: world, random: world.random, writerLogic: opts.writerLogic }, { addTimeoutMs, readTimeoutMs })
       return { client, transport }
     },
   }

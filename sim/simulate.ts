@@ -9,6 +9,10 @@
 // - AllCommittedEntriesReachAckQuorum: every entry up to lastEntryId is on at least Qa bookies
 //   of its write set;
 // - NoOutOfOrderEntries: a writer's appends resolve in entryId order;
+// - replication after an ensemble change: in runs that only stop one bookie of a writer's ensemble
+//   (cleanly, for good) over a network that loses nothing, every entry of each segment an ensemble
+//   change started is on every bookie of its write set once the writer has closed the ledger (the
+//   re-send to the replacement, not only an ack quorum);
 // - progress: every append of a writer still alive settles (acknowledged, or failed with a typed
 //   error) within PROGRESS_BOUND_MS of simulated time after the faults heal.
 //
@@ -18,7 +22,7 @@
 // answering "unknown", is what Qa >= 2 tolerates (Qa = 1, or two bookies of a write set in limbo,
 // leave recovery unable to rule an entry out until an operator acts). Every other stop is clean.
 
-import { masterKeyOf, recoverLedger, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
+import { masterKeyOf, recoverLedger, type ClientParts, type DigestType, type LedgerMetadata, type RecoveryDeps } from '../client/internal.ts'
 import { isQuireError } from '../machines/errors.ts'
 import { writeSetIndices } from '../machines/quorum.ts'
 import type { SimBookieNode } from './bookieNode.ts'
@@ -39,6 +43,10 @@ export interface SimOptions {
   recoveryLogic?: RecoveryDeps['logic']
   /** Bookies put their ledgers in limbo after an unclean stop (default); false: the known-broken variant. */
   limbo?: boolean
+  /** Bookies acknowledge before their journal sync: the known-broken variant `ack-before-sync`. */
+  ackBeforeSync?: boolean
+  /** Replace a rule of the writer machine (machine.provide), to check the checkers catch it. */
+  writerLogic?: ClientParts['writerLogic']
 }
 
 export interface SimResult {
@@ -65,7 +73,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const note: string[] = []
 
   // --- the cluster ---------------------------------------------------------------------------
-  const cluster = simCluster(world, { limbo: opts.limbo ?? true })
+  const cluster = simCluster(world, { limbo: opts.limbo ?? true, ackBeforeSync: opts.ackBeforeSync, writerLogic: opts.writerLogic })
   const { bookies, metadata } = cluster
   const nBookies = bookies.size
 
@@ -98,17 +106,24 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // case that needs recovery reads to fence (the TLA+ model's defect 1).
   const race = opts.mode === 'race' || (opts.mode !== 'plain' && world.chance(0.35))
   if (race) world.faults = { ...world.faults, maxDelayMs: 2, dropRate: 0.1, stallRate: 0.15, stallMaxMs: 30 }
-  const writers = race ? world.int(4, 8) : world.int(1, 2)
   // Some other runs aim a torn power cut at the first ledger's last acked entry (see `aimed`): their
   // ledgers keep Qa >= 2, the first with Qw = Qa (so one bookie's denial would rule an entry out).
   const powerRun = !race && world.chance(0.3)
+  // Some others take one bookie of a lone writer's ensemble away for good over a lossless network,
+  // the ensemble change it forces must re-send to the replacement (see the replication checker).
+  const ensembleRun = !race && !powerRun && nBookies >= 4 && world.chance(0.25)
+  if (ensembleRun) {
+    world.faults = { ...world.faults, dropRate: 0, stallRate: 0 }
+    note.push('one bookie of the ensemble stopped for good')
+  }
+  const writers = race ? world.int(4, 8) : ensembleRun ? 1 : world.int(1, 2)
   const faultsDesc = `drop=${world.faults.dropRate} dup=${world.faults.duplicateRate} stall=${world.faults.stallRate}`
   // Create every ledger first, so that no fault lands between two creations.
   const created = []
   for (let k = 0; k < writers; k++) {
-    const e = race ? 3 : world.int(2, Math.min(nBookies, 4))
-    const w = race ? 3 : world.int(powerRun ? 2 : 1, e)
-    const a = race ? 2 : powerRun && k === 0 ? w : world.int(powerRun ? 2 : 1, w)
+    const e = race ? 3 : ensembleRun ? world.int(3, Math.min(nBookies - 1, 4)) : world.int(2, Math.min(nBookies, 4))
+    const w = race ? 3 : ensembleRun ? world.int(2, e) : world.int(powerRun ? 2 : 1, e)
+    const a = race ? 2 : ensembleRun ? world.int(1, w) : powerRun && k === 0 ? w : world.int(powerRun ? 2 : 1, w)
     const digestType = world.pick<DigestType>(['crc32c', 'hmac-sha256', 'none'])
     const password = world.pick(['', 'pw'])
     const { client, transport } = newClient()
@@ -121,9 +136,11 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const aimed = powerRun ? created[0] : undefined
   // Otherwise the one bookie allowed to stop uncleanly is the first one taken down, if any. Few
   // race runs have one: a bookie in limbo answers "unknown" where the race's defect needs "no".
-  const uncleanAllowed = created.every((c) => c.a >= 2) && (powerRun || world.chance(race ? 0.25 : 0.8))
+  const uncleanAllowed = !ensembleRun && created.every((c) => c.a >= 2) && (powerRun || world.chance(race ? 0.25 : 0.8))
   let unclean: string | null = null
   const rotted = new Set<string>()
+  /** Ledgers their own writer closed (the replication checker looks at those of ensemble runs). */
+  const closedByWriter = new Set<number>()
   /** Each writer, for the progress checker: its appends not yet settled, and whether its process is gone. */
   const liveWriters: Array<{ ledgerId: number; dead: () => boolean; outstanding: () => number }> = []
   const powerCut = (b: SimBookieNode, tear: boolean): void => {
@@ -171,6 +188,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       }
       if (sent >= total && outstanding === 0 && !transport.dead) {
         if (aimed?.handle === handle) cutAtLastAck()
+        else if (ensembleRun) void handle.close().then(() => { closedByWriter.add(ledger.ledgerId) }, () => {})
         else if (world.chance(0.5)) void handle.close().catch(() => {})
       }
     }
@@ -189,6 +207,11 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 
     // Faults aimed at this ledger's ensemble.
     const ensemble = handle.metadata.segments[0]!.ensemble
+    if (ensembleRun) {
+      const victim = bookies.get(world.pick(ensemble))!
+      world.setTimeout(() => victim.stop(), world.between(2, 80))
+      continue
+    }
     if (world.chance(0.5)) {
       const victim = bookies.get(world.pick(ensemble))!
       const at = world.between(2, 80)
@@ -213,7 +236,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // --- general faults ------------------------------------------------------------------------
   const end = world.now() + horizon + 100
   const names = [...bookies.keys()]
-  for (let i = world.int(0, 2); i > 0; i--) {
+  for (let i = ensembleRun ? 0 : world.int(0, 2); i > 0; i--) {
     const b = bookies.get(world.pick(names))!
     const at = world.between(0, horizon)
     world.setTimeout(() => takeDown(b), at)
@@ -242,7 +265,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // A partition between one writer and one bookie of its ensemble, each still reaching every other
   // node: the writer must replace the bookie it cannot reach (or fail with a typed error), while
   // recoverers and readers still reach it.
-  if (world.chance(0.3)) {
+  if (!ensembleRun && world.chance(0.3)) {
     const c = world.pick(created)
     const b = world.pick(c.handle.metadata.segments[0]!.ensemble)
     const at = world.between(0, horizon)
@@ -312,6 +335,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   }
 
   check(ledgers, finals, observed, bookies, violations)
+  if (ensembleRun) checkReplicated(finals, closedByWriter, bookies, violations)
   const outcome = ledgers.map((l) => `L${l.ledgerId}: ${l.acked.size} acked, closed at ${finals.get(l.ledgerId)?.lastEntryId ?? '?'} (${finals.get(l.ledgerId)?.segments.length ?? '?'} segments, ${l.recoveredAt.length} recoveries during the run)`)
   const stops = unclean === null ? 'clean stops only' : `unclean stops of ${unclean} (${bookies.get(unclean)!.lost.size} copies lost${aimed ? ', aimed' : ''})`
   const summary = `seed ${opts.seed}${race ? ' (race)' : ''}: ${nBookies} bookies, ${note.join('; ')}; faults ${faultsDesc}; ${stops}; ${outcome.join('; ')}`
@@ -321,6 +345,23 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 /** What each bookie holds of one entry, for a failing seed's report. */
 function describeReplicas(bookies: Map<string, SimBookieNode>, ledgerId: number, entryId: number): string {
   return [...bookies.values()].map((b) => b.describe(ledgerId, entryId)).join(' ')
+}
+
+/** Every entry of each segment an ensemble change started is on every bookie of its write set. */
+function checkReplicated(finals: Map<number, LedgerMetadata>, closed: ReadonlySet<number>, bookies: Map<string, SimBookieNode>, violations: string[]): void {
+  const copies = new Map([...bookies].map(([id, b]) => [id, b.copies()]))
+  for (const ledgerId of closed) {
+    const md = finals.get(ledgerId)
+    if (!md) continue
+    md.segments.forEach((seg, s) => {
+      if (s === 0) return
+      const last = s + 1 < md.segments.length ? md.segments[s + 1]!.firstEntryId - 1 : md.lastEntryId
+      for (let id = seg.firstEntryId; id <= last; id++) {
+        const missing = writeSetIndices(id, md.ensembleSize, md.writeQuorum).map((i) => seg.ensemble[i]!).filter((b) => !copies.get(b)?.has(`${ledgerId}:${id}`))
+        if (missing.length > 0) violations.push(`L${ledgerId}: entry ${id} of segment ${s} (after an ensemble change) is missing on ${missing.join(', ')} of its write set`)
+      }
+    })
+  }
 }
 
 function check(
