@@ -163,6 +163,7 @@ class Auditor {
       },
     })
     this.actor = createActor(machine, {
+      clock: p.clock,
       input: {
         nodeId, leaseMs: this.leaseMs, clockSkewMarginMs: this.marginMs,
         checkIntervalMs: opts.checkIntervalMs ?? 1000,
@@ -201,14 +202,14 @@ class Auditor {
     this.actor.send({ type: 'stop' })
     await this.releasing.catch(() => {})
     this.shutdown()
-    await settleWithin([...this.inFlight], HALT_WAIT_MS)
+    await settleWithin([...this.inFlight], HALT_WAIT_MS, this.p.clock)
     await this.p.close()
   }
 
   async crash(): Promise<void> {
     if (this.dead) return
     this.shutdown()
-    await settleWithin([...this.inFlight], HALT_WAIT_MS)
+    await settleWithin([...this.inFlight], HALT_WAIT_MS, this.p.clock)
     await this.p.close()
   }
 

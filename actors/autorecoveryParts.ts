@@ -1,7 +1,7 @@
 // How an autorecovery role (the auditor, a replication worker, the shell's recover and
 // decommission) reaches the cluster: a NATS server string, or the connection, metadata store,
-// autorecovery store and bookie transport a process already has (unit tests pass in-memory
-// ones). `close()` closes only what was opened here.
+// autorecovery store and bookie transport a process already has (unit tests and the simulator
+// pass in-memory ones, and the simulator its clock). `close()` closes only what was opened here.
 
 import os from 'node:os'
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -10,6 +10,7 @@ import { QuireError } from '../machines/errors.ts'
 import { AutorecoveryStore } from '../storage/autorecoveryStore.ts'
 import type { MetadataStore } from '../storage/metadataStore.ts'
 import { openMetadata } from '../storage/openMetadata.ts'
+import { keepAliveClock, type Clock } from '../transport/clock.ts'
 import { connectNats } from '../transport/nats.ts'
 import { clientMetrics, natsMetrics } from './metrics.ts'
 
@@ -36,6 +37,8 @@ export interface AutorecoveryConnection {
   store?: AutorecoveryStore
   bookies?: BookieTransport
   now?: () => number
+  /** Timers and the machines' delays (the simulator's virtual clock); default the system clock. */
+  clock?: Clock
 }
 
 export interface AutorecoveryParts {
@@ -44,12 +47,14 @@ export interface AutorecoveryParts {
   store: AutorecoveryStore
   bookies: BookieTransport | null
   now: () => number
+  clock: Clock
   /** Close what was opened here (not what the caller passed in). */
   close(): Promise<void>
 }
 
 export async function openAutorecoveryParts(opts: AutorecoveryConnection, name: string): Promise<AutorecoveryParts> {
-  const now = opts.now ?? Date.now
+  const clock = opts.clock ?? keepAliveClock
+  const now = opts.now ?? (() => clock.now())
   let nc: NatsConnection | null = opts.nc ?? null
   let ownNc = false
   if (nc === null && opts.nats !== undefined) {
@@ -68,7 +73,7 @@ export async function openAutorecoveryParts(opts: AutorecoveryConnection, name: 
     let bookies = opts.bookies ?? null
     if (bookies === null && nc !== null) bookies = ownBookies = new BookieClient(nc, clientMetrics)
     return {
-      nc, metadata, store, bookies, now,
+      nc, metadata, store, bookies, now, clock,
       async close() {
         await ownBookies?.close().catch(() => {})
         if (ownNc && nc) {
@@ -89,8 +94,8 @@ export function defaultNodeId(): string {
 }
 
 /** Wait until `promises` have settled, or `ms` has passed (a role stopping waits for its work this long at most). */
-export async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([Promise.allSettled(promises), new Promise((r) => { timer = setTimeout(r, ms) })])
-  clearTimeout(timer)
+export async function settleWithin(promises: Promise<unknown>[], ms: number, clock: Clock = keepAliveClock): Promise<void> {
+  let timer: ReturnType<Clock['setTimeout']> | undefined
+  await Promise.race([Promise.allSettled(promises), new Promise((r) => { timer = clock.setTimeout(() => r(undefined), ms) })])
+  if (timer !== undefined) clock.clearTimeout(timer)
 }

@@ -8,12 +8,14 @@ import { QuireError } from '../machines/errors.ts'
 import { otherReplicas } from '../machines/replicator.ts'
 import type { LedgerMetadata, Segment } from '../storage/metadataStore.ts'
 import { decodeEntry } from '../transport/entry.ts'
+import type { Clock } from '../transport/clock.ts'
 import { RC } from '../transport/wire.ts'
 
 export interface CopyIo {
   bookies: BookieTransport
   readTimeoutMs: number
   addTimeoutMs: number
+  clock: Clock
 }
 
 const READ_REPLY_BYTES = 4 * 1024 * 1024
@@ -87,7 +89,7 @@ export function addEntries(io: CopyIo, target: string, md: LedgerMetadata, maste
   return new Promise((resolve, reject) => {
     const pending = new Set(ids)
     let unregister: () => void = () => {}
-    const timer = setTimeout(() => {
+    const timer = io.clock.setTimeout(() => {
       unregister()
       reject(new QuireError('TIMEOUT', `bookie ${target} did not acknowledge ${pending.size} copied entries of ledger ${md.ledgerId} within ${io.addTimeoutMs} ms`, {
         ledgerId: md.ledgerId, bookieId: target,
@@ -98,7 +100,7 @@ export function addEntries(io: CopyIo, target: string, md: LedgerMetadata, maste
       for (const id of acked) {
         if (!pending.has(id)) continue
         if (rc !== RC.OK) {
-          clearTimeout(timer)
+          io.clock.clearTimeout(timer)
           unregister()
           const code = rc === RC.UNAUTHORIZED ? 'UNAUTHORIZED' : 'BOOKIE_UNAVAILABLE'
           return reject(new QuireError(code, `bookie ${target} refused copied entry ${id} of ledger ${md.ledgerId} (rc ${rc})`, { ledgerId: md.ledgerId, bookieId: target }))
@@ -106,7 +108,7 @@ export function addEntries(io: CopyIo, target: string, md: LedgerMetadata, maste
         pending.delete(id)
       }
       if (pending.size === 0) {
-        clearTimeout(timer)
+        io.clock.clearTimeout(timer)
         unregister()
         resolve()
       }

@@ -32,7 +32,7 @@ import {
 import { claimKey, type UnderReplicatedMark } from '../storage/autorecoveryStore.ts'
 import { isBookieAlive, pickBookies, type LedgerMetadata, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
-import { realClock } from '../transport/clock.ts'
+import { every } from '../transport/clock.ts'
 import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
 import {
   defaultNodeId, openAutorecoveryParts, settleWithin, toLogFn, type AutorecoveryConnection, type AutorecoveryParts, type LogFn, type PinoLike,
@@ -160,7 +160,7 @@ class ReplicationWorker {
   private gen = 0
   private dead = false
   private claim: { ledgerId: number; lease: Lease; revision: number } | null = null
-  private renewTimer: NodeJS.Timeout | null = null
+  private renewTimer: (() => void) | null = null
   private renewing: Promise<void> | null = null
   private current: Current | null = null
   private readonly backoff = new Map<number, number>()
@@ -180,7 +180,7 @@ class ReplicationWorker {
     this.marginMs = opts.clockSkewMarginMs ?? defaultSkewMarginMs(this.leaseMs)
     this.graceMs = opts.replicationGraceMs ?? ROLE_DEFAULTS.replicationGraceMs
     this.passwords = opts.passwords ?? ['']
-    this.io = { bookies, readTimeoutMs: opts.readTimeoutMs ?? 5000, addTimeoutMs: opts.addTimeoutMs ?? 10_000 }
+    this.io = { bookies, readTimeoutMs: opts.readTimeoutMs ?? 5000, addTimeoutMs: opts.addTimeoutMs ?? 10_000, clock: p.clock }
     this.batchEntries = opts.copyBatchEntries ?? 100
     this.random = opts.random ?? Math.random
     this.inspectSink = opts.inspect ? p.nc : null
@@ -197,7 +197,7 @@ class ReplicationWorker {
         'claim.release': (_, params) => this.work(() => this.release(params)),
       },
     })
-    this.actor = createActor(machine, { input: { nodeId, pollMs: opts.pollMs ?? 1000 } })
+    this.actor = createActor(machine, { clock: p.clock, input: { nodeId, pollMs: opts.pollMs ?? 1000 } })
   }
 
   start(): void {
@@ -213,9 +213,7 @@ class ReplicationWorker {
       if (this.actor.getSnapshot().status === 'done') resolve()
     })
     this.actor.send({ type: 'stop' })
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([stopped, new Promise((r) => { timer = setTimeout(r, STOP_WAIT_MS) })])
-    clearTimeout(timer)
+    await settleWithin([stopped], STOP_WAIT_MS, this.p.clock)
     await this.halt()
   }
 
@@ -232,7 +230,7 @@ class ReplicationWorker {
     this.unwatch()
     this.actor.stop()
     // Overtaken work stops at its next check; let it get there before the connection goes.
-    await settleWithin([...this.inFlight, ...(this.renewing ? [this.renewing] : [])], HALT_WAIT_MS)
+    await settleWithin([...this.inFlight, ...(this.renewing ? [this.renewing] : [])], HALT_WAIT_MS, this.p.clock)
     await this.p.close()
   }
 
@@ -296,14 +294,14 @@ class ReplicationWorker {
 
   private startRenewing(): void {
     this.stopRenewing()
-    this.renewTimer = setInterval(() => {
+    this.renewTimer = every(this.p.clock, Math.max(1, Math.floor(this.leaseMs / 3)), () => {
       if (this.renewing || !this.claim) return
       this.renewing = this.renewClaim().finally(() => { this.renewing = null })
-    }, Math.max(1, Math.floor(this.leaseMs / 3)))
+    })
   }
 
   private stopRenewing(): void {
-    if (this.renewTimer) clearInterval(this.renewTimer)
+    this.renewTimer?.()
     this.renewTimer = null
   }
 
@@ -360,7 +358,7 @@ class ReplicationWorker {
     const masterKey = await this.masterKeyFor(md)
     this.log('recovering an open ledger that lost a bookie of its last segment', { ledgerId })
     const closed = await recoverLedger({
-      bookies: this.bookies, clock: realClock, metadata: this.p.metadata, masterKey,
+      bookies: this.bookies, clock: this.p.clock, metadata: this.p.metadata, masterKey,
       readTimeoutMs: this.io.readTimeoutMs, addTimeoutMs: this.io.addTimeoutMs, inspect: this.inspectSink, random: this.random,
     }, ledgerId)
     this.stats.ledgersRecovered++
