@@ -30,7 +30,7 @@ import {
   type CopyParams, type Plan, type ReleaseParams, type ReplicatorEvent, type UpdateParams,
 } from '../machines/replicator.ts'
 import { claimKey, type UnderReplicatedMark } from '../storage/autorecoveryStore.ts'
-import { isBookieAlive, pickBookies, type LedgerMetadata, type Versioned } from '../storage/metadataStore.ts'
+import { isBookieAlive, pickBookies, type BookieRecord, type LedgerMetadata, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { every } from '../transport/clock.ts'
 import { masterKeyOf, passwordCheckOf } from '../transport/entry.ts'
@@ -52,6 +52,11 @@ export interface ReplicatorHooks {
   afterCopyBatch?(info: { ledgerId: number; bookieId: string; target: string; copied: number; total: number }): void | Promise<void>
   /** A ledger's claim was released: `done` means its mark was cleared. */
   onReleased?(info: { ledgerId: number; outcome: ReleaseParams['outcome'] }): void
+  /**
+   * Which bookie replaces a lost one; default: a live one in neither the segment nor the lost
+   * (`exclude`). Only the simulator's known-broken variants set it; the product never does.
+   */
+  pickReplacement?(info: { registered: BookieRecord[]; now: number; random: () => number; exclude: readonly string[]; ensemble: readonly string[] }): string
 }
 
 export interface ReplicatorOptions extends AutorecoveryConnection {
@@ -413,7 +418,9 @@ class ReplicationWorker {
     let target = job.bookieId
     if (job.kind === 'replace') {
       const lost = md.segments.flatMap((s) => s.ensemble).filter((b) => !alive.has(b))
-      target = pickBookies(registered, 1, now, this.random, [...seg.ensemble, ...lost])[0]!
+      const exclude = [...seg.ensemble, ...lost]
+      const pick = this.opts.hooks?.pickReplacement
+      target = pick ? pick({ registered, now, random: this.random, exclude, ensemble: seg.ensemble }) : pickBookies(registered, 1, now, this.random, exclude)[0]!
     } else if (!alive.has(target)) {
       return { type: 'copied', replacement: null }
     }

@@ -17,6 +17,8 @@ export interface SimCluster {
   bookies: Map<string, SimBookieNode>
   metadata: MetadataStore
   network: SimNetwork
+  /** The metadata buckets (ledgers, bookies, cluster, logs): another process views them with SimKv.view. */
+  buckets: readonly [SimKv, SimKv, SimKv, SimKv]
   /** A new client process (its own node on the network). */
   newClient(timeouts: { addTimeoutMs: number; readTimeoutMs: number }): { client: QuireClient; transport: SimTransport }
 }
@@ -34,7 +36,7 @@ export function simCluster(world: World, opts: { limbo: boolean; ackBeforeSync?:
   }
   let nextNode = 0
   return {
-    bookies, metadata, network,
+    bookies, metadata, network, buckets,
     newClient: ({ addTimeoutMs, readTimeoutMs }) => {
       const node = `c${++nextNode}`
       const transport = new SimTransport(node, world, network)

@@ -1,29 +1,48 @@
-// `npm run sim -- --seeds N [--from S] [--seed S] [--variant NAME] [--logs]`: deterministic
-// simulation runs of ledgers (sim/simulate.ts) or, with --logs, of a named log (sim/simulateLogs.ts). Prints each failing seed with its violations and how to replay it; exits 1
-// if any seed failed. A variant swaps a protocol rule (of recovery, or the bookies' limbo) for a
-// known-broken one, to see the checkers catch it (they must).
+// `npm run sim -- --seeds N [--from S] [--seed S] [--variant NAME] [--logs | --autorecovery]`:
+// deterministic simulation runs of ledgers (sim/simulate.ts), with --logs of a named log
+// (sim/simulateLogs.ts), with --autorecovery of a lost bookie and the autorecovery roles
+// (sim/simulateAutorecovery.ts). Prints each failing seed with its violations and how to replay
+// it; exits 1 if any seed failed. A variant swaps a protocol rule for a known-broken one
+// (sim/variants.ts), to see the checkers catch it (they must).
 
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { simulate, type SimOptions } from './simulate.ts'
+import { simulate, type SimOptions, type SimResult } from './simulate.ts'
+import { simulateAutorecovery } from './simulateAutorecovery.ts'
 import { simulateLog } from './simulateLogs.ts'
 import { VARIANTS, type VariantName } from './variants.ts'
 
+export type Scenario = 'ledgers' | 'logs' | 'autorecovery'
+
+/** One seed of a scenario, with a variant's rules swapped in. */
+export function runOne(scenario: Scenario, seed: number, variant: VariantName | undefined, mode?: SimOptions['mode']): Promise<SimResult> {
+  const v = variant ? VARIANTS[variant] : {}
+  if (scenario === 'logs') return simulateLog({ seed, ...v })
+  if (scenario === 'autorecovery') return simulateAutorecovery({ seed, ...v })
+  return simulate({ seed, ...v, mode })
+}
+
+function replayCommand(scenario: Scenario, seed: number, variant: VariantName | undefined, mode: SimOptions['mode']): string {
+  const how = scenario === 'logs' ? ' --logs' : scenario === 'autorecovery' ? ' --autorecovery' : mode ? ` --mode ${mode}` : ''
+  return `npm run sim -- --seed ${seed}${how}${variant ? ` --variant ${variant}` : ''}`
+}
+
 /** `firstFailure`: stop at the first failing seed (a variant's check needs only one). */
 export async function runSeeds(opts: {
-  from: number; count: number; variant?: VariantName; mode?: SimOptions['mode']; quiet?: boolean; firstFailure?: boolean; logs?: boolean
+  from: number; count: number; variant?: VariantName; mode?: SimOptions['mode']; quiet?: boolean; firstFailure?: boolean
+  logs?: boolean; autorecovery?: boolean
 }): Promise<{ failed: number[]; ms: number }> {
   const started = performance.now()
   const failed: number[] = []
-  const variant = opts.variant ? VARIANTS[opts.variant] : {}
+  const scenario: Scenario = opts.logs ? 'logs' : opts.autorecovery ? 'autorecovery' : 'ledgers'
   for (let seed = opts.from; seed < opts.from + opts.count; seed++) {
-    const r = opts.logs ? await simulateLog({ seed, ...variant }) : await simulate({ seed, ...variant, mode: opts.mode })
+    const r = await runOne(scenario, seed, opts.variant, opts.mode)
     if (r.violations.length > 0) {
       failed.push(seed)
       if (!opts.quiet) {
         console.log(`FAIL ${r.summary}`)
         for (const v of [...new Set(r.violations)].slice(0, 8)) console.log(`  - ${v}`)
-        console.log(`  replay: npm run sim -- --seed ${seed}${opts.logs ? ' --logs' : opts.mode ? ` --mode ${opts.mode}` : ''}${opts.variant ? ` --variant ${opts.variant}` : ''}`)
+        console.log(`  replay: ${replayCommand(scenario, seed, opts.variant, opts.mode)}`)
       }
       if (opts.firstFailure) break
     }
@@ -36,6 +55,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     options: {
       seeds: { type: 'string', default: '200' }, from: { type: 'string', default: '1' }, seed: { type: 'string' },
       variant: { type: 'string' }, mode: { type: 'string', default: 'mixed' }, logs: { type: 'boolean', default: false },
+      autorecovery: { type: 'boolean', default: false },
     },
   })
   const mode = values.mode as SimOptions['mode']
@@ -48,16 +68,18 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     console.error(`error INVALID_CONFIG: unknown variant ${variant}; known: ${Object.keys(VARIANTS).join(', ')}`)
     process.exit(1)
   }
+  const scenario: Scenario = values.logs ? 'logs' : values.autorecovery ? 'autorecovery' : 'ledgers'
   const one = values.seed !== undefined
   const from = Number(one ? values.seed : values.from)
   const count = one ? 1 : Number(values.seeds)
   if (one) {
-    const r = values.logs ? await simulateLog({ seed: from, ...(variant ? VARIANTS[variant] : {}) }) : await simulate({ seed: from, mode, ...(variant ? VARIANTS[variant] : {}) })
+    const r = await runOne(scenario, from, variant, mode)
     console.log(r.summary)
     console.log(`${r.events} events; ${r.violations.length === 0 ? 'no violations' : r.violations.join('\n')}`)
     process.exit(r.violations.length === 0 ? 0 : 1)
   }
-  const { failed, ms } = await runSeeds({ from, count, variant, mode, logs: values.logs })
-  console.log(`${count} ${values.logs ? 'log ' : ''}seeds from ${from} (${values.logs ? 'logs' : mode}${variant ? `, variant ${variant}` : ''}): ${count - failed.length} passed, ${failed.length} failed in ${(ms / 1000).toFixed(1)} s`)
+  const { failed, ms } = await runSeeds({ from, count, variant, mode, logs: values.logs, autorecovery: values.autorecovery })
+  const what = scenario === 'ledgers' ? mode : scenario
+  console.log(`${count} ${scenario === 'ledgers' ? '' : `${scenario} `}seeds from ${from} (${what}${variant ? `, variant ${variant}` : ''}): ${count - failed.length} passed, ${failed.length} failed in ${(ms / 1000).toFixed(1)} s`)
   process.exit(failed.length === 0 ? 0 : 1)
 }

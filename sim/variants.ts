@@ -16,6 +16,13 @@
 // - ack-before-sync: bookies acknowledge an add before their journal has synced it (their
 //   journal's appends resolve at once). A kill -9 or power cut then takes a copy that counted
 //   toward an ack quorum, and an acknowledged entry is on fewer than Qa bookies of its write set.
+// - audit-no-delay (autorecovery runs, --autorecovery): the auditor marks a lost bookie's ledgers
+//   as soon as it sees it lost, without waiting lostBookieRecoveryDelayMs.
+// - copy-unacked (--autorecovery): a replication worker takes its copy as done when it has sent
+//   it, before the target acknowledged (synced) it, and clears the mark: a copy the network or a
+//   crash loses is never made again.
+// - replace-in-ensemble (--autorecovery): a worker picks as replacement a bookie already in the
+//   segment (the ensemble update then refuses it), so the lost bookie is never replaced.
 // - log-no-fence (log runs, --logs): a new log writer takes over without fencing what the old one
 //   left open (an open without recovery): the old writer's acknowledged records past the end it
 //   finds are never read.
@@ -24,10 +31,14 @@ import { assign } from 'xstate'
 import type { RecoveryDeps } from '../client/internal.ts'
 import type { ReadEntryParams, RecoveryContext } from '../machines/recovery.ts'
 import type { SendParams, writerMachine } from '../machines/writer.ts'
+import { dueForMarking, type AuditorContext } from '../machines/auditor.ts'
+import { isBookieAlive } from '../storage/metadataStore.ts'
 import type { SimOptions } from './simulate.ts'
+import type { AutorecoverySimOptions } from './simulateAutorecovery.ts'
 import type { LogSimOptions } from './simulateLogs.ts'
 
 export type Variant = Pick<SimOptions, 'recoveryLogic' | 'limbo' | 'ackBeforeSync' | 'writerLogic'> & Pick<LogSimOptions, 'fence'>
+  & Pick<AutorecoverySimOptions, 'auditorLogic' | 'copyUnacked' | 'pickReplacement'>
 
 export const VARIANTS = {
   'lac-fence-only': {
@@ -60,6 +71,26 @@ export const VARIANTS = {
   'no-limbo': { limbo: false },
   'ack-before-sync': { ackBeforeSync: true },
   'log-no-fence': { fence: false },
+  'audit-no-delay': {
+    auditorLogic: (m) => {
+      const mark = m.implementations.actions['mark.lost'] as (a: { context: AuditorContext }, p: { bookieIds: string[] }) => void
+      return m.provide({
+        guards: {
+          marksDue: ({ context, event }: { context: AuditorContext; event: { type: string } }) =>
+            event.type === 'bookies.checked' && dueForMarking(context.known, Number.MAX_SAFE_INTEGER, 0).length > 0,
+        },
+        actions: {
+          'mark.lost': (a: { context: AuditorContext }) => mark(a, { bookieIds: dueForMarking(a.context.known, Number.MAX_SAFE_INTEGER, 0) }),
+        },
+      })
+    },
+  },
+  'copy-unacked': { copyUnacked: true },
+  'replace-in-ensemble': {
+    // A live bookie of the segment itself, where a live one outside it belongs.
+    pickReplacement: ({ ensemble, registered, now }) =>
+      ensemble.find((b) => registered.some((r) => r.bookieId === b && isBookieAlive(r, now))) ?? ensemble[0]!,
+  },
 } satisfies Record<string, Variant>
 
 export type VariantName = keyof typeof VARIANTS

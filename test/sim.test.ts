@@ -4,7 +4,8 @@
 // acknowledges before its journal sync, an ensemble change that does not re-send) is caught within
 // a bounded number of seeds, which the same seeds pass with the rule in place; named logs get the
 // same (a fixed batch of log runs clean, one replayed exactly, a new writer that does not fence
-// caught); and the storage doubles lose what a power cut loses.
+// caught); autorecovery too (a fixed batch of lost and wiped bookies clean, and three broken
+// autorecovery rules caught); and the storage doubles lose what a power cut loses.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -34,10 +35,11 @@ test('a seed replays exactly', async () => {
 })
 
 /** The variant fails some seed within `count` (the first is enough), and that seed passes without it. */
-async function caught(variant: VariantName, mode: 'race' | 'mixed', count: number, why: string, logs = false): Promise<void> {
-  const broken = await runSeeds({ from: 1, count, mode, variant, quiet: true, firstFailure: true, logs })
+async function caught(variant: VariantName, mode: 'race' | 'mixed', count: number, why: string, scenario: 'ledgers' | 'logs' | 'autorecovery' = 'ledgers'): Promise<void> {
+  const where = { logs: scenario === 'logs', autorecovery: scenario === 'autorecovery' }
+  const broken = await runSeeds({ from: 1, count, mode, variant, quiet: true, firstFailure: true, ...where })
   assert.ok(broken.failed.length > 0, why)
-  const fixed = await runSeeds({ from: broken.failed[0]!, count: 1, mode, quiet: true, logs })
+  const fixed = await runSeeds({ from: broken.failed[0]!, count: 1, mode, quiet: true, ...where })
   assert.equal(fixed.failed, [], `seed ${broken.failed[0]} passes with the rule in place`)
 }
 
@@ -64,8 +66,22 @@ test('named logs: 300 seeds with hand-overs racing rolls, crashed writers, a boo
   assert.equal([a.summary, a.events, a.violations], [b.summary, b.events, b.violations])
 })
 
+test('autorecovery: 100 seeds of a bookie lost for good or wiped, with the product\'s auditors, workers and bookies: no violation', async () => {
+  const r = await runSeeds({ from: 1, count: 100, quiet: true, autorecovery: true })
+  assert.equal(r.failed, [], `failing seeds: ${r.failed.join(', ')} (replay: npm run sim -- --autorecovery --seed S)`)
+})
+
+test('an auditor that marks before the lost-bookie delay is caught within 20 autorecovery seeds', () =>
+  caught('audit-no-delay', 'mixed', 20, 'marks must come before the delay somewhere', 'autorecovery'))
+
+test('a worker that clears a mark before its copy is acknowledged is caught within 100 autorecovery seeds', () =>
+  caught('copy-unacked', 'mixed', 100, 'a copy lost on the way must leave an entry off its replacement somewhere', 'autorecovery'))
+
+test('a worker that picks a replacement already in the segment is caught within 20 autorecovery seeds', () =>
+  caught('replace-in-ensemble', 'mixed', 20, 'the lost bookie must stay named somewhere', 'autorecovery'))
+
 test('a new log writer that does not fence what it takes over is caught within 50 log seeds', () =>
-  caught('log-no-fence', 'mixed', 50, 'an unfenced old writer must get records acknowledged that are never read somewhere', true))
+  caught('log-no-fence', 'mixed', 50, 'an unfenced old writer must get records acknowledged that are never read somewhere', 'logs'))
 
 test('power cut in the storage doubles: the store keeps only what was flushed, the journal only what was synced, a torn tail ends replay', async () => {
   const store = new MemoryEntryStore()
