@@ -616,27 +616,30 @@ export class Bookie {
     if (!create && s.state === null && s.lastEntryId < 0) return null
     const storage = this.storage!
     // The ledger's state as RocksDB will hold it: read once here (summary), then kept by this
-    // actor alone, so persisting a change never reads it back.
+    // actor alone, so persisting a change never reads it back. Every change (master key, fence,
+    // explicit LAC) is journaled and synced first, so it goes to RocksDB with the next checkpoint,
+    // before the checkpoint's position is recorded (retried until it succeeds): a store write that
+    // fails (a full disk) neither loses it nor holds up its answer.
     let explicitLac = s.state?.explicitLac ?? -1
-    const persistState = (when: 'now' | 'atCheckpoint'): Promise<void> => {
+    const persistState = (): void => {
       const c = actor.getSnapshot().context
-      const state = { masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced, explicitLac }
-      if (when === 'now') return storage.putLedgerState(ledgerId, state)
-      storage.putLedgerStateAtCheckpoint(ledgerId, state)
-      return Promise.resolve()
+      storage.putLedgerStateAtCheckpoint(ledgerId, { masterKey: c.masterKey, digestType: c.digestType, fenced: c.fenced, explicitLac })
     }
     const machine = bookieLedgerMachine.provide({
       actions: {
         'journal.add': (_, p) => this.adds.journal(ledgerId, p.adds, actor),
         'journal.masterKey': (_, p) => {
           // A failed write is no crash: a full disk turns the bookie read-only (see journal.add).
-          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(() => persistState('now'))
+          void storage.append({ t: 'key', l: ledgerId, k: p.masterKey, d: p.digestType }).then(persistState)
             .catch((err: unknown) => { this.disk.writeFailed(err) })
         },
         'journal.fence': () => {
-          storage.append({ t: 'fence', l: ledgerId }).then(() => persistState('now')).then(
-            () => actor.send({ type: 'journal.fenceSynced' }),
-            (err: unknown) => { this.disk.writeFailed(err) },
+          storage.append({ t: 'fence', l: ledgerId }).then(
+            () => {
+              persistState()
+              actor.send({ type: 'journal.fenceSynced' })
+            },
+            (err: unknown) => actor.send({ type: 'journal.fenceFailed', rc: this.disk.writeFailed(err) ? RC.READ_ONLY : RC.ERROR }),
           )
         },
         'store.put': (_, p) => this.adds.put(p.entries),
@@ -646,7 +649,7 @@ export class Bookie {
           // interval must not cost a RocksDB write each).
           this.lacRecords.queue(ledgerId, p.lac, () => {
             explicitLac = Math.max(explicitLac, p.lac)
-            void persistState('atCheckpoint')
+            persistState()
           })
         },
         'reply.add': (_, p) => this.acks.queue(p.replyTo, ledgerId, p.rc, p.entryIds),

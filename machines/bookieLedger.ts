@@ -2,7 +2,7 @@
 // per ledger serialises adds, fence and LAC reads through its mailbox, so a fence can never race
 // an add. Pure: effects are named actions (`journal.add`, `journal.fence`, `journal.masterKey`,
 // `store.put`, `reply.add`, `reply.lac`) bound by actors/bookie.ts; journal results come back as
-// `journal.synced` / `journal.fenceSynced` events.
+// `journal.synced` / `journal.fenceSynced` / `journal.fenceFailed` events.
 //
 // Adds come as batches: every add request that reached the bookie for this ledger between two
 // other events of its mailbox (a fence, a LAC read) is one `adds` event, decided at once by the
@@ -15,7 +15,10 @@
 // - an add is acknowledged only after `journal.synced` for its record (persist before ack);
 // - the first add fixes the master key; any later add or fence with another key is UNAUTHORIZED;
 // - once fenced, only recovery adds are accepted; a fence is answered only after its journal
-//   record is synced, and the journal is FIFO, so every add accepted before it is on disk first.
+//   record is synced, and the journal is FIFO, so every add accepted before it is on disk first;
+// - a fence whose journal write failed (a full disk) is answered with the failure, and the next
+//   fence request journals it again: the ledger stays fenced in memory (refusing normal adds is
+//   safe either way), but a fence is only ever answered OK once it is durable.
 
 import { setup } from 'xstate'
 import { RC, type DigestType } from './responses.ts'
@@ -138,6 +141,8 @@ export type BookieLedgerEvent =
   | { type: 'journal.synced'; adds: readonly BookieAdd[] }
   | { type: 'fence'; replyTo: string; reqId: number; masterKey: Uint8Array; kind: 'lac' | 'read' }
   | { type: 'journal.fenceSynced' }
+  /** The fence's journal write failed: its waiters get `rc` (READ_ONLY on a full disk, else ERROR). */
+  | { type: 'journal.fenceFailed'; rc: number }
   | { type: 'readLac'; replyTo: string; reqId: number }
   /** An idle writer's explicit LAC: kept (journaled) so long polls and restarts see it. */
   /** `persist: false` is the writer's eager hint: it moves the LAC in memory, nothing is journaled. */
@@ -215,9 +220,16 @@ const requestFence = ledgerSetup.enqueueActions(({ context, event, enqueue }) =>
     enqueue(fenceAnswer(context, waiter, RC.OK))
     return
   }
-  const first = !context.fenced
+  // No fence record in flight (none yet, or the last one failed): journal one.
+  const first = context.fenceWaiters.length === 0
   enqueue.assign({ fenced: true, fenceWaiters: [...context.fenceWaiters, waiter] })
   if (first) enqueue('journal.fence')
+})
+
+const failFenceWaiters = ledgerSetup.enqueueActions(({ context, event, enqueue }) => {
+  if (event.type !== 'journal.fenceFailed') return
+  for (const w of context.fenceWaiters) enqueue(fenceAnswer(context, w, event.rc))
+  enqueue.assign({ fenceWaiters: [] })
 })
 
 const answerFenceWaiters = ledgerSetup.enqueueActions(({ context, enqueue }) => {
@@ -260,6 +272,7 @@ export const bookieLedgerMachine = ledgerSetup.createMachine({
         adds: { actions: acceptAdds },
         fence: { actions: requestFence },
         'journal.fenceSynced': { actions: answerFenceWaiters },
+        'journal.fenceFailed': { actions: failFenceWaiters },
       },
     },
   },

@@ -12,6 +12,9 @@
 //   synced record is torn, so the entries it held (acknowledged!) are gone unless a checkpoint had
 //   them in the store. The next start is unclean: limbo until the integrity check;
 // - rot(): flips a byte of one stored copy (bit rot);
+// - disk full: `disk.fill(u)` (storage/memoryDisk.ts): over the threshold the bookie turns
+//   read-only at its next disk check; at 1 its writes fail with ENOSPC at once;
+// - clock skew: `skewMs` shifts what the process's clock reads (from its next start);
 // - hang / unhang, partitions: the world's (sim/world.ts), by the bookie's node name.
 // Two known-broken variants (sim/variants.ts) change what the process is handed, never the bookie:
 // `limbo: false`: it is told every stop was clean and no journal tail was torn, so it never goes
@@ -50,6 +53,8 @@ export class SimBookieNode {
   /** Lines the bookie logged (the last ones), for a failing seed's report. */
   readonly log: string[] = []
   private proc: Process | null = null
+  /** This node's clock skew (ms), kept across restarts; set by the run. */
+  skewMs = 0
   private stopping = false
   private restartAfterStop = false
 
@@ -75,6 +80,7 @@ export class SimBookieNode {
     if (this.proc !== null) return
     let dead = false
     const clock = new ProcessClock(this.world)
+    clock.skewMs = this.skewMs
     const endpoint = this.net.endpoint(this.id)
     const alive = (): boolean => !dead
     const [ledgers, bookies, cluster, logs] = this.opts.buckets
@@ -86,6 +92,7 @@ export class SimBookieNode {
       gcIntervalMs: 0,
       integrityRecheckMs: 50,
       integrityStartMs: 200,
+      diskCheckIntervalMs: 50,
       log: (msg, fields) => this.remember(msg, fields),
       parts: { disk: this.diskFor(this.disk.open(this.id)), clock, connect: async () => ({ network: endpoint, metadata }) },
     })

@@ -1,8 +1,8 @@
 // A simulated cluster for the simulator's runs (sim/simulate.ts, sim/simulateLogs.ts): 3 to 5
 // bookies (the product's, sim/bookieNode.ts) registering and heartbeating into the simulated
 // metadata store, and real clients over the simulated network, all on one World (clock,
-// randomness, faults). Network faults are the run's to set (world.faults); bookie stops and
-// restarts are too.
+// randomness, faults). In half the runs the bookies' clocks are skewed (up to 20 ms either way).
+// Network faults are the run's to set (world.faults); bookie stops and restarts are too.
 
 import { QuireClientImpl as QuireClient, MetadataStore, type ClientParts } from '../client/internal.ts'
 import { SimBookieNode } from './bookieNode.ts'
@@ -29,8 +29,10 @@ export function simCluster(world: World, opts: { limbo: boolean; ackBeforeSync?:
   const buckets = [new SimKv(world), new SimKv(world), new SimKv(world), new SimKv(world)] as const
   const metadata = new MetadataStore(...buckets)
   const bookies = new Map<string, SimBookieNode>()
+  const skewed = world.chance(0.5)
   for (let i = 1; i <= nBookies; i++) {
     const b = new SimBookieNode(`b${i}`, world, network, { limbo: opts.limbo, ackBeforeSync: opts.ackBeforeSync, heartbeatMs: HEARTBEAT_MS, buckets })
+    if (skewed) b.skewMs = world.between(-20, 20)
     bookies.set(b.id, b)
     b.restart()
   }

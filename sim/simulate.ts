@@ -262,6 +262,18 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       if (holders.length > 0 && world.pick(holders).rot(l.ledgerId, id)) rotted.add(`${l.ledgerId}:${id}`)
     }, world.between(20, horizon))
   }
+  // A disk filling up: one bookie over its usage threshold (read-only at its next disk check) or
+  // full (its writes fail with ENOSPC at once), then space back. A stop while the disk is full
+  // cannot checkpoint, so the next start is unclean: the fault takes the run's one unclean stop.
+  if (!ensembleRun && uncleanAllowed && !aimed && unclean === null && world.chance(0.3)) {
+    const b = bookies.get(world.pick(names))!
+    unclean = b.id
+    const at = world.between(0, horizon)
+    const usage = world.pick([0.97, 1])
+    note.push(`${b.id}'s disk ${usage >= 1 ? 'full' : 'over its threshold'} for a while`)
+    world.setTimeout(() => b.disk.fill(usage), at)
+    world.setTimeout(() => b.disk.fill(0), at + world.between(20, 200))
+  }
   // A partition between one writer and one bookie of its ensemble, each still reaching every other
   // node: the writer must replace the bookie it cannot reach (or fail with a typed error), while
   // recoverers and readers still reach it.
@@ -304,10 +316,12 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   }
   const finals = new Map<number, LedgerMetadata>()
   for (const l of ledgers) {
+    let lastError = ''
     for (let attempt = 0; attempt < 8 && !finals.has(l.ledgerId); attempt++) {
       try {
         finals.set(l.ledgerId, await runUntil(world, recoverer(l.password)(l.ledgerId)))
       } catch (err) {
+        lastError = String(err)
         if (!isQuireError(err, 'RECOVERY_INCOMPLETE') && !isQuireError(err, 'METADATA_CONFLICT')) {
           violations.push(`L${l.ledgerId}: final recovery failed: ${String(err)}`)
           break
@@ -315,7 +329,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
         await world.run(world.now() + 100)
       }
     }
-    if (!finals.has(l.ledgerId)) violations.push(`L${l.ledgerId}: could not be recovered after the faults healed`)
+    if (!finals.has(l.ledgerId)) violations.push(`L${l.ledgerId}: could not be recovered after the faults healed (${lastError})`)
   }
   for (const l of ledgers) {
     const md = finals.get(l.ledgerId)
@@ -337,6 +351,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   check(ledgers, finals, observed, bookies, violations)
   if (ensembleRun) checkReplicated(finals, closedByWriter, bookies, violations)
   const outcome = ledgers.map((l) => `L${l.ledgerId}: ${l.acked.size} acked, closed at ${finals.get(l.ledgerId)?.lastEntryId ?? '?'} (${finals.get(l.ledgerId)?.segments.length ?? '?'} segments, ${l.recoveredAt.length} recoveries during the run)`)
+  // SIM_BOOKIE_LOGS=1 prints what each bookie logged when a seed fails (replaying it).
+  if (violations.length > 0 && process.env['SIM_BOOKIE_LOGS']) for (const b of bookies.values()) console.log(`--- ${b.id}\n${b.log.join('\n')}`)
   const stops = unclean === null ? 'clean stops only' : `unclean stops of ${unclean} (${bookies.get(unclean)!.lost.size} copies lost${aimed ? ', aimed' : ''})`
   const summary = `seed ${opts.seed}${race ? ' (race)' : ''}: ${nBookies} bookies, ${note.join('; ')}; faults ${faultsDesc}; ${stops}; ${outcome.join('; ')}`
   return { seed: opts.seed, violations, summary, events: world.events }

@@ -10,12 +10,16 @@
 //   the last synced journal record is torn too, so replay ends before it (the torn tail a disk
 //   that lied about its sync leaves) and the start is unclean;
 // - wipe(): a new, empty disk under the same bookie (journal, store and marker gone);
-// - fill(usage): the usage the disk monitor measures (0 to 1), so a bookie turns read-only.
-// A process is one `open()`: what it was handed stops working when it dies. A call it makes after
+// - fill(usage): the usage the disk monitor measures (0 to 1), so a bookie turns read-only; at 1
+//   the disk is full: journal appends and the store's writes fail with ENOSPC (nothing written).
+// Each openStore() is its own handle on the one store, as RocksDB opens are: closing one (a
+// read-only open replaced by a writable one) leaves the others working; a read-only handle's
+// writes fail. A process is one `open()`: what it was handed stops working when it dies. A call it makes after
 // a crash, power cut or wipe never settles (a dead process does nothing more), and a call it made
 // before settles only if the process is still alive then, so nothing of a dead bookie's ever
 // lands on the disk or reaches its successor.
 
+import { assert } from '../machines/errors.ts'
 import type { Clock } from '../transport/clock.ts'
 import type { BookieDisk, BookieJournal, DiskUsage } from './bookieDisk.ts'
 import { MemoryEntryStore } from './memoryEntryStore.ts'
@@ -27,6 +31,13 @@ export interface MemoryDiskOptions {
   clock: Clock
   /** The disk's latency for one group (virtual ms). Default 0.2. */
   syncDelayMs?: () => number
+}
+
+/** The store's writes, which fail on a full disk. */
+const STORE_WRITES = new Set<PropertyKey>(['putEntries', 'putLedgerState', 'putLedgerStates', 'putMeta', 'flush', 'deleteLedger'])
+
+function noSpace(): Error {
+  return Object.assign(new Error('ENOSPC: no space left on device (memory disk)'), { code: 'ENOSPC' })
 }
 
 /** What a dead process gets back for any call: a promise that never settles, an iteration that never yields. */
@@ -50,13 +61,12 @@ export class MemoryDisk {
   open(where: string): BookieDisk {
     const inc = ++this.incarnation
     const alive = (): boolean => inc === this.incarnation
-    const store = this.guard(this.store, alive)
     return {
       where,
-      openStore: async () => {
+      openStore: async ({ readOnly }) => {
         if (!alive()) return never()
         this.store.reopen()
-        return store
+        return this.guard(this.store, alive, STORE_WRITES, { closed: false, readOnly })
       },
       replayJournal: (from, ending) => (alive() ? this.journal.replay(from, ending) : never()),
       openJournal: async () => {
@@ -105,6 +115,7 @@ export class MemoryDisk {
     const guarded = this.guard(j, alive)
     return {
       append: (record) => {
+        if (this.usageNow >= 1 && alive()) return Promise.reject(noSpace())
         const p = guarded.append(record)
         if (alive()) this.scheduleSync(j)
         return p
@@ -132,13 +143,27 @@ export class MemoryDisk {
    * `target` as the process sees it: methods called after its death never settle, and results of
    * calls made before settle only while it lives. Getters (stats, positions) read through.
    */
-  private guard<T extends object>(target: T, alive: () => boolean): T {
+  private guard<T extends object>(
+    target: T, alive: () => boolean, writes: ReadonlySet<PropertyKey> = new Set(), handle: { closed: boolean; readOnly: boolean } | null = null,
+  ): T {
+    const full = (): boolean => this.usageNow >= 1
     return new Proxy(target, {
       get(t, key) {
         const v = Reflect.get(t, key, t) as unknown
         if (typeof v !== 'function') return v
         return (...args: unknown[]) => {
           if (!alive()) return never()
+          if (handle !== null) {
+            if (handle.closed) {
+              try { assert(false, 'entry store is closed') } catch (err) { return Promise.reject(err) }
+            }
+            if (key === 'close') {
+              handle.closed = true
+              return Promise.resolve()
+            }
+            if (handle.readOnly && writes.has(key)) return Promise.reject(new Error(`memory store opened read-only: ${String(key)} refused`))
+          }
+          if (writes.has(key) && full()) return Promise.reject(noSpace())
           const r = (v as (...a: unknown[]) => unknown).apply(t, args)
           if (!(r instanceof Promise)) return r
           return r.then((x) => (alive() ? x : never()), (err: unknown) => (alive() ? Promise.reject(err) : never()))

@@ -99,6 +99,20 @@ test('explicit LAC: an eager hint moves the LAC without journaling; the idle wri
   assert.is(wrongKey.snap.context.lac, 3)
 })
 
+test('a fence whose journal write failed is answered with the failure, and the next fence journals it again', () => {
+  const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c', lac: 2, lastEntryId: 2 })
+  const f = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: key, kind: 'lac' })
+  const read = step(f.snap, { type: 'fence', replyTo: 'r', reqId: 2, masterKey: key, kind: 'read' })
+  const failed = step(read.snap, { type: 'journal.fenceFailed', rc: RC.READ_ONLY })
+  assert.equal(failed.actions.map((a) => [a.type, a.params.reqId, a.params.rc]), [['reply.lac', 1, RC.READ_ONLY], ['read.fenced', 2, RC.READ_ONLY]])
+  assert.is(failed.snap.value, 'fenced', 'still refusing normal adds')
+  assert.is(step(failed.snap, addEvent()).actions[0]!.params.rc, RC.FENCED)
+  const retry = step(failed.snap, { type: 'fence', replyTo: 'r', reqId: 3, masterKey: key, kind: 'lac' })
+  assert.equal(types(retry), ['journal.fence'], 'journaled again: never answered OK before it is durable')
+  const ok = step(retry.snap, { type: 'journal.fenceSynced' })
+  assert.equal(ok.actions.map((a) => [a.type, a.params.reqId, a.params.rc]), [['reply.lac', 3, RC.OK]])
+})
+
 test('a fence with the wrong master key is refused and does not fence', () => {
   const [s0] = initialTransition(bookieLedgerMachine, { ...fresh, masterKey: key, digestType: 'crc32c' })
   const r = step(s0, { type: 'fence', replyTo: 'r', reqId: 1, masterKey: other, kind: 'lac' })
