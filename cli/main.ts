@@ -4,7 +4,7 @@
 // them; what a command does is imported by its action. The modules imported statically here
 // (and by bookieCmd, nodeCmd, inspectorCmd, shell) are only commander, node built-ins,
 // machines/errors.ts and cli/settings.ts, so `quire --help` and `quire <command> --help` load no
-// roles, storage, NATS client, RocksDB, fastify or pino (test/cliHelp.test.ts checks this).
+// roles, storage, NATS client, RocksDB, fastify or pino (test/e2e/cliHelp.test.ts checks this).
 
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'

@@ -1,7 +1,7 @@
 // Quire's client library, the package's main entry point (`quire`): the whole public surface.
 // Runtime names: connect, QuireError, isQuireError, ERROR_CODES, MAX_ENTRY_BYTES_DEFAULT, and the
 // log position helpers formatPosition, parsePosition, comparePositions; the rest are types, and the client and its handles are interfaces (client/api.ts), not the classes
-// behind them. test/publicSurface.test.ts pins this list: a new export is a decision, not an
+// behind them. test/integration/publicSurface.test.ts pins this list: a new export is a decision, not an
 // accident. What the simulator, tests and servers need besides is in client/internal.ts.
 
 // First: an unsupported Node.js gets one UNSUPPORTED_NODE error before anything else runs.

@@ -1,7 +1,7 @@
 // Refuses an unsupported Node.js when the client is imported: client/index.ts imports this module
 // first, so an app on Node.js 18 gets one QuireError naming the versions instead of a failure deep
 // inside a dependency. MIN_NODE_MAJOR must equal package.json's engines.node (">=20"), which makes
-// npm warn at install time; test/package.test.ts checks that they agree.
+// npm warn at install time; test/e2e/package.test.ts checks that they agree.
 
 import { QuireError } from '../machines/errors.ts'
 

@@ -1,6 +1,6 @@
 // The defaults of the node roles' options, defined once: each role (actors/, storage/journal.ts)
 // takes them when an option is not given, and the settings table (cli/settings.ts) shows and
-// documents the same values (test/settings.test.ts holds the two together). Plain data with no
+// documents the same values (test/integration/settings.test.ts holds the two together). Plain data with no
 // imports: the settings table loads it for `--help`, which must stay light.
 
 export const ROLE_DEFAULTS = {

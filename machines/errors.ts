@@ -1,5 +1,5 @@
 // The one registry of Quire's operating errors. Every error a user can meet carries a stable
-// `code` from this table; docs/reference.md's error table is generated from the same list (test/docs.test.ts). Programmer
+// `code` from this table; docs/reference.md's error table is generated from the same list (test/unit/docs.test.ts). Programmer
 // errors are assertions (see `assert` below) and crash instead.
 // Pure: imported by every layer, imports nothing.
 

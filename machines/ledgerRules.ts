@@ -1,6 +1,6 @@
 // Metadata rules of the writer and of recovery (PROTOCOL.md "Ensemble change" step 2-3, "Close",
 // "Recovery" step 6), as pure functions of the metadata last read: client/ applies them around
-// its compare-and-swap loops, and test/ledgerRules.test.ts pins each branch.
+// its compare-and-swap loops, and test/unit/ledgerRules.test.ts pins each branch.
 
 import type { ErrorCode } from './errors.ts'
 

@@ -1,6 +1,6 @@
 // Quorum maths of the replication protocol (PROTOCOL.md "Striping", "Add path", "Recovery").
 // Pure functions over small integers and sets of ensemble indices; the fast-check properties in
-// test/quorum.test.ts hold them against brute-force oracles over every accepted E.
+// test/unit/quorum.test.ts hold them against brute-force oracles over every accepted E.
 //
 // Invariants:
 // - 1 <= Qa <= Qw <= E <= ENSEMBLE_SIZE_MAX, and an ensemble has exactly E distinct write sets.

@@ -5,7 +5,7 @@
 // checksum once, not twice (at 256 KiB a crc32c pass is about 40 µs of CPU on the benchmark
 // machine, and a bookie made two per entry).
 // Invariants: every function returns exactly what @node-rs/crc32's crc32c returns over the same
-// bytes joined (test/crc32c.test.ts checks it against that over random splits); a remembered crc is
+// bytes joined (test/unit/crc32c.test.ts checks it against that over random splits); a remembered crc is
 // keyed by the Uint8Array object, whose bytes must not change afterwards, as the journal and the
 // write cache already require of the entries they are given. A crc remembered wrongly could only
 // make a record fail its check on read (reported as damage), never pass a damaged one.

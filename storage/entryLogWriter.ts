@@ -35,7 +35,7 @@ const STAGE_BYTES = 1024 * 1024
  * index, never by walking the file. Bytes staged but not yet written are read from the buffer.
  * Appends, syncs and close run one at a time, in call order: the entry store's checkpoint syncs
  * while its adds go on, and a record staged while the stage is being written would otherwise be
- * dropped when the stage moves on (test/entryLog.test.ts, "appends while a checkpoint syncs").
+ * dropped when the stage moves on (test/integration/entryLog.test.ts, "appends while a checkpoint syncs").
  */
 export class LogWriter {
   private readonly stage = alignedBuffer(STAGE_BYTES)

@@ -1,5 +1,5 @@
 // VersionedKv over a JetStream KV bucket (file storage): Quire's metadata store in the product.
-// storage/memoryKv.ts is its in-memory twin; test/kv.test.ts holds both to one contract.
+// storage/memoryKv.ts is its in-memory twin; test/integration/kv.test.ts holds both to one contract.
 // Reads see every acknowledged write (read-your-writes, also across clients): a get is a
 // STREAM.MSG.GET, which only the stream leader answers (the bucket is used with allow_direct off;
 // a direct get may be served by a replica that has not applied a write yet: measured on three

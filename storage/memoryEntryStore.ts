@@ -1,6 +1,6 @@
 // In-memory EntryStore for unit tests and the deterministic simulator: the same contract as
 // RocksEntryStore (storage/entryStore.ts), held to it by the shared cases in
-// test/entryStore.test.ts. Ids are asserted to be integers in [0, 2^53) as there; ledgers list
+// test/integration/entryStore.test.ts. Ids are asserted to be integers in [0, 2^53) as there; ledgers list
 // in ascending order; lastEntryId is the highest stored entryId of the ledger.
 // Invariants: it keeps private copies of what it is given and hands out fresh copies, so no
 // caller can change stored bytes except through the fault hook; after close() every call throws.

@@ -1,5 +1,5 @@
 // In-memory VersionedKv for unit tests and the deterministic simulator, with JetStream KV's
-// semantics (storage/kv.ts is the real one; test/kv.test.ts runs one contract against both):
+// semantics (storage/kv.ts is the real one; test/integration/kv.test.ts runs one contract against both):
 // - revisions come from one bucket-wide sequence, like a stream sequence: every create, update,
 //   put and delete takes the next number, and numbers are never reused (not even after a delete);
 // - a delete writes a marker: `get` and `keys` hide the key, `create` works on it again, and the

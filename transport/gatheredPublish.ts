@@ -8,7 +8,7 @@
 // sendCommand (what publish() itself calls), with the same checks publish() makes (closed
 // connection, max_payload). Where that handler is not there (another NATS client, a newer nats.js
 // that moved it), the parts are joined and published the ordinary way: correct, one copy more.
-// test/addFrame.test.ts pins that the installed nats.js takes the gathered path.
+// test/integration/addFrame.test.ts pins that the installed nats.js takes the gathered path.
 
 import type { NatsConnection } from '@nats-io/transport-node'
 

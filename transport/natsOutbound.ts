@@ -11,7 +11,7 @@
 // (an application's own, a benchmark's peers) keep nats-core's flush.
 // Invariants: the bytes on the wire and their order are what the original flush writes (the socket
 // keeps the order of writes); the queue is empty afterwards, as after the original; a transport
-// without a Node socket (another transport) keeps the original flush. test/natsOutbound.test.ts
+// without a Node socket (another transport) keeps the original flush. test/integration/natsOutbound.test.ts
 // compares the bytes written with the queue's, and checks a real server receives them whole.
 
 import type { Socket } from 'node:net'

@@ -11,7 +11,7 @@
 // (an application's own, a benchmark's peers) keep nats-core's parser. nats-core makes a new
 // parser at each (re)connect, so the connection's resetOutbound is wrapped to patch each new one.
 // Invariants: the parser's behaviour is otherwise unchanged (every message it dispatches has the
-// same bytes; test/natsParser.test.ts checks that against the unpatched parser over random socket
+// same bytes; test/unit/natsParser.test.ts checks that against the unpatched parser over random socket
 // reads); patching twice is patching once.
 
 import type { NatsConnection } from '@nats-io/transport-node'

@@ -1,4 +1,4 @@
-// One power-cut run on real processes (issue 12's scenario), shared by test/powerCut.test.ts and
+// One power-cut run on real processes (issue 12's scenario), shared by test/integration/powerCut.test.ts and
 // the long runs of test/powercut/run.ts: a writer process (test/support/appender.ts) appends to a
 // ledger; after a random number of acknowledged entries it is killed with -9 and one bookie X of
 // the write set of the last acknowledged entry loses power (test/support/powerCut.ts: kill -9, its

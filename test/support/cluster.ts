@@ -1,6 +1,6 @@
 // Integration-test harness: a real nats-server (from nats.conf, free port, temp store) and real
 // bookie processes (real fsync, real RocksDB), all killed at the end, and also when the test
-// process is stopped by a signal or dies (test/cleanup.test.ts), so no process is left.
+// process is stopped by a signal or dies (test/e2e/cleanup.test.ts), so no process is left.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'

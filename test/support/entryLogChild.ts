@@ -1,5 +1,5 @@
 // A process that works on a bookie's storage until the test kills it with SIGKILL (or kills
-// itself with SIGKILL at a chosen point): test/entryLog.test.ts and test/compaction.test.ts.
+// itself with SIGKILL at a chosen point): test/integration/entryLog.test.ts and test/integration/compaction.test.ts.
 // argv[2] is a JSON command:
 //   {mode: 'unsynced', dir, ledgerId, count}: opens a BookieStorage, journals and puts `count`
 //     entries (no checkpoint after the replay's), prints "ready" once they are in the entry store;

@@ -1,4 +1,4 @@
-// Fixture of test/cleanup.test.ts, run by uvu as a test would be: starts a cluster with the test
+// Fixture of test/e2e/cleanup.test.ts, run by uvu as a test would be: starts a cluster with the test
 // harness (nats-server and three bookie processes) and a tailing reader process on an open ledger
 // (test/support/tailer.ts, started the way tail.test.ts starts it), prints one line
 // `CLUSTER {json}` with its pid, the children's pids and its folder, then holds them until this
