@@ -9,6 +9,8 @@
 // - AllCommittedEntriesReachAckQuorum: every entry up to lastEntryId is on at least Qa bookies
 //   of its write set;
 // - NoOutOfOrderEntries: a writer's appends resolve in entryId order;
+// - a tailing reader (the client's tail, long polls on the bookies) sees every entry once, in order
+//   from its first, and what it sees agrees with every other reader;
 // - replication after an ensemble change: in runs that only stop one bookie of a writer's ensemble
 //   (cleanly, for good) over a network that loses nothing, every entry of each segment an ensemble
 //   change started is on every bookie of its write set once the writer has closed the ledger (the
@@ -297,6 +299,31 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     }
   }
   for (let i = world.int(0, 4); i > 0; i--) world.setTimeout(() => { void readOnce(world.pick(ledgers)) }, world.between(10, horizon))
+  // A tailing reader in some runs, following one ledger from its first entry until the run ends.
+  const tails: Array<AsyncIterableIterator<unknown>> = []
+  const tailOnce = async (l: Ledger): Promise<void> => {
+    const { client } = newClient()
+    let next = 0
+    try {
+      const h = await client.openLedger(l.ledgerId, { password: l.password })
+      const it = h.entries({ pollMs: world.int(20, 200), batch: world.int(1, 16) })
+      tails.push(it)
+      for await (const e of it) {
+        if (e.entryId !== next) violations.push(`L${l.ledgerId}: a tail got entry ${e.entryId} where ${next} was next`)
+        next = e.entryId + 1
+        observed.push({ ledgerId: l.ledgerId, entryId: e.entryId, payload: e.payload, at: world.now() })
+        tailed++
+      }
+    } catch (err) {
+      if (!isQuireError(err)) violations.push(`L${l.ledgerId}: a tail threw ${String(err)}`)
+    }
+  }
+  let tailed = 0
+  if (!race && world.chance(0.4)) {
+    const l = world.pick(ledgers)
+    note.push(`a tail on L${l.ledgerId}`)
+    world.setTimeout(() => { void tailOnce(l) }, world.between(0, horizon))
+  }
 
   await world.run(end)
 
@@ -348,8 +375,10 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     }
   }
 
+  for (const it of tails) void it.return?.()
   check(ledgers, finals, observed, bookies, violations)
   if (ensembleRun) checkReplicated(finals, closedByWriter, bookies, violations)
+  if (tails.length > 0) note.push(`the tail saw ${tailed} entries`)
   const outcome = ledgers.map((l) => `L${l.ledgerId}: ${l.acked.size} acked, closed at ${finals.get(l.ledgerId)?.lastEntryId ?? '?'} (${finals.get(l.ledgerId)?.segments.length ?? '?'} segments, ${l.recoveredAt.length} recoveries during the run)`)
   // SIM_BOOKIE_LOGS=1 prints what each bookie logged when a seed fails (replaying it).
   if (violations.length > 0 && process.env['SIM_BOOKIE_LOGS']) for (const b of bookies.values()) console.log(`--- ${b.id}\n${b.log.join('\n')}`)

@@ -8,7 +8,8 @@
 // claim expires), and the network drops, duplicates and delays a little. Checkers:
 // - every ledger of a bookie lost for good is fully replicated again within RECOVERY_BOUND_MS of
 //   its loss: no segment names it, and every entry of the positions it held is on the replacement;
-//   a wiped bookie holds again every entry the closed ledgers place on it;
+//   a wiped bookie holds again every entry the closed ledgers place on it; and a worker clears a
+//   mark only once those copies are durable (in the journal or the store) where they belong;
 // - no ensemble names a bookie twice;
 // - a lost bookie's ledgers are marked only after it has been lost for lostBookieRecoveryDelayMs.
 
@@ -49,6 +50,22 @@ function segmentOf(md: LedgerMetadata, entryId: number): LedgerMetadata['segment
   let seg: LedgerMetadata['segments'][number] | null = null
   for (const s of md.segments) if (s.firstEntryId <= entryId) seg = s
   return seg
+}
+
+/** Entries the victim's positions held (per `pre`) that whoever holds the position now lacks, as `entry@bookie`. */
+function missingOnReplacements(md: LedgerMetadata, pre: LedgerMetadata, victim: string, copies: ReadonlyMap<string, ReadonlySet<string>>): string[] {
+  const out: string[] = []
+  for (let id = 0; id <= md.lastEntryId; id++) {
+    const was = segmentOf(pre, id)
+    const now = segmentOf(md, id)
+    if (!was || !now || was.firstEntryId !== now.firstEntryId) continue
+    for (const i of writeSetIndices(id, md.ensembleSize, md.writeQuorum)) {
+      if (was.ensemble[i] !== victim) continue
+      const holder = now.ensemble[i]!
+      if (!copies.get(holder)?.has(`${md.ledgerId}:${id}`)) out.push(`${id}@${holder}`)
+    }
+  }
+  return out
 }
 
 /** A transport whose recovery adds are acknowledged as soon as they are sent (the `copy-unacked` variant). */
@@ -105,6 +122,15 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
 
   // --- autorecovery processes ----------------------------------------------------------------
   const marks: Array<{ at: number; ledgerId: number; missing: string[] }> = []
+  // What each ledger placed where before the loss (the entries the victim's positions held), and
+  // the buckets read directly (no simulated time) by the checkers.
+  const before = new Map<number, LedgerMetadata>()
+  let victimId: string | null = null
+  let wiped = false
+  const [rawLedgers, rawBookies, rawCluster] = cluster.buckets.map((b) => b.kv)
+  const rawMetadata = new MetadataStore(rawLedgers!, rawBookies!, rawCluster!)
+  const rawStore = new AutorecoveryStore(rawCluster!, () => world.now())
+  const copiesNow = (): Map<string, Set<string>> => new Map([...cluster.bookies].map(([id, b]) => [id, b.copies()]))
   let nextNode = 0
   const processPart = (): { node: string; clock: ProcessClock; bookies: BookieTransport; metadata: MetadataStore; store: AutorecoveryStore; proc: Process } => {
     const node = `r${++nextNode}`
@@ -120,6 +146,21 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
     store.mark = (ledgerId, what, by) => {
       if ((what.missing ?? []).length > 0) marks.push({ at: world.now(), ledgerId, missing: [...what.missing!] })
       return mark(ledgerId, what, by)
+    }
+    // A lost bookie's mark is cleared only once the copies are durable on its replacements (a
+    // bookie back from a wipe is the integrity check's to refill: its own marks come from there).
+    const clearMark = store.clearMark.bind(store)
+    store.clearMark = async (ledgerId, revision) => {
+      const pre = before.get(ledgerId)
+      let missing: string[] = []
+      if (victimId !== null && !wiped && pre) {
+        const md = (await rawMetadata.readLedger(ledgerId)).value
+        if (md.state === 'CLOSED') missing = missingOnReplacements(md, pre, victimId, copiesNow())
+      }
+      const at = world.now()
+      const cleared = await clearMark(ledgerId, revision)
+      if (cleared && missing.length > 0) violations.push(`L${ledgerId}: mark cleared at ${at.toFixed(1)} with ${missing.length} entries not yet durable on the replacement (${missing.slice(0, 4).join(', ')})`)
+      return cleared
     }
     const bookies = opts.copyUnacked ? lyingTransport(transport, world) : transport
     return { node, clock, bookies, metadata, store, proc: { kill: () => { dead = true; clock.kill(); transport.dead = true } } }
@@ -149,11 +190,10 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
   }
 
   // --- the loss ------------------------------------------------------------------------------
-  // What each ledger placed where before the loss: the entries the victim's positions held.
-  const before = new Map<number, LedgerMetadata>()
   for (const l of ledgers) before.set(l.ledgerId, (await runUntil(world, cluster.metadata.readLedger(l.ledgerId))).value)
   const victim = world.pick([...cluster.bookies.values()])
-  const wiped = world.chance(0.3)
+  victimId = victim.id
+  wiped = world.chance(0.3)
   const lostAt = world.now() + world.between(0, 100)
   world.setTimeout(() => {
     victim.crash()
@@ -166,10 +206,7 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
   if (auditors.length > 1 && world.chance(0.5)) world.setTimeout(() => { void auditors[0]!.handle.crash(); auditors[0]!.proc.kill() }, world.between(0, 1500))
   if (workers.length > 1 && world.chance(0.5)) world.setTimeout(() => { void workers[0]!.handle.crash(); workers[0]!.proc.kill() }, world.between(LOST_DELAY_MS, 3000))
   // Until the bound, or until nothing is left to do: no mark, and no ledger naming a bookie lost for
-  // good (read straight from the buckets, taking no simulated time).
-  const [rawLedgers, rawBookies, rawCluster] = cluster.buckets.map((b) => b.kv)
-  const rawMetadata = new MetadataStore(rawLedgers!, rawBookies!, rawCluster!)
-  const rawStore = new AutorecoveryStore(rawCluster!, () => world.now())
+  // good.
   const idle = async (): Promise<boolean> => {
     if ((await rawStore.listMarks(1)).length > 0) return false
     if (wiped) return victim.alive && victim.bookie?.state === 'writable' && world.now() > lostAt + 4 * LOST_DELAY_MS
@@ -189,7 +226,7 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
       violations.push(`L${l.ledgerId}: metadata unreadable at the end: ${String(err)}`)
     }
   }
-  const copies = new Map([...cluster.bookies].map(([id, b]) => [id, b.copies()]))
+  const copies = copiesNow()
   let unrecovered = 0
   for (const md of finals) {
     md.segments.forEach((seg, s) => {
@@ -208,18 +245,8 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
     // Each entry the victim's positions held is on whoever holds that position now (its
     // replacement, or the wiped bookie itself). Other short copies are not the loss's doing (a
     // writer with Qa < Qw may leave one; the audit's sampled scans find those in their own time).
-    const pre = before.get(md.ledgerId)!
-    for (let id = 0; id <= md.lastEntryId; id++) {
-      const was = segmentOf(pre, id)
-      const now = segmentOf(md, id)
-      if (!was || !now || was.firstEntryId !== now.firstEntryId) continue
-      for (const i of writeSetIndices(id, md.ensembleSize, md.writeQuorum)) {
-        if (was.ensemble[i] !== victim.id) continue
-        const holder = now.ensemble[i]!
-        if (!copies.get(holder)?.has(`${md.ledgerId}:${id}`)) {
-          violations.push(`L${md.ledgerId}: entry ${id} is not on ${holder} ${RECOVERY_BOUND_MS} ms after ${victim.id} was ${wiped ? 'wiped' : 'lost'}`)
-        }
-      }
+    for (const m of missingOnReplacements(md, before.get(md.ledgerId)!, victim.id, copies)) {
+      violations.push(`L${md.ledgerId}: entry ${m} missing ${RECOVERY_BOUND_MS} ms after ${victim.id} was ${wiped ? 'wiped' : 'lost'}`)
     }
   }
   for (const m of marks) {

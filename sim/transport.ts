@@ -1,22 +1,22 @@
-// What a simulated client uses to talk to the bookies: the same BookieTransport interface the real
-// client has over NATS (client/bookieClient.ts), carried by the simulated network (sim/network.ts)
+// What a simulated client uses to talk to the bookies: the same BookieTransport and TailTransport
+// interfaces the real client has over NATS (client/bookieClient.ts: long polls, explicit LACs), carried by the simulated network (sim/network.ts)
 // as the same msgpack frames the bookies take over NATS. Adds queued in one tick go out as one
 // message per bookie; replies come back to the client's inbox and are routed by request id or,
 // for acks, to the writers of the ledger. A dead client sends and receives nothing.
 
-import type { AckHandler, BookieTransport } from '../client/internal.ts'
+import type { AckHandler, BookieTransport, TailTransport } from '../client/internal.ts'
 import { QuireError } from '../machines/errors.ts'
 import type { DigestType } from '../machines/responses.ts'
 import {
   bookieSubject, decode, encode, readLacRequest, readRequest,
-  type AddGroup, type ReadLacResponse, type ReadResponse, type WireMessage,
+  type AddGroup, type LacItem, type ReadLacResponse, type ReadResponse, type WireMessage,
 } from '../transport/wire.ts'
 import type { SimEndpoint, SimNetwork } from './network.ts'
 import type { World } from './world.ts'
 
-export class SimTransport implements BookieTransport {
+export class SimTransport implements BookieTransport, TailTransport {
   private readonly writers = new Map<number, Set<AckHandler>>()
-  private readonly waiters = new Map<number, { resolve: (m: WireMessage) => void; timer: unknown }>()
+  private readonly waiters = new Map<number, { resolve: (m: WireMessage) => void; reject: (err: Error) => void; timer: unknown }>()
   private out = new Map<string, AddGroup[]>()
   private flushQueued = false
   private nextReqId = 1
@@ -87,13 +87,38 @@ export class SimTransport implements BookieTransport {
     return this.request(bookieId, readLacRequest(reqId, ledgerId, fence), reqId, timeoutMs) as Promise<ReadLacResponse>
   }
 
+  longPollLac(bookieId: string, ledgerId: number, previousLac: number, pollMs: number, timeoutMs: number, withEntry: boolean, signal?: AbortSignal, masterKey?: Uint8Array): Promise<ReadLacResponse> {
+    const reqId = this.nextReqId++
+    const msg: WireMessage = { op: 'readLac', reqId, ledgerId, previousLac, timeoutMs: pollMs, withEntry, ...(withEntry && masterKey ? { masterKey } : {}) }
+    if (signal?.aborted) return Promise.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
+    const answer = this.request(bookieId, msg, reqId, pollMs + timeoutMs) as Promise<ReadLacResponse>
+    // Aborted: drop the waiter here and unpark the request at the bookie, as the real client does.
+    signal?.addEventListener('abort', () => {
+      const w = this.waiters.get(reqId)
+      if (!w) return
+      this.waiters.delete(reqId)
+      this.world.clearTimeout(w.timer as never)
+      w.reject(new QuireError('TIMEOUT', 'long poll cancelled', { bookieId }))
+      this.toBookie(bookieId, { op: 'cancelPoll', reqId })
+    }, { once: true })
+    return answer
+  }
+
+  writeLac(bookieId: string, ledgerId: number, masterKey: Uint8Array, lac: number, persist: boolean): void {
+    this.toBookie(bookieId, { op: 'writeLac', ledgerId, masterKey, lac, persist })
+  }
+
+  writeLacs(bookieId: string, items: LacItem[]): void {
+    this.toBookie(bookieId, { op: 'writeLacs', items })
+  }
+
   private request(bookieId: string, msg: WireMessage, reqId: number, timeoutMs: number): Promise<WireMessage> {
     return new Promise((resolve, reject) => {
       const timer = this.world.setTimeout(() => {
         this.waiters.delete(reqId)
         reject(new QuireError('TIMEOUT', `bookie ${bookieId} did not answer within ${timeoutMs} ms`, { bookieId }))
       }, timeoutMs)
-      this.waiters.set(reqId, { resolve, timer })
+      this.waiters.set(reqId, { resolve, reject, timer })
       this.toBookie(bookieId, msg)
     })
   }
