@@ -388,16 +388,12 @@ export class BookieStorage {
     this.putTimer = null
   }
 
-  /** A state change that must be in RocksDB now (master key, fence); `state` is the whole state. */
-  putLedgerState(ledgerId: number, state: StoredLedgerState): Promise<void> {
-    this.checkpointStates.delete(ledgerId)
-    return this.chain(() => this.store.putLedgerState(ledgerId, state))
-  }
-
   /**
-   * A state change already journaled and synced (an explicit LAC): replay restores it, so it goes
-   * to RocksDB with the next checkpoint, before the checkpoint's position is recorded, in one
-   * batch with the others. An idle writer's LAC costs no RocksDB write of its own.
+   * A state change already journaled and synced (master key, fence, explicit LAC; `state` is the
+   * whole state): replay restores it, so it goes to RocksDB with the next checkpoint, before the
+   * checkpoint's position is recorded, in one batch with the others, retried by every checkpoint
+   * until it is in. An idle writer's LAC costs no RocksDB write of its own, and a store write that
+   * fails (a full disk) neither loses the change nor holds up its answer.
    */
   putLedgerStateAtCheckpoint(ledgerId: number, state: StoredLedgerState): void {
     this.checkpointStates.set(ledgerId, state)
