@@ -20,15 +20,14 @@
 // lands on the disk or reaches its successor.
 
 import { assert } from '../machines/errors.ts'
-import type { Clock } from '../transport/clock.ts'
 import type { BookieDisk, BookieJournal, DiskUsage } from './bookieDisk.ts'
 import { MemoryEntryStore } from './memoryEntryStore.ts'
 import { MemoryJournal } from './memoryJournal.ts'
 import type { JournalPosition } from './types.ts'
 
 export interface MemoryDiskOptions {
-  /** The disk's clock: when a journal group is synced. */
-  clock: Clock
+  /** The disk's clock (the simulator's world): when a journal group is synced. */
+  clock: { setTimeout(fn: () => void, ms: number): unknown }
   /** The disk's latency for one group (virtual ms). Default 0.2. */
   syncDelayMs?: () => number
 }
