@@ -349,7 +349,9 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
         finals.set(l.ledgerId, await runUntil(world, recoverer(l.password)(l.ledgerId)))
       } catch (err) {
         lastError = String(err)
-        if (!isQuireError(err, 'RECOVERY_INCOMPLETE') && !isQuireError(err, 'METADATA_CONFLICT')) {
+        // Retried as an application would: a bookie still starting (its subscription not yet made)
+        // loses a write-back add, and with no spare bookie that attempt fails NOT_ENOUGH_BOOKIES.
+        if (!isQuireError(err, 'RECOVERY_INCOMPLETE') && !isQuireError(err, 'METADATA_CONFLICT') && !isQuireError(err, 'NOT_ENOUGH_BOOKIES')) {
           violations.push(`L${l.ledgerId}: final recovery failed: ${String(err)}`)
           break
         }
