@@ -7,7 +7,9 @@
 // auditor may be killed (the other takes the lease over), a worker may be killed mid-copy (its
 // claim expires), and the network drops, duplicates and delays a little. Checkers:
 // - every ledger of a bookie lost for good is fully replicated again within RECOVERY_BOUND_MS of
-//   its loss: no segment names it, and every entry of the positions it held is on the replacement;
+//   its loss: no segment names it, and every entry of the positions it held is on the replacement
+//   (a ledger still open at the loss is recovered first, whose write-back leaves each entry on at
+//   least Qa bookies of its write set, as a writer does);
 //   a wiped bookie holds again every entry the closed ledgers place on it; and a worker clears a
 //   mark only once those copies are durable (in the journal or the store) where they belong;
 // - no ensemble names a bookie twice;
@@ -153,7 +155,7 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
     store.clearMark = async (ledgerId, revision) => {
       const pre = before.get(ledgerId)
       let missing: string[] = []
-      if (victimId !== null && !wiped && pre) {
+      if (victimId !== null && !wiped && pre && pre.state === 'CLOSED') {
         const md = (await rawMetadata.readLedger(ledgerId)).value
         if (md.state === 'CLOSED') missing = missingOnReplacements(md, pre, victimId, copiesNow())
       }
@@ -245,7 +247,18 @@ export async function simulateAutorecovery(opts: AutorecoverySimOptions): Promis
     // Each entry the victim's positions held is on whoever holds that position now (its
     // replacement, or the wiped bookie itself). Other short copies are not the loss's doing (a
     // writer with Qa < Qw may leave one; the audit's sampled scans find those in their own time).
-    for (const m of missingOnReplacements(md, before.get(md.ledgerId)!, victim.id, copies)) {
+    const pre = before.get(md.ledgerId)!
+    if (pre.state !== 'CLOSED') {
+      // Recovered after the loss: its write-back put the entries on new bookies the way a writer
+      // does, on at least Qa of each write set (a copy short of Qw is the audit's to find later).
+      for (let id = 0; id <= md.lastEntryId; id++) {
+        const seg = segmentOf(md, id)!
+        const held = writeSetIndices(id, md.ensembleSize, md.writeQuorum).filter((i) => copies.get(seg.ensemble[i]!)?.has(`${md.ledgerId}:${id}`)).length
+        if (held < md.ackQuorum) violations.push(`L${md.ledgerId}: entry ${id} of the recovered ledger is on ${held} bookies of its write set, fewer than Qa=${md.ackQuorum}`)
+      }
+      continue
+    }
+    for (const m of missingOnReplacements(md, pre, victim.id, copies)) {
       violations.push(`L${md.ledgerId}: entry ${m} missing ${RECOVERY_BOUND_MS} ms after ${victim.id} was ${wiped ? 'wiped' : 'lost'}`)
     }
   }
