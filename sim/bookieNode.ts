@@ -25,7 +25,7 @@ import { Bookie } from '../actors/bookie.ts'
 import { decodeRecord } from '../actors/journalRecords.ts'
 import { MetadataStore } from '../storage/metadataStore.ts'
 import { MemoryDisk } from '../storage/memoryDisk.ts'
-import type { BookieDisk } from '../storage/bookieDisk.ts'
+import { withAppend, type BookieDisk } from '../storage/bookieDisk.ts'
 import { readEntryHeader } from '../transport/entry.ts'
 import type { SimKv } from './kv.ts'
 import { ProcessClock, type SimNetwork } from './network.ts'
@@ -197,18 +197,10 @@ export class SimBookieNode {
         ...out,
         openJournal: async (o) => {
           const j = await disk.openJournal(o)
-          return {
-            append: (record) => {
-              const synced = j.append(record)
-              synced.catch(() => {})
-              return Promise.resolve(j.syncedPosition)
-            },
-            get syncedPosition() { return j.syncedPosition },
-            get pendingBytes() { return j.pendingBytes },
-            get stats() { return j.stats },
-            trimBefore: (p) => j.trimBefore(p),
-            close: () => j.close(),
-          }
+          return withAppend(j, (record) => {
+            j.append(record).catch(() => {})
+            return Promise.resolve(j.syncedPosition)
+          })
         },
       }
     }

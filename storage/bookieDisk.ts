@@ -32,6 +32,18 @@ export interface BookieJournal extends Journal {
 }
 
 /** The entry store as a bookie uses it: the EntryStore contract plus damage, meta keys and compaction. */
+/** `journal` with its appends made by `append` (which may call the journal's own); the rest read through. */
+export function withAppend(journal: BookieJournal, append: BookieJournal['append']): BookieJournal {
+  return {
+    append,
+    get syncedPosition() { return journal.syncedPosition },
+    get pendingBytes() { return journal.pendingBytes },
+    get stats() { return journal.stats },
+    trimBefore: (position) => journal.trimBefore(position),
+    close: () => journal.close(),
+  }
+}
+
 export interface BookieEntryStore extends EntryStore {
   /** Like getEntries, with 'damaged' where the stored copy is unreadable (a repair is under way). */
   readEntries(refs: readonly EntryRef[]): Promise<(Buffer | null | 'damaged')[]>

@@ -20,7 +20,7 @@
 // lands on the disk or reaches its successor.
 
 import { assert } from '../machines/errors.ts'
-import type { BookieDisk, BookieJournal, DiskUsage } from './bookieDisk.ts'
+import { withAppend, type BookieDisk, type BookieJournal, type DiskUsage } from './bookieDisk.ts'
 import { MemoryEntryStore } from './memoryEntryStore.ts'
 import { MemoryJournal } from './memoryJournal.ts'
 import type { JournalPosition } from './types.ts'
@@ -112,19 +112,12 @@ export class MemoryDisk {
   private journalHandle(alive: () => boolean): BookieJournal {
     const j = this.journal
     const guarded = this.guard(j, alive)
-    return {
-      append: (record) => {
-        if (this.usageNow >= 1 && alive()) return Promise.reject(noSpace())
-        const p = guarded.append(record)
-        if (alive()) this.scheduleSync(j)
-        return p
-      },
-      get syncedPosition() { return j.syncedPosition },
-      get pendingBytes() { return j.pendingBytes },
-      get stats() { return j.stats },
-      trimBefore: (position) => guarded.trimBefore(position),
-      close: () => guarded.close(),
-    }
+    return withAppend(guarded, (record) => {
+      if (this.usageNow >= 1 && alive()) return Promise.reject(noSpace())
+      const p = guarded.append(record)
+      if (alive()) this.scheduleSync(j)
+      return p
+    })
   }
 
   private scheduleSync(j: MemoryJournal): void {
