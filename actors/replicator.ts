@@ -437,7 +437,7 @@ class ReplicationWorker {
       if (need.length > 0) {
         const data = await readFromReplicas(this.io, md, seg, job.position, need, alive, masterKey)
         this.check(gen, ledgerId)
-        await addEntries(this.io, target, md, masterKey, need, data)
+        await addEntries(this.io, target, md, masterKey, need, data, () => this.check(gen, ledgerId))
         this.stats.entriesCopied += need.length
         autorecoveryMetrics.entriesCopied(need.length)
       }

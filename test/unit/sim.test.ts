@@ -71,6 +71,11 @@ test('autorecovery: 100 seeds of a bookie lost for good or wiped, with the produ
   assert.equal(r.failed, [], `failing seeds: ${r.failed.join(', ')} (replay: npm run sim -- --autorecovery --seed S)`)
 })
 
+test('autorecovery seed 7986 (1% loss, the only surviving replica\'s read answer or a copied entry\'s ack lost): the copy asks again and re-sends within its step, and the ledger is replicated within the bound', async () => {
+  const r = await runSeeds({ from: 7986, count: 1, quiet: true, autorecovery: true })
+  assert.equal(r.failed, [], 'replay: npm run sim -- --autorecovery --seed 7986')
+})
+
 test('an auditor that marks before the lost-bookie delay is caught within 20 autorecovery seeds', () =>
   caught('audit-no-delay', 'mixed', 20, 'marks must come before the delay somewhere', 'autorecovery'))
 
