@@ -17,6 +17,7 @@ import { ReadHandleImpl } from './readHandle.ts'
 import { SlowBookies } from './slowBookies.ts'
 import { WriteHandleImpl, addWatchInterval, type WriteDeps } from './writeHandle.ts'
 import { Ticker } from './ticker.ts'
+import { TickClock } from './tickClock.ts'
 import { LacBatcher } from './lacBatcher.ts'
 import type { QuireClient } from './api.ts'
 import { recoverLedger } from './recovery.ts'
@@ -149,8 +150,8 @@ export class QuireClientImpl implements QuireClient {
   private readonly metrics: ClientMetrics
   /** Explicit LACs of all this client's writers, one frame per bookie (client/lacBatcher.ts). */
   readonly lacs: LacBatcher
-  /** One tick for every writer's add timeouts and re-sends, polling those with adds pending. */
-  private readonly addWatch: Ticker
+  /** The clock of every writer's delays (re-sends, add timeouts, idle LACs): one tick for all, while any is set. */
+  private readonly writerTimers: TickClock
   private readonly writerLogic: WriteDeps['writerLogic']
 
   constructor(parts: ClientParts, opts: Omit<ClientOptions, 'servers'> = {}) {
@@ -173,7 +174,7 @@ export class QuireClientImpl implements QuireClient {
     this.inspect = opts.inspect ? parts.nc : null
     this.metrics = opts.metrics ?? NO_CLIENT_METRICS
     this.lacs = new LacBatcher(parts.bookies, parts.clock, this.explicitLacIntervalMs)
-    this.addWatch = new Ticker(parts.clock, addWatchInterval(this.addTimeoutMs))
+    this.writerTimers = new TickClock(parts.clock, new Ticker(parts.clock, addWatchInterval(this.addTimeoutMs)))
   }
 
   private logNamespace: LogNamespaceImpl | null = null
@@ -256,7 +257,7 @@ export class QuireClientImpl implements QuireClient {
     return {
       ...this.readDeps(), masterKey, metadata: this.metadata,
       addTimeoutMs: this.addTimeoutMs, maxEntryBytes: this.maxEntryBytes, inspect: this.inspect, metrics: this.metrics, random: this.random,
-      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs, addWatch: this.addWatch,
+      explicitLacIntervalMs: this.explicitLacIntervalMs, eagerLac: this.eagerLac, lacs: this.lacs, timers: this.writerTimers,
       writerLogic: this.writerLogic,
     }
   }

@@ -4,33 +4,37 @@
 // ledgers that was 3,000 messages per explicit-LAC interval; now it is one per bookie.
 //
 // Two kinds of LAC come through here (client/writeHandle.ts decides which and when):
-// - an idle writer's (persisted by the bookies): writers that resolved entries are polled at a
-//   tick shared by every writer of the client, every `intervalMs` while any is watched, and
-//   those idle queue their LAC; what the tick gathered goes out at its end;
+// - an idle writer's (persisted by the bookies): a writer's machine says when it is due (a delay
+//   after its last entry completed), and it waits here for the next idle tick, every `intervalMs`
+//   while any waits, which sends all of them at once;
 // - an eager hint or a closing writer's final LAC: queued from a deferred turn (after the turn's
 //   callbacks, so that an append they make carries the LAC instead) and sent at the end of it,
 //   with every other writer's of that turn.
 //
 // Invariants: per bookie and ledger only the highest LAC queued is sent (a lower one says
 // nothing more); no frame holds more than `perFrame` items (the wire's LIMITS.lacsPerFrame): a
-// larger batch is split; no timer runs while no writer is watched. Sending is best effort, as a
+// larger batch is split; no timer runs while no idle LAC waits. Sending is best effort, as a
 // single writeLac is: a lost frame is made good by the ledger's next entry or next idle tick.
 
 import type { Clock } from '../transport/clock.ts'
 import { LIMITS } from '../transport/validate.ts'
 import type { LacItem } from '../transport/wire.ts'
 import type { BookieTransport, TailTransport } from './bookieClient.ts'
-import { Ticker, type TickPoll } from './ticker.ts'
-
-/** Polled at each tick: true to be polled again at the next (its LAC not due yet). */
-export type IdleLacPoll = TickPoll
+import { Ticker } from './ticker.ts'
 
 export class LacBatcher {
   private readonly afterTurn = new Set<() => void>()
   /** Per bookie, per ledger: the item to send. */
   private readonly out = new Map<string, Map<number, LacItem>>()
-  /** Idle writers, polled every intervalMs; what a tick's polls queue is sent at its end. */
+  /** Idle writers' LACs, sent at the next idle tick (every intervalMs while any waits). */
   private readonly idle: Ticker
+  private idleOut: Array<{ bookies: readonly string[]; item: LacItem }> = []
+  private readonly takeIdle = (): boolean => {
+    const out = this.idleOut
+    this.idleOut = []
+    for (const { bookies, item } of out) this.queue(bookies, item)
+    return false
+  }
   private deferred = false
   /** A tick or a deferred turn is polling writers: it flushes what they queue when done. */
   private polling = false
@@ -59,10 +63,12 @@ export class LacBatcher {
     return this.bookies.writeLacs !== undefined || this.bookies.writeLac !== undefined
   }
 
-  /** Poll `poll` at each idle tick until it answers false. */
-  watchIdle(poll: IdleLacPoll): void {
-    if (this.intervalMs <= 0 || !this.enabled) return
-    this.idle.watch(poll)
+  /** An idle writer's LAC: sent at the next idle tick, with every other one queued so (one frame per bookie per interval). */
+  queueIdle(bookies: readonly string[], item: LacItem): void {
+    if (!this.enabled) return
+    if (this.intervalMs <= 0) return this.queue(bookies, item)
+    this.idleOut.push({ bookies, item })
+    this.idle.watch(this.takeIdle)
   }
 
   /** Run `fn` in a deferred turn (once, however often asked before it), then send what it queued. */
@@ -72,10 +78,9 @@ export class LacBatcher {
     this.defer()
   }
 
-  /** A writer that stops: polled no more. */
-  forget(poll: IdleLacPoll, fn?: () => void): void {
-    this.idle.forget(poll)
-    if (fn) this.afterTurn.delete(fn)
+  /** A writer that stops: its deferred turn does not run. */
+  forget(fn: () => void): void {
+    this.afterTurn.delete(fn)
   }
 
   /** Send `item` to each of `bookies` with the next flush: the end of the tick or turn polling, or a deferred turn. */
@@ -104,6 +109,7 @@ export class LacBatcher {
   close(): void {
     this.idle.stop()
     this.afterTurn.clear()
+    this.takeIdle()
     this.flush()
   }
 

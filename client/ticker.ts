@@ -3,7 +3,7 @@
 // ledgers each written once a second, a timer per writer ticking every 250 ms was 4-5 timers per
 // entry; a shared tick is 4 a second in all.
 //
-// Invariants: a poll runs at most once per tick, only while watched; a poll that answers false (or
+// Invariants: at most one timer is set; a poll runs at most once per tick, only while watched; a poll that answers false (or
 // throws) is dropped until watched again; no timer runs while nothing is watched (a tick that
 // finds none arms no next one), so an idle client has no timer at all.
 
@@ -47,7 +47,8 @@ export class Ticker {
   }
 
   private tick(): void {
-    this.timer = null
+    // The timer stays set while the polls run: a poll that makes something watch (a writer's
+    // delay set by a delay that fired) must not arm a second timer beside the next one.
     this.around(() => {
       for (const poll of [...this.polls]) {
         let again = false
@@ -56,6 +57,6 @@ export class Ticker {
         if (!again) this.polls.delete(poll)
       }
     })
-    if (this.polls.size > 0) this.timer = this.clock.setTimeout(this.fire, this.intervalMs)
+    this.timer = this.polls.size > 0 ? this.clock.setTimeout(this.fire, this.intervalMs) : null
   }
 }

@@ -1,21 +1,24 @@
 // WriteHandleImpl (public as the WriteHandle interface of client/api.ts; the class and its deps
-// constructor are internal): the single writer of a ledger. Binds machines/writer.ts to the bookie transport
-// and the metadata store. Appends made in the same tick go to the machine as one event, so they
-// travel as one message per bookie; acks come back one message per bookie journal group commit.
+// constructor are internal): the single writer of a ledger. Binds machines/writer.ts to the bookie
+// transport and the metadata store, and keeps the append promises; the machine decides everything
+// else: when to re-send, when a bookie has failed, when an idle writer sends its LAC (delays on
+// the client's TickClock, client/tickClock.ts), and the compare-and-swap loops of ensemble change
+// and close (each effect here answers with one event). Appends made in the same tick go to the
+// machine as one event, so they travel as one message per bookie; acks come back one message per
+// bookie journal group commit.
 //
 // Explicit LACs (an idle writer's, the eager hint, the final one at close) go through the
 // client's LacBatcher (client/lacBatcher.ts), with every other writer's: one frame per bookie.
 //
 // Invariants: append promises resolve in entryId order (the machine only emits `resolve` for the
-// contiguous prefix); nothing is resolved once the writer is fenced, closed or failed; an add
-// that got no ack quorum within addTimeoutMs fails the writer with TIMEOUT.
+// contiguous prefix); nothing is resolved once the writer is fenced, closed or failed; an effect
+// that fails with a bug (an assertion, a TypeError) throws, and is never answered as an operating
+// error.
 
 import { createActor, type ActorRefFrom } from 'xstate'
 import { QuireError, asOperatingError, type ErrorCode } from '../machines/errors.ts'
-import { writerMachine } from '../machines/writer.ts'
-import { hasIndex } from '../machines/quorum.ts'
-import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from '../machines/ledgerRules.ts'
-import { ensembleMaxEntryBytes, ensembleTakesWriteSetSubjects, pickBookies, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
+import { writerMachine, writerTiming, type PickBookiesParams, type ResendParams, type WriteMetadataParams } from '../machines/writer.ts'
+import { ensembleMaxEntryBytes, ensembleTakesWriteSetSubjects, pickBookies, type BookieRecord, type LedgerMetadata, type MetadataStore } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { HEADER_BYTES, digestBytes, encodeEntry } from '../transport/entry.ts'
 import { RC, rcName } from '../transport/wire.ts'
@@ -29,6 +32,7 @@ import type { Observable, ObservableInput } from 'rxjs'
 import { appendIterable, appendObservable, type Appended, type ProducerOptions } from './producer.ts'
 import type { LacBatcher } from './lacBatcher.ts'
 import { Ticker } from './ticker.ts'
+import { TickClock } from './tickClock.ts'
 
 interface Waiting {
   resolve: (entryId: number) => void
@@ -39,7 +43,7 @@ interface Waiting {
 
 export interface WriteDeps extends HandleDeps {
   bookies: BookieTransport & Partial<TailTransport>
-  /** After about this long without a new entry, send the LAC on its own (0: never); see idleLacDue. */
+  /** About this long after its last entry completed, an idle writer sends the LAC on its own (0: never); machines/writer.ts. */
   explicitLacIntervalMs: number
   /** The client's explicit LACs, sent together; absent: none are sent. */
   lacs?: LacBatcher | null
@@ -50,10 +54,10 @@ export interface WriteDeps extends HandleDeps {
   metadata: MetadataStore
   addTimeoutMs: number
   /**
-   * The client's tick for every writer's add timeouts and re-sends (addWatchInterval(addTimeoutMs));
-   * absent: this writer ticks on its own. Either way a writer is polled only while adds are pending.
+   * The clock of the client's writer machines, on its add tick (addWatchInterval(addTimeoutMs));
+   * absent: this writer ticks on its own. Either way a tick runs only while a delay is set.
    */
-  addWatch?: Ticker
+  timers?: TickClock
   maxEntryBytes: number
   /** The smallest entry limit (header and digest included) the ensemble's bookies publish. */
   bookiesMaxEntryBytes?: { bytes: number; bookieId: string } | undefined
@@ -74,23 +78,16 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   private handing: Waiting[] = []
   private readonly inflight: Waiting[] = []
   private flushQueued = false
-  private lastProgressAt = 0
-  private lastResendAt = 0
-  /** Re-sends since the writer last made progress: from the third on, each waits twice as long as the one before. */
-  private resends = 0
   /** Bookies whose adds NATS refused to carry, with the refused subject. */
   private readonly refusedSubjects = new Map<string, string>()
-  private readonly addWatch: Ticker
-  private readonly pollTimeouts = (): boolean => this.checkTimeouts()
   private closeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = []
   private revision: number
+  /** The metadata the change or close under way last read, with its revision (what a write goes over). */
+  private lastRead: { value: LedgerMetadata; revision: number } | null = null
+  /** The bookie records the change under way picked from (for the new ensemble's limits). */
+  private pickedFrom: BookieRecord[] = []
   /** Highest LAC the bookies were told, inside an entry or on its own (eager hint included). */
   private lacCarried = -1
-  /** Highest LAC the bookies journal: inside an entry or an idle writer's explicit LAC. */
-  private lacPersisted = -1
-  /** clock.now() when the LAC last moved. */
-  private lacMovedAt = 0
-  private readonly pollIdleLac = (): boolean => this.idleLacDue()
   private readonly sendEagerLac = (): void => this.eagerLacTurn()
   /** The ensemble's smallest published entry limit; updated by an ensemble change. */
   private bookiesMaxEntryBytes: { bytes: number; bookieId: string } | undefined
@@ -102,14 +99,12 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     this.revision = revision
     this.bookiesMaxEntryBytes = w.bookiesMaxEntryBytes
     this.writeSetSubjects = w.writeSetSubjects ?? false
-    this.addWatch = w.addWatch ?? new Ticker(w.clock, addWatchInterval(w.addTimeoutMs))
     const seg = this.lastSegment()
     const machine = writerMachine.provide({
       actions: {
         send: (_, p) => {
           this.takeHanding()
           this.lacCarried = Math.max(this.lacCarried, p.lac)
-          this.lacPersisted = Math.max(this.lacPersisted, p.lac)
           // Each entry encoded once, into the add group its write set shares (transport/addFrame.ts).
           if (w.bookies.queueEntries) w.bookies.queueEntries(this.ledgerId, w.masterKey, this.md.digestType, p.lac, p.entries, this.writeSetSubjects)
           else {
@@ -118,17 +113,10 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
               for (const b of bookies) w.bookies.queueAdd(b, this.ledgerId, w.masterKey, this.md.digestType, false, data)
             }
           }
-          this.armTimer()
         },
-        changeEnsemble: (_, p) => {
-          // Appends of this event got ids too: they are in flight, sent once the change is done.
-          this.takeHanding()
-          void this.changeEnsemble(p.ensemble, p.failed, p.lac)
-        },
+        resend: (_, p) => this.resend(p),
         resolve: (_, p) => {
           this.lac = p.lac
-          this.lastProgressAt = this.w.clock.now()
-          this.resends = 0
           const now = performance.now()
           for (let id = p.firstEntryId; id <= p.lastEntryId; id++) {
             const w = this.inflight.shift()
@@ -136,9 +124,7 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
             this.w.metrics.addResolved(w.calledAt, now)
             w.resolve(id)
           }
-          this.lacMovedAt = this.w.clock.now()
           if (this.w.eagerLac) this.w.lacs?.runAfterTurn(this.sendEagerLac)
-          this.w.lacs?.watchIdle(this.pollIdleLac)
         },
         reject: (_, p) => {
           const err = new QuireError(p.code, p.message, { ledgerId: this.ledgerId })
@@ -147,14 +133,22 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
           for (const v of victims) v.reject(err)
           if (p.scope === 'all') this.settleClose(err)
         },
-        closeMetadata: (_, p) => {
-          // Every entry is acknowledged now: tell the bookies the final LAC, so that tailing
-          // readers parked on a long poll get the last entries at once, not at their poll timeout.
-          this.sendExplicitLac(p.lastEntryId)
-          void this.closeMetadata(p.lastEntryId, p.length)
+        explicitLac: (_, p) => {
+          this.lacCarried = Math.max(this.lacCarried, p.lac)
+          const item = { ledgerId: this.ledgerId, masterKey: this.w.masterKey, lac: p.lac, persist: true }
+          if (p.idle) this.w.lacs?.queueIdle(this.actor.getSnapshot().context.ensemble, item)
+          else this.w.lacs?.queue(this.actor.getSnapshot().context.ensemble, item)
+        },
+        readMetadata: (_, p) => { void this.readMetadata(p.fresh) },
+        pickBookies: (_, p) => { void this.pickReplacements(p) },
+        writeMetadata: (_, p) => { void this.writeMetadata(p) },
+        adoptRead: () => {
+          this.md = this.lastRead!.value
+          this.revision = this.lastRead!.revision
         },
       },
     })
+    const timers = w.timers ?? new TickClock(w.clock, new Ticker(w.clock, addWatchInterval(w.addTimeoutMs)))
     this.actor = createActor(w.writerLogic ? w.writerLogic(machine) : machine, {
       input: {
         ledgerId: metadata.ledgerId,
@@ -162,7 +156,9 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
         ensemble: seg.ensemble,
         lastEntryId: metadata.lastEntryId,
         length: metadata.length,
+        timing: writerTiming(w.addTimeoutMs, w.lacs?.enabled === true ? w.explicitLacIntervalMs : 0),
       },
+      clock: timers,
     })
     const unwatch = watchActor(this.actor, w.inspect, 'writer', String(metadata.ledgerId), {
       summarise: (c) => ({ ...summariseContext('writer', c), segments: this.md.segments.length, metadataState: this.md.state }),
@@ -178,15 +174,16 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     if (started.status === 'error') throw started.error
     const unregisterAcks = w.bookies.registerWriter(this.ledgerId, (bookieId, rc, entryIds) => this.onAcks(bookieId, rc, entryIds))
     // Adds or acks in flight on a NATS server that died are lost: re-send once reconnected.
-    const unwatchReconnect = w.bookies.onReconnect?.(() => this.resendUnacked()) ?? (() => {})
+    const unwatchReconnect = w.bookies.onReconnect?.(() => this.actor.send({ type: 'reconnected' })) ?? (() => {})
     // Adds NATS refused to carry (this client's user may not publish there) get no answer: fail the bookie now.
     const unwatchRefusals = w.bookies.onRefused?.((bookieId, subject) => this.onRefused(bookieId, subject)) ?? (() => {})
     this.unregister = () => { unregisterAcks(); unwatchReconnect(); unwatchRefusals(); unwatch() }
   }
 
-  /** State of the writer machine (open, closing, closed, fenced, failed, ...). */
+  /** State of the writer machine (open, changingEnsemble, closing, closingMetadata, closed, fenced, failed). */
   get state(): string {
-    return String(this.actor.getSnapshot().value)
+    const v = this.actor.getSnapshot().value
+    return typeof v === 'string' ? v : Object.keys(v)[0]!
   }
 
   get lastAddPushed(): number {
@@ -234,7 +231,6 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
 
   private takeHanding(): void {
     if (this.handing.length === 0) return
-    if (this.inflight.length === 0) this.lastProgressAt = this.w.clock.now()
     this.inflight.push(...this.handing)
     this.handing = []
   }
@@ -273,31 +269,15 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
   close(): Promise<void> {
     this.handOver()
     const done = new Promise<void>((resolve, reject) => this.closeWaiters.push({ resolve, reject }))
-    const v = this.actor.getSnapshot().value
+    const v = this.state
     if (v === 'closed') this.settleClose(null)
-    else if (v === 'open') this.actor.send({ type: 'close' })
+    // During an ensemble change the machine keeps the request and closes once the change is done.
+    else if (v === 'open' || v === 'changingEnsemble') this.actor.send({ type: 'close' })
     else if (v === 'fenced' || v === 'failed') {
       const e = this.actor.getSnapshot().context.error
       this.settleClose(new QuireError(e?.code ?? 'LEDGER_CLOSED', e?.message ?? 'the writer has stopped', { ledgerId: this.ledgerId }))
     }
     return done
-  }
-
-  /**
-   * Explicit LAC: the LAC travels in the next entry, so when the writer goes idle the bookies (and
-   * tailing readers) would never learn of the last one. Polled at the client's idle ticks (every
-   * `explicitLacIntervalMs`, shared by all its writers): a writer with nothing in flight whose LAC
-   * has not moved for half an interval queues it, so it goes out between half an interval and an
-   * interval and a half after its entry, in the tick's one frame per bookie. A writer that appends
-   * more often than that sends none: its entries carry the LAC. True: poll again at the next tick.
-   */
-  private idleLacDue(): boolean {
-    const snap = this.actor.getSnapshot()
-    if (snap.value !== 'open' || this.lac <= this.lacPersisted) return false
-    if (snap.context.lastAddPushed !== this.lac) return true
-    if (this.w.clock.now() - this.lacMovedAt < this.w.explicitLacIntervalMs / 2) return true
-    this.sendExplicitLac(this.lac)
-    return false
   }
 
   /**
@@ -310,18 +290,10 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     this.lacCarried = this.lac
   }
 
-  private sendExplicitLac(lac: number): void {
-    if (!this.w.lacs || lac <= this.lacPersisted) return
-    this.w.lacs.queue(this.actor.getSnapshot().context.ensemble, { ledgerId: this.ledgerId, masterKey: this.w.masterKey, lac, persist: true })
-    this.lacCarried = Math.max(this.lacCarried, lac)
-    this.lacPersisted = lac
-  }
-
   private settleClose(err: QuireError | null): void {
     const waiters = this.closeWaiters
     this.closeWaiters = []
-    this.w.lacs?.forget(this.pollIdleLac, this.sendEagerLac)
-    this.addWatch.forget(this.pollTimeouts)
+    this.w.lacs?.forget(this.sendEagerLac)
     if (err === null || this.state !== 'open') this.unregister()
     for (const w of waiters) (err ? w.reject(err) : w.resolve())
   }
@@ -342,162 +314,78 @@ export class WriteHandleImpl extends ReadHandleImpl implements WriteHandle {
     this.actor.send({ type: 'bookie.failed', bookieId, code: 'NATS_AUTH', reason: `NATS refused this client's publish to ${subject} (its user's permissions)` })
   }
 
-  /** Watched by the client's add tick while adds are pending (not a timer per entry, nor per writer). */
-  private armTimer(): void {
-    this.addWatch.watch(this.pollTimeouts)
-  }
-
   /**
-   * At each add tick: re-send what is stalled, fail the bookies that hold up the oldest add past
-   * addTimeoutMs. Returns whether to keep polling: not once nothing is pending (the next send
-   * watches again), so an idle writer costs no tick.
+   * Re-send each entry to the bookies given. A timed re-send (`stalled`) skips a bookie that is
+   * `behind` for the entry (answering older adds: client/bookieClient.ts addState), as an
+   * overloaded bookie is: it takes the entry in its turn, and sending it again is more load on
+   * what is already behind. A bookie that is merely slow takes the same entry again idempotently.
    */
-  private checkTimeouts(): boolean {
-    const snap = this.actor.getSnapshot()
-    const head = snap.context.pending[0]
-    if (!head) return false
-    const now = this.w.clock.now()
-    const stalledMs = now - this.lastProgressAt
-    const resendAfterMs = this.resendAfterMs()
-    if (stalledMs >= resendAfterMs && now - this.lastResendAt >= resendAfterMs * 2 ** Math.max(0, this.resends - 1)) {
-      const to = this.resendTargets()
-      if (to === null || to.size > 0) {
-        this.resendUnacked(to)
-        this.resends++
-      }
+  private resend(p: ResendParams): void {
+    const state = p.stalled ? this.w.bookies.addState : undefined
+    let sent = 0
+    for (const e of p.entries) {
+      const to = state ? e.bookies.filter((b) => state.call(this.w.bookies, b, this.ledgerId, e.entryId) !== 'behind') : e.bookies
+      if (to.length === 0) continue
+      const data = encodeEntry(this.md.digestType, this.w.masterKey, this.ledgerId, e.entryId, p.lac, e.ledgerLength, e.payload)
+      for (const b of to) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
+      sent += to.length
     }
-    if (stalledMs < this.w.addTimeoutMs) return true
-    if (snap.value === 'changingEnsemble') return true
-    snap.context.ensemble.forEach((bookieId, i) => {
-      if (hasIndex(head.writeMask, i) && !hasIndex(head.ackedMask, i)) {
-        this.actor.send({ type: 'bookie.failed', bookieId, code: 'TIMEOUT', reason: `no answer within ${this.w.addTimeoutMs} ms` })
-      }
-    })
-    this.lastProgressAt = this.w.clock.now()
-    return true
+    if (p.stalled && sent === 0 && p.entries.length > 0) this.actor.send({ type: 'resend.skipped' })
   }
 
-  /**
-   * A stalled writer re-sends after this long, again as long after, then twice as long each time
-   * (stalled 1, 2, 4, 8, 16 s with the longest interval), before it
-   * gives up on a bookie at addTimeoutMs: the add or its ack may have been lost with a NATS server
-   * the bookie or this client was connected to, and a bookie that is merely slow takes the same
-   * entry again idempotently (journaled again, stored under the same key, acknowledged again).
-   * Doubling keeps an overloaded bookie from being sent each stalled entry again every second,
-   * which is more load on what is already behind.
-   */
-  private resendAfterMs(): number {
-    return Math.max(20, Math.min(1000, this.w.addTimeoutMs / 4))
-  }
-
-  /**
-   * The bookies a stalled writer re-sends to: each one with an add unacknowledged, unless it is
-   * `behind` for the oldest of them (answering older adds: client/bookieClient.ts addState), as an
-   * overloaded bookie is. Null: every one (the transport cannot tell).
-   */
-  private resendTargets(): Set<string> | null {
-    const state = this.w.bookies.addState
-    if (!state) return null
-    const { ensemble, pending } = this.actor.getSnapshot().context
-    const to = new Set<string>()
-    const decided = new Set<string>()
-    for (const p of pending) {
-      if (!p.sent) continue
-      ensemble.forEach((b, i) => {
-        if (!hasIndex(p.writeMask, i) || hasIndex(p.ackedMask, i) || decided.has(b)) return
-        decided.add(b)
-        if (state.call(this.w.bookies, b, this.ledgerId, p.entryId) !== 'behind') to.add(b)
-      })
-    }
-    return to
-  }
-
-  /** Re-send each sent, unacknowledged add to the bookies of its write set (of `to`, if given) that have not acked it. */
-  private resendUnacked(to: ReadonlySet<string> | null = null): void {
-    this.lastResendAt = this.w.clock.now()
-    const snap = this.actor.getSnapshot()
-    // During an ensemble change the machine re-sends to the replacements itself once it is done.
-    if (snap.value !== 'open' && snap.value !== 'closing') return
-    const { ensemble, pending, lac } = snap.context
-    for (const p of pending) {
-      if (!p.sent) continue
-      // The LAC piggybacked is the current one: still below the entry, and a true LAC.
-      const data = encodeEntry(this.md.digestType, this.w.masterKey, this.ledgerId, p.entryId, lac, p.ledgerLength, p.payload)
-      ensemble.forEach((b, i) => {
-        if (hasIndex(p.writeMask, i) && !hasIndex(p.ackedMask, i) && (to === null || to.has(b))) this.w.bookies.queueAdd(b, this.ledgerId, this.w.masterKey, this.md.digestType, false, data)
-      })
-    }
-  }
-
-  /**
-   * PROTOCOL.md "Ensemble change (writer side)": replace the failed bookies with live, writable
-   * ones not in the ensemble, and CAS a new segment at LAC + 1 (or rewrite the last segment when
-   * it already starts there). IN_RECOVERY means this writer was fenced; CLOSED, that it is done.
-   */
-  private async changeEnsemble(ensemble: readonly string[], failed: readonly string[], lac: number): Promise<void> {
+  /** Answer `readMetadata`: the store's copy, or (a first attempt) the one this handle holds; always in a later turn. */
+  private async readMetadata(fresh: boolean): Promise<void> {
     try {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
-        const md = cur.value
-        const refusal = ensembleChangeRefusal(md.state)
-        if (refusal) throw new QuireError(refusal.code, `ledger ${this.ledgerId}: ${refusal.message}`)
-        const records = await this.w.metadata.listBookies()
-        const replacements = pickBookies(records, failed.length, this.w.clock.now(), this.w.random, [...ensemble, ...failed])
-        const next = ensemble.map((b) => (failed.includes(b) ? replacements[failed.indexOf(b)]! : b))
-        const segments = segmentsAfterChange(md.segments, lac, next)
-        try {
-          const written = await this.w.metadata.writeLedger({ ...md, segments }, cur.revision)
-          this.md = written.value
-          this.revision = written.revision
-          this.bookiesMaxEntryBytes = ensembleMaxEntryBytes(records, next)
-          this.writeSetSubjects = ensembleTakesWriteSetSubjects(records, next)
-          this.lastProgressAt = this.w.clock.now()
-          this.actor.send({ type: 'ensemble.changed', ensemble: next })
-          return
-        } catch (err) {
-          if (!(err instanceof KvConflict)) throw err
-        }
-      }
-      throw new QuireError('METADATA_CONFLICT', `could not change the ensemble of ledger ${this.ledgerId}: too many concurrent metadata updates`)
+      const cur = fresh ? await this.w.metadata.readLedger(this.ledgerId) : await Promise.resolve({ value: this.md, revision: this.revision })
+      this.lastRead = cur
+      this.actor.send({ type: 'metadata.read', ledger: cur.value })
+    } catch (err) {
+      this.metadataFailed(err, `reading the metadata of ledger ${this.ledgerId}`)
+    }
+  }
+
+  /** Answer `pickBookies`: live, writable bookies not in the ensemble, one for each failed one. */
+  private async pickReplacements(p: PickBookiesParams): Promise<void> {
+    try {
+      const records = await this.w.metadata.listBookies()
+      const picked = pickBookies(records, p.failed.length, this.w.clock.now(), this.w.random, p.exclude)
+      this.pickedFrom = records
+      this.actor.send({ type: 'bookies.picked', replacements: p.failed.map((b, i) => [b, picked[i]!] as const) })
     } catch (err) {
       let q = asOperatingError(err, 'METADATA_ERROR', `changing the ensemble of ledger ${this.ledgerId}`)
       // No bookie left that this client may reach: say why, rather than only that none is left.
-      const refused = failed.map((b) => this.refusedSubjects.get(b)).find((s) => s !== undefined)
+      const refused = p.failed.map((b) => this.refusedSubjects.get(b)).find((s) => s !== undefined)
       if (q.code === 'NOT_ENOUGH_BOOKIES' && refused !== undefined) {
         q = new QuireError('NATS_AUTH', `NATS refused this client's publish to ${refused} (its user's permissions), and no other bookie could replace it: ${q.message}`)
       }
-      this.actor.send({ type: 'ensemble.failed', code: q.code, message: q.message })
+      this.actor.send({ type: 'metadata.failed', code: q.code, message: q.message })
     }
   }
 
-  /** PROTOCOL.md "Close (writer side)": CAS to CLOSED; conflicts resolved by re-reading. */
-  private async closeMetadata(lastEntryId: number, length: number): Promise<void> {
+  /** Answer `writeMetadata`: a compare-and-swap over the metadata last read. */
+  private async writeMetadata(p: WriteMetadataParams): Promise<void> {
+    const cur = this.lastRead!
+    const next: LedgerMetadata = p.kind === 'ensemble'
+      ? { ...cur.value, segments: p.segments }
+      : { ...cur.value, state: 'CLOSED', lastEntryId: p.lastEntryId, length: p.length }
     try {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const cur = attempt === 0 ? { value: this.md, revision: this.revision } : await this.w.metadata.readLedger(this.ledgerId)
-        const md = cur.value
-        const decision = writerCloseDecision(md, lastEntryId)
-        if (decision.kind === 'done') return this.closedWith(md, cur.revision)
-        if (decision.kind === 'error') throw new QuireError(decision.code, `ledger ${this.ledgerId}: ${decision.message}`)
-        const next: LedgerMetadata = { ...md, state: 'CLOSED', lastEntryId, length }
-        try {
-          const written = await this.w.metadata.writeLedger(next, cur.revision)
-          return this.closedWith(written.value, written.revision)
-        } catch (err) {
-          if (!(err instanceof KvConflict)) throw err
-        }
+      const written = await this.w.metadata.writeLedger(next, cur.revision)
+      this.md = written.value
+      this.revision = written.revision
+      if (p.kind === 'ensemble') {
+        this.bookiesMaxEntryBytes = ensembleMaxEntryBytes(this.pickedFrom, p.ensemble)
+        this.writeSetSubjects = ensembleTakesWriteSetSubjects(this.pickedFrom, p.ensemble)
       }
-      throw new QuireError('METADATA_CONFLICT', `could not close ledger ${this.ledgerId}: too many concurrent metadata updates`)
+      this.actor.send({ type: 'metadata.written' })
     } catch (err) {
-      const q = asOperatingError(err, 'METADATA_ERROR', `closing ledger ${this.ledgerId}`)
-      this.actor.send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
+      if (err instanceof KvConflict) this.actor.send({ type: 'metadata.conflict' })
+      else this.metadataFailed(err, p.kind === 'ensemble' ? `changing the ensemble of ledger ${this.ledgerId}` : `closing ledger ${this.ledgerId}`)
     }
   }
 
-  private closedWith(md: LedgerMetadata, revision: number): void {
-    this.md = md
-    this.revision = revision
-    this.actor.send({ type: 'metadata.closed' })
+  private metadataFailed(err: unknown, what: string): void {
+    const q = asOperatingError(err, 'METADATA_ERROR', what)
+    this.actor.send({ type: 'metadata.failed', code: q.code, message: q.message })
   }
 }
 

@@ -1,8 +1,19 @@
 // The ledger writer (PROTOCOL.md "Add path", "Ensemble change", "Close"): assigns entry ids, sends
 // each entry to its write set, counts acks, advances the LAC over the contiguous prefix of
 // complete entries and resolves appends in entryId order; when a bookie fails it replaces it and
-// re-sends what is incomplete. Pure: effects are named actions with params (`send`, `resolve`,
-// `reject`, `changeEnsemble`, `closeMetadata`) that client/writeHandle.ts binds.
+// re-sends what is incomplete. Pure: effects are named actions with params that
+// client/writeHandle.ts binds, and their results come back as events:
+// - the add path: `send`, `resend`, `resolve`, `reject`, `explicitLac` (the context, events and
+//   pure helpers are in machines/writerState.ts);
+// - the metadata compare-and-swap loops of ensemble change and close, as states (reading, picking,
+//   writing; a conflict goes back to reading, at most METADATA_ATTEMPTS_MAX times): `readMetadata`
+//   answered by `metadata.read`, `pickBookies` by `bookies.picked`, `writeMetadata` by
+//   `metadata.written` or `metadata.conflict`, any of them by `metadata.failed`;
+// - time, as delayed events on the clock the actor is given (createActor({clock})): a stalled
+//   writer re-sends after `resendAfterMs` and then backs off (`resend.due`), fails the bookies
+//   that hold up its oldest add after `addTimeoutMs` (`add.timedOut`), and an idle writer sends its
+//   LAC on its own `idleLacMs` after it drained (`idleLac.due`). Each timer is restarted when the
+//   writer makes progress and cancelled when nothing is pending.
 //
 // Invariants:
 // - entry ids are assigned once, consecutively, from lastEntryId + 1;
@@ -11,184 +22,105 @@
 //   while an ensemble change is in flight;
 // - an ack counts only from the bookie at that position of the current ensemble; the positions an
 //   ensemble change replaces lose their acks and get the entry re-sent;
-// - once fenced, closed or failed, nothing is sent and nothing more is resolved.
+// - one metadata effect is outstanding at a time; each loop is bounded;
+// - once fenced, closed or failed, nothing is sent, nothing more is resolved and no timer runs.
 
 import { setup } from 'xstate'
 import { assert, type ErrorCode } from './errors.ts'
+import { indexMask } from './quorum.ts'
+import { ensembleChangeRefusal, segmentsAfterChange, writerCloseDecision } from './ledgerRules.ts'
 import {
-  type IndexMask, type QuorumConfig, NO_INDICES, indexBit, indexMask, isAddComplete, writeSetIndices, writeSetMask,
-} from './quorum.ts'
+  METADATA_ATTEMPTS_MAX, afterAcks, appended, complete, drains, headUnacked, targets, unackedTargets, writerTiming,
+  type ReadMetadataParams, type ResendParams, type ResolveParams, type SendParams, type WriterContext, type WriterError,
+  type WriterEvent, type WriterInput, type RejectParams, type ExplicitLacParams, type PickBookiesParams, type WriteMetadataParams,
+} from './writerState.ts'
 
-export interface PendingEntry {
-  readonly entryId: number
-  readonly payload: Uint8Array
-  /** Payload bytes of entries 0..entryId (travels in the entry header). */
-  readonly ledgerLength: number
-  /** Write set over ensemble indices, and which of it acked. */
-  readonly writeMask: IndexMask
-  readonly ackedMask: IndexMask
-  /** False for entries appended during an ensemble change: sent once it is done. */
-  readonly sent: boolean
-}
-
-export interface WriterInput {
-  ledgerId: number
-  quorum: QuorumConfig
-  /** Bookie ids of the ledger's last segment. */
-  ensemble: readonly string[]
-  lastEntryId: number
-  length: number
-}
-
-export interface WriterError {
-  code: ErrorCode
-  message: string
-}
-
-export interface WriterContext extends WriterInput {
-  lastAddPushed: number
-  /** Payload bytes of entries 0..lastAddPushed. */
-  pushedLength: number
-  lac: number
-  pending: readonly PendingEntry[]
-  /** Bookies of the current ensemble that failed and are to be replaced. */
-  failed: readonly string[]
-  closeRequested: boolean
-  error: WriterError | null
-}
-
-export type WriterEvent =
-  | { type: 'append'; payloads: readonly Uint8Array[] }
-  | { type: 'acks'; bookieId: string; entryIds: readonly number[] }
-  | { type: 'fenced'; bookieId: string }
-  | { type: 'unauthorized'; bookieId: string }
-  /** A bookie failed adds (explicit error, read-only, timeout, gone): it will be replaced. */
-  | { type: 'bookie.failed'; bookieId: string; code: ErrorCode; reason: string }
-  | { type: 'ensemble.changed'; ensemble: readonly string[] }
-  | { type: 'ensemble.failed'; code: ErrorCode; message: string }
-  | { type: 'close' }
-  | { type: 'metadata.closed' }
-  | { type: 'metadata.closeFailed'; code: ErrorCode; message: string }
-
-export interface SendTarget { entryId: number; payload: Uint8Array; ledgerLength: number; bookies: string[] }
-export interface SendParams { lac: number; entries: readonly SendTarget[] }
-export interface ResolveParams { firstEntryId: number; lastEntryId: number; lac: number }
-/** `appended`: only the appends of the event being refused; `all`: every append not yet resolved. */
-export interface RejectParams { code: ErrorCode; message: string; scope: 'all' | 'appended' }
-export interface ChangeEnsembleParams { ensemble: readonly string[]; failed: readonly string[]; lac: number }
-export interface CloseMetadataParams { lastEntryId: number; length: number }
-
-/** Record one bookie's acks in the pending entries (no completion). */
-export function recordAcks(ctx: WriterContext, bookieIndex: number, entryIds: readonly number[]): PendingEntry[] {
-  const bit = indexBit(bookieIndex)
-  const base = ctx.lac + 1
-  const pending = ctx.pending.slice()
-  for (const id of entryIds) {
-    const i = id - base
-    const p = pending[i]
-    if (p === undefined || p.entryId !== id || !p.sent || (p.writeMask & bit) === NO_INDICES) continue
-    pending[i] = { ...p, ackedMask: p.ackedMask | bit }
-  }
-  return pending
-}
-
-/** Move the LAC over the complete prefix of `pending`. */
-export function complete(ctx: WriterContext, pending: readonly PendingEntry[]): { pending: readonly PendingEntry[]; lac: number; length: number } {
-  let done = 0
-  let length = ctx.length
-  for (const p of pending) {
-    if (!isAddComplete(p.ackedMask, p.writeMask, ctx.quorum.ackQuorum)) break
-    length += p.payload.byteLength
-    done++
-  }
-  return { pending: done === 0 ? pending : pending.slice(done), lac: ctx.lac + done, length }
-}
-
-function targets(ctx: WriterContext, p: PendingEntry, indices: ReadonlySet<number> | null): string[] {
-  return writeSetIndices(p.entryId, ctx.quorum.ensembleSize, ctx.quorum.writeQuorum)
-    .filter((i) => indices === null || !p.sent || indices.has(i))
-    .map((i) => ctx.ensemble[i]!)
-}
-
-/**
- * What an acks event makes of the context: its acks recorded and, unless `hold`, the LAC moved
- * over what completed. A pure function of its arguments; the last answer is kept, because one
- * transition asks it up to three times (its guard, the resolve params, the assign) with the same
- * context and event objects.
- */
-function afterAcks(ctx: WriterContext, e: WriterEvent, hold: boolean): Partial<WriterContext> {
-  const last = lastAcks
-  if (last !== null && last.ctx === ctx && last.e === e && last.hold === hold) return last.out
-  const index = e.type === 'acks' ? ctx.ensemble.indexOf(e.bookieId) : -1
-  let out: Partial<WriterContext> = {}
-  if (index >= 0 && e.type === 'acks') {
-    const pending = recordAcks(ctx, index, e.entryIds)
-    out = hold ? { pending } : complete(ctx, pending)
-  }
-  lastAcks = { ctx, e, hold, out }
-  return out
-}
-let lastAcks: { ctx: WriterContext; e: WriterEvent; hold: boolean; out: Partial<WriterContext> } | null = null
+export { METADATA_ATTEMPTS_MAX, writerTiming }
+export type {
+  ExplicitLacParams, LedgerView, PendingEntry, PickBookiesParams, ReadMetadataParams, RejectParams, ResendParams, ResolveParams,
+  SendParams, SendTarget, WriteMetadataParams, WriterContext, WriterError, WriterEvent, WriterInput, WriterTiming,
+} from './writerState.ts'
 
 const writerSetup = setup({
   types: {} as { context: WriterContext; events: WriterEvent; input: WriterInput },
   actions: {
     send: (_, _params: SendParams) => {},
+    resend: (_, _params: ResendParams) => {},
     resolve: (_, _params: ResolveParams) => {},
     reject: (_, _params: RejectParams) => {},
-    changeEnsemble: (_, _params: ChangeEnsembleParams) => {},
-    closeMetadata: (_, _params: CloseMetadataParams) => {},
+    explicitLac: (_, _params: ExplicitLacParams) => {},
+    readMetadata: (_, _params: ReadMetadataParams) => {},
+    pickBookies: (_, _params: PickBookiesParams) => {},
+    writeMetadata: (_, _params: WriteMetadataParams) => {},
+    /** The close found the ledger already closed at this writer's LAC: the metadata read is the ledger's. */
+    adoptRead: () => {},
+  },
+  delays: {
+    resendDelay: ({ context }) => Math.min(context.timing.addTimeoutMs, context.timing.resendAfterMs * 2 ** Math.max(0, context.resends - 1)),
+    addTimeout: ({ context }) => context.timing.addTimeoutMs,
+    idleLac: ({ context }) => context.timing.idleLacMs,
+    /** Every target was behind: look again soon (a bookie that falls from behind to lost gets its re-send then). */
+    behindRecheck: ({ context }) => Math.max(5, context.timing.resendAfterMs / 4),
   },
   guards: {
     drained: ({ context }) => context.pending.length === 0,
     closeRequested: ({ context }) => context.closeRequested,
     inEnsemble: ({ context, event }) => event.type === 'bookie.failed' && context.ensemble.includes(event.bookieId),
-    stillFailed: ({ context }) => context.failed.length > 0,
     /** The acks complete the oldest pending entry (so the LAC moves). */
     acksComplete: ({ context, event }) => (afterAcks(context, event, false).lac ?? context.lac) > context.lac,
+    /** The acks complete every pending entry. */
+    acksDrain: ({ context, event }) => drains(context, event),
+    acksDrainIdleLac: ({ context, event }) => context.timing.idleLacMs > 0 && drains(context, event),
+    idleLacDue: ({ context }) => context.pending.length === 0 && context.lac > context.lacPersisted,
+    stalled: ({ context }) => context.pending.some((p) => p.sent),
+    /** Bookies of the oldest add's write set have not acked it. */
+    headUnacked: ({ context }) => headUnacked(context).length > 0,
+    /** A failed bookie is still in the ensemble just written: another change follows. */
+    stillFailed: ({ context }) => context.failed.some((b) => context.proposed!.includes(b)),
+    attemptsLeft: ({ context }) => context.attempts + 1 < METADATA_ATTEMPTS_MAX,
   },
 })
 
-/**
- * The entries an append event adds to `pending` (sent unless `hold`: an ensemble change is in
- * flight). Pure; the last answer is kept, as for afterAcks (asked by the send params and the assign).
- */
-function appended(ctx: WriterContext, e: WriterEvent, hold: boolean): PendingEntry[] {
-  const last = lastAppended
-  if (last !== null && last.ctx === ctx && last.e === e && last.hold === hold) return last.out
-  const out = newEntries(ctx, e, hold)
-  lastAppended = { ctx, e, hold, out }
-  return out
-}
-let lastAppended: { ctx: WriterContext; e: WriterEvent; hold: boolean; out: PendingEntry[] } | null = null
-
-function newEntries(ctx: WriterContext, e: WriterEvent, hold: boolean): PendingEntry[] {
-  if (e.type !== 'append') return []
-  const { ensembleSize: size, writeQuorum: w } = ctx.quorum
-  const added: PendingEntry[] = []
-  let id = ctx.lastAddPushed
-  let length = ctx.pushedLength
-  for (const payload of e.payloads) {
-    id++
-    length += payload.byteLength
-    added.push({ entryId: id, payload, ledgerLength: length, writeMask: writeSetMask(id, size, w), ackedMask: NO_INDICES, sent: !hold })
-  }
-  return added
-}
+// Timers. A cancel comes before each raise: the scheduler keeps one timer per id and would
+// otherwise leave the earlier one running.
+const cancelTimers = [writerSetup.cancel('resend'), writerSetup.cancel('addTimeout'), writerSetup.cancel('idleLac')]
+/** Progress, or the first add pending: the stall is counted from now. */
+const startAddTimers = [
+  writerSetup.cancel('resend'),
+  writerSetup.cancel('addTimeout'),
+  writerSetup.raise({ type: 'resend.due' }, { id: 'resend', delay: 'resendDelay' }),
+  writerSetup.raise({ type: 'add.timedOut' }, { id: 'addTimeout', delay: 'addTimeout' }),
+]
+/** Nothing pending: no add timer, and the idle LAC counted from now. */
+const drainedTimers = [writerSetup.cancel('resend'), writerSetup.cancel('addTimeout')]
+const idleLacTimer = [writerSetup.cancel('idleLac'), writerSetup.raise({ type: 'idleLac.due' }, { id: 'idleLac', delay: 'idleLac' })]
+/** After an ensemble change: the add timers as if progress had been made, or none. */
+const armAddTimers = writerSetup.enqueueActions(({ context, enqueue }) => {
+  enqueue.assign({ resends: 0 })
+  if (context.pending.length === 0) for (const a of drainedTimers) enqueue(a)
+  else for (const a of startAddTimers) enqueue(a)
+})
 
 /**
  * New entries get ids; they are sent at once unless `hold` (an ensemble change is in flight). A
  * plain assign (and the send before it, which sees the context the ids start from) rather than
- * enqueueActions, which costs about as much again as the rest of the transition.
+ * enqueueActions, which costs about as much again as the rest of the transition. The first entry
+ * pending starts the add timers.
  */
 function assignIds(hold: boolean) {
-  const assign = writerSetup.assign(({ context, event }) => {
+  return writerSetup.assign(({ context, event }) => {
     const added = appended(context, event, hold)
     const last = added[added.length - 1]
     if (!last) return {}
-    return { lastAddPushed: last.entryId, pushedLength: last.ledgerLength, pending: [...context.pending, ...added] }
+    const pending = [...context.pending, ...added]
+    return hold
+      ? { lastAddPushed: last.entryId, pushedLength: last.ledgerLength, pending }
+      : { lastAddPushed: last.entryId, pushedLength: last.ledgerLength, pending, lacPersisted: Math.max(context.lacPersisted, context.lac) }
   })
-  if (hold) return [assign]
+}
+
+function onAppend() {
+  const assign = assignIds(false)
   const send = {
     type: 'send' as const,
     params: ({ context, event }: { context: WriterContext; event: WriterEvent }): SendParams => {
@@ -197,58 +129,84 @@ function assignIds(hold: boolean) {
       return { lac: context.lac, entries: added.map((p) => ({ ...p, bookies: targets(next, p, null) })) }
     },
   }
-  return [send, assign]
+  return [{ guard: 'drained' as const, actions: [send, assign, ...startAddTimers] }, { actions: [send, assign] }]
 }
 
 /**
- * Record acks and, unless `hold`, resolve whatever completed. Guarded transitions with plain
- * assigns rather than one enqueueActions: the acks event is the most frequent (one per bookie per
- * ack message), and enqueueActions costs about as much again as the rest of its transition.
+ * Record acks and, unless `hold`, resolve whatever completed and restart the add timers (or, once
+ * nothing is pending, stop them and, when `idleLac`, count the idle LAC from now). Guarded
+ * transitions with plain assigns rather than one enqueueActions: the acks event is the most
+ * frequent (one per bookie per ack message), and enqueueActions costs about as much again as the
+ * rest of its transition.
  */
-function onAcks(hold: boolean) {
+function onAcks(hold: boolean, idleLac = false) {
   const record = writerSetup.assign(({ context, event }) => afterAcks(context, event, hold))
   if (hold) return { actions: record }
-  return [
-    {
-      guard: 'acksComplete' as const,
-      actions: [
-        // Before the assign: its params see the LAC the entries resolve from.
-        { type: 'resolve' as const, params: ({ context, event }: { context: WriterContext; event: WriterEvent }): ResolveParams => {
-          const lac = afterAcks(context, event, false).lac!
-          return { firstEntryId: context.lac + 1, lastEntryId: lac, lac }
-        } },
-        record,
-      ],
+  const progress = writerSetup.assign(({ context, event }) => ({ ...afterAcks(context, event, false), resends: 0 }))
+  // Before the assign: its params see the LAC the entries resolve from.
+  const resolve = {
+    type: 'resolve' as const,
+    params: ({ context, event }: { context: WriterContext; event: WriterEvent }): ResolveParams => {
+      const lac = afterAcks(context, event, false).lac!
+      return { firstEntryId: context.lac + 1, lastEntryId: lac, lac }
     },
+  }
+  const drain = [resolve, progress, ...drainedTimers]
+  return [
+    ...(idleLac ? [{ guard: 'acksDrainIdleLac' as const, actions: [...drain, ...idleLacTimer] }] : []),
+    { guard: 'acksDrain' as const, actions: drain },
+    { guard: 'acksComplete' as const, actions: [resolve, progress, ...startAddTimers] },
     { actions: record },
   ]
 }
+
+/** A stalled writer re-sends (the LAC piggybacked is the current one: still below each entry, and a true LAC), then backs off. */
+const resendStalled = [
+  { type: 'resend' as const, params: ({ context }: { context: WriterContext }): ResendParams => ({ lac: context.lac, entries: unackedTargets(context), stalled: true }) },
+  writerSetup.assign({ resends: ({ context }) => context.resends + 1 }),
+  writerSetup.raise({ type: 'resend.due' }, { id: 'resend', delay: 'resendDelay' }),
+]
+/** Nothing went out: the back-off does not grow, and the stall is looked at again soon. */
+const resendSkipped = [
+  writerSetup.assign({ resends: ({ context }) => Math.max(0, context.resends - 1) }),
+  writerSetup.cancel('resend'),
+  writerSetup.raise({ type: 'resend.due' }, { id: 'resend', delay: 'behindRecheck' }),
+]
+const resendAll = { type: 'resend' as const, params: ({ context }: { context: WriterContext }): ResendParams => ({ lac: context.lac, entries: unackedTargets(context), stalled: false }) }
 
 const addFailed = writerSetup.assign({
   failed: ({ context, event }) =>
     event.type === 'bookie.failed' && !context.failed.includes(event.bookieId) ? [...context.failed, event.bookieId] : context.failed,
 })
 
-/** Adopt the new ensemble: replaced positions lose their acks and get the entries re-sent. */
-const adoptEnsemble = writerSetup.enqueueActions(({ context, event, enqueue }) => {
-  if (event.type !== 'ensemble.changed') return
-  assert(event.ensemble.length === context.ensemble.length, 'an ensemble change keeps the ensemble size')
-  assert(new Set(event.ensemble).size === event.ensemble.length, `ensemble must hold distinct bookies: ${event.ensemble.join(',')}`)
+/** The oldest add timed out: every bookie of its write set that has not acked it is to be replaced. */
+const headTimedOut = writerSetup.assign({
+  failed: ({ context }) => [...context.failed, ...headUnacked(context).filter((b) => !context.failed.includes(b))],
+})
+
+/** Adopt the ensemble just written: replaced positions lose their acks and get the entries re-sent. */
+const adoptEnsemble = writerSetup.enqueueActions(({ context, enqueue }) => {
+  const ensemble = context.proposed
+  assert(ensemble !== null && ensemble.length === context.ensemble.length, 'an ensemble change keeps the ensemble size')
+  assert(new Set(ensemble).size === ensemble.length, `ensemble must hold distinct bookies: ${ensemble.join(',')}`)
   const replaced = new Set<number>()
-  context.ensemble.forEach((b, i) => { if (event.ensemble[i] !== b) replaced.add(i) })
+  context.ensemble.forEach((b, i) => { if (ensemble[i] !== b) replaced.add(i) })
   const lost = indexMask(replaced)
   const next: WriterContext = {
     ...context,
-    ensemble: event.ensemble,
+    ensemble,
     // Failures reported during the change for bookies still in the new ensemble stay queued.
-    failed: context.failed.filter((b) => event.ensemble.includes(b)),
+    failed: context.failed.filter((b) => ensemble.includes(b)),
     pending: context.pending.map((p) => ({ ...p, ackedMask: p.ackedMask & ~lost })),
   }
   const resend = next.pending
     .map((p) => ({ ...p, bookies: targets(next, p, replaced) }))
     .filter((p) => p.bookies.length > 0)
-  enqueue.assign({ ensemble: next.ensemble, failed: next.failed, pending: next.pending.map((p) => ({ ...p, sent: true })) })
-  if (resend.length > 0) enqueue({ type: 'send', params: { lac: context.lac, entries: resend } })
+  enqueue.assign({ ensemble: next.ensemble, failed: next.failed, pending: next.pending.map((p) => ({ ...p, sent: true })), proposed: null, read: null })
+  if (resend.length > 0) {
+    enqueue({ type: 'send', params: { lac: context.lac, entries: resend } })
+    enqueue.assign({ lacPersisted: Math.max(context.lacPersisted, context.lac) })
+  }
 })
 
 /** After a change: resolve what completed meanwhile. */
@@ -260,15 +218,45 @@ const resolveCompleted = writerSetup.enqueueActions(({ context, enqueue }) => {
 })
 
 /** Fail the writer: keep the error, reject every append not yet resolved. */
-const failWith = (code: ErrorCode | null, message: (e: WriterEvent) => string) =>
-  writerSetup.enqueueActions(({ event, enqueue }) => {
-    const error: WriterError = { code: code ?? ('code' in event ? event.code : 'BOOKIE_UNAVAILABLE'), message: message(event) }
-    enqueue.assign({ error })
-    enqueue({ type: 'reject', params: { ...error, scope: 'all' } })
+const failWith = (error: (args: { context: WriterContext; event: WriterEvent }) => WriterError) =>
+  writerSetup.enqueueActions(({ context, event, enqueue }) => {
+    const e = error({ context, event })
+    enqueue.assign({ error: e })
+    enqueue({ type: 'reject', params: { ...e, scope: 'all' } })
   })
+const failedEvent = (fallback: string) => ({ event }: { event: WriterEvent }): WriterError =>
+  event.type === 'metadata.failed' ? { code: event.code, message: event.message } : { code: 'METADATA_ERROR', message: fallback }
 
 const refuse = (code: ErrorCode, message: string) =>
   ({ type: 'reject' as const, params: { code, message, scope: 'appended' as const } })
+
+/** A metadata effect failed: FENCED ends fenced, anything else fails the writer. */
+const onMetadataFailed = (what: string) => [
+  { guard: ({ event }: { event: WriterEvent }) => event.type === 'metadata.failed' && event.code === 'FENCED', target: '#writer.fenced' },
+  { target: '#writer.failed', actions: failWith(failedEvent(`${what} failed`)) },
+]
+
+/** A conflicting write: read again, up to METADATA_ATTEMPTS_MAX reads in all. */
+const onConflict = (what: string) => [
+  { guard: 'attemptsLeft' as const, target: 'reading', actions: writerSetup.assign({ attempts: ({ context }) => context.attempts + 1 }) },
+  {
+    target: '#writer.failed',
+    actions: failWith(({ context }) => ({ code: 'METADATA_CONFLICT', message: `could not ${what} ledger ${context.ledgerId}: too many concurrent metadata updates` })),
+  },
+]
+
+const readMetadata = { type: 'readMetadata' as const, params: ({ context }: { context: WriterContext }): ReadMetadataParams => ({ fresh: context.attempts > 0 }) }
+
+const ensembleRefusal = (event: WriterEvent) => (event.type === 'metadata.read' ? ensembleChangeRefusal(event.ledger.state) : null)
+const closeDecision = (context: WriterContext, event: WriterEvent) =>
+  (event.type === 'metadata.read' ? writerCloseDecision(event.ledger, context.lac) : { kind: 'write' as const })
+
+/** Every entry is acknowledged: tell the bookies the final LAC, so that tailing readers parked on a long poll get the last entries at once. */
+const finalLac = writerSetup.enqueueActions(({ context, enqueue }) => {
+  if (context.lac <= context.lacPersisted) return
+  enqueue({ type: 'explicitLac', params: { lac: context.lac, idle: false } })
+  enqueue.assign({ lacPersisted: context.lac })
+})
 
 export const writerMachine = writerSetup.createMachine({
   id: 'writer',
@@ -276,9 +264,11 @@ export const writerMachine = writerSetup.createMachine({
     // An ensemble naming a bookie twice would count one bookie's acks for two positions.
     assert(new Set(input.ensemble).size === input.ensemble.length && input.ensemble.length === input.quorum.ensembleSize,
       `ensemble must hold ${input.quorum.ensembleSize} distinct bookies: ${input.ensemble.join(',')}`)
+    const { timing, ...rest } = input
     return {
-      ...input, lastAddPushed: input.lastEntryId, pushedLength: input.length, lac: input.lastEntryId,
-      pending: [], failed: [], closeRequested: false, error: null,
+      ...rest, timing: timing ?? writerTiming(10_000, 0), lastAddPushed: input.lastEntryId, pushedLength: input.length,
+      lac: input.lastEntryId, lacPersisted: input.lastEntryId, pending: [], failed: [], closeRequested: false,
+      resends: 0, attempts: 0, read: null, proposed: null, error: null,
     }
   },
   initial: 'open',
@@ -288,22 +278,26 @@ export const writerMachine = writerSetup.createMachine({
   states: {
     open: {
       on: {
-        append: { actions: assignIds(false) },
-        acks: onAcks(false),
+        append: onAppend(),
+        acks: onAcks(false, true),
         'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
         unauthorized: {
           target: 'failed',
-          actions: failWith('UNAUTHORIZED', (e) => `bookie ${'bookieId' in e ? e.bookieId : '?'} rejected the ledger's master key`),
+          actions: failWith(({ event }) => ({ code: 'UNAUTHORIZED', message: `bookie ${'bookieId' in event ? event.bookieId : '?'} rejected the ledger's master key` })),
         },
         close: { target: 'closing', actions: writerSetup.assign({ closeRequested: true }) },
+        'resend.due': { guard: 'stalled', actions: resendStalled },
+        'resend.skipped': { actions: resendSkipped },
+        reconnected: { actions: resendAll },
+        'add.timedOut': { guard: 'headUnacked', target: 'changingEnsemble', actions: headTimedOut },
+        'idleLac.due': { guard: 'idleLacDue', actions: [{ type: 'explicitLac', params: ({ context }) => ({ lac: context.lac, idle: true }) }, writerSetup.assign({ lacPersisted: ({ context }) => context.lac })] },
       },
     },
     changingEnsemble: {
-      // No add completes while the change is in flight; appends get ids but wait to be sent.
-      entry: {
-        type: 'changeEnsemble',
-        params: ({ context }) => ({ ensemble: context.ensemble, failed: context.failed, lac: context.lac }),
-      },
+      // No add completes while the change is in flight; appends get ids but wait to be sent. The
+      // add timers may fire meanwhile and are ignored: they start again once the change is done.
+      entry: writerSetup.assign({ attempts: 0, read: null, proposed: null }),
+      initial: 'reading',
       on: {
         append: [
           { guard: 'closeRequested', actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
@@ -312,15 +306,55 @@ export const writerMachine = writerSetup.createMachine({
         acks: onAcks(true),
         'bookie.failed': { guard: 'inEnsemble', actions: addFailed },
         close: { actions: writerSetup.assign({ closeRequested: true }) },
-        'ensemble.changed': [
-          { guard: ({ context, event }) => context.failed.some((b) => event.ensemble.includes(b)), target: 'changingEnsemble', reenter: true, actions: adoptEnsemble },
-          { guard: 'closeRequested', target: 'closing', actions: [adoptEnsemble, resolveCompleted] },
-          { target: 'open', actions: [adoptEnsemble, resolveCompleted] },
-        ],
-        'ensemble.failed': [
-          { guard: ({ event }) => event.code === 'FENCED', target: 'fenced' },
-          { target: 'failed', actions: failWith(null, (e) => ('message' in e ? e.message : 'ensemble change failed')) },
-        ],
+        'metadata.failed': onMetadataFailed('changing the ensemble'),
+      },
+      states: {
+        reading: {
+          entry: readMetadata,
+          on: {
+            'metadata.read': [
+              // IN_RECOVERY: this writer was fenced; CLOSED: it is done.
+              { guard: ({ event }) => ensembleRefusal(event)?.code === 'FENCED', target: '#writer.fenced' },
+              {
+                guard: ({ event }) => ensembleRefusal(event) !== null,
+                target: '#writer.failed',
+                actions: failWith(({ context, event }) => {
+                  const r = ensembleRefusal(event)!
+                  return { code: r.code, message: `ledger ${context.ledgerId}: ${r.message}` }
+                }),
+              },
+              { target: 'picking', actions: writerSetup.assign({ read: ({ event }) => (event.type === 'metadata.read' ? event.ledger : null) }) },
+            ],
+          },
+        },
+        picking: {
+          entry: { type: 'pickBookies', params: ({ context }) => ({ failed: context.failed, exclude: context.ensemble }) },
+          on: {
+            'bookies.picked': {
+              target: 'writing',
+              actions: writerSetup.assign({
+                proposed: ({ context, event }) => {
+                  const by = new Map(event.type === 'bookies.picked' ? event.replacements : [])
+                  return context.ensemble.map((b) => by.get(b) ?? b)
+                },
+              }),
+            },
+          },
+        },
+        writing: {
+          entry: {
+            type: 'writeMetadata',
+            params: ({ context }) => ({ kind: 'ensemble' as const, segments: segmentsAfterChange(context.read!.segments, context.lac, context.proposed!), ensemble: context.proposed! }),
+          },
+          on: {
+            'metadata.written': [
+              { guard: 'stillFailed', target: '#writer.changingEnsemble', reenter: true, actions: adoptEnsemble },
+              { guard: 'closeRequested', target: '#writer.closing', actions: [adoptEnsemble, resolveCompleted, armAddTimers] },
+              { target: '#writer.open', actions: [adoptEnsemble, resolveCompleted, armAddTimers] },
+            ],
+            'metadata.conflict': onConflict('change the ensemble of'),
+          },
+        },
       },
     },
     closing: {
@@ -330,33 +364,64 @@ export const writerMachine = writerSetup.createMachine({
         append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
         acks: onAcks(false),
         'bookie.failed': { guard: 'inEnsemble', target: 'changingEnsemble', actions: addFailed },
+        'resend.due': { guard: 'stalled', actions: resendStalled },
+        'resend.skipped': { actions: resendSkipped },
+        reconnected: { actions: resendAll },
+        'add.timedOut': { guard: 'headUnacked', target: 'changingEnsemble', actions: headTimedOut },
       },
     },
     closingMetadata: {
-      entry: { type: 'closeMetadata', params: ({ context }) => ({ lastEntryId: context.lac, length: context.length }) },
+      entry: [finalLac, writerSetup.assign({ attempts: 0, read: null })],
+      initial: 'reading',
       on: {
         append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
-        'metadata.closed': { target: 'closed' },
-        'metadata.closeFailed': [
-          { guard: ({ event }) => event.code === 'FENCED', target: 'fenced' },
-          { target: 'failed', actions: failWith(null, (e) => ('message' in e ? e.message : 'close failed')) },
-        ],
+        'metadata.failed': onMetadataFailed('closing the ledger'),
+      },
+      states: {
+        reading: {
+          entry: readMetadata,
+          on: {
+            'metadata.read': [
+              // Closed already at this writer's LAC (by itself, an earlier attempt whose answer was lost).
+              { guard: ({ context, event }) => closeDecision(context, event).kind === 'done', target: '#writer.closed', actions: 'adoptRead' },
+              { guard: ({ context, event }) => { const d = closeDecision(context, event); return d.kind === 'error' && d.code === 'FENCED' }, target: '#writer.fenced' },
+              {
+                guard: ({ context, event }) => closeDecision(context, event).kind === 'error',
+                target: '#writer.failed',
+                actions: failWith(({ context, event }) => {
+                  const d = closeDecision(context, event) as { code: ErrorCode; message: string }
+                  return { code: d.code, message: `ledger ${context.ledgerId}: ${d.message}` }
+                }),
+              },
+              { target: 'writing', actions: writerSetup.assign({ read: ({ event }) => (event.type === 'metadata.read' ? event.ledger : null) }) },
+            ],
+          },
+        },
+        writing: {
+          entry: { type: 'writeMetadata', params: ({ context }) => ({ kind: 'close' as const, lastEntryId: context.lac, length: context.length }) },
+          on: {
+            'metadata.written': { target: '#writer.closed' },
+            'metadata.conflict': onConflict('close'),
+          },
+        },
       },
     },
     closed: {
+      entry: cancelTimers,
       on: {
         append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closed') },
         fenced: {},
       },
     },
     fenced: {
-      entry: failWith('FENCED', () => 'the ledger was fenced by a recovery; this writer can add no more entries'),
+      entry: [...cancelTimers, failWith(() => ({ code: 'FENCED', message: 'the ledger was fenced by a recovery; this writer can add no more entries' }))],
       on: {
         append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } },
         fenced: {},
       },
     },
     failed: {
+      entry: cancelTimers,
       on: {
         append: { actions: { type: 'reject', params: ({ context }) => ({ ...context.error!, scope: 'appended' as const }) } },
         fenced: {},

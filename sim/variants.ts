@@ -60,7 +60,7 @@ export const VARIANTS = {
       return m.provide({
         actions: {
           send: (a: { event: { type: string } }, p: SendParams) => {
-            const entries = a.event.type === 'ensemble.changed' ? p.entries.filter((e) => e.entryId > sentMax) : p.entries
+            const entries = a.event.type === 'metadata.written' ? p.entries.filter((e) => e.entryId > sentMax) : p.entries
             for (const e of entries) sentMax = Math.max(sentMax, e.entryId)
             if (entries.length > 0) send(a, { ...p, entries })
           },

@@ -75,7 +75,7 @@ test('definitions hold the transitions: events, guards and targets', () => {
   const failed = open.transitions.find((t) => t.event === 'bookie.failed')
   assert.equal(failed, { event: 'bookie.failed', targets: ['writer.changingEnsemble'], guard: 'inEnsemble', reenter: false })
   assert.ok(open.transitions.some((t) => t.event === 'append' && t.targets.length === 0), 'actions-only transitions are kept, without targets')
-  const change = state('writer', 'writer.changingEnsemble').transitions.filter((t) => t.event === 'ensemble.changed')
+  const change = state('writer', 'writer.changingEnsemble.writing').transitions.filter((t) => t.event === 'metadata.written')
   assert.equal(change.map((t) => t.targets[0]), ['writer.changingEnsemble', 'writer.closing', 'writer.open'])
   assert.ok(change[0]!.reenter)
   assert.equal(def('writer').root.transitions.map((t) => [t.event, t.targets]), [['fenced', ['writer.fenced']]])

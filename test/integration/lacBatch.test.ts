@@ -216,28 +216,24 @@ function recordingTransport(): { t: BookieTransport & Partial<TailTransport>; se
   return { t, sent }
 }
 
-t('batcher: one frame per bookie per tick, split at perFrame, highest LAC per ledger, no timer while nothing is watched', () => {
+t('batcher: idle LACs wait for the next tick, one frame per bookie, split at perFrame, highest LAC per ledger, no timer while none waits', () => {
   const clock = manualClock()
   const { t: transport, sent } = recordingTransport()
   const b = new LacBatcher(transport, clock, 100, 4)
   assert.is(clock.timers, 0)
-  const due = new Set<number>()
+  clock.advance(30)
   for (let l = 1; l <= 10; l++) {
-    b.watchIdle(() => {
-      if (!due.has(l)) return true
-      b.queue(['b1', 'b2'], { ledgerId: l, masterKey: KEY, lac: 5, persist: true })
-      b.queue(['b1'], { ledgerId: l, masterKey: KEY, lac: 4, persist: true })
-      return false
-    })
+    b.queueIdle(['b1', 'b2'], { ledgerId: l, masterKey: KEY, lac: 5, persist: true })
+    b.queueIdle(['b1'], { ledgerId: l, masterKey: KEY, lac: 4, persist: true })
   }
-  assert.is(clock.timers, 1, 'one timer for every watched writer')
-  clock.advance(100)
-  assert.is(sent.length, 0, 'nothing due, nothing sent')
-  for (let l = 1; l <= 10; l++) due.add(l)
-  clock.advance(100)
+  assert.is(clock.timers, 1, 'one timer for every idle LAC waiting')
+  clock.runDeferred()
+  clock.advance(50)
+  assert.is(sent.length, 0, 'nothing goes out before the tick')
+  clock.advance(50)
   assert.equal(sent.map(([bk, items]) => [bk, items.length]), [['b1', 4], ['b1', 4], ['b1', 2], ['b2', 4], ['b2', 4], ['b2', 2]])
   assert.ok(sent.every(([, items]) => items.every((i) => i.lac === 5)), 'the highest LAC queued per ledger')
-  assert.is(clock.timers, 0, 'the tick stops once no writer is watched')
+  assert.is(clock.timers, 0, 'the tick stops once no LAC waits')
   // A queue outside a tick goes out in the next deferred turn, with the others of that turn.
   sent.length = 0
   b.queue(['b3'], { ledgerId: 1, masterKey: KEY, lac: 6, persist: false })

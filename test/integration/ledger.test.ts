@@ -112,7 +112,7 @@ t('actors publish their state changes on quire.inspect.<kind>.<id>', async ({ c 
   sub.unsubscribe()
   // State changes (besides sampled context changes, beacons and the final message: transport/inspect.ts).
   const writer = seen.filter((m) => m.kind === 'writer' && m.id === String(w.ledgerId) && m.reason === 'state').map((m) => m.state)
-  assert.equal(writer, ['open', 'closingMetadata', 'closed'])
+  assert.equal(writer, ['open', { closingMetadata: 'reading' }, { closingMetadata: 'writing' }, 'closed'])
   assert.ok(seen.some((m) => m.kind === 'writer' && m.reason === 'final'), 'the closed writer\'s watch ends with a final message')
   const ledgerActors = seen.filter((m) => m.kind === 'bookie-ledger' && m.id.endsWith(`.${w.ledgerId}`))
   assert.is(new Set(ledgerActors.map((m) => m.id)).size, 3, 'one per bookie of the ensemble')
