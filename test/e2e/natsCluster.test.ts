@@ -38,7 +38,9 @@ t.before(async (ctx) => {
   ctx.bookies = []
   ctx.clients = []
   ctx.conns = []
-  ctx.nats = await startNatsCluster({ dir: path.join(ctx.dir, 'nats'), size: 3 })
+  // A cluster name of its own: another test's cluster on this host (tests run side by side) that
+  // reaches one of these ports after a kill must not be taken into this one.
+  ctx.nats = await startNatsCluster({ dir: path.join(ctx.dir, 'nats'), size: 3, name: `e2e-${process.pid}` })
 })
 
 t.after(async (ctx) => {

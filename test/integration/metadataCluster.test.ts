@@ -41,7 +41,9 @@ t.before(async (ctx) => {
   ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'quire-mdcluster-'))
   ctx.nodes = []
   ctx.conns = []
-  ctx.nats = await startNatsCluster({ dir: path.join(ctx.dir, 'nats'), size: 3 })
+  // A cluster name of its own: another test's cluster on this host (tests run side by side) that
+  // reaches one of these ports after a kill must not be taken into this one.
+  ctx.nats = await startNatsCluster({ dir: path.join(ctx.dir, 'nats'), size: 3, name: `mdcluster-${process.pid}` })
 })
 
 t.after(async (ctx) => {

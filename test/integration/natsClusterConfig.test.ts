@@ -39,7 +39,7 @@ t('the shipped failure detection drops an idle peer that vanished within seconds
 
 t('servers started from the generated configuration run with it', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'quire-natsconf-'))
-  const cluster = await startNatsCluster({ dir, size: 3 }).catch(async (err: unknown) => {
+  const cluster = await startNatsCluster({ dir, size: 3, name: `conf-${process.pid}` }).catch(async (err: unknown) => {
     await rm(dir, { recursive: true, force: true })
     throw err
   })
@@ -52,7 +52,7 @@ t('servers started from the generated configuration run with it', async () => {
       assert.is(varz.write_deadline, nanos(CLUSTER_FAILURE_DETECTION.writeDeadline), `${s.name} write_deadline`)
       // From the included nats.conf.
       assert.is(varz.max_payload, 8 * 1024 * 1024, `${s.name} max_payload`)
-      assert.is((varz.cluster as { name?: string }).name, 'quire')
+      assert.is((varz.cluster as { name?: string }).name, cluster.name)
     }
   } finally {
     await cluster.stop()
