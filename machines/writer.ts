@@ -94,11 +94,14 @@ const startAddTimers = [
 /** Nothing pending: no add timer, and the idle LAC counted from now. */
 const drainedTimers = [writerSetup.cancel('resend'), writerSetup.cancel('addTimeout')]
 const idleLacTimer = [writerSetup.cancel('idleLac'), writerSetup.raise({ type: 'idleLac.due' }, { id: 'idleLac', delay: 'idleLac' })]
-/** After an ensemble change: the add timers as if progress had been made, or none. */
+/**
+ * After an ensemble change: the add timers as if progress had been made or, once the entries
+ * completed meanwhile leave nothing pending, none, and the idle LAC counted from now.
+ */
 const armAddTimers = writerSetup.enqueueActions(({ context, enqueue }) => {
   enqueue.assign({ resends: 0 })
-  if (context.pending.length === 0) for (const a of drainedTimers) enqueue(a)
-  else for (const a of startAddTimers) enqueue(a)
+  if (context.pending.length > 0) for (const a of startAddTimers) enqueue(a)
+  else for (const a of [...drainedTimers, ...(context.timing.idleLacMs > 0 ? idleLacTimer : [])]) enqueue(a)
 })
 
 /**

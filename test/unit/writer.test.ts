@@ -339,6 +339,19 @@ test('timers: an add timeout fails the bookies that hold up the oldest add, and 
   assert.equal(raised(r.actions), [['resend.due', 100], ['add.timedOut', 1000]])
 })
 
+test('timers: entries completed during an ensemble change leave nothing pending: the idle LAC is counted from the change', () => {
+  let [snap] = initialTransition(writerMachine, { ...timed, quorum: { ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 } })
+  snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
+  let r = step(snap, { type: 'bookie.failed', bookieId: 'c', code: 'BOOKIE_UNAVAILABLE', reason: 'x' })
+  r = step(r.snap, { type: 'acks', bookieId: 'a', entryIds: [0] })
+  r = step(r.snap, { type: 'acks', bookieId: 'b', entryIds: [0] })
+  r = changeTo(r.snap, [['c', 'e']])
+  assert.is(r.snap.context.lac, 0)
+  assert.equal(raised(r.actions), [['idleLac.due', 50]])
+  r = step(r.snap, { type: 'idleLac.due' })
+  assert.equal(named(r.actions, 'explicitLac')[0]!.params, { lac: 0, idle: true })
+})
+
 test('timers: none is left running once the writer is closed, fenced or failed', () => {
   let [snap] = initialTransition(writerMachine, timed)
   snap = step(snap, { type: 'append', payloads: [p('0')] }).snap
