@@ -1,6 +1,7 @@
 // Open with recovery (PROTOCOL.md "Recovery"): CAS the metadata OPEN → IN_RECOVERY, then run
 // machines/recovery.ts over the bookie transport (fencing LAC reads, fencing reads, recovery
-// adds), then CAS IN_RECOVERY → CLOSED. Concurrent recoverers converge through that CAS: one that
+// adds) and the metadata store (its close, IN_RECOVERY → CLOSED, is the machine's loop; each
+// effect here answers with one event). Concurrent recoverers converge through that CAS: one that
 // finds the ledger CLOSED at the same lastEntryId has succeeded too.
 //
 // A write-back that cannot reach Qa replaces the failed bookies through the writer's placement
@@ -11,8 +12,7 @@
 import { createActor, type AnyActorLogic } from 'xstate'
 import { watchActor, type InspectSink } from '../transport/inspect.ts'
 import { QuireError, asOperatingError, isQuireError, type ErrorCode } from '../machines/errors.ts'
-import { recoveryMachine, segmentsAfterRecovery, type RecoveryChangeParams, type RecoveryEnsembleChange, type RecoveryEvent } from '../machines/recovery.ts'
-import { recoveryCloseDecision } from '../machines/ledgerRules.ts'
+import { recoveryMachine, type RecoveryChangeParams, type RecoveryEvent } from '../machines/recovery.ts'
 import { pickBookies, type LedgerMetadata, type MetadataStore, type Versioned } from '../storage/metadataStore.ts'
 import { KvConflict } from '../storage/types.ts'
 import { decodeEntry } from '../transport/entry.ts'
@@ -58,7 +58,13 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
   const segment = md.segments[md.segments.length - 1]!
   const outcome = await new Promise<{ ok: true; closed: LedgerMetadata } | { ok: false; code: ErrorCode; message: string }>((resolve) => {
     let closed: LedgerMetadata | null = null
+    /** The metadata the close last read, with its revision (what its write goes over). */
+    let lastRead: Versioned<LedgerMetadata> | null = null
     const send = (e: RecoveryEvent): void => actor.send(e)
+    const failed = (err: unknown, what: string): void => {
+      const q = asOperatingError(err, 'METADATA_ERROR', what)
+      send({ type: 'metadata.failed', code: q.code, message: q.message })
+    }
     const logic = recoveryMachine.provide({
       actions: {
         fence: (_, p) => {
@@ -116,18 +122,35 @@ export async function recoverLedger(deps: RecoveryDeps, ledgerId: number): Promi
             },
           )
         },
-        closeMetadata: (_, p) => {
-          closeRecovered(deps, md, p.lastEntryId, p.ledgerLength, p.ensembleChanges).then(
+        readLength: (_, p) => {
+          lengthFromEntry(deps, md, p.entryId).then(
+            (ledgerLength) => send({ type: 'length.read', ledgerLength }),
+            (err) => failed(err, `reading entry ${p.entryId} of ledger ${ledgerId} for its length`),
+          )
+        },
+        readMetadata: () => {
+          deps.metadata.readLedger(ledgerId).then(
+            (cur) => {
+              lastRead = cur
+              send({ type: 'metadata.read', ledger: cur.value })
+            },
+            (err) => failed(err, `closing recovered ledger ${ledgerId}`),
+          )
+        },
+        writeMetadata: (_, p) => {
+          const cur = lastRead!
+          deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId: p.lastEntryId, length: p.ledgerLength, segments: p.segments }, cur.revision).then(
             (written) => {
-              closed = written
-              send({ type: 'metadata.closed' })
+              closed = written.value
+              send({ type: 'metadata.written' })
             },
             (err) => {
-              const q = asOperatingError(err, 'METADATA_ERROR', `closing recovered ledger ${ledgerId}`)
-              send({ type: 'metadata.closeFailed', code: q.code, message: q.message })
+              if (err instanceof KvConflict) send({ type: 'metadata.conflict' })
+              else failed(err, `closing recovered ledger ${ledgerId}`)
             },
           )
         },
+        adoptRead: () => { closed = lastRead!.value },
       },
     })
     const actor = createActor(deps.logic ? deps.logic(logic) : logic, {
@@ -184,33 +207,6 @@ async function markInRecovery(metadata: MetadataStore, ledgerId: number): Promis
     }
   }
   throw new QuireError('METADATA_CONFLICT', `could not mark ledger ${ledgerId} in recovery: too many concurrent updates`)
-}
-
-/**
- * Step 6: IN_RECOVERY → CLOSED, with the recovery's ensemble changes; another recoverer's CLOSED
- * at the same entry is success (its segments stand: its write-backs reached them). Returns the
- * CLOSED metadata.
- */
-async function closeRecovered(
-  deps: RecoveryDeps, md: LedgerMetadata, lastEntryId: number, ledgerLength: number | null, changes: readonly RecoveryEnsembleChange[],
-): Promise<LedgerMetadata> {
-  const length = ledgerLength ?? (lastEntryId < 0 ? 0 : await lengthFromEntry(deps, md, lastEntryId))
-  for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-    const cur = await deps.metadata.readLedger(md.ledgerId)
-    const decision = recoveryCloseDecision(cur.value, lastEntryId)
-    if (decision.kind === 'done') return cur.value
-    if (decision.kind === 'error') throw new QuireError(decision.code, `ledger ${md.ledgerId}: ${decision.message}`)
-    const segments = segmentsAfterRecovery(cur.value.segments, changes)
-    if (!segments) {
-      throw new QuireError('METADATA_CONFLICT', `ledger ${md.ledgerId}: a segment was added while it was being recovered`, { ledgerId: md.ledgerId })
-    }
-    try {
-      return (await deps.metadata.writeLedger({ ...cur.value, state: 'CLOSED', lastEntryId, length, segments }, cur.revision)).value
-    } catch (err) {
-      if (!(err instanceof KvConflict)) throw err
-    }
-  }
-  throw new QuireError('METADATA_CONFLICT', `could not close ledger ${md.ledgerId} after recovery: too many concurrent updates`)
 }
 
 /**

@@ -1,7 +1,10 @@
 // Recovery of a ledger whose writer may have died (PROTOCOL.md "Recovery", steps 2-6; step 1, the
 // OPEN → IN_RECOVERY CAS, happens before this machine starts). Pure: effects are named actions
-// (`fence`, `readEntry`, `writeBack`, `changeEnsemble`, `closeMetadata`) bound by
-// client/recovery.ts; answers come back as events.
+// (`fence`, `readEntry`, `writeBack`, `changeEnsemble`; for the close `readLength`, `readMetadata`,
+// `writeMetadata`) bound by client/recovery.ts; answers come back as events. The close is the
+// compare-and-swap loop IN_RECOVERY → CLOSED as states: `measuring` (the ledger's length from the
+// last entry's header, when no write-back told it), `reading`, `writing`; a conflict reads again,
+// at most RECOVERY_CLOSE_ATTEMPTS_MAX times.
 //
 // Invariants:
 // - reading starts only once every write set of the last segment has had at least Qw - Qa + 1 of
@@ -26,7 +29,7 @@
 
 import { assign, setup } from 'xstate'
 import { assert, type ErrorCode } from './errors.ts'
-import { segmentsAfterChange, type SegmentLike } from './ledgerRules.ts'
+import { recoveryCloseDecision, segmentsAfterChange, type LedgerState, type SegmentLike } from './ledgerRules.ts'
 import {
   type IndexMask, type QuorumConfig, NO_INDICES, fullMask, hasIndex, indexBit, isAddDoomed, isEntryAbsent, isFenceCovered, popcount,
   writeSetIndices, writeSetMask,
@@ -61,8 +64,18 @@ export interface RecoveryContext extends RecoveryInput {
   /** Last entry known to exist, and its running ledger length when known. */
   lastEntryId: number
   ledgerLength: number | null
+  /** Metadata reads of the close so far. */
+  closeAttempts: number
+  /** The segments the close writes: those read, with the ensemble changes applied. */
+  closeSegments: SegmentLike[] | null
   error: { code: ErrorCode; message: string } | null
 }
+
+/** Reads of the metadata the close makes before giving up on conflicts. */
+export const RECOVERY_CLOSE_ATTEMPTS_MAX = 50
+
+/** What the close reads of the ledger's metadata. */
+export interface RecoveryLedgerView { state: LedgerState; lastEntryId: number; segments: readonly SegmentLike[] }
 
 export type RecoveryEvent =
   | { type: 'fence.ok'; bookieId: string; lac: number }
@@ -74,8 +87,12 @@ export type RecoveryEvent =
   | { type: 'write.failed'; entryId: number; bookieId: string }
   | { type: 'ensemble.changed'; ensemble: readonly string[] }
   | { type: 'ensemble.failed'; code: ErrorCode; message: string }
-  | { type: 'metadata.closed' }
-  | { type: 'metadata.closeFailed'; code: ErrorCode; message: string }
+  | { type: 'length.read'; ledgerLength: number }
+  | { type: 'metadata.read'; ledger: RecoveryLedgerView }
+  | { type: 'metadata.written' }
+  | { type: 'metadata.conflict' }
+  /** A close effect failed: reading the length, the metadata, or writing it. */
+  | { type: 'metadata.failed'; code: ErrorCode; message: string }
 
 /** `fence`: recovery reads fence too (PROTOCOL.md "Recovery" step 4). */
 export interface ReadEntryParams { entryId: number; bookies: string[]; fence: boolean }
@@ -85,7 +102,8 @@ export interface WriteBackParams { entryId: number; data: Uint8Array; bookies: s
  * bookie the segment or an earlier change held); answered by `ensemble.changed`/`ensemble.failed`.
  */
 export interface RecoveryChangeParams { entryId: number; ensemble: readonly string[]; failed: string[]; exclude: string[] }
-export interface CloseParams { lastEntryId: number; ledgerLength: number | null; ensembleChanges: readonly RecoveryEnsembleChange[] }
+/** Write CLOSED over the metadata last read, at its revision. */
+export interface CloseParams { lastEntryId: number; ledgerLength: number; segments: SegmentLike[] }
 
 /** The bit of `bookieId`'s position in `ensemble` (the read ensemble unless told otherwise); 0 when absent. */
 const bitOf = (ctx: RecoveryContext, bookieId: string, ensemble: readonly string[] = ctx.segment.ensemble): IndexMask => {
@@ -105,7 +123,11 @@ const recoverySetup = setup({
     readEntry: (_, _p: ReadEntryParams) => {},
     writeBack: (_, _p: WriteBackParams) => {},
     changeEnsemble: (_, _p: RecoveryChangeParams) => {},
-    closeMetadata: (_, _p: CloseParams) => {},
+    readLength: (_, _p: { entryId: number }) => {},
+    readMetadata: () => {},
+    writeMetadata: (_, _p: CloseParams) => {},
+    /** The ledger was found CLOSED at the entry this recovery found: the metadata read is the outcome. */
+    adoptRead: () => {},
     // The protocol's start rule (replaceable in tests, see the header): after the highest LAC a
     // fenced bookie reported, and never before the last segment.
     chooseStart: assign(({ context }) => {
@@ -182,7 +204,7 @@ export const recoveryMachine = recoverySetup.createMachine({
   context: ({ input }) => ({
     ...input, fencedMask: NO_INDICES, failedMask: NO_INDICES, maxLac: -1, entryId: -1, missingMask: NO_INDICES, unknownMask: NO_INDICES,
     found: null, ackedMask: NO_INDICES, writeFailedMask: NO_INDICES, sentMask: NO_INDICES, ensemble: input.segment.ensemble, ensembleChanges: [],
-    lastEntryId: -1, ledgerLength: null, error: null,
+    lastEntryId: -1, ledgerLength: null, closeAttempts: 0, closeSegments: null, error: null,
   }),
   initial: 'fencing',
   states: {
@@ -288,15 +310,59 @@ export const recoveryMachine = recoverySetup.createMachine({
       },
     },
     closing: {
-      entry: {
-        type: 'closeMetadata',
-        params: ({ context }) => ({ lastEntryId: context.lastEntryId, ledgerLength: context.ledgerLength, ensembleChanges: context.ensembleChanges }),
-      },
+      entry: recoverySetup.assign({ closeAttempts: 0, closeSegments: null }),
+      initial: 'deciding',
       on: {
-        'metadata.closed': { target: 'done' },
-        'metadata.closeFailed': {
-          target: 'failed',
-          actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }),
+        'metadata.failed': { target: 'failed', actions: assign({ error: ({ event }) => ({ code: event.code, message: event.message }) }) },
+      },
+      states: {
+        deciding: {
+          always: [
+            { guard: ({ context }) => context.ledgerLength === null && context.lastEntryId >= 0, target: 'measuring' },
+            { target: 'reading' },
+          ],
+        },
+        measuring: {
+          entry: { type: 'readLength', params: ({ context }) => ({ entryId: context.lastEntryId }) },
+          on: { 'length.read': { target: 'reading', actions: assign({ ledgerLength: ({ event }) => event.ledgerLength }) } },
+        },
+        reading: {
+          entry: 'readMetadata',
+          on: {
+            'metadata.read': [
+              // Closed by another recoverer at the same entry: success, its segments stand.
+              { guard: ({ context, event }) => recoveryCloseDecision(event.ledger, context.lastEntryId).kind === 'done', target: '#recovery.done', actions: 'adoptRead' },
+              {
+                guard: ({ context, event }) => recoveryCloseDecision(event.ledger, context.lastEntryId).kind === 'error',
+                target: '#recovery.failed',
+                actions: assign({
+                  error: ({ context, event }) => {
+                    const d = recoveryCloseDecision(event.ledger, context.lastEntryId) as { code: ErrorCode; message: string }
+                    return { code: d.code, message: `ledger ${context.ledgerId}: ${d.message}` }
+                  },
+                }),
+              },
+              {
+                guard: ({ context, event }) => segmentsAfterRecovery(event.ledger.segments, context.ensembleChanges) === null,
+                target: '#recovery.failed',
+                actions: fail('METADATA_CONFLICT', (c) => `ledger ${c.ledgerId}: a segment was added while it was being recovered`),
+              },
+              { target: 'writing', actions: assign({ closeSegments: ({ context, event }) => segmentsAfterRecovery(event.ledger.segments, context.ensembleChanges) }) },
+            ],
+          },
+        },
+        writing: {
+          entry: {
+            type: 'writeMetadata',
+            params: ({ context }) => ({ lastEntryId: context.lastEntryId, ledgerLength: context.ledgerLength ?? 0, segments: context.closeSegments! }),
+          },
+          on: {
+            'metadata.written': { target: '#recovery.done' },
+            'metadata.conflict': [
+              { guard: ({ context }) => context.closeAttempts + 1 < RECOVERY_CLOSE_ATTEMPTS_MAX, target: 'reading', actions: assign({ closeAttempts: ({ context }) => context.closeAttempts + 1 }) },
+              { target: '#recovery.failed', actions: fail('METADATA_CONFLICT', (c) => `could not close ledger ${c.ledgerId} after recovery: too many concurrent updates`) },
+            ],
+          },
         },
       },
     },

@@ -222,7 +222,7 @@ test('close waits for pending adds, then closes the metadata at the LAC with the
   snap = step(snap, { type: 'append', payloads: [p('ab'), p('cde')] }).snap
   let r = step(snap, { type: 'close' })
   assert.is(r.snap.value, 'closing')
-  assert.is(named(r.actions, 'closeMetadata').length, 0)
+  assert.is(named(r.actions, 'readMetadata').length, 0)
   r = step(r.snap, { type: 'append', payloads: [p('late')] })
   assert.is((named(r.actions, 'reject')[0]!.params as { code: string; scope: string }).code, 'LEDGER_CLOSED')
   assert.is((named(r.actions, 'reject')[0]!.params as { scope: string }).scope, 'appended')
