@@ -31,11 +31,6 @@ export class TickClock {
     this.delays.delete(id)
   }
 
-  /** Delays set and not yet fired or cleared. */
-  get size(): number {
-    return this.delays.size
-  }
-
   private fireDue(): boolean {
     const now = this.clock.now()
     const due: Array<[number, Delay]> = []

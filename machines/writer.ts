@@ -91,7 +91,7 @@ const startAddTimers = [
   writerSetup.raise({ type: 'resend.due' }, { id: 'resend', delay: 'resendDelay' }),
   writerSetup.raise({ type: 'add.timedOut' }, { id: 'addTimeout', delay: 'addTimeout' }),
 ]
-/** Nothing pending: no add timer, and the idle LAC counted from now. */
+/** Nothing pending: no add timer (the idle LAC, when on, is idleLacTimer's). */
 const drainedTimers = [writerSetup.cancel('resend'), writerSetup.cancel('addTimeout')]
 const idleLacTimer = [writerSetup.cancel('idleLac'), writerSetup.raise({ type: 'idleLac.due' }, { id: 'idleLac', delay: 'idleLac' })]
 /**
@@ -227,16 +227,20 @@ const failWith = (error: (args: { context: WriterContext; event: WriterEvent }) 
     enqueue.assign({ error: e })
     enqueue({ type: 'reject', params: { ...e, scope: 'all' } })
   })
-const failedEvent = (fallback: string) => ({ event }: { event: WriterEvent }): WriterError =>
-  event.type === 'metadata.failed' ? { code: event.code, message: event.message } : { code: 'METADATA_ERROR', message: fallback }
 
 const refuse = (code: ErrorCode, message: string) =>
   ({ type: 'reject' as const, params: { code, message, scope: 'appended' as const } })
 
-/** A metadata effect failed: FENCED ends fenced, anything else fails the writer. */
-const onMetadataFailed = (what: string) => [
+/** A metadata effect failed: FENCED ends fenced, anything else fails the writer with its error. */
+const onMetadataFailed = [
   { guard: ({ event }: { event: WriterEvent }) => event.type === 'metadata.failed' && event.code === 'FENCED', target: '#writer.fenced' },
-  { target: '#writer.failed', actions: failWith(failedEvent(`${what} failed`)) },
+  {
+    target: '#writer.failed',
+    actions: failWith(({ event }) => {
+      assert(event.type === 'metadata.failed', `metadata.failed handled for ${event.type}`)
+      return { code: event.code, message: event.message }
+    }),
+  },
 ]
 
 /** A conflicting write: read again, up to METADATA_ATTEMPTS_MAX reads in all. */
@@ -309,7 +313,7 @@ export const writerMachine = writerSetup.createMachine({
         acks: onAcks(true),
         'bookie.failed': { guard: 'inEnsemble', actions: addFailed },
         close: { actions: writerSetup.assign({ closeRequested: true }) },
-        'metadata.failed': onMetadataFailed('changing the ensemble'),
+        'metadata.failed': onMetadataFailed,
       },
       states: {
         reading: {
@@ -378,7 +382,7 @@ export const writerMachine = writerSetup.createMachine({
       initial: 'reading',
       on: {
         append: { actions: refuse('LEDGER_CLOSED', 'the ledger is closing') },
-        'metadata.failed': onMetadataFailed('closing the ledger'),
+        'metadata.failed': onMetadataFailed,
       },
       states: {
         reading: {
